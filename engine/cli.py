@@ -1,0 +1,64 @@
+"""The `idwell-sync` command: one registry of subcommands and one top-level error handler.
+
+Each subcommand is a module in engine.commands with HELP, add_arguments(parser) and
+main(args) -> int. Modules are imported only when their command runs, so `validate` in CI does
+not pay for database drivers.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from engine.errors import ExitCode, SyncError
+
+COMMANDS: dict[str, str] = {
+    "validate": "engine.commands.validate",
+    "plan": "engine.commands.plan",
+    "run": "engine.commands.run",
+    "demo": "engine.commands.demo",
+    "doctor": "engine.commands.doctor",
+    "discover": "engine.commands.discover",
+    "sandbox": "engine.commands.sandbox",
+}
+
+EPILOG = """exit codes:
+  0 ok   1 invalid/failed findings   2 usage   3 config   4 source   5 target
+  6 deletes held back   7 tenant locked   8 dedup 'fail'   9 records rejected   70 internal error"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="idwell-sync", description="One-way sync from a property manager's ERP into the iDWELL portal.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_main", None):
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._main(args))
+    except SyncError as exc:
+        print(f"idwell-sync {args.command}: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print(f"idwell-sync {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

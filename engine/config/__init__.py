@@ -1,0 +1,1 @@
+"""Config: load, validate and compile tenant and mapping files (see engine.config.model)."""

@@ -1,0 +1,50 @@
+"""Secrets by reference: `${env:NAME}` and `${file:PATH}`.
+
+A `Secret` holds the text as written in the tenant file (references, never values). It prints
+as that text, so it is safe in logs, plans and exceptions; `resolve()` returns the real value and
+is called only at the moment a connection is made.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
+
+
+class SecretError(Exception):
+    """A reference cannot be resolved. The message names the reference, never a value."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    template: str            # e.g. "${env:ACME_SQL_PASSWORD}" or "mssql://u:${env:PW}@host/db"
+    base_dir: Path | None = None  # relative ${file:...} paths resolve against this directory
+
+    @property
+    def references(self) -> list[str]:
+        return [m.group(0) for m in REFERENCE.finditer(self.template)]
+
+    def resolve(self) -> str:
+        def one(m: re.Match[str]) -> str:
+            kind, name = m.group(1), m.group(2).strip()
+            if kind == "env":
+                if name not in os.environ:
+                    raise SecretError(f"environment variable {name} is not set (referenced as {m.group(0)})")
+                return os.environ[name]
+            path = Path(name).expanduser()
+            if not path.is_absolute() and self.base_dir is not None:
+                path = self.base_dir / path
+            try:
+                return path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise SecretError(f"cannot read secret file {path} (referenced as {m.group(0)}): {exc.strerror}") from None
+        return REFERENCE.sub(one, self.template)
+
+    def __str__(self) -> str:
+        return self.template
+
+    def __repr__(self) -> str:
+        return f"Secret({self.template!r})"

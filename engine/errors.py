@@ -1,0 +1,85 @@
+"""Errors the engine raises, sorted by what the caller should do, and the CLI's exit codes.
+
+Every error is one of three kinds (singer-sdk's split):
+  fatal:     stop the run; a person must change something (config, credentials, firewall).
+  retriable: a transient failure; the operation is retried with backoff, and the next night
+             run tries again.
+  skippable: one record cannot be processed; it is reported as a finding and the run goes on.
+Only fatal errors reach the CLI's top-level handler, which maps them to the exit codes below.
+Messages never contain secret values: they name references such as ${env:NAME} instead.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Stable exit codes of the idwell-sync command (documented in README.md)."""
+    OK = 0
+    INVALID = 1            # validate: invalid files; doctor: a step failed; plan/run: findings made the run fail
+    USAGE = 2              # wrong command-line usage
+    CONFIG = 3             # the tenant file is invalid or a secret reference cannot be resolved
+    SOURCE = 4             # the ERP cannot be reached or read (connection, login, query)
+    TARGET = 5             # the portal cannot be reached or refused the credentials (401/403)
+    DELETES_HELD = 6       # the run applied creates/updates but held back deletes (deletion guard)
+    LOCKED = 7             # another run of this tenant is in progress
+    DEDUP_FAILED = 8       # dedup policy `fail` found shared e-mails; nothing was written
+    REJECTED = 9           # the run finished, but the target refused some records
+    INTERNAL = 70          # a bug: please report it with the traceback
+
+
+class SyncError(Exception):
+    """Base of all errors the engine raises on purpose. Fatal unless a subclass says otherwise."""
+    exit_code: ExitCode = ExitCode.INTERNAL
+    retriable: bool = False
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  what to do: {self.hint}"
+
+
+class ConfigError(SyncError):
+    """The tenant or mapping file is invalid. Carries every problem found, best first."""
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, problems: list, message: str | None = None):
+        self.problems = list(problems)
+        first = "\n".join(str(p) for p in self.problems[:20])
+        more = len(self.problems) - 20
+        text = message or (first + (f"\n... and {more} more errors" if more > 0 else ""))
+        super().__init__(text)
+
+
+class SecretReferenceError(SyncError):
+    exit_code = ExitCode.CONFIG
+
+
+class SourceError(SyncError):
+    """The ERP could not be reached or read. `cause` is a classified reason (see engine.classify)."""
+    exit_code = ExitCode.SOURCE
+
+    def __init__(self, message: str, *, cause: str = "unknown", hint: str | None = None, retriable: bool = False):
+        super().__init__(message, hint=hint)
+        self.cause = cause
+        self.retriable = retriable
+
+
+class TargetError(SyncError):
+    """The portal could not be reached, or refused the credentials."""
+    exit_code = ExitCode.TARGET
+
+    def __init__(self, message: str, *, hint: str | None = None, retriable: bool = False):
+        super().__init__(message, hint=hint)
+        self.retriable = retriable
+
+
+class LockedError(SyncError):
+    exit_code = ExitCode.LOCKED
+
+
+class DedupFailed(SyncError):
+    exit_code = ExitCode.DEDUP_FAILED

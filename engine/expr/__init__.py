@@ -1,0 +1,1 @@
+"""Expressions: jmespath plus the engine's registered functions, compiled once at load time."""

@@ -1,0 +1,80 @@
+"""Findings: what the engine noticed about the ERP's data, as data.
+
+Every record that does not reach the portal, and every value the engine had to change, becomes a
+`Finding` naming the tenant's entity, the ERP key and what to fix in the ERP. The catalogue below
+is the one list of codes; reports, docs and tests use it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
+
+# code -> (severity, dropped?, what the property manager should fix in the ERP)
+#   severity: "info" (expected, by design), "warning" (data quality), "error" (record not sent because broken)
+CATALOGUE: dict[str, tuple[str, bool, str]] = {
+    # filters (the reason codes of the shipped mappings; tenants may declare more)
+    "phantom_unit": ("info", True, "nothing: fictitious units (common areas, billing units, dummies) are not portal units"),
+    "test_object": ("info", True, "nothing: test objects are excluded by number range"),
+    "out_of_scope": ("info", True, "nothing: the record belongs to a Mandant outside this tenant's scope"),
+    "pseudo_person": ("info", True, "nothing: pseudo persons such as 'Leerstand' are not residents"),
+    "vacancy_contract": ("info", True, "nothing: vacancy (Leerstand) contracts have no resident"),
+    "filtered": ("info", True, "nothing: excluded by a tenant filter"),
+    # references and time
+    "orphan_unit": ("error", True, "assign the unit to an existing Objekt (building) in the ERP"),
+    "unit_of_excluded_building": ("info", True, "nothing, unless the building should be in the portal"),
+    "occupancy_unknown_user": ("error", True, "the contract names a person that does not exist in the ERP's address master"),
+    "occupancy_excluded_user": ("info", True, "nothing: the contract's person is excluded"),
+    "occupancy_unknown_unit": ("error", True, "the contract names a unit that does not exist in the ERP"),
+    "occupancy_excluded_unit": ("info", True, "nothing: the contract's unit is excluded (phantom, orphan or filtered)"),
+    "contract_ended": ("info", True, "nothing: the contract ended before the grace period"),
+    "contract_future": ("info", True, "nothing: the move-in is further ahead than the contract window"),
+    "user_without_occupancy": ("info", True, "nothing, unless the person should have portal access: give them a current contract"),
+    "duplicate_key": ("error", True, "two ERP records map to the same external_id: make the key unique in the ERP"),
+    # e-mail and phone
+    "email_invalid": ("warning", False, "correct the e-mail address in the ERP's address master"),
+    "email_annotated": ("info", False, "nothing: the annotation was removed; consider a separate note field"),
+    "email_multiple": ("info", False, "keep one login address per person; the first valid one is used"),
+    "email_shared": ("warning", False, "give each person their own e-mail address, or one account per owner partnership"),
+    "email_shared_failed": ("error", False, "give each person their own e-mail address (dedup policy 'fail' stops the run)"),
+    "partnership_merged": ("info", False, "nothing: persons of one contract sharing an e-mail became one portal user"),
+    "phone_invalid": ("warning", False, "correct the phone number in the ERP (German or international format)"),
+    "phone_shared": ("warning", False, "give each person their own phone number"),
+    # the import API's record rules
+    "name_truncated": ("warning", False, "shorten the name in the ERP to at most 70 characters"),
+    "name_too_long": ("error", True, "shorten the name in the ERP to at most 70 characters"),
+    "invalid_record": ("error", True, "correct the named field in the ERP"),
+    # target
+    "rejected": ("error", True, "see the portal's message; the record is retried on the next run"),
+    "drift": ("info", False, "nothing in the ERP: a portal edit was overwritten because the ERP is master"),
+    "deletes_held": ("warning", False, "check the extract; rerun with --allow-deletes if the deletes are intended"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    code: str
+    entity: str
+    key: str          # the ERP key of the record (or the portal external_id where no ERP key exists)
+    message: str
+    field: str | None = None
+
+    @property
+    def severity(self) -> str:
+        return CATALOGUE.get(self.code, ("warning", False, ""))[0]
+
+    @property
+    def fix(self) -> str:
+        return CATALOGUE.get(self.code, ("", False, "check the record in the ERP"))[2]
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "severity": self.severity, "entity": self.entity, "key": self.key,
+                "field": self.field, "message": self.message, "fix": self.fix}
+
+    def __str__(self) -> str:
+        where = f"{self.entity} {self.key}" + (f" .{self.field}" if self.field else "")
+        return f"[{self.code}] {where}: {self.message}"
+
+
+def count_by_code(findings: Iterable[Finding]) -> dict[str, int]:
+    return dict(sorted(Counter(f.code for f in findings).items()))
