@@ -1,0 +1,253 @@
+"""E-mail as login: resolve groups of persons that share one address, by the tenant's policy.
+
+The portal's login must be unique. For every group of users with the same (normalised) e-mail:
+  first_wins         the first by the declared order keeps the address; the others are sent
+                     without e-mail (they exist in the portal but cannot be invited);
+  none_wins          every member is sent without e-mail;
+  merge_partnership  members who are parties of the same contract become one portal user
+                     ("Hans und Grete Müller", external_id "<key>+<key>"); what is still shared
+                     after merging falls back to the declared fallback policy;
+  fail               the run stops before any write and lists the groups.
+Winners are sticky: the previous night's winner keeps the address while it still qualifies,
+so unrelated changes in the ERP never move a login from one person to another.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections import defaultdict
+from typing import Any, Iterable
+
+from engine.config.model import EmailDedup, PhoneDedup
+from engine.errors import DedupFailed
+from engine.findings import Finding
+from engine.mapping import EntityData, Rec
+
+ROLE_RANK = {"owner": 0, "tenant": 1}
+PERSON_SALUTATIONS = {"mr", "ms", "mx", "family", None}
+NAME_LIMIT = 70
+
+
+class _Facts:
+    """What the winner order looks at, per user: best role, earliest start, contracts."""
+    __slots__ = ("role", "start", "contracts", "occupancies")
+
+    def __init__(self):
+        self.role, self.start, self.contracts, self.occupancies = 9, None, set(), []
+
+
+def _facts(members: Iterable[str], occ: EntityData) -> dict[str, _Facts]:
+    facts = {m: _Facts() for m in members}
+    for external_id, rec in occ.records.items():
+        f = facts.get(rec.data["user_id"])
+        if f is None:
+            continue
+        f.occupancies.append(external_id)
+        f.role = min(f.role, ROLE_RANK.get(rec.data.get("role"), 9))
+        start = rec.data.get("start_date")
+        if start is not None and (f.start is None or str(start) < str(f.start)):
+            f.start = start
+        if rec.contract is not None:
+            f.contracts.add(rec.contract)
+    return facts
+
+
+def _order(members: list[str], users: EntityData, facts: dict[str, _Facts], order: tuple[str, ...]) -> list[str]:
+    def value(member: str, item: str) -> Any:
+        name = item.lstrip("-")
+        if name == "role":
+            return facts[member].role
+        if name == "start_date":
+            return None if facts[member].start is None else str(facts[member].start)
+        if name == "external_id":
+            return member
+        return users.records[member].data.get(name)
+
+    def compare(a: str, b: str) -> int:
+        for item in order:
+            va, vb = value(a, item), value(b, item)
+            if va == vb:
+                continue
+            if va is None or vb is None:          # missing values sort last in either direction
+                return 1 if va is None else -1
+            result = -1 if va < vb else 1
+            return -result if item.startswith("-") else result
+        return -1 if a < b else (1 if a > b else 0)
+
+    return sorted(members, key=functools.cmp_to_key(compare))
+
+
+def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previous: dict[str, str],
+                 findings: list[Finding]) -> dict[str, str]:
+    """Resolve shared e-mails in place. Returns the winners to remember: e-mail -> user external_id."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for external_id, rec in users.records.items():
+        email = rec.data.get("email")
+        if email:
+            groups[email].append(external_id)
+    shared = {email: members for email, members in groups.items() if len(members) > 1}
+    if not shared:
+        return {}
+    facts = _facts((m for ms in shared.values() for m in ms), occ)
+    winners: dict[str, str] = {}
+    failed: list[tuple[str, list[str]]] = []
+    for email, members in sorted(shared.items()):
+        if policy.policy == "merge_partnership":
+            members = _merge_partnerships(email, members, users, occ, facts, policy, findings)
+            if len(members) == 1:
+                winners[email] = members[0]
+                continue
+        mode = policy.fallback if policy.policy == "merge_partnership" else policy.policy
+        ordered = _order(members, users, facts, policy.order)
+        if mode == "fail":
+            failed.append((email, ordered))
+            for m in ordered:
+                findings.append(Finding("email_shared_failed", "users", users.records[m].key,
+                                        f"{email} is shared by {len(ordered)} persons: "
+                                        f"{', '.join(users.records[x].key for x in ordered)}", field="email"))
+            continue
+        winner = None
+        if mode == "first_wins":
+            winner = previous.get(email) if previous.get(email) in members else ordered[0]
+            winners[email] = winner
+        for m in ordered:
+            if m == winner:
+                continue
+            users.records[m].data["email"] = None
+            whom = f"kept by {users.records[winner].key}" if winner else "kept by nobody (policy none_wins)"
+            findings.append(Finding("email_shared", "users", users.records[m].key,
+                                    f"{email} is shared by {len(ordered)} persons; {whom}; "
+                                    "sent without e-mail (cannot be invited)", field="email"))
+    if failed:
+        lines = [f"  {email}: {', '.join(users.records[m].key for m in ms)}" for email, ms in failed[:20]]
+        more = f"\n  ... and {len(failed) - 20} more groups" if len(failed) > 20 else ""
+        raise DedupFailed(f"{len(failed)} e-mail address(es) are shared by several persons and the dedup "
+                          f"policy is 'fail'; nothing was written:\n" + "\n".join(lines) + more,
+                          hint="give each person their own address in the ERP, or choose another dedup policy")
+    return winners
+
+
+def _merge_partnerships(email: str, members: list[str], users: EntityData, occ: EntityData,
+                        facts: dict[str, _Facts], policy: EmailDedup, findings: list[Finding]) -> list[str]:
+    """Merge members who share a contract; returns the group's members after merging."""
+    parent = {m: m for m in members}
+
+    def root(m: str) -> str:
+        while parent[m] != m:
+            parent[m] = parent[parent[m]]
+            m = parent[m]
+        return m
+
+    by_contract: dict[str, list[str]] = defaultdict(list)
+    for m in members:
+        for c in facts[m].contracts:
+            by_contract[c].append(m)
+    for parties in by_contract.values():
+        for other in parties[1:]:
+            parent[root(other)] = root(parties[0])
+    components: dict[str, list[str]] = defaultdict(list)
+    for m in members:
+        components[root(m)].append(m)
+    result = []
+    for component in components.values():
+        if len(component) == 1:
+            result.append(component[0])
+            continue
+        result.append(_merge(email, _order(component, users, facts, policy.order), users, occ, facts, policy, findings))
+    return sorted(result)
+
+
+def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, facts: dict[str, _Facts],
+           policy: EmailDedup, findings: list[Finding]) -> str:
+    recs = [users.records[m] for m in ordered]
+    merged_id = "+".join(sorted(ordered))
+    data = dict(recs[0].data)
+    data["external_id"] = merged_id
+    lasts = [r.data.get("last_name") or "" for r in recs]
+    firsts = [r.data.get("first_name") for r in recs]
+    if len({n.casefold() for n in lasts}) == 1:
+        data["first_name"] = policy.joiner.join(f for f in firsts if f) or None
+        data["last_name"] = lasts[0]
+    else:
+        data["first_name"] = None
+        data["last_name"] = policy.joiner.join(" ".join(p for p in (f, l) if p) for f, l in zip(firsts, lasts))
+    if all(r.data.get("salutation") in PERSON_SALUTATIONS for r in recs):
+        data["salutation"] = "family"
+    data["title"] = None
+    for phone_field in ("phone", "mobile"):
+        data[phone_field] = next((r.data.get(phone_field) for r in recs if r.data.get(phone_field)), None)
+    key = "+".join(r.key for r in recs)
+    for name in ("first_name", "last_name"):
+        value = data.get(name)
+        if value and len(value) > NAME_LIMIT:
+            data[name] = value[:NAME_LIMIT].rstrip()
+            findings.append(Finding("name_truncated", "users", key,
+                                    f"merged name has {len(value)} characters, cut to {NAME_LIMIT}", field=name))
+    for m, r in zip(ordered, recs):
+        del users.records[m]
+        users.excluded[m] = "partnership_merged"
+        findings.append(Finding("partnership_merged", "users", r.key,
+                                f"shares {email} and a contract with {', '.join(x.key for x in recs if x is not r)}; "
+                                f"sent as one portal user {merged_id!r}"))
+    users.records[merged_id] = Rec(key, data)
+    merged_facts = _Facts()
+    merged_facts.role = min(facts[m].role for m in ordered)
+    starts = [str(facts[m].start) for m in ordered if facts[m].start is not None]
+    merged_facts.start = min(starts) if starts else None
+    merged_facts.contracts = set().union(*(facts[m].contracts for m in ordered))
+    facts[merged_id] = merged_facts
+    _rewire_occupancies(ordered, merged_id, occ, facts, findings)
+    return merged_id
+
+
+def _rewire_occupancies(members: list[str], merged_id: str, occ: EntityData, facts: dict[str, _Facts],
+                        findings: list[Finding]) -> None:
+    """Point the members' occupancies at the merged user; one occupancy per contract, unit and role."""
+    kept: dict[tuple, Rec] = {}
+    for external_id in sorted(x for m in members for x in facts[m].occupancies):
+        rec = occ.records.get(external_id)
+        if rec is None:
+            continue
+        rec.data["user_id"] = merged_id
+        ident = (rec.contract, rec.data.get("unit_id"), rec.data.get("role"))
+        first = kept.get(ident)
+        if first is None:
+            kept[ident] = rec
+            continue
+        first.data["start_date"] = _min_date(first.data.get("start_date"), rec.data.get("start_date"))
+        first.data["end_date"] = _max_end(first.data.get("end_date"), rec.data.get("end_date"))
+        del occ.records[external_id]
+        occ.excluded[external_id] = "partnership_merged"
+        findings.append(Finding("partnership_merged", "occupancies", rec.key,
+                                f"merged into occupancy {first.data['external_id']!r} of portal user {merged_id!r}"))
+
+
+def _min_date(a, b):
+    return b if a is None else a if b is None else min(a, b, key=str)
+
+
+def _max_end(a, b):
+    return None if a is None or b is None else max(a, b, key=str)
+
+
+def dedup_phones(users: EntityData, occ: EntityData, policy: PhoneDedup, order: tuple[str, ...],
+                 findings: list[Finding]) -> None:
+    """With phone.unique: a number shared by several users stays with the first by order."""
+    if not policy.unique:
+        return
+    for name in ("phone", "mobile"):
+        groups: dict[str, list[str]] = defaultdict(list)
+        for external_id, rec in users.records.items():
+            if rec.data.get(name):
+                groups[rec.data[name]].append(external_id)
+        shared = {v: ms for v, ms in groups.items() if len(ms) > 1}
+        if not shared:
+            continue
+        facts = _facts((m for ms in shared.values() for m in ms), occ)
+        for number, members in sorted(shared.items()):
+            ordered = _order(members, users, facts, order)
+            for m in ordered[1:]:
+                users.records[m].data[name] = None
+                findings.append(Finding("phone_shared", "users", users.records[m].key,
+                                        f"{number} is shared by {len(ordered)} persons; kept by "
+                                        f"{users.records[ordered[0]].key}; sent without it", field=name))

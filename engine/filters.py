@@ -1,0 +1,63 @@
+"""Filters: named exclusion rules with reason codes, compiled into predicates over source rows.
+
+A filter looks at the source record (the ERP's columns, before mapping), so that its reason can
+be told to the property manager in the ERP's terms ("Einheit 4711: Fiktiv = 1").
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from engine.config.model import FilterRule
+
+_TRUTHY = frozenset({"1", "true", "j", "ja", "y", "yes", "x", "wahr"})
+
+Predicate = Callable[[Any], bool]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().lower()
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def compile_filter(rule: FilterRule, columns: Sequence[str] | None) -> Predicate:
+    """A predicate that is true when the rule excludes the row (tuple row, or dict with columns=None)."""
+    if rule.kind == "expr":
+        fn = rule.expr.bind(columns)
+        return lambda row: bool(fn(row))
+    from engine.expr import compile_expression
+    get = compile_expression(rule.field).bind(columns)
+    if rule.kind in ("in", "not_in"):
+        values = frozenset(_text(v) for v in rule.values or ())
+        if rule.kind == "in":
+            return lambda row: (v := get(row)) is not None and _text(v) in values
+        return lambda row: (v := get(row)) is None or _text(v) not in values
+    if rule.kind == "flag":
+        return lambda row: (v := get(row)) is not None and (v is True or _text(v) in _TRUTHY)
+    if rule.kind == "regex":
+        search = rule.pattern.search
+        return lambda row: (v := get(row)) is not None and search(str(v)) is not None
+    if rule.kind == "range":
+        lo = float("-inf") if rule.min is None else rule.min
+        hi = float("inf") if rule.max is None else rule.max
+        return lambda row: (n := _number(get(row))) is not None and lo <= n <= hi
+    raise ValueError(f"unknown filter kind {rule.kind!r}")
+
+
+def describe(rule: FilterRule, value: Any) -> str:
+    """A sentence for the finding: which rule matched, on which value."""
+    if rule.kind == "expr":
+        return f"excluded by filter '{rule.name}' ({rule.expr.source})"
+    shown = {"in": f"in {sorted(rule.values or ())}", "not_in": f"not in {sorted(rule.values or ())}",
+             "flag": "set", "regex": f"matches /{rule.pattern.pattern if rule.pattern else ''}/",
+             "range": f"in range {rule.min}..{rule.max}"}[rule.kind]
+    return f"excluded by filter '{rule.name}': {rule.field} = {value!r} {shown}"

@@ -1,0 +1,132 @@
+"""Plan: compare the desired records with the target's current state, field by field.
+
+Creates and updates go in dependency order (buildings, units, users, occupancies), deletes in
+reverse. Only records the engine manages (those with an external_id) are ever compared, so a
+record a person created in the portal is never touched. The deletion guard holds back every
+delete of the run when an extract looks incomplete or a threshold trips.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from engine import contract
+from engine.config.model import ENTITIES, Deletion
+from engine.findings import Finding
+from engine.mapping import Rec
+from engine.targets.base import Change
+
+ACTIONS = ("create", "update", "delete")
+
+
+@dataclass
+class Plan:
+    tenant: str
+    changes: list[Change] = field(default_factory=list)       # in apply order
+    unchanged: dict[str, int] = field(default_factory=dict)
+    held: list[Change] = field(default_factory=list)           # deletes held back by the guard
+    held_reasons: list[str] = field(default_factory=list)
+    drift: dict[str, Counter] = field(default_factory=dict)    # entity -> field -> records edited in the portal
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out = {e: {a: 0 for a in ACTIONS} | {"unchanged": self.unchanged.get(e, 0), "held": 0} for e in ENTITIES}
+        for c in self.changes:
+            out[c.entity][c.action] += 1
+        for c in self.held:
+            out[c.entity]["held"] += 1
+        return out
+
+    @property
+    def writes(self) -> int:
+        return len(self.changes)
+
+
+def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, dict[str, Any]],
+                last_written: Mapping[str, dict[str, Any]], findings: list[Finding]) -> tuple[list[Change], list[Change], int, Counter]:
+    """(upserts, deletes, unchanged count, drift counter) for one entity."""
+    names = contract.fields(entity)
+    upserts: list[Change] = []
+    drift: Counter = Counter()
+    unchanged = 0
+    for external_id, rec in desired.items():
+        cur = current.get(external_id)
+        data = rec.data
+        if cur is None:
+            upserts.append(Change(entity, "create", external_id, data, key=rec.key))
+            continue
+        changed = tuple(n for n in names if data.get(n) != cur.get(n))
+        if not changed:
+            unchanged += 1
+            continue
+        upserts.append(Change(entity, "update", external_id, data, changed, cur, rec.key))
+        last = last_written.get(external_id)
+        if last is not None:
+            edited = [n for n in changed if cur.get(n) != last.get(n)]
+            if edited:
+                drift.update(edited)
+                findings.append(Finding("drift", entity, rec.key,
+                                        "edited in the portal, overwritten with the ERP's value: " +
+                                        ", ".join(f"{n} {cur.get(n)!r} -> {data.get(n)!r}" for n in edited)))
+    deletes = [Change(entity, "delete", external_id, before=cur)
+               for external_id, cur in current.items() if external_id not in desired]
+    return upserts, deletes, unchanged, drift
+
+
+def order_user_upserts(upserts: list[Change]) -> list[Change]:
+    """Users that give up an e-mail go first, so that the address is free for its new holder."""
+    def releases(c: Change) -> bool:
+        return c.action == "update" and bool(c.before and c.before.get("email")) and \
+            _email_key(c.before.get("email")) != _email_key(c.record.get("email"))
+    return [c for c in upserts if releases(c)] + [c for c in upserts if not releases(c)]
+
+
+def _email_key(value: Any) -> str | None:
+    return value.strip().lower() if isinstance(value, str) else None
+
+
+def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], extracted: dict[str, int],
+                  previous: Mapping[str, int], policy: Deletion, allow: bool) -> list[str]:
+    """Reasons to hold back the run's deletes (empty: deletes may go ahead)."""
+    reasons = []
+    for entity in ENTITIES:
+        n_del, n_managed = len(deletes.get(entity, ())), managed.get(entity, 0)
+        rows, before = extracted.get(entity, 0), previous.get(entity)
+        if n_managed and rows == 0:
+            reasons.append(f"{entity}: the source returned no rows (incomplete extract?)")
+        elif before and rows < policy.min_source_ratio * before:
+            reasons.append(f"{entity}: the source returned {rows} rows, fewer than {policy.min_source_ratio:.0%} "
+                           f"of the {before} of the last successful run (incomplete extract?)")
+        if n_del > policy.max_count:
+            reasons.append(f"{entity}: {n_del} deletes exceed the limit of {policy.max_count} per run")
+        elif n_managed and n_del > policy.max_share * n_managed:
+            reasons.append(f"{entity}: {n_del} deletes are {n_del / n_managed:.0%} of {n_managed} managed records, "
+                           f"more than the limit of {policy.max_share:.0%}")
+    if allow or not any(deletes.values()):
+        return []
+    return reasons
+
+
+def build_plan(tenant: str, upserts: dict[str, list[Change]], deletes: dict[str, list[Change]],
+               unchanged: dict[str, int], drift: dict[str, Counter], held_reasons: Iterable[str]) -> Plan:
+    plan = Plan(tenant, unchanged=dict(unchanged), drift=drift, held_reasons=list(held_reasons))
+    for entity in ENTITIES:
+        ups = upserts.get(entity, [])
+        plan.changes.extend(order_user_upserts(ups) if entity == "users" else ups)
+    for entity in reversed(ENTITIES):
+        (plan.held if plan.held_reasons else plan.changes).extend(deletes.get(entity, []))
+    return plan
+
+
+def plan_to_json(plan: Plan, *, with_records: bool = True) -> dict[str, Any]:
+    def change(c: Change) -> dict[str, Any]:
+        out = {"entity": c.entity, "action": c.action, "external_id": c.external_id, "erp_key": c.key or None}
+        if c.changed:
+            out["changed"] = {n: {"from": (c.before or {}).get(n), "to": c.record.get(n)} for n in c.changed}
+        if with_records and c.action == "create":
+            out["record"] = c.record
+        return out
+    return {"tenant": plan.tenant, "counts": plan.counts(),
+            "deletes_held": {"reasons": plan.held_reasons, "changes": [change(c) for c in plan.held]},
+            "drift": {e: dict(c) for e, c in plan.drift.items() if c},
+            "changes": [change(c) for c in plan.changes]}
