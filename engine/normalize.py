@@ -7,7 +7,9 @@ change is a finding; a record that still breaks a rule is reported and not sent.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import datetime as dt
+from decimal import Decimal
+from typing import Any
 
 from engine import contract
 from engine.config.model import Rules
@@ -17,16 +19,44 @@ from engine.mapping import EntityData
 E164 = r"^\+[1-9][0-9]{6,14}$"
 
 
-def _spec_fields(entity: str) -> tuple[list[str], list[str], list[tuple[str, int]]]:
-    emails, phones, limited = [], [], []
+def _spec_fields(entity: str) -> tuple[list[str], list[str], list[tuple[str, int]], list[str], list[str]]:
+    emails, phones, limited, texts, numbers = [], [], [], [], []
     for name, prop in contract.record_schema(entity)["properties"].items():
+        types = prop.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        if "string" in types:
+            texts.append(name)
+        elif "number" in types or "integer" in types:
+            numbers.append(name)
         if prop.get("format") == "email":
             emails.append(name)
         elif prop.get("pattern") == E164:
             phones.append(name)
         if "maxLength" in prop and name != "external_id":
             limited.append((name, prop["maxLength"]))
-    return emails, phones, limited
+    return emails, phones, limited, texts, numbers
+
+
+def _as_text(value: Any) -> Any:
+    """Database values in string fields: dates as ISO dates, whole floats without '.0'."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()[:10]
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return str(int(value))
+    return str(value)
+
+
+def _as_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.replace(",", ".")) if value.strip() else None
+        except ValueError:
+            return value          # left for the record check to report
+    return value
 
 
 def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) -> None:
@@ -36,11 +66,19 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) ->
     from engine.expr.phones import normalize_phone
 
     entity = data.entity
-    emails, phones, limited = _spec_fields(entity)
+    emails, phones, limited, texts, numbers = _spec_fields(entity)
     add = findings.append
     dropped: list[str] = []
     for external_id, rec in data.records.items():
         d = rec.data
+        for name in texts:
+            value = d.get(name)
+            if value is not None and value.__class__ is not str:
+                d[name] = _as_text(value)
+        for name in numbers:
+            value = d.get(name)
+            if value is not None and value.__class__ is not float and value.__class__ is not int:
+                d[name] = _as_number(value)
         for name in emails:
             raw = d.get(name)
             if raw is None:

@@ -1,10 +1,62 @@
-"""`idwell-sync demo` (not built yet)."""
-HELP = "demo (not built yet)"
+"""`idwell-sync demo`: generate the demo DOMUS database and sync the demo tenant into the local store."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.errors import ExitCode
+
+HELP = "generate the demo ERP (if missing) and run the demo tenant into the local portal store"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenant", type=Path, default=Path("tenants/demo.yaml"), help="the demo tenant file")
+    parser.add_argument("--size", choices=["S", "M", "L"], default="S", help="demo ERP size (default S, ~300 units)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--fresh", action="store_true",
+                        help="regenerate the ERP and start with an empty portal store and state")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--findings", type=Path, default=Path("var/demo/findings.csv"),
+                        help="where to write the data-quality report (default: var/demo/findings.csv)")
 
 
 def main(args) -> int:
-    raise SystemExit("idwell-sync demo: not built yet")
+    from engine.config import load_tenant
+    from engine.demo import generate
+    from engine.pipeline import run_tenant
+    from engine.progress import Progress
+    from engine.report import render_text, write_findings_csv
+    from engine.state import StateStore
+
+    tenant = load_tenant(args.tenant)
+    url = str(tenant.source.url) if tenant.source.type == "sql" and tenant.source.url else None
+    if not url or not url.startswith("sqlite:///"):
+        print(f"idwell-sync demo: {args.tenant} must read a SQLite file (source.url sqlite:///...)", file=sys.stderr)
+        return ExitCode.USAGE
+    erp = Path(url[len("sqlite:///"):])
+    state_file = Path("var/demo/state.sqlite")
+    if args.fresh:
+        for p in (erp, state_file, getattr(tenant.target, "path", None)):
+            if p is not None and Path(p).exists():
+                Path(p).unlink()
+    if not erp.exists():
+        erp.parent.mkdir(parents=True, exist_ok=True)
+        print(f"generating demo ERP (size {args.size}, seed {args.seed}) into {erp} ...", file=sys.stderr)
+        generate(url, size=args.size, seed=args.seed)
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state = StateStore(f"sqlite:///{state_file}")
+    try:
+        result = run_tenant(tenant, state, progress=Progress())
+    finally:
+        state.close()
+    write_findings_csv(result.findings, args.findings)
+    if args.json:
+        json.dump(result.summary, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print(render_text(result.summary, result.findings))
+        print(f"\n  data-quality report: {args.findings}")
+        print(f"  portal store: {tenant.target.path}  (run `idwell-sync demo` again: zero writes)")
+    return result.exit_code

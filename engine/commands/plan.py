@@ -1,10 +1,53 @@
-"""`idwell-sync plan` (not built yet)."""
-HELP = "plan (not built yet)"
+"""`idwell-sync plan TENANT`: rehearse a run: everything up to the plan, nothing written to the target."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from engine.commands._common import add_tenant_arguments, load, open_state
+from engine.errors import ExitCode
+
+HELP = "show what a run would change (writes the plan as JSON, writes nothing to the target)"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    add_tenant_arguments(parser)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the plan as JSON (default: var/plans/<tenant>.json)")
+    parser.add_argument("--no-out", action="store_true", help="do not write a plan file")
+    parser.add_argument("--findings", type=Path, default=None, help="also write every finding as CSV")
 
 
 def main(args) -> int:
-    raise SystemExit("idwell-sync plan: not built yet")
+    from engine.pipeline import prepare
+    from engine.plan import plan_to_json
+    from engine.progress import Progress
+    from engine.report import render_text, summary, write_findings_csv
+    from engine.targets import open_target
+
+    tenant = load(args)
+    state, target = open_state(args, tenant), open_target(tenant)
+    try:
+        prepared = prepare(tenant, target, state, run_date=args.date, progress=Progress())
+    finally:
+        target.close()
+        state.close()
+    out = None
+    if not args.no_out:
+        out = args.out or Path("var/plans") / f"{tenant.id}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as fh:
+            json.dump(plan_to_json(prepared.plan), fh, ensure_ascii=False, indent=1, default=str)
+    if args.findings:
+        write_findings_csv(prepared.findings, args.findings)
+    status = "deletes_held" if prepared.plan.held_reasons else "ok"
+    s = summary(prepared, mode="plan", status=status, plan_file=str(out) if out else None)
+    if args.json:
+        json.dump(s, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print(render_text(s, prepared.findings))
+        if out:
+            print(f"\n  plan written to {out}")
+    return ExitCode.OK

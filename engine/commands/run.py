@@ -1,10 +1,40 @@
-"""`idwell-sync run` (not built yet)."""
-HELP = "run (not built yet)"
+"""`idwell-sync run TENANT`: the nightly one-way sync of one tenant."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from engine.commands._common import add_tenant_arguments, load, open_state
+from engine.errors import ExitCode
+
+HELP = "sync one tenant: extract, map, plan and apply to the target"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    add_tenant_arguments(parser)
+    parser.add_argument("--allow-deletes", action="store_true",
+                        help="release deletes that the deletion guard would hold back (recorded in the run history)")
+    parser.add_argument("--findings", type=Path, default=None,
+                        help="write every finding as CSV (the data-quality report for the property manager)")
 
 
 def main(args) -> int:
-    raise SystemExit("idwell-sync run: not built yet")
+    from engine.pipeline import run_tenant
+    from engine.progress import Progress
+    from engine.report import render_text, write_findings_csv
+
+    tenant = load(args)
+    state = open_state(args, tenant)
+    try:
+        result = run_tenant(tenant, state, run_date=args.date, allow_deletes=args.allow_deletes, progress=Progress())
+    finally:
+        state.close()
+    if args.findings:
+        write_findings_csv(result.findings, args.findings)
+    if args.json:
+        json.dump(result.summary, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print(render_text(result.summary, result.findings))
+    return result.exit_code

@@ -1,0 +1,17 @@
+"""Targets: where records go. One module per kind, one entry in TARGETS (see base.Target)."""
+from __future__ import annotations
+
+import importlib
+
+TARGETS: dict[str, str] = {
+    "local": "engine.targets.local:open_local",
+    "idwell": "engine.targets.idwell:open_idwell",
+}
+
+
+def open_target(tenant):
+    if tenant.target is None:
+        from engine.errors import ConfigError
+        raise ConfigError([], f"tenant '{tenant.id}' declares no target")
+    module_name, _, fn = TARGETS[tenant.target.type].partition(":")
+    return getattr(importlib.import_module(module_name), fn)(tenant)

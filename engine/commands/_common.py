@@ -1,0 +1,49 @@
+"""What the tenant commands share: finding the tenant file, the state store, the run date."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from pathlib import Path
+
+from engine.errors import ConfigError
+
+DEFAULT_STATE_URL = "sqlite:///var/state.sqlite"
+
+
+def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("tenant", help="tenant id (tenants/<id>.yaml) or path to a tenant file")
+    parser.add_argument("--tenants-dir", default="tenants", help="where tenant ids are looked up (default: tenants)")
+    parser.add_argument("--date", type=dt.date.fromisoformat, default=None,
+                        help="run as of this date (YYYY-MM-DD; default: today)")
+    parser.add_argument("--state", default=None,
+                        help=f"state store URL (default: the tenant's state, $IDWELL_STATE_URL or {DEFAULT_STATE_URL})")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON (docs/summary.md)")
+
+
+def tenant_path(args) -> Path:
+    given = Path(args.tenant)
+    if given.suffix in (".yaml", ".yml") or given.exists():
+        path = given
+    else:
+        path = Path(args.tenants_dir) / f"{args.tenant}.yaml"
+    if not path.is_file():
+        raise ConfigError([], f"tenant '{args.tenant}': no tenant file at {path}")
+    return path
+
+
+def load(args):
+    from engine.config import load_tenant
+    return load_tenant(tenant_path(args))
+
+
+def state_url(args, tenant) -> str:
+    return args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL") or DEFAULT_STATE_URL
+
+
+def open_state(args, tenant):
+    from engine.state import StateStore
+    url = state_url(args, tenant)
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return StateStore(url)

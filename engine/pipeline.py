@@ -1,0 +1,203 @@
+"""One tenant, one run, top to bottom:
+
+    load -> extract -> map -> filter -> normalise -> resolve -> dedup -> plan -> apply -> record -> report
+
+Only extraction (engine.sources) and apply (engine.targets) do I/O, plus the state store at the
+two ends; every step between is a pure function over records. `plan` is this path stopping
+before apply.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.config.model import ENTITIES, Tenant
+from engine.dedup import dedup_emails, dedup_phones
+from engine.findings import Finding
+from engine.mapping import EntityData, Mapper
+from engine.normalize import normalize_entity
+from engine.plan import Plan, build_plan, diff_entity, guard_deletes
+from engine.progress import Progress
+from engine.references import drop_users_without_occupancy, resolve_occupancies, resolve_units, window_bounds
+from engine.targets.base import Change, Outcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Everything a run knows before it writes."""
+    tenant: Tenant
+    run_date: dt.date
+    data: dict[str, EntityData]
+    plan: Plan
+    findings: list[Finding]
+    winners: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def extracted(self) -> dict[str, int]:
+        return {e: d.extracted for e, d in self.data.items()}
+
+
+@dataclass
+class Applied:
+    outcomes: list[Outcome]
+    rejected: list[Outcome]
+
+
+def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding], progress: Progress) -> dict[str, EntityData]:
+    """extract -> map -> filter, entity by entity, streamed in batches."""
+    from engine.sources import open_source
+    ref, earliest_end, latest_start = window_bounds(tenant.window, run_date)
+    params = {"ref_date": ref, "window_end_from": earliest_end, "window_start_until": latest_start}
+    data: dict[str, EntityData] = {}
+    source = open_source(tenant, run_date=run_date)
+    try:
+        for entity in ENTITIES:
+            out = data[entity] = EntityData(entity)
+            mapper, columns_seen = None, None
+            progress.start(f"extract {entity}")
+            for columns, rows in source.batches(tenant.entities[entity], params):
+                if mapper is None or columns != columns_seen:
+                    mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings), columns
+                mapper.map_rows(rows)
+                progress.advance(len(rows))
+            progress.finish(f"({sum(out.filtered.values()):,} filtered)")
+    finally:
+        source.close()
+    return data
+
+
+def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, previous_winners: dict[str, str],
+              findings: list[Finding]) -> dict[str, str]:
+    """normalise -> resolve references and time -> dedup. Pure: changes `data` in place."""
+    for entity in ENTITIES:
+        normalize_entity(data[entity], tenant.rules, findings)
+    units, users, occ = data["units"], data["users"], data["occupancies"]
+    resolve_units(units, data["buildings"], findings)
+    resolve_occupancies(occ, users, units, tenant.window, run_date, findings)
+    drop_users_without_occupancy(users, occ, tenant.rules, findings)
+    winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings)
+    dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)
+    return winners
+
+
+def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, allow_deletes: bool = False,
+            progress: Progress | None = None) -> Prepared:
+    """Everything up to and including the plan. Writes nothing anywhere."""
+    progress = progress or Progress(enabled=False)
+    run_date = run_date or dt.date.today()
+    findings: list[Finding] = []
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    data = extract(tenant, run_date, findings, progress)
+    timings["extract"] = time.perf_counter() - (t0 := t)
+    t = time.perf_counter()
+    winners = transform(tenant, data, run_date, state.winners(tenant.id) if state else {}, findings)
+    timings["transform"] = time.perf_counter() - t
+    t = time.perf_counter()
+    upserts: dict[str, list[Change]] = {}
+    deletes: dict[str, list[Change]] = {}
+    unchanged: dict[str, int] = {}
+    drift: dict[str, Counter] = {}
+    managed: dict[str, int] = {}
+    for entity in ENTITIES:
+        progress.start(f"read portal {entity}")
+        current = {r["external_id"]: r for r in target.read(entity)}
+        progress.advance(len(current))
+        progress.finish()
+        managed[entity] = len(current)
+        desired = data[entity].records
+        changed_ids = [i for i in desired if i in current]
+        last = state.last_written(tenant.id, entity, changed_ids) if state and changed_ids else {}
+        upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
+            diff_entity(entity, desired, current, last, findings)
+        del current
+    previous = state.last_extracted(tenant.id) if state else {}
+    held = guard_deletes(deletes, managed, {e: d.extracted for e, d in data.items()}, previous,
+                         tenant.deletion, allow_deletes)
+    plan = build_plan(tenant.id, upserts, deletes, unchanged, drift, held)
+    for reason in held:
+        findings.append(Finding("deletes_held", reason.split(":")[0], "-", reason))
+    timings["plan"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    return Prepared(tenant, run_date, data, plan, findings, winners, timings)
+
+
+def apply(prepared: Prepared, target, progress: Progress | None = None) -> Applied:
+    """Apply the plan; refused writes are retried once after the deletes (an e-mail or reference
+    may have been freed by them), then reported as rejected records."""
+    progress = progress or Progress(enabled=False)
+    changes = prepared.plan.changes
+    progress.start("apply", total=len(changes))
+    outcomes = target.apply(changes, progress.advance)
+    retry = [o.change for o in outcomes if not o.ok and o.change.action != "delete"
+             and o.code in ("email_taken", "unknown_reference")]
+    if retry:
+        again = {o.change.external_id + o.change.entity: o for o in target.apply(retry)}
+        outcomes = [again.get(o.change.external_id + o.change.entity, o) for o in outcomes]
+    progress.finish()
+    rejected = [o for o in outcomes if not o.ok]
+    for o in rejected:
+        c = o.change
+        prepared.findings.append(Finding("rejected", c.entity, c.key or c.external_id,
+                                         f"{c.action} refused by the portal: {o.status} {o.code}: {o.message}",
+                                         field=o.field))
+    return Applied(outcomes, rejected)
+
+
+def record(prepared: Prepared, applied: Applied, state, run_id: Any) -> None:
+    """Remember what was written (drift detection), the e-mail winners and the extract sizes."""
+    written: dict[str, list[dict]] = {e: [] for e in ENTITIES}
+    gone: dict[str, list[str]] = {e: [] for e in ENTITIES}
+    for o in applied.outcomes:
+        if o.ok:
+            if o.change.action == "delete":
+                gone[o.change.entity].append(o.change.external_id)
+            else:
+                written[o.change.entity].append(o.change.record)
+    for entity in ENTITIES:
+        state.remember_written(prepared.tenant.id, entity, written[entity], gone[entity])
+    state.replace_winners(prepared.tenant.id, prepared.winners)
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    findings: list[Finding]
+    exit_code: int
+    prepared: Prepared
+    applied: Applied
+
+
+def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_deletes: bool = False,
+               progress: Progress | None = None, target=None) -> RunResult:
+    """The whole run under the tenant's lock, recorded in the run history."""
+    from engine.errors import ExitCode
+    from engine.report import summary
+    from engine.targets import open_target
+
+    with state.lock(tenant.id):
+        run_id = state.start_run(tenant.id, allow_deletes=allow_deletes)
+        status, prepared, applied = "failed", None, None
+        own_target = target is None
+        target = target or open_target(tenant)
+        try:
+            prepared = prepare(tenant, target, state, run_date=run_date, allow_deletes=allow_deletes, progress=progress)
+            applied = apply(prepared, target, progress)
+            record(prepared, applied, state, run_id)
+            status = "rejected" if applied.rejected else "deletes_held" if prepared.plan.held_reasons else "ok"
+        finally:
+            if own_target:
+                target.close()
+            s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes) \
+                if prepared and applied else None
+            state.finish_run(run_id, status=status, summary=s,
+                             extracted=prepared.extracted if prepared else None)
+    code = {"ok": ExitCode.OK, "rejected": ExitCode.REJECTED, "deletes_held": ExitCode.DELETES_HELD}[status]
+    return RunResult(s, prepared.findings, int(code), prepared, applied)

@@ -1,0 +1,82 @@
+"""The run summary: a documented JSON object (docs/summary.md) and its text rendering."""
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from engine.config.model import ENTITIES
+from engine.findings import CATALOGUE, Finding, count_by_code
+
+SUMMARY_VERSION = 1
+
+
+def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | None = None,
+            allow_deletes: bool = False) -> dict[str, Any]:
+    plan = prepared.plan
+    excluded: dict[str, Counter] = {e: Counter(d.excluded.values()) for e, d in prepared.data.items()}
+    rejected = Counter(o.change.entity for o in applied.rejected) if applied else Counter()
+    return {
+        "version": SUMMARY_VERSION,
+        "tenant": prepared.tenant.id,
+        "mode": mode,
+        "status": status,
+        "run_date": prepared.run_date.isoformat(),
+        "reference_date": (prepared.tenant.window.reference_date or prepared.run_date).isoformat(),
+        "entities": {
+            e: {"extracted": prepared.data[e].extracted,
+                "excluded": dict(sorted(excluded[e].items())),
+                "desired": len(prepared.data[e].records),
+                **plan.counts()[e],
+                "rejected": rejected.get(e, 0)}
+            for e in ENTITIES},
+        "writes": plan.writes if applied is None else sum(1 for o in applied.outcomes if o.ok),
+        "deletes_held": plan.held_reasons,
+        "allow_deletes": allow_deletes,
+        "drift": {e: dict(sorted(c.items())) for e, c in plan.drift.items() if c},
+        "findings": count_by_code(prepared.findings),
+        "plan_file": plan_file,
+        "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
+    }
+
+
+def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3) -> str:
+    verb = "planned" if s["mode"] == "plan" else "applied"
+    lines = [f"tenant {s['tenant']}: {s['mode']} {s['status']} (reference date {s['reference_date']})", ""]
+    head = f"  {'entity':<12}{'read':>8}{'excluded':>10}{'to send':>9} | {'create':>7}{'update':>7}{'delete':>7}{'same':>8}{'held':>6}{'refused':>8}"
+    lines += [head, "  " + "-" * (len(head) - 2)]
+    for e, c in s["entities"].items():
+        lines.append(f"  {e:<12}{c['extracted']:>8,}{sum(c['excluded'].values()):>10,}{c['desired']:>9,} | "
+                     f"{c['create']:>7,}{c['update']:>7,}{c['delete']:>7,}{c['unchanged']:>8,}{c['held']:>6,}{c['rejected']:>8,}")
+    lines.append("")
+    lines.append(f"  {s['writes']:,} writes {verb}.")
+    if s["deletes_held"]:
+        lines.append("  DELETES HELD BACK (rerun with --allow-deletes if they are intended):")
+        lines += [f"    - {r}" for r in s["deletes_held"]]
+    if s["drift"]:
+        lines.append("  drift (edited in the portal, overwritten with the ERP's values):")
+        for e, fields in s["drift"].items():
+            lines.append(f"    {e}: " + ", ".join(f"{f} {n}" for f, n in fields.items()))
+    if s["findings"]:
+        lines += ["", "  findings (what to fix in the ERP):"]
+        by_code: dict[str, list[Finding]] = defaultdict(list)
+        for f in findings:
+            by_code[f.code].append(f)
+        order = {"error": 0, "warning": 1, "info": 2}
+        for code, n in sorted(s["findings"].items(), key=lambda kv: (order.get(CATALOGUE.get(kv[0], ("warning",))[0], 1), kv[0])):
+            sev, _, fix = CATALOGUE.get(code, ("warning", False, "check the record in the ERP"))
+            lines.append(f"    {sev:<8}{code:<28}{n:>7,}  {fix}")
+            for f in by_code[code][:examples]:
+                lines.append(f"              e.g. {f.entity} {f.key}: {f.message}")
+    return "\n".join(lines)
+
+
+def write_findings_csv(findings: list[Finding], path: Path) -> None:
+    """The data-quality report for the property manager: one row per finding."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["severity", "code", "entity", "erp_key", "field", "message", "what_to_fix"])
+        for f in findings:
+            w.writerow([f.severity, f.code, f.entity, f.key, f.field or "", f.message, f.fix])
