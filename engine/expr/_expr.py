@@ -1,0 +1,245 @@
+"""compile_expression: a jmespath text checked at load time and compiled once.
+
+Checks (all raise ExprError with the column in the text): syntax, function names (with a
+did-you-mean), the number of arguments, map_values' table (a code table's name in quotes, or an
+object literal) and truncate's length (a whole-number literal). The resulting `Expr` knows which
+source columns it reads and binds to a row layout: `expr.bind(["ObjektNr", ...])` gives a fast
+function over tuple rows, `expr.bind(None)` one over dict records (nested JSON from an API).
+"""
+from __future__ import annotations
+
+import difflib
+import operator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from jmespath import exceptions as jp_exceptions
+from jmespath.lexer import Lexer
+from jmespath.parser import Parser
+
+from engine.expr._compile import Compiler, NeedsRecord
+from engine.expr.functions import BUILTIN_NAMES, FUNCTIONS, make_functions
+
+Row = Sequence[Any]
+
+
+class ExprError(Exception):
+    """An expression that cannot be compiled or bound. `column`: 0-based position in the text."""
+
+    def __init__(self, message: str, column: int | None = None, expression: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.column = column
+        self.expression = expression
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Expr:
+    source: str
+    columns: frozenset[str] | None          # top-level source names read; None: not knowable
+    functions: frozenset[str]               # names of the functions called
+    _ast: dict = field(repr=False, compare=False, hash=False)
+    _functions: Any = field(repr=False, compare=False, hash=False)
+
+    def bind(self, columns: Sequence[str] | None) -> Callable[[Any], Any]:
+        """A function of one row: a tuple in `columns` order, or (columns None) a dict record.
+
+        Column names match the expression's names exactly or, failing that, case-insensitively
+        (PostgreSQL returns unquoted identifiers in lower case). A name the row does not have
+        raises ExprError: it is almost always a typo in the mapping or a column missing from
+        the query.
+        """
+        if columns is None:
+            return self._for_records
+        positions = self._positions(list(columns))
+        try:
+            return Compiler(self._functions, positions).compile(self._ast)
+        except NeedsRecord:
+            return self._via_record(list(columns), positions)
+
+    def evaluate(self, record: Mapping[str, Any]) -> Any:
+        """The expression's value for one dict record."""
+        return self._for_records(record)
+
+    @cached_property
+    def _for_records(self) -> Callable[[Any], Any]:
+        return Compiler(self._functions).compile(self._ast)
+
+    def _positions(self, columns: list[str]) -> dict[str, int]:
+        exact = {name: i for i, name in enumerate(columns)}
+        folded: dict[str, list[int]] = {}
+        for i, name in enumerate(columns):
+            folded.setdefault(name.casefold(), []).append(i)
+        positions = {}
+        for name in sorted(self.columns or ()):
+            if name in exact:
+                positions[name] = exact[name]
+                continue
+            candidates = folded.get(name.casefold(), [])
+            if len(candidates) == 1:
+                positions[name] = candidates[0]
+            elif candidates:
+                found = ", ".join(repr(columns[i]) for i in candidates)
+                raise ExprError(f"column '{name}' is ambiguous: the query returns {found}",
+                                _name_column(self.source, name), self.source)
+            else:
+                hint = _did_you_mean(name, columns)
+                raise ExprError(f"unknown column '{name}': the query does not return it.{hint}",
+                                _name_column(self.source, name), self.source)
+        return positions
+
+    def _via_record(self, columns: list[str], positions: dict[str, int]) -> Callable[[Row], Any]:
+        # '@' or '*' at the top: one dict per row, keyed by the query's names plus the names the
+        # expression spells differently; then the dict-record function.
+        keys = columns + [name for name in positions if name not in columns]
+        indexes = list(range(len(columns))) + [positions[n] for n in keys[len(columns):]]
+        pick = operator.itemgetter(*indexes) if len(indexes) > 1 else (lambda row: (row[indexes[0]],))
+        evaluate = self._for_records
+        return lambda row: evaluate(dict(zip(keys, pick(row))))
+
+
+def compile_expression(text: str, *, code_tables: Mapping[str, Any] = {}) -> Expr:
+    """Parse, check and compile one expression (see the module doc for the checks)."""
+    if not isinstance(text, str):
+        raise ExprError(f"an expression must be text, not {type(text).__name__}", None, str(text))
+    try:
+        ast = Parser().parse(text).parsed
+    except jp_exceptions.EmptyExpressionError:
+        raise ExprError("the expression is empty", 0, text) from None
+    except jp_exceptions.IncompleteExpressionError:
+        raise ExprError("syntax error: the expression ends too early", len(text), text) from None
+    except jp_exceptions.LexerError as error:
+        raise ExprError(f"syntax error: {error.message}", error.lexer_position, text) from None
+    except jp_exceptions.ParseError as error:
+        raise ExprError(_parse_message(error), error.lex_position, text) from None
+    _check_functions(text, ast, code_tables)
+    return Expr(text, _top_level_names(ast), frozenset(_called(ast)), ast, make_functions(code_tables))
+
+
+def _parse_message(error: jp_exceptions.ParseError) -> str:
+    token = error.token_value if error.token_type != "EOF" else "end of expression"
+    detail = error.msg if error.msg != "Invalid jmespath expression" else "unexpected token"
+    return f"syntax error at '{token}': {detail}"
+
+
+def _nodes(node: Any) -> Iterator[dict]:
+    if isinstance(node, dict):
+        yield node
+        for child in node.get("children", ()):
+            yield from _nodes(child)
+
+
+def _called(ast: dict) -> Iterator[str]:
+    return (n["value"] for n in _nodes(ast) if n["type"] == "function_expression")
+
+
+def _top_level_names(node: dict) -> frozenset[str] | None:
+    """The names read from the record itself; None when the whole record is read ('@', '*')."""
+    kind = node["type"]
+    if kind == "field":
+        return frozenset([node["value"]])
+    if kind in ("current", "identity"):
+        return None
+    if kind in ("literal", "expref", "index", "slice"):
+        return frozenset()
+    children = node["children"]
+    if kind in ("subexpression", "index_expression", "projection", "filter_projection",
+                "value_projection", "pipe", "flatten"):
+        children = children[:1]              # the rest reads what the first part produced
+    names: set[str] = set()
+    for child in children:
+        found = _top_level_names(child)
+        if found is None:
+            return None
+        names |= found
+    return frozenset(names)
+
+
+def _check_functions(text: str, ast: dict, code_tables: Mapping[str, Any]) -> None:
+    for node in _nodes(ast):
+        if node["type"] != "function_expression":
+            continue
+        name, args = node["value"], node["children"]
+        where = _call_column(text, name)
+        if name in FUNCTIONS:
+            low, high = FUNCTIONS[name].arity
+        elif name in BUILTIN_NAMES:
+            low, high = _builtin_arity(name)
+        else:
+            hint = _did_you_mean(name, sorted(FUNCTIONS) + sorted(BUILTIN_NAMES), call=True)
+            raise ExprError(f"unknown function '{name}()'.{hint or ' See docs/functions.md.'}", where, text)
+        if len(args) < low or (high is not None and len(args) > high):
+            raise ExprError(f"{name}() takes {_arity_text(low, high)}, got {len(args)}", where, text)
+        if name == "map_values":
+            _check_table(text, args[1], code_tables, where)
+        if name == "truncate":
+            length = args[1]
+            if not (length["type"] == "literal" and type(length["value"]) is int and length["value"] >= 0):
+                raise ExprError("truncate(): the length must be a whole number literal such as `70`",
+                                where, text)
+
+
+def _check_table(text: str, arg: dict, code_tables: Mapping[str, Any], where: int | None) -> None:
+    value = arg.get("value")
+    if arg["type"] == "literal" and isinstance(value, dict):
+        return
+    if arg["type"] != "literal" or not isinstance(value, str):
+        raise ExprError("map_values(): the table must be a code table's name in quotes, such as "
+                        "'unit_types', or an object literal", where, text)
+    if value not in code_tables:
+        known = ", ".join(sorted(code_tables)) or "none"
+        hint = _did_you_mean(value, sorted(code_tables))
+        column = text.find(value, where or 0)
+        raise ExprError(f"map_values(): unknown code table '{value}'.{hint} Valid values are: {known}",
+                        column if column >= 0 else where, text)
+
+
+def _builtin_arity(name: str) -> tuple[int, int | None]:
+    signature = make_functions().FUNCTION_TABLE[name]["signature"]
+    if signature and signature[-1].get("variadic"):
+        return len(signature), None
+    return len(signature), len(signature)
+
+
+def _arity_text(low: int, high: int | None) -> str:
+    plural = lambda n: f"{n} argument" + ("" if n == 1 else "s")  # noqa: E731
+    if high is None:
+        return f"at least {plural(low)}"
+    if low == high:
+        return plural(low)
+    return f"{low} to {plural(high)}"
+
+
+def _did_you_mean(name: str, candidates: Sequence[str], call: bool = False) -> str:
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    if not matches:
+        folded = [c for c in candidates if c.casefold() == name.casefold()]
+        matches = folded[:1]
+    if not matches:
+        return ""
+    return f" Did you mean '{matches[0]}{'()' if call else ''}'?"
+
+
+def _call_column(text: str, name: str) -> int | None:
+    try:
+        tokens = list(Lexer().tokenize(text))
+    except jp_exceptions.LexerError:
+        return None
+    for token, following in zip(tokens, tokens[1:]):
+        if token["value"] == name and following["type"] == "lparen":
+            return token["start"]
+    return None
+
+
+def _name_column(text: str, name: str) -> int | None:
+    try:
+        for token in Lexer().tokenize(text):
+            if token["type"] in ("unquoted_identifier", "quoted_identifier") and token["value"] == name:
+                return token["start"]
+    except jp_exceptions.LexerError:
+        pass
+    return None
