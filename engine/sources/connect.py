@@ -1,0 +1,154 @@
+"""Opening the ERP's database: one SQLAlchemy engine per SQL source, read-only, with timeouts.
+
+`create_sql_engine(source)`:
+  - url sources: `sqlalchemy.create_engine(url)` with the URL's secrets resolved. SQLite files are
+    opened read-only (a missing file is an error, never silently created; relative paths are
+    relative to the working directory); PostgreSQL sessions are read-only with a statement timeout.
+  - server sources (structured SQL Server settings): `mssql+pyodbc` with `odbc_connect`. The
+    password is resolved in SQLAlchemy's `do_connect` hook, at the moment each connection is made,
+    so neither the engine, its URL nor its repr ever holds it. Each connection gets the query
+    timeout (pyodbc's Connection.timeout) and the login timeout (SQL_ATTR_LOGIN_TIMEOUT).
+
+pyodbc is imported only here and only for server sources; a missing unixODBC library or driver is
+a `SourceError` that names the package to install. Connection errors themselves are SQLAlchemy's
+(`sqlalchemy.exc.DBAPIError`); `source_error()` turns any of them into a classified SourceError.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from engine.classify import CAUSES, classify, message_of
+from engine.config.model import SqlServer, SqlSource
+from engine.errors import SourceError
+from engine.sources import odbc
+
+if TYPE_CHECKING:
+    import sqlalchemy
+
+log = logging.getLogger(__name__)
+
+# Which package provides a driver, by the name unixODBC knows it under (odbcinst.ini).
+DRIVER_PACKAGES: dict[str, str] = {
+    "FreeTDS": "Debian package tdsodbc (apt-get install tdsodbc)",
+    "ODBC Driver 18 for SQL Server": "Microsoft's package msodbcsql18, not in Debian: add Microsoft's "
+                                     "repository packages.microsoft.com, then ACCEPT_EULA=Y apt-get install msodbcsql18",
+    "ODBC Driver 17 for SQL Server": "Microsoft's package msodbcsql17, not in Debian: add Microsoft's "
+                                     "repository packages.microsoft.com, then ACCEPT_EULA=Y apt-get install msodbcsql17",
+    "PostgreSQL Unicode": "Debian package odbc-postgresql (apt-get install odbc-postgresql)",
+    "PostgreSQL ANSI": "Debian package odbc-postgresql (apt-get install odbc-postgresql)",
+}
+UNIXODBC_PACKAGE = "Debian package unixodbc (apt-get install unixodbc)"
+
+
+def import_pyodbc():
+    """pyodbc, or a SourceError that says which package is missing."""
+    try:
+        import pyodbc
+    except ImportError as exc:
+        lib_missing = "libodbc" in str(exc)
+        what = "the unixODBC library (libodbc.so.2) is not installed" if lib_missing else f"pyodbc cannot be imported: {exc}"
+        raise SourceError(what, cause="driver_missing",
+                          hint=f"install the {UNIXODBC_PACKAGE}" if lib_missing else "reinstall idwell-sync (pip install idwell-sync)") from None
+    return pyodbc
+
+
+def driver_package(driver: str) -> str:
+    return DRIVER_PACKAGES.get(driver.strip("{}"), "the driver's package (it must register itself in /etc/odbcinst.ini)")
+
+
+def check_driver(driver: str) -> None:
+    """Raise a SourceError naming the package when unixODBC does not know `driver`."""
+    pyodbc = import_pyodbc()
+    installed = pyodbc.drivers()
+    if driver.strip("{}") not in installed:
+        raise SourceError(f"the ODBC driver '{driver}' is not installed (installed: {', '.join(installed) or 'none'})",
+                          cause="driver_missing", hint=f"install {driver_package(driver)}")
+
+
+def create_sql_engine(source: SqlSource) -> "sqlalchemy.Engine":
+    """The engine for a SQL source. Creating it does not connect; the first `connect()` does."""
+    if source.server is not None:
+        return _server_engine(source.server, source.query_timeout)
+    if source.url is None:
+        raise SourceError("the sql source has neither url nor server", cause="config")
+    return _url_engine(source.url.resolve(), source.query_timeout)
+
+
+def source_error(exc: BaseException, what: str) -> SourceError:
+    """A classified SourceError for a driver exception: the cause, the driver's message, the hint."""
+    if isinstance(exc, SourceError):
+        return exc
+    cause = classify(exc)
+    text = odbc.mask_connection_string(message_of(exc))
+    return SourceError(f"{what} failed ({cause.code}): {text[:500]}",
+                       cause=cause.code, hint=cause.hint_en, retriable=cause.retriable)
+
+
+def _server_engine(server: SqlServer, query_timeout: int) -> "sqlalchemy.Engine":
+    import sqlalchemy as sa
+    from sqlalchemy import event
+
+    check_driver(server.driver)
+    try:
+        placeholder = odbc.describe_sql_server(server)   # no password: the URL and repr stay clean
+    except ValueError as exc:
+        raise SourceError(f"source.server: {exc}", cause="config") from None
+    url = sa.URL.create("mssql+pyodbc", query={"odbc_connect": placeholder})
+    engine = sa.create_engine(url, connect_args={"timeout": server.login_timeout}, pool_pre_ping=True)
+
+    @event.listens_for(engine, "do_connect")
+    def _with_password(dialect, conn_rec, cargs, cparams):  # the secret is resolved here, per connection
+        cargs[0] = odbc.sql_server_connection_string(server)
+
+    @event.listens_for(engine, "connect")
+    def _query_timeout(dbapi_connection, conn_rec):
+        _set_query_timeout(dbapi_connection, query_timeout)
+
+    return engine
+
+
+def _url_engine(url_text: str, query_timeout: int) -> "sqlalchemy.Engine":
+    import sqlalchemy as sa
+
+    try:
+        url = sa.make_url(url_text)
+    except Exception:
+        # The message must not repeat the URL: it may hold a resolved password.
+        raise SourceError("source.url is not a valid SQLAlchemy URL (after resolving its secrets)",
+                          cause="config", hint="write it as dialect+driver://user:password@host:port/database") from None
+    connect_args: dict[str, Any] = {}
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        url = _sqlite_read_only(url)
+    elif backend == "postgresql" and "options" not in url.query:
+        connect_args["options"] = f"-c default_transaction_read_only=on -c statement_timeout={int(query_timeout) * 1000}"
+    elif backend == "mssql" and url.get_driver_name() == "pyodbc":
+        import_pyodbc()
+    try:
+        engine = sa.create_engine(url, connect_args=connect_args)
+    except ImportError as exc:
+        raise SourceError(f"the database driver for '{url.drivername}' is not installed: {exc}",
+                          cause="driver_missing", hint=CAUSES["driver_missing"].hint_en) from None
+    if backend == "mssql" and url.get_driver_name() == "pyodbc":
+        from sqlalchemy import event
+
+        @event.listens_for(engine, "connect")
+        def _query_timeout(dbapi_connection, conn_rec):
+            _set_query_timeout(dbapi_connection, query_timeout)
+    return engine
+
+
+def _sqlite_read_only(url: "sqlalchemy.URL") -> "sqlalchemy.URL":
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return url
+    return url.set(database="file:" + quote(database), query={**url.query, "mode": "ro", "uri": "true"})
+
+
+def _set_query_timeout(dbapi_connection, seconds: int) -> None:
+    try:
+        dbapi_connection.timeout = int(seconds)
+    except Exception as exc:  # psqlODBC, for one, does not support it
+        log.debug("driver does not take a query timeout: %s", exc)

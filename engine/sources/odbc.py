@@ -1,0 +1,121 @@
+"""ODBC connection strings that never break: escaping, and SQL Server settings per driver.
+
+An ODBC connection string is `key=value;key=value`. A value that contains `;`, `{`, `}`, `=` or
+whitespace must be wrapped in braces, and a `}` inside braces is written twice:
+`PWD={p;a}}r{t =1}` is the password `p;a}r{t =1`. `format_connection_string` does that for every
+value, so passwords with any of these characters are a non-issue.
+
+`sql_server_connection_string` turns structured settings (`engine.config.model.SqlServer`) into
+the attribute names of the driver they name: Microsoft's ODBC Driver 18/17 for SQL Server, or
+FreeTDS. The password is a `Secret`; it is resolved only inside that call, and only the string it
+returns contains it. `describe_sql_server` gives the same string with the password masked, for
+logs and messages.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Literal, Mapping
+
+from engine.config.model import SqlServer
+
+DriverKind = Literal["msodbc18", "msodbc17", "freetds"]
+
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*$")
+_NEEDS_BRACES = re.compile(r"[;{}=\s]")
+MASK = "***"
+
+
+def escape_value(value: object) -> str:
+    """One attribute value as the ODBC grammar wants it: as is, or braced with `}` doubled."""
+    text = _as_text(value)
+    if "\x00" in text:
+        raise ValueError("an ODBC connection string value cannot contain a NUL character")
+    if text and (_NEEDS_BRACES.search(text) or text[0] == "{"):
+        return "{" + text.replace("}", "}}") + "}"
+    return text
+
+
+def format_connection_string(attributes: Mapping[str, object] | Iterable[tuple[str, object]]) -> str:
+    """`key=value;...` from attributes in order; None values are left out, every value escaped."""
+    items = attributes.items() if isinstance(attributes, Mapping) else attributes
+    parts = []
+    for key, value in items:
+        if value is None:
+            continue
+        if not _KEY.match(key):
+            raise ValueError(f"not a valid ODBC attribute name: {key!r}")
+        parts.append(f"{key}={escape_value(value)}")
+    return ";".join(parts)
+
+
+def driver_kind(driver: str) -> DriverKind:
+    """Which attribute dialect a driver name speaks. Unknown names get Microsoft's (Driver 18)."""
+    name = driver.strip().strip("{}").lower()
+    if "freetds" in name or "tds" == name:
+        return "freetds"
+    if "odbc driver 17" in name or name in ("sql server native client 11.0",):
+        return "msodbc17"
+    return "msodbc18"
+
+
+def sql_server_attributes(server: SqlServer, *, password: str | None) -> list[tuple[str, object]]:
+    """The attributes for `server`'s driver, in the order they are written.
+
+    `password=None` leaves PWD out (for the masked description)."""
+    kind = driver_kind(server.driver)
+    if kind == "freetds":
+        return [
+            ("Driver", server.driver),
+            ("Server", server.host),
+            ("Port", server.port),
+            ("Database", server.database),
+            ("UID", server.username),
+            ("PWD", password),
+            ("TDS_Version", server.tds_version or "7.4"),
+            ("Encryption", _freetds_encryption(server)),
+            ("ClientCharset", "UTF-8"),
+            ("ApplicationIntent", server.application_intent),
+        ]
+    if kind == "msodbc17" and server.encrypt == "strict":
+        raise ValueError("encrypt: strict needs ODBC Driver 18 for SQL Server; "
+                         f"driver {server.driver!r} knows only yes and no")
+    return [
+        ("Driver", server.driver),
+        ("Server", f"{server.host},{server.port}"),
+        ("Database", server.database),
+        ("UID", server.username),
+        ("PWD", password),
+        ("Encrypt", server.encrypt),
+        ("TrustServerCertificate", "yes" if server.trust_server_certificate else "no"),
+        ("HostNameInCertificate", server.host_name_in_certificate),
+        ("ApplicationIntent", server.application_intent),
+    ]
+
+
+def sql_server_connection_string(server: SqlServer) -> str:
+    """The full connection string, password included. Call it only where the connection is made."""
+    return format_connection_string(sql_server_attributes(server, password=server.password.resolve()))
+
+
+def describe_sql_server(server: SqlServer) -> str:
+    """The connection string with the password masked: safe for logs, plans and messages."""
+    attrs = sql_server_attributes(server, password=None)
+    at = next(i for i, (k, _) in enumerate(attrs) if k == "UID") + 1
+    text = format_connection_string(attrs[:at] + [("PWD", MASK)] + attrs[at:])
+    return text
+
+
+def mask_connection_string(text: str) -> str:
+    """Replace PWD/Password values in any connection string by ***, braces and all."""
+    return re.sub(r"(?i)\b(pwd|password)=(\{(?:[^}]|\}\})*\}|[^;]*)", lambda m: f"{m.group(1)}={MASK}", text)
+
+
+def _freetds_encryption(server: SqlServer) -> str:
+    # FreeTDS: require (TLS, fails if the server cannot), request (TLS when offered), off.
+    return {"yes": "require", "strict": "require", "no": "request"}[server.encrypt]
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

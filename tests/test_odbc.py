@@ -1,0 +1,154 @@
+"""The ODBC connection-string builder: escaping, per-driver attributes, secrets kept out of text."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from engine.config.model import SqlServer, SqlSource
+from engine.config.secrets import Secret
+from engine.errors import SourceError
+from engine.sources import odbc
+from engine.sources.connect import check_driver, create_sql_engine, source_error
+from pgcluster import free_port, require
+
+HOSTILE = ["p;a}r{t =1", "}", "{", "{}", "a}}b", "x=y", " lead", "trail ", "semi;colon", "tab\tin", "ü€ß;}"]
+
+
+def parse_connection_string(text: str) -> dict[str, str]:
+    """The ODBC grammar (as psqlODBC and FreeTDS read it), as an independent oracle."""
+    out, i = {}, 0
+    while i < len(text):
+        eq = text.index("=", i)
+        key, i = text[i:eq], eq + 1
+        if i < len(text) and text[i] == "{":
+            value, i = [], i + 1
+            while True:
+                if text[i] == "}":
+                    if i + 1 < len(text) and text[i + 1] == "}":
+                        value.append("}")
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                value.append(text[i])
+                i += 1
+            out[key] = "".join(value)
+        else:
+            end = text.find(";", i)
+            end = len(text) if end < 0 else end
+            out[key], i = text[i:end], end
+        if i < len(text):
+            assert text[i] == ";", f"garbage after value at {i}: {text!r}"
+            i += 1
+    return out
+
+
+def server(**kw) -> SqlServer:
+    base = dict(host="erp.example.de", database="DOMUS", username="idwell_sync", password=Secret("${env:T_ODBC_PW}"))
+    return SqlServer(**{**base, **kw})
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_survive_a_round_trip(value):
+    text = odbc.format_connection_string({"Driver": "PostgreSQL Unicode", "PWD": value, "UID": "u"})
+    assert parse_connection_string(text) == {"Driver": "PostgreSQL Unicode", "PWD": value, "UID": "u"}
+
+
+def test_plain_values_are_written_as_is_and_specials_braced_with_doubled_closing_brace():
+    assert odbc.escape_value("sync_reader") == "sync_reader"
+    assert odbc.escape_value("p;a}r{t =1") == "{p;a}}r{t =1}"
+    assert odbc.escape_value(" x") == "{ x}"
+    assert odbc.escape_value(1433) == "1433"
+    with pytest.raises(ValueError):
+        odbc.escape_value("a\x00b")
+    with pytest.raises(ValueError):
+        odbc.format_connection_string({"PWD;x": "a"})
+
+
+def test_driver_18_string(monkeypatch):
+    monkeypatch.setenv("T_ODBC_PW", "Ge;heim}")
+    text = odbc.sql_server_connection_string(server(trust_server_certificate=True, host_name_in_certificate="sql01.kunde.local"))
+    assert text == ("Driver={ODBC Driver 18 for SQL Server};Server=erp.example.de,1433;Database=DOMUS;UID=idwell_sync;"
+                    "PWD={Ge;heim}}};Encrypt=yes;TrustServerCertificate=yes;HostNameInCertificate=sql01.kunde.local;"
+                    "ApplicationIntent=ReadOnly")
+
+
+def test_driver_17_knows_no_strict_encryption(monkeypatch):
+    monkeypatch.setenv("T_ODBC_PW", "x")
+    assert "Encrypt=no" in odbc.sql_server_connection_string(server(driver="ODBC Driver 17 for SQL Server", encrypt="no"))
+    with pytest.raises(ValueError, match="strict needs ODBC Driver 18"):
+        odbc.sql_server_connection_string(server(driver="ODBC Driver 17 for SQL Server", encrypt="strict"))
+
+
+def test_freetds_uses_its_own_attribute_names(monkeypatch):
+    monkeypatch.setenv("T_ODBC_PW", "pw")
+    attrs = parse_connection_string(odbc.sql_server_connection_string(server(driver="FreeTDS", port=1500, tds_version="7.3")))
+    assert attrs == {"Driver": "FreeTDS", "Server": "erp.example.de", "Port": "1500", "Database": "DOMUS",
+                     "UID": "idwell_sync", "PWD": "pw", "TDS_Version": "7.3", "Encryption": "require",
+                     "ClientCharset": "UTF-8", "ApplicationIntent": "ReadOnly"}
+    no = parse_connection_string(odbc.sql_server_connection_string(server(driver="FreeTDS", encrypt="no")))
+    assert no["Encryption"] == "request"
+
+
+def test_description_and_engine_never_hold_the_password(monkeypatch):
+    monkeypatch.setenv("T_ODBC_PW", "p;a}r{t =1")
+    s = server(driver="FreeTDS")
+    assert "r{t" not in odbc.describe_sql_server(s) and "PWD=***" in odbc.describe_sql_server(s)
+    assert "r{t" not in repr(s) and "${env:T_ODBC_PW}" in repr(s)
+    assert odbc.mask_connection_string("UID=a;PWD={p;a}}r{t =1};Database=x") == "UID=a;PWD=***;Database=x"
+    require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    engine = create_sql_engine(SqlSource(type="sql", server=s))
+    assert "r{t" not in repr(engine) and "r{t" not in str(engine.url)
+
+
+def test_secret_is_resolved_when_connecting_not_when_the_engine_is_made(monkeypatch):
+    require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    monkeypatch.delenv("T_ODBC_PW", raising=False)
+    engine = create_sql_engine(SqlSource(type="sql", server=server(driver="FreeTDS", host="127.0.0.1", port=_closed_port())))
+    with pytest.raises(Exception, match=r"environment variable T_ODBC_PW is not set"):
+        engine.connect()
+
+
+def test_failed_connect_through_freetds_does_not_show_the_password(monkeypatch):
+    require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    monkeypatch.setenv("T_ODBC_PW", "p;a}r{t =1")
+    port = _closed_port()
+    engine = create_sql_engine(SqlSource(type="sql", server=server(driver="FreeTDS", host="127.0.0.1", port=port, login_timeout=5)))
+    with pytest.raises(Exception) as info:
+        engine.connect()
+    exc = info.value
+    texts = [str(exc), repr(exc), repr(getattr(exc, "orig", None)), repr(exc.args)]
+    assert not [t for t in texts if "r{t" in t or "p;a" in t]
+    err = source_error(exc, "tenant 'acme': connect")
+    assert err.cause == "unreachable" and "1433" in err.hint and "r{t" not in str(err)
+    assert "Adaptive Server is unavailable" in str(err)
+
+
+def test_missing_driver_names_where_it_comes_from():
+    require(_drivers() is not None, "pyodbc cannot load unixODBC")
+    name = "ODBC Driver 18 for SQL Server"
+    if name in _drivers():
+        pytest.skip(f"{name} is installed on this machine")
+    with pytest.raises(SourceError) as info:
+        check_driver(name)
+    assert info.value.cause == "driver_missing"
+    assert "msodbcsql18" in info.value.hint and "packages.microsoft.com" in info.value.hint
+    with pytest.raises(SourceError) as info:
+        create_sql_engine(SqlSource(type="sql", server=server(driver="ODBC Driver 18 for SQL Server")))
+    assert "'ODBC Driver 18 for SQL Server' is not installed" in str(info.value)
+
+
+def _drivers() -> list[str]:
+    import pyodbc
+    return pyodbc.drivers()
+
+
+def _closed_port() -> int:
+    return free_port()  # bound and released: nothing listens there
+
+
+def test_parse_oracle_itself_rejects_an_unescaped_brace_value():
+    with pytest.raises((AssertionError, IndexError, ValueError)):
+        parse_connection_string("PWD={a}b};UID=x")
+    assert re.search(r"PWD=\{", odbc.format_connection_string({"PWD": "a}b"}))
