@@ -120,3 +120,25 @@ def require(condition: object, reason: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+def _cluster_fixture():
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def pg_cluster():
+        """A started private cluster (skipped with a reason outside CI when the machine cannot run one)."""
+        cluster = PgCluster()
+        try:
+            cluster.start()
+        except ClusterUnavailable as exc:
+            cluster.stop()
+            require(False, f"cannot start a private PostgreSQL cluster: {exc}")
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+    return pg_cluster
+
+
+pg_cluster = _cluster_fixture()
