@@ -113,17 +113,41 @@ def compile_expression(text: str, *, code_tables: Mapping[str, Any] = {}) -> Exp
     except jp_exceptions.IncompleteExpressionError:
         raise ExprError("syntax error: the expression ends too early", len(text), text) from None
     except jp_exceptions.LexerError as error:
-        raise ExprError(f"syntax error: {error.message}", error.lexer_position, text) from None
+        raise ExprError(_lexer_message(error), error.lexer_position, text) from None
     except jp_exceptions.ParseError as error:
         raise ExprError(_parse_message(error), error.lex_position, text) from None
+    _check_literals_as_names(text, ast)
     _check_functions(text, ast, code_tables)
     return Expr(text, _top_level_names(ast), frozenset(_called(ast)), ast, make_functions(code_tables))
 
 
+_TOKEN_TEXT = {"rparen": "')'", "lparen": "'('", "rbracket": "']'", "lbracket": "'['",
+               "rbrace": "'}'", "lbrace": "'{'", "comma": "','", "colon": "':'", "dot": "'.'",
+               "eof": "the end", "quoted_identifier": "a quoted name",
+               "unquoted_identifier": "a name", "lbracket_or_lbrace": "'[' or '{'"}
+
+
+def _lexer_message(error: jp_exceptions.LexerError) -> str:
+    message = error.message
+    if message.startswith("Unknown token"):
+        char = message[len("Unknown token"):].strip(" '")
+        hint = (" (a comparison is written '==')" if char == "=" else
+                " (a name with characters other than letters, digits and '_' is written in"
+                " double quotes, such as \"Objekt-Nr\")")
+        return f"syntax error: unknown character '{char}'{hint}"
+    return f"syntax error: {message[:1].lower()}{message[1:]}"
+
+
 def _parse_message(error: jp_exceptions.ParseError) -> str:
-    token = error.token_value if error.token_type != "EOF" else "end of expression"
-    detail = error.msg if error.msg != "Invalid jmespath expression" else "unexpected token"
-    return f"syntax error at '{token}': {detail}"
+    found = "the end" if error.token_type == "EOF" else repr(str(error.token_value))
+    msg = error.msg
+    if msg.startswith("Expecting: "):
+        expected = msg[len("Expecting: "):].split(", got:")[0].strip("[]")
+        wanted = " or ".join(_TOKEN_TEXT.get(t.strip(" '"), t.strip(" '")) for t in expected.split(","))
+        return f"syntax error: expected {wanted}, found {found}"
+    if msg in ("invalid token", "Invalid jmespath expression") or msg.startswith("Unexpected token"):
+        return f"syntax error: unexpected {found}"
+    return f"syntax error: {msg[:1].lower()}{msg[1:]}"
 
 
 def _nodes(node: Any) -> Iterator[dict]:
@@ -157,6 +181,14 @@ def _top_level_names(node: dict) -> frozenset[str] | None:
             return None
         names |= found
     return frozenset(names)
+
+
+def _check_literals_as_names(text: str, ast: dict) -> None:
+    for node in _nodes(ast):
+        if node["type"] == "field" and node["value"] in ("null", "true", "false"):
+            word = node["value"]
+            raise ExprError(f"'{word}' would read a column named {word}; the value {word} is "
+                            f"written in backticks: `{word}`", _name_column(text, word), text)
 
 
 def _check_functions(text: str, ast: dict, code_tables: Mapping[str, Any]) -> None:
