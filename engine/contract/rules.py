@@ -14,8 +14,8 @@ type test per field, not a run of a general JSON Schema validator.
 Where python-jsonschema is laxer than the standard, the rules follow the standard:
   * `pattern` is an ECMA 262 regex, whose `$` matches only at the very end (Python's `$` also
     matches before a trailing newline), so a trailing `$` is compiled as `\\Z`;
-  * `format: email` wants `local@domain.tld` without whitespace (python-jsonschema only looks
-    for an '@').
+  * `format: email` wants `local@domain.tld` without whitespace inside (python-jsonschema only
+    looks for an '@'); surrounding whitespace is tolerated, as the spec compares logins trimmed.
 """
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def _valid_date(value: str) -> bool:
 
 _FORMATS: dict[str, tuple[Callable[[str], bool], str]] = {
     "date": (_valid_date, "a date as YYYY-MM-DD"),
-    "email": (lambda v: _EMAIL.fullmatch(v) is not None, "an e-mail address (local@domain)"),
+    # the spec compares logins "after trimming", so surrounding whitespace is tolerated
+    "email": (lambda v: _EMAIL.fullmatch(v.strip()) is not None, "an e-mail address (local@domain)"),
 }
 
 

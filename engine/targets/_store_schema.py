@@ -1,0 +1,89 @@
+"""The local portal store's SQLite layout, derived from the import API spec.
+
+One table per resource with one column per spec field (declared without a type, so SQLite keeps
+each JSON value as it came: text, integer, real or null), plus:
+  id        INTEGER PRIMARY KEY: insertion order, also the list cursor;
+  archived  0/1: delete = archive; an archived record is not listed, a later PUT restores it;
+  email_key users only: lower(trim(email)), the key of the unique-login rule.
+`external_id` is NULL for records a person created by hand in the portal (invisible to the API).
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from engine import contract
+
+FIELDS: dict[str, tuple[str, ...]] = {e: contract.fields(e) for e in contract.RESOURCES}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    e: {name: sub["default"] for name, sub in contract.record_schema(e)["properties"].items() if "default" in sub}
+    for e in contract.RESOURCES}
+REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
+    e: tuple(contract.references(e).items()) for e in contract.RESOURCES}
+CHILDREN: dict[str, tuple[tuple[str, str], ...]] = {
+    parent: tuple((child, f) for child in contract.RESOURCES for f, p in REFERENCES[child] if p == parent)
+    for parent in contract.RESOURCES}
+"""parent resource -> (child resource, reference field) pairs: what blocks a delete."""
+
+SINGULAR = {"buildings": "building", "units": "unit", "users": "user", "occupancies": "occupancy"}
+
+
+def _list_limits() -> tuple[int, int, int]:
+    params = contract.spec()["paths"]["/{resource}"]["get"]["parameters"]
+    schema = next(p["schema"] for p in params if p["name"] == "limit")
+    return schema["minimum"], schema["maximum"], schema["default"]
+
+
+LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = _list_limits()
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def email_key(value: Any) -> str | None:
+    """The unique-login key: trimmed and lower-cased; None for no (or a blank) address."""
+    if not isinstance(value, str):
+        return None
+    key = value.strip().lower()
+    return key or None
+
+
+def _ddl(entity: str) -> list[str]:
+    cols = ["id INTEGER PRIMARY KEY", "external_id TEXT UNIQUE"]
+    cols += [q(f) for f in FIELDS[entity] if f != "external_id"]
+    cols.append("archived INTEGER NOT NULL DEFAULT 0")
+    if entity == "users":
+        cols.append("email_key TEXT")
+    stmts = [f"CREATE TABLE IF NOT EXISTS {q(entity)} ({', '.join(cols)})"]
+    for child, field in ((entity, f) for f, _ in REFERENCES[entity]):
+        stmts.append(f"CREATE INDEX IF NOT EXISTS {q(f'ix_{child}_{field}')} ON {q(child)} ({q(field)}) "
+                     "WHERE archived = 0")
+    if entity == "users":
+        stmts.append("CREATE INDEX IF NOT EXISTS ix_users_email_key ON users (email_key) WHERE archived = 0")
+    return stmts
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (and create or extend) the store. Autocommit mode: writers use explicit transactions."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")       # a committed apply survives a crash of the machine
+    conn.execute("PRAGMA cache_size = -65536")      # 64 MB: large stores keep their indexes in memory
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for entity in contract.RESOURCES:
+            for stmt in _ddl(entity):
+                conn.execute(stmt)
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({q(entity)})")}
+            for f in FIELDS[entity]:
+                if f not in have:                    # the spec gained a field since the store was made
+                    conn.execute(f"ALTER TABLE {q(entity)} ADD COLUMN {q(f)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return conn

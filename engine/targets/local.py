@@ -1,0 +1,66 @@
+"""Target `local`: the local portal store, an SQLite file that answers like the import API.
+
+The demo syncs into it, tests inspect it, and `idwell-sync sandbox` serves the same store over
+HTTP. The rules live in the store (engine.targets._store_portal); this module adapts it to the
+Target protocol: `read` lists the managed records, `apply` writes changes in chunks, one
+transaction per chunk, and turns the store's answers into Outcomes.
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from engine.errors import TargetError
+from engine.targets._store_portal import Op, PortalStore
+from engine.targets.base import Change, Outcome, Progress
+
+CHUNK = 5000
+
+
+class LocalStore:
+    name = "local"
+
+    def __init__(self, path: Path | str, *, chunk_size: int = CHUNK):
+        self.path = Path(path)
+        try:
+            self.store = PortalStore(self.path)
+        except sqlite3.Error as exc:
+            raise TargetError(f"cannot open the local portal store {self.path}: {exc}",
+                              hint="check that the path is writable and is an SQLite file") from exc
+        self.chunk_size = chunk_size
+
+    def read(self, entity: str) -> Iterator[dict[str, Any]]:
+        return self.store.iter_records(entity)
+
+    def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for start in range(0, len(changes), self.chunk_size):
+            chunk = changes[start:start + self.chunk_size]
+            ops = [Op(c.entity, "delete" if c.action == "delete" else "put", c.external_id, c.record) for c in chunk]
+            try:
+                results = self.store.write(ops)
+            except sqlite3.Error as exc:
+                raise TargetError(f"writing to the local portal store {self.path} failed after "
+                                  f"{start} of {len(changes)} changes: {exc}",
+                                  hint="check free disk space and that no other program locks the file; "
+                                       "the next run resumes where this one stopped") from exc
+            outcomes.extend(Outcome(c, r.ok, r.status, r.code, r.message, r.field) for c, r in zip(chunk, results))
+            if progress is not None:
+                progress(len(chunk))
+        return outcomes
+
+    # what a person might do in the portal (tests, demos)
+    def edit(self, entity: str, external_id: str, **fields: Any) -> None:
+        self.store.edit(entity, external_id, **fields)
+
+    def add_manual_user(self, **fields: Any) -> int:
+        return self.store.add_manual_user(**fields)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_local(tenant) -> LocalStore:
+    """The TARGETS entry: the tenant's `target: {type: local, path: ...}`."""
+    return LocalStore(tenant.target.path)

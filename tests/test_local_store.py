@@ -1,0 +1,257 @@
+"""The local portal store answers like the import API, and the local target applies plans to it."""
+from __future__ import annotations
+
+import random
+import sqlite3
+
+import pytest
+
+from engine.contract import fields
+from engine.targets._store_portal import Op, PortalStore
+from engine.targets.base import Change
+from engine.targets.local import LocalStore
+
+
+def building(i, **kw):
+    return {"external_id": f"B{i}", "name": f"Haus {i}", **kw}
+
+
+def unit(i, b, **kw):
+    return {"external_id": f"U{i}", "building_id": f"B{b}", "number": f"{i:03}", **kw}
+
+
+def user(i, email=None, **kw):
+    return {"external_id": f"P{i}", "last_name": f"Person {i}", "email": email, **kw}
+
+
+def occ(i, p, u, **kw):
+    return {"external_id": f"C{i}", "user_id": f"P{p}", "unit_id": f"U{u}", "role": "tenant", **kw}
+
+
+def put(entity, record, action="create"):
+    return Change(entity, action, record["external_id"], record)
+
+
+def delete(entity, external_id):
+    return Change(entity, "delete", external_id)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = PortalStore(tmp_path / "portal.sqlite")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def local(tmp_path):
+    s = LocalStore(tmp_path / "portal.sqlite")
+    yield s
+    s.close()
+
+
+def test_put_creates_then_replaces_fully_with_the_specs_defaults(store):
+    assert store.put("buildings", "B1", building(1, city="Berlin", country="AT")).status == 201
+    assert store.get("buildings", "B1")["country"] == "AT"
+    assert store.put("buildings", "B1", building(1)).status == 200
+    got = store.get("buildings", "B1")
+    assert list(got) == list(fields("buildings"))
+    assert got["city"] is None and got["country"] == "DE"      # replaced, not patched; spec default
+
+
+def test_invalid_record_is_refused_with_its_field(store):
+    r = store.put("users", "P1", user(1, last_name="x" * 71))
+    assert (r.status, r.code, r.field) == (400, "invalid", "last_name")
+    assert "users 'P1'" in r.message and "70" in r.message
+    r = store.put("users", "P1", user(2))
+    assert (r.status, r.field) == (400, "external_id")
+    assert store.get("users", "P1") is None and store.get("users", "P2") is None
+
+
+@pytest.mark.parametrize("variant", ["max@web.de", "Max@Web.DE", "  max@web.de ", "MAX@WEB.DE\t"])
+def test_email_is_unique_case_insensitively_after_trimming(store, variant):
+    assert store.put("users", "P1", user(1, "max@web.de")).ok
+    r = store.put("users", "P2", user(2, variant))
+    assert (r.status, r.code, r.field, r.conflicting_external_id) == (409, "email_taken", "email", "P1")
+    assert r.error == {"code": "email_taken", "message": r.message, "field": "email", "conflicting_external_id": "P1"}
+    assert store.put("users", "P1", user(1, variant)).status == 200     # its own address in another spelling
+
+
+def test_a_manual_user_holds_its_email_but_stays_invisible(store):
+    store.add_manual_user(last_name="Hausmeister", email="Hauswart@Example.de")
+    r = store.put("users", "P1", user(1, "hauswart@example.de "))
+    assert (r.status, r.code, r.conflicting_external_id) == (409, "email_taken", None)
+    assert "by hand" in r.message
+    assert store.put("users", "P2", user(2, "other@example.de")).ok
+    assert [u["external_id"] for u in store.iter_records("users")] == ["P2"]
+    assert store.list_page("users")["items"][0]["external_id"] == "P2"
+    with pytest.raises(ValueError, match="already the login"):
+        store.add_manual_user(last_name="Zweiter", email="OTHER@example.de")
+
+
+def test_an_email_freed_by_archive_or_change_can_be_taken(store):
+    store.put("users", "P1", user(1, "a@web.de"))
+    store.put("users", "P2", user(2, "b@web.de"))
+    results = store.write([Op("users", "put", "P3", user(3, "a@web.de")),      # refused: P1 holds it
+                           Op("users", "delete", "P1"),
+                           Op("users", "put", "P3", user(3, "a@web.de")),      # now free
+                           Op("users", "put", "P2", user(2, "c@web.de")),
+                           Op("users", "put", "P4", user(4, "B@web.de"))])     # freed by P2 just before
+    assert [r.status for r in results] == [409, 204, 201, 200, 201]
+    assert {u["external_id"]: u["email"] for u in store.iter_records("users")} == \
+        {"P2": "c@web.de", "P3": "a@web.de", "P4": "B@web.de"}
+
+
+def test_references_must_exist_and_be_active(store):
+    r = store.put("units", "U1", unit(1, 9))
+    assert (r.status, r.code, r.field) == (409, "unknown_reference", "building_id")
+    assert "'B9'" in r.message
+    store.put("buildings", "B1", building(1))
+    assert store.put("units", "U1", unit(1, 1)).status == 201
+    store.put("users", "P1", user(1))
+    r = store.put("occupancies", "C1", occ(1, 2, 1))
+    assert (r.code, r.field) == ("unknown_reference", "user_id")
+    store.delete("units", "U1")
+    r = store.put("occupancies", "C1", occ(1, 1, 1))
+    assert (r.code, r.field) == ("unknown_reference", "unit_id")               # archived counts as missing
+
+
+def test_records_with_active_dependents_cannot_be_deleted(store):
+    store.write([Op("buildings", "put", "B1", building(1)), Op("units", "put", "U1", unit(1, 1)),
+                 Op("users", "put", "P1", user(1)), Op("occupancies", "put", "C1", occ(1, 1, 1))])
+    for resource, ext in [("buildings", "B1"), ("units", "U1"), ("users", "P1")]:
+        r = store.delete(resource, ext)
+        assert (r.status, r.code) == (409, "has_dependents")
+        assert ext in r.message and "delete them first" in r.message
+    results = store.write([Op("occupancies", "delete", "C1"), Op("users", "delete", "P1"),
+                           Op("units", "delete", "U1"), Op("buildings", "delete", "B1")])
+    assert [r.status for r in results] == [204, 204, 204, 204]
+
+
+def test_delete_archives_and_a_later_put_restores(store):
+    store.put("buildings", "B1", building(1, city="Berlin"))
+    assert store.delete("buildings", "B1").status == 204
+    assert store.get("buildings", "B1") is None
+    assert store.count("buildings") == 0 and store.list_page("buildings")["items"] == []
+    assert store.delete("buildings", "B1").status == 204                       # idempotent
+    r = store.put("buildings", "B1", building(1, city="Hamburg"))
+    assert r.status == 201
+    assert store.get("buildings", "B1")["city"] == "Hamburg"
+    r = store.delete("buildings", "B404")
+    assert (r.status, r.code) == (404, "not_found")
+
+
+def test_list_page_walks_every_record_once_with_the_cursor(store):
+    store.write([Op("buildings", "put", f"B{i}", building(i)) for i in range(7)])
+    store.delete("buildings", "B3")
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = store.list_page("buildings", cursor, limit=3)
+        seen += [b["external_id"] for b in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["B0", "B1", "B2", "B4", "B5", "B6"] and pages == 2
+    with pytest.raises(ValueError, match="cursor"):
+        store.list_page("buildings", "not-a-cursor")
+    for bad in (0, 1001):
+        with pytest.raises(ValueError, match="limit"):
+            store.list_page("buildings", limit=bad)
+
+
+def test_batch_does_upserts_first_then_deletes(store):
+    store.put("buildings", "B1", building(1))
+    results = store.batch("buildings", upsert=[building(2), {"name": "no id"}], delete=["B1", "B2", "B9"])
+    assert [(i, op, r.status) for i, op, r in results] == \
+        [("B2", "upsert", 201), ("", "upsert", 400), ("B1", "delete", 204), ("B2", "delete", 204), ("B9", "delete", 404)]
+
+
+def test_apply_returns_outcomes_in_order_and_refusals_do_not_stop_the_others(tmp_path):
+    target = LocalStore(tmp_path / "portal.sqlite", chunk_size=2)
+    changes = [put("buildings", building(1)), put("units", unit(1, 1)), put("units", unit(2, 7)),
+               put("users", user(1, "a@web.de")), put("users", user(2, "A@web.de")),
+               put("users", user(3, last_name="")), put("occupancies", occ(1, 1, 1)),
+               delete("units", "U1"), delete("units", "U9")]
+    done = []
+    outcomes = target.apply(changes, done.append)
+    assert [o.change for o in outcomes] == changes
+    assert [(o.ok, o.status, o.code) for o in outcomes] == [
+        (True, 201, None), (True, 201, None), (False, 409, "unknown_reference"),
+        (True, 201, None), (False, 409, "email_taken"), (False, 400, "invalid"),
+        (True, 201, None), (False, 409, "has_dependents"), (False, 404, "not_found")]
+    assert sum(done) == len(changes)
+    assert [u["external_id"] for u in target.read("users")] == ["P1"]
+    target.close()
+
+
+def test_read_yields_exactly_the_specs_fields_of_managed_active_records(local):
+    local.apply([put("buildings", building(1)), put("buildings", building(2)), delete("buildings", "B2")])
+    local.add_manual_user(last_name="Hand")
+    assert list(local.read("buildings")) == [
+        {"external_id": "B1", "name": "Haus 1", "street": None, "house_number": None, "postal_code": None,
+         "city": None, "country": "DE"}]
+    assert list(local.read("users")) == []
+
+
+def test_writes_are_committed_when_apply_returns(tmp_path):
+    target = LocalStore(tmp_path / "portal.sqlite")
+    target.apply([put("buildings", building(i)) for i in range(3)])
+    other = sqlite3.connect(tmp_path / "portal.sqlite")          # a second connection, as another process
+    assert other.execute("SELECT count(*) FROM buildings WHERE archived = 0").fetchone() == (3,)
+    other.close()
+    target.close()
+    assert len(list(LocalStore(tmp_path / "portal.sqlite").read("buildings"))) == 3
+
+
+def test_a_direct_edit_shows_in_read_and_is_reverted_by_a_put(local):
+    local.apply([put("users", user(1, "a@web.de", first_name="Max"))])
+    local.edit("users", "P1", first_name="Moritz", email="m@web.de")
+    assert next(local.read("users"))["first_name"] == "Moritz"
+    assert local.store.put("users", "P9", user(9, "M@web.de ")).code == "email_taken"
+    local.apply([put("users", user(1, "a@web.de", first_name="Max"), "update")])
+    assert next(local.read("users"))["first_name"] == "Max"
+    with pytest.raises(KeyError, match="P404"):
+        local.edit("users", "P404", first_name="X")
+    with pytest.raises(ValueError, match="valid values"):
+        local.edit("users", "P1", nickname="X")
+
+
+def _random_changes(rng: random.Random, n: int) -> list[Change]:
+    out = []
+    for _ in range(n):
+        entity = rng.choice(["buildings", "units", "users", "occupancies"])
+        i = rng.randrange(6)
+        if rng.random() < 0.3:
+            out.append(delete(entity, {"buildings": "B", "units": "U", "users": "P", "occupancies": "C"}[entity] + str(i)))
+        elif entity == "buildings":
+            out.append(put(entity, building(i)))
+        elif entity == "units":
+            out.append(put(entity, unit(i, rng.randrange(6))))
+        elif entity == "users":
+            out.append(put(entity, user(i, rng.choice([None, "a@x.de", "A@x.de ", "b@x.de", "c@x.de"]))))
+        else:
+            out.append(put(entity, occ(i, rng.randrange(6), rng.randrange(6))))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_chunked_apply_answers_as_one_request_at_a_time(tmp_path, seed):
+    """The batched checks give the same answers and end state as one transaction per change."""
+    changes = _random_changes(random.Random(seed), 400)
+    one = LocalStore(tmp_path / "one.sqlite", chunk_size=1)
+    many = LocalStore(tmp_path / "many.sqlite", chunk_size=150)
+    one.add_manual_user(last_name="Hand", email="c@x.de")
+    many.add_manual_user(last_name="Hand", email="c@x.de")
+    a, b = one.apply(changes), many.apply(changes)
+    assert [(o.status, o.code, o.field) for o in a] == [(o.status, o.code, o.field) for o in b]
+    assert len({o.code for o in a}) >= 5          # the sequence exercised the rules
+    for entity in ("buildings", "units", "users", "occupancies"):
+        assert list(one.read(entity)) == list(many.read(entity))
+    one.close()
+    many.close()
+
+
+def test_unknown_resource_is_named(store):
+    with pytest.raises(ValueError, match="Valid values are: buildings"):
+        store.put("contracts", "K1", {})
