@@ -56,10 +56,12 @@ class Expr:
         if columns is None:
             return self._for_records
         positions = self._positions(list(columns))
-        try:
-            return Compiler(self._functions, positions).compile(self._ast)
-        except NeedsRecord:
-            return self._via_record(list(columns), positions)
+        if self.columns is not None:
+            try:
+                return Compiler(self._functions, positions).compile(self._ast)
+            except NeedsRecord:
+                pass
+        return self._via_record(list(columns), positions)
 
     def evaluate(self, record: Mapping[str, Any]) -> Any:
         """The expression's value for one dict record."""
@@ -75,7 +77,7 @@ class Expr:
         for i, name in enumerate(columns):
             folded.setdefault(name.casefold(), []).append(i)
         positions = {}
-        for name in sorted(self.columns or ()):
+        for name in sorted(_top_level_names(self._ast, whole=frozenset())):
             if name in exact:
                 positions[name] = exact[name]
                 continue
@@ -161,13 +163,13 @@ def _called(ast: dict) -> Iterator[str]:
     return (n["value"] for n in _nodes(ast) if n["type"] == "function_expression")
 
 
-def _top_level_names(node: dict) -> frozenset[str] | None:
-    """The names read from the record itself; None when the whole record is read ('@', '*')."""
+def _top_level_names(node: dict, whole: frozenset[str] | None = None) -> frozenset[str] | None:
+    """The names read from the record itself; `whole` (None) when the whole record is read."""
     kind = node["type"]
     if kind == "field":
         return frozenset([node["value"]])
     if kind in ("current", "identity"):
-        return None
+        return whole
     if kind in ("literal", "expref", "index", "slice"):
         return frozenset()
     children = node["children"]
@@ -176,7 +178,7 @@ def _top_level_names(node: dict) -> frozenset[str] | None:
         children = children[:1]              # the rest reads what the first part produced
     names: set[str] = set()
     for child in children:
-        found = _top_level_names(child)
+        found = _top_level_names(child, whole)
         if found is None:
             return None
         names |= found
