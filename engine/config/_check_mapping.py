@@ -1,0 +1,216 @@
+"""Semantic checks of a mapping profile (as written, or merged with a tenant's overrides).
+
+What JSON Schema cannot say: every query is one read-only T-SQL SELECT; every expression
+compiles with our functions; every regex compiles; the columns a mapping uses are in its query's
+select list; the portal fields are the import API's and its required ones are mapped. The checks
+read possibly schema-invalid data, so they skip whatever has the wrong shape (the schema already
+reported it). Compiled expressions and code tables are kept for the compile step.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+from engine import contract
+from engine.config._merge import FILTER_KINDS
+from engine.config._report import Report
+from engine.config._text import did_you_mean, quoted_list
+from engine.config.model import ENTITIES, CodeTable
+from engine.config.sql import find_issue, select_columns
+from engine.expr import Expr, ExprError, compile_expression
+
+
+@dataclass
+class Compiled:
+    code_tables: dict[str, CodeTable] = field(default_factory=dict)
+    exprs: dict[tuple, Expr] = field(default_factory=dict)      # path of the text -> compiled
+    columns: dict[str, list[str] | None] = field(default_factory=dict)
+
+
+def check_mapping(data: Any, report: Report, *, file_stem: str | None = None) -> Compiled:
+    compiled = Compiled()
+    if not isinstance(data, dict):
+        return compiled
+    name = data.get("name")
+    if file_stem and isinstance(name, str) and name != file_stem:
+        report.error(("name",), f"the mapping is named '{name}' but its file is '{file_stem}.yaml': tenants find "
+                                "a mapping by its file name, so make the two equal")
+    tables = data.get("code_tables")
+    for table, spec in (tables.items() if isinstance(tables, dict) else ()):
+        if isinstance(spec, dict) and isinstance(spec.get("values"), dict):
+            compiled.code_tables[table] = CodeTable(table, dict(spec["values"]), spec.get("default"))
+    entities = data.get("entities")
+    for entity in ENTITIES:
+        spec = entities.get(entity) if isinstance(entities, dict) else None
+        if isinstance(spec, dict):
+            _Entity(entity, spec, data.get("source_type"), report, compiled).check()
+    return compiled
+
+
+class _Entity:
+    def __init__(self, name: str, spec: dict, source_type: Any, report: Report, compiled: Compiled):
+        self.name, self.spec, self.source_type = name, spec, source_type
+        self.report, self.compiled = report, compiled
+        self.path = ("entities", name)
+        self.columns: list[str] | None = None
+
+    def check(self) -> None:
+        self._source()
+        self.compiled.columns[self.name] = self.columns
+        key = self.spec.get("key")
+        if isinstance(key, str):
+            self._column(self.path + ("key",), key, "key column")
+        elif isinstance(key, list):
+            for i, column in enumerate(key):
+                if isinstance(column, str):
+                    self._column(self.path + ("key", i), column, "key column")
+        self._fields()
+        if "contract" in self.spec:
+            if self.name != "occupancies":
+                self.report.error(self.path + ("contract",), "'contract' is only used in occupancies")
+            else:
+                self._expression(self.path + ("contract",))
+        filters = self.spec.get("filters")
+        if isinstance(filters, list):
+            self._filters(filters)
+
+    def _source(self) -> None:
+        spec, report, path = self.spec, self.report, self.path
+        if self.source_type == "sql":
+            if "query" not in spec:
+                report.error(path, "missing field 'query': a mapping with source_type sql reads each entity with a query")
+            for key in ("endpoint", "record_selector", "paginator"):
+                if key in spec:
+                    report.error(path + (key,), f"'{key}' is for API sources; this mapping has source_type sql")
+        elif self.source_type == "api":
+            if "endpoint" not in spec:
+                report.error(path, "missing field 'endpoint': a mapping with source_type api reads each entity from an endpoint")
+            if "query" in spec:
+                report.error(path + ("query",), "'query' is for SQL sources; this mapping has source_type api")
+            self._jmespath(path + ("record_selector",), spec.get("record_selector"))
+            paginator = spec.get("paginator")
+            if isinstance(paginator, dict):
+                self._jmespath(path + ("paginator", "cursor_path"), paginator.get("cursor_path"))
+                if paginator.get("type") == "cursor" and "cursor_path" not in paginator:
+                    report.error(path + ("paginator",), "missing field 'cursor_path' (required with type cursor)")
+        query = spec.get("query")
+        if not isinstance(query, str) or self.source_type == "api":
+            return
+        issue = find_issue(query)
+        if issue:
+            offset = _offset(query, issue.line, issue.col)
+            report.error(path + ("query",), issue.message, offset=offset)
+            return
+        self.columns = select_columns(query)
+        if self.columns is None:
+            report.warning(path + ("query",), "the query selects *, so the columns the mapping uses cannot be "
+                                              "checked: name the columns in the select list")
+
+    def _fields(self) -> None:
+        fields = self.spec.get("fields")
+        if not isinstance(fields, dict):
+            return
+        known = contract.fields(self.name)
+        for name in fields:
+            path = self.path + ("fields", name)
+            if name not in known:
+                hint = did_you_mean(str(name), known) or f"The import API's {self.name} fields are: {quoted_list(known)}"
+                self.report.error(path, f"unknown field '{name}' for {self.name}. {hint}")
+            self._expression(path)
+        for name in contract.required(self.name):
+            if name not in fields:
+                self.report.error(self.path + ("fields",), f"the import API requires '{name}' for {self.name}: map it")
+
+    def _filters(self, filters: list) -> None:
+        seen: set[str] = set()
+        for i, spec in enumerate(filters):
+            if not isinstance(spec, dict):
+                continue
+            path = self.path + ("filters", i)
+            name = spec.get("name")
+            if isinstance(name, str):
+                if name in seen:
+                    self.report.error(path + ("name",), f"the filter name '{name}' is used twice in {self.name}: "
+                                                        "give each filter its own name")
+                seen.add(name)
+            kinds = [k for k in FILTER_KINDS if k in spec]
+            if not kinds:
+                self.report.error(path, "the filter needs one of: " + ", ".join(FILTER_KINDS))
+            elif len(kinds) > 1:
+                self.report.error(path, f"the filter has {' and '.join(kinds)}: a filter has exactly one of "
+                                        f"{', '.join(FILTER_KINDS)}; split it into separate filters")
+            elif kinds[0] in ("flag", "expr") and "field" in spec:
+                self.report.error(path + ("field",), f"'field' is not used with '{kinds[0]}'"
+                                  + (": 'flag' names the column itself" if kinds[0] == "flag" else ""))
+            for key in ("field", "flag"):
+                if isinstance(spec.get(key), str):
+                    self._column(path + (key,), spec[key], "column")
+            if isinstance(spec.get("regex"), str):
+                try:
+                    re.compile(spec["regex"])
+                except re.error as exc:
+                    self.report.error(path + ("regex",), f"the regular expression does not compile: {exc.msg}",
+                                      offset=exc.pos)
+            bounds = spec.get("range")
+            if isinstance(bounds, dict) and all(isinstance(bounds.get(k), (int, float)) for k in ("min", "max")):
+                if bounds["min"] > bounds["max"]:
+                    self.report.error(path + ("range",), f"min {bounds['min']} is greater than max {bounds['max']}")
+            if "expr" in spec:
+                self._expression(path + ("expr",))
+
+    def _expression(self, path: tuple) -> None:
+        text = _get(self.spec, path[len(self.path):])
+        if not isinstance(text, str):
+            return
+        try:
+            expr = compile_expression(text, code_tables=self.compiled.code_tables)
+        except ExprError as exc:
+            self.report.error(path, exc.message, offset=exc.column)
+            return
+        self.compiled.exprs[path] = expr
+        for column in sorted(expr.columns or ()):
+            self._column(path, column, "column", offset=_word_offset(text, column))
+
+    def _column(self, path: tuple, name: str, what: str, offset: int | None = None) -> None:
+        if self.columns is None or name in self.columns:
+            return
+        if name.casefold() in {c.casefold() for c in self.columns}:
+            return  # SQL Server and the engine compare column names case-insensitively
+        hint = did_you_mean(name, self.columns) or f"The query selects: {quoted_list(self.columns)}"
+        self.report.error(path, f"{what} '{name}' is not in the query's select list. {hint}", offset=offset)
+
+    def _jmespath(self, path: tuple, text: Any) -> None:
+        if not isinstance(text, str):
+            return
+        try:
+            jmespath.compile(text)
+        except JMESPathError as exc:
+            self.report.error(path, f"the jmespath expression does not compile: {getattr(exc, 'msg', exc)}")
+
+
+def _get(data: Any, path: tuple) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _offset(text: str, line: int | None, col: int | None) -> int | None:
+    """A 1-based line and column inside `text` as a 0-based offset (sqlglot points at the token's end)."""
+    if not line or not col:
+        return None
+    lines = text.split("\n")
+    if line > len(lines):
+        return None
+    return sum(len(x) + 1 for x in lines[: line - 1]) + max(col - 1, 0)
+
+
+def _word_offset(text: str, word: str) -> int | None:
+    match = re.search(r"(?<![\w.'`])" + re.escape(word) + r"(?![\w'`])", text)
+    return match.start() if match else None

@@ -1,0 +1,194 @@
+"""Semantic checks of a tenant file, beyond its schema and its mapping's checks.
+
+The source matches the mapping's kind and is complete; no literal secret hides in a URL or in
+params; the dedup order names known fields; dates, the cron expression, the time zone and the
+window make sense; thresholds are plausible (implausible but possible values are warnings).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from typing import Any
+
+from croniter import CroniterError, croniter
+
+from engine.config._report import Report
+from engine.config._text import did_you_mean
+from engine.config.secrets import REFERENCE
+
+SERVER_FIELDS = ("host", "port", "database", "username", "password", "driver", "encrypt",
+                 "trust_server_certificate", "host_name_in_certificate", "login_timeout",
+                 "application_intent", "tds_version")
+DEDUP_ORDER_BUILTIN = ("role", "start_date", "external_id")
+_SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api_?key|credential)")
+_URL_SECRET_PARAM = re.compile(r"(?i)(?:[?&;]|^)(?:password|passwd|pwd|token|api_?key|secret)=([^&;]*)")
+
+
+def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | None) -> None:
+    if not isinstance(data, dict):
+        return
+    if file_stem and isinstance(data.get("id"), str) and data["id"] != file_stem:
+        report.warning(("id",), f"the tenant id '{data['id']}' differs from its file name '{file_stem}.yaml': "
+                                "keep them equal so people find the file of a tenant")
+    _source(data.get("source"), report, mapping if isinstance(mapping, dict) else {})
+    for path, url in _urls(data):
+        if isinstance(url, str) and url_has_literal_secret(url):
+            report.error(path, "the URL contains a literal password or token: write a reference such as "
+                               "${env:ACME_SQL_PASSWORD} in its place")
+    _dedup(data.get("dedup"), report, mapping if isinstance(mapping, dict) else {})
+    _window(data.get("contract_window"), report)
+    _deletion(data.get("deletion"), report)
+    _schedule(data.get("schedule"), report)
+
+
+def url_has_literal_secret(url: str) -> bool:
+    """True if a URL carries a password (user:password@ or password=...) that is not a reference."""
+    text = REFERENCE.sub("REF", url)
+    match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@", text)
+    if match and ":" in match.group(1) and match.group(1).split(":", 1)[1] not in ("", "REF"):
+        return True
+    return any(value not in ("", "REF") for value in _URL_SECRET_PARAM.findall(text))
+
+
+def _urls(data: dict) -> list[tuple[tuple, Any]]:
+    out: list[tuple[tuple, Any]] = [(("state_url",), data.get("state_url"))]
+    for section, keys in (("source", ("url", "base_url")), ("target", ("base_url",))):
+        if isinstance(data.get(section), dict):
+            out += [((section, k), data[section].get(k)) for k in keys]
+    auth = data.get("source", {}).get("auth") if isinstance(data.get("source"), dict) else None
+    if isinstance(auth, dict):
+        out.append((("source", "auth", "token_url"), auth.get("token_url")))
+    return out
+
+
+def _source(source: Any, report: Report, mapping: dict) -> None:
+    if not isinstance(source, dict):
+        return
+    kind, wanted = source.get("type"), mapping.get("source_type")
+    if kind in ("sql", "api") and wanted in ("sql", "api") and kind != wanted:
+        report.error(("source", "type"), f"the mapping '{mapping.get('name')}' reads {wanted} sources "
+                                         f"(source_type: {wanted}), but this source is {kind}")
+    if kind == "sql":
+        has_url, has_host = "url" in source, "host" in source
+        if not has_url and not has_host:
+            report.error(("source",), "the sql source needs either 'url' (a SQLAlchemy URL) or 'host' with "
+                                      "'database', 'username' and 'password'")
+        elif has_url:
+            for key in SERVER_FIELDS:
+                if key in source:
+                    report.error(("source", key), f"'{key}' is not used together with 'url': give either 'url' "
+                                                  "or the SQL Server fields (host, database, ...)")
+    params = source.get("params")
+    for key, value in (params.items() if isinstance(params, dict) else ()):
+        if isinstance(value, str) and _SECRET_KEY.search(str(key)) and value and not REFERENCE.fullmatch(value):
+            report.error(("source", "params", key), f"'{key}' looks like a secret: params are sent as written, "
+                                                    "so credentials belong in the source's auth settings")
+
+
+def _dedup(dedup: Any, report: Report, mapping: dict) -> None:
+    email = dedup.get("email") if isinstance(dedup, dict) else None
+    if not isinstance(email, dict):
+        return
+    entities = mapping.get("entities") if isinstance(mapping.get("entities"), dict) else {}
+    users = entities.get("users") if isinstance(entities.get("users"), dict) else {}
+    user_fields = users.get("fields") if isinstance(users.get("fields"), dict) else {}
+    known = list(DEDUP_ORDER_BUILTIN) + [f for f in user_fields if f not in DEDUP_ORDER_BUILTIN]
+    for i, item in enumerate(email.get("order") or ()):
+        if isinstance(item, str) and item.lstrip("-") not in known:
+            name = item.lstrip("-")
+            hint = did_you_mean(name, known) or "Valid items are: " + ", ".join(known)
+            report.error(("dedup", "email", "order", i), f"unknown field '{name}' in the dedup order. {hint}")
+    policy = email.get("policy")
+    if policy == "merge_partnership":
+        occupancies = entities.get("occupancies") if isinstance(entities.get("occupancies"), dict) else {}
+        if entities and "contract" not in occupancies:
+            report.error(("dedup", "email", "policy"), "merge_partnership needs the occupancies' 'contract' "
+                                                       "expression in the mapping (it tells which persons share a contract)")
+    elif "fallback" in email:
+        report.warning(("dedup", "email", "fallback"), "'fallback' is only used with policy merge_partnership")
+
+
+def _window(window: Any, report: Report) -> None:
+    if not isinstance(window, dict):
+        return
+    date = window.get("reference_date")
+    if isinstance(date, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", date):
+        try:
+            dt.date.fromisoformat(date)
+        except ValueError:
+            report.error(("contract_window", "reference_date"), f"'{date}' is not a date of the calendar")
+    for key in ("future_days", "grace_days"):
+        if isinstance(window.get(key), int) and window[key] > 366:
+            report.warning(("contract_window", key), f"{key} {window[key]} is more than a year: is that intended?")
+
+
+def _deletion(deletion: Any, report: Report) -> None:
+    if not isinstance(deletion, dict):
+        return
+    share, ratio = deletion.get("max_share"), deletion.get("min_source_ratio")
+    if isinstance(share, (int, float)) and 0.5 < share <= 1:
+        report.warning(("deletion", "max_share"), f"max_share {share} lets one run archive more than half of an "
+                                                  "entity's records: the guard exists to stop that after a bad extract")
+    if isinstance(ratio, (int, float)) and ratio == 0:
+        report.warning(("deletion", "min_source_ratio"), "min_source_ratio 0 switches the guard against a shrunken "
+                                                         "extract off")
+
+
+def _schedule(schedule: Any, report: Report) -> None:
+    if not isinstance(schedule, dict):
+        return
+    tz = schedule.get("timezone")
+    if isinstance(tz, str):
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            hint = did_you_mean(tz, sorted(zoneinfo.available_timezones())) or "Use an IANA name such as Europe/Berlin."
+            report.error(("schedule", "timezone"), f"unknown time zone '{tz}'. {hint}")
+    cron = schedule.get("cron")
+    if not isinstance(cron, str):
+        return
+    times = _cron_times(cron, report)
+    window = schedule.get("window")
+    if not times or not isinstance(window, dict):
+        return
+    start, end = _hhmm(window.get("start")), _hhmm(window.get("end"))
+    if start is None or end is None:
+        return
+    if start == end:
+        report.error(("schedule", "window"), "the window is empty: start and end are the same time")
+        return
+    outside = [t for t in times if not (start <= t < end if start < end else (t >= start or t < end))]
+    if outside:
+        first = outside[0]
+        report.error(("schedule", "cron"), f"'{cron}' runs at {first // 60:02d}:{first % 60:02d}, outside the window "
+                                           f"{window['start']}-{window['end']}")
+
+
+def _cron_times(cron: str, report: Report) -> list[int]:
+    """The minutes of the day at which `cron` runs in one week (sorted), or [] if invalid."""
+    fields = cron.split()
+    if not cron.startswith("@") and len(fields) != 5:
+        report.error(("schedule", "cron"), f"'{cron}' is not a valid cron expression: expected five fields "
+                                           f"(minute hour day month weekday), found {len(fields)}")
+        return []
+    try:
+        it = croniter(cron, dt.datetime(2026, 1, 5))
+        times = set()
+        for _ in range(20000):
+            when = it.get_next(dt.datetime)
+            if when >= dt.datetime(2026, 1, 12):
+                break
+            times.add(when.hour * 60 + when.minute)
+        return sorted(times)
+    except (CroniterError, ValueError, KeyError) as exc:
+        why = "a value is out of range (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6)" \
+            if "out of range" in str(exc) else "check each of the five fields"
+        report.error(("schedule", "cron"), f"'{cron}' is not a valid cron expression: {why}")
+        return []
+
+
+def _hhmm(text: Any) -> int | None:
+    if isinstance(text, str) and re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", text):
+        return int(text[:2]) * 60 + int(text[3:])
+    return None

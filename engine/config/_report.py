@@ -1,0 +1,24 @@
+"""Collects the problems of one check run, placed by a `Locator`."""
+from __future__ import annotations
+
+from engine.config._problem import Locator, Problem
+
+
+class Report:
+    def __init__(self, loc: Locator):
+        self.loc = loc
+        self.problems: list[Problem] = []
+
+    def error(self, path: tuple, message: str, *, offset: int | None = None) -> None:
+        self.problems.append(self.loc.problem(path, message, "error", offset))
+
+    def warning(self, path: tuple, message: str, *, offset: int | None = None) -> None:
+        self.problems.append(self.loc.problem(path, message, "warning", offset))
+
+    def schema(self, raws: list[tuple[tuple, str]]) -> None:
+        for path, message in raws:
+            self.error(path, message)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(p.severity == "error" for p in self.problems)

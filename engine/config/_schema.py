@@ -1,0 +1,229 @@
+"""The JSON Schemas (shipped in the package as `engine.schema`) and their errors as problems.
+
+jsonschema's own messages print the offending value (which may be a secret) and speak of
+"additionalProperties"; here every error becomes one plain sentence with a did-you-mean where
+one applies, at the position of the key or value it is about.
+"""
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any, Callable, Iterator
+
+from jsonschema import Draft202012Validator, ValidationError
+from referencing import Registry, Resource
+
+from engine.config._text import did_you_mean, quoted_list
+
+BASE = "https://idwell-sync.invalid/schema/"
+SCHEMA_FILES = {"tenant": "tenant.schema.json", "mapping": "mapping.schema.json"}
+
+# (path, message) pairs; the path is a tuple of keys and indexes
+Raw = tuple[tuple[Any, ...], str]
+
+_PATTERN_HINTS = {
+    "^[a-z0-9][a-z0-9_-]*$": "lower-case letters, digits, '-' and '_', starting with a letter or digit",
+    "^[a-z][a-z0-9_]*$": "lower-case letters, digits and '_', starting with a letter",
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date written YYYY-MM-DD",
+    "^([01][0-9]|2[0-3]):[0-5][0-9]$": "a time written HH:MM",
+    "^https?://": "a URL starting with https:// or http://",
+    "^-?[a-z][a-z0-9_]*$": "a field name, optionally with a '-' prefix for descending order",
+    "^[0-9]+\\.[0-9]+$": "a version such as 7.4",
+}
+SECRET_PATTERN = "^\\$\\{(env|file):[^}]+\\}$"
+_TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+               "object": "a mapping (key: value lines)", "array": "a list", "null": "null"}
+
+
+@cache
+def schema(kind: str) -> dict[str, Any]:
+    """The schema of 'tenant' or 'mapping' files, read from the installed package."""
+    text = resources.files("engine.schema").joinpath(SCHEMA_FILES[kind]).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@cache
+def _validator(kind: str) -> Draft202012Validator:
+    registry = Registry().with_resources(
+        (BASE + name, Resource.from_contents({**schema(k), "$id": BASE + name}))
+        for k, name in SCHEMA_FILES.items())
+    return Draft202012Validator({**schema(kind), "$id": BASE + SCHEMA_FILES[kind]}, registry=registry)
+
+
+def validate(kind: str, data: Any) -> list[Raw]:
+    """Every schema error of `data` as (path, message), in no particular order."""
+    out: list[Raw] = []
+    for error in _validator(kind).iter_errors(data):
+        out.extend(_explain(error))
+    return out
+
+
+def validate_subschema(kind: str, pointer: str, data: Any) -> list[Raw]:
+    """Validate `data` against one definition of a schema, e.g. ('mapping', '#/$defs/entity')."""
+    validator = _validator(kind)
+    sub = validator.evolve(schema={"$ref": BASE + SCHEMA_FILES[kind] + pointer})
+    out: list[Raw] = []
+    for error in sub.iter_errors(data):
+        out.extend(_explain(error))
+    return out
+
+
+def _explain(error: ValidationError) -> Iterator[Raw]:
+    path = tuple(error.absolute_path)
+    handler = _HANDLERS.get(error.validator)
+    if handler is None:
+        yield path, "is not valid here; see the schema's description of this field"
+        return
+    yield from handler(error, path)
+
+
+def _additional(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    known = list(error.schema.get("properties", {}))
+    for key in error.instance:
+        if key in known:
+            continue
+        hint = did_you_mean(str(key), known)
+        if hint:
+            yield path + (key,), f"unknown field '{key}'. {hint}"
+        else:
+            yield path + (key,), f"unknown field '{key}'. Valid fields are: {quoted_list(known)}"
+
+
+def _required(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    for name in error.validator_value:
+        if isinstance(error.instance, dict) and name not in error.instance:
+            yield path, f"missing required field '{name}'"
+
+
+def _dependent(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    for key, needed in error.validator_value.items():
+        if key in error.instance:
+            for name in needed:
+                if name not in error.instance:
+                    yield path, f"missing field '{name}' (required with '{key}')"
+
+
+def _type(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    if error.schema.get("pattern") == SECRET_PATTERN:
+        yield path, secret_message(error.instance)
+        return
+    wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    names = " or ".join(_TYPE_NAMES[t] for t in wanted)
+    yield path, f"expected {names}, got {_describe(error.instance)}"
+
+
+def _enum(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    options = [v for v in error.validator_value]
+    shown = ", ".join(json.dumps(v) if not isinstance(v, str) else f"'{v}'" for v in options)
+    value = error.instance
+    text = f"'{value}' is not a valid value" if isinstance(value, (str, int, float)) else f"{_describe(value)} is not a valid value"
+    hint = did_you_mean(str(value), [str(v) for v in options]) if isinstance(value, str) else ""
+    yield path, f"{text}. Valid values are: {shown}" + (f". {hint}" if hint else "")
+
+
+def _const(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    yield path, f"must be '{error.validator_value}'"
+
+
+def _pattern(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    if error.validator_value == SECRET_PATTERN:
+        yield path, secret_message(error.instance)
+        return
+    hint = _PATTERN_HINTS.get(error.validator_value, f"text matching {error.validator_value}")
+    if error.validator_value == "^https?://":  # a URL may carry a password: never repeat it
+        yield path, f"is not valid: expected {hint}"
+    else:
+        yield path, f"'{error.instance}' is not valid: expected {hint}"
+
+
+def secret_message(value: Any) -> str:
+    """Why a secret field's value is refused. Never repeats the value."""
+    if isinstance(value, str) and "${" in value:
+        return ("not a valid secret reference: write the whole value as ${env:NAME} or ${file:PATH} "
+                "(e.g. ${env:ACME_SQL_PASSWORD})")
+    return ("a literal secret is not allowed: put it in an environment variable or file and write "
+            "${env:NAME} or ${file:PATH} here (e.g. ${env:ACME_SQL_PASSWORD})")
+
+
+def _bound(word: str) -> Callable[[ValidationError, tuple], Iterator[Raw]]:
+    def explain(error: ValidationError, path: tuple) -> Iterator[Raw]:
+        yield path, f"must be {word} {error.validator_value}, got {error.instance}"
+    return explain
+
+
+def _size(what: str) -> Callable[[ValidationError, tuple], Iterator[Raw]]:
+    def explain(error: ValidationError, path: tuple) -> Iterator[Raw]:
+        n = error.validator_value
+        if n == 1:
+            yield path, {"items": "must not be an empty list", "chars": "must not be empty",
+                         "fields": "must not be empty"}[what]
+        else:
+            yield path, f"must have at least {n} {what}"
+    return explain
+
+
+def _unique(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    seen, dups = set(), []
+    for item in error.instance:
+        key = json.dumps(item, sort_keys=True)
+        if key in seen:
+            dups.append(item)
+        seen.add(key)
+    yield path, f"lists {quoted_list([str(d) for d in dups])} more than once"
+
+
+def _property_names(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    # error.instance is the whole object; find the offending names ourselves
+    pattern_error = error.context[0] if error.context else None
+    name = pattern_error.instance if pattern_error is not None else None
+    hint = _PATTERN_HINTS.get(getattr(pattern_error, "validator_value", ""), "a valid name")
+    yield (path + (name,) if name is not None else path), f"'{name}' is not a valid name: expected {hint}"
+
+
+def _any_of(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    # anyOf is used for "a string or a list of strings" and "an expression or null":
+    # report the alternative that got furthest (jsonschema's best match)
+    from jsonschema.exceptions import best_match
+    best = best_match(error.context)
+    if best is None:
+        yield path, "is not valid here"
+        return
+    yield from _explain(best)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if value is None:
+        return "null (an empty value)"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+_HANDLERS: dict[str, Callable[[ValidationError, tuple], Iterator[Raw]]] = {
+    "additionalProperties": _additional,
+    "required": _required,
+    "dependentRequired": _dependent,
+    "type": _type,
+    "enum": _enum,
+    "const": _const,
+    "pattern": _pattern,
+    "minimum": _bound("at least"),
+    "maximum": _bound("at most"),
+    "exclusiveMinimum": _bound("greater than"),
+    "exclusiveMaximum": _bound("less than"),
+    "minItems": _size("items"),
+    "minLength": _size("chars"),
+    "minProperties": _size("fields"),
+    "uniqueItems": _unique,
+    "propertyNames": _property_names,
+    "anyOf": _any_of,
+}

@@ -1,0 +1,153 @@
+"""Read a YAML file into plain data plus the line and column of every key and value.
+
+The loader follows YAML 1.2's core schema, not PyYAML's YAML 1.1 default: only true/false are
+booleans (`encrypt: yes` stays the string "yes", country `NO` stays "NO"), `03:00` is a string,
+not the sexagesimal number 180, dates stay strings (the schema checks their format), and a
+number with a leading zero (`01067`) stays a string. Duplicate keys are errors, not silently
+dropped.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]  # a JSON path as a tuple of keys and list indexes
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int   # 1-based
+    col: int    # 1-based
+
+
+@dataclass(frozen=True)
+class Spot:
+    """Where a value sits in its file: its key (None for list items and the root) and value."""
+    key: Mark | None
+    value: Mark
+    style: str | None = None       # the scalar's style: None (plain), "'", '"', "|", ">"
+    single_line: bool = True
+
+
+@dataclass
+class Document:
+    file: str                       # the path as shown in messages
+    path: Path
+    text: str
+    data: Any = None
+    spots: dict[Path_, Spot] | None = None
+    error: tuple[Mark, str] | None = None   # a YAML syntax error: where and what
+
+    def mark_at(self, path: Path_, offset: int | None = None) -> Mark:
+        """The key's position (or the value's, for list items); with `offset`, the position of
+        that character inside a scalar value where it can be told exactly."""
+        spot = (self.spots or {}).get(path)
+        if spot is None:
+            return Mark(1, 1)
+        if offset is None:
+            return spot.key or spot.value
+        return self._inside(spot, offset)
+
+    def _inside(self, spot: Spot, offset: int) -> Mark:
+        value = spot.value
+        if spot.style in (None, "'", '"') and spot.single_line:
+            return Mark(value.line, value.col + offset + (1 if spot.style else 0))
+        if spot.style == "|":
+            lines = self.text.splitlines()
+            first = value.line  # 0-based index of the line after the '|' indicator
+            if first >= len(lines):
+                return value
+            indent = len(lines[first]) - len(lines[first].lstrip(" "))
+            before = "\n".join(line[indent:] for line in lines[first:])[:offset]
+            return Mark(first + 1 + before.count("\n"), indent + 1 + len(before) - (before.rfind("\n") + 1))
+        return value
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars (see the module docstring)."""
+
+
+_Loader.yaml_implicit_resolvers = {}
+for tag, regexp, first in [
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    ("tag:yaml.org,2002:float",
+     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
+     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+0123456789.")),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+]:
+    _Loader.add_implicit_resolver(tag, re.compile(regexp), first)
+
+
+def display_name(path: Path) -> str:
+    """The path relative to the working directory where possible (as messages show it)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def load_document(path: Path, file: str | None = None) -> Document:
+    """Parse one YAML file. A syntax error is recorded in `error`, never raised."""
+    text = path.read_text(encoding="utf-8")
+    doc = Document(file=file or display_name(path), path=path, text=text, spots={})
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        if node is None:
+            doc.data = None
+            return doc
+        doc.spots[()] = Spot(None, _mark(node.start_mark))
+        doc.data = _convert(node, (), doc.spots, _Loader(""))
+    except _Duplicate as dup:
+        doc.error = (dup.mark, dup.message)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        doc.error = (_mark(mark) if mark else Mark(1, 1), f"invalid YAML: {problem}{context}")
+    except yaml.YAMLError as exc:
+        doc.error = (Mark(1, 1), f"invalid YAML: {exc}")
+    return doc
+
+
+class _Duplicate(Exception):
+    def __init__(self, mark: Mark, message: str):
+        self.mark, self.message = mark, message
+
+
+def _mark(m: yaml.Mark) -> Mark:
+    return Mark(m.line + 1, m.column + 1)
+
+
+def _convert(node: yaml.Node, path: Path_, spots: dict[Path_, Spot], loader: _Loader) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _convert(key_node, path, {}, loader)
+            if isinstance(key, (dict, list)):
+                raise _Duplicate(_mark(key_node.start_mark), "invalid YAML: a key must be a plain value")
+            if key in out:
+                first = spots[path + (key,)].key
+                raise _Duplicate(_mark(key_node.start_mark),
+                                 f"duplicate key '{key}' (first defined on line {first.line}): remove one of them")
+            child = path + (key,)
+            spots[child] = _spot(value_node, _mark(key_node.start_mark))
+            out[key] = _convert(value_node, child, spots, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            child = path + (index,)
+            spots[child] = _spot(item, None)
+            items.append(_convert(item, child, spots, loader))
+        return items
+    return loader.construct_object(node, deep=True)
+
+
+def _spot(node: yaml.Node, key: Mark | None) -> Spot:
+    style = getattr(node, "style", None) if isinstance(node, yaml.ScalarNode) else None
+    return Spot(key, _mark(node.start_mark), style, node.start_mark.line == node.end_mark.line)
