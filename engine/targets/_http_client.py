@@ -1,0 +1,146 @@
+"""The HTTP session of the `idwell` target: bearer auth, a request rate limit, retries.
+
+`ApiClient.request` is the one place where the target talks to the import API. It
+  * waits for the per-tenant rate limit (requests per second, shared by all worker threads);
+  * retries 5xx answers, timeouts and dropped connections with exponential backoff and jitter;
+  * honours Retry-After on 429, and makes every thread of the client wait that long (the limit
+    is the tenant's, not the request's);
+  * turns 401 and 403 into a fatal TargetError at once, naming the tenant and the token's
+    reference (e.g. ${env:IDWELL_TOKEN_ACME}), never the token;
+  * gives up after `max_retries` retries with a retriable TargetError.
+Every other answer (2xx, 400, 404, 409, 413, ...) goes back to the caller as it came.
+"""
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from typing import Any, Callable
+
+import httpx
+
+from engine.errors import TargetError
+
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+BACKOFF_BASE = 0.25        # seconds before the first retry (before jitter)
+BACKOFF_MAX = 30.0         # the longest wait between two attempts
+RETRY_AFTER_MAX = 300.0    # a longer Retry-After is cut to this
+
+
+class RateLimiter:
+    """At most `rate` requests per second across threads; `pause(s)` holds every thread for s seconds."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._clock, self._sleep = clock, sleep
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self._clock()
+            at = max(now, self._next)
+            self._next = at + self.interval
+        if at > now:
+            self._sleep(at - now)
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._next = max(self._next, self._clock() + seconds)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+def backoff(attempt: int, rng: random.Random, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
+    """Exponential backoff with jitter: half of base*2^attempt fixed, half random."""
+    ceiling = min(cap, base * (2 ** attempt))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str, *, tenant: str, token_ref: str, timeout: float = 30.0,
+                 max_retries: int = 6, concurrency: int = 4, rate_limit: float | None = None,
+                 transport: httpx.BaseTransport | None = None, backoff_base: float = BACKOFF_BASE,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.base_url = base_url.rstrip("/")
+        self.tenant, self.token_ref = tenant, token_ref
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.limiter = RateLimiter(rate_limit, sleep=sleep)
+        self._sleep = sleep
+        self._rng = random.Random()
+        self._http = httpx.Client(
+            base_url=self.base_url + "/", timeout=timeout, transport=transport,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
+                     "User-Agent": "idwell-sync"},
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                json: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self._sleep(wait)
+            self.limiter.wait()
+            try:
+                response = self._http.request(method, path.lstrip("/"), params=params, json=json, headers=headers)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                wait = backoff(attempt, self._rng, self.backoff_base)
+                continue
+            status = response.status_code
+            if status in (401, 403):
+                raise self._auth_error(response)
+            if status == 429:
+                last = "429 rate_limited"
+                after = retry_after(response)
+                wait = after if after is not None else backoff(attempt, self._rng, self.backoff_base)
+                self.limiter.pause(wait)
+                continue
+            if status in RETRY_STATUSES:
+                last = f"{status} {_error_code(response) or response.reason_phrase}"
+                wait = backoff(attempt, self._rng, self.backoff_base)
+                continue
+            return response
+        raise TargetError(
+            f"tenant '{self.tenant}': the import API at {self.base_url} did not answer {method} /{path.lstrip('/')} "
+            f"after {self.max_retries + 1} attempts (last: {last})",
+            hint="the portal or the network is down or overloaded; the next run retries everything not written",
+            retriable=True)
+
+    def _auth_error(self, response: httpx.Response) -> TargetError:
+        if response.status_code == 401:
+            what = "refused the token (401 unauthorized)"
+            hint = f"check that the token referenced as {self.token_ref} is set and still valid"
+        else:
+            what = "answered 403 forbidden: the token belongs to another customer"
+            hint = f"check that {self.token_ref} holds this tenant's token for this base_url"
+        return TargetError(f"tenant '{self.tenant}': the import API at {self.base_url} {what}; "
+                           f"token {self.token_ref}", hint=hint)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        return response.json()["error"]["code"]
+    except Exception:  # noqa: BLE001 - any unreadable body simply has no code
+        return None

@@ -1,0 +1,202 @@
+"""Target `idwell`: the iDWELL import API over HTTP (engine/contract/idwell-import-api.yaml).
+
+  read(entity)    pages through GET /{resource}?limit=1000&cursor=...
+  apply(changes)  writes through POST /{resource}/batch. Consecutive changes of one entity and
+                  kind (upsert or delete) form a group; a group is cut into batches of
+                  `batch_size`, which go out in parallel (at most `concurrency` at once); the next
+                  group starts when the previous one is done, so the caller's dependency order
+                  holds. Upserts send the full record, deletes the external_ids.
+
+Every batch carries an Idempotency-Key: a hash of the tenant, this run (a random id drawn when the
+target is opened), the apply call and the batch's content. A batch retried after a lost answer
+gets the first answer back instead of being applied twice; a later run, or the pipeline's second
+attempt at refused records, writes again.
+
+Retries, Retry-After, the rate limit and 401/403 live in engine.targets._http_client. Refusals
+of single records (400 invalid, 404 not_found, 409 email_taken, unknown_reference,
+has_dependents) come back as Outcome(ok=False, ...) and the run goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import uuid
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, Iterator, Sequence
+
+import httpx
+
+from engine.config.secrets import SecretError
+from engine.errors import SecretReferenceError, TargetError
+from engine.targets._http_client import ApiClient
+from engine.targets.base import Change, Outcome, Progress
+
+PAGE_SIZE = 1000
+MAX_BATCH = 500
+MAX_PAGES = 100_000          # a bound on one listing (1e8 records); a cursor loop ends earlier
+
+
+class IdwellTarget:
+    name = "idwell"
+
+    def __init__(self, client: ApiClient, *, tenant: str, batch_size: int = MAX_BATCH, concurrency: int = 4,
+                 run_id: str | None = None):
+        self.client = client
+        self.tenant = tenant
+        self.batch_size = max(1, min(batch_size, MAX_BATCH))
+        self.concurrency = max(1, concurrency)
+        self.run_id = run_id or uuid.uuid4().hex
+        self._calls = itertools.count(1)
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"idwell-{tenant}")
+
+    # -- read --------------------------------------------------------------------------------
+    def read(self, entity: str) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            params = {"limit": PAGE_SIZE} | ({"cursor": cursor} if cursor is not None else {})
+            response = self.client.request("GET", f"/{entity}", params=params)
+            if response.status_code != 200:
+                raise self._unexpected("GET", f"/{entity}", response)
+            page = _json(response)
+            items, cursor = (page.get("items"), page.get("next_cursor")) if isinstance(page, dict) else (None, None)
+            if not isinstance(items, list):
+                raise self._unexpected("GET", f"/{entity}", response, "no items list in the answer")
+            yield from items
+            if cursor is None:
+                return
+            if cursor in seen:
+                raise self._unexpected("GET", f"/{entity}", response, f"the cursor {cursor!r} came back twice")
+            seen.add(cursor)
+        raise TargetError(f"tenant '{self.tenant}': listing {entity} did not end after {MAX_PAGES} pages")
+
+    # -- apply -------------------------------------------------------------------------------
+    def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
+        call = next(self._calls)
+        outcomes: list[Outcome | None] = [None] * len(changes)
+        for start, end in _groups(changes):
+            futures = {}
+            for lo in range(start, end, self.batch_size):
+                hi = min(lo + self.batch_size, end)
+                futures[self._pool.submit(self._send, changes[lo:hi], call)] = lo
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    if f.exception() is not None:
+                        for p in pending:
+                            p.cancel()
+                        raise f.exception()
+                    lo = futures[f]
+                    batch_outcomes = f.result()
+                    outcomes[lo:lo + len(batch_outcomes)] = batch_outcomes
+                    if progress is not None:
+                        progress(len(batch_outcomes))
+        return outcomes  # type: ignore[return-value]
+
+    def _send(self, batch: Sequence[Change], call: int) -> list[Outcome]:
+        entity, deleting = batch[0].entity, batch[0].action == "delete"
+        body = {"delete": [c.external_id for c in batch]} if deleting else {"upsert": [_record(c) for c in batch]}
+        path = f"/{entity}/batch"
+        response = self.client.request("POST", path, json=body,
+                                       headers={"Idempotency-Key": self._key(entity, call, body)})
+        status = response.status_code
+        if status == 413 and len(batch) > 1:          # the portal accepts fewer operations than we sent
+            half = len(batch) // 2
+            return self._send(batch[:half], call) + self._send(batch[half:], call)
+        if status == 400:
+            error = _error(_json(response))
+            return [Outcome(c, False, 400, error.get("code") or "invalid", error.get("message"), error.get("field"))
+                    for c in batch]
+        if status != 200:
+            raise self._unexpected("POST", path, response)
+        payload = _json(response)
+        results = payload.get("results") if isinstance(payload, dict) else None
+        if not isinstance(results, list):
+            raise self._unexpected("POST", path, response, "no results list in the answer")
+        return _outcomes(batch, results, "delete" if deleting else "upsert")
+
+    def _key(self, entity: str, call: int, body: dict[str, Any]) -> str:
+        content = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        h = hashlib.sha256(f"{self.tenant}\0{self.run_id}\0{call}\0{entity}\0".encode())
+        h.update(content.encode("utf-8", "surrogatepass"))
+        return h.hexdigest()[:40]
+
+    def _unexpected(self, method: str, path: str, response: httpx.Response, why: str | None = None) -> TargetError:
+        error = _error(_json(response))
+        detail = why or f"{response.status_code} {error.get('code') or response.reason_phrase}" + \
+            (f": {error['message']}" if error.get("message") else "")
+        return TargetError(f"tenant '{self.tenant}': unexpected answer from the import API at "
+                           f"{self.client.base_url} to {method} {path}: {detail}",
+                           hint="check the target's base_url (it ends in /import/v1)")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.client.close()
+
+
+def _groups(changes: Sequence[Change]) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of consecutive changes with the same entity and kind."""
+    start = 0
+    for i in range(1, len(changes) + 1):
+        if i == len(changes) or _kind(changes[i]) != _kind(changes[start]):
+            yield start, i
+            start = i
+
+
+def _kind(c: Change) -> tuple[str, bool]:
+    return c.entity, c.action == "delete"
+
+
+def _record(c: Change) -> dict[str, Any]:
+    record = c.record or {}
+    return record if record.get("external_id") == c.external_id else {**record, "external_id": c.external_id}
+
+
+def _outcomes(batch: Sequence[Change], results: list, op: str) -> list[Outcome]:
+    by_id = {}
+    for r in results:
+        if isinstance(r, dict) and r.get("op", op) == op:
+            by_id.setdefault(r.get("external_id"), r)
+    out = []
+    for i, c in enumerate(batch):
+        r = results[i] if i < len(results) and isinstance(results[i], dict) \
+            and results[i].get("external_id") == c.external_id else by_id.get(c.external_id)
+        if r is None:
+            out.append(Outcome(c, False, 502, "unavailable", "the portal's batch answer did not mention this record"))
+            continue
+        status = r.get("status") if isinstance(r.get("status"), int) else 502
+        if 200 <= status < 300:
+            out.append(Outcome(c, True, status))
+        else:
+            error = r.get("error") if isinstance(r.get("error"), dict) else {}
+            out.append(Outcome(c, False, status, error.get("code"), error.get("message"), error.get("field")))
+    return out
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error(payload: Any) -> dict[str, Any]:
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def open_idwell(tenant) -> IdwellTarget:
+    """The TARGETS entry: the tenant's `target: {type: idwell, base_url, token, ...}`."""
+    cfg = tenant.target
+    ref = ", ".join(cfg.token.references) or "(inline token)"
+    try:
+        token = cfg.token.resolve()
+    except SecretError as exc:
+        raise SecretReferenceError(f"tenant '{tenant.id}': target token: {exc}") from None
+    if not token.strip():
+        raise SecretReferenceError(f"tenant '{tenant.id}': the target token {ref} is empty")
+    client = ApiClient(cfg.base_url, token.strip(), tenant=tenant.id, token_ref=ref, timeout=cfg.timeout,
+                       max_retries=cfg.max_retries, concurrency=cfg.concurrency, rate_limit=cfg.rate_limit)
+    return IdwellTarget(client, tenant=tenant.id, batch_size=cfg.batch_size, concurrency=cfg.concurrency)
