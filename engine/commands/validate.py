@@ -1,10 +1,49 @@
-"""`idwell-sync validate` (not built yet)."""
-HELP = "validate (not built yet)"
+"""`idwell-sync validate [PATH...]`: check tenant and mapping files, for people and CI.
+
+Never resolves a secret and never connects to a database. Exit codes: 0 valid (warnings
+allowed), 1 invalid, 2 usage error (no such path, nothing to check).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.errors import ExitCode
+
+HELP = "check tenant and mapping files (schema and semantic rules; no database, no secrets)"
+DEFAULT_PATHS = ("tenants", "mappings")
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="tenant or mapping files, or folders of them (default: tenants/ and mappings/)")
+    parser.add_argument("--format", choices=("text", "json", "github"), default="text",
+                        help="text (default), json, or github (GitHub Actions annotations)")
+    parser.add_argument("--mapping-dir", action="append", type=Path, default=[], metavar="DIR",
+                        help="look for mappings here first (may be repeated); then in <tenant folder>/../mappings")
+    parser.add_argument("--max-errors", type=int, default=50, metavar="N",
+                        help="text format: show at most N problems (0: all; default 50)")
 
 
-def main(args) -> int:
-    raise SystemExit("idwell-sync validate: not built yet")
+def main(args: argparse.Namespace) -> int:
+    from engine.config import collect_files, validate_paths
+    from engine.config._format import format_problems
+
+    paths = args.paths or [p for p in DEFAULT_PATHS if Path(p).is_dir()]
+    if not paths:
+        return _usage("no PATH given and no tenants/ or mappings/ folder here")
+    try:
+        files = collect_files(paths)
+    except FileNotFoundError as exc:
+        return _usage(f"no such file or folder: {exc}")
+    if not files:
+        return _usage("no .yaml files found in " + ", ".join(str(p) for p in paths))
+    problems = validate_paths(files, mapping_dirs=args.mapping_dir)
+    print(format_problems(problems, len(files), args.format, args.max_errors))
+    return ExitCode.INVALID if any(p.severity == "error" for p in problems) else ExitCode.OK
+
+
+def _usage(message: str) -> int:
+    print(f"idwell-sync validate: error: {message}", file=sys.stderr)
+    return ExitCode.USAGE

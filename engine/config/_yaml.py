@@ -8,6 +8,7 @@ dropped.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +85,10 @@ for tag, regexp, first in [
 
 
 def display_name(path: Path) -> str:
-    """The path relative to the working directory where possible (as messages show it)."""
+    """The path relative to the working directory (as messages show it), `../` where needed."""
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
+        return Path(os.path.relpath(path.resolve(), Path.cwd().resolve())).as_posix()
+    except ValueError:  # another drive
         return path.as_posix()
 
 
