@@ -32,9 +32,9 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "den im Tenant genannten ODBC-Treiber installieren (Debian: unixodbc, für FreeTDS tdsodbc; "
           "msodbcsql18 kommt aus Microsofts Paketquelle packages.microsoft.com)"),
     Cause("dns",
-          "the host name does not resolve: check the spelling of source.server.host, or ask the customer's IT "
+          "the host name does not resolve: check the spelling of source.host, or ask the customer's IT "
           "for the public DNS name or IP address of the SQL Server",
-          "der Hostname lässt sich nicht auflösen: source.server.host prüfen oder die IT des Kunden nach dem "
+          "der Hostname lässt sich nicht auflösen: source.host prüfen oder die IT des Kunden nach dem "
           "öffentlichen DNS-Namen bzw. der IP-Adresse des SQL Servers fragen", retriable=True),
     Cause("unreachable",
           "the server cannot be reached: the customer's IT must open TCP 1433 (or the configured port) in the "
@@ -62,9 +62,9 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "der Login wurde abgelehnt: Benutzername und das referenzierte Passwort (aktueller Wert des Secrets) "
           "prüfen, und ob der SQL-Login aktiviert und nicht gesperrt ist"),
     Cause("database_missing",
-          "the database does not exist or the login has no access to it: check source.server.database and "
+          "the database does not exist or the login has no access to it: check source.database and "
           "map the login to a user in that database (with db_datareader)",
-          "die Datenbank existiert nicht oder der Login hat keinen Zugriff darauf: source.server.database "
+          "die Datenbank existiert nicht oder der Login hat keinen Zugriff darauf: source.database "
           "prüfen und dem Login in dieser Datenbank einen Benutzer zuordnen (mit db_datareader)"),
     Cause("permission_denied",
           "the login may not read this object: grant db_datareader (or SELECT on the tables the queries use)",

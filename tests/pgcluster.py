@@ -142,3 +142,38 @@ def _cluster_fixture():
 
 
 pg_cluster = _cluster_fixture()
+
+
+# A small DOMUS database (the tables and columns mappings/domus-sql.yaml reads), with umlauts.
+# Portable SQL: the same statements build it in SQLite and PostgreSQL.
+DOMUS_MINI = [
+    "CREATE TABLE Objekt (ObjektNr INTEGER PRIMARY KEY, Mandant INTEGER, Bezeichnung VARCHAR(100), "
+    "Strasse VARCHAR(100), HausNr VARCHAR(10), PLZ VARCHAR(10), Ort VARCHAR(60), Land VARCHAR(3))",
+    "CREATE TABLE Einheit (EinheitID INTEGER PRIMARY KEY, ObjektNr INTEGER, EinheitNr VARCHAR(20), "
+    "Bezeichnung VARCHAR(100), TypCode INTEGER, Fiktiv INTEGER, Etage VARCHAR(10), Flaeche NUMERIC(10,2))",
+    "CREATE TABLE Adresse (AdressNr INTEGER PRIMARY KEY, Anrede VARCHAR(20), Titel VARCHAR(20), Vorname VARCHAR(70), "
+    "Nachname VARCHAR(70), Email VARCHAR(200), Telefon VARCHAR(40), Mobil VARCHAR(40), Sprache VARCHAR(5))",
+    "CREATE TABLE Vertrag (VertragNr INTEGER PRIMARY KEY, EinheitID INTEGER, Art VARCHAR(1), Beginn DATE, Ende DATE)",
+    "CREATE TABLE VertragPartner (VertragNr INTEGER, AdressNr INTEGER)",
+    "CREATE VIEW MieterListe AS SELECT a.AdressNr, a.Nachname, v.EinheitID FROM Adresse a "
+    "JOIN VertragPartner p ON p.AdressNr = a.AdressNr JOIN Vertrag v ON v.VertragNr = p.VertragNr",
+    "INSERT INTO Objekt VALUES (1, 1, 'Wohnanlage Großbeerenstraße', 'Großbeerenstraße', '12a', '10963', 'Berlin', 'DE'), "
+    "(2, 1, 'Hofgebäude Müllerstraße', 'Müllerstraße', '3', '13353', 'Berlin', NULL)",
+    "INSERT INTO Einheit VALUES (10, 1, 'WE 01', 'Wohnung EG links', 1, 0, 'EG', 71.5), "
+    "(11, 1, 'WE 02', 'Wohnung 1. OG', 1, 0, '1', 64.0), (20, 2, 'GE 01', 'Laden Ärztehaus', 2, 0, 'EG', 120.0)",
+    "INSERT INTO Adresse VALUES (100, 'Herr', NULL, 'Jürgen', 'Müller-Lüdenscheidt', 'j.mueller@example.de', "
+    "'030 1234567', NULL, 'de'), (101, 'Frau', 'Dr.', 'Änne', 'Öztürk', 'aenne@example.de', NULL, '0171 9876543', 'de'), "
+    "(102, 'Firma', NULL, NULL, 'Straßenbau Weiß GmbH', 'info@weiss.example', NULL, NULL, 'de')",
+    "INSERT INTO Vertrag VALUES (500, 10, 'M', '2020-01-01', NULL), (501, 11, 'E', '2018-05-01', NULL), "
+    "(502, 20, 'M', '2021-03-01', '2030-12-31')",
+    "INSERT INTO VertragPartner VALUES (500, 100), (501, 101), (502, 102)",
+]
+
+
+def sqlite_domus(path) -> None:
+    """Write DOMUS_MINI into an SQLite file."""
+    import sqlite3
+    with sqlite3.connect(path) as con:
+        for statement in DOMUS_MINI:
+            con.execute(statement)
+    con.close()

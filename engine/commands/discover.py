@@ -1,10 +1,46 @@
-"""`idwell-sync discover` (not built yet)."""
-HELP = "discover (not built yet)"
+"""`idwell-sync discover TENANT [TABLE]`: the source's schemas, tables, views and columns, and a
+few rows of one table, to write queries for an unfamiliar installation (see engine.discover)."""
+from __future__ import annotations
+
+import json
+
+from engine.errors import ExitCode, SourceError
+
+HELP = "list the source database's tables, views and columns, or show a few rows of one table (read-only)"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    parser.add_argument("tenant", help="tenant id (tenants/<id>.yaml) or path to a tenant file")
+    parser.add_argument("table", nargs="?", help="a table or view (name or schema.name): its columns and first rows")
+    parser.add_argument("--rows", type=int, default=5, help="rows to show of TABLE (default: 5)")
+    parser.add_argument("--tenants-dir", default="tenants", help="where tenant ids are looked up (default: tenants)")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
 
 
 def main(args) -> int:
-    raise SystemExit("idwell-sync discover: not built yet")
+    from engine.commands._common import load
+    from engine import discover as d
+    from engine.sources.connect import create_sql_engine, source_error
+
+    tenant = load(args)
+    if tenant.source.type != "sql":
+        raise SourceError(f"tenant '{tenant.id}': discover reads SQL sources; this tenant reads an API",
+                          cause="config", hint=f"`idwell-sync doctor {args.tenant}` shows the first page of each endpoint")
+    engine = create_sql_engine(tenant.source)
+    try:
+        try:
+            relations = d.list_objects(engine, columns=True)
+            picked = d.sample(engine, d.find_relation(relations, args.table), args.rows) if args.table else None
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise source_error(exc, f"tenant '{tenant.id}': discover") from None
+    finally:
+        engine.dispose()
+    if args.format == "json":
+        print(json.dumps(d.to_jsonable([picked.relation] if picked else relations, picked), ensure_ascii=False, indent=2))
+    elif picked:
+        print(d.format_sample(picked))
+    else:
+        print(d.format_objects(relations))
+    return int(ExitCode.OK)

@@ -1,0 +1,139 @@
+"""`idwell-sync discover`: what is in an unfamiliar ERP database, to write a tenant's queries.
+
+`list_objects(engine)` lists schemas with their tables, views and columns (SQLAlchemy's
+inspector); `sample(engine, "dbo.Adresse", rows=5)` reads the first rows of one table or view.
+Read-only: the engine comes from create_sql_engine, which opens SQLite files read-only and
+PostgreSQL sessions read-only; only catalog queries and one SELECT run.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import SourceError
+
+SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "sys", "guest", "db_owner", "db_accessadmin",
+                  "db_securityadmin", "db_ddladmin", "db_backupoperator", "db_datareader", "db_datawriter",
+                  "db_denydatareader", "db_denydatawriter"}
+
+
+@dataclass
+class Column:
+    name: str
+    type: str
+    nullable: bool
+
+
+@dataclass
+class Relation:
+    schema: str | None
+    name: str
+    kind: str                 # table | view
+    columns: list[Column] = field(default_factory=list)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+@dataclass
+class Sample:
+    relation: Relation
+    columns: list[str]
+    rows: list[tuple]
+
+
+def list_objects(engine, *, columns: bool = True) -> list[Relation]:
+    """Every user table and view, schema by schema (the default schema first)."""
+    from sqlalchemy import inspect
+    inspector = inspect(engine)
+    default = inspector.default_schema_name
+    schemas = [s for s in inspector.get_schema_names() if s.lower() not in SYSTEM_SCHEMAS]
+    schemas.sort(key=lambda s: (s != default, s.lower()))
+    out: list[Relation] = []
+    for schema in schemas:
+        key = None if schema == default else schema
+        for kind, names in (("table", inspector.get_table_names(schema=key)), ("view", inspector.get_view_names(schema=key))):
+            for name in sorted(names, key=str.lower):
+                rel = Relation(schema if len(schemas) > 1 or schema != default else None, name, kind)
+                if columns:
+                    rel.columns = [Column(c["name"], str(c["type"]), bool(c.get("nullable", True)))
+                                   for c in inspector.get_columns(name, schema=key)]
+                out.append(rel)
+    return out
+
+
+def find_relation(relations: list[Relation], wanted: str) -> Relation:
+    """A table or view by name, `schema.name` or `name`, compared case-insensitively."""
+    w = wanted.strip().strip('"[]').casefold()
+    for rel in relations:
+        if w in (rel.qualified.casefold(), rel.name.casefold(), f"{rel.schema or ''}.{rel.name}".casefold()):
+            return rel
+    names = [r.qualified for r in relations]
+    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "run discover without TABLE to list them"
+    raise SourceError(f"no table or view named '{wanted}' ({len(names)} in the database)", cause="object_missing", hint=hint)
+
+
+def sample(engine, relation: Relation, rows: int = 5) -> Sample:
+    import sqlalchemy as sa
+    table = sa.Table(relation.name, sa.MetaData(), *[sa.Column(c.name) for c in relation.columns],
+                     schema=relation.schema)
+    with engine.connect() as conn:
+        result = conn.execute(sa.select(table).limit(max(0, rows)))
+        data = [tuple(r) for r in result]
+        names = list(result.keys())
+    return Sample(relation, names, data)
+
+
+def format_objects(relations: list[Relation]) -> str:
+    lines: list[str] = []
+    schema = object()
+    for rel in relations:
+        if rel.schema != schema:
+            schema = rel.schema
+            if schema is not None:
+                lines.append(f"schema {schema}")
+        cols = ", ".join(f"{c.name} {c.type}" for c in rel.columns)
+        indent = "  " if rel.schema is not None else ""
+        lines.append(f"{indent}{rel.kind} {rel.name} ({len(rel.columns)} columns): {cols}")
+    tables = sum(r.kind == "table" for r in relations)
+    lines.append(f"{tables} tables, {len(relations) - tables} views")
+    return "\n".join(lines)
+
+
+def format_sample(s: Sample, width: int = 40) -> str:
+    rel = s.relation
+    lines = [f"{rel.kind} {rel.qualified}"]
+    for c in rel.columns:
+        lines.append(f"  {c.name:<30} {c.type}{'' if c.nullable else ' NOT NULL'}")
+    lines.append(f"first {len(s.rows)} rows:")
+    cells = [[_cell(v, width) for v in row] for row in s.rows]
+    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(s.columns)]
+    lines.append("  " + " | ".join(n.ljust(w) for n, w in zip(s.columns, widths)))
+    lines.append("  " + "-+-".join("-" * w for w in widths))
+    lines += ["  " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def to_jsonable(relations: list[Relation], s: Sample | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"objects": [{"schema": r.schema, "name": r.name, "kind": r.kind,
+                                        "columns": [vars(c) for c in r.columns]} for r in relations]}
+    if s is not None:
+        out["sample"] = {"object": s.relation.qualified, "columns": s.columns,
+                         "rows": [[_json_value(v) for v in row] for row in s.rows]}
+    return out
+
+
+def _cell(value: Any, width: int) -> str:
+    text = "NULL" if value is None else str(value).replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(bytes(value))} bytes>"
+    return str(value)

@@ -1,0 +1,90 @@
+"""Doctor steps for an API source (DOMUS Cloud Connect or any JSON REST API): DNS, TCP,
+authentication, and the first page of every endpoint against the mapping's fields."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from typing import Iterator
+
+from engine.config.model import ApiSource, Tenant
+from engine.doctor import Step, check_dns, check_tcp, endpoint_of_url, skipped, step
+from engine.doctor_sql import used_columns
+from engine.errors import SecretReferenceError, SourceError
+
+PAGE = 20   # records asked for per endpoint: enough to see the fields, little load on the API
+
+
+def api_steps(tenant: Tenant, transport=None) -> Iterator[Step]:
+    source: ApiSource = tenant.source
+    endpoint = endpoint_of_url(source.base_url)
+    if endpoint is None:
+        yield step("dns", "DNS", "fail", f"source.base_url has no host: {source.base_url}")
+        return
+    host, port = endpoint
+    dns = check_dns(host)
+    yield dns
+    tcp = check_tcp(host, port, source.timeout) if dns.status != "fail" else skipped("tcp", f"TCP {host}:{port}", "not run: DNS failed")
+    yield tcp
+    if tcp.status in ("fail", "skip"):
+        yield skipped("auth", "authentication / Anmeldung", f"not run: {'DNS' if dns.status == 'fail' else 'TCP'} failed")
+        return
+    from engine.sources.api import ApiExtractor
+    small = dataclasses.replace(source, page_size=min(source.page_size, PAGE), rate_limit=None)
+    extractor = ApiExtractor(small, tenant.id, run_date=dt.date.today(), transport=transport)
+    try:
+        first = True
+        for entity in tenant.entities.values():
+            result = _first_page(extractor, entity)
+            if first:
+                yield _auth_step(result)
+                first = False
+                if isinstance(result, Exception) and getattr(result, "cause", "") == "login_failed":
+                    return
+            yield _endpoint_step(entity, result)
+    finally:
+        extractor.close()
+
+
+def _first_page(extractor, entity):
+    t0 = time.perf_counter()
+    try:
+        for _, records in extractor.batches(entity, {}):
+            return records, time.perf_counter() - t0
+        return [], time.perf_counter() - t0
+    except (SourceError, SecretReferenceError) as exc:
+        return exc
+
+
+def _auth_step(result) -> Step:
+    title = "authentication / Anmeldung"
+    if isinstance(result, Exception) and getattr(result, "cause", "") == "login_failed" or isinstance(result, SecretReferenceError):
+        return step("auth", title, "fail", result.message,
+                    ("check the API credentials the tenant references (key, token or client secret) with the ERP vendor",
+                     "die referenzierten API-Zugangsdaten (Key, Token oder Client-Secret) beim ERP-Anbieter prüfen"))
+    if isinstance(result, Exception):
+        return skipped("auth", title, "not decided: the first endpoint failed for another reason (below)")
+    return step("auth", title, "ok", "the API accepted the credentials")
+
+
+def _endpoint_step(entity, result) -> Step:
+    name, title = f"endpoint:{entity.name}", f"endpoint {entity.endpoint} ({entity.name})"
+    if isinstance(result, Exception):
+        return step(name, title, "fail", getattr(result, "message", str(result)),
+                    (getattr(result, "hint", None) or "check the endpoint and record_selector in the mapping",
+                     "Endpoint und record_selector im Mapping prüfen"))
+    records, took = result
+    if not records:
+        return step(name, title, "warn", "the first page holds no records",
+                    ("check the endpoint's parameters and that the account sees data",
+                     "die Parameter des Endpoints prüfen und ob das Konto Daten sieht"), took)
+    keys = {k.casefold() for r in records if isinstance(r, dict) for k in r}
+    used = used_columns(entity)
+    missing = sorted(c for c in used or () if c.casefold() not in keys)
+    detail = f"{len(records)} records on the first page in {took:.2f} s"
+    if missing:
+        return step(name, title, "warn", f"{detail}; no record has {', '.join(missing)}",
+                    ("compare the mapping's field names with a response (they may be empty on this page)",
+                     "die Feldnamen des Mappings mit einer Antwort vergleichen (evtl. nur auf dieser Seite leer)"), took)
+    return step(name, title, "ok", detail + ("; every field the mapping reads is there" if used is not None else ""),
+                seconds=took)

@@ -1,0 +1,356 @@
+"""Doctor steps for a SQL source: DNS, TCP, driver, encryption, login, permissions, queries,
+umlauts and clock. One read-only connection serves every step after the login."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from engine.classify import CAUSES, classify, message_of
+from engine.config.model import EntityMapping, SqlSource, Tenant
+from engine.config.secrets import SecretError
+from engine.doctor import Step, check_dns, check_tcp, skipped, step
+from engine.errors import SourceError
+from engine.sources import odbc
+
+DEFAULT_PORTS = {"postgresql": 5432, "mssql": 1433, "mysql": 3306, "mariadb": 3306, "oracle": 1521}
+UMLAUTS = "Grüße ÄÖÜ äöü ß"
+MOJIBAKE = re.compile("Ã[\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u2026"
+                      "\u2030\u2039\u203a\u20ac\u2122]|\ufffd")
+ROUND_TRIP = {
+    # NVARCHAR, and VARCHAR in a Latin-1/CP1252 collation: both must arrive as the same Unicode text.
+    "mssql": f"SELECT N'{UMLAUTS}', CAST(N'{UMLAUTS}' COLLATE Latin1_General_CI_AS AS VARCHAR(40))",
+    "postgresql": f"SELECT CAST('{UMLAUTS}' AS text), convert_from(convert_to('{UMLAUTS}', 'LATIN1'), 'LATIN1')",
+    "sqlite": f"SELECT '{UMLAUTS}', CAST('{UMLAUTS}' AS TEXT)",
+}
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass
+class Probe:
+    """What the steps need to know about the source, without secrets."""
+    backend: str                              # sqlite, mssql, postgresql, ...
+    endpoint: tuple[str, int] | None          # None for a file
+    label: str
+    login_timeout: float = 15.0
+    setup_error: str | None = None            # the URL's secrets cannot be resolved
+    texts: dict[str, int] = field(default_factory=dict)     # "entity.column" -> values with umlauts
+    garbled: dict[str, int] = field(default_factory=dict)   # "entity.column" -> values with mojibake
+
+
+def describe(source: SqlSource) -> Probe:
+    if source.server is not None:
+        s = source.server
+        return Probe("mssql", (s.host, s.port), f"{s.driver} {s.host},{s.port}/{s.database}", float(s.login_timeout))
+    import sqlalchemy as sa
+    try:
+        url = sa.make_url(source.url.resolve())
+    except SecretError as exc:
+        return Probe("unknown", None, str(source.url), setup_error=str(exc))
+    except Exception:
+        return Probe("unknown", None, str(source.url), setup_error="source.url is not a valid SQLAlchemy URL")
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return Probe("sqlite", None, f"SQLite file {url.database}")
+    port = url.port or DEFAULT_PORTS.get(backend, 0)
+    return Probe(backend, (url.host or "localhost", port), f"{backend} {url.host}:{port}/{url.database}")
+
+
+def sql_steps(tenant: Tenant) -> Iterator[Step]:
+    source: SqlSource = tenant.source
+    t = describe(source)
+    if t.setup_error:
+        for name in ("dns", "tcp", "driver", "encryption", "login"):
+            yield skipped(name, name, f"not run: {t.setup_error}")
+        return
+    blocked = None
+    if t.endpoint is None:
+        yield skipped("dns", "DNS", f"not applicable: {t.label}")
+        yield skipped("tcp", "TCP", f"not applicable: {t.label}")
+    else:
+        host, port = t.endpoint
+        dns = check_dns(host)
+        yield dns
+        if dns.status == "fail":
+            blocked = "DNS failed"
+            yield skipped("tcp", f"TCP {host}:{port}", f"not run: {blocked}")
+        else:
+            tcp = check_tcp(host, port, t.login_timeout)
+            yield tcp
+            blocked = "TCP failed" if tcp.status == "fail" else None
+    engine, drv = _driver_step(source, t)
+    yield drv
+    if drv.status == "fail":
+        blocked = blocked or "the driver is missing"
+    if blocked:
+        for name, title in (("encryption", "encryption / Verschlüsselung"), ("login", "login / Anmeldung")):
+            yield skipped(name, title, f"not run: {blocked}")
+        return
+    try:
+        conn, steps = _connect_steps(engine, source, t)
+        yield from steps
+        if conn is None:
+            return
+        try:
+            yield _permissions(conn, t)
+            for entity in tenant.entities.values():
+                yield _query(conn, tenant, entity, t)
+            yield _umlauts(conn, t)
+            yield _clock(conn, t)
+        finally:
+            conn.rollback()
+            conn.close()
+    finally:
+        engine.dispose()
+
+
+def _driver_step(source: SqlSource, t: Probe):
+    from engine.sources.connect import create_sql_engine
+    title = "driver / Treiber"
+    try:
+        engine = create_sql_engine(source)
+    except SourceError as exc:
+        cause = CAUSES.get(exc.cause, CAUSES["unknown"])
+        hint = (exc.hint, cause.hint_de) if exc.hint else cause
+        return None, step("driver", title, "fail", exc.message, hint)
+    if source.server is not None:
+        return engine, step("driver", title, "ok", f"ODBC driver '{source.server.driver}' is installed "
+                                                   f"({odbc.driver_kind(source.server.driver)})")
+    module = getattr(engine.dialect.dbapi, "__name__", "?")
+    return engine, step("driver", title, "ok", f"{engine.dialect.name}+{engine.dialect.driver} (module {module})")
+
+
+def _connect_steps(engine, source: SqlSource, t: Probe):
+    enc_title, login_title = "encryption / Verschlüsselung", "login / Anmeldung"
+    t0 = time.perf_counter()
+    try:
+        conn = engine.connect()
+    except SecretError as exc:
+        return None, [skipped("encryption", enc_title, "not run: no password"),
+                      step("login", login_title, "fail", str(exc), ("provide the secret the tenant references",
+                                                                    "das referenzierte Secret bereitstellen"))]
+    except Exception as exc:
+        took = time.perf_counter() - t0
+        cause = classify(exc)
+        text = odbc.mask_connection_string(message_of(exc))[:400]
+        if cause.code == "tls_certificate":
+            return None, [step("encryption", enc_title, "fail", text, cause, took),
+                          skipped("login", login_title, "not run: the TLS handshake failed")]
+        if cause.code in ("login_failed", "windows_auth_used", "database_missing") and t.backend == "mssql" \
+                and source.server is not None and source.server.encrypt != "no":
+            enc = step("encryption", enc_title, "ok", "the TLS handshake passed (the server answered the login)")
+        else:
+            enc = skipped("encryption", enc_title, "not checked: no connection")
+        hint = cause
+        if t.backend == "sqlite" and cause.code == "database_missing":
+            hint = ("the SQLite file does not exist or cannot be read: check the path in source.url "
+                    "(relative paths start in the directory idwell-sync runs in)",
+                    "die SQLite-Datei fehlt oder ist nicht lesbar: den Pfad in source.url prüfen "
+                    "(relative Pfade gelten ab dem Verzeichnis, in dem idwell-sync läuft)")
+        return None, [enc, step("login", login_title, "fail", f"{cause.code}: {text}", hint, took)]
+    took = time.perf_counter() - t0
+    return conn, [_encryption(conn, source, t), step("login", login_title, "ok", _who(conn, t), seconds=took)]
+
+
+def _scalar_row(conn, sql: str) -> tuple:
+    from sqlalchemy import text
+    return tuple(conn.execute(text(sql)).one())
+
+
+def _who(conn, t: Probe) -> str:
+    queries = {"mssql": "SELECT SUSER_SNAME(), DB_NAME(), CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))",
+               "postgresql": "SELECT current_user, current_database(), current_setting('server_version')"}
+    if t.backend == "sqlite":
+        return f"opened {t.label} read-only (SQLite {_scalar_row(conn, 'SELECT sqlite_version()')[0]})"
+    if t.backend not in queries:
+        return f"connected to {t.label}"
+    user, db, version = _scalar_row(conn, queries[t.backend])
+    return f"connected as {user} to {db} (server {version})"
+
+
+def _encryption(conn, source: SqlSource, t: Probe) -> Step:
+    title = "encryption / Verschlüsselung"
+    plain = ("encrypt the connection: set encrypt: yes (SQL Server) or sslmode=require (PostgreSQL URL), "
+             "with a certificate the server presents",
+             "die Verbindung verschlüsseln: encrypt: yes (SQL Server) bzw. sslmode=require (PostgreSQL-URL) setzen, "
+             "mit einem Zertifikat auf dem Server")
+    if t.backend == "sqlite":
+        return skipped("encryption", title, "not applicable: a local file")
+    try:
+        if t.backend == "mssql":
+            encrypted = str(_scalar_row(conn, "SELECT encrypt_option FROM sys.dm_exec_connections "
+                                              "WHERE session_id = @@SPID")[0]).upper() == "TRUE"
+        elif t.backend == "postgresql":
+            encrypted = bool(_scalar_row(conn, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")[0])
+        else:
+            return skipped("encryption", title, f"not checked for {t.backend}")
+    except Exception:
+        conn.rollback()
+        if source.server is not None and source.server.encrypt != "no":
+            return step("encryption", title, "ok", f"encrypt={source.server.encrypt}: the TLS handshake passed")
+        return step("encryption", title, "warn", "cannot tell whether the connection is encrypted", plain)
+    if encrypted:
+        trust = source.server is not None and source.server.trust_server_certificate
+        note = " (certificate not verified: trust_server_certificate is set)" if trust else ""
+        return step("encryption", title, "ok", f"the connection is encrypted{note}")
+    if t.endpoint and t.endpoint[0] in LOOPBACK:
+        return step("encryption", title, "ok", "not encrypted, but a loopback connection on this machine")
+    return step("encryption", title, "warn", "the connection is not encrypted: ERP data travels in clear text", plain)
+
+
+def _permissions(conn, t: Probe) -> Step:
+    title = "read-only permissions / nur Leserechte"
+    if t.backend == "sqlite":
+        return skipped("permissions", title, "not applicable: SQLite has no logins (the engine opens the file read-only)")
+    hint = ("use a dedicated login with db_datareader only (no db_owner, db_datawriter, INSERT/UPDATE/DELETE)",
+            "einen eigenen Login nur mit db_datareader verwenden (kein db_owner, db_datawriter, INSERT/UPDATE/DELETE)")
+    try:
+        if t.backend == "mssql":
+            row = _scalar_row(conn, """SELECT IS_SRVROLEMEMBER('sysadmin'), IS_ROLEMEMBER('db_owner'),
+                IS_ROLEMEMBER('db_datawriter'), IS_ROLEMEMBER('db_ddladmin'),
+                (SELECT COUNT(*) FROM sys.tables tb WHERE
+                   HAS_PERMS_BY_NAME(QUOTENAME(SCHEMA_NAME(tb.schema_id)) + '.' + QUOTENAME(tb.name), 'OBJECT', 'INSERT') = 1
+                OR HAS_PERMS_BY_NAME(QUOTENAME(SCHEMA_NAME(tb.schema_id)) + '.' + QUOTENAME(tb.name), 'OBJECT', 'UPDATE') = 1
+                OR HAS_PERMS_BY_NAME(QUOTENAME(SCHEMA_NAME(tb.schema_id)) + '.' + QUOTENAME(tb.name), 'OBJECT', 'DELETE') = 1)""")
+            roles = [name for name, on in zip(("sysadmin", "db_owner", "db_datawriter", "db_ddladmin"), row[:4]) if on == 1]
+            writable = int(row[4] or 0)
+        elif t.backend == "postgresql":
+            row = _scalar_row(conn, """SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                count(*) FILTER (WHERE has_table_privilege(c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE'))
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND n.nspname NOT LIKE 'pg_toast%'""")
+            roles = ["superuser"] if row[0] else []
+            writable = int(row[1] or 0)
+        else:
+            return skipped("permissions", title, f"not checked for {t.backend}")
+    except Exception as exc:
+        conn.rollback()
+        return step("permissions", title, "warn", f"could not check: {message_of(exc)[:200]}", hint)
+    if roles or writable:
+        what = ", ".join(roles + ([f"write access to {writable} table(s)"] if writable else []))
+        return step("permissions", title, "warn", f"the login can write: {what}", hint)
+    return step("permissions", title, "ok", "the login cannot write to any table")
+
+
+def used_columns(entity: EntityMapping) -> set[str] | None:
+    """Source columns the mapping reads (None: an expression's columns are not knowable)."""
+    names = set(entity.key)
+    exprs = list(entity.fields.values()) + [entity.contract] + [f.expr for f in entity.filters]
+    names |= {f.field for f in entity.filters if f.field}
+    for expr in exprs:
+        if expr is None:
+            continue
+        if expr.columns is None:
+            return None
+        names |= set(expr.columns)
+    return names
+
+
+def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
+    from sqlalchemy import text
+    from engine.references import window_bounds
+    from engine.sources.sql import query_params
+    title = f"query {entity.name} / Abfrage {entity.name}"
+    ref, end_from, start_until = window_bounds(tenant.window, dt.date.today())
+    params = {"ref_date": ref, "window_end_from": end_from, "window_start_until": start_until,
+              **tenant.source.params, **entity.params}
+    t0 = time.perf_counter()
+    try:
+        bound = query_params(entity.query or "", params)
+        result = conn.execution_options(stream_results=True, yield_per=tenant.source.batch_size).execute(text(entity.query), bound)
+        columns = list(result.keys())
+        rows = 0
+        for part in result.partitions(tenant.source.batch_size):
+            rows += len(part)
+            _scan(entity.name, columns, part, t)
+    except SourceError as exc:
+        return step(f"query:{entity.name}", title, "fail", exc.message, (exc.hint or "", exc.hint or ""))
+    except Exception as exc:
+        conn.rollback()
+        cause = classify(exc)
+        return step(f"query:{entity.name}", title, "fail", f"{cause.code}: {message_of(exc)[:300]}", cause,
+                    time.perf_counter() - t0)
+    took = time.perf_counter() - t0
+    detail = f"{rows} rows in {took:.2f} s, {len(columns)} columns"
+    used = used_columns(entity)
+    have = {c.casefold() for c in columns}
+    missing = sorted(c for c in used or () if c.casefold() not in have)
+    if missing:
+        return step(f"query:{entity.name}", title, "fail",
+                    f"{detail}; the mapping reads {', '.join(missing)}, which the query does not return",
+                    ("add the columns to the query's SELECT list, or correct the mapping "
+                     "(`idwell-sync discover TENANT TABLE` lists a table's columns)",
+                     "die Spalten in die SELECT-Liste der Abfrage aufnehmen oder das Mapping korrigieren "
+                     "(`idwell-sync discover TENANT TABELLE` zeigt die Spalten einer Tabelle)"), took)
+    detail += "; every column the mapping reads is there" if used is not None else ""
+    if rows == 0:
+        return step(f"query:{entity.name}", title, "warn", f"{detail}; the query returns no rows",
+                    ("check the query's WHERE clause and that the login sees the rows",
+                     "die WHERE-Bedingung der Abfrage prüfen und ob der Login die Zeilen sehen darf"), took)
+    return step(f"query:{entity.name}", title, "ok", detail, seconds=took)
+
+
+def _scan(entity: str, columns: list[str], rows, t: Probe) -> None:
+    for row in rows:
+        for name, value in zip(columns, row):
+            if isinstance(value, str) and not value.isascii():
+                key = f"{entity}.{name}"
+                if MOJIBAKE.search(value):
+                    t.garbled[key] = t.garbled.get(key, 0) + 1
+                else:
+                    t.texts[key] = t.texts.get(key, 0) + 1
+
+
+def _umlauts(conn, t: Probe) -> Step:
+    title = "umlauts / Umlaute"
+    hint = ("read NVARCHAR, or VARCHAR with a Latin-1/CP1252 collation, through a driver that converts to Unicode "
+            "(docs/sqlserver.md: ODBC Driver 18, or FreeTDS with ClientCharset=UTF-8); data garbled in the ERP "
+            "itself must be corrected there",
+            "NVARCHAR bzw. VARCHAR mit Latin-1/CP1252-Sortierung über einen Treiber lesen, der nach Unicode wandelt "
+            "(docs/sqlserver.md: ODBC Driver 18 oder FreeTDS mit ClientCharset=UTF-8); im ERP selbst verfälschte "
+            "Daten müssen dort korrigiert werden")
+    sql = ROUND_TRIP.get(t.backend)
+    detail = ""
+    if sql:
+        try:
+            got = _scalar_row(conn, sql)
+        except Exception as exc:
+            conn.rollback()
+            return step("umlauts", title, "warn", f"the round trip could not run: {message_of(exc)[:200]}", hint)
+        wrong = [v for v in got if v != UMLAUTS]
+        if wrong:
+            return step("umlauts", title, "fail", f"sent {UMLAUTS!r}, received {wrong[0]!r}", hint)
+        detail = f"{UMLAUTS!r} arrives intact"
+    if t.garbled:
+        worst = sorted(t.garbled.items(), key=lambda kv: -kv[1])[:3]
+        where = ", ".join(f"{k} ({n} values)" for k, n in worst)
+        return step("umlauts", title, "warn", f"{detail}; garbled text (e.g. 'Ã¼' for 'ü') in {where}".lstrip("; "), hint)
+    seen = sum(t.texts.values())
+    data = f"{seen} text values with umlauts or other non-ASCII letters read cleanly" if seen else "no non-ASCII text in the data"
+    return step("umlauts", title, "ok", "; ".join(x for x in (detail, data) if x))
+
+
+def _clock(conn, t: Probe) -> Step:
+    title = "server clock / Serveruhr"
+    queries = {"mssql": "SELECT SYSUTCDATETIME()", "postgresql": "SELECT CAST(now() AT TIME ZONE 'UTC' AS timestamp)"}
+    if t.backend not in queries:
+        return skipped("clock", title, "not applicable: no database server" if t.backend == "sqlite" else f"not checked for {t.backend}")
+    before = dt.datetime.now(dt.timezone.utc)
+    try:
+        server: Any = _scalar_row(conn, queries[t.backend])[0]
+    except Exception as exc:
+        conn.rollback()
+        return step("clock", title, "warn", f"could not read the server clock: {message_of(exc)[:200]}")
+    after = dt.datetime.now(dt.timezone.utc)
+    local = before + (after - before) / 2
+    skew = (server.replace(tzinfo=dt.timezone.utc) - local).total_seconds()
+    detail = f"server clock {'ahead of' if skew > 0 else 'behind'} this machine by {abs(skew):.0f} s"
+    if abs(skew) > 120:
+        return step("clock", title, "warn", detail,
+                    ("synchronise the server's clock (NTP); contract dates and move-out dates are compared with the "
+                     "sync server's date", "die Uhr des Servers synchronisieren (NTP); Vertrags- und Auszugsdaten werden "
+                     "mit dem Datum des Sync-Servers verglichen"))
+    return step("clock", title, "ok", detail)

@@ -1,0 +1,260 @@
+"""`idwell-sync doctor`: each failure stops at the right step with the right hint.
+
+Tenant files are written into tmp_path and point at real things: an SQLite DOMUS file, the
+private PostgreSQL cluster (password authentication), a closed port, a driver that is not
+installed, and a small HTTP server standing in for the import API's token check.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine import cli
+from pgcluster import DOMUS_MINI, HOST, free_port, pg_cluster, require, sqlite_domus  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+READER_PW = "Lesen-2024"
+
+
+def write_tenant(tmp_path: Path, source: dict, target: dict | None = None) -> Path:
+    (tmp_path / "mappings").mkdir(exist_ok=True)
+    shutil.copy(REPO / "mappings" / "domus-sql.yaml", tmp_path / "mappings" / "domus-sql.yaml")
+    (tmp_path / "tenants").mkdir(exist_ok=True)
+    doc = {"id": "acme", "name": "Acme Hausverwaltung", "mapping": "domus-sql", "source": source,
+           "target": target or {"type": "local", "path": str(tmp_path / "var" / "portal.sqlite")}}
+    path = tmp_path / "tenants" / "acme.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def doctor(capsys, path: Path, fmt: str = "json"):
+    code = cli.main(["doctor", str(path), "--format", fmt])
+    out = capsys.readouterr().out
+    if fmt == "text":
+        return code, out
+    report = json.loads(out)
+    return code, report, {s["name"]: s for s in report["steps"]}
+
+
+def first_failure(report: dict) -> dict:
+    return next(s for s in report["steps"] if s["status"] == "fail")
+
+
+# --- SQLite -----------------------------------------------------------------------------------
+
+def test_sqlite_tenant_passes_every_step_and_writes_nothing(tmp_path, capsys):
+    erp = tmp_path / "erp.sqlite"
+    sqlite_domus(erp)
+    before = erp.read_bytes()
+    path = write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{erp}"})
+    code, report, steps = doctor(capsys, path)
+    assert code == 0 and report["ok"] is True
+    assert not [s for s in report["steps"] if s["status"] in ("warn", "fail")], report
+    assert [s["name"] for s in report["steps"]] == [
+        "secrets", "dns", "tcp", "driver", "encryption", "login", "permissions", "query:buildings", "query:units",
+        "query:users", "query:occupancies", "umlauts", "clock", "target"]
+    assert steps["dns"]["status"] == "skip" and "not applicable" in steps["dns"]["detail"]
+    assert steps["permissions"]["status"] == "skip" and "not applicable" in steps["permissions"]["detail"]
+    assert steps["query:users"]["detail"].startswith("3 rows")
+    assert "'Grüße ÄÖÜ äöü ß' arrives intact" in steps["umlauts"]["detail"]
+    assert erp.read_bytes() == before and not (tmp_path / "var").exists()
+
+
+def test_text_output_numbers_steps_and_shows_both_hints(tmp_path, capsys):
+    path = write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{tmp_path / 'fehlt.sqlite'}"})
+    code, out = doctor(capsys, path, "text")
+    assert code == 1
+    assert "[FAIL]  6. login / Anmeldung: database_missing" in out
+    assert "what to do: the SQLite file does not exist" in out and "was tun:    die SQLite-Datei fehlt" in out
+    assert out.rstrip().endswith("doctor FAILED: 1 failed, 0 warnings, 3 ok, 3 skipped")
+    assert not (tmp_path / "fehlt.sqlite").exists(), "doctor must not create the missing ERP file"
+
+
+def test_mojibake_in_the_data_is_a_warning(tmp_path, capsys):
+    import sqlite3
+    erp = tmp_path / "erp.sqlite"
+    sqlite_domus(erp)
+    with sqlite3.connect(erp) as con:
+        con.execute("UPDATE Adresse SET Nachname = 'MÃ¼ller' WHERE AdressNr = 100")
+    con.close()
+    code, report, steps = doctor(capsys, write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{erp}"}))
+    assert code == 0 and steps["umlauts"]["status"] == "warn"
+    assert "users.Nachname (1 values)" in steps["umlauts"]["detail"]
+
+
+def test_query_on_a_missing_column_fails_at_that_query(tmp_path, capsys):
+    import sqlite3
+    erp = tmp_path / "erp.sqlite"
+    sqlite_domus(erp)
+    with sqlite3.connect(erp) as con:
+        con.execute("ALTER TABLE Einheit DROP COLUMN Fiktiv")
+    con.close()
+    code, report, steps = doctor(capsys, write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{erp}"}))
+    assert code == 1 and first_failure(report)["name"] == "query:units"
+    assert "object_missing" in steps["query:units"]["detail"] and "discover" in steps["query:units"]["hint_en"]
+    assert steps["query:users"]["status"] == "ok"
+
+
+def test_unresolvable_secret_fails_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ACME_MISSING_PW", raising=False)
+    path = write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": free_port(), "database": "DOMUS",
+                                   "username": "reader", "password": "${env:ACME_MISSING_PW}", "driver": "FreeTDS"})
+    code, report, steps = doctor(capsys, path)
+    assert code == 1 and first_failure(report)["name"] == "secrets"
+    assert "ACME_MISSING_PW is not set" in steps["secrets"]["detail"]
+
+
+# --- SQL Server settings: closed port, missing driver -----------------------------------------
+
+def test_closed_port_fails_at_tcp_with_the_firewall_hint(tmp_path, capsys, monkeypatch):
+    import pyodbc
+    require("FreeTDS" in pyodbc.drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    monkeypatch.setenv("ACME_SQL_PW", "p;a}r{t =1")
+    port = free_port()
+    path = write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": port, "database": "DOMUS",
+                                   "username": "idwell_reader", "password": "${env:ACME_SQL_PW}", "driver": "FreeTDS"})
+    code, report, steps = doctor(capsys, path)
+    assert code == 1 and first_failure(report)["name"] == "tcp"
+    assert f"open TCP {port} in the customer's firewall and NAT" in steps["tcp"]["hint_en"]
+    assert "Firewall und NAT" in steps["tcp"]["hint_de"]
+    assert steps["login"]["status"] == "skip" and steps["driver"]["status"] == "ok"
+    assert "r{t" not in json.dumps(report)
+
+
+def test_missing_driver_fails_at_driver_and_names_the_package(tmp_path, capsys, monkeypatch):
+    import pyodbc
+    if "ODBC Driver 18 for SQL Server" in pyodbc.drivers():
+        pytest.skip("ODBC Driver 18 for SQL Server is installed on this machine")
+    monkeypatch.setenv("ACME_SQL_PW", "x")
+    with socket_listening() as port:
+        path = write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": port, "database": "DOMUS",
+                                       "username": "idwell_reader", "password": "${env:ACME_SQL_PW}"})
+        code, report, steps = doctor(capsys, path)
+    assert code == 1 and first_failure(report)["name"] == "driver"
+    assert steps["tcp"]["status"] == "ok"
+    assert "msodbcsql18" in steps["driver"]["hint_en"] and "packages.microsoft.com" in steps["driver"]["hint_en"]
+
+
+class socket_listening:
+    """A port that accepts TCP connections (and nothing more)."""
+
+    def __enter__(self) -> int:
+        import socket
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(8)
+        return self.sock.getsockname()[1]
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+# --- PostgreSQL (the private cluster) ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pg_erp(pg_cluster):
+    pg_cluster.execute("CREATE DATABASE erp")
+    pg_cluster.execute(*DOMUS_MINI, database="erp")
+    pg_cluster.create_user("erp_reader", READER_PW)
+    pg_cluster.create_user("erp_writer", READER_PW)
+    pg_cluster.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO erp_reader, erp_writer",
+                       "GRANT INSERT, UPDATE ON adresse TO erp_writer", database="erp")
+    return pg_cluster
+
+
+def pg_source(cluster, user="erp_reader", database="erp") -> dict:
+    return {"type": "sql", "url": f"postgresql+psycopg://{user}:${{env:ACME_PG_PW}}@{HOST}:{cluster.port}/{database}"}
+
+
+def test_postgres_tenant_passes_every_step(pg_erp, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ACME_PG_PW", READER_PW)
+    code, report, steps = doctor(capsys, write_tenant(tmp_path, pg_source(pg_erp)))
+    assert code == 0, report
+    assert not [s for s in report["steps"] if s["status"] in ("warn", "fail", "skip")], report
+    assert steps["login"]["detail"].startswith("connected as erp_reader to erp")
+    assert steps["permissions"]["detail"] == "the login cannot write to any table"
+    assert "loopback" in steps["encryption"]["detail"]
+    assert steps["query:occupancies"]["detail"].startswith("3 rows")
+    assert READER_PW not in json.dumps(report)
+
+
+def test_wrong_password_fails_at_login(pg_erp, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ACME_PG_PW", READER_PW + "-falsch")
+    code, report, steps = doctor(capsys, write_tenant(tmp_path, pg_source(pg_erp)))
+    assert code == 1 and first_failure(report)["name"] == "login"
+    assert "password authentication failed" in steps["login"]["detail"]
+    assert steps["login"]["hint_en"].startswith("the login was refused") and "Passwort" in steps["login"]["hint_de"]
+    assert [steps[n]["status"] for n in ("dns", "tcp", "driver")] == ["ok", "ok", "ok"]
+    assert "query:users" not in steps
+
+
+def test_missing_database_fails_at_login_with_its_own_hint(pg_erp, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ACME_PG_PW", READER_PW)
+    code, report, steps = doctor(capsys, write_tenant(tmp_path, pg_source(pg_erp, database="domus_fehlt")))
+    assert code == 1 and first_failure(report)["name"] == "login"
+    assert steps["login"]["detail"].startswith("database_missing") and "domus_fehlt" in steps["login"]["detail"]
+    assert "db_datareader" in steps["login"]["hint_en"]
+
+
+def test_closed_postgres_port_fails_at_tcp(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ACME_PG_PW", READER_PW)
+    port = free_port()
+    source = {"type": "sql", "url": f"postgresql+psycopg://erp_reader:${{env:ACME_PG_PW}}@{HOST}:{port}/erp"}
+    code, report, steps = doctor(capsys, write_tenant(tmp_path, source))
+    assert code == 1 and first_failure(report)["name"] == "tcp"
+    assert "connection refused" in steps["tcp"]["detail"]
+
+
+def test_a_login_that_can_write_is_a_warning(pg_erp, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ACME_PG_PW", READER_PW)
+    code, report, steps = doctor(capsys, write_tenant(tmp_path, pg_source(pg_erp, user="erp_writer")))
+    assert code == 0 and steps["permissions"]["status"] == "warn"
+    assert "write access to 1 table(s)" in steps["permissions"]["detail"]
+    assert "db_datareader" in steps["permissions"]["hint_en"]
+
+
+# --- the iDWELL target ------------------------------------------------------------------------
+
+class _ImportApi(BaseHTTPRequestHandler):
+    token = "tok-acme"
+
+    def do_GET(self):
+        ok = self.headers.get("Authorization") == f"Bearer {self.token}"
+        body = b'{"items": [], "next_cursor": null}' if ok else b'{"error": {"code": "unauthorized", "message": "bad token"}}'
+        self.send_response(200 if ok and self.path.startswith("/import/v1/buildings?limit=1") else 401 if not ok else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def import_api():
+    server = ThreadingHTTPServer((HOST, 0), _ImportApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.server_address[1]}/import/v1"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("token,status", [("tok-acme", "ok"), ("tok-other", "fail")])
+def test_idwell_target_token(tmp_path, capsys, monkeypatch, import_api, token, status):
+    erp = tmp_path / "erp.sqlite"
+    sqlite_domus(erp)
+    monkeypatch.setenv("ACME_IDWELL_TOKEN", token)
+    path = write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{erp}"},
+                        {"type": "idwell", "base_url": import_api, "token": "${env:ACME_IDWELL_TOKEN}"})
+    code, report, steps = doctor(capsys, path)
+    assert steps["target"]["status"] == status and code == (0 if status == "ok" else 1)
+    if status == "fail":
+        assert "answered 401" in steps["target"]["detail"] and "${env:ACME_IDWELL_TOKEN}" in steps["target"]["hint_en"]
+    assert token not in json.dumps(report)
