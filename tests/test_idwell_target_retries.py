@@ -1,0 +1,140 @@
+"""Retry rules of the idwell target's HTTP session, with httpx.MockTransport and a recorded sleep.
+
+The real-server behaviour (faults injected by a sandbox process) is pinned in
+tests/sandbox/test_sandbox_sync.py; these tests pin the decisions: what is retried, how long it
+waits, and what is given up.
+"""
+from __future__ import annotations
+
+import random
+
+import httpx
+import pytest
+
+from engine.errors import TargetError
+from engine.targets._http_client import ApiClient, RateLimiter, backoff
+from engine.targets.base import Change
+from engine.targets.idwell import IdwellTarget
+
+BASE = "https://portal.example/import/v1"
+
+
+def client(handler, sleeps: list, **kw) -> ApiClient:
+    return ApiClient(BASE, "secret-token-xyz", tenant="acme", token_ref="${env:IDWELL_TOKEN_ACME}",
+                     transport=httpx.MockTransport(handler), sleep=sleeps.append, **kw)
+
+
+def answers(*steps):
+    """A handler that plays `steps` in order: a status, (status, headers), or an exception class."""
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        step = steps[min(len(seen) - 1, len(steps) - 1)]
+        if isinstance(step, type) and issubclass(step, Exception):
+            raise step("connection dropped", request=request)
+        status, headers = step if isinstance(step, tuple) else (step, {})
+        body = {"items": [], "next_cursor": None} if status == 200 else {"error": {"code": "x", "message": "m"}}
+        return httpx.Response(status, json=body, headers=headers)
+    return handler, seen
+
+
+def test_retry_after_is_honoured_on_429():
+    handler, seen = answers((429, {"Retry-After": "7"}), 200)
+    sleeps = []
+    assert client(handler, sleeps).request("GET", "/users").status_code == 200
+    assert len(seen) == 2 and 7.0 in sleeps
+
+
+def test_5xx_timeouts_and_dropped_connections_are_retried_with_growing_waits():
+    handler, seen = answers(503, httpx.RemoteProtocolError, httpx.ReadTimeout, 502, 504, 200)
+    sleeps = []
+    assert client(handler, sleeps).request("GET", "/users").status_code == 200
+    assert len(seen) == 6 and len(sleeps) == 5
+    assert sleeps[-1] > sleeps[0]                      # exponential: the fifth wait outgrows the first
+
+
+def test_backoff_has_jitter_and_a_ceiling():
+    rng = random.Random(1)
+    waits = {round(backoff(3, rng), 6) for _ in range(20)}
+    assert len(waits) > 1 and all(1.0 <= w <= 2.0 for w in waits)   # base 0.25 * 2^3 = 2: half fixed, half random
+    assert backoff(30, rng) <= 30.0
+
+
+def test_gives_up_after_max_retries_with_a_retriable_error_that_hides_the_token():
+    handler, seen = answers(503)
+    with pytest.raises(TargetError) as err:
+        client(handler, [], max_retries=3).request("POST", "/users/batch", json={})
+    assert len(seen) == 4 and err.value.retriable
+    assert "503" in str(err.value) and "secret-token-xyz" not in str(err.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_refusal_is_not_retried(status):
+    handler, seen = answers(status)
+    with pytest.raises(TargetError) as err:
+        client(handler, []).request("GET", "/users")
+    assert len(seen) == 1 and not err.value.retriable
+    assert "${env:IDWELL_TOKEN_ACME}" in str(err.value) and "secret-token-xyz" not in str(err.value)
+
+
+def test_4xx_answers_go_back_to_the_caller_unretried():
+    handler, seen = answers(409)
+    assert client(handler, []).request("PUT", "/users/P1", json={}).status_code == 409
+    assert len(seen) == 1
+
+
+def test_rate_limit_spaces_requests():
+    now = [0.0]
+    waited = []
+
+    def sleep(s):
+        waited.append(s)
+        now[0] += s
+    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(9):
+        limiter.wait()
+    assert now[0] == pytest.approx(2.0)                # 9 requests at 4/s: the 9th starts after 2 s
+    limiter.pause(5.0)
+    limiter.wait()
+    assert now[0] == pytest.approx(7.0)
+
+
+def test_same_batch_retried_keeps_its_key_and_a_new_apply_call_gets_a_new_one():
+    keys = []
+    calls = [0]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls[0] += 1
+        keys.append(request.headers["Idempotency-Key"])
+        if calls[0] == 1:
+            return httpx.Response(503, json={"error": {"code": "unavailable", "message": "m"}})
+        return httpx.Response(200, json={"results": [{"external_id": "P1", "op": "upsert", "status": 201}]})
+    target = IdwellTarget(client(handler, []), tenant="acme", run_id="run-1")
+    change = Change("users", "create", "P1", {"external_id": "P1", "last_name": "M"})
+    try:
+        assert target.apply([change])[0].ok
+        assert keys[0] == keys[1]                      # the retry of one batch: the same key
+        target.apply([change])
+        assert keys[2] != keys[1]                      # the next apply call writes again
+    finally:
+        target.close()
+
+
+def test_a_413_splits_the_batch():
+    sizes = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        import json
+        ops = json.loads(request.content)["delete"]
+        sizes.append(len(ops))
+        if len(ops) > 2:
+            return httpx.Response(413, json={"error": {"code": "too_large", "message": "m"}})
+        return httpx.Response(200, json={"results": [{"external_id": i, "op": "delete", "status": 204} for i in ops]})
+    target = IdwellTarget(client(handler, []), tenant="acme", batch_size=5, concurrency=1)
+    try:
+        outcomes = target.apply([Change("users", "delete", f"P{i}") for i in range(5)])
+    finally:
+        target.close()
+    assert [o.change.external_id for o in outcomes] == [f"P{i}" for i in range(5)]
+    assert all(o.ok for o in outcomes) and sizes == [5, 2, 3, 1, 2]    # halved until accepted
