@@ -162,9 +162,7 @@ class Bulk:
         if r.random() < 0.2 and beginn > dt.date(1990, 1, 1):      # bought from a previous owner
             before, _ = self.household(_OWNER_KINDS, self.random_home(), False, commercial)
             b.contract(u, "E", self.day(dt.date(1975, 1, 1), beginn - _D(400)), beginn - _D(1), before)
-        v = b.contract(u, "E", beginn, None, parties)
-        if shared:
-            self.m.add("couple_shared_email", adressnr=parties, vertragnr=[v])
+        v = self.sign(u, "E", beginn, None, parties, shared)
         return v, parties, shared, beginn
 
     def tenant(self, u: int, home: tuple, live: bool, commercial: bool, since: dt.date) -> tuple | None:
@@ -184,14 +182,19 @@ class Bulk:
         change = live and r.random() < 0.02
         ende = REF + _D(r.randint(1, 45)) if change else None
         parties, shared = self.household(_TENANT_KINDS, home, live, commercial)
-        v = b.contract(u, "M", beginn, ende, parties)
-        if shared:
-            self.m.add("couple_shared_email", adressnr=parties, vertragnr=[v])
+        v = self.sign(u, "M", beginn, ende, parties, shared)
         if change:
-            successor, _ = self.household(_TENANT_KINDS, home, live, commercial)
-            w = b.contract(u, "M", ende + _D(1), None, successor)
+            w = self.sign(u, "M", ende + _D(1), None, *self.household(_TENANT_KINDS, home, live, commercial))
             self.m.add("tenant_change", einheitid=[u], vertragnr=[v, w])
         return (v, parties, shared, beginn) if ende is None else None
+
+    def sign(self, u: int, art: str, beginn: dt.date, ende: dt.date | None, parties: list[int],
+             shared: bool) -> int:
+        """A contract; parties sharing one e-mail are recorded as a couple of that contract."""
+        v = self.b.contract(u, art, beginn, ende, parties)
+        if shared:
+            self.m.add("couple_shared_email", adressnr=parties, vertragnr=[v])
+        return v
 
     def vacancy(self, u: int, beginn: dt.date, ende: dt.date | None) -> None:
         p = self.people.leerstand(self._mandant)
@@ -219,14 +222,14 @@ class Bulk:
             return                                                     # empty, being renovated
         elif x < 0.06:                                                 # moved out within the grace period
             ende = REF - _D(r.randint(1, 29))
-            parties, _ = self.household(_TENANT_KINDS, home, live, commercial)
-            self.b.contract(u, "M", self.day(TENANT_FROM, dt.date(2024, 12, 31)), ende, parties)
+            self.sign(u, "M", self.day(TENANT_FROM, dt.date(2024, 12, 31)), ende,
+                      *self.household(_TENANT_KINDS, home, live, commercial))
             self.vacancy(u, ende + _D(1), None)
         elif x < 0.07:                                                 # vacant, next tenant signed
             start = REF + _D(r.randint(75, 200) if x < 0.065 else r.randint(1, 59))
             self.vacancy(u, self.day(dt.date(2025, 1, 1), LAST_START), start - _D(1))
-            parties, _ = self.household(_TENANT_KINDS, home, live and start < REF + _D(60), commercial)
-            self.b.contract(u, "M", start, None, parties)
+            self.sign(u, "M", start, None,
+                      *self.household(_TENANT_KINDS, home, live and start < REF + _D(60), commercial))
         else:
             t = self.tenant(u, home, live, commercial, TENANT_FROM)
             if t and not commercial:

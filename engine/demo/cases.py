@@ -169,7 +169,7 @@ class Showcase:
         b, m = self.b, self.m
         home = ("Eichendorffstraße 5", "50667", "Köln")
         c = b.objekt(1, "MFH Eichendorffstraße 5, Köln", "Eichendorffstraße", "5", "50667", "Köln", " de", "MIET")
-        cu = [b.einheit(c, f"{i:02d}", f"Whg. {i}", 1, False, None, f"{45 + i}.00") for i in range(1, 16)]
+        cu = [b.einheit(c, f"{i:02d}", f"Whg. {i}", 1, False, None, f"{45 + i}.00") for i in range(1, 17)]
         leer = self.people.leerstand(1)
         nn = self.person("N. N.")
         m.add("pseudo_person", adressnr=[nn])
@@ -197,6 +197,11 @@ class Showcase:
                                     (cu[9], D(2027, 1, 1), ("Lisa", "Kuhn"))):
             vacancy(u, leer, D(2026, 1, 1), start - _DAY)
             b.contract(u, "M", start, None, [tenant(vn, nn_, f"{vn.lower()}.{nn_.lower()}@posteo.de")])
+        # notice given: the tenant moves out after the reference date, the successor moves in the day after
+        leaving = REF + dt.timedelta(days=20)
+        old = b.contract(cu[15], "M", D(2018, 4, 1), leaving, [tenant("Monika", "Brandt", "monika.brandt@gmx.net")])
+        new = b.contract(cu[15], "M", leaving + _DAY, None, [tenant("Felix", "Wagner", "felix.wagner@web.de", "Herr")])
+        m.add("tenant_change", einheitid=[cu[15]], vertragnr=[old, new])
         child = tenant("Julia", "Schubert", "familie.schubert@t-online.de")
         b.contract(cu[10], "M", D(2020, 2, 1), None, [child])
         m.add("email_shared_unrelated", adressnr=[parent, child])

@@ -20,6 +20,8 @@ _ANNOTATIONS = ("Büro", "privat", "nur Notfall", "Tochter", "geschäftlich")
 RATE_MULTI_SEMICOLON, RATE_MULTI_COMMA, RATE_ANNOTATED, RATE_INVALID = 0.008, 0.005, 0.005, 0.012
 RATE_SHARED_UNRELATED, RATE_PHONE_GARBAGE = 0.004, 0.01
 RATE_COUPLE_SHARES_EMAIL = 0.22
+# subscriber numbers the showcase uses (cases.py); the bulk never hands them out
+_SHOWCASE_NUMBERS = frozenset({"4567890", "2345678", "3456789", "23456789"})
 
 
 class People:
@@ -28,6 +30,7 @@ class People:
         self.unrelated_pool: deque[tuple[int, str]] = deque(maxlen=64)   # (adressnr, address) to share
         self.owner_pool: deque[tuple[int, int]] = deque(maxlen=256)      # (adressnr, objektnr) of live owners
         self.pseudo: dict[int, int] = {}                                # mandant -> 'Leerstand' person
+        self._numbers = {d: [0, rng.randrange(8 * 10 ** (d - 1))] for d in (6, 7, 8)}  # digits -> [count, offset]
 
     # -- fields ------------------------------------------------------------------------------------
     def _unique(self, local: str, domain: str) -> str:
@@ -81,16 +84,24 @@ class People:
             return shared, ("email_shared_unrelated", other)
         return address, None
 
+    def _subscriber(self, digits: int) -> str:
+        """A subscriber number of `digits` digits that no other person has (a permutation of a counter)."""
+        state = self._numbers[digits]
+        while True:
+            state[0] += 1
+            n = str(2 * 10 ** (digits - 1) + (state[0] * 4_731_917 + state[1]) % (8 * 10 ** (digits - 1)))
+            if n not in _SHOWCASE_NUMBERS:
+                return n
+
     def _landline(self, area: str) -> str:
         r = self.rng
-        digits = {3: 8, 4: 7}.get(len(area), 6)
-        n = str(r.randrange(2 * 10 ** (digits - 1), 10 ** digits))
+        n = self._subscriber({3: 8, 4: 7}.get(len(area), 6))
         return N.LANDLINE_FORMATS[r.randrange(len(N.LANDLINE_FORMATS))].format(a=area, a1=area[1:], n=n)
 
     def _mobile(self) -> str:
         r = self.rng
         prefix = N.MOBILE_PREFIXES[r.randrange(len(N.MOBILE_PREFIXES))]
-        n = str(r.randrange(2 * 10 ** 7, 10 ** 8) if prefix.startswith("015") else r.randrange(2 * 10 ** 6, 10 ** 7))
+        n = self._subscriber(8 if prefix.startswith("015") else 7)
         return N.MOBILE_FORMATS[r.randrange(len(N.MOBILE_FORMATS))].format(a=prefix, a1=prefix[1:], n=n,
                                                                            n3=n[:3], n4=n[3:])
 
@@ -168,7 +179,7 @@ class People:
         vorname = f"{N.MALE[r.randrange(len(N.MALE))]} und {N.FEMALE[r.randrange(len(N.FEMALE))]}" \
             if r.random() < 0.6 else None
         anrede = ("Eheleute", "Eheleute", "Fam.", "Familie")[r.randrange(4)]
-        email = self.plain_email(nachname, "familie") if r.random() < 0.6 else None
+        email = self.plain_email("Familie", nachname) if r.random() < 0.6 else None
         nr = self.b.person(nachname, vorname, anrede, None, email, self._landline(home[3]), None, "de", *home[:3])
         self.m.add("couple_as_one_address", adressnr=[nr])
         return nr
