@@ -66,6 +66,21 @@ def test_sqlite_tenant_passes_every_step_and_writes_nothing(tmp_path, capsys):
     assert erp.read_bytes() == before and not (tmp_path / "var").exists()
 
 
+def test_demo_tenant_passes_every_step(tmp_path, capsys, monkeypatch):
+    from engine.demo import generate
+    monkeypatch.chdir(tmp_path)            # the demo tenant's paths are relative to the working directory
+    (tmp_path / "var" / "demo").mkdir(parents=True)
+    generate("sqlite:///var/demo/erp.sqlite", size="S")
+    before = (tmp_path / "var" / "demo" / "erp.sqlite").read_bytes()
+    code, report, steps = doctor(capsys, REPO / "tenants" / "demo.yaml")
+    assert code == 0, report
+    assert {s["status"] for s in report["steps"]} == {"ok", "skip"}
+    assert all(steps[f"query:{e}"]["status"] == "ok" for e in ("buildings", "units", "users", "occupancies"))
+    assert steps["umlauts"]["status"] == "ok" and steps["target"]["status"] == "ok"
+    assert (tmp_path / "var" / "demo" / "erp.sqlite").read_bytes() == before
+    assert not (tmp_path / "var" / "portal").exists()
+
+
 def test_text_output_numbers_steps_and_shows_both_hints(tmp_path, capsys):
     path = write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{tmp_path / 'fehlt.sqlite'}"})
     code, out = doctor(capsys, path, "text")

@@ -1,0 +1,99 @@
+"""`idwell-sync discover`: tables, views and columns of an unfamiliar database, and a few rows of
+one table, from SQLite and from PostgreSQL (the private cluster), without writing anything."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine import cli
+from pgcluster import DOMUS_MINI, HOST, pg_cluster, sqlite_domus  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_tenant(tmp_path: Path, url: str) -> Path:
+    (tmp_path / "mappings").mkdir(exist_ok=True)
+    shutil.copy(REPO / "mappings" / "domus-sql.yaml", tmp_path / "mappings" / "domus-sql.yaml")
+    (tmp_path / "tenants").mkdir(exist_ok=True)
+    path = tmp_path / "tenants" / "acme.yaml"
+    path.write_text(yaml.safe_dump({"id": "acme", "name": "Acme", "mapping": "domus-sql",
+                                    "source": {"type": "sql", "url": url}}), encoding="utf-8")
+    return path
+
+
+def discover(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["discover", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def sqlite_tenant(tmp_path):
+    erp = tmp_path / "erp.sqlite"
+    sqlite_domus(erp)
+    return write_tenant(tmp_path, f"sqlite:///{erp}"), erp
+
+
+def test_sqlite_lists_tables_views_and_columns(sqlite_tenant, capsys):
+    path, erp = sqlite_tenant
+    before = erp.read_bytes()
+    code, out, _ = discover(capsys, str(path))
+    assert code == 0
+    assert "table Adresse (9 columns): AdressNr INTEGER, Anrede VARCHAR(20)" in out
+    assert "view MieterListe (3 columns): AdressNr INTEGER, Nachname VARCHAR(70), EinheitID INTEGER" in out
+    assert out.rstrip().endswith("5 tables, 1 views")
+    assert erp.read_bytes() == before
+
+
+def test_sqlite_sample_shows_rows_with_umlauts(sqlite_tenant, capsys):
+    path, _ = sqlite_tenant
+    code, out, _ = discover(capsys, str(path), "adresse", "--rows", "2")
+    assert code == 0
+    assert out.startswith("table Adresse\n  AdressNr")
+    assert "first 2 rows:" in out and "Müller-Lüdenscheidt" in out and "Öztürk" in out
+    assert "Straßenbau" not in out   # only two rows asked for
+
+
+def test_unknown_table_suggests_the_close_names(sqlite_tenant, capsys):
+    path, _ = sqlite_tenant
+    code, _, err = discover(capsys, str(path), "Adressen")
+    assert code == 4
+    assert "no table or view named 'Adressen'" in err and "did you mean Adresse?" in err
+
+
+def test_missing_sqlite_file_is_a_source_error_and_not_created(tmp_path, capsys):
+    path = write_tenant(tmp_path, f"sqlite:///{tmp_path / 'fehlt.sqlite'}")
+    code, _, err = discover(capsys, str(path))
+    assert code == 4 and "database_missing" in err
+    assert not (tmp_path / "fehlt.sqlite").exists()
+
+
+@pytest.fixture(scope="module")
+def pg_erp(pg_cluster):
+    pg_cluster.execute("CREATE DATABASE erp")
+    pg_cluster.execute("CREATE SCHEMA domus", *[s.replace("TABLE ", "TABLE domus.").replace("INTO ", "INTO domus.")
+                                                for s in DOMUS_MINI if "VIEW" not in s], database="erp")
+    pg_cluster.execute("CREATE VIEW public.mieter AS SELECT adressnr, nachname FROM domus.adresse", database="erp")
+    pg_cluster.create_user("erp_reader", "lesen")
+    pg_cluster.execute("GRANT USAGE ON SCHEMA domus TO erp_reader",
+                       "GRANT SELECT ON ALL TABLES IN SCHEMA domus, public TO erp_reader", database="erp")
+    return pg_cluster
+
+
+def test_postgres_lists_schemas_and_samples_a_qualified_table(pg_erp, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ACME_PG_PW", "lesen")
+    path = write_tenant(tmp_path, f"postgresql+psycopg://erp_reader:${{env:ACME_PG_PW}}@{HOST}:{pg_erp.port}/erp")
+    code, out, _ = discover(capsys, str(path))
+    assert code == 0
+    assert "schema public\n  view mieter (2 columns): adressnr INTEGER, nachname VARCHAR(70)" in out
+    assert "schema domus\n  table adresse (9 columns)" in out
+    code, out, _ = discover(capsys, str(path), "domus.objekt", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["sample"]["object"] == "domus.objekt"
+    assert ["Wohnanlage Großbeerenstraße", "Großbeerenstraße"] == data["sample"]["rows"][0][2:4]
+    assert data["objects"][0]["columns"][0] == {"name": "objektnr", "type": "INTEGER", "nullable": False}
