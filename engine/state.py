@@ -1,0 +1,337 @@
+"""The state store: what the engine remembers between runs, through SQLAlchemy Core.
+
+An SQLite file by default (`sqlite:///var/state.sqlite`); a PostgreSQL URL
+(`postgresql+psycopg://...`) lets several workers share one. Tables are created on first use;
+`prefix` (and, on PostgreSQL, `schema`) keeps several stores apart in one database.
+
+  runs          run history: tenant, start, end, status, whether --allow-deletes was used, counts per
+                entity and action, findings by code, rows extracted per entity (the completeness
+                check compares them with the last successful run) and the run summary.
+  email_winners tenant, e-mail -> the user external_id that holds it (stable dedup decisions).
+  last_written  tenant, entity, external_id -> the record the engine last wrote (drift detection).
+  locks         one row per tenant while a run holds it; see `StateStore.lock`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from engine.errors import LockedError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "sqlite:///var/state.sqlite"
+SUCCESSFUL = ("ok", "rejected")       # runs whose extract is a baseline for the completeness check
+_ACTIONS = ("create", "update", "delete", "unchanged", "held", "rejected")
+_CHUNK = 5000
+_HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    tenant: str
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    allow_deletes: bool
+    counts: dict[str, dict[str, int]] | None
+    findings: dict[str, int] | None
+    extracted: dict[str, int] | None
+    summary: dict[str, Any] | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    tenant: str
+    host: str
+    pid: int
+    since: dt.datetime
+    token: str
+    took_over: str | None = None      # why a stale lock was taken over, if it was
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)      # stored as naive UTC
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _span(td: dt.timedelta) -> str:
+    seconds = int(td.total_seconds())
+    return f"{seconds // 3600} h" if seconds % 3600 == 0 and seconds else f"{seconds // 60} min"
+
+
+def _dump(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class StateStore:
+    def __init__(self, url: str = DEFAULT_URL, *, prefix: str = "", schema: str | None = None,
+                 lock_max_age: dt.timedelta = dt.timedelta(hours=6)):
+        self.url = sa.make_url(url)
+        self.lock_max_age = lock_max_age
+        kwargs: dict[str, Any] = {}
+        if self.url.get_backend_name() == "sqlite":
+            db = self.url.database
+            if db and db != ":memory:" and not db.startswith("file:"):
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        self.engine = sa.create_engine(self.url, **kwargs)
+        if self.url.get_backend_name() == "sqlite":
+            sa.event.listen(self.engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode = WAL"))
+        self.metadata = sa.MetaData(schema=schema)
+        m, p = self.metadata, prefix
+        self.runs = sa.Table(
+            f"{p}runs", m,
+            sa.Column("run_id", sa.String(40), primary_key=True),
+            sa.Column("tenant", sa.String(200), nullable=False, index=True),
+            sa.Column("status", sa.String(40), nullable=False),
+            sa.Column("started_at", sa.DateTime, nullable=False),
+            sa.Column("finished_at", sa.DateTime),
+            sa.Column("allow_deletes", sa.Boolean, nullable=False, default=False),
+            sa.Column("host", sa.String(255)), sa.Column("pid", sa.Integer),
+            sa.Column("counts", sa.JSON), sa.Column("findings", sa.JSON), sa.Column("extracted", sa.JSON),
+            sa.Column("summary", sa.JSON), sa.Column("message", sa.Text))
+        self.winners_t = sa.Table(
+            f"{p}email_winners", m,
+            sa.Column("tenant", sa.String(200), primary_key=True),
+            sa.Column("email", sa.String(320), primary_key=True),
+            sa.Column("external_id", sa.String(200), nullable=False))
+        self.written_t = sa.Table(
+            f"{p}last_written", m,
+            sa.Column("tenant", sa.String(200), primary_key=True),
+            sa.Column("entity", sa.String(20), primary_key=True),
+            sa.Column("external_id", sa.String(200), primary_key=True),
+            sa.Column("record", sa.Text, nullable=False))
+        self.locks_t = sa.Table(
+            f"{p}locks", m,
+            sa.Column("tenant", sa.String(200), primary_key=True),
+            sa.Column("host", sa.String(255), nullable=False),
+            sa.Column("pid", sa.Integer, nullable=False),
+            sa.Column("since", sa.DateTime, nullable=False),
+            sa.Column("token", sa.String(40), nullable=False))
+        self._create(schema)
+
+    def _create(self, schema: str | None) -> None:
+        for attempt in (1, 2):          # two processes creating the tables at once: the loser retries
+            try:
+                with self.engine.begin() as c:
+                    if schema:
+                        c.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+                    self.metadata.create_all(c)
+                return
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+
+    @property
+    def where(self) -> str:
+        """The store's URL without its password, for messages."""
+        return self.url.render_as_string(hide_password=True)
+
+    # -- run history -------------------------------------------------------------------------
+    def start_run(self, tenant: str, *, allow_deletes: bool = False) -> str:
+        run_id = uuid.uuid4().hex
+        with self.engine.begin() as c:
+            c.execute(self.runs.insert().values(run_id=run_id, tenant=tenant, status="running", started_at=_now(),
+                                                allow_deletes=allow_deletes, host=_HOST, pid=os.getpid()))
+        return run_id
+
+    def finish_run(self, run_id: str, *, status: str, summary: Mapping[str, Any] | None = None,
+                   extracted: Mapping[str, int] | None = None, counts: Mapping[str, Mapping[str, int]] | None = None,
+                   findings: Mapping[str, int] | None = None, message: str | None = None) -> None:
+        """Close a run. counts and findings default to those of the run summary (engine.report)."""
+        if counts is None and summary is not None:
+            counts = {e: {a: c.get(a, 0) for a in _ACTIONS} for e, c in summary.get("entities", {}).items()}
+        if findings is None and summary is not None:
+            findings = summary.get("findings")
+        with self.engine.begin() as c:
+            done = c.execute(self.runs.update().where(self.runs.c.run_id == run_id).values(
+                status=status, finished_at=_now(), counts=counts, findings=findings,
+                extracted=dict(extracted) if extracted is not None else None,
+                summary=dict(summary) if summary is not None else None, message=message))
+        if done.rowcount != 1:
+            raise KeyError(f"run {run_id!r} is not in the state store {self.where}")
+
+    def runs_of(self, tenant: str, limit: int = 20) -> list[RunRecord]:
+        """The tenant's latest runs, newest first."""
+        r = self.runs.c
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(self.runs).where(r.tenant == tenant)
+                             .order_by(r.started_at.desc(), r.run_id).limit(limit)).mappings().all()
+        return [self._run(row) for row in rows]
+
+    def last_successful_run(self, tenant: str) -> RunRecord | None:
+        r = self.runs.c
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(self.runs).where(r.tenant == tenant, r.status.in_(SUCCESSFUL))
+                            .order_by(r.finished_at.desc()).limit(1)).mappings().first()
+        return self._run(row) if row else None
+
+    def last_extracted(self, tenant: str) -> dict[str, int]:
+        """Rows extracted per entity by the last successful run ({} before the first one)."""
+        last = self.last_successful_run(tenant)
+        return dict(last.extracted or {}) if last else {}
+
+    @staticmethod
+    def _run(row: Mapping[str, Any]) -> RunRecord:
+        return RunRecord(row["run_id"], row["tenant"], row["status"], _utc(row["started_at"]),
+                         _utc(row["finished_at"]), bool(row["allow_deletes"]), row["counts"], row["findings"],
+                         row["extracted"], row["summary"], row["message"])
+
+    # -- e-mail winners ----------------------------------------------------------------------
+    def winners(self, tenant: str) -> dict[str, str]:
+        w = self.winners_t.c
+        with self.engine.connect() as c:
+            return dict(c.execute(sa.select(w.email, w.external_id).where(w.tenant == tenant)).all())
+
+    def replace_winners(self, tenant: str, winners: Mapping[str, str]) -> None:
+        rows = [{"tenant": tenant, "email": e, "external_id": i} for e, i in winners.items()]
+        with self.engine.begin() as c:
+            c.execute(self.winners_t.delete().where(self.winners_t.c.tenant == tenant))
+            for start in range(0, len(rows), _CHUNK):
+                c.execute(self.winners_t.insert(), rows[start:start + _CHUNK])
+
+    # -- what the engine last wrote ----------------------------------------------------------
+    def last_written(self, tenant: str, entity: str, external_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """external_id -> the record the engine last wrote, for those of `external_ids` it wrote."""
+        w = self.written_t.c
+        ids = list(external_ids)
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as c:
+            for start in range(0, len(ids), 2000):
+                rows = c.execute(sa.select(w.external_id, w.record).where(
+                    w.tenant == tenant, w.entity == entity, w.external_id.in_(ids[start:start + 2000])))
+                out.update((i, json.loads(rec)) for i, rec in rows)
+        return out
+
+    def iter_written(self, tenant: str, entity: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        w = self.written_t.c
+        with self.engine.connect() as c:
+            rows = c.execution_options(stream_results=True, yield_per=_CHUNK).execute(
+                sa.select(w.external_id, w.record).where(w.tenant == tenant, w.entity == entity))
+            for i, rec in rows:
+                yield i, json.loads(rec)
+
+    def remember_written(self, tenant: str, entity: str, records: Iterable[Mapping[str, Any]],
+                         gone: Iterable[str] = ()) -> None:
+        """Upsert the records just written (keyed by their external_id) and forget the archived ones."""
+        table, w = self.written_t, self.written_t.c
+        stmt = self._upsert(table, ["tenant", "entity", "external_id"], ["record"])
+        n = 0
+        with self.engine.begin() as c:
+            chunk: list[dict[str, str]] = []
+            for rec in records:
+                chunk.append({"tenant": tenant, "entity": entity, "external_id": rec["external_id"], "record": _dump(rec)})
+                if len(chunk) >= _CHUNK:
+                    c.execute(stmt, chunk)
+                    n, chunk = n + len(chunk), []
+            if chunk:
+                c.execute(stmt, chunk)
+                n += len(chunk)
+            gone = list(gone)
+            for start in range(0, len(gone), 500):
+                c.execute(table.delete().where(w.tenant == tenant, w.entity == entity,
+                                               w.external_id.in_(gone[start:start + 500])))
+        if n >= 10_000 and self.engine.dialect.name == "postgresql":
+            # fresh statistics, or PostgreSQL's planner may scan a tenant's rows for each id lookup
+            with self.engine.begin() as c:
+                c.exec_driver_sql(f"ANALYZE {table.fullname}")
+
+    def _upsert(self, table: sa.Table, keys: list[str], values: list[str]):
+        name = self.engine.dialect.name
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            raise NotImplementedError(f"the state store supports SQLite and PostgreSQL, not {name}")
+        stmt = insert(table)
+        return stmt.on_conflict_do_update(index_elements=keys, set_={v: stmt.excluded[v] for v in values})
+
+    # -- the per-tenant lock -----------------------------------------------------------------
+    @contextmanager
+    def lock(self, tenant: str) -> Iterator[LockInfo]:
+        """Hold the tenant's run lock: raises LockedError while another live run holds it.
+
+        A lock is stale, and taken over with a warning, when its holder ran on this host and its
+        process is gone, or when it is older than `lock_max_age` (a crashed run on another host).
+        """
+        info = self._acquire(tenant)
+        try:
+            yield info
+        finally:
+            with self.engine.begin() as c:
+                left = c.execute(self.locks_t.delete().where(self.locks_t.c.tenant == tenant,
+                                                             self.locks_t.c.token == info.token))
+            if left.rowcount != 1:
+                log.warning("tenant '%s': the run lock was taken over by another run while this one held it", tenant)
+
+    def _acquire(self, tenant: str) -> LockInfo:
+        lk = self.locks_t.c
+        for _ in range(5):
+            mine = {"tenant": tenant, "host": _HOST, "pid": os.getpid(), "since": _now(), "token": uuid.uuid4().hex}
+            try:
+                with self.engine.begin() as c:
+                    c.execute(self.locks_t.insert().values(**mine))
+                return LockInfo(tenant, _HOST, mine["pid"], _utc(mine["since"]), mine["token"])
+            except IntegrityError:
+                pass
+            with self.engine.connect() as c:
+                holder = c.execute(sa.select(self.locks_t).where(lk.tenant == tenant)).mappings().first()
+            if holder is None:
+                continue                                # released in between: try again
+            since = _utc(holder["since"])
+            age = dt.datetime.now(dt.timezone.utc) - since
+            who = f"host {holder['host']!r}, pid {holder['pid']}, since {since:%Y-%m-%d %H:%M:%S} UTC"
+            if holder["host"] == _HOST and not _pid_alive(holder["pid"]):
+                why = f"its process is gone ({who})"
+            elif age > self.lock_max_age:
+                why = f"it is older than the maximum age of {_span(self.lock_max_age)} ({who})"
+            else:
+                raise LockedError(
+                    f"tenant '{tenant}' is locked by another run: {who} ({_span(age)} ago)",
+                    hint=f"wait for that run to finish. A lock whose process died on another host is taken over "
+                         f"after {_span(self.lock_max_age)}; the lock is the row of tenant '{tenant}' in table "
+                         f"{self.locks_t.fullname} of {self.where}")
+            with self.engine.begin() as c:
+                taken = c.execute(self.locks_t.update().where(lk.tenant == tenant, lk.token == holder["token"])
+                                  .values(**{k: v for k, v in mine.items() if k != "tenant"}))
+            if taken.rowcount == 1:
+                log.warning("tenant '%s': took over a stale run lock: %s", tenant, why)
+                return LockInfo(tenant, _HOST, mine["pid"], _utc(mine["since"]), mine["token"], took_over=why)
+        raise LockedError(f"tenant '{tenant}': could not take the run lock, other runs keep taking it",
+                          hint="check the scheduler: several runs of this tenant are starting at once")
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def drop(self) -> None:
+        """Drop this store's tables (tests; decommissioning a store)."""
+        self.metadata.drop_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,211 @@
+"""The state store on SQLite and on the PostgreSQL server: run history, winners, last written, lock."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import LockedError
+from engine.state import StateStore
+
+PG_URL = os.environ.get("IDWELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_reachable() -> str | None:
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means: not reachable
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request, tmp_path):
+    """(url, prefix) of an empty state store; PostgreSQL tables get a prefix unique to the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'state.sqlite'}", ""
+        return
+    problem = _pg_reachable()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable in CI: {problem}")
+        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {problem}")
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    yield PG_URL, prefix
+    cleanup = StateStore(PG_URL, prefix=prefix)
+    cleanup.drop()
+    cleanup.close()
+
+
+@pytest.fixture
+def state(db):
+    url, prefix = db
+    s = StateStore(url, prefix=prefix)
+    yield s
+    s.close()
+
+
+def test_the_sqlite_file_and_its_folder_are_created_on_first_use(tmp_path):
+    s = StateStore(f"sqlite:///{tmp_path / 'deep' / 'var' / 'state.sqlite'}")
+    assert s.winners("acme") == {}
+    s.close()
+    assert (tmp_path / "deep" / "var" / "state.sqlite").is_file()
+
+
+def test_run_history_records_a_run_and_the_last_successful_extract(state):
+    assert state.last_extracted("acme") == {}
+    first = state.start_run("acme")
+    summary = {"entities": {"users": {"extracted": 10, "create": 7, "update": 1, "delete": 0, "unchanged": 2,
+                                      "held": 0, "rejected": 1}},
+               "findings": {"email_shared": 2, "rejected": 1}}
+    state.finish_run(first, status="rejected", summary=summary, extracted={"users": 10, "units": 4})
+    second = state.start_run("acme", allow_deletes=True)
+    state.finish_run(second, status="failed", message="the ERP could not be reached")
+    state.finish_run(state.start_run("other"), status="ok", extracted={"users": 99})
+
+    latest, earlier = state.runs_of("acme")
+    assert (latest.run_id, latest.status, latest.allow_deletes) == (second, "failed", True)
+    assert latest.message == "the ERP could not be reached"
+    assert (earlier.run_id, earlier.status, earlier.allow_deletes) == (first, "rejected", False)
+    assert earlier.counts["users"] == {"create": 7, "update": 1, "delete": 0, "unchanged": 2, "held": 0, "rejected": 1}
+    assert earlier.findings == {"email_shared": 2, "rejected": 1}
+    assert earlier.started_at <= earlier.finished_at
+    assert earlier.finished_at.tzinfo is not None
+    assert state.last_extracted("acme") == {"users": 10, "units": 4}      # the failed run is no baseline
+    running = state.start_run("acme")
+    assert state.runs_of("acme")[0].status == "running" and state.runs_of("acme")[0].run_id == running
+
+
+def test_finishing_an_unknown_run_is_an_error(state):
+    with pytest.raises(KeyError, match="nope"):
+        state.finish_run("nope", status="ok")
+
+
+def test_winners_are_replaced_per_tenant(state):
+    state.replace_winners("acme", {"max@web.de": "P1", "grete@web.de": "P2"})
+    state.replace_winners("other", {"max@web.de": "X9"})
+    assert state.winners("acme") == {"max@web.de": "P1", "grete@web.de": "P2"}
+    state.replace_winners("acme", {"max@web.de": "P3"})
+    assert state.winners("acme") == {"max@web.de": "P3"}
+    assert state.winners("other") == {"max@web.de": "X9"}
+
+
+def test_last_written_upserts_forgets_and_reads_back_by_id(state):
+    recs = [{"external_id": f"P{i}", "last_name": "Müller", "email": None, "area_m2": 1.5} for i in range(12_000)]
+    state.remember_written("acme", "users", recs)
+    state.remember_written("acme", "units", [{"external_id": "P1", "number": "007"}])
+    state.remember_written("acme", "users", [{"external_id": "P1", "last_name": "Meier", "email": "m@web.de"}],
+                           gone=["P2", "P3"])
+    got = state.last_written("acme", "users", ["P0", "P1", "P2", "P11999", "P12000"])
+    assert got == {"P0": recs[0], "P1": {"external_id": "P1", "last_name": "Meier", "email": "m@web.de"},
+                   "P11999": recs[11999]}
+    assert state.last_written("acme", "units", ["P1"]) == {"P1": {"external_id": "P1", "number": "007"}}
+    assert state.last_written("other", "users", ["P1"]) == {}
+    assert sum(1 for _ in state.iter_written("acme", "users")) == 11_998
+
+
+def test_two_stores_with_different_prefixes_are_independent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    a, b = StateStore(url, prefix="a_"), StateStore(url, prefix="b_")
+    a.replace_winners("acme", {"x@y.de": "P1"})
+    assert b.winners("acme") == {}
+    a.close()
+    b.close()
+
+
+HOLDER = """
+import os, sys
+from engine.state import StateStore
+url, prefix, mode = sys.argv[1:4]
+store = StateStore(url, prefix=prefix)
+with store.lock("acme"):
+    print("locked", flush=True)
+    if mode == "die":
+        os._exit(0)              # the process ends without releasing its lock
+    sys.stdin.readline()
+print("released", flush=True)
+"""
+
+
+def _holder(db, mode: str) -> subprocess.Popen:
+    url, prefix = db
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, url, prefix, mode], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def _release(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate("\n", timeout=60)
+    return out.strip()
+
+
+def test_a_second_process_is_refused_while_the_first_holds_the_lock(db, state):
+    proc = _holder(db, "hold")
+    try:
+        with pytest.raises(LockedError) as refused:
+            with state.lock("acme"):
+                pass
+        text = str(refused.value)
+        assert "tenant 'acme'" in text and f"pid {proc.pid}" in text and socket.gethostname() in text
+        assert "since" in text and "what to do" in text
+        with state.lock("other") as other:                      # other tenants are not blocked
+            assert other.tenant == "other"
+    finally:
+        assert _release(proc) == "released"
+    with state.lock("acme") as info:
+        assert info.pid == os.getpid() and info.took_over is None
+
+
+def test_the_lock_is_released_when_the_run_fails(state):
+    with pytest.raises(RuntimeError):
+        with state.lock("acme"):
+            raise RuntimeError("the run failed")
+    with state.lock("acme"):
+        pass
+
+
+def test_a_lock_within_one_process_is_not_reentrant(state):
+    with state.lock("acme"):
+        with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
+            with state.lock("acme"):
+                pass
+
+
+def test_a_lock_whose_process_died_is_taken_over_with_a_warning(db, state, caplog):
+    proc = _holder(db, "die")
+    proc.wait(timeout=60)
+    with caplog.at_level(logging.WARNING, logger="engine.state"):
+        with state.lock("acme") as info:
+            assert info.took_over and f"pid {proc.pid}" in info.took_over
+    assert any("stale" in r.getMessage() and "acme" in r.getMessage() for r in caplog.records)
+
+
+def test_a_lock_older_than_the_maximum_age_is_taken_over(db, caplog):
+    url, prefix = db
+    proc = _holder(db, "hold")                                   # alive, but its lock counts as too old
+    impatient = StateStore(url, prefix=prefix, lock_max_age=dt.timedelta(0))
+    patient = StateStore(url, prefix=prefix)
+    try:
+        with caplog.at_level(logging.WARNING, logger="engine.state"):
+            with impatient.lock("acme") as info:
+                assert "older than the maximum age" in info.took_over
+                assert _release(proc) == "released"              # the old holder leaves; our lock stays
+                with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
+                    with patient.lock("acme"):
+                        pass
+    finally:
+        if proc.poll() is None:
+            _release(proc)
+        impatient.close()
+        patient.close()
