@@ -1,0 +1,144 @@
+"""`idwell-sync run` of the demo tenant against a real sandbox process: the issue's acceptance.
+
+Each test starts its own sandbox (its own store and write log) and runs the engine as a user
+would, as a separate process (`python -m engine run ... --json`).
+"""
+from __future__ import annotations
+
+import csv
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import defaultdict
+
+from conftest import ENTITIES, portal_state
+from engine.errors import ExitCode
+from engine.sandbox import read_write_log
+from engine.sandbox.process import sandbox_process
+from engine.state import StateStore
+
+
+def writes_by_record(log_path) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for e in read_write_log(log_path):
+        if e["op"] == "upsert":
+            out[(e["resource"], e["external_id"])].append(e["hash"])
+    return out
+
+
+def test_demo_tenant_pointed_at_the_sandbox_gives_the_local_store_state(workspace, sandbox, expected_portal):
+    workspace.use_sandbox(sandbox.base_url)
+    first = workspace.run()
+    assert first.code == ExitCode.OK, first.stderr
+    assert portal_state(sandbox.data) == expected_portal
+    again = workspace.run()
+    assert again.code == ExitCode.OK and again.summary["writes"] == 0
+
+
+def test_faults_do_not_change_the_result_nor_write_anything_twice(workspace, tmp_path, expected_portal):
+    with sandbox_process(tmp_path / "faulty.sqlite", "--fail-429", "0.2", "--fail-503", "0.1", "--drop", "0.05",
+                         "--seed", "11", token="t-sandbox-1") as sb:
+        workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=4, max_retries=15)
+        run = workspace.run()
+        assert run.code == ExitCode.OK, run.stderr
+        assert portal_state(sb.data) == expected_portal
+        log = list(read_write_log(sb.write_log))
+    total = sum(len(r) for r in expected_portal.values())
+    writes = writes_by_record(sb.write_log)
+    assert len(writes) == total
+    assert {k: v for k, v in writes.items() if len(set(v)) > 1} == {}       # never twice with different content
+    assert {k: v for k, v in writes.items() if len(v) > 1} == {}            # nor twice at all
+    assert len(log) == total
+
+
+def test_a_run_killed_during_apply_converges_when_started_again(workspace, tmp_path, expected_portal):
+    total = sum(len(r) for r in expected_portal.values())
+    with sandbox_process(tmp_path / "slow.sqlite", "--latency-ms", "30", token="t-sandbox-1") as sb:
+        workspace.use_sandbox(sb.base_url, batch_size=10, concurrency=1)
+        engine = subprocess.Popen(workspace.command(), cwd=workspace.root, env=workspace.env(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and engine.poll() is None:
+                if sb.write_log.exists() and sum(1 for _ in read_write_log(sb.write_log)) >= total // 3:
+                    break
+                time.sleep(0.02)
+            engine.send_signal(signal.SIGKILL)
+        finally:
+            engine.wait(timeout=30)
+        assert engine.returncode == -signal.SIGKILL, "the engine finished before it could be interrupted"
+        written = sum(len(r) for r in portal_state(sb.data).values())
+        assert 0 < written < total
+        rerun = workspace.run()
+        assert rerun.code == ExitCode.OK, rerun.stderr
+        assert portal_state(sb.data) == expected_portal
+        assert rerun.summary["writes"] == total - written
+    assert {k: v for k, v in writes_by_record(sb.write_log).items() if len(v) > 1} == {}
+
+
+def test_refused_records_are_reported_and_retried_on_the_next_run(workspace, sandbox, expected_portal):
+    victim = next(u for u in expected_portal["users"].values() if u["email"])
+    store = sandbox.store()
+    store.add_manual_user(last_name="Von Hand", email=victim["email"].upper())       # created by hand in the portal
+    store.close()
+    workspace.use_sandbox(sandbox.base_url)
+    first = workspace.run("--findings", "findings.csv")
+    assert first.code == ExitCode.REJECTED, first.stderr
+    assert first.summary["entities"]["users"]["rejected"] == 1
+    rows = list(csv.DictReader((workspace.root / "findings.csv").open(encoding="utf-8")))
+    refused = [r for r in rows if r["code"] == "rejected" and r["entity"] == "users"]
+    assert len(refused) == 1 and "email_taken" in refused[0]["message"] and refused[0]["field"] == "email"
+    assert victim["external_id"] not in portal_state(sandbox.data)["users"]
+    with sqlite3.connect(sandbox.data) as conn:            # the portal team archives the hand-made account
+        conn.execute("UPDATE users SET archived = 1 WHERE external_id IS NULL")
+    second = workspace.run()
+    assert second.code == ExitCode.OK, second.stderr
+    assert portal_state(sandbox.data) == expected_portal
+
+
+def test_a_refused_token_stops_the_run_with_exit_5_naming_the_reference(workspace, sandbox):
+    workspace.use_sandbox(sandbox.base_url)
+    run = workspace.run(token="not-the-right-token-4711")
+    assert run.code == ExitCode.TARGET
+    assert "${env:IDWELL_TOKEN_DEMO}" in run.stderr and "'demo'" in run.stderr and "401" in run.stderr
+    assert "not-the-right-token-4711" not in run.stderr
+    assert all(not records for records in portal_state(sandbox.data).values())
+
+
+def test_deletion_guard_holds_deletes_after_an_empty_extract_until_allowed(workspace, sandbox, expected_portal):
+    workspace.use_sandbox(sandbox.base_url)
+    assert workspace.run().code == ExitCode.OK
+    workspace.erp_execute("DELETE FROM VertragPartner")       # a broken extract: no contract parties at all
+    held = workspace.run()
+    assert held.code == ExitCode.DELETES_HELD, held.stderr
+    assert any("occupancies" in r and "no rows" in r for r in held.summary["deletes_held"])
+    assert held.summary["entities"]["occupancies"]["held"] == len(expected_portal["occupancies"])
+    assert portal_state(sandbox.data) == expected_portal                      # nothing deleted
+    released = workspace.run("--allow-deletes")
+    assert released.code == ExitCode.OK, released.stderr
+    after = portal_state(sandbox.data)
+    assert after["occupancies"] == {} and after["buildings"] == expected_portal["buildings"]
+    state = StateStore(f"sqlite:///{workspace.root / 'var/state.sqlite'}")
+    try:
+        runs = state.runs_of("demo")
+    finally:
+        state.close()
+    assert [(r.status, r.allow_deletes) for r in runs[:3]] == [("ok", True), ("deletes_held", False), ("ok", False)]
+
+
+def test_portal_edits_are_reported_as_drift_and_overwritten(workspace, sandbox, expected_portal):
+    workspace.use_sandbox(sandbox.base_url)
+    assert workspace.run().code == ExitCode.OK
+    unit = next(iter(expected_portal["units"]))
+    user = next(u for u in expected_portal["users"].values() if u["first_name"])
+    store = sandbox.store()
+    store.edit("units", unit, floor="99", name="renamed in the portal")
+    store.edit("users", user["external_id"], first_name="Edited")
+    store.close()
+    run = workspace.run()
+    assert run.code == ExitCode.OK, run.stderr
+    assert run.summary["drift"] == {"units": {"floor": 1, "name": 1}, "users": {"first_name": 1}}
+    assert run.summary["entities"]["units"]["update"] == 1
+    assert portal_state(sandbox.data) == expected_portal
+    assert {e: len(r) for e, r in portal_state(sandbox.data).items()} == {e: len(expected_portal[e]) for e in ENTITIES}
