@@ -123,7 +123,9 @@ class _Entity:
             self._expression(path)
         for name in contract.required(self.name):
             if name not in fields:
-                self.report.error(self.path + ("fields",), f"the import API requires '{name}' for {self.name}: map it")
+                removed = self.path + ("fields", name)   # unmapped by an override (null): report there
+                where = removed if self.report.loc.origin(removed) else self.path + ("fields",)
+                self.report.error(where, f"the import API requires '{name}' for {self.name}: map it")
 
     def _filters(self, filters: list) -> None:
         seen: set[str] = set()
@@ -189,7 +191,10 @@ class _Entity:
         try:
             jmespath.compile(text)
         except JMESPathError as exc:
-            self.report.error(path, f"the jmespath expression does not compile: {getattr(exc, 'msg', exc)}")
+            what = "it ends too early" if getattr(exc, "token_value", None) is None \
+                else f"unexpected '{exc.token_value}'"
+            self.report.error(path, f"the jmespath expression does not compile: {what}",
+                              offset=getattr(exc, "lex_position", None))
 
 
 def _get(data: Any, path: tuple) -> Any:

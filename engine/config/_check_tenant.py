@@ -20,6 +20,7 @@ from engine.config.secrets import REFERENCE
 SERVER_FIELDS = ("host", "port", "database", "username", "password", "driver", "encrypt",
                  "trust_server_certificate", "host_name_in_certificate", "login_timeout",
                  "application_intent", "tds_version")
+ID_PATTERN = r"[a-z0-9][a-z0-9_-]*"
 DEDUP_ORDER_BUILTIN = ("role", "start_date", "external_id")
 _SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api_?key|credential)")
 _URL_SECRET_PARAM = re.compile(r"(?i)(?:[?&;]|^)(?:password|passwd|pwd|token|api_?key|secret)=([^&;]*)")
@@ -28,7 +29,8 @@ _URL_SECRET_PARAM = re.compile(r"(?i)(?:[?&;]|^)(?:password|passwd|pwd|token|api
 def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | None) -> None:
     if not isinstance(data, dict):
         return
-    if file_stem and isinstance(data.get("id"), str) and data["id"] != file_stem:
+    tenant_id = data.get("id")
+    if file_stem and isinstance(tenant_id, str) and re.fullmatch(ID_PATTERN, tenant_id) and tenant_id != file_stem:
         report.warning(("id",), f"the tenant id '{data['id']}' differs from its file name '{file_stem}.yaml': "
                                 "keep them equal so people find the file of a tenant")
     _source(data.get("source"), report, mapping if isinstance(mapping, dict) else {})
@@ -75,10 +77,11 @@ def _source(source: Any, report: Report, mapping: dict) -> None:
             report.error(("source",), "the sql source needs either 'url' (a SQLAlchemy URL) or 'host' with "
                                       "'database', 'username' and 'password'")
         elif has_url:
-            for key in SERVER_FIELDS:
-                if key in source:
-                    report.error(("source", key), f"'{key}' is not used together with 'url': give either 'url' "
-                                                  "or the SQL Server fields (host, database, ...)")
+            extra = [key for key in SERVER_FIELDS if key in source]
+            if extra:
+                names = ", ".join(f"'{k}'" for k in extra)
+                report.error(("source", extra[0]), f"{names} cannot be used together with 'url': give either 'url' "
+                                                   "or the SQL Server fields (host, database, username, password, ...)")
     params = source.get("params")
     for key, value in (params.items() if isinstance(params, dict) else ()):
         if isinstance(value, str) and _SECRET_KEY.search(str(key)) and value and not REFERENCE.fullmatch(value):

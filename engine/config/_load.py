@@ -17,7 +17,7 @@ from engine.config._compile import compile_tenant
 from engine.config._merge import merge_overrides
 from engine.config._problem import Locator, Problem, file_problem, sort_problems
 from engine.config._report import Report
-from engine.config._text import did_you_mean
+from engine.config._text import did_you_mean, json_path
 from engine.config._yaml import Document, display_name, load_document
 from engine.config.model import Tenant
 
@@ -41,8 +41,8 @@ def kind_of(path: Path, doc: Document | None = None) -> Kind:
 def _parsed(doc: Document) -> list[Problem]:
     """Problems that stop the checks of a file: a YAML syntax error, an empty or non-mapping file."""
     if doc.error:
-        mark, message = doc.error
-        return [file_problem(doc, message, mark.line, mark.col)]
+        mark, message, path = doc.error
+        return [Problem(doc.file, mark.line, mark.col, json_path(path), message)]
     if doc.data is None:
         return [file_problem(doc, "the file is empty")]
     if not isinstance(doc.data, dict):

@@ -50,6 +50,7 @@ class _Merger:
             if value is None:
                 base.pop(key, None)
                 self.loc.prune(m)
+                self.loc.set(m, self.tenant, t)   # remembers where it was removed
             elif key == "filters" and isinstance(value, list) and isinstance(base.get(key), list):
                 self.merge_filters(base, value, m, t)
             elif isinstance(value, dict) and isinstance(base.get(key), dict):

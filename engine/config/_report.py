@@ -15,9 +15,10 @@ class Report:
     def warning(self, path: tuple, message: str, *, offset: int | None = None) -> None:
         self.problems.append(self.loc.problem(path, message, "warning", offset))
 
-    def schema(self, raws: list[tuple[tuple, str]]) -> None:
-        for path, message in raws:
-            self.error(path, message)
+    def schema(self, raws: list) -> None:
+        """Schema problems: (path, message, ...) tuples."""
+        for raw in raws:
+            self.error(raw[0], raw[1])
 
     @property
     def has_errors(self) -> bool:

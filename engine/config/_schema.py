@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
@@ -19,8 +19,15 @@ from engine.config._text import did_you_mean, quoted_list
 BASE = "https://idwell-sync.invalid/schema/"
 SCHEMA_FILES = {"tenant": "tenant.schema.json", "mapping": "mapping.schema.json"}
 
-# (path, message) pairs; the path is a tuple of keys and indexes
-Raw = tuple[tuple[Any, ...], str]
+
+
+class Raw(NamedTuple):
+    """One schema problem: the path (keys and indexes) and the message."""
+    path: tuple[Any, ...]
+    message: str
+    missing: str | None = None    # "missing field X" problems: X
+    suggests: str | None = None   # "unknown field ... Did you mean X?" problems: X
+
 
 _PATTERN_HINTS = {
     "^[a-z0-9][a-z0-9_-]*$": "lower-case letters, digits, '-' and '_', starting with a letter or digit",
@@ -52,21 +59,14 @@ def _validator(kind: str) -> Draft202012Validator:
 
 
 def validate(kind: str, data: Any) -> list[Raw]:
-    """Every schema error of `data` as (path, message), in no particular order."""
+    """Every schema error of `data`, in no particular order. A missing field that an unknown
+    field's did-you-mean already names is left out: `pasword` says "Did you mean 'password'?",
+    so "missing field 'password'" would only repeat it."""
     out: list[Raw] = []
     for error in _validator(kind).iter_errors(data):
-        out.extend(_explain(error))
-    return out
-
-
-def validate_subschema(kind: str, pointer: str, data: Any) -> list[Raw]:
-    """Validate `data` against one definition of a schema, e.g. ('mapping', '#/$defs/entity')."""
-    validator = _validator(kind)
-    sub = validator.evolve(schema={"$ref": BASE + SCHEMA_FILES[kind] + pointer})
-    out: list[Raw] = []
-    for error in sub.iter_errors(data):
-        out.extend(_explain(error))
-    return out
+        out.extend(Raw(*raw) if not isinstance(raw, Raw) else raw for raw in _explain(error))
+    suggested = {(raw.path[:-1], raw.suggests) for raw in out if raw.suggests}
+    return [raw for raw in out if not (raw.missing and (raw.path, raw.missing) in suggested)]
 
 
 def _explain(error: ValidationError) -> Iterator[Raw]:
@@ -85,7 +85,7 @@ def _additional(error: ValidationError, path: tuple) -> Iterator[Raw]:
             continue
         hint = did_you_mean(str(key), known)
         if hint:
-            yield path + (key,), f"unknown field '{key}'. {hint}"
+            yield Raw(path + (key,), f"unknown field '{key}'. {hint}", suggests=hint.split("'")[1])
         else:
             yield path + (key,), f"unknown field '{key}'. Valid fields are: {quoted_list(known)}"
 
@@ -93,7 +93,7 @@ def _additional(error: ValidationError, path: tuple) -> Iterator[Raw]:
 def _required(error: ValidationError, path: tuple) -> Iterator[Raw]:
     for name in error.validator_value:
         if isinstance(error.instance, dict) and name not in error.instance:
-            yield path, f"missing required field '{name}'"
+            yield Raw(path, f"missing required field '{name}'", missing=name)
 
 
 def _dependent(error: ValidationError, path: tuple) -> Iterator[Raw]:
@@ -101,7 +101,7 @@ def _dependent(error: ValidationError, path: tuple) -> Iterator[Raw]:
         if key in error.instance:
             for name in needed:
                 if name not in error.instance:
-                    yield path, f"missing field '{name}' (required with '{key}')"
+                    yield Raw(path, f"missing field '{name}' (required with '{key}')", missing=name)
 
 
 def _type(error: ValidationError, path: tuple) -> Iterator[Raw]:

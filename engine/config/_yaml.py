@@ -41,7 +41,7 @@ class Document:
     text: str
     data: Any = None
     spots: dict[Path_, Spot] | None = None
-    error: tuple[Mark, str] | None = None   # a YAML syntax error: where and what
+    error: tuple[Mark, str, Path_] | None = None   # a YAML error: where, what, and the path
 
     def mark_at(self, path: Path_, offset: int | None = None) -> Mark:
         """The key's position (or the value's, for list items); with `offset`, the position of
@@ -104,20 +104,37 @@ def load_document(path: Path, file: str | None = None) -> Document:
         doc.spots[()] = Spot(None, _mark(node.start_mark))
         doc.data = _convert(node, (), doc.spots, _Loader(""))
     except _Duplicate as dup:
-        doc.error = (dup.mark, dup.message)
+        doc.error = (dup.mark, dup.message, dup.path)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        context = f" ({exc.context})" if exc.context and exc.problem else ""
-        doc.error = (_mark(mark) if mark else Mark(1, 1), f"invalid YAML: {problem}{context}")
+        doc.error = (_mark(mark) if mark else Mark(1, 1), "invalid YAML: " + _explain(exc), ())
     except yaml.YAMLError as exc:
-        doc.error = (Mark(1, 1), f"invalid YAML: {exc}")
+        doc.error = (Mark(1, 1), f"invalid YAML: {exc}", ())
     return doc
 
 
+# PyYAML's wording for the usual mistakes, said the way a person fixes them
+_YAML_PROBLEMS = (
+    ("expected <block end>", "this line is not indented like the lines around it"),
+    ("mapping values are not allowed here", "unexpected ':' (quote a value that contains ': ')"),
+    ("could not find expected ':'", "a line without 'key: value' (is a ':' missing?)"),
+    ("found character '\\t' that cannot start any token", "a tab character: indent with spaces"),
+    ("found undefined alias", "an undefined alias (*name)"),
+    ("found unexpected end of stream", "the file ends inside a quoted value (is a closing quote missing?)"),
+)
+
+
+def _explain(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or exc.context or "cannot parse"
+    for start, friendly in _YAML_PROBLEMS:
+        if problem.startswith(start):
+            return friendly
+    return problem
+
+
 class _Duplicate(Exception):
-    def __init__(self, mark: Mark, message: str):
-        self.mark, self.message = mark, message
+    def __init__(self, mark: Mark, message: str, path: Path_ = ()):
+        self.mark, self.message, self.path = mark, message, path
 
 
 def _mark(m: yaml.Mark) -> Mark:
@@ -130,11 +147,12 @@ def _convert(node: yaml.Node, path: Path_, spots: dict[Path_, Spot], loader: _Lo
         for key_node, value_node in node.value:
             key = _convert(key_node, path, {}, loader)
             if isinstance(key, (dict, list)):
-                raise _Duplicate(_mark(key_node.start_mark), "invalid YAML: a key must be a plain value")
+                raise _Duplicate(_mark(key_node.start_mark), "invalid YAML: a key must be a plain value", path)
             if key in out:
                 first = spots[path + (key,)].key
                 raise _Duplicate(_mark(key_node.start_mark),
-                                 f"duplicate key '{key}' (first defined on line {first.line}): remove one of them")
+                                 f"duplicate key '{key}' (first defined on line {first.line}): remove one of them",
+                                 path + (key,))
             child = path + (key,)
             spots[child] = _spot(value_node, _mark(key_node.start_mark))
             out[key] = _convert(value_node, child, spots, loader)

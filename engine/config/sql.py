@@ -49,15 +49,41 @@ def _kind(node: exp.Expression) -> str:
     return node.key.upper()
 
 
+_WRITING_TOKENS = {"INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE", "MERGE": "MERGE",
+                   "EXECUTE": "EXEC", "EXEC": "EXEC", "DROP": "DROP", "CREATE": "CREATE", "ALTER": "ALTER",
+                   "TRUNCATE": "TRUNCATE", "GRANT": "GRANT", "REVOKE": "REVOKE"}
+
+
+def _writing_keyword(query: str) -> str | None:
+    """The first keyword of a writing statement in `query`, found by its tokens (not its text,
+    so a column named DeleteFlag or a string 'update' does not count)."""
+    try:
+        tokens = sqlglot.tokenize(query, read=DIALECT)
+    except TokenError:
+        return None
+    for token in tokens:
+        name = token.token_type.name
+        if name in _WRITING_TOKENS or (name in ("VAR", "COMMAND") and token.text.upper() in ("EXEC", "EXECUTE")):
+            return _WRITING_TOKENS.get(name, "EXEC")
+    return None
+
+
 def find_issue(query: str) -> SqlIssue | None:
     """The first reason `query` is not one read-only SELECT, with its position where known."""
     try:
         statements = _parse(query)
     except ParseError as exc:
+        writing = _writing_keyword(query)
+        if writing:  # refusing a write matters more than the syntax error that hid it
+            return SqlIssue(f"the query contains {writing}: only a reading SELECT is allowed")
         first = exc.errors[0] if exc.errors else {}
-        near = f" near '{first['highlight']}'" if first.get("highlight") else ""
+        highlight = first.get("highlight") or ""
+        near = f" near '{highlight}'" if highlight else ""
         what = str(first.get("description", "cannot parse")).lower()
-        return SqlIssue(f"the query is not valid T-SQL: {what}{near}", first.get("line"), first.get("col"))
+        col = first.get("col")
+        if col and highlight and "\n" not in highlight:
+            col = max(col - len(highlight) + 1, 1)  # sqlglot points at the token's last character
+        return SqlIssue(f"the query is not valid T-SQL: {what}{near}", first.get("line"), col)
     except TokenError:
         return SqlIssue("the query is not valid T-SQL: it cannot be split into tokens (is a quote or bracket not closed?)")
     if not statements:
