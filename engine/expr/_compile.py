@@ -167,6 +167,8 @@ class Compiler:
         return lambda value: impl(*[arg(value) for arg in args])
 
     def _builtin(self, name: str) -> Callable[..., Any]:
+        if name == "to_string":
+            return _to_string(self.functions._func_to_string)
         spec = self.functions.FUNCTION_TABLE[name]
         signature = spec["signature"]
         if not any(s.get("types") or s.get("variadic") for s in signature):
@@ -274,6 +276,18 @@ class Compiler:
                     merged.append(item)
             return merged
         return flatten
+
+
+def _to_string(builtin: Callable[[Any], str]) -> Callable[[Any], str]:
+    """jmespath's to_string, without json.dumps for the common text and integer keys."""
+    def to_string(value):
+        kind = type(value)
+        if kind is str:
+            return value
+        if kind is int:
+            return str(value)        # what json.dumps writes for an int
+        return builtin(value)
+    return to_string
 
 
 def _chain(steps: list[Compiled]) -> Compiled:

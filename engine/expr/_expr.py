@@ -63,6 +63,10 @@ class Expr:
                 pass
         return self._via_record(list(columns), positions)
 
+    def __getstate__(self) -> dict:
+        # picklable (for worker processes): the compiled closures are rebuilt on first use
+        return {k: v for k, v in self.__dict__.items() if k != "_for_records"}
+
     def evaluate(self, record: Mapping[str, Any]) -> Any:
         """The expression's value for one dict record."""
         return self._for_records(record)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
@@ -106,12 +107,17 @@ _COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
 
 
 def to_date(value: Any) -> str | None:
+    if type(value) is str:
+        return _date_from_text(value)
     if isinstance(value, dt.datetime):
         return value.date().isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
-    if type(value) is not str:
-        return None
+    return None
+
+
+@lru_cache(maxsize=1 << 14)
+def _date_from_text(value: str) -> str | None:
     text = value.strip()
     if match := _GERMAN_DATE.fullmatch(text):
         day, month, year = match.groups()

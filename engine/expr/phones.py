@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import phonenumbers
 
@@ -64,6 +64,13 @@ def _analyze(raw: str, region: str) -> PhoneInfo:
     text = raw.strip()
     if not text or text.casefold() in PLACEHOLDERS:
         return PhoneInfo(None, False)
+    if region == "DE" and (e164 := german_fast_path(text)):
+        return PhoneInfo(e164, False)
+    return _parse(text, region)
+
+
+def _parse(text: str, region: str) -> PhoneInfo:
+    """The reference: phonenumbers' parser and validity check, after removing words."""
     if not _DIGIT.search(text):
         return PhoneInfo(None, True)
     cleaned = _WORDS_IN_BRACKETS.sub(" ", text)
@@ -79,6 +86,56 @@ def _analyze(raw: str, region: str) -> PhoneInfo:
     if not phonenumbers.is_valid_number(number):
         return PhoneInfo(None, True)
     return PhoneInfo(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), False)
+
+
+# The fast path for the common German shapes: digits with spaces, '/', '-', '.', parentheses,
+# in national form (0...) or international form (+49..., 0049..., with an optional '(0)').
+# phonenumbers.parse costs ~12 us and is_valid_number ~5 us per value; this path reads the
+# national significant number with one regex and checks it against the same metadata
+# patterns, compiled once (~1-2 us). It only ever answers with a valid number; anything else
+# goes to the reference path, and a test holds the two together.
+_GERMAN_SHAPE = re.compile(r"(?:\+\s*49|0049|\(?0(?!0))[\d\s/().\-]*\d")
+_INTERNATIONAL_TRUNK = re.compile(r"^(?:\+\s*49|0049)\s*\(0\)")
+_SEPARATORS = str.maketrans("", "", " \t/().-")
+_GERMAN_NSN = re.compile(r"(?:\+49|0049|0)([1-9]\d*)")
+
+
+def german_fast_path(text: str) -> str | None:
+    """E.164 for a valid German number in a common shape, else None (then: the full parser)."""
+    if not _GERMAN_SHAPE.fullmatch(text):
+        return None
+    if "(0)" in text:
+        text = _INTERNATIONAL_TRUNK.sub("+49", text)
+    digits = text.translate(_SEPARATORS)
+    match = _GERMAN_NSN.fullmatch(digits)
+    if match is None:
+        return None
+    nsn = match.group(1)
+    return "+49" + nsn if _german_validity()(nsn) else None
+
+
+@lru_cache(maxsize=1)
+def _german_validity() -> Callable[[str], bool]:
+    """phonenumbers' is_valid_number for country code 49, on the national significant number:
+    the general pattern and one of the number types (fixed line and mobile tried first)."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region("DE")
+    descs = [(frozenset(d.possible_length), re.compile(d.national_number_pattern).fullmatch)
+             for d in (metadata.general_desc, metadata.fixed_line, metadata.mobile,
+                       metadata.premium_rate, metadata.toll_free, metadata.shared_cost,
+                       metadata.voip, metadata.personal_number, metadata.pager, metadata.uan,
+                       metadata.voicemail)
+             if d is not None and d.national_number_pattern]
+    (general_lengths, general), types = descs[0], descs[1:]
+
+    def is_valid(nsn: str) -> bool:
+        length = len(nsn)
+        if (general_lengths and length not in general_lengths) or general(nsn) is None:
+            return False
+        for lengths, match in types:
+            if (not lengths or length in lengths) and match(nsn) is not None:
+                return True
+        return False
+    return is_valid
 
 
 def is_known_region(region: str) -> bool:

@@ -91,3 +91,14 @@ def test_an_expr_is_frozen():
 def test_the_same_expression_compiled_twice_is_equal():
     assert compile_expression("trim(Nr)") == compile_expression("trim(Nr)")
     assert compile_expression("trim(Nr)") != compile_expression("trim(Ort)")
+
+
+def test_an_expr_survives_pickling_for_worker_processes():
+    import pickle
+    expr = compile_expression("map_values(Art, 'roles')",
+                              code_tables={"roles": CodeTable("roles", {"E": "owner"}, "other")})
+    assert expr.evaluate({"Art": "e"}) == "owner"
+    copy = pickle.loads(pickle.dumps(expr))
+    assert copy == expr
+    assert copy.evaluate({"Art": "E"}) == "owner"
+    assert copy.bind(["ART"])(("x",)) == "other"

@@ -1,4 +1,5 @@
 """German phone numbers as the ERP holds them, and the E.164 form the portal requires."""
+import random
 import re
 
 import pytest
@@ -50,3 +51,24 @@ def test_the_region_decides_how_a_national_number_is_read():
 def test_analyze_phone_unpacks_as_number_and_flag():
     e164, invalid = analyze_phone("(030) 123 45-6")
     assert (e164, invalid) == ("+4930123456", False)
+
+
+AREA_CODES = ["30", "40", "89", "221", "211", "6221", "3741", "33203", "171", "176", "151", "1512",
+              "160", "180", "800", "700", "900", "32", "1", "9", "49", "0"]
+SHAPES = ["0{a} {s}", "0{a}/{s}", "0{a}-{s}", "(0{a}) {s}", "+49 {a} {s}", "+49 (0) {a} {s}",
+          "0049(0){a} {s}", "0049 {a} {s}", "+49{a}{s}", "0{a} {s}-{e}", "0{a}.{s}", "+49-{a}-{s}",
+          "0 {a} {s}", "00{a} {s}", "+490{a}{s}"]
+
+
+def test_the_german_fast_path_agrees_with_phonenumbers():
+    from engine.expr.phones import _parse, german_fast_path
+    rng = random.Random(3)
+    fast = 0
+    for _ in range(20000):
+        subscriber = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 10)))
+        text = rng.choice(SHAPES).format(a=rng.choice(AREA_CODES), s=subscriber, e=rng.randint(0, 99))
+        quick = german_fast_path(text)
+        if quick is not None:
+            fast += 1
+            assert quick == _parse(text, "DE").e164, text
+    assert fast > 5000       # the common shapes do take the fast path
