@@ -22,7 +22,8 @@ from engine.mapping import EntityData, Mapper
 from engine.normalize import normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, guard_deletes
 from engine.progress import Progress
-from engine.references import drop_users_without_occupancy, resolve_occupancies, resolve_units, window_bounds
+from engine.references import (apply_window, drop_users_without_occupancy, resolve_occupancy_references,
+                               resolve_units, window_bounds)
 from engine.targets.base import Change, Outcome
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,20 @@ def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding], progress
 
 def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, previous_winners: dict[str, str],
               findings: list[Finding]) -> dict[str, str]:
-    """normalise -> resolve references and time -> dedup. Pure: changes `data` in place."""
-    for entity in ENTITIES:
-        normalize_entity(data[entity], tenant.rules, findings)
-    units, users, occ = data["units"], data["users"], data["occupancies"]
-    resolve_units(units, data["buildings"], findings)
-    resolve_occupancies(occ, users, units, tenant.window, run_date, findings)
+    """normalise -> resolve references and time -> dedup. Pure: changes `data` in place.
+
+    Occupancies outside the contract window, and users left without one, are dropped before
+    users are normalised: most persons of a large ERP are former residents, and nothing about
+    them needs to be checked."""
+    buildings, units, users, occ = data["buildings"], data["units"], data["users"], data["occupancies"]
+    normalize_entity(buildings, tenant.rules, findings)
+    normalize_entity(units, tenant.rules, findings)
+    resolve_units(units, buildings, findings)
+    apply_window(occ, tenant.window, run_date, findings)
+    drop_users_without_occupancy(users, occ, tenant.rules, findings)
+    normalize_entity(users, tenant.rules, findings)
+    normalize_entity(occ, tenant.rules, findings)
+    resolve_occupancy_references(occ, users, units, findings)
     drop_users_without_occupancy(users, occ, tenant.rules, findings)
     winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings)
     dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)

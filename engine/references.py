@@ -20,10 +20,13 @@ def window_bounds(window: ContractWindow, run_date: dt.date) -> tuple[dt.date, d
     return ref, ref - dt.timedelta(days=window.grace_days), ref + dt.timedelta(days=window.future_days)
 
 
-def _date(value) -> dt.date | None:
-    if value is None or isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
+def _iso(value) -> str | None:
+    """Dates compare as ISO strings (YYYY-MM-DD), whatever type the source delivered."""
+    if value is None or value.__class__ is str:
+        return value[:10] if value else None
+    if isinstance(value, dt.date):
+        return value.isoformat()[:10]
+    return str(value)[:10]
 
 
 def resolve_units(units: EntityData, buildings: EntityData, findings: list[Finding]) -> None:
@@ -42,50 +45,74 @@ def resolve_units(units: EntityData, buildings: EntityData, findings: list[Findi
         del units.records[external_id]
 
 
+def apply_window(occ: EntityData, window: ContractWindow, run_date: dt.date, findings: list[Finding]) -> None:
+    """Drop occupancies that ended before the grace period or start after the future horizon."""
+    ref, earliest_end, latest_start = window_bounds(window, run_date)
+    first_end, last_start = earliest_end.isoformat(), latest_start.isoformat()
+    add = findings.append
+    dropped = []
+    for external_id, rec in occ.records.items():
+        d = rec.data
+        end = _iso(d.get("end_date"))
+        if end is not None and end < first_end:
+            add(Finding("contract_ended", "occupancies", rec.key,
+                        f"ended {end}, before {first_end} (reference date {ref.isoformat()} "
+                        f"minus {window.grace_days} grace days)"))
+            dropped.append((external_id, "contract_ended"))
+            continue
+        start = _iso(d.get("start_date"))
+        if start is not None and start > last_start:
+            add(Finding("contract_future", "occupancies", rec.key,
+                        f"starts {start}, after {last_start} (reference date {ref.isoformat()} "
+                        f"plus {window.future_days} days)"))
+            dropped.append((external_id, "contract_future"))
+    for external_id, reason in dropped:
+        del occ.records[external_id]
+        occ.excluded[external_id] = reason
+
+
+def resolve_occupancy_references(occ: EntityData, users: EntityData, units: EntityData,
+                                 findings: list[Finding]) -> None:
+    """Drop occupancies whose user or unit is missing or excluded."""
+    add = findings.append
+    dropped = []
+    user_records, unit_records = users.records, units.records
+    for external_id, rec in occ.records.items():
+        d = rec.data
+        if d.get("user_id") in user_records and d.get("unit_id") in unit_records:
+            continue
+        for ref_field, target, label in (("user_id", users, "user"), ("unit_id", units, "unit")):
+            value = d.get(ref_field)
+            if value in target.records:
+                continue
+            if value in target.excluded:
+                reason = f"occupancy_excluded_{label}"
+                add(Finding(reason, "occupancies", rec.key,
+                            f"{label} {value} is excluded ({target.excluded[value]})", field=ref_field))
+            else:
+                reason = f"occupancy_unknown_{label}"
+                add(Finding(reason, "occupancies", rec.key, f"{label} {value!r} does not exist in the ERP",
+                            field=ref_field))
+            dropped.append((external_id, reason))
+            break
+    for external_id, reason in dropped:
+        del occ.records[external_id]
+        occ.excluded[external_id] = reason
+
+
 def resolve_occupancies(occ: EntityData, users: EntityData, units: EntityData, window: ContractWindow,
                         run_date: dt.date, findings: list[Finding]) -> None:
-    ref, earliest_end, latest_start = window_bounds(window, run_date)
-    add = findings.append
-    for external_id, rec in list(occ.records.items()):
-        d = rec.data
-        start, end = _date(d.get("start_date")), _date(d.get("end_date"))
-        reason = None
-        if end is not None and end < earliest_end:
-            reason = "contract_ended"
-            add(Finding(reason, "occupancies", rec.key,
-                        f"ended {end.isoformat()}, before {earliest_end.isoformat()} (reference date {ref.isoformat()} "
-                        f"minus {window.grace_days} grace days)"))
-        elif start is not None and start > latest_start:
-            reason = "contract_future"
-            add(Finding(reason, "occupancies", rec.key,
-                        f"starts {start.isoformat()}, after {latest_start.isoformat()} (reference date {ref.isoformat()} "
-                        f"plus {window.future_days} days)"))
-        else:
-            for ref_field, target, label in (("user_id", users, "user"), ("unit_id", units, "unit")):
-                value = d.get(ref_field)
-                if value in target.records:
-                    continue
-                if value in target.excluded:
-                    reason = f"occupancy_excluded_{label}"
-                    add(Finding(reason, "occupancies", rec.key,
-                                f"{label} {value} is excluded ({target.excluded[value]})", field=ref_field))
-                else:
-                    reason = f"occupancy_unknown_{label}"
-                    add(Finding(reason, "occupancies", rec.key, f"{label} {value!r} does not exist in the ERP",
-                                field=ref_field))
-                break
-        if reason:
-            del occ.records[external_id]
-            occ.excluded[external_id] = reason
+    apply_window(occ, window, run_date, findings)
+    resolve_occupancy_references(occ, users, units, findings)
 
 
 def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rules, findings: list[Finding]) -> None:
     if rules.users_without_occupancy == "send":
         return
     occupied = {rec.data["user_id"] for rec in occ.records.values()}
-    for external_id, rec in list(users.records.items()):
-        if external_id not in occupied:
-            findings.append(Finding("user_without_occupancy", "users", rec.key,
-                                    "no contract in the contract window; not sent"))
-            del users.records[external_id]
-            users.excluded[external_id] = "user_without_occupancy"
+    unoccupied = [external_id for external_id in users.records if external_id not in occupied]
+    for external_id in unoccupied:
+        rec = users.records.pop(external_id)
+        findings.append(Finding("user_without_occupancy", "users", rec.key,
+                                "no contract in the contract window; not sent"))
+        users.excluded[external_id] = "user_without_occupancy"

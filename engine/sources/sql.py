@@ -51,19 +51,39 @@ class SqlExtractor:
         return self._conn
 
     def batches(self, entity: EntityMapping, extra_params: dict[str, Any]) -> Iterator[tuple[list[str], list[tuple]]]:
+        """Rows straight from the DBAPI cursor in batches of `batch_size`: the statement is compiled
+        by SQLAlchemy for the dialect (bound parameters, never formatted SQL), then fetched with
+        fetchmany on a streaming cursor (a named server-side cursor on PostgreSQL)."""
         params = {"ref_date": self.run_date, **self.source.params, **entity.params, **extra_params}
         bound = query_params(entity.query or "", params)
         conn = self._connection()
+        dialect = self._engine.dialect
+        compiled = text(entity.query).bindparams(**bound).compile(dialect=dialect) if bound else \
+            text(entity.query).compile(dialect=dialect)
+        values = compiled.construct_params()
+        args = tuple(values[name] for name in compiled.positiontup) if compiled.positional else values
+        raw = conn.connection.dbapi_connection
+        cursor = None
         try:
-            result = conn.execution_options(stream_results=True, yield_per=self.source.batch_size) \
-                         .execute(text(entity.query), bound)
-            columns = list(result.keys())
-            for part in result.partitions(self.source.batch_size):
-                yield columns, part
+            if dialect.name == "postgresql":
+                cursor = raw.cursor(name=f"idwell_{entity.name}")
+            else:
+                cursor = raw.cursor()
+            cursor.arraysize = self.source.batch_size
+            cursor.execute(str(compiled), args)
+            columns = [d[0] for d in cursor.description]
+            while rows := cursor.fetchmany(self.source.batch_size):
+                yield columns, rows
         except SourceError:
             raise
         except Exception as exc:
             raise _source_error(exc, self.tenant_id, f"query of entity '{entity.name}'") from None
+        finally:
+            if cursor is not None:
+                try:
+                    cursor.close()
+                except Exception:  # a broken connection cannot close its cursor; nothing to save
+                    pass
 
     def close(self) -> None:
         if self._conn is not None:
