@@ -27,14 +27,15 @@ class Column:
 
 @dataclass
 class Relation:
-    schema: str | None
+    schema: str
     name: str
     kind: str                 # table | view
     columns: list[Column] = field(default_factory=list)
+    in_default_schema: bool = True
 
     @property
     def qualified(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
+        return self.name if self.in_default_schema else f"{self.schema}.{self.name}"
 
 
 @dataclass
@@ -56,7 +57,7 @@ def list_objects(engine, *, columns: bool = True) -> list[Relation]:
         key = None if schema == default else schema
         for kind, names in (("table", inspector.get_table_names(schema=key)), ("view", inspector.get_view_names(schema=key))):
             for name in sorted(names, key=str.lower):
-                rel = Relation(schema if len(schemas) > 1 or schema != default else None, name, kind)
+                rel = Relation(schema, name, kind, in_default_schema=schema == default)
                 if columns:
                     rel.columns = [Column(c["name"], str(c["type"]), bool(c.get("nullable", True)))
                                    for c in inspector.get_columns(name, schema=key)]
@@ -68,7 +69,8 @@ def find_relation(relations: list[Relation], wanted: str) -> Relation:
     """A table or view by name, `schema.name` or `name`, compared case-insensitively."""
     w = wanted.strip().strip('"[]').casefold()
     for rel in relations:
-        if w in (rel.qualified.casefold(), rel.name.casefold(), f"{rel.schema or ''}.{rel.name}".casefold()):
+        if w in (rel.qualified.casefold(), f"{rel.schema}.{rel.name}".casefold()) or \
+                (rel.in_default_schema and w == rel.name.casefold()):
             return rel
     names = [r.qualified for r in relations]
     close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
@@ -79,7 +81,7 @@ def find_relation(relations: list[Relation], wanted: str) -> Relation:
 def sample(engine, relation: Relation, rows: int = 5) -> Sample:
     import sqlalchemy as sa
     table = sa.Table(relation.name, sa.MetaData(), *[sa.Column(c.name) for c in relation.columns],
-                     schema=relation.schema)
+                     schema=None if relation.in_default_schema else relation.schema)
     with engine.connect() as conn:
         result = conn.execute(sa.select(table).limit(max(0, rows)))
         data = [tuple(r) for r in result]
@@ -89,14 +91,14 @@ def sample(engine, relation: Relation, rows: int = 5) -> Sample:
 
 def format_objects(relations: list[Relation]) -> str:
     lines: list[str] = []
-    schema = object()
+    several = len({r.schema for r in relations}) > 1
+    schema = None
     for rel in relations:
-        if rel.schema != schema:
+        if several and rel.schema != schema:
             schema = rel.schema
-            if schema is not None:
-                lines.append(f"schema {schema}")
+            lines.append(f"schema {schema}")
         cols = ", ".join(f"{c.name} {c.type}" for c in rel.columns)
-        indent = "  " if rel.schema is not None else ""
+        indent = "  " if several else ""
         lines.append(f"{indent}{rel.kind} {rel.name} ({len(rel.columns)} columns): {cols}")
     tables = sum(r.kind == "table" for r in relations)
     lines.append(f"{tables} tables, {len(relations) - tables} views")

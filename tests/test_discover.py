@@ -97,3 +97,5 @@ def test_postgres_lists_schemas_and_samples_a_qualified_table(pg_erp, tmp_path, 
     assert data["sample"]["object"] == "domus.objekt"
     assert ["Wohnanlage Großbeerenstraße", "Großbeerenstraße"] == data["sample"]["rows"][0][2:4]
     assert data["objects"][0]["columns"][0] == {"name": "objektnr", "type": "INTEGER", "nullable": False}
+    code, out, _ = discover(capsys, str(path), "public.MIETER")   # the default schema may be named, any case
+    assert code == 0 and out.startswith("view mieter\n") and "Öztürk" in out

@@ -273,3 +273,105 @@ def test_idwell_target_token(tmp_path, capsys, monkeypatch, import_api, token, s
     if status == "fail":
         assert "answered 401" in steps["target"]["detail"] and "${env:ACME_IDWELL_TOKEN}" in steps["target"]["hint_en"]
     assert token not in json.dumps(report)
+
+
+# --- an API source (Cloud Connect style) ------------------------------------------------------
+
+API_MAPPING = """
+name: cc-test
+source_type: api
+entities:
+  buildings:
+    endpoint: /objekte
+    record_selector: data
+    paginator: {type: page_number, page_param: page, size_param: per_page}
+    key: nr
+    fields: {external_id: to_string(nr), name: bezeichnung}
+  units:
+    endpoint: /einheiten
+    record_selector: data
+    paginator: {type: page_number, page_param: page, size_param: per_page}
+    key: id
+    fields: {external_id: to_string(id), building_id: to_string(objekt), number: nummer}
+  users:
+    endpoint: /adressen
+    record_selector: data
+    paginator: {type: page_number, page_param: page, size_param: per_page}
+    key: nr
+    fields: {external_id: to_string(nr), last_name: name, email: email}
+  occupancies:
+    endpoint: /vertraege
+    record_selector: data
+    paginator: {type: page_number, page_param: page, size_param: per_page}
+    key: [vertrag, adresse]
+    fields: {external_id: "concat(to_string(vertrag), '-', to_string(adresse))", user_id: to_string(adresse),
+             unit_id: to_string(einheit), role: rolle, start_date: beginn}
+"""
+
+API_DATA = {
+    "/objekte": [{"nr": 1, "bezeichnung": "Haus Sonnenhügel"}],
+    "/einheiten": [{"id": 10, "objekt": 1, "nummer": "WE 01"}],
+    "/adressen": [{"nr": 100, "name": "Müller", "email": "m@example.de"}],
+    "/vertraege": [{"vertrag": 5, "adresse": 100, "einheit": 10, "beginn": "2020-01-01"}],   # no 'rolle'
+}
+
+
+class _CloudConnect(BaseHTTPRequestHandler):
+    def do_GET(self):
+        path = self.path.split("?")[0].removeprefix("/api")
+        if self.headers.get("X-API-Key") != "key-acme":
+            status, body = 401, {"error": "invalid api key"}
+        elif path in API_DATA:
+            status, body = 200, {"data": API_DATA[path] if "page=1" in self.path else []}
+        else:
+            status, body = 404, {"error": "not found"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def cloud_connect():
+    server = ThreadingHTTPServer((HOST, 0), _CloudConnect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.server_address[1]}/api"
+    server.shutdown()
+    server.server_close()
+
+
+def write_api_tenant(tmp_path: Path, base_url: str) -> Path:
+    (tmp_path / "mappings").mkdir(exist_ok=True)
+    (tmp_path / "mappings" / "cc-test.yaml").write_text(API_MAPPING, encoding="utf-8")
+    (tmp_path / "tenants").mkdir(exist_ok=True)
+    doc = {"id": "acme", "name": "Acme", "mapping": "cc-test",
+           "source": {"type": "api", "base_url": base_url,
+                      "auth": {"type": "api_key", "header": "X-API-Key", "key": "${env:ACME_CC_KEY}"}},
+           "target": {"type": "local", "path": str(tmp_path / "var" / "portal.sqlite")}}
+    path = tmp_path / "tenants" / "acme.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_api_source_checks_auth_and_one_page_per_endpoint(tmp_path, capsys, monkeypatch, cloud_connect):
+    monkeypatch.setenv("ACME_CC_KEY", "key-acme")
+    code, report, steps = doctor(capsys, write_api_tenant(tmp_path, cloud_connect))
+    assert code == 0, report
+    assert [s["name"] for s in report["steps"]] == ["secrets", "dns", "tcp", "auth", "endpoint:buildings",
+                                                   "endpoint:units", "endpoint:users", "endpoint:occupancies", "target"]
+    assert steps["auth"]["status"] == "ok" and steps["endpoint:users"]["status"] == "ok"
+    assert steps["endpoint:occupancies"]["status"] == "warn" and "no record has rolle" in steps["endpoint:occupancies"]["detail"]
+
+
+def test_api_source_with_a_wrong_key_fails_at_auth(tmp_path, capsys, monkeypatch, cloud_connect):
+    monkeypatch.setenv("ACME_CC_KEY", "key-other")
+    code, report, steps = doctor(capsys, write_api_tenant(tmp_path, cloud_connect))
+    assert code == 1 and first_failure(report)["name"] == "auth"
+    assert "(401)" in steps["auth"]["detail"] and "key-other" not in json.dumps(report)
+    assert "endpoint:buildings" not in steps
