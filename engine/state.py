@@ -106,7 +106,7 @@ class StateStore:
             sa.event.listen(self.engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode = WAL"))
         self.metadata = sa.MetaData(schema=schema)
         m, p = self.metadata, prefix
-        self.runs = sa.Table(
+        self._runs = sa.Table(
             f"{p}runs", m,
             sa.Column("run_id", sa.String(40), primary_key=True),
             sa.Column("tenant", sa.String(200), nullable=False, index=True),
@@ -117,18 +117,18 @@ class StateStore:
             sa.Column("host", sa.String(255)), sa.Column("pid", sa.Integer),
             sa.Column("counts", sa.JSON), sa.Column("findings", sa.JSON), sa.Column("extracted", sa.JSON),
             sa.Column("summary", sa.JSON), sa.Column("message", sa.Text))
-        self.winners_t = sa.Table(
+        self._winners = sa.Table(
             f"{p}email_winners", m,
             sa.Column("tenant", sa.String(200), primary_key=True),
             sa.Column("email", sa.String(320), primary_key=True),
             sa.Column("external_id", sa.String(200), nullable=False))
-        self.written_t = sa.Table(
+        self._written = sa.Table(
             f"{p}last_written", m,
             sa.Column("tenant", sa.String(200), primary_key=True),
             sa.Column("entity", sa.String(20), primary_key=True),
             sa.Column("external_id", sa.String(200), primary_key=True),
             sa.Column("record", sa.Text, nullable=False))
-        self.locks_t = sa.Table(
+        self._locks = sa.Table(
             f"{p}locks", m,
             sa.Column("tenant", sa.String(200), primary_key=True),
             sa.Column("host", sa.String(255), nullable=False),
@@ -158,7 +158,7 @@ class StateStore:
     def start_run(self, tenant: str, *, allow_deletes: bool = False) -> str:
         run_id = uuid.uuid4().hex
         with self.engine.begin() as c:
-            c.execute(self.runs.insert().values(run_id=run_id, tenant=tenant, status="running", started_at=_now(),
+            c.execute(self._runs.insert().values(run_id=run_id, tenant=tenant, status="running", started_at=_now(),
                                                 allow_deletes=allow_deletes, host=_HOST, pid=os.getpid()))
         return run_id
 
@@ -171,25 +171,25 @@ class StateStore:
         if findings is None and summary is not None:
             findings = summary.get("findings")
         with self.engine.begin() as c:
-            done = c.execute(self.runs.update().where(self.runs.c.run_id == run_id).values(
+            done = c.execute(self._runs.update().where(self._runs.c.run_id == run_id).values(
                 status=status, finished_at=_now(), counts=counts, findings=findings,
                 extracted=dict(extracted) if extracted is not None else None,
                 summary=dict(summary) if summary is not None else None, message=message))
         if done.rowcount != 1:
             raise KeyError(f"run {run_id!r} is not in the state store {self.where}")
 
-    def runs_of(self, tenant: str, limit: int = 20) -> list[RunRecord]:
+    def runs(self, tenant: str, limit: int = 20) -> list[RunRecord]:
         """The tenant's latest runs, newest first."""
-        r = self.runs.c
+        r = self._runs.c
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(self.runs).where(r.tenant == tenant)
+            rows = c.execute(sa.select(self._runs).where(r.tenant == tenant)
                              .order_by(r.started_at.desc(), r.run_id).limit(limit)).mappings().all()
         return [self._run(row) for row in rows]
 
     def last_successful_run(self, tenant: str) -> RunRecord | None:
-        r = self.runs.c
+        r = self._runs.c
         with self.engine.connect() as c:
-            row = c.execute(sa.select(self.runs).where(r.tenant == tenant, r.status.in_(SUCCESSFUL))
+            row = c.execute(sa.select(self._runs).where(r.tenant == tenant, r.status.in_(SUCCESSFUL))
                             .order_by(r.finished_at.desc()).limit(1)).mappings().first()
         return self._run(row) if row else None
 
@@ -206,21 +206,21 @@ class StateStore:
 
     # -- e-mail winners ----------------------------------------------------------------------
     def winners(self, tenant: str) -> dict[str, str]:
-        w = self.winners_t.c
+        w = self._winners.c
         with self.engine.connect() as c:
             return dict(c.execute(sa.select(w.email, w.external_id).where(w.tenant == tenant)).all())
 
     def replace_winners(self, tenant: str, winners: Mapping[str, str]) -> None:
         rows = [{"tenant": tenant, "email": e, "external_id": i} for e, i in winners.items()]
         with self.engine.begin() as c:
-            c.execute(self.winners_t.delete().where(self.winners_t.c.tenant == tenant))
+            c.execute(self._winners.delete().where(self._winners.c.tenant == tenant))
             for start in range(0, len(rows), _CHUNK):
-                c.execute(self.winners_t.insert(), rows[start:start + _CHUNK])
+                c.execute(self._winners.insert(), rows[start:start + _CHUNK])
 
     # -- what the engine last wrote ----------------------------------------------------------
     def last_written(self, tenant: str, entity: str, external_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """external_id -> the record the engine last wrote, for those of `external_ids` it wrote."""
-        w = self.written_t.c
+        w = self._written.c
         ids = list(external_ids)
         out: dict[str, dict[str, Any]] = {}
         with self.engine.connect() as c:
@@ -231,7 +231,7 @@ class StateStore:
         return out
 
     def iter_written(self, tenant: str, entity: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        w = self.written_t.c
+        w = self._written.c
         with self.engine.connect() as c:
             rows = c.execution_options(stream_results=True, yield_per=_CHUNK).execute(
                 sa.select(w.external_id, w.record).where(w.tenant == tenant, w.entity == entity))
@@ -241,7 +241,7 @@ class StateStore:
     def remember_written(self, tenant: str, entity: str, records: Iterable[Mapping[str, Any]],
                          gone: Iterable[str] = ()) -> None:
         """Upsert the records just written (keyed by their external_id) and forget the archived ones."""
-        table, w = self.written_t, self.written_t.c
+        table, w = self._written, self._written.c
         stmt = self._upsert(table, ["tenant", "entity", "external_id"], ["record"])
         n = 0
         with self.engine.begin() as c:
@@ -287,23 +287,23 @@ class StateStore:
             yield info
         finally:
             with self.engine.begin() as c:
-                left = c.execute(self.locks_t.delete().where(self.locks_t.c.tenant == tenant,
-                                                             self.locks_t.c.token == info.token))
+                left = c.execute(self._locks.delete().where(self._locks.c.tenant == tenant,
+                                                             self._locks.c.token == info.token))
             if left.rowcount != 1:
                 log.warning("tenant '%s': the run lock was taken over by another run while this one held it", tenant)
 
     def _acquire(self, tenant: str) -> LockInfo:
-        lk = self.locks_t.c
+        lk = self._locks.c
         for _ in range(5):
             mine = {"tenant": tenant, "host": _HOST, "pid": os.getpid(), "since": _now(), "token": uuid.uuid4().hex}
             try:
                 with self.engine.begin() as c:
-                    c.execute(self.locks_t.insert().values(**mine))
+                    c.execute(self._locks.insert().values(**mine))
                 return LockInfo(tenant, _HOST, mine["pid"], _utc(mine["since"]), mine["token"])
             except IntegrityError:
                 pass
             with self.engine.connect() as c:
-                holder = c.execute(sa.select(self.locks_t).where(lk.tenant == tenant)).mappings().first()
+                holder = c.execute(sa.select(self._locks).where(lk.tenant == tenant)).mappings().first()
             if holder is None:
                 continue                                # released in between: try again
             since = _utc(holder["since"])
@@ -318,9 +318,9 @@ class StateStore:
                     f"tenant '{tenant}' is locked by another run: {who} ({_span(age)} ago)",
                     hint=f"wait for that run to finish. A lock whose process died on another host is taken over "
                          f"after {_span(self.lock_max_age)}; the lock is the row of tenant '{tenant}' in table "
-                         f"{self.locks_t.fullname} of {self.where}")
+                         f"{self._locks.fullname} of {self.where}")
             with self.engine.begin() as c:
-                taken = c.execute(self.locks_t.update().where(lk.tenant == tenant, lk.token == holder["token"])
+                taken = c.execute(self._locks.update().where(lk.tenant == tenant, lk.token == holder["token"])
                                   .values(**{k: v for k, v in mine.items() if k != "tenant"}))
             if taken.rowcount == 1:
                 log.warning("tenant '%s': took over a stale run lock: %s", tenant, why)

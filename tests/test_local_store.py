@@ -255,3 +255,13 @@ def test_chunked_apply_answers_as_one_request_at_a_time(tmp_path, seed):
 def test_unknown_resource_is_named(store):
     with pytest.raises(ValueError, match="Valid values are: buildings"):
         store.put("contracts", "K1", {})
+
+
+def test_external_id_length_comes_from_the_spec(store):
+    from engine.contract import spec
+    params = spec()["paths"]["/{resource}/{external_id}"]["parameters"]
+    longest = next(p["schema"]["maxLength"] for p in params if p.get("name") == "external_id")
+    assert store.put("buildings", "B" * longest, {"external_id": "B" * longest, "name": "x"}).status == 201
+    r = store.put("buildings", "B" * (longest + 1), {"external_id": "B" * (longest + 1), "name": "x"})
+    assert (r.status, r.field) == (400, "external_id")
+    assert store.put("buildings", "", {"external_id": "", "name": "x"}).status == 400

@@ -73,7 +73,7 @@ def test_run_history_records_a_run_and_the_last_successful_extract(state):
     state.finish_run(second, status="failed", message="the ERP could not be reached")
     state.finish_run(state.start_run("other"), status="ok", extracted={"users": 99})
 
-    latest, earlier = state.runs_of("acme")
+    latest, earlier = state.runs("acme")
     assert (latest.run_id, latest.status, latest.allow_deletes) == (second, "failed", True)
     assert latest.message == "the ERP could not be reached"
     assert (earlier.run_id, earlier.status, earlier.allow_deletes) == (first, "rejected", False)
@@ -83,7 +83,7 @@ def test_run_history_records_a_run_and_the_last_successful_extract(state):
     assert earlier.finished_at.tzinfo is not None
     assert state.last_extracted("acme") == {"users": 10, "units": 4}      # the failed run is no baseline
     running = state.start_run("acme")
-    assert state.runs_of("acme")[0].status == "running" and state.runs_of("acme")[0].run_id == running
+    assert state.runs("acme")[0].status == "running" and state.runs("acme")[0].run_id == running
 
 
 def test_finishing_an_unknown_run_is_an_error(state):

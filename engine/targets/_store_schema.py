@@ -38,6 +38,15 @@ def _list_limits() -> tuple[int, int, int]:
 LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = _list_limits()
 
 
+def _id_limits() -> tuple[int, int]:
+    params = contract.spec()["paths"]["/{resource}/{external_id}"]["parameters"]
+    schema = next(p["schema"] for p in params if p.get("name") == "external_id")
+    return schema["minLength"], schema["maxLength"]
+
+
+ID_MIN, ID_MAX = _id_limits()
+
+
 def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

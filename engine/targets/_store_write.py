@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
 from engine.contract.rules import check_record
-from engine.targets._store_schema import CHILDREN, DEFAULTS, FIELDS, REFERENCES, SINGULAR, email_key, q
+from engine.targets._store_schema import CHILDREN, DEFAULTS, FIELDS, ID_MAX, ID_MIN, REFERENCES, SINGULAR, email_key, q
 
 
 class Op(NamedTuple):
@@ -127,6 +127,10 @@ class _Batch:
         if not violations and record.get("external_id") != ext:
             return Result(400, "invalid", f"{name}: the record's external_id {record.get('external_id')!r} "
                                           "differs from the one addressed", "external_id")
+        if not violations and not ID_MIN <= len(ext) <= ID_MAX:
+            shown = repr(ext) if len(ext) <= 40 else repr(ext[:40]) + "..."
+            return Result(400, "invalid", f"{resource} {shown}: an external_id has {ID_MIN} to {ID_MAX} "
+                                          f"characters, this one {len(ext)}", "external_id")
         if violations:
             v = violations[0]
             more = f" (and {len(violations) - 1} more problem(s))" if len(violations) > 1 else ""
