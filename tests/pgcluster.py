@@ -134,6 +134,9 @@ def _cluster_fixture():
         except ClusterUnavailable as exc:
             cluster.stop()
             require(False, f"cannot start a private PostgreSQL cluster: {exc}")
+        except BaseException:
+            cluster.stop()
+            raise
         try:
             yield cluster
         finally:

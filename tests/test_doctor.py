@@ -375,3 +375,45 @@ def test_api_source_with_a_wrong_key_fails_at_auth(tmp_path, capsys, monkeypatch
     assert code == 1 and first_failure(report)["name"] == "auth"
     assert "(401)" in steps["auth"]["detail"] and "key-other" not in json.dumps(report)
     assert "endpoint:buildings" not in steps
+
+
+# --- SQL Server answers that cannot be produced here (no SQL Server on this machine) ----------
+
+class _RefusingEngine:
+    """Stands in for a SQL Server engine whose connect() fails with a documented driver error."""
+
+    def __init__(self, sqlstate: str, message: str):
+        import pyodbc
+        self.error = pyodbc.OperationalError(sqlstate, message)
+
+    def connect(self):
+        import sqlalchemy.exc
+        raise sqlalchemy.exc.OperationalError(None, None, self.error)
+
+
+@pytest.mark.parametrize("sqlstate,message,expect", [
+    ("08001", "[08001] [Microsoft][ODBC Driver 18 for SQL Server]SSL Provider: [error:0A000086:SSL routines::"
+              "certificate verify failed:self-signed certificate] (-1) (SQLDriverConnect)",
+     {"encryption": "fail", "login": "skip"}),
+    ("28000", "[28000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Login failed for user 'idwell_reader'. "
+              "(18456) (SQLDriverConnect)", {"encryption": "ok", "login": "fail"}),
+    ("28000", "[28000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Login failed. The login is from an "
+              "untrusted domain and cannot be used with Integrated authentication. (18452) (SQLDriverConnect)",
+     {"encryption": "ok", "login": "fail"}),
+])
+def test_sql_server_handshake_and_login_failures_land_on_their_step(sqlstate, message, expect):
+    from engine.config.model import SqlServer, SqlSource
+    from engine.config.secrets import Secret
+    from engine.doctor_sql import _connect_steps, describe
+    source = SqlSource(type="sql", server=SqlServer(host="sql.kunde.example", database="DOMUS", username="idwell_reader",
+                                                    password=Secret("${env:X}")))
+    conn, steps = _connect_steps(_RefusingEngine(sqlstate, message), source, describe(source))
+    assert conn is None
+    assert {s.name: s.status for s in steps} == expect
+    failed = next(s for s in steps if s.status == "fail")
+    if "SSL Provider" in message:
+        assert "trust_server_certificate: true" in failed.hint_en and "trust_server_certificate: true" in failed.hint_de
+    elif "18452" in message:
+        assert failed.detail.startswith("windows_auth_used") and "SQL Server and Windows Authentication mode" in failed.hint_en
+    else:
+        assert failed.detail.startswith("login_failed") and "user name and the password" in failed.hint_en

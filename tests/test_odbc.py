@@ -152,3 +152,23 @@ def test_parse_oracle_itself_rejects_an_unescaped_brace_value():
     with pytest.raises((AssertionError, IndexError, ValueError)):
         parse_connection_string("PWD={a}b};UID=x")
     assert re.search(r"PWD=\{", odbc.format_connection_string({"PWD": "a}b"}))
+
+
+def test_missing_unixodbc_library_names_the_debian_package(monkeypatch):
+    # unixODBC cannot be uninstalled for a test; this is the ImportError Python raises without it.
+    import builtins
+    import sys
+    real_import = builtins.__import__
+
+    def without_libodbc(name, *args, **kwargs):
+        if name == "pyodbc":
+            raise ImportError("libodbc.so.2: cannot open shared object file: No such file or directory")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "pyodbc", raising=False)
+    monkeypatch.setattr(builtins, "__import__", without_libodbc)
+    with pytest.raises(SourceError) as info:
+        create_sql_engine(SqlSource(type="sql", server=server(driver="FreeTDS")))
+    assert info.value.cause == "driver_missing"
+    assert "unixODBC library (libodbc.so.2) is not installed" in info.value.message
+    assert "apt-get install unixodbc" in info.value.hint
