@@ -55,14 +55,14 @@ def analyze_email(raw: str | None) -> EmailInfo:
     """Everything about one ERP e-mail field (None and '' give an EmailInfo without login)."""
     if raw is None:
         return _EMPTY
-    return _analyze(raw)
+    return _analyze(raw if type(raw) is str else str(raw))
 
 
 def normalize_email(raw: str | None) -> str | None:
     """The login: the field's first valid address, trimmed and lower-cased, or None."""
     if raw is None:
         return None
-    return _analyze(raw).login
+    return _analyze(raw if type(raw) is str else str(raw)).login
 
 
 @lru_cache(maxsize=1 << 18)

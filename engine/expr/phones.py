@@ -45,6 +45,8 @@ def normalize_phone(raw: str | None, region: str = DEFAULT_REGION) -> str | None
     """The number in E.164 form, or None when the field is empty, a placeholder or unparseable."""
     if raw is None:
         return None
+    if type(raw) is not str:
+        raw = str(raw)           # a number column: 301234567 reads as the national number
     if E164.fullmatch(raw):
         return raw
     return _analyze(raw, region).e164
@@ -54,6 +56,8 @@ def analyze_phone(raw: str | None, region: str = DEFAULT_REGION) -> PhoneInfo:
     """E.164 or None, plus whether the ERP's value is invalid (worth a finding)."""
     if raw is None:
         return PhoneInfo(None, False)
+    if type(raw) is not str:
+        raw = str(raw)
     if E164.fullmatch(raw):
         return PhoneInfo(raw, False)
     return _analyze(raw, region)

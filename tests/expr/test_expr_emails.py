@@ -67,3 +67,7 @@ def test_less_common_but_valid_addresses_pass_the_slow_path():
 def test_a_repeated_value_is_analysed_once():
     first = analyze_email("Erika.Muster@Web.de (privat)")
     assert analyze_email("Erika.Muster@Web.de (privat)") is first
+
+
+def test_a_non_text_value_is_an_invalid_address_not_a_crash():
+    assert analyze_email(4711) == EmailInfo(invalid=("4711",))

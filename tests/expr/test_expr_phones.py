@@ -72,3 +72,8 @@ def test_the_german_fast_path_agrees_with_phonenumbers():
             fast += 1
             assert quick == _parse(text, "DE").e164, text
     assert fast > 5000       # the common shapes do take the fast path
+
+
+def test_a_number_column_is_read_as_the_national_number():
+    assert normalize_phone(301234567) == "+49301234567"
+    assert analyze_phone(4930) == PhoneInfo(None, True)
