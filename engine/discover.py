@@ -115,7 +115,7 @@ def format_sample(s: Sample, width: int = 40) -> str:
     widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(s.columns)]
     lines.append("  " + " | ".join(n.ljust(w) for n, w in zip(s.columns, widths)))
     lines.append("  " + "-+-".join("-" * w for w in widths))
-    lines += ["  " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines += [("  " + " | ".join(v.ljust(w) for v, w in zip(row, widths))).rstrip() for row in cells]
     return "\n".join(lines)
 
 

@@ -124,8 +124,8 @@ def _url_engine(url_text: str, query_timeout: int) -> "sqlalchemy.Engine":
         url = _sqlite_read_only(url)
     elif backend == "postgresql" and "options" not in url.query:
         connect_args["options"] = f"-c default_transaction_read_only=on -c statement_timeout={int(query_timeout) * 1000}"
-    elif backend == "mssql" and url.get_driver_name() == "pyodbc":
-        import_pyodbc()
+    elif backend == "mssql" and url.get_driver_name() == "pyodbc" and "odbc_connect" not in url.query:
+        check_driver(str(url.query.get("driver", "")) or "ODBC Driver 18 for SQL Server")
     try:
         engine = sa.create_engine(url, connect_args=connect_args)
     except ImportError as exc:
