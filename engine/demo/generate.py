@@ -7,13 +7,12 @@ database. For a SQLite file the manifest is also written next to it as `<file>.m
 from __future__ import annotations
 
 from pathlib import Path
-from random import Random
 from typing import Callable
 
 from sqlalchemy.engine import make_url
 
 from engine.demo.builder import Builder
-from engine.demo.bulk import Bulk
+from engine.demo.bulk import Bulk, Dice
 from engine.demo.cases import Showcase
 from engine.demo.manifest import Manifest
 from engine.demo.sinks import open_sink
@@ -40,7 +39,7 @@ def generate(url: str, size: str = "S", seed: int = 42, *, schema: str | None = 
     manifest = Manifest(size=size, seed=seed)
     sink = open_sink(url, schema)
     builder = Builder(sink, manifest, progress=progress, unit_target=units)
-    bulk = Bulk(builder, Random(f"idwell-demo:{size}:{seed}"))
+    bulk = Bulk(builder, Dice(f"idwell-demo:{size}:{seed}"))
     Showcase(builder, bulk.people).run()
     bulk.run(units, persons)
     builder.finish()
