@@ -154,14 +154,13 @@ class Compiler:
             impl = FUNCTIONS[name].impl
         else:
             impl = self._builtin(name)
-        constants = [child["value"] if child["type"] == "literal" else None for child in children]
         if len(args) == 1:
             (a,) = args
             return lambda value: impl(a(value))
         if len(args) == 2:
             a, b = args
             if children[1]["type"] == "literal":
-                constant = constants[1]
+                constant = children[1]["value"]
                 return lambda value: impl(a(value), constant)
             return lambda value: impl(a(value), b(value))
         return lambda value: impl(*[arg(value) for arg in args])

@@ -52,6 +52,11 @@ class Expr:
         (PostgreSQL returns unquoted identifiers in lower case). A name the row does not have
         raises ExprError: it is almost always a typo in the mapping or a column missing from
         the query.
+
+        Calling the function raises what jmespath raises for the same record: a
+        jmespath.exceptions.JMESPathTypeError from a built-in given the wrong type (join over
+        an array with a null), a TypeError for '<' between text and a number. The engine's own
+        functions never raise on unexpected values; they give null.
         """
         if columns is None:
             return self._for_records

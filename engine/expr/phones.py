@@ -63,7 +63,7 @@ def analyze_phone(raw: str | None, region: str = DEFAULT_REGION) -> PhoneInfo:
     return _analyze(raw, region)
 
 
-@lru_cache(maxsize=1 << 17)
+@lru_cache(maxsize=1 << 16)   # a miss costs ~1 us (fast path) to ~17 us
 def _analyze(raw: str, region: str) -> PhoneInfo:
     text = raw.strip()
     if not text or text.casefold() in PLACEHOLDERS:

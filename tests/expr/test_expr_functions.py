@@ -80,3 +80,23 @@ def test_text_functions_read_numbers_as_text():
     assert read("trim(n)", n=12) == "12"
     assert read("upper(n)", n=Decimal("1.50")) == "1.50"
     assert read("lower(n)", n=["a"]) is None
+
+
+ODD_VALUES = [None, "", "  ", "x", 0, -1, 1.5, float("nan"), True, False, [], ["a", None], {}, {"a": 1},
+              Decimal("NaN"), Decimal("-0.5"), dt.date(2024, 1, 1), b"bytes", "\u00a0", "ß" * 300]
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_the_engines_functions_give_a_value_for_any_input_instead_of_raising(name):
+    low, high = FUNCTIONS[name].arity
+    tables = {"t": CodeTable("t", {"1": "one"}, "default")}
+    for value in ODD_VALUES:
+        if name == "map_values":
+            text = "map_values(v, 't')"
+        elif name == "truncate":
+            text = "truncate(v, `3`)"
+        else:
+            text = f"{name}({', '.join(['v'] * max(low, 1))})"
+        compile_expression(text, code_tables=tables).evaluate({"v": value})
+        if high is None or high > low:
+            compile_expression(f"{name}({', '.join(['v'] * (low + 1))})").evaluate({"v": value})
