@@ -22,8 +22,9 @@ from engine.mapping import EntityData, Mapper
 from engine.normalize import normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, guard_deletes
 from engine.progress import Progress
-from engine.references import (apply_window, drop_users_without_occupancy, resolve_occupancy_references,
-                               resolve_units, window_bounds)
+from engine.references import (apply_window, drop_users_without_occupancy, occupancy_gate,
+                               resolve_occupancy_references, resolve_units, window_bounds, window_finding,
+                               window_gate)
 from engine.targets.base import Change, Outcome
 
 log = logging.getLogger(__name__)
@@ -51,36 +52,50 @@ class Applied:
     rejected: list[Outcome]
 
 
+EXTRACT_ORDER = ("buildings", "units", "occupancies", "users")
+"""Occupancies before users: a person is mapped completely only if a contract in the window names it."""
+
+
 def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding], progress: Progress) -> dict[str, EntityData]:
-    """extract -> map -> filter, entity by entity, streamed in batches."""
+    """extract -> map -> filter, entity by entity, streamed in batches. Contracts outside the
+    window, and persons without a contract in it, are recognised early and not mapped in full."""
     from engine.sources import open_source
     ref, earliest_end, latest_start = window_bounds(tenant.window, run_date)
     params = {"ref_date": ref, "window_end_from": earliest_end, "window_start_until": latest_start}
     data: dict[str, EntityData] = {}
     source = open_source(tenant, run_date=run_date)
     try:
-        for entity in ENTITIES:
+        for entity in EXTRACT_ORDER:
             out = data[entity] = EntityData(entity)
+            gate = None
+            if entity == "occupancies":
+                gate = window_gate(tenant.window, run_date)
+            elif entity == "users" and tenant.rules.users_without_occupancy == "skip":
+                gate = occupancy_gate(data["occupancies"])
             mapper, columns_seen = None, None
             progress.start(f"extract {entity}")
             for columns, rows in source.batches(tenant.entities[entity], params):
                 if mapper is None or columns != columns_seen:
-                    mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings), columns
+                    mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings, gate), columns
                 mapper.map_rows(rows)
                 progress.advance(len(rows))
+            for external_id, key, reason, early in out.gated:
+                findings.append(window_finding(key, reason, early, tenant.window, run_date)
+                                if entity == "occupancies" else
+                                Finding(reason, entity, key, "no contract in the contract window; not sent"))
+            out.gated.clear()
             progress.finish(f"({sum(out.filtered.values()):,} filtered)")
     finally:
         source.close()
-    return data
+    return {e: data[e] for e in ENTITIES}
 
 
 def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, previous_winners: dict[str, str],
               findings: list[Finding]) -> dict[str, str]:
     """normalise -> resolve references and time -> dedup. Pure: changes `data` in place.
 
-    Occupancies outside the contract window, and users left without one, are dropped before
-    users are normalised: most persons of a large ERP are former residents, and nothing about
-    them needs to be checked."""
+    The window and the persons without a contract are applied again here (a no-op after
+    `extract`, which skips them early), so that this step is complete on its own."""
     buildings, units, users, occ = data["buildings"], data["units"], data["users"], data["occupancies"]
     normalize_entity(buildings, tenant.rules, findings)
     normalize_entity(units, tenant.rules, findings)

@@ -45,30 +45,51 @@ def resolve_units(units: EntityData, buildings: EntityData, findings: list[Findi
         del units.records[external_id]
 
 
+WINDOW_FIELDS = ("start_date", "end_date")
+
+
+def window_gate(window: ContractWindow, run_date: dt.date):
+    """(fields, gate) for the Mapper: the reason an occupancy is outside the window, or None."""
+    _, earliest_end, latest_start = window_bounds(window, run_date)
+    first_end, last_start = earliest_end.isoformat(), latest_start.isoformat()
+
+    def gate(data: dict) -> str | None:
+        end = data["end_date"]
+        if end is not None and _iso(end) < first_end:
+            return "contract_ended"
+        start = data["start_date"]
+        if start is not None and _iso(start) > last_start:
+            return "contract_future"
+        return None
+    return WINDOW_FIELDS, gate
+
+
+def window_finding(key: str, reason: str, data: dict, window: ContractWindow, run_date: dt.date) -> Finding:
+    ref, earliest_end, latest_start = window_bounds(window, run_date)
+    if reason == "contract_ended":
+        text = (f"ended {_iso(data['end_date'])}, before {earliest_end.isoformat()} (reference date "
+                f"{ref.isoformat()} minus {window.grace_days} grace days)")
+    else:
+        text = (f"starts {_iso(data['start_date'])}, after {latest_start.isoformat()} (reference date "
+                f"{ref.isoformat()} plus {window.future_days} days)")
+    return Finding(reason, "occupancies", key, text)
+
+
 def apply_window(occ: EntityData, window: ContractWindow, run_date: dt.date, findings: list[Finding]) -> None:
     """Drop occupancies that ended before the grace period or start after the future horizon."""
-    ref, earliest_end, latest_start = window_bounds(window, run_date)
-    first_end, last_start = earliest_end.isoformat(), latest_start.isoformat()
-    add = findings.append
-    dropped = []
-    for external_id, rec in occ.records.items():
-        d = rec.data
-        end = _iso(d.get("end_date"))
-        if end is not None and end < first_end:
-            add(Finding("contract_ended", "occupancies", rec.key,
-                        f"ended {end}, before {first_end} (reference date {ref.isoformat()} "
-                        f"minus {window.grace_days} grace days)"))
-            dropped.append((external_id, "contract_ended"))
-            continue
-        start = _iso(d.get("start_date"))
-        if start is not None and start > last_start:
-            add(Finding("contract_future", "occupancies", rec.key,
-                        f"starts {start}, after {last_start} (reference date {ref.isoformat()} "
-                        f"plus {window.future_days} days)"))
-            dropped.append((external_id, "contract_future"))
-    for external_id, reason in dropped:
+    _, gate = window_gate(window, run_date)
+    dropped = [(external_id, rec, reason) for external_id, rec in occ.records.items()
+               if (reason := gate(rec.data)) is not None]
+    for external_id, rec, reason in dropped:
+        findings.append(window_finding(rec.key, reason, rec.data, window, run_date))
         del occ.records[external_id]
         occ.excluded[external_id] = reason
+
+
+def occupancy_gate(occ: EntityData):
+    """(fields, gate) for the users' Mapper: persons with no occupancy left are not mapped."""
+    wanted = {rec.data["user_id"] for rec in occ.records.values()}
+    return (), lambda data: None if data["external_id"] in wanted else "user_without_occupancy"
 
 
 def resolve_occupancy_references(occ: EntityData, users: EntityData, units: EntityData,
