@@ -1,0 +1,156 @@
+"""`idwell-sync validate` as people and CI use it: output formats, exit codes, file/line/col and
+JSON path in every message, secrets never printed, the shipped files valid."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+CASES = Path(__file__).parent / "config"
+
+BROKEN = """\
+# yaml-language-server: $schema=../schema/tenant.schema.json
+id: acme
+mapping: sql-basic
+source:
+  type: sql
+  host: sql.acme.example
+  database: DOMUS
+  username: idwell_reader
+  pasword: ${env:ACME_SQL_PASSWORD}
+schedule:
+  cron: "0 3 * * *"
+  timezone: Europe/Berlim
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A tenant repository: tenants/ and mappings/ in the working directory."""
+    (tmp_path / "tenants").mkdir()
+    shutil.copytree(CASES / "mappings", tmp_path / "mappings")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["validate", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_broken_file_names_file_line_col_and_json_path(workdir, capsys):
+    (workdir / "tenants" / "acme.yaml").write_text(BROKEN)
+    code, out, _ = run(capsys, "tenants/acme.yaml")
+    assert code == 1
+    assert out.splitlines() == [
+        "tenants/acme.yaml:9:3 $.source.pasword: unknown field 'pasword'. Did you mean 'password'?",
+        "tenants/acme.yaml:12:3 $.schedule.timezone: unknown time zone 'Europe/Berlim'. Did you mean 'Europe/Berlin'?",
+        "2 errors in 1 of 1 file",
+    ]
+
+
+def test_github_format_gives_annotations(workdir, capsys):
+    (workdir / "tenants" / "acme.yaml").write_text(BROKEN)
+    code, out, _ = run(capsys, "--format", "github", "tenants")
+    assert code == 1
+    assert out.splitlines()[0] == ("::error file=tenants/acme.yaml,line=9,col=3::$.source.pasword: "
+                                   "unknown field 'pasword'. Did you mean 'password'?")
+    assert len([line for line in out.splitlines() if line.startswith("::error file=tenants/acme.yaml,line=")]) == 2
+
+
+def test_json_format(workdir, capsys):
+    (workdir / "tenants" / "acme.yaml").write_text(BROKEN)
+    code, out, _ = run(capsys, "--format", "json")
+    report = json.loads(out)
+    assert code == 1 and report["valid"] is False and report["errors"] == 2
+    assert report["files"] == 3   # the tenant and the two mappings: tenants/ and mappings/ by default
+    assert report["problems"][0] == {"file": "tenants/acme.yaml", "line": 9, "col": 3, "json_path": "$.source.pasword",
+                                     "message": "unknown field 'pasword'. Did you mean 'password'?", "severity": "error"}
+
+
+def test_default_paths_valid_files_exit_0(workdir, capsys):
+    (workdir / "tenants" / "acme.yaml").write_text(
+        "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\n")
+    code, out, _ = run(capsys)
+    assert (code, out) == (0, "3 files valid\n")
+
+
+def test_warnings_alone_exit_0(workdir, capsys):
+    (workdir / "tenants" / "acme.yaml").write_text(
+        "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\ndeletion: {max_share: 0.9}\n")
+    code, out, _ = run(capsys, "tenants")
+    assert code == 0
+    assert "tenants/acme.yaml:4:12 $.deletion.max_share: warning: max_share 0.9" in out
+    assert out.splitlines()[-1] == "1 file valid (1 warning)"
+
+
+def test_validate_never_resolves_secrets(workdir, capsys, monkeypatch):
+    monkeypatch.delenv("ACME_SQL_PASSWORD", raising=False)
+    (workdir / "tenants" / "acme.yaml").write_text(
+        "id: acme\nmapping: sql-basic\nsource:\n  type: sql\n  host: h\n  database: d\n  username: u\n"
+        "  password: ${env:ACME_SQL_PASSWORD}\ntarget: {type: idwell, base_url: 'https://x.example', "
+        "token: '${file:/does/not/exist}'}\n")
+    assert run(capsys, "tenants")[0] == 0
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github"])
+def test_literal_secrets_never_appear_in_output(workdir, capsys, fmt):
+    (workdir / "tenants" / "acme.yaml").write_text(
+        "id: acme\nmapping: sql-basic\nsource:\n  type: sql\n  url: mssql://sa:Geheim%2142@h/db\n"
+        "target: {type: idwell, base_url: 'https://x.example', token: Tok3nValue}\n"
+        "state_url: 'postgresql://u:Zw31tesGeheimnis@db/x'\n")
+    code, out, err = run(capsys, "--format", fmt, "tenants")
+    assert code == 1 and out.count("literal") == 3
+    for secret in ("Geheim", "Tok3nValue", "Zw31tes"):
+        assert secret not in out + err
+
+
+def test_max_errors_summarises_the_rest(workdir, capsys):
+    (workdir / "tenants" / "acme.yaml").write_text(BROKEN)
+    code, out, _ = run(capsys, "--max-errors", "1", "tenants")
+    assert out.splitlines()[1:] == ["... and 1 more error; use --max-errors 0 to see all", "2 errors in 1 of 1 file"]
+
+
+def test_usage_errors_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "no-such-file.yaml")
+    assert code == 2 and "no such file or folder: no-such-file.yaml" in err
+    code, _, err = run(capsys)
+    assert code == 2 and "no tenants/ or mappings/ folder" in err
+    with pytest.raises(SystemExit) as caught:
+        main(["validate", "--format", "xml"])
+    assert caught.value.code == 2
+
+
+def test_duplicate_tenant_ids_across_files(workdir, capsys):
+    for name in ("acme", "acme-copy"):
+        (workdir / "tenants" / f"{name}.yaml").write_text(
+            "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\n")
+    code, out, _ = run(capsys, "tenants")
+    assert code == 1
+    assert "tenants/acme.yaml:1:5 $.id: the tenant id 'acme' is already used by tenants/acme-copy.yaml" in out
+
+
+def test_mapping_without_modeline_is_told_apart_by_its_folder_and_content(workdir, capsys):
+    text = (CASES / "mappings" / "sql-basic.yaml").read_text().split("\n", 1)[1]  # drop the modeline
+    (workdir / "mappings" / "sql-basic.yaml").write_text(text)
+    (workdir / "other").mkdir()
+    (workdir / "other" / "sql-basic.yaml").write_text(text)
+    assert run(capsys, "mappings", "other") [0] == 0
+
+
+def test_console_entry_point(workdir):
+    (workdir / "tenants" / "acme.yaml").write_text(BROKEN)
+    done = subprocess.run([sys.executable, "-m", "engine", "validate", "--format", "github"],
+                          capture_output=True, text=True, cwd=workdir)
+    assert done.returncode == 1
+    assert re.search(r"^::error file=tenants/acme\.yaml,line=9,col=3::", done.stdout, re.M)
