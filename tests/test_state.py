@@ -29,17 +29,23 @@ def _pg_reachable() -> str | None:
     return None
 
 
+@pytest.fixture
+def pg_url():
+    problem = _pg_reachable()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable in CI: {problem}")
+        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {problem}")
+    return PG_URL
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request, tmp_path):
     """(url, prefix) of an empty state store; PostgreSQL tables get a prefix unique to the test."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'var' / 'state.sqlite'}", ""
         return
-    problem = _pg_reachable()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable in CI: {problem}")
-        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {problem}")
+    request.getfixturevalue("pg_url")
     prefix = f"t{uuid.uuid4().hex[:12]}_"
     yield PG_URL, prefix
     cleanup = StateStore(PG_URL, prefix=prefix)
@@ -209,3 +215,22 @@ def test_a_lock_older_than_the_maximum_age_is_taken_over(db, caplog):
             _release(proc)
         impatient.close()
         patient.close()
+
+
+@pytest.mark.postgres
+def test_a_postgresql_schema_keeps_a_store_apart(pg_url):
+    url = pg_url
+    schema = f"s{uuid.uuid4().hex[:12]}"
+    s = StateStore(url, schema=schema)
+    try:
+        s.replace_winners("acme", {"x@y.de": "P1"})
+        with s.engine.connect() as c:
+            tables = set(c.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}).scalars())
+        assert {"runs", "email_winners", "last_written", "locks"} <= tables
+        again = StateStore(url, schema=schema)
+        assert again.winners("acme") == {"x@y.de": "P1"}
+        again.close()
+    finally:
+        with s.engine.begin() as c:
+            c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        s.close()
