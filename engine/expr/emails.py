@@ -27,6 +27,7 @@ _SIMPLE = re.compile(
     r"@(?:(?!xn--)[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}"
 )
 _BRACKETED = re.compile(r"\([^)]*\)|\[[^\]]*\]|\{[^}]*\}")   # '(Büro)', '[privat]'
+_SPELLED_AT = re.compile(r"[(\[{]\s*at\s*[)\]}]", re.IGNORECASE)  # 'max(at)web.de': an address, not an annotation
 _ANGLE = re.compile(r"<([^<>]*)>")                            # 'Max Muster <max@web.de>'
 _SEPARATORS = re.compile(r"[;,\s]+")
 _EDGE_PUNCTUATION = "\"'<>.:"
@@ -74,7 +75,7 @@ def _analyze(raw: str) -> EmailInfo:
     if not text or lowered in PLACEHOLDERS:
         return _EMPTY
     annotated = False
-    stripped = _BRACKETED.sub(" ", text)
+    stripped = _BRACKETED.sub(lambda m: m[0] if _SPELLED_AT.fullmatch(m[0]) else " ", text)
     if stripped != text:
         annotated = True
     inside_angles = _ANGLE.findall(stripped)
@@ -83,7 +84,7 @@ def _analyze(raw: str) -> EmailInfo:
         outside = _ANGLE.sub(" ", stripped)
         stripped = " ".join(inside_angles + [w for w in outside.split() if "@" in w])
     parts = [p for p in _SEPARATORS.split(stripped) if p and not _ONLY_PUNCTUATION.fullmatch(p)]
-    candidates = [p for p in parts if "@" in p]
+    candidates = [p for p in parts if "@" in p or _SPELLED_AT.search(p)]
     if not candidates:
         return EmailInfo(invalid=(text,), annotated=annotated)
     if len(candidates) < len(parts):                    # words next to an address: 'Büro: max@...'
