@@ -75,3 +75,19 @@ def _walk_names(node):
     elif isinstance(node, list):
         for value in node:
             yield from _walk_names(value)
+
+
+def test_ci_template_and_pre_commit_hook_call_validate():
+    """Both integrations call the console script's validate command, which must exist."""
+    import tomllib
+
+    import yaml
+
+    from engine.cli import COMMANDS
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    entry = hooks[0]["entry"].split()
+    assert entry[0] in scripts and entry[1] in COMMANDS and hooks[0]["pass_filenames"] is False
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "validate-tenants.yml").read_text())
+    steps = " ".join(step.get("run", "") for step in workflow["jobs"]["validate"]["steps"])
+    assert "idwell-sync validate --format github" in steps
