@@ -71,3 +71,10 @@ def test_a_repeated_value_is_analysed_once():
 
 def test_a_non_text_value_is_an_invalid_address_not_a_crash():
     assert analyze_email(4711) == EmailInfo(invalid=("4711",))
+
+
+def test_a_spelled_out_at_is_an_invalid_address_not_an_annotation():
+    assert analyze_email("max(at)web.de") == EmailInfo(invalid=("max(at)web.de",))
+    info = analyze_email("max@web.de; erika(at)web.de")
+    assert (info.login, info.invalid, info.annotated, info.multiple) == (
+        "max@web.de", ("erika(at)web.de",), False, True)
