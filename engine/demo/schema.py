@@ -9,7 +9,7 @@ Secondary indexes are created after the load (`create_indexes`).
 """
 from __future__ import annotations
 
-from sqlalchemy import (DECIMAL, Boolean, Column, Date, Index, Integer, MetaData, NVARCHAR, SmallInteger,
+from sqlalchemy import (DATE, DECIMAL, Boolean, Column, Index, Integer, MetaData, NVARCHAR, SmallInteger,
                         Table, VARCHAR)
 
 
@@ -81,8 +81,8 @@ def build_tables(schema: str | None = None) -> dict[str, Table]:
               Column("vertragnr", Integer, primary_key=True, autoincrement=False),
               Column("einheitid", Integer, nullable=False),
               Column("art", VARCHAR(1), nullable=False),         # 'E' owner, 'M' tenant, 'L' vacancy
-              Column("beginn", Date),
-              Column("ende", Date)),
+              Column("beginn", DATE),
+              Column("ende", DATE)),
         Table("vertragpartner", md,
               Column("vertragnr", Integer, primary_key=True, autoincrement=False),
               Column("adressnr", Integer, nullable=False),
