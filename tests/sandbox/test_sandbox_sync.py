@@ -39,7 +39,7 @@ def test_demo_tenant_pointed_at_the_sandbox_gives_the_local_store_state(workspac
 def test_faults_do_not_change_the_result_nor_write_anything_twice(workspace, tmp_path, expected_portal):
     with sandbox_process(tmp_path / "faulty.sqlite", "--fail-429", "0.2", "--fail-503", "0.1", "--drop", "0.05",
                          "--seed", "11", token="t-sandbox-1") as sb:
-        workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=4, max_retries=15)
+        workspace.use_sandbox(sb.base_url, batch_size=40, concurrency=4, max_retries=15)
         run = workspace.run()
         assert run.code == ExitCode.OK, run.stderr
         assert portal_state(sb.data) == expected_portal
