@@ -136,11 +136,10 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
         progress.advance(len(current))
         progress.finish()
         managed[entity] = len(current)
-        desired = data[entity].records
-        changed_ids = [i for i in desired if i in current]
-        last = state.last_written(tenant.id, entity, changed_ids) if state and changed_ids else {}
+        def last_written(ids: list[str], entity: str = entity) -> dict:
+            return state.last_written(tenant.id, entity, ids) if state else {}
         upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
-            diff_entity(entity, desired, current, last, findings)
+            diff_entity(entity, data[entity].records, current, last_written, findings)
         del current
     previous = state.last_extracted(tenant.id) if state else {}
     held = guard_deletes(deletes, managed, {e: d.extracted for e, d in data.items()}, previous,

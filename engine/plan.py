@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from engine import contract
 from engine.config.model import ENTITIES, Deletion
@@ -43,8 +43,12 @@ class Plan:
 
 
 def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, dict[str, Any]],
-                last_written: Mapping[str, dict[str, Any]], findings: list[Finding]) -> tuple[list[Change], list[Change], int, Counter]:
-    """(upserts, deletes, unchanged count, drift counter) for one entity."""
+                last_written: Callable[[list[str]], Mapping[str, dict[str, Any]]],
+                findings: list[Finding]) -> tuple[list[Change], list[Change], int, Counter]:
+    """(upserts, deletes, unchanged count, drift counter) for one entity.
+
+    `last_written(ids)` returns what the engine last wrote for those ids; it is asked only for
+    the records that differ, so a run that changes little reads little of the state store."""
     names = contract.fields(entity)
     upserts: list[Change] = []
     drift: Counter = Counter()
@@ -55,19 +59,26 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, d
         if cur is None:
             upserts.append(Change(entity, "create", external_id, data, key=rec.key))
             continue
+        if data == cur:
+            unchanged += 1
+            continue
         changed = tuple(n for n in names if data.get(n) != cur.get(n))
         if not changed:
             unchanged += 1
             continue
         upserts.append(Change(entity, "update", external_id, data, changed, cur, rec.key))
-        last = last_written.get(external_id)
-        if last is not None:
-            edited = [n for n in changed if cur.get(n) != last.get(n)]
-            if edited:
-                drift.update(edited)
-                findings.append(Finding("drift", entity, rec.key,
-                                        "edited in the portal, overwritten with the ERP's value: " +
-                                        ", ".join(f"{n} {cur.get(n)!r} -> {data.get(n)!r}" for n in edited)))
+    updates = [c for c in upserts if c.action == "update"]
+    last = last_written([c.external_id for c in updates]) if updates else {}
+    for c in updates:
+        before = last.get(c.external_id)
+        if before is None:
+            continue
+        edited = [n for n in c.changed if c.before.get(n) != before.get(n)]
+        if edited:
+            drift.update(edited)
+            findings.append(Finding("drift", entity, c.key,
+                                    "edited in the portal, overwritten with the ERP's value: " +
+                                    ", ".join(f"{n} {c.before.get(n)!r} -> {c.record.get(n)!r}" for n in edited)))
     deletes = [Change(entity, "delete", external_id, before=cur)
                for external_id, cur in current.items() if external_id not in desired]
     return upserts, deletes, unchanged, drift
