@@ -97,7 +97,8 @@ def _dedup(dedup: Any, report: Report, mapping: dict) -> None:
     users = entities.get("users") if isinstance(entities.get("users"), dict) else {}
     user_fields = users.get("fields") if isinstance(users.get("fields"), dict) else {}
     known = list(DEDUP_ORDER_BUILTIN) + [f for f in user_fields if f not in DEDUP_ORDER_BUILTIN]
-    for i, item in enumerate(email.get("order") or ()):
+    order = email.get("order")
+    for i, item in enumerate(order if isinstance(order, list) else ()):
         if isinstance(item, str) and item.lstrip("-") not in known:
             name = item.lstrip("-")
             hint = did_you_mean(name, known) or "Valid items are: " + ", ".join(known)
