@@ -227,6 +227,33 @@ class Workspace:
     def next_key(self, table: str, column: str) -> int:
         return self.erp_rows(f"SELECT max({column}) + 1 AS k FROM {table}")[0]["k"]
 
+    def add_person(self, nachname: str, vorname: str | None = None, email: str | None = None, *,
+                   anrede: str | None = "Frau", telefon: str | None = None) -> int:
+        nr = self.next_key("adresse", "adressnr")
+        self.erp_execute(("INSERT INTO adresse (adressnr, anrede, vorname, nachname, email, telefon, sprache) "
+                          "VALUES (?, ?, ?, ?, ?, ?, 'de')", (nr, anrede, vorname, nachname, email, telefon)))
+        return nr
+
+    def add_unit(self, objektnr: int, bezeichnung: str, typcode: int = 1) -> int:
+        uid = self.next_key("einheit", "einheitid")
+        self.erp_execute(("INSERT INTO einheit (einheitid, objektnr, einheitnr, bezeichnung, typcode, fiktiv, etage, "
+                          "flaeche) VALUES (?, ?, ?, ?, ?, 0, 'EG', 50.0)",
+                          (uid, objektnr, f"N{uid % 1000:03d}", bezeichnung, typcode)))
+        return uid
+
+    def add_contract(self, einheitid: int, art: str, beginn: str, ende: str | None, partner: list[int]) -> int:
+        nr = self.next_key("vertrag", "vertragnr")
+        self.erp_execute(("INSERT INTO vertrag (vertragnr, einheitid, art, beginn, ende) VALUES (?, ?, ?, ?, ?)",
+                          (nr, einheitid, art, beginn, ende)),
+                         *(("INSERT INTO vertragpartner (vertragnr, adressnr, position) VALUES (?, ?, ?)",
+                            (nr, p, i)) for i, p in enumerate(partner, 1)))
+        return nr
+
+    def in_scope_building(self) -> int:
+        """An object every demo tenant syncs (Mandant 1, outside the test-object range)."""
+        return self.erp_rows("SELECT min(objektnr) AS o FROM objekt WHERE mandant = 1 "
+                             "AND objektnr NOT BETWEEN 9000 AND 9999")[0]["o"]
+
 
 @pytest.fixture
 def ws(demo_erp, tmp_path) -> Workspace:
