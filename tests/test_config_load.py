@@ -28,10 +28,10 @@ def test_demo_tenant_compiles():
     assert users.key == ("AdressNr",)
     assert all(isinstance(e, Expr) for e in users.fields.values())
     assert users.fields["last_name"].evaluate({"Nachname": "  Müller "}) == "Müller"
-    assert tenant.entities["occupancies"].contract.source == "to_string(VertragNr)"
+    assert tenant.entities["occupancies"].contract.columns == {"VertragNr"}
     assert tenant.window.reference_date == dt.date(2026, 6, 1)
     assert (tenant.schedule.window_start, tenant.schedule.window_end) == (dt.time(3), dt.time(6))
-    assert tenant.code_tables["unit_types"].default == "other"
+    assert set(tenant.code_tables) >= {"unit_types", "roles"}
 
 
 def test_demo_override_filter_is_appended_after_the_mappings_filters():

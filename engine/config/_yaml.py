@@ -85,11 +85,13 @@ for tag, regexp, first in [
 
 
 def display_name(path: Path) -> str:
-    """The path relative to the working directory (as messages show it), `../` where needed."""
+    """The path as messages show it: relative to the working directory if it is inside it or
+    close by (at most two `../`), otherwise absolute."""
     try:
-        return Path(os.path.relpath(path.resolve(), Path.cwd().resolve())).as_posix()
+        relative = Path(os.path.relpath(path.resolve(), Path.cwd().resolve()))
     except ValueError:  # another drive
         return path.as_posix()
+    return relative.as_posix() if relative.parts[:3].count("..") < 3 else path.resolve().as_posix()
 
 
 def load_document(path: Path, file: str | None = None) -> Document:
