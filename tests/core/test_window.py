@@ -1,0 +1,87 @@
+"""The contract window's edges: an end date exactly `grace_days` before the reference date is kept, one
+day earlier is not; a start exactly `future_days` after it is kept, one day later is not. Moving the
+window by one day moves exactly the edge cases across it."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from engine.demo import FUTURE_DAYS, GRACE_DAYS, REFERENCE_DATE
+from engine.pipeline import prepare
+from engine.targets.local import LocalStore
+
+EDGES = {   # hard-case code -> kept with the demo window
+    "contract_ended_grace_edge": True,
+    "contract_ended_beyond_grace_edge": False,
+    "contract_future_window_edge": True,
+    "contract_future_beyond_window_edge": False,
+}
+
+
+def planned_occupancies(prepared) -> set[str]:
+    return {c.external_id.split("-")[0] for c in prepared.plan.changes
+            if c.entity == "occupancies" and c.action == "create"}
+
+
+def fate(prepared, manifest, code: str) -> bool:
+    """True when the edge contract is planned for the portal, False when it is dropped by the window
+    (with its finding); anything else fails."""
+    (inst,) = manifest.cases[code]
+    (v,) = inst["vertragnr"]
+    kept = str(v) in planned_occupancies(prepared)
+    window_findings = {f.code for f in prepared.findings if f.entity == "occupancies" and f.key.startswith(f"{v}/")}
+    if kept:
+        assert not window_findings & {"contract_ended", "contract_future"}
+    else:
+        assert window_findings == {"contract_ended" if "ended" in code else "contract_future"}, window_findings
+    return kept
+
+
+@pytest.fixture
+def plan_window(ws):
+    def plan(run_date: dt.date = REFERENCE_DATE, **window):
+        tenant = ws.tenant(contract_window={"reference_date": REFERENCE_DATE.isoformat(),
+                                            "grace_days": GRACE_DAYS, "future_days": FUTURE_DAYS, **window})
+        target = LocalStore(ws.root / "empty-portal.sqlite")
+        try:
+            return prepare(tenant, target, None, run_date=run_date)
+        finally:
+            target.close()
+    return plan
+
+
+def test_the_edges_with_the_demo_window(plan_window, manifest):
+    prepared = plan_window()
+    assert {code: fate(prepared, manifest, code) for code in EDGES} == EDGES
+
+
+@pytest.mark.parametrize("window, flipped", [
+    ({"reference_date": (REFERENCE_DATE + dt.timedelta(days=1)).isoformat()},
+     {"contract_ended_grace_edge": False, "contract_future_beyond_window_edge": True}),
+    ({"reference_date": (REFERENCE_DATE - dt.timedelta(days=1)).isoformat()},
+     {"contract_ended_beyond_grace_edge": True, "contract_future_window_edge": False}),
+    ({"grace_days": GRACE_DAYS + 1}, {"contract_ended_beyond_grace_edge": True}),
+    ({"grace_days": GRACE_DAYS - 1}, {"contract_ended_grace_edge": False}),
+    ({"future_days": FUTURE_DAYS + 1}, {"contract_future_beyond_window_edge": True}),
+    ({"future_days": FUTURE_DAYS - 1}, {"contract_future_window_edge": False}),
+], ids=["ref+1", "ref-1", "grace+1", "grace-1", "future+1", "future-1"])
+def test_moving_the_window_by_one_day_moves_exactly_the_edge_cases(plan_window, manifest, window, flipped):
+    prepared = plan_window(**window)
+    assert {code: fate(prepared, manifest, code) for code in EDGES} == EDGES | flipped
+
+
+def test_without_a_reference_date_the_run_date_is_the_reference(ws, manifest):
+    """`--date` sets the run date; a tenant without reference_date measures the window from it."""
+    path = ws.tenant_file(contract_window={"reference_date": None, "grace_days": GRACE_DAYS,
+                                           "future_days": FUTURE_DAYS})
+    for run_date, grace_edge_kept in ((REFERENCE_DATE, True), (REFERENCE_DATE + dt.timedelta(days=1), False)):
+        out = ws.root / f"plan-{run_date}.json"
+        code, summary, err = ws.cli_json("plan", str(path), "--date", run_date.isoformat(), "--out", str(out))
+        assert code == 0, err
+        assert summary["reference_date"] == run_date.isoformat()
+        (v,) = manifest.cases["contract_ended_grace_edge"][0]["vertragnr"]
+        plan = json.loads(out.read_text("utf-8"))
+        planned = {c["external_id"].split("-")[0] for c in plan["changes"] if c["entity"] == "occupancies"}
+        assert (str(v) in planned) is grace_edge_kept, run_date
