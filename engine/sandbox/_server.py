@@ -41,6 +41,7 @@ class SandboxServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "idwell-sandbox/1.0"
+    disable_nagle_algorithm = True        # headers and body are two writes: no 40 ms delayed-ACK stall
     server: SandboxServer
 
     def do_GET(self) -> None:  # noqa: N802 - the standard library's names

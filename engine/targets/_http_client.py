@@ -93,14 +93,15 @@ class ApiClient:
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                json: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+                json: Any = None, content: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self._sleep(wait)
             self.limiter.wait()
             try:
-                response = self._http.request(method, path.lstrip("/"), params=params, json=json, headers=headers)
+                response = self._http.request(method, path.lstrip("/"), params=params, json=json, content=content,
+                                              headers=headers)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 wait = backoff(attempt, self._rng, self.backoff_base)

@@ -99,8 +99,9 @@ class IdwellTarget:
         entity, deleting = batch[0].entity, batch[0].action == "delete"
         body = {"delete": [c.external_id for c in batch]} if deleting else {"upsert": [_record(c) for c in batch]}
         path = f"/{entity}/batch"
-        response = self.client.request("POST", path, json=body,
-                                       headers={"Idempotency-Key": self._key(entity, call, body)})
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        response = self.client.request("POST", path, content=content, headers={
+            "Content-Type": "application/json", "Idempotency-Key": self._key(entity, call, content)})
         status = response.status_code
         if status == 413 and len(batch) > 1:          # the portal accepts fewer operations than we sent
             half = len(batch) // 2
@@ -117,10 +118,10 @@ class IdwellTarget:
             raise self._unexpected("POST", path, response, "no results list in the answer")
         return _outcomes(batch, results, "delete" if deleting else "upsert")
 
-    def _key(self, entity: str, call: int, body: dict[str, Any]) -> str:
-        content = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    def _key(self, entity: str, call: int, content: bytes) -> str:
+        """The batch's Idempotency-Key: the same for every retry of this request, new for a new run or call."""
         h = hashlib.sha256(f"{self.tenant}\0{self.run_id}\0{call}\0{entity}\0".encode())
-        h.update(content.encode("utf-8", "surrogatepass"))
+        h.update(content)
         return h.hexdigest()[:40]
 
     def _unexpected(self, method: str, path: str, response: httpx.Response, why: str | None = None) -> TargetError:
@@ -137,16 +138,15 @@ class IdwellTarget:
 
 
 def _groups(changes: Sequence[Change]) -> Iterator[tuple[int, int]]:
-    """(start, end) of each run of consecutive changes with the same entity and kind."""
-    start = 0
-    for i in range(1, len(changes) + 1):
-        if i == len(changes) or _kind(changes[i]) != _kind(changes[start]):
-            yield start, i
-            start = i
-
-
-def _kind(c: Change) -> tuple[str, bool]:
-    return c.entity, c.action == "delete"
+    """(start, end) of each run of consecutive changes with the same entity and kind (upsert or delete)."""
+    start, n = 0, len(changes)
+    while start < n:
+        entity, deleting = changes[start].entity, changes[start].action == "delete"
+        end = start + 1
+        while end < n and changes[end].entity == entity and (changes[end].action == "delete") == deleting:
+            end += 1
+        yield start, end
+        start = end
 
 
 def _record(c: Change) -> dict[str, Any]:

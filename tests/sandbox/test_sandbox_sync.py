@@ -121,7 +121,7 @@ def test_deletion_guard_holds_deletes_after_an_empty_extract_until_allowed(works
     assert after["occupancies"] == {} and after["buildings"] == expected_portal["buildings"]
     state = StateStore(f"sqlite:///{workspace.root / 'var/state.sqlite'}")
     try:
-        runs = state.runs_of("demo")
+        runs = state.runs("demo")
     finally:
         state.close()
     assert [(r.status, r.allow_deletes) for r in runs[:3]] == [("ok", True), ("deletes_held", False), ("ok", False)]
