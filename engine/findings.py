@@ -51,8 +51,10 @@ CATALOGUE: dict[str, tuple[str, bool, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finding:
+    """Treat as immutable (not frozen only because frozen dataclasses are slow to create, and a
+    large tenant's run makes hundreds of thousands of findings)."""
     code: str
     entity: str
     key: str          # the ERP key of the record (or the portal external_id where no ERP key exists)

@@ -98,7 +98,7 @@ class Mapper:
                                         "external_id maps to an empty value", field="external_id"))
                 continue
             data = {"external_id": external_id}
-            if early:
+            if gate is not None:
                 for name, get in early:
                     data[name] = get(row)
                 reason = gate(data)
