@@ -1,0 +1,177 @@
+"""Run after run: an unchanged source makes zero writes, a portal edit is reverted and reported as drift,
+a unit deleted in the ERP is archived with its occupancies, and the deletion guard holds back deletes
+when an extract looks incomplete or a threshold trips (exit 6)."""
+from __future__ import annotations
+
+import sqlite3
+
+from engine.targets.local import LocalStore
+
+
+def occupied_unit(portal) -> str:
+    """A unit of the portal with at least one occupancy, whose people also live elsewhere or not."""
+    by_unit: dict[str, int] = {}
+    for o in portal["occupancies"].values():
+        by_unit[o["unit_id"]] = by_unit.get(o["unit_id"], 0) + 1
+    return max(sorted(by_unit), key=lambda u: by_unit[u])
+
+
+def archived(path, entity: str, external_id: str) -> bool:
+    """The store's layout (engine/targets/_store_schema.py): a delete archives the row."""
+    with sqlite3.connect(path) as con:
+        row = con.execute(f"SELECT archived FROM {entity} WHERE external_id = ?", (external_id,)).fetchone()
+    return row is not None and row[0] == 1
+
+
+def test_a_second_run_with_an_unchanged_source_makes_zero_writes(ws):
+    first = ws.run()
+    assert first.summary["writes"] > 0
+    second = ws.run()
+    assert (second.exit_code, second.summary["writes"]) == (0, 0)
+    for entity, c in second.summary["entities"].items():
+        assert c["unchanged"] == c["desired"] == first.summary["entities"][entity]["desired"], entity
+        assert c["create"] == c["update"] == c["delete"] == 0
+
+
+def test_a_portal_edit_is_reverted_and_reported_as_drift(ws):
+    ws.run()
+    portal = ws.portal()
+    user_id = next(u for u in sorted(portal["users"]) if "+" not in u)
+    unit_id = sorted(portal["units"])[0]
+    erp_last = ws.erp_rows("SELECT nachname FROM adresse WHERE adressnr = ?", (int(user_id),))[0][0].strip()
+    erp_unit = ws.erp_rows("SELECT bezeichnung FROM einheit WHERE einheitid = ?", (int(unit_id),))[0][0].strip()
+    assert portal["users"][user_id]["last_name"] == erp_last
+    store = LocalStore(ws.portal_path)
+    store.edit("users", user_id, last_name="Geändert im Portal")
+    store.edit("units", unit_id, name="Umbenannt")
+    store.close()
+
+    done = ws.cli("run", str(ws.tenants["demo"]), "--date", "2026-06-01")
+    assert done.returncode == 0, done.stderr
+    assert "2 writes applied." in done.stdout
+    assert "drift (edited in the portal, overwritten with the ERP's values):" in done.stdout
+    assert "units: name 1" in done.stdout and "users: last_name 1" in done.stdout
+    after = ws.portal()
+    assert after["users"][user_id]["last_name"] == erp_last
+    assert after["units"][unit_id]["name"] == erp_unit
+
+    code, summary, err = ws.cli_json("run", str(ws.tenants["demo"]), "--date", "2026-06-01")
+    assert (code, summary["writes"], summary["drift"]) == (0, 0, {}), err
+
+
+def test_drift_names_entity_key_and_field(ws):
+    ws.run()
+    user_id = next(u for u in sorted(ws.portal()["users"]) if "+" not in u)
+    store = LocalStore(ws.portal_path)
+    store.edit("users", user_id, last_name="Geändert im Portal")
+    store.close()
+    second = ws.run()
+    assert second.summary["drift"] == {"users": {"last_name": 1}}
+    [drift] = [f for f in second.findings if f.code == "drift"]
+    assert (drift.entity, drift.key) == ("users", user_id)
+    assert "last_name" in drift.message and "Geändert im Portal" in drift.message
+    assert ws.run().summary["writes"] == 0
+
+
+def test_a_change_in_the_erp_is_an_update_not_drift(ws):
+    ws.run()
+    user_id = next(u for u in sorted(ws.portal()["users"]) if "+" not in u)
+    ws.erp_execute(("UPDATE adresse SET nachname = 'Neuname' WHERE adressnr = ?", (int(user_id),)))
+    second = ws.run()
+    assert second.summary["entities"]["users"]["update"] == 1 and second.summary["writes"] == 1
+    assert second.summary["drift"] == {} and not [f for f in second.findings if f.code == "drift"]
+    assert ws.portal()["users"][user_id]["last_name"] == "Neuname"
+
+
+def test_a_unit_deleted_in_the_erp_is_archived_with_its_occupancies(ws):
+    ws.run()
+    before = ws.portal()
+    unit = occupied_unit(before)
+    occupancies = {i for i, o in before["occupancies"].items() if o["unit_id"] == unit}
+    people = {before["occupancies"][i]["user_id"] for i in occupancies}
+    lose_access = {u for u in people
+                   if {o["unit_id"] for o in before.occupancies_of_user(u)} == {unit}}
+    ws.erp_execute(("DELETE FROM einheit WHERE einheitid = ?", (int(unit),)))
+
+    second = ws.run()
+    assert second.exit_code == 0, second.summary["deletes_held"]
+    counts = second.summary["entities"]
+    assert (counts["units"]["delete"], counts["occupancies"]["delete"], counts["users"]["delete"]) == \
+        (1, len(occupancies), len(lose_access))
+    after = ws.portal()
+    assert unit not in after["units"] and archived(ws.portal_path, "units", unit)
+    assert not occupancies & set(after["occupancies"])
+    assert all(archived(ws.portal_path, "occupancies", i) for i in occupancies)
+    assert not lose_access & set(after["users"]), "people who lived only there lose access"
+    assert (people - lose_access) <= set(after["users"])
+    assert ws.run().summary["writes"] == 0
+
+
+def test_an_emptied_unit_table_holds_every_delete_back(ws):
+    ws.run()
+    before = ws.portal()
+    ws.erp_execute("DELETE FROM einheit")
+    code, summary, err = ws.cli_json("run", str(ws.tenants["demo"]), "--date", "2026-06-01")
+    assert code == 6, err
+    assert summary["status"] == "deletes_held"
+    assert any(r.startswith("units: the source returned no rows") for r in summary["deletes_held"])
+    held = summary["entities"]
+    assert held["units"]["held"] == len(before["units"]) and held["units"]["delete"] == 0
+    assert held["occupancies"]["held"] == len(before["occupancies"])
+    assert ws.portal().records == before.records, "nothing was deleted"
+    text = ws.cli("run", str(ws.tenants["demo"]), "--date", "2026-06-01")
+    assert text.returncode == 6 and "DELETES HELD BACK" in text.stdout and "--allow-deletes" in text.stdout
+
+    code, summary, err = ws.cli_json("run", str(ws.tenants["demo"]), "--date", "2026-06-01", "--allow-deletes")
+    assert code == 0, err
+    assert summary["allow_deletes"] is True and summary["entities"]["units"]["delete"] == len(before["units"])
+    after = ws.portal()
+    assert (len(after["units"]), len(after["occupancies"])) == (0, 0)
+    assert len(after["buildings"]) == len(before["buildings"])
+
+
+def test_too_many_deletes_are_held_but_the_other_writes_go_ahead(ws):
+    ws.run()
+    before = ws.portal()
+    units = sorted(before["units"])
+    share = 0.10                                   # tenants/demo.yaml deletion.max_share
+    victims = units[: int(share * len(units)) + 1]
+    assert len(victims) <= 50, "below max_count: the share trips"
+    ws.erp_execute(f"DELETE FROM einheit WHERE einheitid IN ({','.join(victims)})")
+    user_id = next(u for u in sorted(before["users"]) if "+" not in u
+                   and not {o["unit_id"] for o in before.occupancies_of_user(u)} & set(victims))
+    ws.erp_execute(("UPDATE adresse SET vorname = 'Neu' WHERE adressnr = ?", (int(user_id),)))
+
+    result = ws.run()
+    assert result.exit_code == 6
+    assert any(r.startswith(f"units: {len(victims)} deletes are") and "more than the limit of 10%" in r
+               for r in result.summary["deletes_held"])
+    assert result.summary["entities"]["units"]["held"] == len(victims)
+    after = ws.portal()
+    assert set(victims) <= set(after["units"]), "the deletes were held"
+    assert after["users"][user_id]["first_name"] == "Neu", "the update was applied"
+    assert [f.code for f in result.findings if f.code == "deletes_held"]
+
+    released = ws.run(allow_deletes=True)
+    assert released.exit_code == 0 and not set(victims) & set(ws.portal()["units"])
+
+
+def test_max_count_and_a_shrunken_extract_trip_the_guard(ws):
+    tenant = ws.tenant(deletion={"max_count": 3, "max_share": 1.0, "min_source_ratio": 0.5})
+    ws.run(tenant)
+    units = sorted(ws.portal()["units"])
+    ws.erp_execute(f"DELETE FROM einheit WHERE einheitid IN ({','.join(units[:4])})")
+    held = ws.run(tenant)
+    assert held.exit_code == 6
+    assert "units: 4 deletes exceed the limit of 3 per run" in held.summary["deletes_held"]
+
+    rows = ws.erp_rows("SELECT count(*) FROM einheit")[0][0]
+    state = ws.state()
+    extracted_before = state.last_extracted("demo")["units"]          # the last successful run's extract
+    state.close()
+    keep = ws.erp_rows("SELECT einheitid FROM einheit ORDER BY einheitid LIMIT ?", (rows // 3,))
+    ws.erp_execute(f"DELETE FROM einheit WHERE einheitid NOT IN ({','.join(str(r[0]) for r in keep)})")
+    shrunk = ws.run(tenant)
+    assert shrunk.exit_code == 6
+    assert any(f"units: the source returned {rows // 3} rows, fewer than 50% of the {extracted_before}" in r
+               for r in shrunk.summary["deletes_held"]), shrunk.summary["deletes_held"]
