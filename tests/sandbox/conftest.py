@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.model import ENTITIES
 from engine.sandbox.process import sandbox_process
 from engine.targets._store_portal import PortalStore
 
 TOKEN = "t-sandbox-1"
 REPO = Path(__file__).resolve().parents[2]
-ENTITIES = ("buildings", "units", "users", "occupancies")
 TOKEN_ENV = "IDWELL_TOKEN_DEMO"
 RUN_TIMEOUT = 300
 
@@ -112,6 +112,12 @@ def expected_portal(tmp_path_factory, demo_erp) -> dict[str, dict[str, dict]]:
     state = portal_state(ws.root / "var/portal/demo.sqlite")
     assert all(state[e] for e in ENTITIES)
     return state
+
+
+@pytest.fixture(name="portal_state")
+def portal_state_fixture():
+    """The function portal_state(path), for the tests of this folder."""
+    return portal_state
 
 
 @pytest.fixture

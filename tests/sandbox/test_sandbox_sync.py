@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections import defaultdict
 
-from conftest import ENTITIES, portal_state
+from engine.config.model import ENTITIES
 from engine.errors import ExitCode
 from engine.sandbox import read_write_log
 from engine.sandbox.process import sandbox_process
@@ -27,7 +27,20 @@ def writes_by_record(log_path) -> dict[tuple[str, str], list[str]]:
     return out
 
 
-def test_demo_tenant_pointed_at_the_sandbox_gives_the_local_store_state(workspace, sandbox, expected_portal):
+def wait_until_quiet(log_path, quiet: float = 0.5, limit: float = 15.0) -> None:
+    """Until the write log has not grown for `quiet` seconds (at most `limit` seconds)."""
+    deadline, size, since = time.monotonic() + limit, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = log_path.stat().st_size
+        if now != size:
+            size, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+
+
+def test_demo_tenant_pointed_at_the_sandbox_gives_the_local_store_state(
+        portal_state, workspace, sandbox, expected_portal):
     workspace.use_sandbox(sandbox.base_url)
     first = workspace.run()
     assert first.code == ExitCode.OK, first.stderr
@@ -36,7 +49,7 @@ def test_demo_tenant_pointed_at_the_sandbox_gives_the_local_store_state(workspac
     assert again.code == ExitCode.OK and again.summary["writes"] == 0
 
 
-def test_faults_do_not_change_the_result_nor_write_anything_twice(workspace, tmp_path, expected_portal):
+def test_faults_do_not_change_the_result_nor_write_anything_twice(portal_state, workspace, tmp_path, expected_portal):
     with sandbox_process(tmp_path / "faulty.sqlite", "--fail-429", "0.2", "--fail-503", "0.1", "--drop", "0.05",
                          "--seed", "11", token="t-sandbox-1") as sb:
         workspace.use_sandbox(sb.base_url, batch_size=40, concurrency=4, max_retries=15)
@@ -52,7 +65,7 @@ def test_faults_do_not_change_the_result_nor_write_anything_twice(workspace, tmp
     assert len(log) == total
 
 
-def test_a_run_killed_during_apply_converges_when_started_again(workspace, tmp_path, expected_portal):
+def test_a_run_killed_during_apply_converges_when_started_again(portal_state, workspace, tmp_path, expected_portal):
     total = sum(len(r) for r in expected_portal.values())
     with sandbox_process(tmp_path / "slow.sqlite", "--latency-ms", "30", token="t-sandbox-1") as sb:
         workspace.use_sandbox(sb.base_url, batch_size=10, concurrency=1)
@@ -68,6 +81,7 @@ def test_a_run_killed_during_apply_converges_when_started_again(workspace, tmp_p
         finally:
             engine.wait(timeout=30)
         assert engine.returncode == -signal.SIGKILL, "the engine finished before it could be interrupted"
+        wait_until_quiet(sb.write_log)                 # the batch in flight when the engine died may still land
         written = sum(len(r) for r in portal_state(sb.data).values())
         assert 0 < written < total
         rerun = workspace.run()
@@ -77,7 +91,7 @@ def test_a_run_killed_during_apply_converges_when_started_again(workspace, tmp_p
     assert {k: v for k, v in writes_by_record(sb.write_log).items() if len(v) > 1} == {}
 
 
-def test_refused_records_are_reported_and_retried_on_the_next_run(workspace, sandbox, expected_portal):
+def test_refused_records_are_reported_and_retried_on_the_next_run(portal_state, workspace, sandbox, expected_portal):
     victim = next(u for u in expected_portal["users"].values() if u["email"])
     store = sandbox.store()
     store.add_manual_user(last_name="Von Hand", email=victim["email"].upper())       # created by hand in the portal
@@ -97,7 +111,7 @@ def test_refused_records_are_reported_and_retried_on_the_next_run(workspace, san
     assert portal_state(sandbox.data) == expected_portal
 
 
-def test_a_refused_token_stops_the_run_with_exit_5_naming_the_reference(workspace, sandbox):
+def test_a_refused_token_stops_the_run_with_exit_5_naming_the_reference(portal_state, workspace, sandbox):
     workspace.use_sandbox(sandbox.base_url)
     run = workspace.run(token="not-the-right-token-4711")
     assert run.code == ExitCode.TARGET
@@ -106,7 +120,8 @@ def test_a_refused_token_stops_the_run_with_exit_5_naming_the_reference(workspac
     assert all(not records for records in portal_state(sandbox.data).values())
 
 
-def test_deletion_guard_holds_deletes_after_an_empty_extract_until_allowed(workspace, sandbox, expected_portal):
+def test_deletion_guard_holds_deletes_after_an_empty_extract_until_allowed(
+        portal_state, workspace, sandbox, expected_portal):
     workspace.use_sandbox(sandbox.base_url)
     assert workspace.run().code == ExitCode.OK
     workspace.erp_execute("DELETE FROM VertragPartner")       # a broken extract: no contract parties at all
@@ -127,13 +142,13 @@ def test_deletion_guard_holds_deletes_after_an_empty_extract_until_allowed(works
     assert [(r.status, r.allow_deletes) for r in runs[:3]] == [("ok", True), ("deletes_held", False), ("ok", False)]
 
 
-def test_portal_edits_are_reported_as_drift_and_overwritten(workspace, sandbox, expected_portal):
+def test_portal_edits_are_reported_as_drift_and_overwritten(portal_state, workspace, sandbox, expected_portal):
     workspace.use_sandbox(sandbox.base_url)
     assert workspace.run().code == ExitCode.OK
     unit = next(iter(expected_portal["units"]))
     user = next(u for u in expected_portal["users"].values() if u["first_name"])
     store = sandbox.store()
-    store.edit("units", unit, floor="99", name="renamed in the portal")
+    store.edit("units", unit, floor="Dachgeschoss (von Hand)", name="renamed in the portal")
     store.edit("users", user["external_id"], first_name="Edited")
     store.close()
     run = workspace.run()
