@@ -1,0 +1,91 @@
+"""The per-tenant lock: while one run of a tenant holds it, a second run of the same tenant exits 7 with
+a message naming the tenant and writes nothing; another tenant is not blocked."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from engine.errors import LockedError
+
+HOLDER = """
+import sys
+from engine.state import StateStore
+store = StateStore(sys.argv[1])
+with store.lock(sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.readline()
+print("released", flush=True)
+"""
+
+
+@pytest.fixture
+def hold_lock(ws):
+    """Hold a tenant's lock from another process (as a running nightly job would) until released."""
+    procs = []
+
+    def hold(tenant_id: str) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-c", HOLDER, ws.state_url, tenant_id], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(p)
+        assert p.stdout.readline().strip() == "held", p.stderr.read()
+        return p
+
+    yield hold
+    for p in procs:
+        if p.poll() is None:
+            p.communicate("\n", timeout=30)
+
+
+def release(p: subprocess.Popen) -> None:
+    out, err = p.communicate("\n", timeout=30)
+    assert p.returncode == 0 and "released" in out, err
+
+
+def test_a_second_run_of_a_locked_tenant_exits_7_naming_the_tenant(ws, hold_lock):
+    path = ws.tenant_file("hausverwaltung-nord")
+    holder = hold_lock("hausverwaltung-nord")
+    done = ws.cli("run", str(path), "--date", "2026-06-01")
+    assert done.returncode == 7, done.stderr
+    assert "tenant 'hausverwaltung-nord' is locked by another run" in done.stderr
+    assert f"pid {holder.pid}" in done.stderr
+    assert not ws.portal_path.exists() or all(len(v) == 0 for v in ws.portal().records.values())
+
+    release(holder)
+    done = ws.cli("run", str(path), "--date", "2026-06-01")
+    assert done.returncode == 0, done.stderr
+    assert len(ws.portal()["units"]) > 0
+
+
+def test_the_lock_is_per_tenant(ws, hold_lock):
+    ws.tenant_file("hausverwaltung-nord")
+    other = ws.tenant_file("hausverwaltung-sued", portal=ws.root / "sued.sqlite")
+    hold_lock("hausverwaltung-nord")
+    done = ws.cli("run", str(other), "--date", "2026-06-01")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_run_in_the_same_process_meets_the_lock_of_another_thread(ws):
+    tenant = ws.tenant()
+    state = ws.state()
+    taken, leave = threading.Event(), threading.Event()
+
+    def holder():
+        with state.lock("demo"):
+            taken.set()
+            leave.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert taken.wait(30)
+        with pytest.raises(LockedError) as err:
+            ws.run(tenant)
+        assert err.value.exit_code == 7 and "tenant 'demo'" in str(err.value)
+    finally:
+        leave.set()
+        t.join(30)
+        state.close()
+    assert ws.run(tenant).exit_code == 0, "released after the holder finished"
