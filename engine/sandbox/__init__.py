@@ -19,7 +19,7 @@ from engine.sandbox._writelog import WriteLog, content_hash, read_write_log
 from engine.targets._store_portal import PortalStore
 
 __all__ = ["BASE_PATH", "BATCH_MAX", "Faults", "ImportApi", "SandboxServer", "WriteLog", "content_hash",
-           "read_write_log", "start_sandbox", "default_write_log"]
+           "read_write_log", "start_sandbox", "stop_sandbox", "default_write_log"]
 
 DEFAULT_CUSTOMER = "sandbox"
 
