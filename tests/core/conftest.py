@@ -297,6 +297,16 @@ def demo_run(demo_erp, tmp_path_factory) -> DemoRun:
     return DemoRun(w, result, w.portal(), Findings(result.findings))
 
 
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Workspace:
+    """A fresh directory with the repository's tenants/ and mappings/, as on a new machine; the demo
+    command generates its ERP into var/demo/erp.sqlite."""
+    root = tmp_path_factory.mktemp("fresh-machine")
+    shutil.copytree(REPO / "tenants", root / "tenants")
+    shutil.copytree(MAPPINGS, root / "mappings")
+    return Workspace(root, root / "var" / "demo" / "erp.sqlite", None)
+
+
 # -- PostgreSQL ------------------------------------------------------------------------------
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -1,0 +1,67 @@
+"""The README's demo command on a fresh directory: `idwell-sync demo` generates the demo ERP, syncs it into
+the local portal store and prints a summary in which the hard cases show up with the right counts;
+running it again reports zero writes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.demo import Manifest
+
+
+@pytest.fixture(scope="module")
+def first_demo(demo_dir):
+    done = demo_dir.cli("demo", "--json")
+    assert done.returncode == 0, done.stderr
+    manifest = Manifest.load(demo_dir.erp.with_name("erp.sqlite.manifest.json"))
+    return json.loads(done.stdout), manifest
+
+
+def parties(ws, contracts) -> int:
+    if not contracts:
+        return 0
+    return ws.erp_rows(f"SELECT count(*) FROM vertragpartner WHERE vertragnr IN ({','.join(map(str, contracts))})")[0][0]
+
+
+def test_the_demo_summary_counts_the_hard_cases(demo_dir, first_demo):
+    summary, m = first_demo
+    assert summary["status"] == "ok" and summary["writes"] > 0
+    found = summary["findings"]
+    keys = lambda code, kind: set(m.keys(code, kind))  # noqa: E731
+    phantoms = keys("phantom_by_type", "einheitid") | keys("phantom_by_flag", "einheitid") | \
+        keys("phantom_by_name", "einheitid")
+    excluded_objects_units = keys("test_object", "einheitid") | keys("out_of_scope_object", "einheitid")
+    ended = keys("contract_ended_long_ago", "vertragnr") | keys("contract_ended_beyond_grace_edge", "vertragnr")
+    future = keys("contract_future_beyond_window_edge", "vertragnr") | keys("contract_future_beyond_window", "vertragnr")
+    expected = {
+        "phantom_unit": len(phantoms),
+        "test_object": len(keys("test_object", "objektnr")),
+        "out_of_scope": len(keys("out_of_scope_object", "objektnr")),
+        "orphan_unit": len(keys("orphan_unit", "einheitid")),
+        "unit_of_excluded_building": len(excluded_objects_units - phantoms),
+        "pseudo_person": len(keys("pseudo_person", "adressnr")),
+        "vacancy_contract": parties(demo_dir, keys("vacancy_contract", "vertragnr")),
+        "contract_ended": parties(demo_dir, ended),
+        "contract_future": parties(demo_dir, future),
+        "occupancy_unknown_unit": parties(demo_dir, keys("contract_unknown_unit", "vertragnr")),
+        "occupancy_unknown_user": len(m.cases["party_unknown_person"]),
+        "name_truncated": len(m.cases["name_over_70"]),
+        "phone_invalid": len(m.cases["phone_garbage"]),
+        "email_annotated": len(m.cases["email_annotated"]),
+    }
+    assert {code: found.get(code, 0) for code in expected} == expected
+    for code in ("email_invalid", "email_multiple", "email_shared", "partnership_merged",
+                 "occupancy_excluded_unit", "user_without_occupancy"):
+        assert found.get(code, 0) > 0, code
+    assert "rejected" not in found and "invalid_record" not in found
+
+
+def test_the_second_demo_run_reports_zero_writes(demo_dir, first_demo):
+    done = demo_dir.cli("demo")
+    assert done.returncode == 0, done.stderr
+    assert "  0 writes applied." in done.stdout.splitlines()
+    assert "tenant demo: run ok (reference date 2026-06-01)" in done.stdout
+    for line in ("phantom_unit", "orphan_unit", "contract_ended", "partnership_merged", "phone_invalid"):
+        assert line in done.stdout, f"the text summary lists {line}"
+    assert (demo_dir.root / "var" / "demo" / "findings.csv").is_file()
