@@ -1,0 +1,99 @@
+"""A stand-in for DOMUS Cloud Connect (the vendor's REST API, which cannot run here).
+
+Serves a demo ERP database (engine.demo) as paged JSON over real HTTP on 127.0.0.1, in the
+shape mappings/domus-api.yaml reads: /objects, /units and /contracts/parties paged by page
+number, /persons by cursor. Requests need the header X-API-Key. `fail_every` answers every n-th
+request with 503 (or 429 with Retry-After) first, to exercise the client's retries.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+QUERIES = {
+    "/objects": ("SELECT objektnr, mandant, bezeichnung, strasse, hausnr, plz, ort, land FROM objekt ORDER BY objektnr",
+                 lambda r: {"objectNumber": r[0], "client": r[1], "name": r[2],
+                            "address": {"street": r[3], "houseNumber": r[4], "zip": r[5], "city": r[6], "country": r[7]}}),
+    "/units": ("SELECT einheitid, objektnr, einheitnr, bezeichnung, typcode, fiktiv, etage, flaeche FROM einheit ORDER BY einheitid",
+               lambda r: {"id": r[0], "objectNumber": r[1], "number": r[2], "name": r[3], "typeCode": r[4],
+                          "fictitious": bool(r[5]), "floor": r[6], "area": r[7]}),
+    "/persons": ("SELECT adressnr, anrede, titel, vorname, nachname, email, telefon, mobil, sprache FROM adresse "
+                 "WHERE adressnr > ? ORDER BY adressnr",
+                 lambda r: {"id": r[0], "salutation": r[1], "title": r[2], "firstName": r[3], "lastName": r[4],
+                            "contact": {"email": r[5], "phone": r[6], "mobile": r[7]}, "language": r[8]}),
+    "/contracts/parties": ("SELECT v.vertragnr, p.adressnr, v.einheitid, v.art, v.beginn, v.ende FROM vertrag v "
+                           "JOIN vertragpartner p ON p.vertragnr = v.vertragnr ORDER BY v.vertragnr, p.adressnr",
+                           lambda r: {"contractNumber": r[0], "personId": r[1], "unitId": r[2], "kind": r[3],
+                                      "start": r[4], "end": r[5]}),
+}
+
+
+class CloudConnect:
+    def __init__(self, database: str, api_key: str, *, fail_every: int = 0, fail_status: int = 503):
+        self.database, self.api_key = database, api_key
+        self.fail_every, self.fail_status = fail_every, fail_status
+        self.requests = 0
+        self.failures = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                server.handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _answer(self, h: BaseHTTPRequestHandler, status: int, body: dict, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.requests += 1
+            fail = self.fail_every and self.requests % self.fail_every == 0
+        if h.headers.get("X-API-Key") != self.api_key:
+            return self._answer(h, 401, {"error": "invalid API key"})
+        if fail:
+            with self._lock:
+                self.failures += 1
+            return self._answer(h, self.fail_status, {"error": "try again"}, {"Retry-After": "0"})
+        url = urlparse(h.path)
+        path = url.path.removeprefix("/api/v1")
+        if path not in QUERIES:
+            return self._answer(h, 404, {"error": f"no endpoint {path}"})
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        sql, shape = QUERIES[path]
+        con = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)
+        try:
+            if path == "/persons":
+                limit = 200
+                rows = con.execute(sql + f" LIMIT {limit}", (int(q.get("cursor", 0)),)).fetchall()
+                nxt = str(rows[-1][0]) if len(rows) == limit else None
+                return self._answer(h, 200, {"data": [shape(r) for r in rows], "meta": {"nextCursor": nxt}})
+            page, size = int(q.get("page", 1)), int(q.get("pageSize", 100))
+            rows = con.execute(sql + f" LIMIT {size} OFFSET {(page - 1) * size}").fetchall()
+            return self._answer(h, 200, {"data": [shape(r) for r in rows], "page": page})
+        finally:
+            con.close()
