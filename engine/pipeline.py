@@ -165,6 +165,9 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
         again = {o.change.external_id + o.change.entity: o for o in target.apply(retry)}
         outcomes = [again.get(o.change.external_id + o.change.entity, o) for o in outcomes]
     progress.finish()
+    # a delete the portal answers with not_found has the desired result: the record is gone
+    outcomes = [Outcome(o.change, True, o.status, o.code, o.message, o.field)
+                if not o.ok and o.change.action == "delete" and o.code == "not_found" else o for o in outcomes]
     rejected = [o for o in outcomes if not o.ok]
     for o in rejected:
         c = o.change
