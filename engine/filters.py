@@ -57,7 +57,9 @@ def describe(rule: FilterRule, value: Any) -> str:
     """A sentence for the finding: which rule matched, on which value."""
     if rule.kind == "expr":
         return f"excluded by filter '{rule.name}' ({rule.expr.source})"
+    if rule.kind == "flag":     # the set value reads 1, True or 'J' depending on the database: not shown
+        return f"excluded by filter '{rule.name}': {rule.field} is set"
     shown = {"in": f"in {sorted(rule.values or ())}", "not_in": f"not in {sorted(rule.values or ())}",
-             "flag": "set", "regex": f"matches /{rule.pattern.pattern if rule.pattern else ''}/",
+             "regex": f"matches /{rule.pattern.pattern if rule.pattern else ''}/",
              "range": f"in range {rule.min}..{rule.max}"}[rule.kind]
     return f"excluded by filter '{rule.name}': {rule.field} = {value!r} {shown}"

@@ -305,27 +305,3 @@ def demo_dir(tmp_path_factory) -> Workspace:
     shutil.copytree(REPO / "tenants", root / "tenants")
     shutil.copytree(MAPPINGS, root / "mappings")
     return Workspace(root, root / "var" / "demo" / "erp.sqlite", None)
-
-
-# -- PostgreSQL ------------------------------------------------------------------------------
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def require(condition: object, reason: str) -> None:
-    """Skip with a visible reason when a real component is missing; in CI (CI set) fail instead."""
-    if condition:
-        return
-    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
-
-
-def postgres_reachable() -> str | None:
-    """None if the PostgreSQL server answers, else why not."""
-    import psycopg
-    try:
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # the reason is shown in the skip message
-        return f"PostgreSQL on 127.0.0.1:5432 (db test) is not reachable: {type(exc).__name__}: {exc}"
-    return None
