@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.expr.functions import BUILTIN_NAMES, FUNCTIONS, Function
 
-DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "functions.md"
+DOC_PATH = Path("docs") / "functions.md"   # run from the repository root
 END_MARKER = "<!-- end of the generated reference: the text below is written by hand -->"
 
 _JSON_TYPES = (str, int, float, bool, list, dict, type(None))
