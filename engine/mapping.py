@@ -37,6 +37,7 @@ class EntityData:
     excluded: dict[str, str] = field(default_factory=dict)  # external_id -> reason code
     extracted: int = 0                                      # rows read from the source
     filtered: Counter = field(default_factory=Counter)      # filter name -> rows excluded
+    unkeyed: Counter = field(default_factory=Counter)       # reason -> rows dropped without an external_id of their own
     gated: list = field(default_factory=list)               # (external_id, key, reason, early fields) skipped by a gate
 
 
@@ -96,6 +97,7 @@ class Mapper:
             if not external_id:
                 findings.append(Finding("invalid_record", entity, key_of(row),
                                         "external_id maps to an empty value", field="external_id"))
+                out.unkeyed["invalid_record"] += 1
                 continue
             data = {"external_id": external_id}
             if gate is not None:
@@ -103,7 +105,10 @@ class Mapper:
                     data[name] = get(row)
                 reason = gate(data)
                 if reason is not None:
-                    out.excluded[external_id] = reason
+                    if external_id in out.excluded:
+                        out.unkeyed[reason] += 1        # the same key again: counted, not overwritten
+                    else:
+                        out.excluded[external_id] = reason
                     out.gated.append((external_id, key_of(row), reason, data))
                     continue
             for name, get in getters:
@@ -117,6 +122,7 @@ class Mapper:
                 findings.append(Finding("duplicate_key", entity, key_of(row),
                                         f"external_id '{external_id}' is also produced by ERP record "
                                         f"{records[external_id].key}; this one is not sent"))
+                out.unkeyed["duplicate_key"] += 1
                 continue
             records[external_id] = Rec(key_of(row), data, contract_of(row) if contract_of else None)
 
@@ -125,8 +131,10 @@ class Mapper:
         for rule, matches, value_of in self._filters:
             if matches(row):
                 self.out.filtered[rule.name] += 1
-                if external_id is not None:
+                if external_id and external_id not in self.out.excluded:
                     self.out.excluded[external_id] = rule.reason
+                else:                                   # no key, or the same key again: counted apart
+                    self.out.unkeyed[rule.reason] += 1
                 self.findings.append(Finding(rule.reason, self.mapping.name, self._key(row),
                                              describe(rule, value_of(row) if value_of else None)))
                 return True

@@ -15,7 +15,7 @@ SUMMARY_VERSION = 1
 def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | None = None,
             allow_deletes: bool = False) -> dict[str, Any]:
     plan = prepared.plan
-    excluded: dict[str, Counter] = {e: Counter(d.excluded.values()) for e, d in prepared.data.items()}
+    excluded: dict[str, Counter] = {e: Counter(d.excluded.values()) + d.unkeyed for e, d in prepared.data.items()}
     rejected = Counter(o.change.entity for o in applied.rejected) if applied else Counter()
     return {
         "version": SUMMARY_VERSION,

@@ -571,3 +571,25 @@ def test_extracted_counts_are_the_erp_rows(demo_run):
             for t in ("objekt", "einheit", "adresse", "vertragpartner")}
     assert (s["buildings"]["extracted"], s["units"]["extracted"], s["users"]["extracted"],
             s["occupancies"]["extracted"]) == (rows["objekt"], rows["einheit"], rows["adresse"], rows["vertragpartner"])
+
+
+@pytest.mark.parametrize("contract", ["current", "ended"])
+def test_the_balance_holds_when_the_erp_repeats_a_key(ws, contract):
+    """A person listed twice as party of one contract gives two rows with one external_id: the second
+    is not sent (duplicate_key) and still counted under `excluded`."""
+    which = "v.ende IS NULL" if contract == "current" else "v.ende < '2020-01-01'"
+    row = ws.erp_rows("SELECT p.vertragnr, max(p.adressnr) AS adressnr FROM vertragpartner p "
+                      f"JOIN vertrag v USING (vertragnr) WHERE v.art IN ('M', 'E') AND {which} "
+                      "GROUP BY p.vertragnr ORDER BY p.vertragnr LIMIT 1")[0]
+    ws.erp_execute(("INSERT INTO vertragpartner (vertragnr, adressnr, position) VALUES (?, ?, 9)",
+                    (row["vertragnr"], row["adressnr"])))
+    result = ws.run()
+    key = f"{row['vertragnr']}/{row['adressnr']}"
+    c = result.summary["entities"]["occupancies"]
+    assert c["extracted"] == sum(c["excluded"].values()) + c["desired"], "every row is sent or excluded once"
+    if contract == "current":
+        [dup] = [f for f in result.findings if f.code == "duplicate_key"]
+        assert (dup.entity, dup.key) == ("occupancies", key)
+        assert c["excluded"].get("duplicate_key") == 1
+    else:       # out of the window either way: both rows are reported for the window
+        assert [f.code for f in result.findings if f.entity == "occupancies" and f.key == key] == ["contract_ended"] * 2
