@@ -593,3 +593,22 @@ def test_the_balance_holds_when_the_erp_repeats_a_key(ws, contract):
         assert c["excluded"].get("duplicate_key") == 1
     else:       # out of the window either way: both rows are reported for the window
         assert [f.code for f in result.findings if f.entity == "occupancies" and f.key == key] == ["contract_ended"] * 2
+
+
+def test_codes_and_numbers_arrive_as_the_erp_writes_them(demo_run):
+    """Postal codes and unit numbers keep their leading zeros, country codes are trimmed upper case
+    (' de' -> 'DE'), areas are numbers, unit type codes map to the portal's types."""
+    portal = demo_run.portal
+    objects = {str(r["objektnr"]): r for r in demo_run.ws.erp_rows("SELECT * FROM objekt")}
+    assert any(r["land"] != r["land"].strip().upper() for r in objects.values() if r["land"]), "the demo has ' de'"
+    for key, b in portal["buildings"].items():
+        erp = objects[key]
+        assert (b["postal_code"], b["country"]) == (erp["plz"], (erp["land"] or "DE").strip().upper())
+    assert any(b["postal_code"].startswith("0") for b in portal["buildings"].values())
+    types = {1: "apartment", 2: "commercial", 3: "parking", 4: "storage", 5: "other"}
+    units = {str(r["einheitid"]): r for r in demo_run.ws.erp_rows("SELECT * FROM einheit")}
+    for key, u in portal["units"].items():
+        erp = units[key]
+        assert (u["number"], u["type"], u["building_id"]) == (erp["einheitnr"], types[erp["typcode"]], str(erp["objektnr"]))
+        assert u["area_m2"] is None or u["area_m2"] == pytest.approx(float(erp["flaeche"]))
+    assert any(u["number"].startswith("0") for u in portal["units"].values())
