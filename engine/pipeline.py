@@ -122,7 +122,10 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     data = extract(tenant, run_date, findings, progress)
     timings["extract"] = time.perf_counter() - (t0 := t)
     t = time.perf_counter()
+    progress.start("normalise, resolve, dedup")
     winners = transform(tenant, data, run_date, state.winners(tenant.id) if state else {}, findings)
+    progress.advance(sum(len(d.records) for d in data.values()))
+    progress.finish("records kept")
     timings["transform"] = time.perf_counter() - t
     t = time.perf_counter()
     upserts: dict[str, list[Change]] = {}
