@@ -52,11 +52,31 @@ def main(args) -> int:
     finally:
         state.close()
     write_findings_csv(result.findings, args.findings)
+    cases = _hard_cases(erp, tenant, result.findings)
     if args.json:
         json.dump(result.summary, sys.stdout, ensure_ascii=False, indent=2)
         print()
     else:
         print(render_text(result.summary, result.findings))
+        if cases:
+            print("\n  hard cases of the demo ERP (docs/demo-erp.md): instances, findings on their ERP keys, records sent")
+            print("\n".join(cases))
         print(f"\n  data-quality report: {args.findings}")
         print(f"  portal store: {tenant.target.path}  (run `idwell-sync demo` again: zero writes)")
     return result.exit_code
+
+
+def _hard_cases(erp: Path, tenant, findings) -> list[str]:
+    """The closing table: what the run made of each hard case recorded in the ERP's manifest."""
+    from engine.demo.manifest import Manifest
+    from engine.demo.report import hard_case_lines
+    from engine.targets import open_target
+    manifest_file = Path(f"{erp}.manifest.json")
+    if not manifest_file.exists():
+        return []
+    target = open_target(tenant)
+    try:
+        portal = {e: {r["external_id"] for r in target.read(e)} for e in ("buildings", "units", "users", "occupancies")}
+    finally:
+        target.close()
+    return hard_case_lines(Manifest.load(manifest_file), findings, portal)
