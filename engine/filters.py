@@ -12,6 +12,7 @@ from engine.config.model import FilterRule
 _TRUTHY = frozenset({"1", "true", "j", "ja", "y", "yes", "x", "wahr"})
 
 Predicate = Callable[[Any], bool]
+ColumnPredicate = Callable[[Sequence[Sequence[Any]], int], list]
 
 
 def _text(value: Any) -> str:
@@ -29,6 +30,25 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _value_test(rule: FilterRule) -> Callable[[Any], bool]:
+    """For the rules on one field: whether the field's value excludes the row."""
+    if rule.kind in ("in", "not_in"):
+        values = frozenset(_text(v) for v in rule.values or ())
+        if rule.kind == "in":
+            return lambda v: v is not None and _text(v) in values
+        return lambda v: v is None or _text(v) not in values
+    if rule.kind == "flag":
+        return lambda v: v is not None and (v is True or _text(v) in _TRUTHY)
+    if rule.kind == "regex":
+        search = rule.pattern.search
+        return lambda v: v is not None and search(str(v)) is not None
+    if rule.kind == "range":
+        lo = float("-inf") if rule.min is None else rule.min
+        hi = float("inf") if rule.max is None else rule.max
+        return lambda v: (n := _number(v)) is not None and lo <= n <= hi
+    raise ValueError(f"unknown filter kind {rule.kind!r}")
+
+
 def compile_filter(rule: FilterRule, columns: Sequence[str] | None) -> Predicate:
     """A predicate that is true when the rule excludes the row (tuple row, or dict with columns=None)."""
     if rule.kind == "expr":
@@ -36,21 +56,26 @@ def compile_filter(rule: FilterRule, columns: Sequence[str] | None) -> Predicate
         return lambda row: bool(fn(row))
     from engine.expr import compile_expression
     get = compile_expression(rule.field).bind(columns)
-    if rule.kind in ("in", "not_in"):
-        values = frozenset(_text(v) for v in rule.values or ())
-        if rule.kind == "in":
-            return lambda row: (v := get(row)) is not None and _text(v) in values
-        return lambda row: (v := get(row)) is None or _text(v) not in values
-    if rule.kind == "flag":
-        return lambda row: (v := get(row)) is not None and (v is True or _text(v) in _TRUTHY)
-    if rule.kind == "regex":
-        search = rule.pattern.search
-        return lambda row: (v := get(row)) is not None and search(str(v)) is not None
-    if rule.kind == "range":
-        lo = float("-inf") if rule.min is None else rule.min
-        hi = float("inf") if rule.max is None else rule.max
-        return lambda row: (n := _number(get(row))) is not None and lo <= n <= hi
-    raise ValueError(f"unknown filter kind {rule.kind!r}")
+    test = _value_test(rule)
+    return lambda row: test(get(row))
+
+
+def compile_filter_columns(rule: FilterRule, columns: Sequence[str]) -> ColumnPredicate:
+    """The same predicate over a batch's columns (see Expr.bind_columns): one bool per row. The
+    test runs once per distinct value when the values repeat (type codes, flags, names)."""
+    if rule.kind == "expr":
+        evaluate = rule.expr.bind_columns(columns)
+        return lambda cols, n: list(map(bool, evaluate(cols, n)))
+    from engine.expr import compile_expression
+    from engine.expr._columns import map_memo
+    evaluate = compile_expression(rule.field).bind_columns(columns)
+    test = _value_test(rule)
+
+    def excluded(cols, n):
+        values = evaluate(cols, n)
+        memo = map_memo(test, values)
+        return memo if memo is not None else list(map(test, values))
+    return excluded
 
 
 def describe(rule: FilterRule, value: Any) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from itertools import compress, repeat
+from operator import is_, is_not, itemgetter
+from typing import Any, Callable, NamedTuple, Sequence
 
 from engine import contract
 from engine.config.model import EntityMapping
@@ -80,8 +82,21 @@ class Mapper:
                           _field_getter(rule.field, columns) if rule.field else None)
                          for rule in mapping.filters]
         self._key = _key_getter(mapping.key, columns)
+        self._columns = None if columns is None else _ColumnBindings(mapping, columns, names, gate_fields)
 
     def map_rows(self, rows: Sequence[Any]) -> None:
+        """Map one batch: column by column for tuple rows (see _ColumnBindings), else row by row."""
+        if self._columns is not None and rows:
+            try:
+                batch = self._columns.evaluate(rows, self._gate)
+            except Exception:       # mapped again row by row: what raises is what the row path raises
+                batch = None
+            if batch is not None:
+                self._take(rows, batch)
+                return
+        self._map_each(rows)
+
+    def _map_each(self, rows: Sequence[Any]) -> None:
         out, records, findings, entity = self.out, self.out.records, self.findings, self.mapping.name
         getters, early, gate, unmapped, defaults = self._getters, self._early, self._gate, self._unmapped, self._defaults
         id_of, key_of, contract_of = self._id, self._key, self._contract
@@ -95,9 +110,7 @@ class Mapper:
             if filters and (one_filter is None or one_filter(row)) and self._filtered(row, external_id):
                 continue
             if not external_id:
-                findings.append(Finding("invalid_record", entity, key_of(row),
-                                        "external_id maps to an empty value", field="external_id"))
-                out.unkeyed["invalid_record"] += 1
+                self._unkeyed(key_of(row))
                 continue
             data = {"external_id": external_id}
             if gate is not None:
@@ -105,11 +118,7 @@ class Mapper:
                     data[name] = get(row)
                 reason = gate(data)
                 if reason is not None:
-                    if external_id in out.excluded:
-                        out.unkeyed[reason] += 1        # the same key again: counted, not overwritten
-                    else:
-                        out.excluded[external_id] = reason
-                    out.gated.append((external_id, key_of(row), reason, data))
+                    self._gated(external_id, key_of(row), reason, data)
                     continue
             for name, get in getters:
                 data[name] = get(row)
@@ -119,26 +128,80 @@ class Mapper:
                 if data[name] is None:
                     data[name] = default
             if external_id in records:
-                findings.append(Finding("duplicate_key", entity, key_of(row),
-                                        f"external_id '{external_id}' is also produced by ERP record "
-                                        f"{records[external_id].key}; this one is not sent"))
-                out.unkeyed["duplicate_key"] += 1
+                self._duplicate(external_id, key_of(row))
                 continue
             records[external_id] = Rec(key_of(row), data, contract_of(row) if contract_of else None)
 
+    def _take(self, rows: Sequence[Any], b: "_Batch") -> None:
+        """Record what a batch evaluated column by column gives, exactly as _map_each would."""
+        out, records = self.out, self.out.records
+        out.extracted += len(rows)
+        ids, keys, kept_ids = b.ids, b.keys, b.kept_ids
+        if records.keys().isdisjoint(kept_ids) and len(set(kept_ids)) == len(kept_ids):
+            for i in sorted(b.filtered.keys() | b.unkeyed | b.gated.keys()):
+                self._exclude(i, rows[i], b)
+            records.update(zip(kept_ids, map(Rec, b.kept_keys, b.datas, b.contracts)))
+            return
+        kept = {i: k for k, i in enumerate(b.kept)}      # duplicate keys: one pass in row order
+        contracts = b.contracts
+        for i in range(len(rows)):
+            k = kept.get(i)
+            if k is None:
+                self._exclude(i, rows[i], b)
+            elif ids[i] in records:
+                self._duplicate(ids[i], keys[i])
+            else:
+                records[ids[i]] = Rec(keys[i], b.datas[k], contracts[k])
+
+    def _exclude(self, i: int, row: Any, b: "_Batch") -> None:
+        """Row i of a batch is filtered out, has no external_id or is stopped by the gate."""
+        rule_index = b.filtered.get(i)
+        if rule_index is not None:
+            self._filtered_by(self._filters[rule_index], row, b.ids[i], b.keys[i])
+        elif i in b.unkeyed:
+            self._unkeyed(b.keys[i])
+        else:
+            data = {"external_id": b.ids[i]}
+            for name, values in b.early.items():
+                data[name] = values[i]
+            self._gated(b.ids[i], b.keys[i], b.gated[i], data)
+
+    def _gated(self, external_id: str, key: str, reason: str, data: dict[str, Any]) -> None:
+        out = self.out
+        if external_id in out.excluded:
+            out.unkeyed[reason] += 1        # the same key again: counted, not overwritten
+        else:
+            out.excluded[external_id] = reason
+        out.gated.append((external_id, key, reason, data))
+
+    def _unkeyed(self, key: str) -> None:
+        self.findings.append(Finding("invalid_record", self.mapping.name, key,
+                                     "external_id maps to an empty value", field="external_id"))
+        self.out.unkeyed["invalid_record"] += 1
+
+    def _duplicate(self, external_id: str, key: str) -> None:
+        self.findings.append(Finding("duplicate_key", self.mapping.name, key,
+                                     f"external_id '{external_id}' is also produced by ERP record "
+                                     f"{self.out.records[external_id].key}; this one is not sent"))
+        self.out.unkeyed["duplicate_key"] += 1
+
     def _filtered(self, row: Any, external_id: str | None) -> bool:
         """Apply the filters in order; the first that matches excludes the row, with a finding."""
-        for rule, matches, value_of in self._filters:
-            if matches(row):
-                self.out.filtered[rule.name] += 1
-                if external_id and external_id not in self.out.excluded:
-                    self.out.excluded[external_id] = rule.reason
-                else:                                   # no key, or the same key again: counted apart
-                    self.out.unkeyed[rule.reason] += 1
-                self.findings.append(Finding(rule.reason, self.mapping.name, self._key(row),
-                                             describe(rule, value_of(row) if value_of else None)))
+        for f in self._filters:
+            if f[1](row):
+                self._filtered_by(f, row, external_id, self._key(row))
                 return True
         return False
+
+    def _filtered_by(self, f: tuple, row: Any, external_id: str | None, key: str) -> None:
+        rule, _, value_of = f
+        self.out.filtered[rule.name] += 1
+        if external_id and external_id not in self.out.excluded:
+            self.out.excluded[external_id] = rule.reason
+        else:                                   # no key, or the same key again: counted apart
+            self.out.unkeyed[rule.reason] += 1
+        self.findings.append(Finding(rule.reason, self.mapping.name, key,
+                                     describe(rule, value_of(row) if value_of else None)))
 
 
 def _as_text(value: Any) -> str:
@@ -163,3 +226,109 @@ def _key_getter(key: Sequence[str], columns: Sequence[str] | None):
         g1, g2 = getters
         return lambda row: f"{_as_text(g1(row))}/{_as_text(g2(row))}"
     return lambda row: "/".join([_as_text(g(row)) for g in getters])
+
+
+class _Batch(NamedTuple):
+    """One batch evaluated column by column (row indexes are positions in the batch)."""
+    ids: list                       # external_id per row
+    keys: Sequence[str]             # ERP key per row
+    filtered: dict[int, int]        # row -> index of the first filter that excludes it
+    unkeyed: set[int]               # rows without an external_id (not filtered)
+    gated: dict[int, str]           # row -> the gate's reason (not filtered, with an external_id)
+    early: dict[str, Sequence]      # the gate's fields, per row
+    kept: Sequence[int]             # the rows that become records, in order
+    kept_ids: Sequence[str]
+    kept_keys: Sequence[str]
+    datas: list[dict[str, Any]]     # their records
+    contracts: Sequence[Any]
+
+
+class _ColumnBindings:
+    """An entity's expressions bound to a query's columns for batches (Expr.bind_columns): each
+    field is computed for the whole batch in a few C-level passes; a record dict is built only
+    for the rows that pass the filters and the gate."""
+
+    def __init__(self, mapping: EntityMapping, columns: Sequence[str], names: list[str], gate_fields: Sequence[str]):
+        from engine.filters import compile_filter_columns
+        fields = mapping.fields
+        self.early = [(n, fields[n].bind_columns(columns)) for n in names if n in gate_fields]
+        self.getters = [(n, fields[n].bind_columns(columns)) for n in names if n not in gate_fields]
+        unmapped = [n for n in contract.fields(mapping.name) if n not in fields]
+        self.names = ("external_id", *(n for n, _ in self.early), *(n for n, _ in self.getters), *unmapped)
+        self.unmapped = len(unmapped)
+        position = {n: k for k, n in enumerate(self.names)}
+        self.defaults = [(position[n], default) for n, default in _defaults(mapping.name).items()]
+        self.id = fields["external_id"].bind_columns(columns)
+        self.contract = mapping.contract.bind_columns(columns) if mapping.contract else None
+        self.filters = [compile_filter_columns(rule, columns) for rule in mapping.filters]
+        self.key = _key_columns(mapping.key, columns)
+
+    def evaluate(self, rows: Sequence[Any], gate: Any) -> _Batch:
+        """Everything about a batch, computed without changing anything (so that it can be redone row by row)."""
+        n = len(rows)
+        cols = list(zip(*rows))
+        ids = self.id(cols, n)
+        if not set(map(type, ids)) <= _TEXT_OR_NULL:
+            ids = [v if v is None or v.__class__ is str else _as_text(v) for v in ids]
+        keys = self.key(cols, n)
+        filtered: dict[int, int] = {}
+        for k, excludes in enumerate(self.filters):
+            for i in compress(range(n), excludes(cols, n)):
+                filtered.setdefault(i, k)
+        unkeyed = set() if all(ids) else {i for i in range(n) if not ids[i] and i not in filtered}
+        early = {name: get(cols, n) for name, get in self.early}
+        dropped = filtered.keys() | unkeyed
+        gated: dict[int, str] = {}
+        if gate is None:
+            kept = [i for i in range(n) if i not in dropped] if dropped else range(n)
+        else:
+            reasons = self._reasons(gate, early, ids, n)
+            kept = list(compress(range(n), map(is_, reasons, repeat(None))))
+            if dropped:
+                kept = [i for i in kept if i not in dropped]
+            gated = {i: reasons[i] for i in compress(range(n), map(is_not, reasons, repeat(None))) if i not in dropped}
+        m = len(kept)
+        if m == n:
+            sub, pick = cols, list
+        else:
+            pick = itemgetter(*kept) if m > 1 else lambda values: [values[i] for i in kept]
+            sub = [pick(c) for c in cols]
+        kept_ids = pick(ids)
+        values = [kept_ids, *(pick(early[name]) for name, _ in self.early), *(get(sub, m) for _, get in self.getters)]
+        for k, default in self.defaults:
+            if None in values[k]:
+                values[k] = [default if v is None else v for v in values[k]]
+        rows_of_values = zip(*values, *[repeat(None)] * self.unmapped)
+        datas = list(map(dict, map(zip, repeat(self.names), rows_of_values)))
+        contracts = self.contract(sub, m) if self.contract is not None else [None] * m
+        return _Batch(ids, keys, filtered, unkeyed, gated, early, kept, kept_ids, pick(keys), datas, contracts)
+
+    @staticmethod
+    def _reasons(gate: Any, early: dict[str, Sequence], ids: Sequence, n: int) -> Sequence[str | None]:
+        over_columns = getattr(gate, "over_columns", None)
+        if over_columns is not None:
+            return over_columns(early, ids)
+        return [gate({"external_id": ids[i], **{name: values[i] for name, values in early.items()}}) for i in range(n)]
+
+
+_TEXT_OR_NULL = {str, type(None)}
+
+
+def _key_columns(key: Sequence[str], columns: Sequence[str]):
+    """The ERP key of every row of a batch, as _key_getter gives it."""
+    from engine.expr import compile_expression
+    getters = [compile_expression(k).bind_columns(columns) for k in key]
+
+    def keys(cols, n):
+        parts = [_texts(get(cols, n)) for get in getters]
+        return parts[0] if len(parts) == 1 else list(map("/".join, zip(*parts)))
+    return keys
+
+
+def _texts(values: Sequence[Any]) -> Sequence[str]:
+    types = set(map(type, values))
+    if types == {str}:
+        return values
+    if types == {int}:
+        return list(map(str, values))
+    return list(map(_as_text, values))

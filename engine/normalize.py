@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from itertools import compress
+from operator import itemgetter, ne
+from typing import Any, Sequence
 
 from engine import contract
 from engine.config.model import Rules
@@ -60,65 +62,124 @@ def _as_number(value: Any) -> Any:
 
 
 def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) -> None:
-    """Normalise every record of one entity in place; records that break a rule are dropped."""
-    from engine.contract.rules import check_record
-    from engine.expr.emails import analyze_email
-    from engine.expr.phones import normalize_phone
+    """Normalise every record of one entity in place; records that break a rule are dropped.
+
+    The work goes field by field over all records, in the order a record is treated (texts,
+    numbers, e-mails, phones, length limits, then the import API's record check), so that each
+    step is a few passes over a column; the record check runs only on the records that may still
+    break a rule (engine.contract.rules.suspects). Findings come out in record order, as if the
+    records were treated one by one.
+    """
+    from engine.contract.rules import check_record, suspects
+    from engine.expr.emails import analyze_emails
+    from engine.expr.phones import normalize_phones
 
     entity = data.entity
     emails, phones, limited, texts, numbers = _spec_fields(entity)
-    add = findings.append
-    dropped: list[str] = []
-    for external_id, rec in data.records.items():
-        d = rec.data
-        for name in texts:
-            value = d.get(name)
-            if value is not None and value.__class__ is not str:
-                d[name] = _as_text(value)
-        for name in numbers:
-            value = d.get(name)
-            if value is not None and value.__class__ is not float and value.__class__ is not int:
-                d[name] = _as_number(value)
-        for name in emails:
-            raw = d.get(name)
-            if raw is None:
-                continue
-            info = analyze_email(raw)
-            d[name] = info.login
+    recs = list(data.records.values())
+    datas = [rec.data for rec in recs]
+    cache: dict[str, tuple[list[Any], bool]] = {}        # field -> (values, every record has it)
+    found: list[tuple[int, int, Finding]] = []          # (record, sequence, finding)
+
+    def column(name: str) -> list[Any]:
+        if name not in cache:
+            cache[name] = _column(datas, name)
+        return cache[name][0]
+
+    def put(i: int, name: str, value: Any) -> None:
+        datas[i][name] = cache[name][0][i] = value
+
+    def add(i: int, code: str, message: str, name: str) -> None:
+        found.append((i, len(found), Finding(code, entity, recs[i].key, message, field=name)))
+
+    for name in texts:
+        values = column(name)
+        if not set(map(type, values)) <= _TEXT_OR_NULL:
+            for i, value in enumerate(values):
+                if value is not None and value.__class__ is not str:
+                    put(i, name, _as_text(value))
+    for name in numbers:
+        values = column(name)
+        if not set(map(type, values)) <= _NUMBER_OR_NULL:
+            for i, value in enumerate(values):
+                if value is not None and value.__class__ is not float and value.__class__ is not int:
+                    put(i, name, _as_number(value))
+    for name in emails:
+        at, raws = _present(column(name))
+        logins, others = analyze_emails(raws)
+        for k in compress(range(len(at)), map(ne, raws, logins)):
+            put(at[k], name, logins[k])
+        for k, info in others.items():
+            i, raw = at[k], raws[k]
             if info.invalid:
                 what = "no valid address" if info.login is None else f"ignored invalid part(s) {list(info.invalid)}"
-                add(Finding("email_invalid", entity, rec.key, f"{what} in {raw!r}", field=name))
+                add(i, "email_invalid", f"{what} in {raw!r}", name)
             if info.annotated:
-                add(Finding("email_annotated", entity, rec.key, f"annotation removed from {raw!r}", field=name))
+                add(i, "email_annotated", f"annotation removed from {raw!r}", name)
             if info.multiple and len(info.addresses) > 1:
-                add(Finding("email_multiple", entity, rec.key,
-                            f"{len(info.addresses)} addresses in {raw!r}; login is {info.login}", field=name))
-        for name in phones:
-            raw = d.get(name)
-            if raw is None or (isinstance(raw, str) and not raw.strip()):
-                d[name] = None
-                continue
-            e164 = normalize_phone(raw)
-            d[name] = e164
+                add(i, "email_multiple", f"{len(info.addresses)} addresses in {raw!r}; login is {info.login}", name)
+    for name in phones:
+        at, raws = _present(column(name))
+        if not cache[name][1]:
+            for d in datas:
+                d.setdefault(name, None)                # as record by record: a missing phone becomes null
+        blank = {k for k, raw in enumerate(raws) if isinstance(raw, str) and not raw.strip()}
+        for k in sorted(blank):
+            put(at[k], name, None)
+        if blank:
+            keep = [k for k in range(len(at)) if k not in blank]
+            at, raws = [at[k] for k in keep], [raws[k] for k in keep]
+        for i, raw, e164 in zip(at, raws, normalize_phones(raws)):
+            if e164 != raw:
+                put(i, name, e164)
             if e164 is None:
-                add(Finding("phone_invalid", entity, rec.key, f"{raw!r} is not a phone number; sent empty", field=name))
-        for name, limit in limited:
-            value = d.get(name)
-            if isinstance(value, str) and len(value) > limit:
+                add(i, "phone_invalid", f"{raw!r} is not a phone number; sent empty", name)
+    rejected: set[int] = set()
+    for name, limit in limited:
+        values = column(name)
+        if set(map(type, values)) <= _TEXT_OR_NULL and max(map(len, filter(None, values)), default=0) <= limit:
+            continue
+        for i, value in enumerate(values):
+            if isinstance(value, str) and len(value) > limit and i not in rejected:
                 if rules.long_names == "truncate":
-                    d[name] = value[:limit].rstrip()
-                    add(Finding("name_truncated", entity, rec.key,
-                                f"{len(value)} characters, cut to {limit}: {d[name]!r}", field=name))
+                    put(i, name, cut := value[:limit].rstrip())
+                    add(i, "name_truncated", f"{len(value)} characters, cut to {limit}: {cut!r}", name)
                 else:
-                    add(Finding("name_too_long", entity, rec.key,
-                                f"{len(value)} characters, at most {limit} allowed; not sent", field=name))
-                    dropped.append(external_id)
-                    break
-        else:
-            for v in check_record(entity, d):
-                add(Finding("invalid_record", entity, rec.key, f"{v.message}; not sent", field=v.field))
-                dropped.append(external_id)
-                break
-    for external_id in dropped:
+                    add(i, "name_too_long", f"{len(value)} characters, at most {limit} allowed; not sent", name)
+                    rejected.add(i)
+    invalid = set()
+    complete = {name: values for name, (values, every) in cache.items() if every}
+    for i in suspects(entity, datas, complete):
+        if i in rejected:
+            continue
+        for v in check_record(entity, datas[i]):
+            add(i, "invalid_record", f"{v.message}; not sent", v.field)
+            invalid.add(i)
+            break
+    found.sort(key=itemgetter(0, 1))
+    findings.extend(f for _, _, f in found)
+    ids = list(data.records)
+    for i in sorted(rejected | invalid):
+        external_id = ids[i]
         del data.records[external_id]
         data.excluded[external_id] = "invalid_record"
+
+
+_TEXT_OR_NULL = {str, type(None)}
+_NUMBER_OR_NULL = {float, int, type(None)}
+
+
+def _column(datas: list[dict[str, Any]], name: str) -> tuple[list[Any], bool]:
+    """(the field's value in every record, None where a record lacks it; whether none lacks it)."""
+    try:
+        return list(map(itemgetter(name), datas)), True
+    except KeyError:
+        return [d.get(name) for d in datas], False
+
+
+def _present(values: list[Any]) -> tuple[Sequence[int], list[Any]]:
+    """(positions, values) of the values that are not null."""
+    if None not in values:
+        return range(len(values)), list(values)
+    at = [i for i, v in enumerate(values) if v is not None]
+    return at, [values[i] for i in at]

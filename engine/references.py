@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Sequence
 
 from engine.config.model import ContractWindow, Rules
 from engine.findings import Finding
@@ -48,20 +49,43 @@ def resolve_units(units: EntityData, buildings: EntityData, findings: list[Findi
 WINDOW_FIELDS = ("start_date", "end_date")
 
 
-def window_gate(window: ContractWindow, run_date: dt.date):
-    """(fields, gate) for the Mapper: the reason an occupancy is outside the window, or None."""
-    _, earliest_end, latest_start = window_bounds(window, run_date)
-    first_end, last_start = earliest_end.isoformat(), latest_start.isoformat()
+class WindowGate:
+    """The Mapper's gate for occupancies: the reason a contract is outside the window, or None.
 
-    def gate(data: dict) -> str | None:
-        end = data["end_date"]
-        if end is not None and _iso(end) < first_end:
+    Called with a record's early fields (a dict), or over a batch's columns (`over_columns`)."""
+
+    def __init__(self, window: ContractWindow, run_date: dt.date):
+        _, earliest_end, latest_start = window_bounds(window, run_date)
+        self.first_end, self.last_start = earliest_end.isoformat(), latest_start.isoformat()
+
+    def ended(self, end) -> bool:
+        return end is not None and _iso(end) < self.first_end
+
+    def future(self, start) -> bool:
+        return start is not None and _iso(start) > self.last_start
+
+    def __call__(self, data: dict) -> str | None:
+        if self.ended(data["end_date"]):
             return "contract_ended"
-        start = data["start_date"]
-        if start is not None and _iso(start) > last_start:
+        if self.future(data["start_date"]):
             return "contract_future"
         return None
-    return WINDOW_FIELDS, gate
+
+    def over_columns(self, early: dict[str, Sequence], external_ids: Sequence[str]) -> list[str | None]:
+        ended = _per_value(self.ended, early["end_date"])
+        future = _per_value(self.future, early["start_date"])
+        return ["contract_ended" if e else "contract_future" if f else None for e, f in zip(ended, future)]
+
+
+def window_gate(window: ContractWindow, run_date: dt.date) -> tuple[tuple[str, ...], WindowGate]:
+    """(fields, gate) for the Mapper: the reason an occupancy is outside the window, or None."""
+    return WINDOW_FIELDS, WindowGate(window, run_date)
+
+
+def _per_value(fn, values: Sequence) -> list:
+    from engine.expr._columns import map_memo
+    memo = map_memo(fn, values)
+    return memo if memo is not None else list(map(fn, values))
 
 
 def window_finding(key: str, reason: str, data: dict, window: ContractWindow, run_date: dt.date) -> Finding:
@@ -86,10 +110,23 @@ def apply_window(occ: EntityData, window: ContractWindow, run_date: dt.date, fin
         occ.excluded[external_id] = reason
 
 
-def occupancy_gate(occ: EntityData):
+class OccupancyGate:
+    """The users' gate: persons with no occupancy left are not mapped."""
+
+    def __init__(self, occ: EntityData):
+        self.wanted = {rec.data["user_id"] for rec in occ.records.values()}
+
+    def __call__(self, data: dict) -> str | None:
+        return None if data["external_id"] in self.wanted else "user_without_occupancy"
+
+    def over_columns(self, early: dict[str, Sequence], external_ids: Sequence[str]) -> list[str | None]:
+        wanted = self.wanted
+        return [None if i in wanted else "user_without_occupancy" for i in external_ids]
+
+
+def occupancy_gate(occ: EntityData) -> tuple[tuple[str, ...], OccupancyGate]:
     """(fields, gate) for the users' Mapper: persons with no occupancy left are not mapped."""
-    wanted = {rec.data["user_id"] for rec in occ.records.values()}
-    return (), lambda data: None if data["external_id"] in wanted else "user_without_occupancy"
+    return (), OccupancyGate(occ)
 
 
 def resolve_occupancy_references(occ: EntityData, users: EntityData, units: EntityData,

@@ -22,7 +22,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from itertools import compress
+from operator import itemgetter, not_
+from typing import Any, Callable, Mapping, Sequence
 
 from engine.contract import RESOURCES, record_schema
 
@@ -69,10 +71,20 @@ def _valid_date(value: str) -> bool:
     return True
 
 
-_FORMATS: dict[str, tuple[Callable[[str], bool], str]] = {
-    "date": (_valid_date, "a date as YYYY-MM-DD"),
+def _valid_dates(values: list[str]) -> list[bool]:
+    valid = {v: _valid_date(v) for v in set(values)}       # dates repeat: checked once each
+    return list(map(valid.__getitem__, values))
+
+
+def _valid_emails(values: list[str]) -> list[Any]:
+    return list(map(_EMAIL.fullmatch, map(str.strip, values)))
+
+
+# format -> (check of one text, the same over a list of texts (truthy: valid), what it wants)
+_FORMATS: dict[str, tuple[Callable[[str], bool], Callable[[list[str]], list], str]] = {
+    "date": (_valid_date, _valid_dates, "a date as YYYY-MM-DD"),
     # the spec compares logins "after trimming", so surrounding whitespace is tolerated
-    "email": (lambda v: _EMAIL.fullmatch(v.strip()) is not None, "an e-mail address (local@domain)"),
+    "email": (lambda v: _EMAIL.fullmatch(v.strip()) is not None, _valid_emails, "an e-mail address (local@domain)"),
 }
 
 
@@ -86,6 +98,7 @@ def _ecma_pattern(pattern: str) -> re.Pattern[str]:
 class _Field:
     free: frozenset[type]                         # exact types that pass without further checks
     check: Callable[[Any], Violation | None]
+    suspects: Callable[[Sequence[Any]], list[int]]  # positions of values check() may reject (a superset)
 
 
 def _compile_field(entity: str, name: str, schema: dict[str, Any]) -> _Field:
@@ -104,7 +117,7 @@ def _compile_field(entity: str, name: str, schema: dict[str, Any]) -> _Field:
     fmt = schema.get("format")
     if fmt is not None and fmt not in _FORMATS:
         raise NotImplementedError(f"import API spec, {entity}.{name}: format {fmt!r} has no compiled rule")
-    fmt_check, fmt_text = _FORMATS[fmt] if fmt else (None, "")
+    fmt_check, fmt_column, fmt_text = _FORMATS[fmt] if fmt else (None, None, "")
     string_rules = any(x is not None for x in (min_len, max_len, pattern, fmt_check))
     number_rules = minimum is not None or maximum is not None
 
@@ -148,7 +161,47 @@ def _compile_field(entity: str, name: str, schema: dict[str, Any]) -> _Field:
                 return bad("maximum", f"must be at most {maximum}, got {value!r}")
         return None
 
-    return _Field(frozenset(free), check)
+    free_types = frozenset(free)
+    numeric = frozenset(t for t, ok in ((int, not types or "number" in types or "integer" in types),
+                                        (float, not types or "number" in types)) if ok)
+
+    def suspects(values: Sequence[Any]) -> list[int]:
+        seen = set(map(type, values))
+        if seen <= free_types:
+            return []
+        other = seen - free_types
+        if other == {str} and (not types or str in exact):
+            at, texts = _of_types(values, other, seen)
+            return [at[k] for k in _text_suspects(texts)]
+        if other <= numeric and enum is None:
+            at, numbers = _of_types(values, other, seen)
+            return [at[k] for k in _number_suspects(numbers)]
+        return [i for i, v in enumerate(values) if type(v) not in free_types]
+
+    def _text_suspects(texts: list[str]) -> list[int]:
+        bad: set[int] = set()
+        if enum is not None and not set(texts) <= enum_hashable:
+            bad.update(k for k, v in enumerate(texts) if v not in enum_hashable)
+        if min_len is not None or max_len is not None:
+            lengths = list(map(len, texts))
+            if (min_len is not None and min(lengths) < min_len) or (max_len is not None and max(lengths) > max_len):
+                bad.update(k for k, n in enumerate(lengths) if (min_len is not None and n < min_len)
+                           or (max_len is not None and n > max_len))
+        for valid in ((list(map(pattern.search, texts)) if pattern is not None else None),
+                      (fmt_column(texts) if fmt_column is not None else None)):
+            if valid is not None and not all(valid):
+                bad.update(compress(range(len(texts)), map(not_, valid)))
+        return sorted(bad)
+
+    def _number_suspects(numbers: list[Any]) -> list[int]:
+        low = minimum is not None and not min(numbers) >= minimum
+        high = maximum is not None and not max(numbers) <= maximum
+        if not (low or high):
+            return []
+        return [k for k, v in enumerate(numbers) if (minimum is not None and not v >= minimum)
+                or (maximum is not None and not v <= maximum)]
+
+    return _Field(free_types, check, suspects)
 
 
 def _describe(value: Any) -> str:
@@ -202,3 +255,34 @@ def check_record(entity: str, record: Any) -> list[Violation]:
         out.extend(Violation(r, "required", f"{r!r} is required for {entity}")
                    for r in compiled.required if r not in record)
     return out
+
+
+def suspects(entity: str, records: Sequence[dict[str, Any]], columns: Mapping[str, Sequence[Any]] = {}) -> list[int]:
+    """Positions of the records for which check_record may find something: a superset, found
+    field by field over the whole list (type sets, lengths, patterns and formats in C-level
+    passes), so that check_record runs only on the few records that need it. `columns`: the
+    records' values of some fields, already at hand (each record has those fields)."""
+    compiled = _COMPILED[entity]
+    names = tuple(compiled.fields)
+    if not records:
+        return []
+    if set(map(len, records)) != {len(names)} or not compiled.required_set <= set(names):
+        return list(range(len(records)))        # not exactly the spec's fields: check each record
+    found: set[int] = set()
+    for name, f in compiled.fields.items():
+        values = columns.get(name)
+        if values is None:
+            try:
+                values = list(map(itemgetter(name), records))
+            except (KeyError, TypeError):
+                return list(range(len(records)))
+        found.update(f.suspects(values))
+    return sorted(found)
+
+
+def _of_types(values: Sequence[Any], wanted: set[type], seen: set[type]) -> tuple[Sequence[int], list[Any]]:
+    """(positions, values) of the values of the wanted types."""
+    if seen == wanted:
+        return range(len(values)), list(values)
+    at = [i for i, v in enumerate(values) if type(v) in wanted]
+    return at, [values[i] for i in at]

@@ -18,6 +18,7 @@ from jmespath import exceptions as jp_exceptions
 from jmespath.lexer import Lexer
 from jmespath.parser import Parser
 
+from engine.expr._columns import ColumnCompiler, map_memo
 from engine.expr._compile import Compiler, NeedsRecord
 from engine.expr.functions import BUILTIN_NAMES, FUNCTIONS, make_functions
 
@@ -67,6 +68,45 @@ class Expr:
             except NeedsRecord:
                 pass
         return self._via_record(list(columns), positions)
+
+    def bind_columns(self, columns: Sequence[str]) -> Callable[[Sequence[Sequence[Any]], int], Sequence[Any]]:
+        """A function of a whole batch: `evaluate(cols, n)` with one sequence per column (in
+        `columns` order, e.g. `list(zip(*rows))`), each of length n; it returns a sequence of n
+        values, each the value `bind(columns)` gives for that row (see engine.expr._columns).
+
+        An expression of one column that calls functions is computed once per distinct value
+        when the column's values repeat. If the column-wise evaluation raises, the batch is
+        evaluated row by row, so that what is raised is what the row binding raises.
+        """
+        columns = list(columns)
+        row = self.bind(columns)                 # checks the names; the fallback
+
+        def by_row(cols: Sequence[Sequence[Any]], n: int) -> list:
+            return list(map(row, zip(*cols)))
+        if self.columns is None:
+            return by_row
+        positions = self._positions(columns)
+        try:
+            direct = ColumnCompiler(self._functions, positions).compile(self._ast)
+        except NeedsRecord:
+            return by_row
+        one = None
+        if len(self.columns) == 1 and self.functions:
+            (name,) = self.columns
+            position = positions[name]
+            single = Compiler(self._functions, {name: 0}).compile(self._ast)
+            one = lambda value: single((value,))  # noqa: E731
+
+        def evaluate(cols: Sequence[Sequence[Any]], n: int) -> Sequence[Any]:
+            try:
+                if one is not None:
+                    memo = map_memo(one, cols[position])
+                    if memo is not None:
+                        return memo
+                return direct(cols, n)
+            except Exception:
+                return by_row(cols, n)
+        return evaluate
 
     def __getstate__(self) -> dict:
         # picklable (for worker processes): the compiled closures are rebuilt on first use

@@ -16,6 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress
+from operator import not_
+from typing import Any, Sequence
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -64,6 +67,20 @@ def normalize_email(raw: str | None) -> str | None:
     if raw is None:
         return None
     return _analyze(raw if type(raw) is str else str(raw)).login
+
+
+def analyze_emails(raws: Sequence[Any]) -> tuple[list[str | None], dict[int, EmailInfo]]:
+    """For a column of ERP e-mail fields that are not null: the login of each, and the EmailInfo
+    of the fields that are not one plain address (only those can carry findings). The same as
+    analyze_email field by field; the plain addresses, most of a column and mostly distinct, are
+    recognised in three C-level passes (strip, lower, the fast-path regex) without the cache."""
+    texts = raws if set(map(type, raws)) == {str} else [r if type(r) is str else str(r) for r in raws]
+    logins: list[str | None] = list(map(str.lower, map(str.strip, texts)))
+    others: dict[int, EmailInfo] = {}
+    for i in compress(range(len(texts)), map(not_, map(_SIMPLE.fullmatch, logins))):
+        info = others[i] = _analyze(texts[i])
+        logins[i] = info.login
+    return logins, others
 
 
 @lru_cache(maxsize=1 << 16)   # ~25 MB when full; a miss costs ~1-2 us

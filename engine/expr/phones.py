@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import phonenumbers
 
@@ -63,6 +63,41 @@ def analyze_phone(raw: str | None, region: str = DEFAULT_REGION) -> PhoneInfo:
     return _analyze(raw, region)
 
 
+def normalize_phones(raws: Sequence[str | None], region: str = DEFAULT_REGION) -> list[str | None]:
+    """[normalize_phone(raw, region) for raw in raws], for a whole column at once.
+
+    The numbers of a column are mostly distinct, so the cache helps little; instead the steps of
+    the German fast path run as C-level passes over the column (strip, shape, separators, national
+    number), leaving one validity check per number. What does not take that path goes through
+    normalize_phone.
+    """
+    texts = raws if set(map(type, raws)) == _TEXT else [r if r is None or type(r) is str else str(r) for r in raws]
+    present = [i for i, t in enumerate(texts) if t is not None] if None in texts else range(len(texts))
+    out: list[str | None] = [None] * len(texts)
+    if region != "DE":
+        for i in present:
+            out[i] = normalize_phone(texts[i], region)
+        return out
+    values = [texts[i] for i in present]
+    stripped = list(map(str.strip, values))
+    already = list(map(E164.fullmatch, values))
+    shaped = list(map(_GERMAN_SHAPE.fullmatch, stripped))
+    digits = [_SEPARATOR.sub("", t) if m is not None and "(0)" not in t else "" for t, m in zip(stripped, shaped)]
+    numbers = list(map(_GERMAN_NSN.fullmatch, digits))
+    valid = _german_validity()
+    for i, value, done, number in zip(present, values, already, numbers):
+        if done is not None:
+            out[i] = value
+        elif number is not None and valid(nsn := number[1]):
+            out[i] = "+49" + nsn
+        else:
+            out[i] = _analyze(value, region).e164
+    return out
+
+
+_TEXT = {str}
+
+
 @lru_cache(maxsize=1 << 16)   # a miss costs ~1 us (fast path) to ~17 us
 def _analyze(raw: str, region: str) -> PhoneInfo:
     text = raw.strip()
@@ -100,7 +135,7 @@ def _parse(text: str, region: str) -> PhoneInfo:
 # goes to the reference path, and a test holds the two together.
 _GERMAN_SHAPE = re.compile(r"(?:\+\s*49|0049|\(?0(?!0))[\d\s/().\-]*\d")
 _INTERNATIONAL_TRUNK = re.compile(r"^(?:\+\s*49|0049)\s*\(0\)")
-_SEPARATORS = str.maketrans("", "", " \t/().-")
+_SEPARATOR = re.compile(r"[ \t/().\-]")
 _GERMAN_NSN = re.compile(r"(?:\+49|0049|0)([1-9]\d*)")
 
 
@@ -110,7 +145,7 @@ def german_fast_path(text: str) -> str | None:
         return None
     if "(0)" in text:
         text = _INTERNATIONAL_TRUNK.sub("+49", text)
-    digits = text.translate(_SEPARATORS)
+    digits = _SEPARATOR.sub("", text)
     match = _GERMAN_NSN.fullmatch(digits)
     if match is None:
         return None

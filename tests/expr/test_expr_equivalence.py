@@ -102,3 +102,65 @@ def test_compiled_expressions_agree_with_jmespath(seed):
             assert outcome(on_row, tuple(record.values())) == reference, (text, record)
             compared += 1
     assert compared > 1000      # the generator makes mostly valid expressions
+
+
+def column_outcome(evaluate, rows, n):
+    try:
+        return ("value", strict(list(evaluate([list(c) for c in zip(*rows)], n))))
+    except (JMESPathError, TypeError, ValueError, AttributeError, KeyError) as error:
+        return ("error", type(error).__name__)
+
+
+def rows_outcome(read, rows):
+    values = []
+    for row in rows:
+        result = outcome(read, row)
+        if result[0] == "error":
+            return result            # the batch raises what its first failing row raises
+        values.append(result[1])
+    return ("value", ("list", values))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_column_binding_agrees_with_the_row_binding(seed):
+    """bind_columns over a batch gives each row's value from bind, or the first row's error;
+    batches whose values repeat exercise the once-per-distinct-value path."""
+    rng = random.Random(1000 + seed)
+    compared = 0
+    for _ in range(250):
+        text = random_expression(rng)
+        try:
+            expr = compile_expression(text, code_tables=TABLES)
+        except ExprError:
+            continue
+        pool = [random_record(rng) for _ in range(rng.choice([1, 3, 60]))]
+        n = rng.choice([1, 40, 60])
+        rows = [tuple(rng.choice(pool)[name] for name in NAMES) for _ in range(n)]
+        expected = rows_outcome(expr.bind(NAMES), rows)
+        assert column_outcome(expr.bind_columns(NAMES), rows, n) == expected, (text, rows[:3])
+        compared += 1
+    assert compared > 150
+
+
+@pytest.mark.parametrize("text", [
+    "to_text(Nr)", "trim(Name)", "lower(trim(Name))", "upper(Name)", "to_date(Datum)",
+    "concat(to_text(Nr), '-', to_text(Name))", "map_values(to_text(Nr), 'unit_types')",
+    "coalesce(lower(trim(Name)), 'de')", "truncate(Name, `3`)", "normalize_email(Name)",
+    "normalize_phone(Name)", "Nr", "'x'"])
+def test_column_binding_on_database_shaped_columns(text):
+    """The column versions of the common functions on typical columns, with and without nulls,
+    few or many distinct values, and mixed types (1, 1.0, True and Decimal('1') must not share)."""
+    rng = random.Random(text)
+    values = {
+        "Nr": [1, 2, 3, 4711, None, 1.0, True, Decimal("1"), Decimal("1.0"), -0.0, 0.0, "1"],
+        "Name": [" Herr ", "Frau", "", None, "max@web.de", "030 1234567", 7, "x" * 5],
+        "Datum": ["01.02.2024", "2024-02-01", None, dt.date(2024, 2, 1), dt.datetime(2024, 2, 1, 12), "x"],
+    }
+    expr = compile_expression(text, code_tables=TABLES)
+    names = list(values)
+    for kinds in ([int], [str], [str, type(None)], None):
+        for distinct in (2, 40):
+            choices = {k: [v for v in vs if kinds is None or type(v) in kinds] or [None] for k, vs in values.items()}
+            pools = {k: [rng.choice(vs) for _ in range(distinct)] for k, vs in choices.items()}
+            rows = [tuple(rng.choice(pools[k]) for k in names) for _ in range(60)]
+            assert column_outcome(expr.bind_columns(names), rows, 60) == rows_outcome(expr.bind(names), rows), text
