@@ -9,9 +9,11 @@ before apply.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +113,22 @@ def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, pr
     return winners
 
 
+@contextmanager
+def _without_cyclic_gc():
+    """A large tenant's run builds millions of small objects that never form reference cycles
+    (records, findings, planned changes). CPython's cyclic collector walks all of them again
+    each time the heap has grown by a quarter: a third of a size-L plan's CPU, for nothing.
+    Reference counting still frees everything; the collector runs again after the step."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_without_cyclic_gc()
 def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, allow_deletes: bool = False,
             progress: Progress | None = None) -> Prepared:
     """Everything up to and including the plan. Writes nothing anywhere."""
@@ -155,6 +173,7 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     return Prepared(tenant, run_date, data, plan, findings, winners, timings)
 
 
+@_without_cyclic_gc()
 def apply(prepared: Prepared, target, progress: Progress | None = None) -> Applied:
     """Apply the plan; refused writes are retried once after the deletes (an e-mail or reference
     may have been freed by them), then reported as rejected records."""
