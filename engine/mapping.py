@@ -326,9 +326,10 @@ def _key_columns(key: Sequence[str], columns: Sequence[str]):
 
 
 def _texts(values: Sequence[Any]) -> Sequence[str]:
+    from engine.expr._columns import whole_numbers_as_text
     types = set(map(type, values))
     if types == {str}:
         return values
     if types == {int}:
-        return list(map(str, values))
+        return whole_numbers_as_text(values)
     return list(map(_as_text, values))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from itertools import compress
-from operator import itemgetter, ne
+from itertools import compress, repeat
+from operator import is_not, itemgetter, ne
 from typing import Any, Sequence
 
 from engine import contract
@@ -78,7 +78,8 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) ->
     emails, phones, limited, texts, numbers = _spec_fields(entity)
     recs = list(data.records.values())
     datas = [rec.data for rec in recs]
-    cache: dict[str, tuple[list[Any], bool]] = {}        # field -> (values, every record has it)
+    cache = _columns(datas, contract.fields(entity))    # field -> (values, every record has it)
+    seen: dict[str, set[type]] = {}                      # field -> the types of its values
     found: list[tuple[int, int, Finding]] = []          # (record, sequence, finding)
 
     def column(name: str) -> list[Any]:
@@ -86,27 +87,35 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) ->
             cache[name] = _column(datas, name)
         return cache[name][0]
 
+    def types(name: str) -> set[type]:
+        if name not in seen:
+            seen[name] = set(map(type, column(name)))
+        return seen[name]
+
     def put(i: int, name: str, value: Any) -> None:
         datas[i][name] = cache[name][0][i] = value
+        seen.pop(name, None)
 
     def add(i: int, code: str, message: str, name: str) -> None:
         found.append((i, len(found), Finding(code, entity, recs[i].key, message, field=name)))
 
     for name in texts:
         values = column(name)
-        if not set(map(type, values)) <= _TEXT_OR_NULL:
+        if not types(name) <= _TEXT_OR_NULL:
             for i, value in enumerate(values):
                 if value is not None and value.__class__ is not str:
                     put(i, name, _as_text(value))
     for name in numbers:
         values = column(name)
-        if not set(map(type, values)) <= _NUMBER_OR_NULL:
+        if not types(name) <= _NUMBER_OR_NULL:
             for i, value in enumerate(values):
                 if value is not None and value.__class__ is not float and value.__class__ is not int:
                     put(i, name, _as_number(value))
+    unplain: set[int] = set()                           # records with an e-mail off the fast path
     for name in emails:
         at, raws = _present(column(name))
         logins, others = analyze_emails(raws)
+        unplain.update(at[k] for k in others)
         for k in compress(range(len(at)), map(ne, raws, logins)):
             put(at[k], name, logins[k])
         for k, info in others.items():
@@ -123,7 +132,8 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) ->
         if not cache[name][1]:
             for d in datas:
                 d.setdefault(name, None)                # as record by record: a missing phone becomes null
-        blank = {k for k, raw in enumerate(raws) if isinstance(raw, str) and not raw.strip()}
+        blank = set() if set(map(type, raws)) == {str} and all(map(str.strip, raws)) else \
+            {k for k, raw in enumerate(raws) if isinstance(raw, str) and not raw.strip()}
         for k in sorted(blank):
             put(at[k], name, None)
         if blank:
@@ -137,7 +147,7 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) ->
     rejected: set[int] = set()
     for name, limit in limited:
         values = column(name)
-        if set(map(type, values)) <= _TEXT_OR_NULL and max(map(len, filter(None, values)), default=0) <= limit:
+        if types(name) <= _TEXT_OR_NULL and max(map(len, filter(None, values)), default=0) <= limit:
             continue
         for i, value in enumerate(values):
             if isinstance(value, str) and len(value) > limit and i not in rejected:
@@ -148,8 +158,13 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) ->
                     add(i, "name_too_long", f"{len(value)} characters, at most {limit} allowed; not sent", name)
                     rejected.add(i)
     invalid = set()
+    # What the steps above enforced cannot fail the check: lengths of the limited fields, and the
+    # e-mail format of a login from analyze_emails' fast path (the others are checked).
+    settled = {name: ("max_length",) for name, _ in limited}
+    settled.update((name, ("format",)) for name in emails)
     complete = {name: values for name, (values, every) in cache.items() if every}
-    for i in suspects(entity, datas, complete):
+    for i in sorted(set(suspects(entity, datas, complete, {name: types(name) for name in complete}, settled))
+                    | unplain):
         if i in rejected:
             continue
         for v in check_record(entity, datas[i]):
@@ -169,6 +184,16 @@ _TEXT_OR_NULL = {str, type(None)}
 _NUMBER_OR_NULL = {float, int, type(None)}
 
 
+def _columns(datas: list[dict[str, Any]], names: Sequence[str]) -> dict[str, tuple[list[Any], bool]]:
+    """The records' values of the spec's fields, read in one pass (each record's dict is visited
+    once); empty when a record lacks one of them (then _column reads field by field)."""
+    try:
+        rows = list(map(itemgetter(*names), datas))
+    except KeyError:
+        return {}
+    return {name: (list(values), True) for name, values in zip(names, zip(*rows))} if rows else {}
+
+
 def _column(datas: list[dict[str, Any]], name: str) -> tuple[list[Any], bool]:
     """(the field's value in every record, None where a record lacks it; whether none lacks it)."""
     try:
@@ -181,5 +206,5 @@ def _present(values: list[Any]) -> tuple[Sequence[int], list[Any]]:
     """(positions, values) of the values that are not null."""
     if None not in values:
         return range(len(values)), list(values)
-    at = [i for i, v in enumerate(values) if v is not None]
+    at = list(compress(range(len(values)), map(is_not, values, repeat(None))))
     return at, [values[i] for i in at]

@@ -72,14 +72,25 @@ class WindowGate:
         return None
 
     def over_columns(self, early: dict[str, Sequence], external_ids: Sequence[str]) -> list[str | None]:
-        ended = _per_value(self.ended, early["end_date"])
-        future = _per_value(self.future, early["start_date"])
+        ends, starts = early["end_date"], early["start_date"]
+        if _iso_dates(ends) and _iso_dates(starts):      # then _iso(v) is v: compared as they are
+            first_end, last_start = self.first_end, self.last_start
+            return ["contract_ended" if e is not None and e < first_end else
+                    "contract_future" if s is not None and s > last_start else None for e, s in zip(ends, starts)]
+        ended = _per_value(self.ended, ends)
+        future = _per_value(self.future, starts)
         return ["contract_ended" if e else "contract_future" if f else None for e, f in zip(ended, future)]
 
 
 def window_gate(window: ContractWindow, run_date: dt.date) -> tuple[tuple[str, ...], WindowGate]:
     """(fields, gate) for the Mapper: the reason an occupancy is outside the window, or None."""
     return WINDOW_FIELDS, WindowGate(window, run_date)
+
+
+def _iso_dates(values: Sequence) -> bool:
+    """Whether every value is null or an ISO date text (what to_date gives)."""
+    return set(map(type, values)) <= {str, type(None)} and set(map(len, filter(None, values))) <= {10} \
+        and "" not in values
 
 
 def _per_value(fn, values: Sequence) -> list:

@@ -22,9 +22,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from itertools import compress
-from operator import itemgetter, not_
-from typing import Any, Callable, Mapping, Sequence
+from itertools import compress, repeat
+from operator import is_, itemgetter, not_
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from engine.contract import RESOURCES, record_schema
 
@@ -98,7 +98,7 @@ def _ecma_pattern(pattern: str) -> re.Pattern[str]:
 class _Field:
     free: frozenset[type]                         # exact types that pass without further checks
     check: Callable[[Any], Violation | None]
-    suspects: Callable[[Sequence[Any]], list[int]]  # positions of values check() may reject (a superset)
+    suspects: Callable[..., list[int]]            # (values, their types or None) -> positions check() may reject
 
 
 def _compile_field(entity: str, name: str, schema: dict[str, Any]) -> _Field:
@@ -165,30 +165,39 @@ def _compile_field(entity: str, name: str, schema: dict[str, Any]) -> _Field:
     numeric = frozenset(t for t, ok in ((int, not types or "number" in types or "integer" in types),
                                         (float, not types or "number" in types)) if ok)
 
-    def suspects(values: Sequence[Any]) -> list[int]:
-        seen = set(map(type, values))
+    def suspects(values: Sequence[Any], seen: set[type] | None = None, settled: Collection[str] = ()) -> list[int]:
+        """Positions of values check() may reject; `settled`: codes that cannot occur (the caller
+        has enforced those rules), e.g. max_length after truncating."""
+        seen = set(map(type, values)) if seen is None else seen
         if seen <= free_types:
             return []
         other = seen - free_types
         if other == {str} and (not types or str in exact):
+            rules = {"enum": enum is not None, "min_length": min_len is not None, "max_length": max_len is not None,
+                     "pattern": pattern is not None, "format": fmt_column is not None}
+            left = {code for code, present in rules.items() if present and code not in settled}
+            if not left:
+                return []
             at, texts = _of_types(values, other, seen)
-            return [at[k] for k in _text_suspects(texts)]
+            return [at[k] for k in _text_suspects(texts, left)]
         if other <= numeric and enum is None:
             at, numbers = _of_types(values, other, seen)
             return [at[k] for k in _number_suspects(numbers)]
         return [i for i, v in enumerate(values) if type(v) not in free_types]
 
-    def _text_suspects(texts: list[str]) -> list[int]:
+    def _text_suspects(texts: list[str], left: set[str]) -> list[int]:
         bad: set[int] = set()
-        if enum is not None and not set(texts) <= enum_hashable:
+        if "enum" in left and not set(texts) <= enum_hashable:
             bad.update(k for k, v in enumerate(texts) if v not in enum_hashable)
-        if min_len is not None or max_len is not None:
+        low = min_len if "min_length" in left else None
+        high = max_len if "max_length" in left else None
+        if low is not None or high is not None:
             lengths = list(map(len, texts))
-            if (min_len is not None and min(lengths) < min_len) or (max_len is not None and max(lengths) > max_len):
-                bad.update(k for k, n in enumerate(lengths) if (min_len is not None and n < min_len)
-                           or (max_len is not None and n > max_len))
-        for valid in ((list(map(pattern.search, texts)) if pattern is not None else None),
-                      (fmt_column(texts) if fmt_column is not None else None)):
+            if (low is not None and min(lengths) < low) or (high is not None and max(lengths) > high):
+                bad.update(k for k, n in enumerate(lengths) if (low is not None and n < low)
+                           or (high is not None and n > high))
+        for valid in ((list(map(pattern.search, texts)) if "pattern" in left else None),
+                      (fmt_column(texts) if "format" in left else None)):
             if valid is not None and not all(valid):
                 bad.update(compress(range(len(texts)), map(not_, valid)))
         return sorted(bad)
@@ -257,11 +266,14 @@ def check_record(entity: str, record: Any) -> list[Violation]:
     return out
 
 
-def suspects(entity: str, records: Sequence[dict[str, Any]], columns: Mapping[str, Sequence[Any]] = {}) -> list[int]:
+def suspects(entity: str, records: Sequence[dict[str, Any]], columns: Mapping[str, Sequence[Any]] = {},
+             types: Mapping[str, set[type]] = {}, settled: Mapping[str, Collection[str]] = {}) -> list[int]:
     """Positions of the records for which check_record may find something: a superset, found
     field by field over the whole list (type sets, lengths, patterns and formats in C-level
     passes), so that check_record runs only on the few records that need it. `columns`: the
-    records' values of some fields, already at hand (each record has those fields)."""
+    records' values of some fields, already at hand (each record has those fields); `types`:
+    the set of their values' types, where known; `settled`: per field, the violation codes
+    that cannot occur because the caller has enforced those rules (e.g. max_length)."""
     compiled = _COMPILED[entity]
     names = tuple(compiled.fields)
     if not records:
@@ -276,7 +288,7 @@ def suspects(entity: str, records: Sequence[dict[str, Any]], columns: Mapping[st
                 values = list(map(itemgetter(name), records))
             except (KeyError, TypeError):
                 return list(range(len(records)))
-        found.update(f.suspects(values))
+        found.update(f.suspects(values, types.get(name), settled.get(name, ())))
     return sorted(found)
 
 
@@ -284,5 +296,9 @@ def _of_types(values: Sequence[Any], wanted: set[type], seen: set[type]) -> tupl
     """(positions, values) of the values of the wanted types."""
     if seen == wanted:
         return range(len(values)), list(values)
-    at = [i for i, v in enumerate(values) if type(v) in wanted]
+    if len(wanted) == 1:
+        (kind,) = wanted
+        at = list(compress(range(len(values)), map(is_, map(type, values), repeat(kind))))
+    else:
+        at = [i for i, v in enumerate(values) if type(v) in wanted]
     return at, [values[i] for i in at]

@@ -70,8 +70,25 @@ def text_column(values: Sequence[Any]) -> Sequence[Any]:
     if types <= _TEXT_OR_NULL:
         return values
     if types == _WHOLE_NUMBERS:
-        return list(map(str, values))
+        return whole_numbers_as_text(values)
     return list(map(as_text, values))
+
+
+_AS_TEXT: dict[int, tuple[Sequence[int], tuple[str, ...]]] = {}
+
+
+def whole_numbers_as_text(values: Sequence[int]) -> tuple[str, ...]:
+    """str() of each int of a column. A key column is read by several fields of a batch (the
+    external_id, the ERP key, a reference, the contract), so the last few results are kept,
+    by the identity of the column (which the entry holds, so that its id stays its own)."""
+    known = _AS_TEXT.get(id(values))
+    if known is not None and known[0] is values:
+        return known[1]
+    texts = tuple(map(str, values))
+    if len(_AS_TEXT) >= 8:
+        _AS_TEXT.clear()
+    _AS_TEXT[id(values)] = (values, texts)
+    return texts
 
 
 def _string_method(method: Callable[[str], str], scalar: Callable[[Any], Any]) -> Callable[[Sequence], list]:
@@ -86,11 +103,11 @@ def _string_method(method: Callable[[str], str], scalar: Callable[[Any], Any]) -
 
 
 def _date_column(values: Sequence[Any]) -> list:
-    types = set(map(type, values))
-    if types == _TEXT:
-        return list(map(_date_from_text, values))          # cached per distinct text
-    if types <= _TEXT_OR_NULL:
-        return [None if v is None else _date_from_text(v) for v in values]
+    if set(map(type, values)) <= _TEXT_OR_NULL:         # dates repeat: read once per distinct text
+        distinct = set(values)
+        distinct.discard(None)
+        dates = dict(zip(distinct, map(_date_from_text, distinct)))
+        return list(map(dates.get, values))              # None stays None
     memo = map_memo(to_date, values)
     return memo if memo is not None else list(map(to_date, values))
 

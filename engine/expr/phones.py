@@ -66,33 +66,49 @@ def analyze_phone(raw: str | None, region: str = DEFAULT_REGION) -> PhoneInfo:
 def normalize_phones(raws: Sequence[str | None], region: str = DEFAULT_REGION) -> list[str | None]:
     """[normalize_phone(raw, region) for raw in raws], for a whole column at once.
 
-    The numbers of a column are mostly distinct, so the cache helps little; instead the steps of
-    the German fast path run as C-level passes over the column (strip, shape, separators, national
-    number), leaving one validity check per number. What does not take that path goes through
-    normalize_phone.
+    The numbers of a column are mostly distinct, so the cache helps little. A number in the
+    commonest German shapes ('030 1234567', '(030) 123 45-6', '0176/1234567', '+49 30 1234567')
+    is read with string methods instead of three regexes (see _common_nsn), leaving one validity
+    check; everything else goes through normalize_phone's path.
     """
-    texts = raws if set(map(type, raws)) == _TEXT else [r if r is None or type(r) is str else str(r) for r in raws]
-    present = [i for i, t in enumerate(texts) if t is not None] if None in texts else range(len(texts))
-    out: list[str | None] = [None] * len(texts)
     if region != "DE":
-        for i in present:
-            out[i] = normalize_phone(texts[i], region)
-        return out
-    values = [texts[i] for i in present]
-    stripped = list(map(str.strip, values))
-    already = list(map(E164.fullmatch, values))
-    shaped = list(map(_GERMAN_SHAPE.fullmatch, stripped))
-    digits = [_SEPARATOR.sub("", t) if m is not None and "(0)" not in t else "" for t, m in zip(stripped, shaped)]
-    numbers = list(map(_GERMAN_NSN.fullmatch, digits))
-    valid = _german_validity()
-    for i, value, done, number in zip(present, values, already, numbers):
-        if done is not None:
-            out[i] = value
-        elif number is not None and valid(nsn := number[1]):
-            out[i] = "+49" + nsn
-        else:
-            out[i] = _analyze(value, region).e164
-    return out
+        return [normalize_phone(raw, region) for raw in raws]
+    return list(map(_german_to_e164, raws))
+
+
+def _german_to_e164(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if type(raw) is not str:
+        raw = str(raw)
+    if E164.fullmatch(raw):
+        return raw
+    nsn = _common_nsn(raw.strip())
+    if nsn is not None and _german_validity()(nsn):
+        return "+49" + nsn
+    return _analyze(raw, DEFAULT_REGION).e164
+
+
+def _common_nsn(text: str) -> str | None:
+    """The national significant number of text made of ASCII digits, spaces, '/', '-' and
+    parentheses, in national form ('0' or '(0' and a non-zero digit) or starting '+49'; None for
+    anything else, and wherever german_fast_path's regexes could read the text differently
+    ('(0)', '0049', a zero after the trunk prefix). For such text it gives what the shape and
+    national-number regexes give (a test holds the two together)."""
+    if not text or not text[-1].isdigit() or "(0)" in text:
+        return None
+    digits = text.replace(" ", "").replace("/", "").replace("-", "").replace("(", "").replace(")", "")
+    if text.startswith("+49"):
+        digits = digits[3:]
+        start = 0
+    else:
+        first = 1 if text[0] == "(" else 0
+        if len(text) < first + 2 or text[first] != "0":
+            return None
+        start = 1
+    if not (digits.isascii() and digits.isdigit()) or len(digits) <= start or digits[start] == "0":
+        return None
+    return digits[start:]
 
 
 _TEXT = {str}

@@ -77,3 +77,40 @@ def test_the_german_fast_path_agrees_with_phonenumbers():
 def test_a_number_column_is_read_as_the_national_number():
     assert normalize_phone(301234567) == "+49301234567"
     assert analyze_phone(4930) == PhoneInfo(None, True)
+
+
+def _regex_nsn(text):
+    """The national number german_fast_path's regexes read from text (None: not that shape)."""
+    from engine.expr.phones import _GERMAN_NSN, _GERMAN_SHAPE, _SEPARATOR
+    if not _GERMAN_SHAPE.fullmatch(text) or "(0)" in text:
+        return None
+    match = _GERMAN_NSN.fullmatch(_SEPARATOR.sub("", text))
+    return match[1] if match else None
+
+
+def test_the_common_shapes_are_read_as_the_fast_paths_regexes_read_them():
+    """_common_nsn reads the commonest shapes with string methods; where it answers, the regexes
+    must give the same national number (elsewhere it defers to them)."""
+    from engine.expr.phones import _common_nsn
+    rng = random.Random(7)
+    answered = 0
+    for _ in range(30000):
+        head = rng.choice(["0", "(0", "+49", "0049", "+4 9", "00", "(00", "+490", "", "1", "(", "0(", "+"])
+        body = "".join(rng.choice("0123456789" * 3 + " /-()\t.+x٣") for _ in range(rng.randint(0, 14)))
+        text = head + body
+        nsn = _common_nsn(text)
+        if nsn is not None:
+            answered += 1
+            assert nsn == _regex_nsn(text), text
+    assert answered > 1000
+
+
+def test_a_column_of_numbers_gives_what_each_number_gives():
+    from engine.expr.phones import normalize_phones
+    rng = random.Random(8)
+    raws = [None, "", " ", "keine", 301234567, "+49301234567", "0049(0)171 1234567", "(030) 123 45-6",
+            "0176/1234567 (mobil)", "+41 44 668 18 00", "030 123456-78", "0 030 1234", "+49 030 123456"]
+    for _ in range(3000):
+        raws.append(rng.choice(["0", "(0", "+49 ", "0049 "]) + "".join(rng.choice("0123456789 /-()") for _ in range(rng.randint(3, 13))))
+    assert normalize_phones(raws) == [normalize_phone(r) for r in raws]
+    assert normalize_phones(raws, "AT") == [normalize_phone(r, "AT") for r in raws]
