@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections import defaultdict
+from collections import Counter, defaultdict
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter
 from typing import Any, Iterable
 
 from engine.config.model import EmailDedup, PhoneDedup
@@ -36,12 +38,24 @@ class _Facts:
         self.role, self.start, self.contracts, self.occupancies = 9, None, set(), []
 
 
+def _shared(users: EntityData, name: str) -> dict[Any, list[str]]:
+    """Values of a field that several users hold -> those users, in record order. One pass over
+    the values in C finds the shared ones; only their holders are grouped."""
+    values = list(map(dict.get, map(attrgetter("data"), users.records.values()), repeat(name)))
+    counts = Counter(filter(None, values))
+    shared_values = {value for value, n in counts.items() if n > 1}
+    groups: dict[Any, list[str]] = defaultdict(list)
+    if shared_values:
+        for external_id, value in compress(zip(users.records, values), map(shared_values.__contains__, values)):
+            groups[value].append(external_id)
+    return groups
+
+
 def _facts(members: Iterable[str], occ: EntityData) -> dict[str, _Facts]:
     facts = {m: _Facts() for m in members}
-    for external_id, rec in occ.records.items():
-        f = facts.get(rec.data["user_id"])
-        if f is None:
-            continue
+    user_ids = list(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
+    for external_id, rec in compress(occ.records.items(), map(facts.__contains__, user_ids)):
+        f = facts[rec.data["user_id"]]
         f.occupancies.append(external_id)
         f.role = min(f.role, ROLE_RANK.get(rec.data.get("role"), 9))
         start = rec.data.get("start_date")
@@ -80,12 +94,7 @@ def _order(members: list[str], users: EntityData, facts: dict[str, _Facts], orde
 def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previous: dict[str, str],
                  findings: list[Finding]) -> dict[str, str]:
     """Resolve shared e-mails in place. Returns the winners to remember: e-mail -> user external_id."""
-    groups: dict[str, list[str]] = defaultdict(list)
-    for external_id, rec in users.records.items():
-        email = rec.data.get("email")
-        if email:
-            groups[email].append(external_id)
-    shared = {email: members for email, members in groups.items() if len(members) > 1}
+    shared = _shared(users, "email")
     if not shared:
         return {}
     facts = _facts((m for ms in shared.values() for m in ms), occ)
@@ -236,11 +245,7 @@ def dedup_phones(users: EntityData, occ: EntityData, policy: PhoneDedup, order: 
     if not policy.unique:
         return
     for name in ("phone", "mobile"):
-        groups: dict[str, list[str]] = defaultdict(list)
-        for external_id, rec in users.records.items():
-            if rec.data.get(name):
-                groups[rec.data[name]].append(external_id)
-        shared = {v: ms for v, ms in groups.items() if len(ms) > 1}
+        shared = _shared(users, name)
         if not shared:
             continue
         facts = _facts((m for ms in shared.values() for m in ms), occ)

@@ -138,8 +138,9 @@ class Mapper:
         out.extracted += len(rows)
         ids, keys, kept_ids = b.ids, b.keys, b.kept_ids
         if records.keys().isdisjoint(kept_ids) and len(set(kept_ids)) == len(kept_ids):
-            for i in sorted(b.filtered.keys() | b.unkeyed | b.gated.keys()):
-                self._exclude(i, rows[i], b)
+            if not self._exclude_at_once(rows, b):
+                for i in sorted(b.filtered.keys() | b.unkeyed | b.gated.keys()):
+                    self._exclude(i, rows[i], b)
             records.update(zip(kept_ids, map(Rec, b.kept_keys, b.datas, b.contracts)))
             return
         kept = {i: k for k, i in enumerate(b.kept)}      # duplicate keys: one pass in row order
@@ -152,6 +153,35 @@ class Mapper:
                 self._duplicate(ids[i], keys[i])
             else:
                 records[ids[i]] = Rec(keys[i], b.datas[k], contracts[k])
+
+    def _exclude_at_once(self, rows: Sequence[Any], b: "_Batch") -> bool:
+        """_exclude for every excluded row of the batch, with the gated rows (most of a large
+        ERP's persons and contracts) recorded in bulk; False (and nothing done) when a key is
+        excluded twice, where row order decides."""
+        out, ids = self.out, b.ids
+        entries = sorted([(i, ids[i]) for i, _ in b.filtered.items() if ids[i]] + [(i, ids[i]) for i in b.gated])
+        excluded_ids = [external_id for _, external_id in entries]
+        if len(set(excluded_ids)) < len(excluded_ids) or not out.excluded.keys().isdisjoint(excluded_ids):
+            return False
+        reasons = {i: self._filters[k][0].reason for i, k in b.filtered.items()} | b.gated
+        out.excluded.update((external_id, reasons[i]) for i, external_id in entries)
+        for i in sorted(b.filtered.keys() | b.unkeyed):
+            rule_index = b.filtered.get(i)
+            if rule_index is None:
+                self._unkeyed(b.keys[i])
+                continue
+            rule, _, value_of = self._filters[rule_index]
+            out.filtered[rule.name] += 1
+            if not ids[i]:
+                out.unkeyed[rule.reason] += 1
+            self.findings.append(Finding(rule.reason, self.mapping.name, b.keys[i],
+                                         describe(rule, value_of(rows[i]) if value_of else None)))
+        gated = sorted(b.gated)
+        gated_ids = [ids[i] for i in gated]
+        early = [[values[i] for i in gated] for values in b.early.values()]
+        datas = map(dict, map(zip, repeat(("external_id", *b.early)), zip(gated_ids, *early)))
+        out.gated.extend(zip(gated_ids, [b.keys[i] for i in gated], [b.gated[i] for i in gated], datas))
+        return True
 
     def _exclude(self, i: int, row: Any, b: "_Batch") -> None:
         """Row i of a batch is filtered out, has no external_id or is stopped by the gate."""

@@ -8,6 +8,8 @@ delete of the run when an extract looks incomplete or a threshold trips.
 from __future__ import annotations
 
 from collections import Counter
+from itertools import compress, repeat
+from operator import attrgetter, eq, not_
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -50,17 +52,20 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, d
     `last_written(ids)` returns what the engine last wrote for those ids; it is asked only for
     the records that differ, so a run that changes little reads little of the state store."""
     names = contract.fields(entity)
-    upserts: list[Change] = []
     drift: Counter = Counter()
-    unchanged = 0
-    for external_id, rec in desired.items():
-        cur = current.get(external_id)
-        data = rec.data
+    ids, recs = list(desired), list(desired.values())
+    datas = list(map(attrgetter("data"), recs))
+    if not current:                                       # a first run: everything is created
+        return (list(map(Change, repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None),
+                         map(attrgetter("key"), recs))), [], 0, drift)
+    curs = list(map(current.get, ids))
+    same = list(map(eq, datas, curs))                     # the common case of a rerun, compared in C
+    unchanged = same.count(True)
+    upserts: list[Change] = []
+    for i in compress(range(len(ids)), map(not_, same)):
+        external_id, rec, data, cur = ids[i], recs[i], datas[i], curs[i]
         if cur is None:
             upserts.append(Change(entity, "create", external_id, data, key=rec.key))
-            continue
-        if data == cur:
-            unchanged += 1
             continue
         changed = tuple(n for n in names if data.get(n) != cur.get(n))
         if not changed:
@@ -79,8 +84,9 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, d
             findings.append(Finding("drift", entity, c.key,
                                     "edited in the portal, overwritten with the ERP's value: " +
                                     ", ".join(f"{n} {c.before.get(n)!r} -> {c.record.get(n)!r}" for n in edited)))
+    gone = current.keys() - desired.keys()
     deletes = [Change(entity, "delete", external_id, before=cur)
-               for external_id, cur in current.items() if external_id not in desired]
+               for external_id, cur in current.items() if external_id in gone] if gone else []
     return upserts, deletes, unchanged, drift
 
 

@@ -8,7 +8,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Sequence
+from functools import lru_cache
+from itertools import compress, filterfalse, repeat
+from operator import attrgetter, itemgetter, not_
+from typing import Any, Callable, Sequence
 
 from engine.config.model import ContractWindow, Rules
 from engine.findings import Finding
@@ -31,10 +34,9 @@ def _iso(value) -> str | None:
 
 
 def resolve_units(units: EntityData, buildings: EntityData, findings: list[Finding]) -> None:
-    for external_id, rec in list(units.records.items()):
+    for external_id in _failing(units, buildings.records.__contains__, "building_id"):
+        rec = units.records[external_id]
         building = rec.data.get("building_id")
-        if building in buildings.records:
-            continue
         if building in buildings.excluded:
             findings.append(Finding("unit_of_excluded_building", "units", rec.key,
                                     f"building {building} is excluded ({buildings.excluded[building]})"))
@@ -100,32 +102,50 @@ def _per_value(fn, values: Sequence) -> list:
 
 
 def window_finding(key: str, reason: str, data: dict, window: ContractWindow, run_date: dt.date) -> Finding:
-    ref, earliest_end, latest_start = window_bounds(window, run_date)
+    ended, future = _window_texts(window, run_date)
     if reason == "contract_ended":
-        text = (f"ended {_iso(data['end_date'])}, before {earliest_end.isoformat()} (reference date "
-                f"{ref.isoformat()} minus {window.grace_days} grace days)")
+        text = f"ended {_iso(data['end_date'])}, {ended}"
     else:
-        text = (f"starts {_iso(data['start_date'])}, after {latest_start.isoformat()} (reference date "
-                f"{ref.isoformat()} plus {window.future_days} days)")
+        text = f"starts {_iso(data['start_date'])}, {future}"
     return Finding(reason, "occupancies", key, text)
+
+
+@lru_cache(maxsize=16)
+def _window_texts(window: ContractWindow, run_date: dt.date) -> tuple[str, str]:
+    """The end of the window findings' messages (the same for every contract of a run)."""
+    ref, earliest_end, latest_start = window_bounds(window, run_date)
+    return (f"before {earliest_end.isoformat()} (reference date {ref.isoformat()} minus {window.grace_days} grace days)",
+            f"after {latest_start.isoformat()} (reference date {ref.isoformat()} plus {window.future_days} days)")
 
 
 def apply_window(occ: EntityData, window: ContractWindow, run_date: dt.date, findings: list[Finding]) -> None:
     """Drop occupancies that ended before the grace period or start after the future horizon."""
     _, gate = window_gate(window, run_date)
-    dropped = [(external_id, rec, reason) for external_id, rec in occ.records.items()
-               if (reason := gate(rec.data)) is not None]
+    try:                                                 # a no-op after extract: checked column-wise
+        datas = [rec.data for rec in occ.records.values()]
+        early = {name: list(map(itemgetter(name), datas)) for name in WINDOW_FIELDS}
+        reasons = gate.over_columns(early, list(occ.records))
+    except Exception:                                    # what the record-by-record check raises
+        reasons = [gate(rec.data) for rec in occ.records.values()]
+    dropped = [(external_id, rec, reason) for (external_id, rec), reason in zip(occ.records.items(), reasons)
+               if reason is not None] if any(reasons) else []
     for external_id, rec, reason in dropped:
         findings.append(window_finding(rec.key, reason, rec.data, window, run_date))
         del occ.records[external_id]
         occ.excluded[external_id] = reason
 
 
+def _failing(data: EntityData, holds: Callable[[Any], bool], name: str) -> list[str]:
+    """The external_ids of the records whose field `name` (dict.get) does not pass `holds`, in order."""
+    values = map(dict.get, map(attrgetter("data"), data.records.values()), repeat(name))
+    return list(compress(data.records, map(not_, map(holds, values))))
+
+
 class OccupancyGate:
     """The users' gate: persons with no occupancy left are not mapped."""
 
     def __init__(self, occ: EntityData):
-        self.wanted = {rec.data["user_id"] for rec in occ.records.values()}
+        self.wanted = set(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
 
     def __call__(self, data: dict) -> str | None:
         return None if data["external_id"] in self.wanted else "user_without_occupancy"
@@ -146,9 +166,11 @@ def resolve_occupancy_references(occ: EntityData, users: EntityData, units: Enti
     add = findings.append
     dropped = []
     user_records, unit_records = users.records, units.records
-    for external_id, rec in occ.records.items():
+    suspects = set(_failing(occ, user_records.__contains__, "user_id")) | \
+        set(_failing(occ, unit_records.__contains__, "unit_id"))
+    for external_id, rec in occ.records.items() if suspects else ():
         d = rec.data
-        if d.get("user_id") in user_records and d.get("unit_id") in unit_records:
+        if external_id not in suspects:
             continue
         for ref_field, target, label in (("user_id", users, "user"), ("unit_id", units, "unit")):
             value = d.get(ref_field)
@@ -178,8 +200,8 @@ def resolve_occupancies(occ: EntityData, users: EntityData, units: EntityData, w
 def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rules, findings: list[Finding]) -> None:
     if rules.users_without_occupancy == "send":
         return
-    occupied = {rec.data["user_id"] for rec in occ.records.values()}
-    unoccupied = [external_id for external_id in users.records if external_id not in occupied]
+    occupied = set(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
+    unoccupied = list(filterfalse(occupied.__contains__, users.records))
     for external_id in unoccupied:
         rec = users.records.pop(external_id)
         findings.append(Finding("user_without_occupancy", "users", rec.key,

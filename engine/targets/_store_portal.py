@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from itertools import repeat
 from typing import Any, Iterable, Iterator, Sequence
 
 from engine import contract
@@ -114,13 +115,15 @@ class PortalStore:
         """Every active managed record of a resource, as the spec's fields, in insertion order."""
         _check_resource(resource)
         cols, after = FIELDS[resource], 0
+        query = (f"SELECT {', '.join(map(q, cols))}, id FROM {q(resource)} "
+                 "WHERE id > ? AND archived = 0 AND external_id IS NOT NULL ORDER BY id LIMIT ?")
         while True:
-            rows = self._page(resource, after, page)
-            for r in rows:
-                yield dict(zip(cols, r[1:]))
+            with self._lock:
+                rows = self.conn.execute(query, (after, page)).fetchall()
+            yield from map(dict, map(zip, repeat(cols), rows))     # zip stops before the trailing id
             if len(rows) < page:
                 return
-            after = rows[-1][0]
+            after = rows[-1][-1]
 
     def count(self, resource: str) -> int:
         _check_resource(resource)

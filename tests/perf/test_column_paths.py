@@ -168,3 +168,22 @@ def test_valid_records_are_not_suspects(entity):
                              "start_date": "2020-01-01", "end_date": None}}[entity]
     assert check_record(entity, valid) == []
     assert suspects(entity, [dict(valid) for _ in range(50)]) == []
+
+
+def test_a_login_from_the_e_mail_fast_path_always_passes_the_format_rule():
+    """normalize_entity does not re-check the format of such logins (engine.normalize), so every
+    text the fast-path regex accepts must pass the import API's e-mail format rule."""
+    from engine.contract.rules import _FORMATS
+    from engine.expr.emails import _SIMPLE
+    passes = _FORMATS["email"][0]
+    rng = random.Random(11)
+    alphabet = "abcz09_%+-.@" + "xn--"
+    matched = 0
+    for _ in range(200000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(3, 16)))
+        if rng.random() < 0.5:
+            text = text.replace("@", "") + "@" + rng.choice(["web", "a-b", "x.y", "t-online"]) + "." + rng.choice(["de", "com", "co.uk"])
+        if _SIMPLE.fullmatch(text):
+            matched += 1
+            assert passes(text), text
+    assert matched > 5000
