@@ -73,7 +73,7 @@ def compile_filter_columns(rule: FilterRule, columns: Sequence[str]) -> ColumnPr
 
     def excluded(cols, n):
         values = evaluate(cols, n)
-        memo = map_memo(test, values)
+        memo = map_memo(test, values, costly=True)
         return memo if memo is not None else list(map(test, values))
     return excluded
 

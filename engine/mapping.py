@@ -312,11 +312,14 @@ class _ColumnBindings:
         if gate is None:
             kept = [i for i in range(n) if i not in dropped] if dropped else range(n)
         else:
-            reasons = self._reasons(gate, early, ids, n)
+            reasons = list(self._reasons(gate, early, ids, n))
+            for i in dropped:                   # filtered out or without a key: neither kept nor gated
+                reasons[i] = _DROPPED
             kept = list(compress(range(n), map(is_, reasons, repeat(None))))
+            stopped = list(compress(range(n), map(is_not, reasons, repeat(None))))
             if dropped:
-                kept = [i for i in kept if i not in dropped]
-            gated = {i: reasons[i] for i in compress(range(n), map(is_not, reasons, repeat(None))) if i not in dropped}
+                stopped = [i for i in stopped if i not in dropped]
+            gated = dict(zip(stopped, map(reasons.__getitem__, stopped)))
         m = len(kept)
         if m == n:
             sub, pick = cols, list
@@ -342,6 +345,7 @@ class _ColumnBindings:
 
 
 _TEXT_OR_NULL = {str, type(None)}
+_DROPPED = object()
 
 
 def _key_columns(key: Sequence[str], columns: Sequence[str]):

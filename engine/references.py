@@ -141,6 +141,9 @@ def _failing(data: EntityData, holds: Callable[[Any], bool], name: str) -> list[
     return list(compress(data.records, map(not_, map(holds, values))))
 
 
+_KEEP_OR_SKIP = {True: None, False: "user_without_occupancy"}
+
+
 class OccupancyGate:
     """The users' gate: persons with no occupancy left are not mapped."""
 
@@ -151,8 +154,7 @@ class OccupancyGate:
         return None if data["external_id"] in self.wanted else "user_without_occupancy"
 
     def over_columns(self, early: dict[str, Sequence], external_ids: Sequence[str]) -> list[str | None]:
-        wanted = self.wanted
-        return [None if i in wanted else "user_without_occupancy" for i in external_ids]
+        return list(map(_KEEP_OR_SKIP.__getitem__, map(self.wanted.__contains__, external_ids)))
 
 
 def occupancy_gate(occ: EntityData) -> tuple[tuple[str, ...], OccupancyGate]:

@@ -43,19 +43,22 @@ _MEMO_MIN_ROWS = 32
 _PROBE = 300
 
 
-def map_memo(fn: Callable[[Any], Any], values: Sequence[Any]) -> list | None:
+def map_memo(fn: Callable[[Any], Any], values: Sequence[Any], *, costly: bool = False) -> list | None:
     """[fn(v) for v in values], computing fn once per distinct value; None when that does not pay
-    (few rows, values mostly distinct, or types whose equal values may give different results)."""
+    (few rows, values mostly distinct, or types whose equal values may give different results).
+    `costly`: fn costs much more than a dict lookup (a regex), so that even a column with half
+    its values distinct gains."""
     n = len(values)
+    share = 0.75 if costly else 1 / 3                 # of distinct values up to which it pays
     if n < _MEMO_MIN_ROWS:
         return None
     probe = values[:_PROBE]
-    if not set(map(type, probe)) <= _MEMO_TYPES or len(set(probe)) * 3 > len(probe):
+    if not set(map(type, probe)) <= _MEMO_TYPES or (not costly and len(set(probe)) > share * len(probe)):
         return None                                 # the first values are mostly distinct
     if not set(map(type, values)) <= _MEMO_TYPES:
         return None
     distinct = set(values)
-    if len(distinct) * 3 > n:
+    if len(distinct) > share * n:
         return None
     table = {v: fn(v) for v in distinct}
     if not set(map(type, table.values())) <= _SHARED_RESULTS:
