@@ -56,6 +56,10 @@ def _defaults(entity: str) -> dict[str, Any]:
 
 Gate = Callable[[dict[str, Any]], "str | None"]
 
+SLICE = 2048
+"""Rows evaluated column by column together: few enough that a slice's values stay in the
+processor's caches through all the passes over its columns."""
+
 
 class Mapper:
     """Maps batches of one entity's rows; `columns` is None for dict records (API sources).
@@ -86,15 +90,17 @@ class Mapper:
 
     def map_rows(self, rows: Sequence[Any]) -> None:
         """Map one batch: column by column for tuple rows (see _ColumnBindings), else row by row."""
-        if self._columns is not None and rows:
+        if self._columns is None:
+            self._map_each(rows)
+            return
+        for start in range(0, len(rows), SLICE):
+            part = rows[start:start + SLICE]
             try:
-                batch = self._columns.evaluate(rows, self._gate)
+                batch = self._columns.evaluate(part, self._gate)
             except Exception:       # mapped again row by row: what raises is what the row path raises
-                batch = None
-            if batch is not None:
-                self._take(rows, batch)
-                return
-        self._map_each(rows)
+                self._map_each(part)
+                continue
+            self._take(part, batch)
 
     def _map_each(self, rows: Sequence[Any]) -> None:
         out, records, findings, entity = self.out, self.out.records, self.findings, self.mapping.name

@@ -61,22 +61,39 @@ def _as_number(value: Any) -> Any:
     return value
 
 
+CHUNK = 1024
+"""Records normalised together: few enough that their values stay in the processor's caches
+while a chunk goes through all the steps (a step over all of a large entity's records would
+fetch every value from memory again)."""
+
+
 def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) -> None:
     """Normalise every record of one entity in place; records that break a rule are dropped.
 
-    The work goes field by field over all records, in the order a record is treated (texts,
-    numbers, e-mails, phones, length limits, then the import API's record check), so that each
-    step is a few passes over a column; the record check runs only on the records that may still
-    break a rule (engine.contract.rules.suspects). Findings come out in record order, as if the
-    records were treated one by one.
+    Chunk by chunk of records, the work goes field by field, in the order a record is treated
+    (texts, numbers, e-mails, phones, length limits, then the import API's record check), so
+    that each step is a few passes over a column; the record check runs only on the records
+    that may still break a rule (engine.contract.rules.suspects). Findings come out in record
+    order, as if the records were treated one by one.
     """
+    ids, recs = list(data.records), list(data.records.values())
+    dropped: list[int] = []
+    for start in range(0, len(recs), CHUNK):
+        chunk_findings, chunk_dropped = _normalize_chunk(data.entity, recs[start:start + CHUNK], rules)
+        findings.extend(chunk_findings)
+        dropped.extend(start + i for i in chunk_dropped)
+    for i in dropped:
+        del data.records[ids[i]]
+        data.excluded[ids[i]] = "invalid_record"
+
+
+def _normalize_chunk(entity: str, recs: list, rules: Rules) -> tuple[list[Finding], list[int]]:
+    """(findings in record order, positions of the records to drop) for some records of an entity."""
     from engine.contract.rules import check_record, suspects
     from engine.expr.emails import analyze_emails
     from engine.expr.phones import normalize_phones
 
-    entity = data.entity
     emails, phones, limited, texts, numbers = _spec_fields(entity)
-    recs = list(data.records.values())
     datas = [rec.data for rec in recs]
     cache = _columns(datas, contract.fields(entity))    # field -> (values, every record has it)
     seen: dict[str, set[type]] = {}                      # field -> the types of its values
@@ -172,12 +189,7 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) ->
             invalid.add(i)
             break
     found.sort(key=itemgetter(0, 1))
-    findings.extend(f for _, _, f in found)
-    ids = list(data.records)
-    for i in sorted(rejected | invalid):
-        external_id = ids[i]
-        del data.records[external_id]
-        data.excluded[external_id] = "invalid_record"
+    return [f for _, _, f in found], sorted(rejected | invalid)
 
 
 _TEXT_OR_NULL = {str, type(None)}
