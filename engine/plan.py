@@ -95,7 +95,11 @@ def order_user_upserts(upserts: list[Change]) -> list[Change]:
     def releases(c: Change) -> bool:
         return c.action == "update" and bool(c.before and c.before.get("email")) and \
             _email_key(c.before.get("email")) != _email_key(c.record.get("email"))
-    return [c for c in upserts if releases(c)] + [c for c in upserts if not releases(c)]
+    first = [c for c in upserts if c.action == "update" and releases(c)]
+    if not first:
+        return upserts
+    moved = set(map(id, first))
+    return first + [c for c in upserts if id(c) not in moved]
 
 
 def _email_key(value: Any) -> str | None:
