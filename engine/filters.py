@@ -84,7 +84,15 @@ def describe(rule: FilterRule, value: Any) -> str:
         return f"excluded by filter '{rule.name}' ({rule.expr.source})"
     if rule.kind == "flag":     # the set value reads 1, True or 'J' depending on the database: not shown
         return f"excluded by filter '{rule.name}': {rule.field} is set"
-    shown = {"in": f"in {sorted(rule.values or ())}", "not_in": f"not in {sorted(rule.values or ())}",
+    listed = ", ".join(sorted(rule.values or ()))
+    shown = {"in": f"is one of the filter's values ({listed}; compared ignoring case)",
+             "not_in": f"is not one of the filter's values ({listed})",
              "regex": f"matches /{rule.pattern.pattern if rule.pattern else ''}/",
-             "range": f"in range {rule.min}..{rule.max}"}[rule.kind]
+             "range": f"is in the range {_bound(rule.min)}..{_bound(rule.max)}"}[rule.kind]
     return f"excluded by filter '{rule.name}': {rule.field} = {value!r} {shown}"
+
+
+def _bound(number: float | None) -> str:
+    if number is None:
+        return ""
+    return str(int(number)) if float(number).is_integer() else str(number)
