@@ -25,7 +25,8 @@ COMMANDS: dict[str, str] = {
 
 EPILOG = """exit codes:
   0 ok   1 invalid/failed findings   2 usage   3 config   4 source   5 target
-  6 deletes held back   7 tenant locked   8 dedup 'fail'   9 records rejected   70 internal error"""
+  6 deletes held back   7 tenant locked   8 dedup 'fail'   9 records rejected   10 state store
+  70 internal error"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"idwell-sync {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: say so, keep the traceback for the report, use the documented code
+        import traceback
+        traceback.print_exc()
+        print(f"idwell-sync {args.command}: internal error (a bug): please report it with the traceback above",
+              file=sys.stderr)
+        return ExitCode.INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

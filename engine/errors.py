@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     LOCKED = 7             # another run of this tenant is in progress
     DEDUP_FAILED = 8       # dedup policy `fail` found shared e-mails; nothing was written
     REJECTED = 9           # the run finished, but the target refused some records
+    STATE = 10             # the state store cannot be opened or written
     INTERNAL = 70          # a bug: please report it with the traceback
 
 
@@ -75,6 +76,11 @@ class TargetError(SyncError):
     def __init__(self, message: str, *, hint: str | None = None, retriable: bool = False):
         super().__init__(message, hint=hint)
         self.retriable = retriable
+
+
+class StateError(SyncError):
+    """The state store (run history, winners, last written records, locks) cannot be used."""
+    exit_code = ExitCode.STATE
 
 
 class LockedError(SyncError):

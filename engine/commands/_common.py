@@ -42,8 +42,19 @@ def state_url(args, tenant) -> str:
 
 
 def open_state(args, tenant):
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.errors import StateError
     from engine.state import StateStore
     url = state_url(args, tenant)
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return StateStore(url)
+    try:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return StateStore(url)
+    except (OSError, SQLAlchemyError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        raise StateError(f"tenant '{tenant.id}': cannot open the state store {shown}: {reason}",
+                         hint="check --state / $IDWELL_STATE_URL: the folder must exist and be writable, "
+                              "the database reachable") from None
