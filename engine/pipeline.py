@@ -22,7 +22,7 @@ from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
 from engine.mapping import EntityData, Mapper
 from engine.normalize import normalize_entity
-from engine.plan import Plan, build_plan, diff_entity, guard_deletes
+from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes
 from engine.progress import Progress
 from engine.references import (apply_window, drop_users_without_occupancy, occupancy_gate,
                                resolve_occupancy_references, resolve_units, window_bounds, window_finding,
@@ -156,6 +156,7 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     unchanged: dict[str, int] = {}
     drift: dict[str, Counter] = {}
     managed: dict[str, int] = {}
+    releases: list[Change] = []
     for entity in ENTITIES:
         progress.start(f"read portal {entity}")
         current = {r["external_id"]: r for r in target.read(entity)}
@@ -166,11 +167,13 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
             return state.last_written(tenant.id, entity, ids) if state else {}
         upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
             diff_entity(entity, data[entity].records, current, last_written, findings)
+        if entity == "users":
+            releases = email_releases(data[entity].records, current)
         del current
     previous = state.last_extracted(tenant.id) if state else {}
     held = guard_deletes(deletes, managed, {e: d.extracted for e, d in data.items()}, previous,
                          tenant.deletion, allow_deletes)
-    plan = build_plan(tenant.id, upserts, deletes, unchanged, drift, held)
+    plan = build_plan(tenant.id, upserts, deletes, unchanged, drift, held, releases)
     for reason in held:
         findings.append(Finding("deletes_held", reason.split(":")[0], "-", reason))
     timings["plan"] = time.perf_counter() - t
@@ -206,16 +209,18 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
 
 def record(prepared: Prepared, applied: Applied, state, run_id: Any) -> None:
     """Remember what was written (drift detection), the e-mail winners and the extract sizes."""
-    written: dict[str, list[dict]] = {e: [] for e in ENTITIES}
+    written: dict[str, dict[str, dict]] = {e: {} for e in ENTITIES}   # the last accepted write per record
     gone: dict[str, list[str]] = {e: [] for e in ENTITIES}
     for o in applied.outcomes:
         if o.ok:
-            if o.change.action == "delete":
-                gone[o.change.entity].append(o.change.external_id)
+            c = o.change
+            if c.action == "delete":
+                gone[c.entity].append(c.external_id)
+                written[c.entity].pop(c.external_id, None)
             else:
-                written[o.change.entity].append(o.change.record)
+                written[c.entity][c.external_id] = c.record
     for entity in ENTITIES:
-        state.remember_written(prepared.tenant.id, entity, written[entity], gone[entity])
+        state.remember_written(prepared.tenant.id, entity, list(written[entity].values()), gone[entity])
     state.replace_winners(prepared.tenant.id, prepared.winners)
 
 

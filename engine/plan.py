@@ -128,9 +128,29 @@ def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], ext
     return reasons
 
 
+def email_releases(desired: Mapping[str, Rec], current: Mapping[str, dict[str, Any]]) -> list[Change]:
+    """Users whose portal e-mail this run gives to another user: the address is cleared on them
+    first, so that its new holder can take it. Covers swaps, a partnership merged into one user
+    or split again, and a person replaced by another; without it the portal refuses the new
+    holder (email_taken) night after night."""
+    wanted: dict[str, str] = {}
+    for external_id, rec in desired.items():
+        email = _email_key(rec.data.get("email"))
+        if email:
+            wanted[email] = external_id
+    releases = []
+    for external_id, cur in current.items():
+        holder = wanted.get(_email_key(cur.get("email")) or "")
+        if holder is not None and holder != external_id:
+            releases.append(Change("users", "update", external_id, {**cur, "email": None}, ("email",), cur))
+    return releases
+
+
 def build_plan(tenant: str, upserts: dict[str, list[Change]], deletes: dict[str, list[Change]],
-               unchanged: dict[str, int], drift: dict[str, Counter], held_reasons: Iterable[str]) -> Plan:
+               unchanged: dict[str, int], drift: dict[str, Counter], held_reasons: Iterable[str],
+               releases: Iterable[Change] = ()) -> Plan:
     plan = Plan(tenant, unchanged=dict(unchanged), drift=drift, held_reasons=list(held_reasons))
+    plan.changes.extend(releases)
     for entity in ENTITIES:
         ups = upserts.get(entity, [])
         plan.changes.extend(order_user_upserts(ups) if entity == "users" else ups)

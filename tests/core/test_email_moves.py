@@ -1,0 +1,58 @@
+"""An e-mail that moves from one portal user to another between nights: a couple merged into one
+user, the couple split again, two persons swapping addresses. The portal refuses a second user
+with the same address, so the engine must clear it on the old holder first; otherwise the tenant
+is stuck with refused writes night after night."""
+from __future__ import annotations
+
+from engine.errors import ExitCode
+
+MERGE = {"dedup": {"email": {"policy": "merge_partnership", "fallback": "first_wins"}}}
+
+
+def _new_flat(ws) -> int:
+    return ws.add_unit(ws.in_scope_building(), "Wohnung Neu")
+
+
+def test_a_partner_joining_and_leaving_a_contract_moves_the_login_cleanly(ws):
+    tenant = ws.tenant(**MERGE)
+    unit = _new_flat(ws)
+    hans = ws.add_person("Neumann", "Hans", "hans.neumann@example.org")
+    contract = ws.add_contract(unit, "M", "2024-01-01", None, [hans])
+    assert ws.run(tenant).exit_code == ExitCode.OK
+    assert ws.portal().holders("hans.neumann@example.org") == [str(hans)]
+
+    grete = ws.add_person("Neumann", "Grete", "Hans.Neumann@example.org ")
+    ws.erp_execute(("INSERT INTO vertragpartner (vertragnr, adressnr, position) VALUES (?, ?, 2)", (contract, grete)))
+    night2 = ws.run(tenant)
+    merged = "+".join(sorted([str(hans), str(grete)]))
+    portal = ws.portal()
+    assert night2.exit_code == ExitCode.OK, night2.summary
+    assert portal.holders("hans.neumann@example.org") == [merged]
+    assert str(hans) not in portal["users"]
+    assert [o["user_id"] for o in portal.occupancies_of_contract(contract)] == [merged]
+    assert ws.run(tenant).summary["writes"] == 0
+
+    ws.erp_execute(("DELETE FROM vertragpartner WHERE vertragnr = ? AND adressnr = ?", (contract, grete)))
+    night4 = ws.run(tenant, allow_deletes=True)
+    portal = ws.portal()
+    assert night4.exit_code == ExitCode.OK, night4.summary
+    assert portal.holders("hans.neumann@example.org") == [str(hans)]
+    assert merged not in portal["users"]
+    assert [o["user_id"] for o in portal.occupancies_of_contract(contract)] == [str(hans)]
+    assert ws.run(tenant).summary["writes"] == 0
+
+
+def test_two_persons_swapping_addresses_are_both_updated(ws):
+    tenant = ws.tenant()
+    a = ws.add_person("Albers", "Anna", "anna@example.org")
+    b = ws.add_person("Berger", "Bernd", "bernd@example.org")
+    ws.add_contract(_new_flat(ws), "M", "2024-01-01", None, [a])
+    ws.add_contract(_new_flat(ws), "M", "2024-01-01", None, [b])
+    assert ws.run(tenant).exit_code == ExitCode.OK
+    ws.erp_execute(("UPDATE adresse SET email = ? WHERE adressnr = ?", ("bernd@example.org", a)),
+                   ("UPDATE adresse SET email = ? WHERE adressnr = ?", ("anna@example.org", b)))
+    night2 = ws.run(tenant)
+    users = ws.portal()["users"]
+    assert night2.exit_code == ExitCode.OK, night2.summary
+    assert (users[str(a)]["email"], users[str(b)]["email"]) == ("bernd@example.org", "anna@example.org")
+    assert ws.run(tenant).summary["writes"] == 0
