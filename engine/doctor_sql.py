@@ -46,7 +46,7 @@ def describe(source: SqlSource) -> Probe:
         return Probe("mssql", (s.host, s.port), f"{s.driver} {s.host},{s.port}/{s.database}", float(s.login_timeout))
     import sqlalchemy as sa
     try:
-        url = sa.make_url(source.url.resolve())
+        url = sa.make_url(source.url.resolve_url())
     except SecretError as exc:
         return Probe("unknown", None, str(source.url), setup_error=str(exc))
     except Exception:

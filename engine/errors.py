@@ -78,6 +78,11 @@ class TargetError(SyncError):
         self.retriable = retriable
 
 
+class UsageError(SyncError):
+    """A command-line argument cannot be used (e.g. an output path that cannot be written)."""
+    exit_code = ExitCode.USAGE
+
+
 class StateError(SyncError):
     """The state store (run history, winners, last written records, locks) cannot be used."""
     exit_code = ExitCode.STATE

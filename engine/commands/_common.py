@@ -38,7 +38,16 @@ def load(args):
 
 
 def state_url(args, tenant) -> str:
-    return args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL") or DEFAULT_STATE_URL
+    """The state store's URL; secret references in it (${env:..}, ${file:..}) are resolved here."""
+    from engine.config.secrets import REFERENCE, Secret, SecretError
+    from engine.errors import SecretReferenceError
+    url = args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL") or DEFAULT_STATE_URL
+    if REFERENCE.search(url):
+        try:
+            return Secret(url, tenant.path.parent).resolve_url()
+        except SecretError as exc:
+            raise SecretReferenceError(f"tenant '{tenant.id}': state store: {exc}") from None
+    return url
 
 
 def open_state(args, tenant):
@@ -53,8 +62,24 @@ def open_state(args, tenant):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         return StateStore(url)
     except (OSError, SQLAlchemyError) as exc:
-        shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+        shown = make_url(url).render_as_string(hide_password=True) if "://" in url else "the configured URL"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
         raise StateError(f"tenant '{tenant.id}': cannot open the state store {shown}: {reason}",
                          hint="check --state / $IDWELL_STATE_URL: the folder must exist and be writable, "
                               "the database reachable") from None
+
+
+def check_output(path: Path | None, option: str) -> None:
+    """Fail before the run, not after it, when an output file cannot be written."""
+    from engine.errors import UsageError
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create the folder {folder}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option} {path}: the folder {folder} is not writable")

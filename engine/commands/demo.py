@@ -30,6 +30,8 @@ def main(args) -> int:
     from engine.report import render_text, write_findings_csv
     from engine.state import StateStore
 
+    from engine.commands._common import check_output
+    check_output(args.findings, "--findings")
     tenant = load_tenant(args.tenant)
     url = str(tenant.source.url) if tenant.source.type == "sql" and tenant.source.url else None
     if not url or not url.startswith("sqlite:///"):

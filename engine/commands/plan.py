@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.commands._common import add_tenant_arguments, load, open_state
+from engine.commands._common import add_tenant_arguments, check_output, load, open_state
 from engine.errors import ExitCode
 
 HELP = "show what a run would change (writes the plan as JSON, writes nothing to the target)"
@@ -26,6 +26,9 @@ def main(args) -> int:
     from engine.report import render_text, summary, write_findings_csv
     from engine.targets import open_target
 
+    check_output(args.findings, "--findings")
+    if not args.no_out:
+        check_output(args.out, "--out")
     tenant = load(args)
     state, target = open_state(args, tenant), open_target(tenant)
     try:

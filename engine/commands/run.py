@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.commands._common import add_tenant_arguments, load, open_state
+from engine.commands._common import add_tenant_arguments, check_output, load, open_state
 from engine.errors import ExitCode
 
 HELP = "sync one tenant: extract, map, plan and apply to the target"
@@ -24,6 +24,7 @@ def main(args) -> int:
     from engine.progress import Progress
     from engine.report import render_text, write_findings_csv
 
+    check_output(args.findings, "--findings")
     tenant = load(args)
     state = open_state(args, tenant)
     try:

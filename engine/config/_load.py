@@ -28,7 +28,7 @@ _MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=\S*?(tenant|mappin
 def kind_of(path: Path, doc: Document | None = None) -> Kind:
     """Tenant or mapping: by the yaml-language-server modeline, else the folder's name
     (tenants/, mappings/), else the content (a mapping has top-level `entities`)."""
-    text = doc.text if doc else path.read_text(encoding="utf-8")
+    text = doc.text if doc else path.read_text(encoding="utf-8", errors="replace")
     match = _MODELINE.search("\n".join(text.splitlines()[:5]))
     if match:
         return match.group(1)  # type: ignore[return-value]

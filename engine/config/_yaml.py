@@ -96,7 +96,15 @@ def display_name(path: Path) -> str:
 
 def load_document(path: Path, file: str | None = None) -> Document:
     """Parse one YAML file. A syntax error is recorded in `error`, never raised."""
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return Document(file=file or display_name(path), path=path, text=raw.decode("utf-8", "replace"), spots={},
+                        error=(Mark(line, col), "the file is not UTF-8 text (byte "
+                               f"0x{raw[exc.start]:02x}); save it as UTF-8", ()))
     doc = Document(file=file or display_name(path), path=path, text=text, spots={})
     try:
         node = yaml.compose(text, Loader=_Loader)

@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
 
@@ -27,18 +28,29 @@ class Secret:
     def references(self) -> list[str]:
         return [m.group(0) for m in REFERENCE.finditer(self.template)]
 
+    def resolve_url(self) -> str:
+        """The value for a URL template: references inside a longer text (the password in
+        `postgresql://user:${env:PW}@host/db`) are percent-encoded, so that `@ / : # ?` in a
+        password cannot change the URL's meaning; a template that is one reference is the URL."""
+        if REFERENCE.fullmatch(self.template.strip()):
+            return self.resolve()
+        return self._substitute(lambda value: quote(value, safe=""))
+
     def resolve(self) -> str:
+        return self._substitute(lambda value: value)
+
+    def _substitute(self, encode) -> str:
         def one(m: re.Match[str]) -> str:
             kind, name = m.group(1), m.group(2).strip()
             if kind == "env":
                 if name not in os.environ:
                     raise SecretError(f"environment variable {name} is not set (referenced as {m.group(0)})")
-                return os.environ[name]
+                return encode(os.environ[name])
             path = Path(name).expanduser()
             if not path.is_absolute() and self.base_dir is not None:
                 path = self.base_dir / path
             try:
-                return path.read_text(encoding="utf-8").rstrip("\r\n")
+                return encode(path.read_text(encoding="utf-8").rstrip("\r\n"))
             except OSError as exc:
                 raise SecretError(f"cannot read secret file {path} (referenced as {m.group(0)}): {exc.strerror}") from None
         return REFERENCE.sub(one, self.template)

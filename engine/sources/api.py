@@ -96,7 +96,13 @@ class ApiExtractor:
             elif pager.type == "cursor" and cursor:
                 query[pager.cursor_param or "cursor"] = cursor
             response = self._get(url, query if pager.type != "link_header" or page == pager.start else None, entity.name)
-            body = response.json()
+            try:
+                body = response.json()
+            except ValueError:
+                raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {response.request.url.path} "
+                                  f"answered {response.status_code} with {response.headers.get('content-type', 'no content type')}, "
+                                  "not JSON", cause="unknown",
+                                  hint="check base_url and endpoint: is it the API, not a login or proxy page?") from None
             records = selector.search(body) if selector else body
             if not isinstance(records, list):
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': the record selector "

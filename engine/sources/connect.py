@@ -73,7 +73,7 @@ def create_sql_engine(source: SqlSource) -> "sqlalchemy.Engine":
         return _server_engine(source.server, source.query_timeout)
     if source.url is None:
         raise SourceError("the sql source has neither url nor server", cause="config")
-    return _url_engine(source.url.resolve(), source.query_timeout)
+    return _url_engine(source.url.resolve_url(), source.query_timeout)
 
 
 def source_error(exc: BaseException, what: str) -> SourceError:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import uuid
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Iterator, Sequence
@@ -187,6 +188,9 @@ def _error(payload: Any) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")   # visible ASCII: what a bearer token may hold
+
+
 def open_idwell(tenant) -> IdwellTarget:
     """The TARGETS entry: the tenant's `target: {type: idwell, base_url, token, ...}`."""
     cfg = tenant.target
@@ -197,6 +201,10 @@ def open_idwell(tenant) -> IdwellTarget:
         raise SecretReferenceError(f"tenant '{tenant.id}': target token: {exc}") from None
     if not token.strip():
         raise SecretReferenceError(f"tenant '{tenant.id}': the target token {ref} is empty")
+    if not _HEADER_SAFE.fullmatch(token.strip()):
+        raise SecretReferenceError(
+            f"tenant '{tenant.id}': the target token {ref} cannot be sent in an HTTP header: it holds "
+            "spaces, line breaks or non-ASCII characters", hint="store only the token itself in the secret")
     client = ApiClient(cfg.base_url, token.strip(), tenant=tenant.id, token_ref=ref, timeout=cfg.timeout,
                        max_retries=cfg.max_retries, concurrency=cfg.concurrency, rate_limit=cfg.rate_limit)
     return IdwellTarget(client, tenant=tenant.id, batch_size=cfg.batch_size, concurrency=cfg.concurrency)
