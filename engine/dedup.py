@@ -18,7 +18,7 @@ import functools
 from collections import Counter, defaultdict
 from itertools import compress, repeat
 from operator import attrgetter, itemgetter
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from engine.config.model import EmailDedup, PhoneDedup
 from engine.errors import DedupFailed
@@ -92,12 +92,22 @@ def _order(members: list[str], users: EntityData, facts: dict[str, _Facts], orde
 
 
 def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previous: dict[str, str],
-                 findings: list[Finding]) -> dict[str, str]:
+                 findings: list[Finding],
+                 holders: Callable[[list[str]], dict[str, str | None]] | None = None) -> dict[str, str]:
     """Resolve shared e-mails in place. Returns the winners to remember: e-mail -> user external_id."""
     shared = _shared(users, "email")
     if not shared:
         return {}
     facts = _facts((m for ms in shared.values() for m in ms), occ)
+    if holders is not None:
+        # a group that forms tonight: the person who holds the address in the portal keeps it
+        unsettled = [m for email, ms in shared.items() if previous.get(email) not in ms for m in ms]
+        held = holders(unsettled) if unsettled else {}
+        previous = dict(previous)
+        for email, ms in shared.items():
+            owners = [m for m in ms if held.get(m) == email]
+            if previous.get(email) not in ms and len(owners) == 1:
+                previous[email] = owners[0]
     winners: dict[str, str] = {}
     failed: list[tuple[str, list[str]]] = []
     for email, members in sorted(shared.items()):

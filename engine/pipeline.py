@@ -93,7 +93,7 @@ def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding], progress
 
 
 def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, previous_winners: dict[str, str],
-              findings: list[Finding]) -> dict[str, str]:
+              findings: list[Finding], holders=None) -> dict[str, str]:
     """normalise -> resolve references and time -> dedup. Pure: changes `data` in place.
 
     The window and the persons without a contract are applied again here (a no-op after
@@ -108,7 +108,7 @@ def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, pr
     normalize_entity(occ, tenant.rules, findings)
     resolve_occupancy_references(occ, users, units, findings)
     drop_users_without_occupancy(users, occ, tenant.rules, findings)
-    winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings)
+    winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders)
     dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)
     return winners
 
@@ -146,7 +146,12 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     timings["extract"] = time.perf_counter() - (t0 := t)
     t = time.perf_counter()
     progress.start("normalise, resolve, dedup")
-    winners = transform(tenant, data, run_date, state.winners(tenant.id) if state else {}, findings)
+    def holders(ids: list[str]) -> dict[str, str | None]:
+        """The e-mail each user holds in the portal, as the engine last wrote it."""
+        last = state.last_written(tenant.id, "users", ids)
+        return {i: (r.get("email") or "").strip().lower() or None for i, r in last.items()}
+    winners = transform(tenant, data, run_date, state.winners(tenant.id) if state else {}, findings,
+                        holders if state else None)
     progress.advance(sum(len(d.records) for d in data.values()))
     progress.finish("records kept")
     timings["transform"] = time.perf_counter() - t

@@ -56,3 +56,18 @@ def test_two_persons_swapping_addresses_are_both_updated(ws):
     assert night2.exit_code == ExitCode.OK, night2.summary
     assert (users[str(a)]["email"], users[str(b)]["email"]) == ("bernd@example.org", "anna@example.org")
     assert ws.run(tenant).summary["writes"] == 0
+
+
+def test_the_person_who_holds_a_login_keeps_it_when_someone_else_gets_the_same_address(ws):
+    tenant = ws.tenant(dedup={"email": {"policy": "first_wins"}})
+    later = ws.add_person("Zander", "Zoe", "zoe@example.org")
+    ws.add_contract(_new_flat(ws), "M", "2024-01-01", None, [later])
+    assert ws.run(tenant).exit_code == ExitCode.OK
+    # a newcomer with a better place in the declared order (an owner, earlier start) and the same address
+    newcomer = ws.add_person("Adler", "Anton", "Zoe@Example.org")
+    ws.add_contract(_new_flat(ws), "E", "2010-01-01", None, [newcomer])
+    night2 = ws.run(tenant)
+    users = ws.portal()["users"]
+    assert night2.exit_code == ExitCode.OK, night2.summary
+    assert users[str(later)]["email"] == "zoe@example.org"
+    assert users[str(newcomer)]["email"] is None
