@@ -197,7 +197,12 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
     retry = [o.change for o in outcomes if not o.ok and o.change.action != "delete"
              and o.code in ("email_taken", "unknown_reference")]
     if retry:
-        again = {o.change.external_id + o.change.entity: o for o in target.apply(retry)}
+        try:
+            retried = target.apply(retry)
+        except Exception as exc:
+            exc.partial_outcomes = outcomes + list(getattr(exc, "partial_outcomes", None) or ())
+            raise
+        again = {o.change.external_id + o.change.entity: o for o in retried}
         outcomes = [again.get(o.change.external_id + o.change.entity, o) for o in outcomes]
     progress.finish()
     # a delete the portal answers with not_found has the desired result: the record is gone
@@ -212,8 +217,8 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
     return Applied(outcomes, rejected)
 
 
-def record(prepared: Prepared, applied: Applied, state, run_id: Any) -> None:
-    """Remember what was written (drift detection), the e-mail winners and the extract sizes."""
+def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete: bool = True) -> None:
+    """Remember what was written (drift detection) and, after a complete apply, the e-mail winners."""
     written: dict[str, dict[str, dict]] = {e: {} for e in ENTITIES}   # the last accepted write per record
     gone: dict[str, list[str]] = {e: [] for e in ENTITIES}
     for o in applied.outcomes:
@@ -226,7 +231,8 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any) -> None:
                 written[c.entity][c.external_id] = c.record
     for entity in ENTITIES:
         state.remember_written(prepared.tenant.id, entity, list(written[entity].values()), gone[entity])
-    state.replace_winners(prepared.tenant.id, prepared.winners)
+    if complete:
+        state.replace_winners(prepared.tenant.id, prepared.winners)
 
 
 @dataclass
@@ -252,7 +258,13 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
         target = target or open_target(tenant)
         try:
             prepared = prepare(tenant, target, state, run_date=run_date, allow_deletes=allow_deletes, progress=progress)
-            applied = apply(prepared, target, progress)
+            try:
+                applied = apply(prepared, target, progress)
+            except Exception as exc:
+                partial = getattr(exc, "partial_outcomes", None)
+                if partial:   # remember what the portal accepted, or the next run calls it drift
+                    record(prepared, Applied(partial, []), state, run_id, complete=False)
+                raise
             record(prepared, applied, state, run_id)
             status = "rejected" if applied.rejected else "deletes_held" if prepared.plan.held_reasons else "ok"
         finally:

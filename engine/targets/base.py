@@ -42,6 +42,7 @@ class Target(Protocol):
 
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
         """Apply changes in the given order (the caller orders them by dependency).
-        A refused change does not stop the others; each gets an Outcome."""
+        A refused change does not stop the others; each gets an Outcome. When the target fails
+        part-way, the exception it raises carries `partial_outcomes`: what was accepted before."""
 
     def close(self) -> None: ...

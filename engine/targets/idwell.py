@@ -84,16 +84,22 @@ class IdwellTarget:
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                failure = None
                 for f in done:
                     if f.exception() is not None:
-                        for p in pending:
-                            p.cancel()
-                        raise f.exception()
+                        failure = failure or f.exception()
+                        continue
                     lo = futures[f]
                     batch_outcomes = f.result()
                     outcomes[lo:lo + len(batch_outcomes)] = batch_outcomes
                     if progress is not None:
                         progress(len(batch_outcomes))
+                if failure is not None:
+                    for p in pending:
+                        p.cancel()
+                    # what the portal accepted before the failure, so that the run can remember it
+                    failure.partial_outcomes = [o for o in outcomes if o is not None]
+                    raise failure
         return outcomes  # type: ignore[return-value]
 
     def _send(self, batch: Sequence[Change], call: int) -> list[Outcome]:

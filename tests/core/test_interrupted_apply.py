@@ -1,0 +1,48 @@
+"""A run whose target fails part-way remembers what the portal accepted: the next run must not
+report the engine's own writes as edits made in the portal (drift)."""
+from __future__ import annotations
+
+import pytest
+
+from engine.demo import REFERENCE_DATE as RUN_DATE
+from engine.errors import TargetError
+from engine.pipeline import run_tenant
+from engine.targets.local import LocalStore
+
+
+class FailsHalfway:
+    """The local portal store, but the connection 'drops' after half of the changes."""
+    name = "local"
+
+    def __init__(self, path):
+        self.store = LocalStore(path)
+
+    def read(self, entity):
+        return self.store.read(entity)
+
+    def apply(self, changes, progress=None):
+        accepted = self.store.apply(changes[: len(changes) // 2], progress)
+        error = TargetError("the portal stopped answering")
+        error.partial_outcomes = accepted
+        raise error
+
+    def close(self):
+        self.store.close()
+
+
+def test_writes_accepted_before_a_failure_are_not_reported_as_drift_later(ws):
+    tenant = ws.tenant()
+    assert ws.run(tenant).exit_code == 0
+    people = [r["adressnr"] for r in ws.erp_rows("SELECT adressnr FROM adresse ORDER BY adressnr")]
+    ws.erp_execute(*[("UPDATE adresse SET nachname = nachname || ' I' WHERE adressnr = ?", (p,)) for p in people])
+    target, state = FailsHalfway(ws.portal_path), ws.state()
+    try:
+        with pytest.raises(TargetError):
+            run_tenant(tenant, state, run_date=RUN_DATE, target=target)
+    finally:
+        target.close()
+        state.close()
+    ws.erp_execute(*[("UPDATE adresse SET nachname = nachname || 'I' WHERE adressnr = ?", (p,)) for p in people])
+    night3 = ws.run(tenant)
+    assert night3.summary["entities"]["users"]["update"] > 0
+    assert [f for f in night3.findings if f.code == "drift"] == []
