@@ -232,7 +232,9 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
     for entity in ENTITIES:
         state.remember_written(prepared.tenant.id, entity, list(written[entity].values()), gone[entity])
     if complete:
-        state.replace_winners(prepared.tenant.id, prepared.winners)
+        refused = {o.change.external_id for o in applied.rejected if o.change.entity == "users"}
+        state.replace_winners(prepared.tenant.id, {email: winner for email, winner in prepared.winners.items()
+                                                   if winner not in refused})
 
 
 @dataclass
