@@ -4,7 +4,6 @@ plans and fills the portal exactly as the SQLite ERP does. Required in CI; elsew
 reason when the server is unreachable."""
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 
@@ -14,19 +13,11 @@ from psycopg import sql
 
 from engine.demo import generate
 from engine.plan import plan_to_json
+from pgcluster import require
 
 pytestmark = pytest.mark.postgres
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def require(condition: object, reason: str) -> None:
-    """Skip with a visible reason when a real component is missing; in CI (CI set) fail instead."""
-    if condition:
-        return
-    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
 
 
 def postgres_reachable() -> str | None:
