@@ -90,18 +90,6 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, d
     return upserts, deletes, unchanged, drift
 
 
-def order_user_upserts(upserts: list[Change]) -> list[Change]:
-    """Users that give up an e-mail go first, so that the address is free for its new holder."""
-    def releases(c: Change) -> bool:
-        return c.action == "update" and bool(c.before and c.before.get("email")) and \
-            _email_key(c.before.get("email")) != _email_key(c.record.get("email"))
-    first = [c for c in upserts if c.action == "update" and releases(c)]
-    if not first:
-        return upserts
-    moved = set(map(id, first))
-    return first + [c for c in upserts if id(c) not in moved]
-
-
 def _email_key(value: Any) -> str | None:
     return value.strip().lower() if isinstance(value, str) else None
 
@@ -152,8 +140,7 @@ def build_plan(tenant: str, upserts: dict[str, list[Change]], deletes: dict[str,
     plan = Plan(tenant, unchanged=dict(unchanged), drift=drift, held_reasons=list(held_reasons))
     plan.changes.extend(releases)
     for entity in ENTITIES:
-        ups = upserts.get(entity, [])
-        plan.changes.extend(order_user_upserts(ups) if entity == "users" else ups)
+        plan.changes.extend(upserts.get(entity, []))
     for entity in reversed(ENTITIES):
         (plan.held if plan.held_reasons else plan.changes).extend(deletes.get(entity, []))
     return plan
