@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config.model import ENTITIES, Tenant
+from engine.current import CurrentState
 from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
 from engine.mapping import EntityData, Mapper
@@ -142,6 +143,15 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     findings: list[Finding] = []
     timings: dict[str, float] = {}
     t = time.perf_counter()
+    portal = CurrentState(target)          # read while the source is extracted
+    try:
+        return _prepare(tenant, target, state, portal, run_date, allow_deletes, progress, findings, timings, t)
+    finally:
+        portal.close()
+
+
+def _prepare(tenant: Tenant, target, state, portal: CurrentState, run_date: dt.date, allow_deletes: bool,
+             progress: Progress, findings: list[Finding], timings: dict[str, float], t: float) -> Prepared:
     data = extract(tenant, run_date, findings, progress)
     timings["extract"] = time.perf_counter() - (t0 := t)
     t = time.perf_counter()
@@ -164,7 +174,7 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     releases: list[Change] = []
     for entity in ENTITIES:
         progress.start(f"read portal {entity}")
-        current = {r["external_id"]: r for r in target.read(entity)}
+        current = portal.rows(entity)
         progress.advance(len(current))
         progress.finish()
         managed[entity] = len(current)

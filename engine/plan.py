@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import compress, repeat
-from operator import attrgetter, eq, not_
+from operator import attrgetter, eq, itemgetter, not_
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -44,13 +44,15 @@ class Plan:
         return len(self.changes)
 
 
-def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, dict[str, Any]],
+def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, tuple],
                 last_written: Callable[[list[str]], Mapping[str, dict[str, Any]]],
                 findings: list[Finding]) -> tuple[list[Change], list[Change], int, Counter]:
     """(upserts, deletes, unchanged count, drift counter) for one entity.
 
-    `last_written(ids)` returns what the engine last wrote for those ids; it is asked only for
-    the records that differ, so a run that changes little reads little of the state store."""
+    `current` holds the portal's records as rows (engine.current: external_id -> the values in
+    contract.fields order). `last_written(ids)` returns what the engine last wrote for those ids;
+    it is asked only for the records that differ, so a run that changes little reads little of
+    the state store."""
     names = contract.fields(entity)
     drift: Counter = Counter()
     ids, recs = list(desired), list(desired.values())
@@ -59,7 +61,7 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, d
         return (list(map(Change, repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None),
                          map(attrgetter("key"), recs))), [], 0, drift)
     curs = list(map(current.get, ids))
-    same = list(map(eq, datas, curs))                     # the common case of a rerun, compared in C
+    same = list(map(eq, _rows(datas, names), curs))      # the common case of a rerun, compared in C
     unchanged = same.count(True)
     upserts: list[Change] = []
     for i in compress(range(len(ids)), map(not_, same)):
@@ -67,11 +69,12 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, d
         if cur is None:
             upserts.append(Change(entity, "create", external_id, data, key=rec.key))
             continue
-        changed = tuple(n for n in names if data.get(n) != cur.get(n))
+        before = dict(zip(names, cur))
+        changed = tuple(n for n in names if data.get(n) != before[n])
         if not changed:
             unchanged += 1
             continue
-        upserts.append(Change(entity, "update", external_id, data, changed, cur, rec.key))
+        upserts.append(Change(entity, "update", external_id, data, changed, before, rec.key))
     updates = [c for c in upserts if c.action == "update"]
     last = last_written([c.external_id for c in updates]) if updates else {}
     for c in updates:
@@ -85,9 +88,18 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, d
                                     "edited in the portal, overwritten with the ERP's value: " +
                                     ", ".join(f"{n} {c.before.get(n)!r} -> {c.record.get(n)!r}" for n in edited)))
     gone = current.keys() - desired.keys()
-    deletes = [Change(entity, "delete", external_id, before=cur)
+    deletes = [Change(entity, "delete", external_id, before=dict(zip(names, cur)))
                for external_id, cur in current.items() if external_id in gone] if gone else []
     return upserts, deletes, unchanged, drift
+
+
+def _rows(datas: list[dict[str, Any]], names: tuple[str, ...]) -> Iterable[tuple]:
+    """The records as rows in `names` order; a field a record lacks is null."""
+    get_all = itemgetter(*names)
+    try:
+        return list(map(get_all, datas))
+    except KeyError:
+        return [tuple(map(d.get, names)) for d in datas]
 
 
 def _email_key(value: Any) -> str | None:
@@ -116,11 +128,13 @@ def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], ext
     return reasons
 
 
-def email_releases(desired: Mapping[str, Rec], current: Mapping[str, dict[str, Any]]) -> list[Change]:
+def email_releases(desired: Mapping[str, Rec], current: Mapping[str, tuple]) -> list[Change]:
     """Users whose portal e-mail this run gives to another user: the address is cleared on them
     first, so that its new holder can take it. Covers swaps, a partnership merged into one user
     or split again, and a person replaced by another; without it the portal refuses the new
-    holder (email_taken) night after night."""
+    holder (email_taken) night after night. `current`: the portal's users as rows."""
+    names = contract.fields("users")
+    at = names.index("email")
     wanted: dict[str, str] = {}
     for external_id, rec in desired.items():
         email = _email_key(rec.data.get("email"))
@@ -128,9 +142,13 @@ def email_releases(desired: Mapping[str, Rec], current: Mapping[str, dict[str, A
             wanted[email] = external_id
     releases = []
     for external_id, cur in current.items():
-        holder = wanted.get(_email_key(cur.get("email")) or "")
+        email = cur[at]
+        if not email:
+            continue
+        holder = wanted.get(_email_key(email) or "")
         if holder is not None and holder != external_id:
-            releases.append(Change("users", "update", external_id, {**cur, "email": None}, ("email",), cur))
+            before = dict(zip(names, cur))
+            releases.append(Change("users", "update", external_id, {**before, "email": None}, ("email",), before))
     return releases
 
 

@@ -23,7 +23,7 @@ from engine import contract
 from engine.targets._store_schema import DEFAULTS, FIELDS, LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN, connect, email_key, q
 from engine.targets._store_write import Op, Result, write
 
-__all__ = ["PortalStore", "Op", "Result"]
+__all__ = ["PortalStore", "Op", "Result", "read_rows"]
 
 
 class PortalStore:
@@ -143,6 +143,19 @@ class PortalStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def read_rows(path: Path | str, resource: str) -> list[tuple]:
+    """Every active managed record of a resource as a row (the spec's fields in order), read
+    through a read-only connection of its own: safe beside a PortalStore open on the same file,
+    and in another process (engine.current reads the portal while a run extracts)."""
+    _check_resource(resource)
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute(f"SELECT {', '.join(map(q, FIELDS[resource]))} FROM {q(resource)} "
+                            "WHERE archived = 0 AND external_id IS NOT NULL ORDER BY id").fetchall()
+    finally:
+        conn.close()
 
 
 def _check_resource(resource: str) -> None:

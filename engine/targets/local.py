@@ -16,6 +16,9 @@ from engine.targets._store_portal import Op, PortalStore
 from engine.targets.base import Change, Outcome, Progress
 
 CHUNK = 5000
+READ_IN_BACKGROUND_FROM = 8 * 2**20
+"""Stores from this size (bytes) are read by another process while a run extracts; below it,
+starting that process costs more than reading the store in the foreground."""
 
 
 class LocalStore:
@@ -32,6 +35,12 @@ class LocalStore:
 
     def read(self, entity: str) -> Iterator[dict[str, Any]]:
         return self.store.iter_records(entity)
+
+    def row_reader(self) -> list[str] | None:
+        """The module (and its arguments) that engine.current runs in another process to read
+        the store while a run extracts; None for a small store."""
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return ["engine.targets._dump_rows", str(self.path.resolve())] if size >= READ_IN_BACKGROUND_FROM else None
 
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
         outcomes: list[Outcome] = []
