@@ -59,35 +59,55 @@ EXTRACT_ORDER = ("buildings", "units", "occupancies", "users")
 """Occupancies before users: a person is mapped completely only if a contract in the window names it."""
 
 
+def window_params(tenant: Tenant, run_date: dt.date) -> dict[str, dt.date]:
+    """The bound parameters every query may use (:ref_date, :window_end_from, :window_start_until)."""
+    ref, earliest_end, latest_start = window_bounds(tenant.window, run_date)
+    return {"ref_date": ref, "window_end_from": earliest_end, "window_start_until": latest_start}
+
+
+def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: dt.date, gate,
+                   findings: list[Finding], progress: Progress) -> EntityData:
+    """extract -> map -> filter for one entity, streamed in batches; `gate` (see Mapper) skips
+    what is not wanted early, each skipped record a finding."""
+    out = EntityData(entity)
+    mapper, columns_seen = None, None
+    progress.start(f"extract {entity}")
+    for columns, rows in source.batches(tenant.entities[entity], params):
+        if mapper is None or columns != columns_seen:
+            mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings, gate), columns
+        mapper.map_rows(rows)
+        progress.advance(len(rows))
+    gated_findings(tenant, out, run_date, findings)
+    progress.finish(f"({sum(out.filtered.values()):,} filtered)")
+    return out
+
+
+def gated_findings(tenant: Tenant, out: EntityData, run_date: dt.date, findings: list[Finding]) -> None:
+    """A finding for every record a gate skipped (contracts outside the window, persons without one)."""
+    for external_id, key, reason, early in out.gated:
+        findings.append(window_finding(key, reason, early, tenant.window, run_date)
+                        if out.entity == "occupancies" else
+                        Finding(reason, out.entity, key, "no contract in the contract window; not sent"))
+    out.gated.clear()
+
+
+def users_gate(tenant: Tenant, occ: EntityData | set[str]):
+    """The users' gate: persons without a contract in the window are skipped (unless the tenant sends them)."""
+    return occupancy_gate(occ) if tenant.rules.users_without_occupancy == "skip" else None
+
+
 def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding], progress: Progress) -> dict[str, EntityData]:
     """extract -> map -> filter, entity by entity, streamed in batches. Contracts outside the
     window, and persons without a contract in it, are recognised early and not mapped in full."""
     from engine.sources import open_source
-    ref, earliest_end, latest_start = window_bounds(tenant.window, run_date)
-    params = {"ref_date": ref, "window_end_from": earliest_end, "window_start_until": latest_start}
+    params = window_params(tenant, run_date)
     data: dict[str, EntityData] = {}
     source = open_source(tenant, run_date=run_date)
     try:
         for entity in EXTRACT_ORDER:
-            out = data[entity] = EntityData(entity)
-            gate = None
-            if entity == "occupancies":
-                gate = window_gate(tenant.window, run_date)
-            elif entity == "users" and tenant.rules.users_without_occupancy == "skip":
-                gate = occupancy_gate(data["occupancies"])
-            mapper, columns_seen = None, None
-            progress.start(f"extract {entity}")
-            for columns, rows in source.batches(tenant.entities[entity], params):
-                if mapper is None or columns != columns_seen:
-                    mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings, gate), columns
-                mapper.map_rows(rows)
-                progress.advance(len(rows))
-            for external_id, key, reason, early in out.gated:
-                findings.append(window_finding(key, reason, early, tenant.window, run_date)
-                                if entity == "occupancies" else
-                                Finding(reason, entity, key, "no contract in the contract window; not sent"))
-            out.gated.clear()
-            progress.finish(f"({sum(out.filtered.values()):,} filtered)")
+            gate = window_gate(tenant.window, run_date) if entity == "occupancies" else \
+                users_gate(tenant, data["occupancies"]) if entity == "users" else None
+            data[entity] = extract_entity(tenant, entity, source, params, run_date, gate, findings, progress)
     finally:
         source.close()
     return {e: data[e] for e in ENTITIES}
@@ -99,15 +119,40 @@ def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, pr
 
     The window and the persons without a contract are applied again here (a no-op after
     `extract`, which skips them early), so that this step is complete on its own."""
-    buildings, units, users, occ = data["buildings"], data["units"], data["users"], data["occupancies"]
-    normalize_entity(buildings, tenant.rules, findings)
-    normalize_entity(units, tenant.rules, findings)
-    resolve_units(units, buildings, findings)
-    apply_window(occ, tenant.window, run_date, findings)
+    before, after = transform_without_users(tenant, data, run_date)
+    return transform_with_users(tenant, data, before, None, after, previous_winners, findings, holders)
+
+
+def transform_without_users(tenant: Tenant, data: dict[str, EntityData],
+                            run_date: dt.date) -> tuple[list[Finding], list[Finding]]:
+    """The steps of `transform` that do not look at the users (so a run can do them while the
+    users are still being extracted). Their findings come in two lists, those that come before
+    the users' normalisation and those after, the order `transform` reports them in."""
+    before: list[Finding] = []
+    after: list[Finding] = []
+    buildings, units, occ = data["buildings"], data["units"], data["occupancies"]
+    normalize_entity(buildings, tenant.rules, before)
+    normalize_entity(units, tenant.rules, before)
+    resolve_units(units, buildings, before)
+    apply_window(occ, tenant.window, run_date, before)
+    normalize_entity(occ, tenant.rules, after)
+    return before, after
+
+
+def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: list[Finding],
+                         users_normalised: list[Finding] | None, after: list[Finding],
+                         previous_winners: dict[str, str], findings: list[Finding], holders=None) -> dict[str, str]:
+    """The rest of `transform`. `users_normalised`: the findings of normalising the users if
+    that is done already (engine.parallel), else None."""
+    users, occ = data["users"], data["occupancies"]
+    findings.extend(before)
     drop_users_without_occupancy(users, occ, tenant.rules, findings)
-    normalize_entity(users, tenant.rules, findings)
-    normalize_entity(occ, tenant.rules, findings)
-    resolve_occupancy_references(occ, users, units, findings)
+    if users_normalised is None:
+        normalize_entity(users, tenant.rules, findings)
+    else:
+        findings.extend(users_normalised)
+    findings.extend(after)
+    resolve_occupancy_references(occ, users, data["units"], findings)
     drop_users_without_occupancy(users, occ, tenant.rules, findings)
     winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders)
     dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)

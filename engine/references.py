@@ -145,10 +145,11 @@ _KEEP_OR_SKIP = {True: None, False: "user_without_occupancy"}
 
 
 class OccupancyGate:
-    """The users' gate: persons with no occupancy left are not mapped."""
+    """The users' gate: persons with no occupancy left are not mapped. `wanted`: the user_ids
+    of the occupancies kept (occupied_users)."""
 
-    def __init__(self, occ: EntityData):
-        self.wanted = set(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
+    def __init__(self, wanted: set[str]):
+        self.wanted = wanted
 
     def __call__(self, data: dict) -> str | None:
         return None if data["external_id"] in self.wanted else "user_without_occupancy"
@@ -157,9 +158,14 @@ class OccupancyGate:
         return list(map(_KEEP_OR_SKIP.__getitem__, map(self.wanted.__contains__, external_ids)))
 
 
-def occupancy_gate(occ: EntityData) -> tuple[tuple[str, ...], OccupancyGate]:
+def occupied_users(occ: EntityData) -> set[str]:
+    """The user_ids of the occupancies kept."""
+    return set(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
+
+
+def occupancy_gate(occ: EntityData | set[str]) -> tuple[tuple[str, ...], OccupancyGate]:
     """(fields, gate) for the users' Mapper: persons with no occupancy left are not mapped."""
-    return (), OccupancyGate(occ)
+    return (), OccupancyGate(occ if isinstance(occ, set) else occupied_users(occ))
 
 
 def resolve_occupancy_references(occ: EntityData, users: EntityData, units: EntityData,
@@ -202,7 +208,7 @@ def resolve_occupancies(occ: EntityData, users: EntityData, units: EntityData, w
 def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rules, findings: list[Finding]) -> None:
     if rules.users_without_occupancy == "send":
         return
-    occupied = set(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
+    occupied = occupied_users(occ)
     unoccupied = list(filterfalse(occupied.__contains__, users.records))
     for external_id in unoccupied:
         rec = users.records.pop(external_id)
