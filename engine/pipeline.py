@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config.model import ENTITIES, Tenant
+from engine import parallel
 from engine.current import CurrentState
 from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
@@ -86,9 +87,12 @@ def gated_findings(tenant: Tenant, out: EntityData, run_date: dt.date, findings:
     """A finding for every record a gate skipped (contracts outside the window, persons without one)."""
     for external_id, key, reason, early in out.gated:
         findings.append(window_finding(key, reason, early, tenant.window, run_date)
-                        if out.entity == "occupancies" else
-                        Finding(reason, out.entity, key, "no contract in the contract window; not sent"))
+                        if out.entity == "occupancies" else gated_user_finding(key, reason))
     out.gated.clear()
+
+
+def gated_user_finding(key: str, reason: str) -> Finding:
+    return Finding(reason, "users", key, "no contract in the contract window; not sent")
 
 
 def users_gate(tenant: Tenant, occ: EntityData | set[str]):
@@ -188,25 +192,39 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     findings: list[Finding] = []
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    portal = CurrentState(target)          # read while the source is extracted
+    # first the child process (engine.parallel), then the reader of the portal, which may be a thread
+    worker = parallel.UsersWorker.start(tenant, run_date) if parallel.possible(tenant) else None
     try:
-        return _prepare(tenant, target, state, portal, run_date, allow_deletes, progress, findings, timings, t)
+        portal = CurrentState(target)          # read while the source is extracted
+        try:
+            return _prepare(tenant, target, state, portal, worker, run_date, allow_deletes, progress, findings,
+                            timings, t)
+        finally:
+            portal.close()
     finally:
-        portal.close()
+        if worker is not None:
+            worker.close()
 
 
-def _prepare(tenant: Tenant, target, state, portal: CurrentState, run_date: dt.date, allow_deletes: bool,
+def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_date: dt.date, allow_deletes: bool,
              progress: Progress, findings: list[Finding], timings: dict[str, float], t: float) -> Prepared:
-    data = extract(tenant, run_date, findings, progress)
-    timings["extract"] = time.perf_counter() - (t0 := t)
-    t = time.perf_counter()
-    progress.start("normalise, resolve, dedup")
+    t0 = t
     def holders(ids: list[str]) -> dict[str, str | None]:
         """The e-mail each user holds in the portal, as the engine last wrote it."""
         last = state.last_written(tenant.id, "users", ids)
         return {i: (r.get("email") or "").strip().lower() or None for i, r in last.items()}
-    winners = transform(tenant, data, run_date, state.winners(tenant.id) if state else {}, findings,
-                        holders if state else None)
+    previous_winners = state.winners(tenant.id) if state else {}
+    if worker is None:
+        data = extract(tenant, run_date, findings, progress)
+        timings["extract"] = time.perf_counter() - t
+        t = time.perf_counter()
+        progress.start("normalise, resolve, dedup")
+        winners = transform(tenant, data, run_date, previous_winners, findings, holders if state else None)
+    else:
+        data, winners = _extract_transform_parallel(tenant, run_date, worker, findings, progress, previous_winners,
+                                                    holders if state else None, timings)
+        t = time.perf_counter()
+        progress.start("resolve, dedup")
     progress.advance(sum(len(d.records) for d in data.values()))
     progress.finish("records kept")
     timings["transform"] = time.perf_counter() - t
@@ -239,6 +257,46 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, run_date: dt.d
     timings["plan"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return Prepared(tenant, run_date, data, plan, findings, winners, timings)
+
+
+def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findings: list[Finding],
+                                progress: Progress, previous_winners: dict[str, str], holders,
+                                timings: dict[str, float]) -> tuple[dict[str, EntityData], dict[str, str]]:
+    """extract and transform with the users extracted by a second process (engine.parallel);
+    the same records and findings, in the same order, as extract followed by transform."""
+    from engine.sources import open_source
+    t = time.perf_counter()
+    params = window_params(tenant, run_date)
+    found: dict[str, list[Finding]] = {e: [] for e in EXTRACT_ORDER}
+    data: dict[str, EntityData] = {}
+    source = open_source(tenant, run_date=run_date)
+    try:     # the occupancies first: the child waits for the users' gate
+        data["occupancies"] = extract_entity(tenant, "occupancies", source, params, run_date,
+                                             window_gate(tenant.window, run_date), found["occupancies"], progress)
+        gate = users_gate(tenant, data["occupancies"])
+        worker.send_gate(gate[1].wanted if gate else None)
+        for entity in ("buildings", "units"):
+            data[entity] = extract_entity(tenant, entity, source, params, run_date, None, found[entity], progress)
+    finally:
+        source.close()
+    before, after = transform_without_users(tenant, data, run_date)
+    result = worker.result(tenant.rules, progress)
+    if result is None:        # the child failed: the users are extracted here, with the same gate
+        source = open_source(tenant, run_date=run_date)
+        try:
+            data["users"] = extract_entity(tenant, "users", source, params, run_date, gate, found["users"], progress)
+        finally:
+            source.close()
+        normalised = None
+    else:
+        data["users"], normalised = result.users, result.normalise_findings
+        found["users"] = result.extract_findings
+    timings["extract"] = time.perf_counter() - t
+    for entity in EXTRACT_ORDER:
+        findings.extend(found[entity])
+    data = {e: data[e] for e in ENTITIES}
+    winners = transform_with_users(tenant, data, before, normalised, after, previous_winners, findings, holders)
+    return data, winners
 
 
 @_without_cyclic_gc()

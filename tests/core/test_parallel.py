@@ -1,0 +1,130 @@
+"""The users extracted by a second process (engine.parallel) give the same run as the serial path:
+the same records, exclusions, counts, findings in the same order, plan and e-mail winners; also where
+an ERP key appears twice (the child then gates while mapping), when the tenant sends persons without
+a contract, and when the child fails (the run extracts the users itself)."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from engine import parallel
+from conftest import RUN_DATE
+
+
+def outcome(prepared) -> dict:
+    """Everything of a plan a user could see, in order."""
+    return {
+        "data": {e: ([(i, r.key, r.data, r.contract) for i, r in d.records.items()], sorted(d.excluded.items()),
+                     d.extracted, dict(d.filtered), dict(d.unkeyed)) for e, d in prepared.data.items()},
+        "findings": [(f.code, f.entity, f.key, f.message, f.field) for f in prepared.findings],
+        "plan": [(c.entity, c.action, c.external_id, c.record, c.changed, c.key) for c in prepared.plan.changes],
+        "winners": prepared.winners,
+    }
+
+
+def both_ways(ws, monkeypatch, tenant=None) -> tuple[dict, dict]:
+    tenant = tenant or ws.tenant()
+    monkeypatch.setenv(parallel.ENVIRONMENT, "0")
+    assert not parallel.possible(tenant)
+    serial = outcome(ws.plan(tenant))
+    monkeypatch.setenv(parallel.ENVIRONMENT, "1")
+    assert parallel.possible(tenant)
+    return serial, outcome(ws.plan(tenant))
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Counts the results the second process delivered (and lets the test see failures)."""
+    delivered = []
+    original = parallel.UsersWorker.result
+
+    def result(self, rules, progress):
+        got = original(self, rules, progress)
+        delivered.append(got is not None)
+        return got
+    monkeypatch.setattr(parallel.UsersWorker, "result", result)
+    return delivered
+
+
+def test_the_demo_tenant_plans_the_same_with_the_second_process(ws, monkeypatch, spy):
+    serial, par = both_ways(ws, monkeypatch)
+    assert spy == [True]
+    assert par["data"]["users"][0], "the demo has users to send"
+    assert par == serial
+
+
+def test_a_rerun_is_the_same_with_the_second_process(ws, monkeypatch, spy):
+    ws.run()
+    spy.clear()
+    ws.erp_execute("UPDATE adresse SET telefon = '(030) 123 45-6' WHERE adressnr = (SELECT min(adressnr) FROM adresse)")
+    serial, par = both_ways(ws, monkeypatch)
+    assert spy == [True]
+    assert par == serial
+    assert any(a == "update" for _, a, *_ in par["plan"])
+
+
+COLUMNS = "a.AdressNr, a.Anrede, a.Titel, a.Vorname, {last}, a.Email, a.Telefon, a.Mobil, a.Sprache"
+
+
+@pytest.mark.parametrize("copy_of", ["min", "max"])
+def test_an_erp_key_twice_gives_the_same_findings(ws, monkeypatch, spy, copy_of):
+    """A query that yields one AdressNr twice: once more as it is (duplicate_key, or skipped twice),
+    and once as a pseudo person (filtered out after the same key was kept), in row order."""
+    query = (f"SELECT {COLUMNS.format(last='a.Nachname')} FROM Adresse a "
+             f"UNION ALL SELECT {COLUMNS.format(last=chr(39) + 'Leerstand' + chr(39))} FROM Adresse a "
+             f"WHERE a.AdressNr = (SELECT min(AdressNr) FROM Adresse) "
+             f"UNION ALL SELECT {COLUMNS.format(last='a.Nachname')} FROM Adresse a "
+             f"WHERE a.AdressNr = (SELECT {copy_of}(AdressNr) FROM Adresse)")
+    tenant = ws.tenant(overrides={"entities": {"users": {"query": query}}})
+    serial, par = both_ways(ws, monkeypatch, tenant)
+    assert spy == [True]
+    assert par == serial
+    codes = {c for c, *_ in par["findings"]}
+    assert "pseudo_person" in codes
+    assert par["data"]["users"][2] == len(ws.erp_rows("SELECT adressnr FROM adresse")) + 2
+
+
+def test_a_tenant_that_sends_persons_without_a_contract(ws, monkeypatch, spy):
+    tenant = ws.tenant(rules={"long_names": "truncate", "users_without_occupancy": "send"})
+    serial, par = both_ways(ws, monkeypatch, tenant)
+    assert spy == [True]
+    assert par == serial
+    assert "user_without_occupancy" not in {c for c, *_ in par["findings"]}
+
+
+def test_a_failing_second_process_leaves_the_users_to_the_run(ws, monkeypatch, spy, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure in the second process")
+    monkeypatch.setattr(parallel, "_child", broken)
+    with caplog.at_level(logging.WARNING, logger="engine.parallel"):
+        serial, par = both_ways(ws, monkeypatch)
+    assert spy == [False]
+    assert par == serial
+    assert "simulated failure in the second process" in caplog.text
+
+
+def test_the_switch_and_the_source_type_decide(ws, monkeypatch):
+    tenant = ws.tenant()
+    for value, expected in (("0", False), ("off", False), ("1", True), ("", True)):
+        monkeypatch.setenv(parallel.ENVIRONMENT, value)
+        assert parallel.possible(tenant) is expected, value
+
+
+def test_gating_afterwards_declines_where_row_order_matters():
+    """The child's shortcut (map every person, gate afterwards) is taken only where it cannot differ."""
+    from engine.mapping import EntityData, Rec
+    from engine.references import OccupancyGate
+
+    def users(**extra) -> EntityData:
+        data = EntityData("users", records={"1": Rec("1", {"external_id": "1"}), "2": Rec("2", {"external_id": "2"})})
+        for name, value in extra.items():
+            setattr(data, name, value)
+        return data
+    gate = OccupancyGate({"2"})
+    plain, gated = users(), ([], [], [])
+    assert parallel._gate_afterwards(plain, gate, gated)
+    assert list(plain.records) == ["2"] and gated == (["1"], ["1"], ["user_without_occupancy"])
+    from collections import Counter
+    assert not parallel._gate_afterwards(users(unkeyed=Counter(duplicate_key=1)), gate, ([], [], []))
+    assert not parallel._gate_afterwards(users(excluded={"1": "pseudo_person"}), gate, ([], [], []))
