@@ -220,14 +220,12 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         t = time.perf_counter()
         progress.start("normalise, resolve, dedup")
         winners = transform(tenant, data, run_date, previous_winners, findings, holders if state else None)
-    else:
+        timings["transform"] = time.perf_counter() - t
+    else:     # sets both timings: normalising overlaps extracting there
         data, winners = _extract_transform_parallel(tenant, run_date, worker, findings, progress, previous_winners,
                                                     holders if state else None, timings)
-        t = time.perf_counter()
-        progress.start("resolve, dedup")
     progress.advance(sum(len(d.records) for d in data.values()))
     progress.finish("records kept")
-    timings["transform"] = time.perf_counter() - t
     t = time.perf_counter()
     upserts: dict[str, list[Change]] = {}
     deletes: dict[str, list[Change]] = {}
@@ -291,11 +289,14 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
     else:
         data["users"], normalised = result.users, result.normalise_findings
         found["users"] = result.extract_findings
-    timings["extract"] = time.perf_counter() - t
+    timings["extract"] = time.perf_counter() - t      # with normalising, which ran beside it
+    t = time.perf_counter()
+    progress.start("resolve, dedup")
     for entity in EXTRACT_ORDER:
         findings.extend(found[entity])
     data = {e: data[e] for e in ENTITIES}
     winners = transform_with_users(tenant, data, before, normalised, after, previous_winners, findings, holders)
+    timings["transform"] = time.perf_counter() - t
     return data, winners
 
 
