@@ -35,18 +35,20 @@ Rows = dict[str, tuple]
 """external_id -> the record's values in contract.fields(entity) order (external_id first)."""
 
 
+def tuples(records: Iterable[dict[str, Any]], names: Sequence[str]) -> list[tuple]:
+    """Records (dicts) as tuples of their `names` values, in C where every record has them all;
+    a field a record lacks is null."""
+    records = records if isinstance(records, list) else list(records)
+    try:
+        return list(map(itemgetter(*names), records))
+    except KeyError:
+        return [tuple(map(r.get, names)) for r in records]
+
+
 def as_rows(entity: str, records: Iterable[dict[str, Any]]) -> Rows:
-    """Records (dicts, as Target.read yields them) as rows; a field a record lacks is null."""
-    names = contract.fields(entity)
-    out: Rows = {}
-    get_all = itemgetter(*names)
-    for r in records:
-        try:
-            row = get_all(r)
-        except KeyError:
-            row = tuple(map(r.get, names))
-        out[row[0]] = row
-    return out
+    """Records (dicts, as Target.read yields them) as rows keyed by external_id."""
+    rows = tuples(records, contract.fields(entity))
+    return dict(zip(map(itemgetter(0), rows), rows))
 
 
 class CurrentState:

@@ -66,7 +66,7 @@ class UsersWorker:
         self._gate_sent = False
 
     @classmethod
-    def start(cls, tenant, run_date: dt.date) -> "UsersWorker | None":
+    def start(cls, tenant, run_date: dt.date) -> "UsersWorker":
         gate_in, gate_out = os.pipe()
         result_in, result_out = os.pipe()
         sys.stdout.flush()
@@ -252,11 +252,7 @@ def _unpack_first(packed: dict) -> tuple[EntityData, list[Finding], tuple]:
                        filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
     users.records = dict(zip(ids[:half], map(Rec, keys[:half], packed["datas"], contracts[:half])))
     gated_ids, gated_keys, reasons = packed["gated"]
-    for external_id, reason in zip(gated_ids, reasons):
-        if external_id in users.excluded:             # as the Mapper counts a key skipped twice
-            users.unkeyed[reason] += 1
-        else:
-            users.excluded[external_id] = reason
+    users.excluded.update(zip(gated_ids, reasons))    # disjoint: _gate_afterwards declines otherwise
     found = list(starmap(Finding, packed["findings"]))
     found.extend(map(gated_user_finding, gated_keys, reasons))
     return users, found, (ids[half:], keys[half:], contracts[half:])

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import compress, repeat
-from operator import attrgetter, eq, itemgetter, not_
+from operator import attrgetter, eq, not_
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from engine import contract
 from engine.config.model import ENTITIES, Deletion
+from engine.current import tuples
 from engine.findings import Finding
 from engine.mapping import Rec
 from engine.targets.base import Change
@@ -61,7 +62,7 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, t
         return (list(map(Change, repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None),
                          map(attrgetter("key"), recs))), [], 0, drift)
     curs = list(map(current.get, ids))
-    same = list(map(eq, _rows(datas, names), curs))      # the common case of a rerun, compared in C
+    same = list(map(eq, tuples(datas, names), curs))     # the common case of a rerun, compared in C
     unchanged = same.count(True)
     upserts: list[Change] = []
     for i in compress(range(len(ids)), map(not_, same)):
@@ -91,15 +92,6 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, t
     deletes = [Change(entity, "delete", external_id, before=dict(zip(names, cur)))
                for external_id, cur in current.items() if external_id in gone] if gone else []
     return upserts, deletes, unchanged, drift
-
-
-def _rows(datas: list[dict[str, Any]], names: tuple[str, ...]) -> Iterable[tuple]:
-    """The records as rows in `names` order; a field a record lacks is null."""
-    get_all = itemgetter(*names)
-    try:
-        return list(map(get_all, datas))
-    except KeyError:
-        return [tuple(map(d.get, names)) for d in datas]
 
 
 def _email_key(value: Any) -> str | None:

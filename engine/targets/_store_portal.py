@@ -25,6 +25,9 @@ from engine.targets._store_write import Op, Result, write
 
 __all__ = ["PortalStore", "Op", "Result", "read_rows"]
 
+MANAGED = "archived = 0 AND external_id IS NOT NULL"
+"""The records the API lists (active, with an external_id): every read of the store selects these."""
+
 
 class PortalStore:
     def __init__(self, path: Path | str):
@@ -116,7 +119,7 @@ class PortalStore:
         _check_resource(resource)
         cols, after = FIELDS[resource], 0
         query = (f"SELECT {', '.join(map(q, cols))}, id FROM {q(resource)} "
-                 "WHERE id > ? AND archived = 0 AND external_id IS NOT NULL ORDER BY id LIMIT ?")
+                 f"WHERE id > ? AND {MANAGED} ORDER BY id LIMIT ?")
         while True:
             with self._lock:
                 rows = self.conn.execute(query, (after, page)).fetchall()
@@ -129,13 +132,13 @@ class PortalStore:
         _check_resource(resource)
         with self._lock:
             return self.conn.execute(f"SELECT count(*) FROM {q(resource)} "
-                                     "WHERE archived = 0 AND external_id IS NOT NULL").fetchone()[0]
+                                     f"WHERE {MANAGED}").fetchone()[0]
 
     def _page(self, resource: str, after: int, limit: int) -> list[tuple]:
         with self._lock:
             return self.conn.execute(
                 f"SELECT id, {', '.join(map(q, FIELDS[resource]))} FROM {q(resource)} "
-                "WHERE id > ? AND archived = 0 AND external_id IS NOT NULL ORDER BY id LIMIT ?",
+                f"WHERE id > ? AND {MANAGED} ORDER BY id LIMIT ?",
                 (after, limit)).fetchall()
 
     def close(self) -> None:
@@ -153,7 +156,7 @@ def read_rows(path: Path | str, resource: str) -> list[tuple]:
     conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     try:
         return conn.execute(f"SELECT {', '.join(map(q, FIELDS[resource]))} FROM {q(resource)} "
-                            "WHERE archived = 0 AND external_id IS NOT NULL ORDER BY id").fetchall()
+                            f"WHERE {MANAGED} ORDER BY id").fetchall()
     finally:
         conn.close()
 
