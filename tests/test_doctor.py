@@ -251,14 +251,21 @@ class _ImportApi(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def import_api():
-    server = ThreadingHTTPServer((HOST, 0), _ImportApi)
+def _serve(handler: type[BaseHTTPRequestHandler], base_path: str):
+    """A real HTTP server on 127.0.0.1 for one test: yields its base URL, stops afterwards."""
+    server = ThreadingHTTPServer((HOST, 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://{HOST}:{server.server_address[1]}/import/v1"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://{HOST}:{server.server_address[1]}{base_path}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def import_api():
+    yield from _serve(_ImportApi, "/import/v1")
 
 
 @pytest.mark.parametrize("token,status", [("tok-acme", "ok"), ("tok-other", "fail")])
@@ -338,12 +345,7 @@ class _CloudConnect(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def cloud_connect():
-    server = ThreadingHTTPServer((HOST, 0), _CloudConnect)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://{HOST}:{server.server_address[1]}/api"
-    server.shutdown()
-    server.server_close()
+    yield from _serve(_CloudConnect, "/api")
 
 
 def write_api_tenant(tmp_path: Path, base_url: str) -> Path:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from engine.errors import LockedError
 from engine.state import StateStore
+from pgcluster import require
 
 PG_URL = os.environ.get("IDWELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -32,10 +33,7 @@ def _pg_reachable() -> str | None:
 @pytest.fixture
 def pg_url():
     problem = _pg_reachable()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable in CI: {problem}")
-        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {problem}")
+    require(not problem, f"PostgreSQL at {PG_URL} is unreachable: {problem}")
     return PG_URL
 
 

@@ -189,6 +189,16 @@ class Workspace:
     def portal(self, path: Path | None = None) -> Portal:
         return Portal(path or self.portal_path)
 
+    def edit_portal(self, *edits: tuple[str, str, dict[str, Any]]) -> None:
+        """Change records directly in the portal store, as a person would in the portal:
+        (entity, external_id, {field: value}) per edit."""
+        store = LocalStore(self.portal_path)
+        try:
+            for entity, external_id, fields in edits:
+                store.edit(entity, external_id, **fields)
+        finally:
+            store.close()
+
     # the real command line --------------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """`python -m engine ARGS` in this workspace, as a user runs it."""

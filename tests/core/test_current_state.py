@@ -55,9 +55,7 @@ def test_rerun_drift_and_deletes_are_the_same_with_the_background_reader(ws, bac
     assert first.summary["writes"] > 0
     assert ws.run().summary["writes"] == 0
     user_id = next(u for u in sorted(ws.portal()["users"]) if "+" not in u)
-    store = LocalStore(ws.portal_path)
-    store.edit("users", user_id, last_name="Geändert im Portal")
-    store.close()
+    ws.edit_portal(("users", user_id, {"last_name": "Geändert im Portal"}))
     third = ws.run()
     assert third.summary["drift"] == {"users": {"last_name": 1}}
     assert ws.run().summary["writes"] == 0

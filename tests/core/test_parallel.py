@@ -9,7 +9,6 @@ import logging
 import pytest
 
 from engine import parallel
-from conftest import RUN_DATE
 
 
 def outcome(prepared) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 
-from engine.targets.local import LocalStore
 
 
 def occupied_unit(portal) -> str:
@@ -41,10 +40,7 @@ def test_a_portal_edit_is_reverted_and_reported_as_drift(ws):
     erp_last = ws.erp_rows("SELECT nachname FROM adresse WHERE adressnr = ?", (int(user_id),))[0][0].strip()
     erp_unit = ws.erp_rows("SELECT bezeichnung FROM einheit WHERE einheitid = ?", (int(unit_id),))[0][0].strip()
     assert portal["users"][user_id]["last_name"] == erp_last
-    store = LocalStore(ws.portal_path)
-    store.edit("users", user_id, last_name="Geändert im Portal")
-    store.edit("units", unit_id, name="Umbenannt")
-    store.close()
+    ws.edit_portal(("users", user_id, {"last_name": "Geändert im Portal"}), ("units", unit_id, {"name": "Umbenannt"}))
 
     done = ws.cli("run", str(ws.tenants["demo"]), "--date", "2026-06-01")
     assert done.returncode == 0, done.stderr
@@ -62,9 +58,7 @@ def test_a_portal_edit_is_reverted_and_reported_as_drift(ws):
 def test_drift_names_entity_key_and_field(ws):
     ws.run()
     user_id = next(u for u in sorted(ws.portal()["users"]) if "+" not in u)
-    store = LocalStore(ws.portal_path)
-    store.edit("users", user_id, last_name="Geändert im Portal")
-    store.close()
+    ws.edit_portal(("users", user_id, {"last_name": "Geändert im Portal"}))
     second = ws.run()
     assert second.summary["drift"] == {"users": {"last_name": 1}}
     [drift] = [f for f in second.findings if f.code == "drift"]

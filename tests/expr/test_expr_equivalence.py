@@ -84,16 +84,21 @@ def strict(value):
     return (type(value).__name__, value)
 
 
+def compiled_expressions(rng: random.Random, attempts: int):
+    """(text, compiled expression) for each of `attempts` random expressions that compile."""
+    for _ in range(attempts):
+        text = random_expression(rng)
+        try:
+            yield text, compile_expression(text, code_tables=TABLES)
+        except ExprError:
+            continue
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_compiled_expressions_agree_with_jmespath(seed):
     rng = random.Random(seed)
     compared = 0
-    for _ in range(400):
-        text = random_expression(rng)
-        try:
-            expr = compile_expression(text, code_tables=TABLES)
-        except ExprError:
-            continue
+    for text, expr in compiled_expressions(rng, 400):
         for _ in range(4):
             record = random_record(rng)
             reference = outcome(jmespath.search, text, record, OPTIONS)
@@ -127,12 +132,7 @@ def test_column_binding_agrees_with_the_row_binding(seed):
     batches whose values repeat exercise the once-per-distinct-value path."""
     rng = random.Random(1000 + seed)
     compared = 0
-    for _ in range(250):
-        text = random_expression(rng)
-        try:
-            expr = compile_expression(text, code_tables=TABLES)
-        except ExprError:
-            continue
+    for text, expr in compiled_expressions(rng, 250):
         pool = [random_record(rng) for _ in range(rng.choice([1, 3, 60]))]
         n = rng.choice([1, 40, 60])
         rows = [tuple(rng.choice(pool)[name] for name in NAMES) for _ in range(n)]
