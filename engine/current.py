@@ -2,15 +2,26 @@
 
 Reading a large portal's managed records takes about as long as extracting a large ERP, and
 the two do not depend on each other, so a run starts reading the target when it starts
-extracting and picks the records up when it compares (engine.plan.diff_entity). Records come as
-rows: tuples in the import API's field order (engine.contract.fields), keyed by external_id.
+extracting and picks the records up when it compares (engine.plan.diff_entity). `read(entity)`
+gives one of two things:
+
+  * `Rows`: external_id -> the record's values as a tuple in the import API's field order
+    (engine.contract.fields), every record in full;
+  * `Packed` (a large local store): external_id -> that tuple as bytes, in marshal's format 0
+    (`pack_rows`), which gives equal bytes for equal rows of texts, numbers and nulls. The run
+    packs its desired rows the same way and compares bytes; it builds and reads in full only
+    the records whose bytes differ (a value of another type, 1 against 1.0, may differ in bytes
+    and still be equal: the field by field comparison then finds it unchanged) and those to be
+    deleted. Bytes cross between processes and are compared at a fraction of the cost of
+    tuples of texts, which is most of a nightly rerun.
 
 How the reading runs in parallel depends on the target:
   * a target with `row_reader()` (the local store, when large) names a module that reads it
-    in another process (`python -m MODULE ARGS... ENTITY...`, writing pickled rows to its
-    standard output). A thread would not help there: reading SQLite is CPU work under
-    Python's GIL. A plain subprocess, not multiprocessing: nothing of the caller (its main
-    script, connections, locks) is imported or inherited by the reader.
+    in another process (`python -m MODULE ARGS... ENTITY...`, writing packed rows to its
+    standard output, see engine.targets._dump_rows). A thread would not help there: reading
+    SQLite is CPU work under Python's GIL. A plain subprocess, not a fork: nothing of the
+    caller (its connections, their SQLite locks, its other children's pipes) is inherited.
+    Records wanted in full are read through the target's `read_rows(entity, external_ids)`;
   * any other target (the import API over HTTP) is read in a thread: listing pages is waiting
     for the network, which releases the GIL.
 If the background reading fails in any way, the entity is read again in the foreground, where
@@ -19,21 +30,22 @@ an error surfaces as the target's own error.
 from __future__ import annotations
 
 import logging
-import pickle
+import marshal
 import subprocess
 import sys
 import threading
+from itertools import repeat
 from operator import itemgetter
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from engine import contract
+from engine._pipe import receive
 from engine.config.model import ENTITIES
 
 log = logging.getLogger(__name__)
 
 Rows = dict[str, tuple]
 """external_id -> the record's values in contract.fields(entity) order (external_id first)."""
-
 
 def tuples(records: Iterable[dict[str, Any]], names: Sequence[str]) -> list[tuple]:
     """Records (dicts) as tuples of their `names` values, in C where every record has them all;
@@ -51,12 +63,55 @@ def as_rows(entity: str, records: Iterable[dict[str, Any]]) -> Rows:
     return dict(zip(map(itemgetter(0), rows), rows))
 
 
+def pack_rows(rows: Iterable[tuple]) -> list[bytes]:
+    """Each row as bytes (marshal, format 0: no references, no interning flags, floats as text,
+    so equal rows of texts, numbers and nulls give equal bytes in any process). ValueError for
+    a value marshal cannot write (a date, a Decimal)."""
+    return list(map(marshal.dumps, rows, repeat(0)))
+
+
+def pack(entity: str, rows: list[tuple]) -> tuple[str, list[str], list[bytes], list | None]:
+    """What the background reader sends of one entity: (entity, external_ids, packed rows, the
+    users' e-mails in the same order or None)."""
+    emails = list(map(itemgetter(contract.fields("users").index("email")), rows)) if entity == "users" else None
+    return entity, list(map(itemgetter(0), rows)), pack_rows(rows), emails
+
+
+class Packed:
+    """One entity's managed records in the portal as packed rows (see the module's doc)."""
+    __slots__ = ("entity", "ids", "packed", "emails", "_index", "_read")
+
+    def __init__(self, entity: str, ids: list[str], packed: list[bytes], emails: list | None,
+                 read: Callable[[str, Collection[str] | None], list[tuple]]):
+        self.entity = entity
+        self.ids, self.packed = ids, packed     # in the target's order
+        self.emails = emails          # users: each record's e-mail, in the order of `ids`; else None
+        self._index: dict[str, bytes] | None = None
+        self._read = read
+
+    @property
+    def index(self) -> dict[str, bytes]:
+        """external_id -> packed row (made when first asked for: a rerun whose records come in
+        the target's order compares them position by position)."""
+        if self._index is None:
+            self._index = dict(zip(self.ids, self.packed))
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self, ids: Collection[str] | None = None) -> Rows:
+        """The records with these external_ids (None: all) in full, in the target's order."""
+        rows = self._read(self.entity, ids)
+        return dict(zip(map(itemgetter(0), rows), rows))
+
+
 class CurrentState:
-    """Starts reading every entity of `target` at once; `rows(entity)` waits for one of them."""
+    """Starts reading every entity of `target` at once; `read(entity)` waits for one of them."""
 
     def __init__(self, target: Any, entities: Sequence[str] = ENTITIES, *, background: bool = True):
         self._target, self._entities = target, tuple(entities)
-        self._received: dict[str, Rows] = {}
+        self._received: dict[str, Packed] = {}
         self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._thread_result: dict[str, Any] = {}
@@ -80,16 +135,19 @@ class CurrentState:
         for entity in self._entities:
             try:
                 self._thread_result[entity] = as_rows(entity, self._target.read(entity))
-            except BaseException as exc:   # re-raised by rows() in the caller's thread
+            except BaseException as exc:   # re-raised by read() in the caller's thread
                 self._thread_result[entity] = exc
                 return
 
-    def _receive(self, entity: str) -> Rows | None:
-        """The rows of `entity` from the background process, None if it could not deliver them."""
+    def _receive(self, entity: str) -> Packed | None:
+        """The packed rows of `entity` from the background process, None if it could not deliver them."""
         try:
             while entity not in self._received:
-                name, rows = pickle.load(self._process.stdout)
-                self._received[name] = dict(zip(map(itemgetter(0), rows), rows))
+                message = receive(self._process.stdout)
+                if message[0] != "ok":
+                    raise RuntimeError(message[1])
+                _, name, ids, packed, emails = message
+                self._received[name] = Packed(name, ids, packed, emails, self._target.read_rows)
             return self._received.pop(entity)
         except Exception as exc:          # EOF, a broken pipe, a reader that failed
             said = self._stop()
@@ -98,7 +156,7 @@ class CurrentState:
             return None
 
     # -- the caller's side --------------------------------------------------------------------
-    def rows(self, entity: str) -> Rows:
+    def read(self, entity: str) -> Rows | Packed:
         """The managed records of one entity, waiting for the background reading if needed."""
         if self._thread is not None:
             self._thread.join()
@@ -108,9 +166,9 @@ class CurrentState:
             if result is not None:
                 return result
         elif self._process is not None:
-            rows = self._receive(entity)
-            if rows is not None:
-                return rows
+            packed = self._receive(entity)
+            if packed is not None:
+                return packed
         return as_rows(entity, self._target.read(entity))
 
     def _stop(self) -> str:

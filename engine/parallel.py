@@ -6,8 +6,8 @@ The persons (Adresse) are the largest query of a DOMUS tenant and the most work 
 right away; the parent extracts the occupancies first and sends the child the user_ids that
 have a contract in the window (the users' gate), then extracts buildings and units and
 normalises them. The child skips the persons without a contract, normalises the rest and hands
-back the users, their findings and their counts; the run goes on as if it had done all of it
-itself. The result is the same as the serial path's, record for record and finding for finding
+back the users, their findings and their counts, block by block as it normalises them; the run
+goes on as if it had done all of it itself. The result is the same as the serial path's, record for record and finding for finding
 (tests/core/test_parallel.py compares the two): where mapping first and gating afterwards
 could differ from gating while mapping (an ERP key that appears twice), the child extracts the
 users again with the gate.
@@ -23,23 +23,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import marshal
 import os
-import pickle
+import queue
+import select
 import sys
 import threading
 from dataclasses import dataclass
-from itertools import starmap
-from typing import Any
+from itertools import repeat, starmap
+from typing import BinaryIO
 
+from engine._pipe import encode, receive, send
 from engine.findings import Finding
 from engine.mapping import EntityData, Rec
-from engine.normalize import normalize_entity
+from engine.normalize import CHUNK, normalize_entity
 from engine.progress import Progress
 
 log = logging.getLogger(__name__)
 
 ENVIRONMENT = "IDWELL_SYNC_PARALLEL"
+BLOCK = 16 * CHUNK
+"""Users normalised and handed over together: a whole number of normalize_entity's chunks, so
+that the findings come out as one normalize_entity over all of them would give them."""
 
 
 def possible(tenant) -> bool:
@@ -58,12 +62,18 @@ class UsersWorker:
     """The child process that extracts the users. start() forks; send_gate() once the
     occupancies are known; result() takes the users (None: the child failed).
 
-    The child sends two messages: the users after the gate, with the first half of their
-    records (which this process normalises meanwhile), then the second half normalised."""
+    The child sends the users' counts and exclusions after the gate, then their records in
+    normalised blocks as it makes them (written by a thread, so that the child never waits for
+    this process to read), then "done". When this process is ready for the users it says
+    "share" (a second message on the gate's pipe); the child, between two blocks, then hands
+    over the later half of the blocks it has not normalised yet ("shared", as mapped), which
+    this process normalises while the child does the rest: whichever side would otherwise
+    wait takes work from the other."""
 
     def __init__(self, pid: int, gate_out: int, result_in: int):
-        self.pid, self._gate_out, self._result_in = pid, gate_out, result_in
-        self._gate_sent = False
+        self.pid, self._result_in = pid, result_in
+        self._control: BinaryIO | None = os.fdopen(gate_out, "wb")
+        self._gate_writer: threading.Thread | None = None
 
     @classmethod
     def start(cls, tenant, run_date: dt.date) -> "UsersWorker":
@@ -78,11 +88,12 @@ class UsersWorker:
             code = 1
             out = os.fdopen(result_out, "wb")
             try:
-                _child(tenant, run_date, gate_in, out)
+                with os.fdopen(gate_in, "rb") as control:
+                    _child(tenant, run_date, control, out)
                 code = 0
             except BaseException as exc:              # the parent extracts the users itself
                 try:
-                    _send(out, ("failed", f"{type(exc).__name__}: {exc}"))
+                    send(out, ("failed", f"{type(exc).__name__}: {exc}"))
                 except BaseException:
                     pass
             finally:
@@ -97,36 +108,63 @@ class UsersWorker:
     def send_gate(self, wanted: set[str] | None) -> None:
         """The user_ids with a contract in the window (None: the tenant sends every person).
         Written by a thread: the child reads it only when it has mapped every person."""
-        blob, fd = pickle.dumps(wanted, protocol=pickle.HIGHEST_PROTOCOL), self._gate_out
-        self._gate_sent = True
+        # as a list: marshal writes a set's elements in sorted order, ten times slower
+        blob, control = encode(("gate", None if wanted is None else list(wanted))), self._control
 
         def write() -> None:
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(blob)
-            except OSError:                           # the child is gone; result() says so
+                control.write(blob)
+                control.flush()
+            except (OSError, ValueError):             # the child is gone; result() says so
                 pass
-        threading.Thread(target=write, name="users-gate", daemon=True).start()
+        self._gate_writer = threading.Thread(target=write, name="users-gate", daemon=True)
+        self._gate_writer.start()
+
+    def _ask_for_share(self) -> None:
+        if self._gate_writer is not None:
+            self._gate_writer.join()
+        try:
+            send(self._control, ("share",))
+        except OSError:                               # the child has finished, or failed
+            pass
+        self._close_control()
+
+    def _close_control(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            try:
+                control.close()
+            except OSError:
+                pass
 
     def result(self, rules, progress: Progress) -> UsersResult | None:
         progress.start("extract users (second process)")
         try:
             with os.fdopen(self._result_in, "rb") as f:
                 self._result_in = -1
-                first = _receive(f)
+                first = receive(f)
                 if first[0] != "ok":
                     return self._failed(first[1], progress)
-                users, found, second = _unpack_first(first[1])
+                users, found = _unpack_users(first[1])
+                self._ask_for_share()
                 normalised: list[Finding] = []
-                normalize_entity(users, rules, normalised)     # the first half, while the child does the second
-                rest = _receive(f)
-                if rest[0] != "ok":
-                    return self._failed(rest[1], progress)
+                mine: tuple[EntityData, list[Finding]] | None = None
+                while (message := receive(f))[0] in ("ok", "shared"):
+                    if message[0] == "ok":                # a block the child normalised
+                        _add_block(users, message[1], normalised)
+                    else:                                 # the later blocks, this process's share
+                        mine = _shared_blocks(message[1]), []
+                        normalize_entity(mine[0], rules, mine[1])
+                if message[0] != "done":
+                    return self._failed(message[1], progress)
         except Exception as exc:
             return self._failed(f"no answer ({type(exc).__name__}: {exc})", progress)
         finally:
             self._reap()
-        _add_second_half(users, second, rest[1], normalised)
+        if mine is not None:
+            users.records.update(mine[0].records)
+            users.excluded.update(mine[0].excluded)
+            normalised.extend(mine[1])
         progress.advance(users.extracted)
         progress.finish(f"({sum(users.filtered.values()):,} filtered)")
         return UsersResult(users, found, normalised)
@@ -146,9 +184,9 @@ class UsersWorker:
             except ProcessLookupError:
                 pass
             self._reap()
-        if not self._gate_sent:
-            self._gate_sent = True
-            os.close(self._gate_out)
+        if self._gate_writer is not None:
+            self._gate_writer.join()
+        self._close_control()
 
     def _reap(self) -> None:
         try:
@@ -158,8 +196,7 @@ class UsersWorker:
 
 
 # -- the child ---------------------------------------------------------------------------------
-def _child(tenant, run_date: dt.date, gate_in: int, out) -> None:
-    from engine.normalize import CHUNK
+def _child(tenant, run_date: dt.date, control: BinaryIO, out) -> None:
     from engine.pipeline import extract_entity, users_gate, window_params
     from engine.sources import open_source
     quiet = Progress(enabled=False)
@@ -174,25 +211,84 @@ def _child(tenant, run_date: dt.date, gate_in: int, out) -> None:
             source.close()
 
     users, findings = extract(None)                  # every person, while the parent reads the contracts
-    with os.fdopen(gate_in, "rb") as f:
-        wanted = pickle.loads(f.read())
+    kind, wanted = receive(control)
+    wanted = None if wanted is None else set(wanted)
     gated: tuple[list, list, list] = ([], [], [])     # external_ids, ERP keys, reasons
     gate = users_gate(tenant, wanted) if wanted is not None else None
     if gate is not None and not _gate_afterwards(users, gate[1], gated):
         users, findings = extract(gate)               # where the order of rows matters: gate while mapping
-    ids = list(users.records)
-    half = len(ids) // 2 // CHUNK * CHUNK             # normalize_entity's chunks: the same findings, in order
-    recs = list(users.records.values())
-    _send(out, ("ok", {"ids": ids, "keys": [r.key for r in recs], "datas": [r.data for r in recs[:half]],
-                       "contracts": [r.contract for r in recs] if any(r.contract for r in recs) else None,
-                       "half": half, "excluded": users.excluded, "extracted": users.extracted,
-                       "filtered": dict(users.filtered), "unkeyed": dict(users.unkeyed),
-                       "findings": [_finding(f) for f in findings], "gated": gated}))
-    second = EntityData("users", records=dict(zip(ids[half:], recs[half:])))
-    normalised: list[Finding] = []
-    normalize_entity(second, tenant.rules, normalised)
-    _send(out, ("ok", {"datas": [r.data for r in recs[half:]], "dropped": list(second.excluded),
-                       "findings": [_finding(f) for f in normalised]}))
+    ids, recs = list(users.records), list(users.records.values())
+    starts = list(range(0, len(ids), BLOCK))         # normalize_entity's chunks: the same findings, in order
+    with _Sender(out) as send_later:
+        send_later(("ok", {"excluded": users.excluded, "extracted": users.extracted,
+                           "filtered": dict(users.filtered), "unkeyed": dict(users.unkeyed),
+                           "findings": [_finding(f) for f in findings], "gated": gated}))
+        k, end = 0, len(starts)
+        while k < end:
+            if end - k > 1 and _asked(control):       # the parent takes the later half of what is left
+                end = k + (end - k + 1) // 2
+                send_later(("shared", _blocks(ids, recs, starts[end])))
+            block = EntityData("users", records=dict(zip(ids[starts[k]:starts[k] + BLOCK],
+                                                          recs[starts[k]:starts[k] + BLOCK])))
+            normalised: list[Finding] = []
+            normalize_entity(block, tenant.rules, normalised)
+            send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
+                               "dropped": list(block.excluded), "findings": [_finding(f) for f in normalised]}))
+            k += 1
+        send_later(("done",))
+
+
+def _asked(control: BinaryIO) -> bool:
+    """Whether the parent has asked for its share (read once; afterwards the pipe is at its end)."""
+    if control.closed or not select.select([control], [], [], 0)[0]:
+        return False
+    try:
+        message = receive(control)
+    except EOFError:                                  # the parent closed the pipe without asking
+        message = ("",)
+    control.close()
+    return message[0] == "share"
+
+
+def _blocks(ids: list[str], recs: list[Rec], start: int) -> dict:
+    """Records from position `start` on, as the parent rebuilds them (_add_block, _shared_blocks)."""
+    kept = recs[start:]
+    return {"ids": ids[start:], "keys": [r.key for r in kept], "datas": [r.data for r in kept],
+            "contracts": [r.contract for r in kept] if any(r.contract for r in kept) else None}
+
+
+class _Sender:
+    """Writes the child's messages from a thread, so that normalising goes on while the parent
+    is not reading yet (a pipe holds only 64 KB); encoding stays in the caller's thread."""
+
+    def __init__(self, out):
+        self._out, self._queue = out, queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name="users-sender", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __call__(self, message: tuple) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(encode(message))
+
+    def _write(self) -> None:
+        while (blob := self._queue.get()) is not None:
+            try:
+                self._out.write(blob)
+                self._out.flush()
+            except BaseException as exc:              # the parent is gone
+                self._error = exc
+                return
+
+    def __exit__(self, *exc_info) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc_info[0] is None:
+            raise self._error
 
 
 def _gate_afterwards(users: EntityData, gate, gated: tuple[list, list, list]) -> bool:
@@ -215,53 +311,31 @@ def _gate_afterwards(users: EntityData, gate, gated: tuple[list, list, list]) ->
     return True
 
 
-def _send(out, message: Any) -> None:
-    """One message: a format byte, its length, then the bytes (made in full before the first
-    is written). marshal, which both processes (one interpreter, forked) read alike, is about
-    ten times faster than pickle for plain lists, dicts and texts; pickle where a value is of
-    another type (a date or Decimal left in a record)."""
-    try:
-        kind, blob = b"M", marshal.dumps(message)
-    except ValueError:
-        kind, blob = b"P", pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    out.write(kind + len(blob).to_bytes(8, "big"))
-    out.write(blob)
-    out.flush()
-
-
-def _receive(f) -> Any:
-    head = f.read(9)
-    if len(head) < 9:
-        raise EOFError("the second process ended without an answer")
-    blob = f.read(int.from_bytes(head[1:], "big"))
-    return marshal.loads(blob) if head[:1] == b"M" else pickle.loads(blob)
-
-
 def _finding(f: Finding) -> tuple:
     return f.code, f.entity, f.key, f.message, f.field
 
 
-def _unpack_first(packed: dict) -> tuple[EntityData, list[Finding], tuple]:
-    """The users after the gate with the first half of their records; the ERP keys (and
-    contracts) of the second half; the extraction's findings, the gated ones last."""
+def _unpack_users(packed: dict) -> tuple[EntityData, list[Finding]]:
+    """The users' counts and exclusions after the gate (their records follow in blocks); the
+    extraction's findings, the gated ones last."""
     from collections import Counter
     from engine.pipeline import gated_user_finding
-    ids, keys, half = packed["ids"], packed["keys"], packed["half"]
-    contracts = packed["contracts"] or [None] * len(ids)
     users = EntityData("users", excluded=packed["excluded"], extracted=packed["extracted"],
                        filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
-    users.records = dict(zip(ids[:half], map(Rec, keys[:half], packed["datas"], contracts[:half])))
     gated_ids, gated_keys, reasons = packed["gated"]
     users.excluded.update(zip(gated_ids, reasons))    # disjoint: _gate_afterwards declines otherwise
     found = list(starmap(Finding, packed["findings"]))
     found.extend(map(gated_user_finding, gated_keys, reasons))
-    return users, found, (ids[half:], keys[half:], contracts[half:])
+    return users, found
 
 
-def _add_second_half(users: EntityData, second: tuple, packed: dict, normalised: list[Finding]) -> None:
-    ids, keys, contracts = second
-    dropped = set(packed["dropped"])
-    users.records.update((i, Rec(k, d, c)) for i, k, d, c in zip(ids, keys, packed["datas"], contracts)
-                         if i not in dropped)
-    users.excluded.update((i, "invalid_record") for i in packed["dropped"])
-    normalised.extend(starmap(Finding, packed["findings"]))
+def _shared_blocks(packed: dict) -> EntityData:
+    contracts = packed["contracts"] or repeat(None)
+    return EntityData("users", records=dict(zip(packed["ids"], map(Rec, packed["keys"], packed["datas"], contracts))))
+
+
+def _add_block(users: EntityData, block: dict, normalised: list[Finding]) -> None:
+    contracts = block["contracts"] or repeat(None)
+    users.records.update(zip(block["ids"], map(Rec, block["keys"], block["datas"], contracts)))
+    users.excluded.update((i, "invalid_record") for i in block["dropped"])
+    normalised.extend(starmap(Finding, block["findings"]))

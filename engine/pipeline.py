@@ -235,7 +235,7 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     releases: list[Change] = []
     for entity in ENTITIES:
         progress.start(f"read portal {entity}")
-        current = portal.rows(entity)
+        current = portal.read(entity)
         progress.advance(len(current))
         progress.finish()
         managed[entity] = len(current)

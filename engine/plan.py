@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import compress, repeat
-from operator import attrgetter, eq, not_
+from operator import attrgetter, eq, itemgetter, not_
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from engine import contract
 from engine.config.model import ENTITIES, Deletion
-from engine.current import tuples
+from engine.current import Packed, Rows, pack_rows, tuples
 from engine.findings import Finding
 from engine.mapping import Rec
 from engine.targets.base import Change
@@ -45,15 +45,15 @@ class Plan:
         return len(self.changes)
 
 
-def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, tuple],
+def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
                 last_written: Callable[[list[str]], Mapping[str, dict[str, Any]]],
                 findings: list[Finding]) -> tuple[list[Change], list[Change], int, Counter]:
     """(upserts, deletes, unchanged count, drift counter) for one entity.
 
-    `current` holds the portal's records as rows (engine.current: external_id -> the values in
-    contract.fields order). `last_written(ids)` returns what the engine last wrote for those ids;
-    it is asked only for the records that differ, so a run that changes little reads little of
-    the state store."""
+    `current` holds the portal's records (engine.current): as rows (external_id -> the values in
+    contract.fields order), or packed, when only the records that differ are read in full. `last_written(ids)` returns what the engine last wrote for those ids; it is
+    asked only for the records that differ, so a run that changes little reads little of the
+    state store."""
     names = contract.fields(entity)
     drift: Counter = Counter()
     ids, recs = list(desired), list(desired.values())
@@ -61,12 +61,16 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, t
     if not current:                                       # a first run: everything is created
         return (list(map(Change, repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None),
                          map(attrgetter("key"), recs))), [], 0, drift)
-    curs = list(map(current.get, ids))
-    same = list(map(eq, tuples(datas, names), curs))     # the common case of a rerun, compared in C
+    if isinstance(current, Packed):
+        same, gone, current = _against_packed(current, ids, tuples(datas, names), desired)
+    else:                                                 # the common case of a rerun, compared in C
+        same = list(map(eq, tuples(datas, names), map(current.get, ids)))
+        gone = current.keys() - desired.keys()
     unchanged = same.count(True)
     upserts: list[Change] = []
     for i in compress(range(len(ids)), map(not_, same)):
-        external_id, rec, data, cur = ids[i], recs[i], datas[i], curs[i]
+        external_id, rec, data = ids[i], recs[i], datas[i]
+        cur = current.get(external_id)
         if cur is None:
             upserts.append(Change(entity, "create", external_id, data, key=rec.key))
             continue
@@ -88,14 +92,30 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Mapping[str, t
             findings.append(Finding("drift", entity, c.key,
                                     "edited in the portal, overwritten with the ERP's value: " +
                                     ", ".join(f"{n} {c.before.get(n)!r} -> {c.record.get(n)!r}" for n in edited)))
-    gone = current.keys() - desired.keys()
     deletes = [Change(entity, "delete", external_id, before=dict(zip(names, cur)))
                for external_id, cur in current.items() if external_id in gone] if gone else []
     return upserts, deletes, unchanged, drift
 
 
-def _email_key(value: Any) -> str | None:
-    return value.strip().lower() if isinstance(value, str) else None
+def _against_packed(packed: Packed, ids: list[str], rows: list[tuple],
+                    desired: Mapping[str, Rec]) -> tuple[list[bool], set[str], Rows]:
+    """(same per desired record, the external_ids to delete, the portal's rows of every record
+    whose packed row differs or that is to be deleted): only those are read in full. Records in
+    the portal's order (a rerun's usual case) are compared position by position."""
+    try:
+        mine = pack_rows(rows)
+    except ValueError:           # a value marshal cannot pack (a date left in a record): compare rows
+        current = packed.rows()
+        return list(map(eq, rows, map(current.get, ids))), current.keys() - desired.keys(), current
+    if ids == packed.ids:
+        same, gone = list(map(eq, mine, packed.packed)), set()
+        differ = list(compress(ids, map(not_, same)))
+    else:
+        theirs = list(map(packed.index.get, ids))
+        same = list(map(eq, mine, theirs))
+        gone = packed.index.keys() - desired.keys()
+        differ = [ids[i] for i in compress(range(len(ids)), map(not_, same)) if theirs[i] is not None]
+    return same, gone, packed.rows(gone.union(differ)) if gone or differ else {}
 
 
 def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], extracted: dict[str, int],
@@ -120,28 +140,44 @@ def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], ext
     return reasons
 
 
-def email_releases(desired: Mapping[str, Rec], current: Mapping[str, tuple]) -> list[Change]:
+def email_releases(desired: Mapping[str, Rec], current: Rows | Packed) -> list[Change]:
     """Users whose portal e-mail this run gives to another user: the address is cleared on them
     first, so that its new holder can take it. Covers swaps, a partnership merged into one user
     or split again, and a person replaced by another; without it the portal refuses the new
-    holder (email_taken) night after night. `current`: the portal's users as rows."""
+    holder (email_taken) night after night. `current`: the portal's users (engine.current)."""
     names = contract.fields("users")
-    at = names.index("email")
-    wanted: dict[str, str] = {}
-    for external_id, rec in desired.items():
-        email = _email_key(rec.data.get("email"))
-        if email:
-            wanted[email] = external_id
+    if isinstance(current, Packed):
+        held_by, emails = current.ids, current.emails
+    else:
+        held_by, emails = list(current), list(map(itemgetter(names.index("email")), current.values()))
+    mine = list(map(dict.get, map(attrgetter("data"), desired.values()), repeat("email")))
+    wanted = dict(zip(_email_keys(mine), desired))        # e-mail -> its holder tonight (the last one)
+    wanted.pop(None, None)
+    holders = list(map(wanted.get, _email_keys(emails)))
+    leaving = [external_id for external_id, holder in zip(held_by, holders)
+               if holder is not None and holder != external_id]
+    if not leaving:
+        return []
+    rows = current.rows(leaving) if isinstance(current, Packed) else current
     releases = []
-    for external_id, cur in current.items():
-        email = cur[at]
-        if not email:
-            continue
-        holder = wanted.get(_email_key(email) or "")
-        if holder is not None and holder != external_id:
-            before = dict(zip(names, cur))
-            releases.append(Change("users", "update", external_id, {**before, "email": None}, ("email",), before))
+    for external_id in leaving:
+        before = dict(zip(names, rows[external_id]))
+        releases.append(Change("users", "update", external_id, {**before, "email": None}, ("email",), before))
     return releases
+
+
+def _email_key(value: Any) -> str | None:
+    return value.strip().lower() if isinstance(value, str) else None
+
+
+def _email_keys(values: list[Any]) -> list[str | None]:
+    """The unique-login key of each value (trimmed, lower-cased; None for no or a blank
+    address), in C when every value is a text or null."""
+    if set(map(type, values)) <= {str, type(None)}:
+        keys = map(str.lower, map(str.strip, [v or "" for v in values]))
+    else:
+        keys = map(_email_key, values)
+    return [k or None for k in keys]
 
 
 def build_plan(tenant: str, upserts: dict[str, list[Change]], deletes: dict[str, list[Change]],

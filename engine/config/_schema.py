@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
 from jsonschema import Draft202012Validator, ValidationError
@@ -45,8 +46,13 @@ _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a numbe
 
 @cache
 def schema(kind: str) -> dict[str, Any]:
-    """The schema of 'tenant' or 'mapping' files, read from the installed package."""
-    text = resources.files("engine.schema").joinpath(SCHEMA_FILES[kind]).read_text(encoding="utf-8")
+    """The schema of 'tenant' or 'mapping' files, read from the installed package (or, when
+    the engine runs from a source checkout, e.g. `python -m benchmarks.run`, from its schema/)."""
+    try:
+        folder = resources.files("engine.schema")
+    except ModuleNotFoundError:           # engine.schema is schema/ only once installed (pyproject)
+        folder = Path(__file__).resolve().parents[2] / "schema"
+    text = folder.joinpath(SCHEMA_FILES[kind]).read_text(encoding="utf-8")
     return json.loads(text)
 
 

@@ -17,7 +17,8 @@ import sqlite3
 import threading
 from pathlib import Path
 from itertools import repeat
-from typing import Any, Iterable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, Collection, Iterable, Iterator, Sequence
 
 from engine import contract
 from engine.targets._store_schema import DEFAULTS, FIELDS, LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN, connect, email_key, q
@@ -148,17 +149,35 @@ class PortalStore:
                 self._conn = None
 
 
-def read_rows(path: Path | str, resource: str) -> list[tuple]:
-    """Every active managed record of a resource as a row (the spec's fields in order), read
-    through a read-only connection of its own: safe beside a PortalStore open on the same file,
-    and in another process (engine.current reads the portal while a run extracts)."""
+def read_rows(path: Path | str, resource: str, only: Collection[str] | None = None) -> list[tuple]:
+    """Every active managed record of a resource as a row (the spec's fields in order), or only
+    those with the external_ids `only`, in insertion order; read through a read-only connection
+    of its own: safe beside a PortalStore open on the same file, and in another process
+    (engine.current reads the portal while a run extracts)."""
     _check_resource(resource)
     conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    cols = ", ".join(map(q, FIELDS[resource]))
     try:
-        return conn.execute(f"SELECT {', '.join(map(q, FIELDS[resource]))} FROM {q(resource)} "
-                            f"WHERE {MANAGED} ORDER BY id").fetchall()
+        if only is None:
+            return conn.execute(f"SELECT {cols} FROM {q(resource)} WHERE {MANAGED} ORDER BY id").fetchall()
+        wanted = list(only)
+        if len(wanted) > _READ_ALL_FROM:
+            keep = set(wanted)
+            return [row for row in conn.execute(f"SELECT {cols} FROM {q(resource)} WHERE {MANAGED} ORDER BY id")
+                    if row[0] in keep]
+        found: list[tuple] = []
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            part = wanted[start:start + _IDS_PER_QUERY]
+            found += conn.execute(f"SELECT id, {cols} FROM {q(resource)} WHERE {MANAGED} "
+                                  f"AND external_id IN ({', '.join('?' * len(part))})", part).fetchall()
+        return [row[1:] for row in sorted(found, key=itemgetter(0))]
     finally:
         conn.close()
+
+
+_IDS_PER_QUERY = 500
+_READ_ALL_FROM = 50_000
+"""Asked for more records than this, read_rows reads them all and keeps the wanted ones."""
 
 
 def _check_resource(resource: str) -> None:

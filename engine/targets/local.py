@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
 from engine.errors import TargetError
-from engine.targets._store_portal import Op, PortalStore
+from engine.targets._store_portal import Op, PortalStore, read_rows
 from engine.targets.base import Change, Outcome, Progress
 
 CHUNK = 5000
@@ -41,6 +41,10 @@ class LocalStore:
         the store while a run extracts; None for a small store."""
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         return ["engine.targets._dump_rows", str(self.path.resolve())] if size >= READ_IN_BACKGROUND_FROM else None
+
+    def read_rows(self, entity: str, only: Collection[str] | None = None) -> list[tuple]:
+        """The managed records (or those with the external_ids `only`) as rows, in the store's order."""
+        return read_rows(self.path, entity, only)
 
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
         outcomes: list[Outcome] = []

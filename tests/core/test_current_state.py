@@ -1,12 +1,15 @@
 """The portal's current state is read while the source is extracted (engine.current): a large local
-store by another process, any other target in a thread. Whichever way it is read, the run sees the
-same records, and a reader that fails falls back to reading in the foreground."""
+store by another process that packs its rows, any other target in a thread. Whichever way it is
+read, the run sees the same records and plans the same changes, and a reader that fails falls
+back to reading in the foreground."""
 from __future__ import annotations
 
 import pytest
 
-from engine.current import CurrentState, as_rows
+from engine import contract
+from engine.current import CurrentState, Packed, as_rows, pack_rows
 from engine.errors import TargetError
+from engine.plan import plan_to_json
 from engine.targets import local
 from engine.targets.local import LocalStore
 
@@ -35,12 +38,20 @@ def test_a_large_store_is_read_by_another_process_with_the_same_records(ws, back
     current = CurrentState(store)
     try:
         assert current._process is not None            # really read elsewhere, not in this process
-        got = {e: current.rows(e) for e in ENTITIES}
+        got = {e: current.read(e) for e in ENTITIES}
+        for entity, packed in got.items():
+            assert isinstance(packed, Packed)
+            rows = expected[entity]
+            assert list(packed.index) == list(rows)    # insertion order, as the store lists them
+            assert list(packed.index.values()) == pack_rows(rows.values())
+            assert packed.rows() == rows               # and in full where asked for
+            some = list(rows)[1::3]
+            assert list(packed.rows(set(some))) == some   # only those, still in the store's order
     finally:
         current.close()
         store.close()
-    assert got == expected
-    assert list(got["users"]) == list(expected["users"])   # insertion order, as the store lists them
+    at = contract.fields("users").index("email")
+    assert got["users"].emails == [row[at] for row in expected["users"].values()]
 
 
 def test_a_small_store_is_read_in_the_foreground(ws):
@@ -61,6 +72,32 @@ def test_rerun_drift_and_deletes_are_the_same_with_the_background_reader(ws, bac
     assert ws.run().summary["writes"] == 0
 
 
+def test_changes_deletes_and_drift_are_planned_alike_from_digests_and_from_rows(ws, monkeypatch):
+    """The forked reader's digests and the foreground's rows give the same plan, change for
+    change, after the ERP and the portal both changed: an update, a delete, a create, a moved
+    e-mail, a portal edit."""
+    ws.run()
+    users = ws.portal()["users"]
+    plain = sorted(u for u in users if "+" not in u and users[u]["email"])
+    ws.erp_execute(("UPDATE adresse SET nachname = 'Umbenannt' WHERE adressnr = ?", (int(plain[0]),)),
+                   ("UPDATE adresse SET email = ? WHERE adressnr = ?", (users[plain[1]]["email"], int(plain[2]))),
+                   ("UPDATE adresse SET email = NULL WHERE adressnr = ?", (int(plain[1]),)),
+                   ("DELETE FROM vertragpartner WHERE adressnr = ?", (int(plain[3]),)))
+    ws.add_contract(ws.add_unit(ws.in_scope_building(), "Wohnung Neu"), "M", "2024-01-01", None,
+                    [ws.add_person("Neu", "Nina", "nina.neu@example.org")])
+    ws.edit_portal(("users", plain[4], {"first_name": "Im Portal geändert"}))
+    tenant = ws.tenant(deletion={"max_count": 1000, "max_share": 1.0})
+    from_rows = plan_to_json(ws.plan(tenant).plan)
+    monkeypatch.setattr(local, "READ_IN_BACKGROUND_FROM", 0)
+    prepared = ws.plan(tenant)
+    assert plan_to_json(prepared.plan) == from_rows
+    counts = from_rows["counts"]
+    assert counts["users"]["create"] == 1 and counts["users"]["update"] >= 3 and counts["users"]["delete"] >= 1
+    assert from_rows["drift"] == {"users": {"first_name": 1}}
+    released = [c for c in from_rows["changes"] if c["entity"] == "users" and c["external_id"] == plain[1]]
+    assert released[0]["changed"]["email"]["to"] is None       # the address is cleared before it moves
+
+
 class BrokenReader(LocalStore):
     """The background reader names a store that does not exist: it fails at once."""
 
@@ -74,7 +111,7 @@ def test_a_failing_background_reader_falls_back_to_the_foreground(ws):
     store = BrokenReader(ws.portal_path)
     current = CurrentState(store)
     try:
-        assert {e: current.rows(e) for e in ENTITIES} == expected
+        assert {e: current.read(e) for e in ENTITIES} == expected
     finally:
         current.close()
         store.close()
@@ -93,6 +130,6 @@ def test_an_error_of_a_target_read_in_a_thread_reaches_the_run():
     current = CurrentState(Unreachable())
     try:
         with pytest.raises(TargetError, match="listing buildings failed"):
-            current.rows("buildings")
+            current.read("buildings")
     finally:
         current.close()

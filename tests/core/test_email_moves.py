@@ -4,7 +4,19 @@ with the same address, so the engine must clear it on the old holder first; othe
 is stuck with refused writes night after night."""
 from __future__ import annotations
 
+import pytest
+
 from engine.errors import ExitCode
+from engine.targets import local
+
+
+
+@pytest.fixture(autouse=True, params=["rows read here", "rows packed by the background reader"])
+def portal_reader(request, monkeypatch):
+    """Each case with the portal read in the foreground and by the background reader (engine.current)."""
+    if request.param != "rows read here":
+        monkeypatch.setattr(local, "READ_IN_BACKGROUND_FROM", 0)
+
 
 MERGE = {"dedup": {"email": {"policy": "merge_partnership", "fallback": "first_wins"}}}
 

@@ -53,6 +53,44 @@ def test_the_demo_tenant_plans_the_same_with_the_second_process(ws, monkeypatch,
     assert par == serial
 
 
+def test_users_handed_over_in_many_blocks_give_the_same_plan(ws, monkeypatch, spy):
+    """Small chunks and blocks, so that the demo's users cross in many blocks, some with
+    records that normalising drops (the findings' order is normalize_entity's chunk order)."""
+    from engine import normalize
+    monkeypatch.setattr(normalize, "CHUNK", 8)
+    monkeypatch.setattr(parallel, "BLOCK", 24)
+    tenant = ws.tenant(rules={"long_names": "reject", "users_without_occupancy": "skip"})
+    serial, par = both_ways(ws, monkeypatch, tenant)
+    assert spy == [True]
+    assert len(par["data"]["users"][0]) > 10 * parallel.BLOCK
+    assert any(reason == "invalid_record" for _, reason in par["data"]["users"][1])
+    assert par == serial
+
+
+def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch, spy):
+    """The child waits until the run asks for its share, so that the run normalises the later
+    half of the blocks itself: still the same records, exclusions and findings, in order."""
+    import select
+    from engine import normalize
+    monkeypatch.setattr(normalize, "CHUNK", 8)
+    monkeypatch.setattr(parallel, "BLOCK", 24)
+    asked = parallel._asked
+
+    def wait_for_the_run(control):                    # in the child: the first time, wait for the run
+        if not control.closed:
+            select.select([control], [], [], 30)
+        return asked(control)
+    monkeypatch.setattr(parallel, "_asked", wait_for_the_run)
+    shared = []
+    rebuild = parallel._shared_blocks
+    monkeypatch.setattr(parallel, "_shared_blocks", lambda packed: shared.append(len(packed["ids"])) or rebuild(packed))
+    tenant = ws.tenant(rules={"long_names": "reject", "users_without_occupancy": "skip"})
+    serial, par = both_ways(ws, monkeypatch, tenant)
+    assert spy == [True]
+    assert len(shared) == 1 and shared[0] >= len(par["data"]["users"][0]) // 3
+    assert par == serial
+
+
 def test_a_rerun_is_the_same_with_the_second_process(ws, monkeypatch, spy):
     ws.run()
     spy.clear()

@@ -1,0 +1,34 @@
+"""Messages between the run and its helper processes (engine.parallel, engine.current).
+
+One message is a format byte, its length, then the bytes (made in full before the first is
+written). marshal, which both processes (the same interpreter) read alike, is about ten
+times faster than pickle for plain lists, dicts, texts and bytes; pickle where a value is of
+another type (a date or Decimal left in a record).
+"""
+from __future__ import annotations
+
+import marshal
+import pickle
+from typing import Any, BinaryIO
+
+
+def encode(message: Any) -> bytes:
+    """One message as the bytes `send` writes."""
+    try:
+        kind, blob = b"M", marshal.dumps(message)
+    except ValueError:
+        kind, blob = b"P", pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return kind + len(blob).to_bytes(8, "big") + blob
+
+
+def send(out: BinaryIO, message: Any) -> None:
+    out.write(encode(message))
+    out.flush()
+
+
+def receive(f: BinaryIO) -> Any:
+    head = f.read(9)
+    if len(head) < 9:
+        raise EOFError("the forked process ended without an answer")
+    blob = f.read(int.from_bytes(head[1:], "big"))
+    return marshal.loads(blob) if head[:1] == b"M" else pickle.loads(blob)
