@@ -109,27 +109,40 @@ class Packed:
 class CurrentState:
     """Starts reading every entity of `target` at once; `read(entity)` waits for one of them."""
 
-    def __init__(self, target: Any, entities: Sequence[str] = ENTITIES, *, background: bool = True):
+    def __init__(self, target: Any, entities: Sequence[str] = ENTITIES, *, background: bool = True,
+                 process_later: bool = False):
+        """`process_later`: a reader process starts only with start() (the run keeps both cores
+        for extracting until then); a thread starts at once either way."""
         self._target, self._entities = target, tuple(entities)
         self._received: dict[str, Packed] = {}
         self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._thread_result: dict[str, Any] = {}
+        self._command: list[str] | None = None
         if not background:
             return
         reader = getattr(target, "row_reader", None)
-        command = reader() if callable(reader) else None
+        self._command = reader() if callable(reader) else None
         try:
-            if command is not None:
-                self._process = subprocess.Popen([sys.executable, "-m", *command, *self._entities],
-                                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                 stderr=subprocess.PIPE)
-            else:
+            if self._command is None:
                 self._thread = threading.Thread(target=self._read_in_thread, name="read-portal", daemon=True)
                 self._thread.start()
+            elif not process_later:
+                self.start()
         except Exception as exc:     # no background reading: read in the foreground when asked
             log.debug("reading the portal in the background is not possible (%s); reading when needed", exc)
-            self._process = self._thread = None
+            self._thread = None
+
+    def start(self) -> None:
+        """Starts the reader process (if the target has one and it is not running yet)."""
+        command, self._command = self._command, None
+        if command is None:
+            return
+        try:
+            self._process = subprocess.Popen([sys.executable, "-m", *command, *self._entities],
+                                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except Exception as exc:     # read in the foreground when asked
+            log.debug("reading the portal in the background is not possible (%s); reading when needed", exc)
 
     def _read_in_thread(self) -> None:
         for entity in self._entities:
@@ -165,7 +178,8 @@ class CurrentState:
                 raise result
             if result is not None:
                 return result
-        elif self._process is not None:
+        self.start()                 # if nobody did: now is the time
+        if self._process is not None:
             packed = self._receive(entity)
             if packed is not None:
                 return packed

@@ -66,12 +66,15 @@ class UsersWorker:
     normalised blocks as it makes them (written by a thread, so that the child never waits for
     this process to read), then "done". When this process is ready for the users it says
     "share" (a second message on the gate's pipe); the child, between two blocks, then hands
-    over the later half of the blocks it has not normalised yet ("shared", as mapped), which
+    over the last third of the blocks it has not normalised yet ("shared", as mapped; a third,
+    since this process also receives every block the child normalises), which
     this process normalises while the child does the rest: whichever side would otherwise
     wait takes work from the other."""
 
     def __init__(self, pid: int, gate_out: int, result_in: int):
         self.pid, self._result_in = pid, result_in
+        self._results: BinaryIO | None = None        # the result pipe, once others() opened it
+        self._reaped = False
         self._control: BinaryIO | None = os.fdopen(gate_out, "wb")
         self._gate_writer: threading.Thread | None = None
 
@@ -137,11 +140,31 @@ class UsersWorker:
             except OSError:
                 pass
 
+    def others(self, progress: Progress) -> dict[str, tuple[EntityData, list[Finding]]] | None:
+        """Buildings and units as extract_entity gives them (entity -> (data, findings)), which
+        the child extracts before the persons; None: the child failed (then result() is None too)."""
+        progress.start("extract buildings, units (second process)")
+        try:
+            self._results = os.fdopen(self._result_in, "rb")
+            self._result_in = -1
+            message = receive(self._results)
+            if message[0] != "ok":
+                return self._failed(message[1], progress)
+        except Exception as exc:
+            return self._failed(f"no answer ({type(exc).__name__}: {exc})", progress)
+        others = {entity: _unpack_entity(entity, packed) for entity, packed in message[1].items()}
+        progress.advance(sum(data.extracted for data, _ in others.values()))
+        progress.finish()
+        return others
+
     def result(self, rules, progress: Progress) -> UsersResult | None:
         progress.start("extract users (second process)")
+        if self._results is None:                     # others() failed
+            progress.finish("extracting here")
+            return None
         try:
-            with os.fdopen(self._result_in, "rb") as f:
-                self._result_in = -1
+            with self._results as f:
+                self._results = None
                 first = receive(f)
                 if first[0] != "ok":
                     return self._failed(first[1], progress)
@@ -170,25 +193,36 @@ class UsersWorker:
         return UsersResult(users, found, normalised)
 
     def _failed(self, why: str, progress: Progress) -> None:
-        log.warning("extracting the users in a second process failed (%s); extracting them here", why)
+        log.warning("extracting in a second process failed (%s); extracting here", why)
         progress.finish("failed, extracting here")
+        self._stop()
         return None
 
     def close(self) -> None:
         """Stops the child if the run ends without its result (an error elsewhere)."""
+        self._stop()
+        if self._gate_writer is not None:
+            self._gate_writer.join()
+        self._close_control()
+
+    def _stop(self) -> None:
         if self._result_in != -1:
             os.close(self._result_in)
             self._result_in = -1
+        if self._results is not None:
+            self._results.close()
+            self._results = None
+        if not self._reaped:
             try:
                 os.kill(self.pid, 9)
             except ProcessLookupError:
                 pass
             self._reap()
-        if self._gate_writer is not None:
-            self._gate_writer.join()
-        self._close_control()
 
     def _reap(self) -> None:
+        if self._reaped:
+            return
+        self._reaped = True
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
@@ -201,41 +235,61 @@ def _child(tenant, run_date: dt.date, control: BinaryIO, out) -> None:
     from engine.sources import open_source
     quiet = Progress(enabled=False)
     params = window_params(tenant, run_date)
+    source = open_source(tenant, run_date=run_date)
 
-    def extract(gate) -> tuple[EntityData, list[Finding]]:
+    def extract(entity: str, gate) -> tuple[EntityData, list[Finding]]:
         findings: list[Finding] = []
-        source = open_source(tenant, run_date=run_date)
-        try:
-            return extract_entity(tenant, "users", source, params, run_date, gate, findings, quiet), findings
-        finally:
-            source.close()
+        return extract_entity(tenant, entity, source, params, run_date, gate, findings, quiet), findings
 
-    users, findings = extract(None)                  # every person, while the parent reads the contracts
-    kind, wanted = receive(control)
-    wanted = None if wanted is None else set(wanted)
-    gated: tuple[list, list, list] = ([], [], [])     # external_ids, ERP keys, reasons
-    gate = users_gate(tenant, wanted) if wanted is not None else None
-    if gate is not None and not _gate_afterwards(users, gate[1], gated):
-        users, findings = extract(gate)               # where the order of rows matters: gate while mapping
+    try:
+        with _Sender(out) as send_later:
+            send_later(("ok", {entity: _pack_entity(*extract(entity, None)) for entity in ("buildings", "units")}))
+            users, findings = extract("users", None)      # every person, while the parent reads the contracts
+            kind, wanted = receive(control)
+            wanted = None if wanted is None else set(wanted)
+            gated: tuple[list, list, list] = ([], [], [])     # external_ids, ERP keys, reasons
+            gate = users_gate(tenant, wanted) if wanted is not None else None
+            if gate is not None and not _gate_afterwards(users, gate[1], gated):
+                users, findings = extract("users", gate)  # where the order of rows matters: gate while mapping
+            _send_users(tenant, users, findings, gated, control, send_later)
+    finally:
+        source.close()
+
+
+def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple, control: BinaryIO,
+                send_later) -> None:
     ids, recs = list(users.records), list(users.records.values())
     starts = list(range(0, len(ids), BLOCK))         # normalize_entity's chunks: the same findings, in order
-    with _Sender(out) as send_later:
-        send_later(("ok", {"excluded": users.excluded, "extracted": users.extracted,
-                           "filtered": dict(users.filtered), "unkeyed": dict(users.unkeyed),
-                           "findings": [_finding(f) for f in findings], "gated": gated}))
-        k, end = 0, len(starts)
-        while k < end:
-            if end - k > 1 and _asked(control):       # the parent takes the later half of what is left
-                end = k + (end - k + 1) // 2
-                send_later(("shared", _blocks(ids, recs, starts[end])))
-            block = EntityData("users", records=dict(zip(ids[starts[k]:starts[k] + BLOCK],
-                                                          recs[starts[k]:starts[k] + BLOCK])))
-            normalised: list[Finding] = []
-            normalize_entity(block, tenant.rules, normalised)
-            send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
-                               "dropped": list(block.excluded), "findings": [_finding(f) for f in normalised]}))
-            k += 1
-        send_later(("done",))
+    send_later(("ok", {"excluded": users.excluded, "extracted": users.extracted,
+                       "filtered": dict(users.filtered), "unkeyed": dict(users.unkeyed),
+                       "findings": [_finding(f) for f in findings], "gated": gated}))
+    k, end = 0, len(starts)
+    while k < end:
+        if end - k > 2 and _asked(control):           # the parent takes the last third of what is left
+            end -= (end - k) // 3
+            send_later(("shared", _blocks(ids, recs, starts[end])))
+        block = EntityData("users", records=dict(zip(ids[starts[k]:starts[k] + BLOCK],
+                                                      recs[starts[k]:starts[k] + BLOCK])))
+        normalised: list[Finding] = []
+        normalize_entity(block, tenant.rules, normalised)
+        send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
+                           "dropped": list(block.excluded), "findings": [_finding(f) for f in normalised]}))
+        k += 1
+    send_later(("done",))
+
+
+def _pack_entity(data: EntityData, findings: list[Finding]) -> dict:
+    """An entity as extract_entity left it (its gated records already turned into findings)."""
+    return {**_blocks(list(data.records), list(data.records.values()), 0), "excluded": data.excluded,
+            "extracted": data.extracted, "filtered": dict(data.filtered), "unkeyed": dict(data.unkeyed),
+            "findings": [_finding(f) for f in findings]}
+
+
+def _unpack_entity(entity: str, packed: dict) -> tuple[EntityData, list[Finding]]:
+    from collections import Counter
+    data = EntityData(entity, records=_records(packed), excluded=packed["excluded"], extracted=packed["extracted"],
+                      filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
+    return data, list(starmap(Finding, packed["findings"]))
 
 
 def _asked(control: BinaryIO) -> bool:
@@ -329,13 +383,16 @@ def _unpack_users(packed: dict) -> tuple[EntityData, list[Finding]]:
     return users, found
 
 
-def _shared_blocks(packed: dict) -> EntityData:
+def _records(packed: dict) -> dict[str, Rec]:
     contracts = packed["contracts"] or repeat(None)
-    return EntityData("users", records=dict(zip(packed["ids"], map(Rec, packed["keys"], packed["datas"], contracts))))
+    return dict(zip(packed["ids"], map(Rec, packed["keys"], packed["datas"], contracts)))
+
+
+def _shared_blocks(packed: dict) -> EntityData:
+    return EntityData("users", records=_records(packed))
 
 
 def _add_block(users: EntityData, block: dict, normalised: list[Finding]) -> None:
-    contracts = block["contracts"] or repeat(None)
-    users.records.update(zip(block["ids"], map(Rec, block["keys"], block["datas"], contracts)))
+    users.records.update(_records(block))
     users.excluded.update((i, "invalid_record") for i in block["dropped"])
     normalised.extend(starmap(Finding, block["findings"]))

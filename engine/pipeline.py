@@ -195,7 +195,9 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     # first the child process (engine.parallel), then the reader of the portal, which may be a thread
     worker = parallel.UsersWorker.start(tenant, run_date) if parallel.possible(tenant) else None
     try:
-        portal = CurrentState(target)          # read while the source is extracted
+        # read while the source is extracted; a reader process once the users are in (until then
+        # both cores extract), while this process resolves and deduplicates
+        portal = CurrentState(target, process_later=worker is not None)
         try:
             return _prepare(tenant, target, state, portal, worker, run_date, allow_deletes, progress, findings,
                             timings, t)
@@ -223,7 +225,7 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         timings["transform"] = time.perf_counter() - t
     else:     # sets both timings: normalising overlaps extracting there
         data, winners = _extract_transform_parallel(tenant, run_date, worker, findings, progress, previous_winners,
-                                                    holders if state else None, timings)
+                                                    holders if state else None, timings, portal.start)
     progress.advance(sum(len(d.records) for d in data.values()))
     progress.finish("records kept")
     t = time.perf_counter()
@@ -259,26 +261,32 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
 
 def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findings: list[Finding],
                                 progress: Progress, previous_winners: dict[str, str], holders,
-                                timings: dict[str, float]) -> tuple[dict[str, EntityData], dict[str, str]]:
+                                timings: dict[str, float], users_in) -> tuple[dict[str, EntityData], dict[str, str]]:
     """extract and transform with the users extracted by a second process (engine.parallel);
-    the same records and findings, in the same order, as extract followed by transform."""
+    the same records and findings, in the same order, as extract followed by transform.
+    `users_in()` is called when the second process has finished."""
     from engine.sources import open_source
     t = time.perf_counter()
     params = window_params(tenant, run_date)
     found: dict[str, list[Finding]] = {e: [] for e in EXTRACT_ORDER}
     data: dict[str, EntityData] = {}
     source = open_source(tenant, run_date=run_date)
-    try:     # the occupancies first: the child waits for the users' gate
+    try:     # the occupancies here while the child extracts buildings, units and persons
         data["occupancies"] = extract_entity(tenant, "occupancies", source, params, run_date,
                                              window_gate(tenant.window, run_date), found["occupancies"], progress)
         gate = users_gate(tenant, data["occupancies"])
         worker.send_gate(gate[1].wanted if gate else None)
+        others = worker.others(progress)
         for entity in ("buildings", "units"):
-            data[entity] = extract_entity(tenant, entity, source, params, run_date, None, found[entity], progress)
+            if others is None:     # the child failed: extracted here
+                data[entity] = extract_entity(tenant, entity, source, params, run_date, None, found[entity], progress)
+            else:
+                data[entity], found[entity] = others[entity]
     finally:
         source.close()
     before, after = transform_without_users(tenant, data, run_date)
     result = worker.result(tenant.rules, progress)
+    users_in()
     if result is None:        # the child failed: the users are extracted here, with the same gate
         source = open_source(tenant, run_date=run_date)
         try:

@@ -54,6 +54,22 @@ def test_a_large_store_is_read_by_another_process_with_the_same_records(ws, back
     assert got["users"].emails == [row[at] for row in expected["users"].values()]
 
 
+def test_a_reader_process_started_later_delivers_the_same_records(ws, background_always):
+    """With engine.parallel's second process the run starts the reader once the users are in."""
+    ws.run()
+    expected = foreground(ws.portal_path)
+    store = LocalStore(ws.portal_path)
+    current = CurrentState(store, process_later=True)
+    try:
+        assert current._process is None                # both cores are still extracting
+        current.start()
+        assert current._process is not None
+        assert {e: current.read(e).rows() for e in ENTITIES} == expected
+    finally:
+        current.close()
+        store.close()
+
+
 def test_a_small_store_is_read_in_the_foreground(ws):
     ws.run()
     store = LocalStore(ws.portal_path)

@@ -69,7 +69,7 @@ def test_users_handed_over_in_many_blocks_give_the_same_plan(ws, monkeypatch, sp
 
 def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch, spy):
     """The child waits until the run asks for its share, so that the run normalises the later
-    half of the blocks itself: still the same records, exclusions and findings, in order."""
+    third of the blocks itself: still the same records, exclusions and findings, in order."""
     import select
     from engine import normalize
     monkeypatch.setattr(normalize, "CHUNK", 8)
@@ -87,7 +87,7 @@ def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch,
     tenant = ws.tenant(rules={"long_names": "reject", "users_without_occupancy": "skip"})
     serial, par = both_ways(ws, monkeypatch, tenant)
     assert spy == [True]
-    assert len(shared) == 1 and shared[0] >= len(par["data"]["users"][0]) // 3
+    assert len(shared) == 1 and shared[0] >= len(par["data"]["users"][0]) // 4
     assert par == serial
 
 
@@ -130,10 +130,12 @@ def test_a_tenant_that_sends_persons_without_a_contract(ws, monkeypatch, spy):
     assert "user_without_occupancy" not in {c for c, *_ in par["findings"]}
 
 
-def test_a_failing_second_process_leaves_the_users_to_the_run(ws, monkeypatch, spy, caplog):
+@pytest.mark.parametrize("where", ["_child", "_send_users"])
+def test_a_failing_second_process_leaves_the_users_to_the_run(ws, monkeypatch, spy, caplog, where):
+    """At once (the run extracts everything itself), or after buildings and units were sent."""
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure in the second process")
-    monkeypatch.setattr(parallel, "_child", broken)
+    monkeypatch.setattr(parallel, where, broken)
     with caplog.at_level(logging.WARNING, logger="engine.parallel"):
         serial, par = both_ways(ws, monkeypatch)
     assert spy == [False]
