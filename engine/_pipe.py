@@ -8,8 +8,15 @@ another type (a date or Decimal left in a record).
 from __future__ import annotations
 
 import marshal
+import os
 import pickle
 from typing import Any, BinaryIO
+
+PIPE_SIZE = 1 << 20
+"""Bytes a pipe between the run and a helper holds (Linux: F_SETPIPE_SZ, at most
+/proc/sys/fs/pipe-max-size, 1 MB by default). With the default 64 KB, a writer thread that
+shares its process with busy Python code waits for the GIL after every 64 KB it writes
+(up to 5 ms each): a 15 MB message then takes a second to cross."""
 
 
 def encode(message: Any) -> bytes:
@@ -32,3 +39,14 @@ def receive(f: BinaryIO) -> Any:
         raise EOFError("the forked process ended without an answer")
     blob = f.read(int.from_bytes(head[1:], "big"))
     return marshal.loads(blob) if head[:1] == b"M" else pickle.loads(blob)
+
+
+def pipe() -> tuple[int, int]:
+    """os.pipe(), as wide as the system allows (PIPE_SIZE)."""
+    r, w = os.pipe()
+    try:
+        import fcntl
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (ImportError, AttributeError, OSError):   # not Linux, or a lower limit: the default size
+        pass
+    return r, w

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from itertools import repeat, starmap
 from typing import BinaryIO
 
-from engine._pipe import encode, receive, send
+from engine._pipe import encode, pipe, receive, send
 from engine.findings import Finding
 from engine.mapping import EntityData, Rec
 from engine.normalize import CHUNK, normalize_entity
@@ -65,11 +65,11 @@ class UsersWorker:
     The child sends the users' counts and exclusions after the gate, then their records in
     normalised blocks as it makes them (written by a thread, so that the child never waits for
     this process to read), then "done". When this process is ready for the users it says
-    "share" (a second message on the gate's pipe); the child, between two blocks, then hands
-    over the last third of the blocks it has not normalised yet ("shared", as mapped; a third,
-    since this process also receives every block the child normalises), which
-    this process normalises while the child does the rest: whichever side would otherwise
-    wait takes work from the other."""
+    "share" (on the gate's pipe); the child, between two blocks, hands over the last quarter of
+    the blocks it has not normalised yet ("shared", as mapped), which this process normalises
+    while the child goes on; this process asks again as soon as a share arrives, until the
+    child has too little left ("shared" with nothing). Whichever side would otherwise wait
+    takes work from the other."""
 
     def __init__(self, pid: int, gate_out: int, result_in: int):
         self.pid, self._result_in = pid, result_in
@@ -80,8 +80,8 @@ class UsersWorker:
 
     @classmethod
     def start(cls, tenant, run_date: dt.date) -> "UsersWorker":
-        gate_in, gate_out = os.pipe()
-        result_in, result_out = os.pipe()
+        gate_in, gate_out = pipe()
+        result_in, result_out = pipe()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -123,14 +123,19 @@ class UsersWorker:
         self._gate_writer = threading.Thread(target=write, name="users-gate", daemon=True)
         self._gate_writer.start()
 
-    def _ask_for_share(self) -> None:
+    def _ask_for_share(self) -> bool:
+        """Asks the child for more of its blocks; False when it cannot be asked any more."""
         if self._gate_writer is not None:
             self._gate_writer.join()
+            self._gate_writer = None
+        if self._control is None:
+            return False
         try:
             send(self._control, ("share",))
+            return True
         except OSError:                               # the child has finished, or failed
-            pass
-        self._close_control()
+            self._close_control()
+            return False
 
     def _close_control(self) -> None:
         control, self._control = self._control, None
@@ -169,25 +174,30 @@ class UsersWorker:
                 if first[0] != "ok":
                     return self._failed(first[1], progress)
                 users, found = _unpack_users(first[1])
-                self._ask_for_share()
                 normalised: list[Finding] = []
-                mine: tuple[EntityData, list[Finding]] | None = None
+                mine: list[tuple[EntityData, list[Finding]]] = []   # this process's shares, later blocks first
+                asking = self._ask_for_share()
                 while (message := receive(f))[0] in ("ok", "shared"):
                     if message[0] == "ok":                # a block the child normalised
                         _add_block(users, message[1], normalised)
-                    else:                                 # the later blocks, this process's share
-                        mine = _shared_blocks(message[1]), []
-                        normalize_entity(mine[0], rules, mine[1])
+                    elif message[1] is None:              # nothing more to share
+                        asking = False
+                    else:                                 # blocks from the end: this process's share
+                        if asking:                        # the next share arrives while this one is done
+                            asking = self._ask_for_share()
+                        mine.append((_shared_blocks(message[1]), []))
+                        normalize_entity(mine[-1][0], rules, mine[-1][1])
                 if message[0] != "done":
                     return self._failed(message[1], progress)
         except Exception as exc:
             return self._failed(f"no answer ({type(exc).__name__}: {exc})", progress)
         finally:
+            self._close_control()
             self._reap()
-        if mine is not None:
-            users.records.update(mine[0].records)
-            users.excluded.update(mine[0].excluded)
-            normalised.extend(mine[1])
+        for share, share_findings in reversed(mine):
+            users.records.update(share.records)
+            users.excluded.update(share.excluded)
+            normalised.extend(share_findings)
         progress.advance(users.extracted)
         progress.finish(f"({sum(users.filtered.values()):,} filtered)")
         return UsersResult(users, found, normalised)
@@ -265,9 +275,12 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
                        "findings": [_finding(f) for f in findings], "gated": gated}))
     k, end = 0, len(starts)
     while k < end:
-        if end - k > 2 and _asked(control):           # the parent takes the last third of what is left
-            end -= (end - k) // 3
-            send_later(("shared", _blocks(ids, recs, starts[end])))
+        if _asked(control):                           # the parent takes a quarter of what is left
+            if end - k > 2:
+                end, stop = end - max(1, (end - k) // 4), starts[end] if end < len(starts) else len(ids)
+                send_later(("shared", _blocks(ids, recs, starts[end], stop)))
+            else:
+                send_later(("shared", None))
         block = EntityData("users", records=dict(zip(ids[starts[k]:starts[k] + BLOCK],
                                                       recs[starts[k]:starts[k] + BLOCK])))
         normalised: list[Finding] = []
@@ -293,21 +306,21 @@ def _unpack_entity(entity: str, packed: dict) -> tuple[EntityData, list[Finding]
 
 
 def _asked(control: BinaryIO) -> bool:
-    """Whether the parent has asked for its share (read once; afterwards the pipe is at its end)."""
+    """Whether the parent has asked for a share since the last look (one request a look)."""
     if control.closed or not select.select([control], [], [], 0)[0]:
         return False
     try:
         message = receive(control)
-    except EOFError:                                  # the parent closed the pipe without asking
-        message = ("",)
-    control.close()
+    except EOFError:                                  # the parent closed the pipe: it asks no more
+        control.close()
+        return False
     return message[0] == "share"
 
 
-def _blocks(ids: list[str], recs: list[Rec], start: int) -> dict:
-    """Records from position `start` on, as the parent rebuilds them (_add_block, _shared_blocks)."""
-    kept = recs[start:]
-    return {"ids": ids[start:], "keys": [r.key for r in kept], "datas": [r.data for r in kept],
+def _blocks(ids: list[str], recs: list[Rec], start: int, stop: int | None = None) -> dict:
+    """Records from position `start` (to `stop`), as the parent rebuilds them (_records)."""
+    kept = recs[start:stop]
+    return {"ids": ids[start:stop], "keys": [r.key for r in kept], "datas": [r.data for r in kept],
             "contracts": [r.contract for r in kept] if any(r.contract for r in kept) else None}
 
 

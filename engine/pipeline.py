@@ -27,7 +27,7 @@ from engine.normalize import normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes
 from engine.progress import Progress
 from engine.references import (apply_window, drop_users_without_occupancy, occupancy_gate,
-                               resolve_occupancy_references, resolve_units, window_bounds, window_finding,
+                               resolve_occupancy_references, resolve_units, window_bounds, window_findings,
                                window_gate)
 from engine.targets.base import Change, Outcome
 
@@ -85,9 +85,11 @@ def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: 
 
 def gated_findings(tenant: Tenant, out: EntityData, run_date: dt.date, findings: list[Finding]) -> None:
     """A finding for every record a gate skipped (contracts outside the window, persons without one)."""
-    for external_id, key, reason, early in out.gated:
-        findings.append(window_finding(key, reason, early, tenant.window, run_date)
-                        if out.entity == "occupancies" else gated_user_finding(key, reason))
+    if out.entity == "occupancies":
+        findings.extend(window_findings([(key, reason, early) for _, key, reason, early in out.gated],
+                                        tenant.window, run_date))
+    else:
+        findings.extend(gated_user_finding(key, reason) for _, key, reason, _ in out.gated)
     out.gated.clear()
 
 

@@ -102,12 +102,17 @@ def _per_value(fn, values: Sequence) -> list:
 
 
 def window_finding(key: str, reason: str, data: dict, window: ContractWindow, run_date: dt.date) -> Finding:
+    return window_findings([(key, reason, data)], window, run_date)[0]
+
+
+def window_findings(gated: Sequence[tuple[str, str, dict]], window: ContractWindow,
+                    run_date: dt.date) -> list[Finding]:
+    """A finding per occupancy outside the window: (ERP key, reason, its fields) each."""
     ended, future = _window_texts(window, run_date)
-    if reason == "contract_ended":
-        text = f"ended {_iso(data['end_date'])}, {ended}"
-    else:
-        text = f"starts {_iso(data['start_date'])}, {future}"
-    return Finding(reason, "occupancies", key, text)
+    ended, future = ", " + ended, ", " + future
+    return [Finding(reason, "occupancies", key, "ended " + str(_iso(data["end_date"])) + ended
+                    if reason == "contract_ended" else "starts " + str(_iso(data["start_date"])) + future)
+            for key, reason, data in gated]
 
 
 @lru_cache(maxsize=16)

@@ -68,17 +68,20 @@ def test_users_handed_over_in_many_blocks_give_the_same_plan(ws, monkeypatch, sp
 
 
 def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch, spy):
-    """The child waits until the run asks for its share, so that the run normalises the later
-    third of the blocks itself: still the same records, exclusions and findings, in order."""
+    """The child waits until the run asks for a share, so that the run normalises some of the
+    later blocks itself, in several shares: still the same records, exclusions and findings, in
+    order."""
     import select
     from engine import normalize
     monkeypatch.setattr(normalize, "CHUNK", 8)
     monkeypatch.setattr(parallel, "BLOCK", 24)
     asked = parallel._asked
+    looks = []
 
     def wait_for_the_run(control):                    # in the child: the first time, wait for the run
-        if not control.closed:
+        if not looks and not control.closed:
             select.select([control], [], [], 30)
+        looks.append(1)
         return asked(control)
     monkeypatch.setattr(parallel, "_asked", wait_for_the_run)
     shared = []
@@ -87,7 +90,7 @@ def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch,
     tenant = ws.tenant(rules={"long_names": "reject", "users_without_occupancy": "skip"})
     serial, par = both_ways(ws, monkeypatch, tenant)
     assert spy == [True]
-    assert len(shared) == 1 and shared[0] >= len(par["data"]["users"][0]) // 4
+    assert shared and sum(shared) >= len(par["data"]["users"][0]) // 5
     assert par == serial
 
 
