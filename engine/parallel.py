@@ -47,8 +47,12 @@ that the findings come out as one normalize_entity over all of them would give t
 
 
 def possible(tenant) -> bool:
-    return (tenant.source.type == "sql" and hasattr(os, "fork")
-            and os.environ.get(ENVIRONMENT, "1").strip() not in ("0", "false", "no", "off"))
+    return tenant.source.type == "sql" and possible_here()
+
+
+def possible_here() -> bool:
+    """Whether a run may fork helpers (here and in engine.compare)."""
+    return hasattr(os, "fork") and os.environ.get(ENVIRONMENT, "1").strip() not in ("0", "false", "no", "off")
 
 
 @dataclass

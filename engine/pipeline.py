@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.config.model import ENTITIES, Tenant
 from engine import parallel
+from engine.compare import Comparer
 from engine.current import CurrentState
 from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
@@ -237,19 +238,31 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     drift: dict[str, Counter] = {}
     managed: dict[str, int] = {}
     releases: list[Change] = []
+    current = {}
     for entity in ENTITIES:
         progress.start(f"read portal {entity}")
-        current = portal.read(entity)
-        progress.advance(len(current))
+        current[entity] = portal.read(entity)
+        progress.advance(len(current[entity]))
         progress.finish()
-        managed[entity] = len(current)
-        def last_written(ids: list[str], entity: str = entity) -> dict:
-            return state.last_written(tenant.id, entity, ids) if state else {}
-        upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
-            diff_entity(entity, data[entity].records, current, last_written, findings)
-        if entity == "users":
-            releases = email_releases(data[entity].records, current)
-        del current
+        managed[entity] = len(current[entity])
+    found: dict[str, list[Finding]] = {e: [] for e in ENTITIES}     # in ENTITIES order, whoever is first
+    # the users here, the others by a second process (engine.compare) where that pays
+    comparer = Comparer.start(("occupancies", "units", "buildings"), data, current)
+    try:
+        for entity in ("users", *(e for e in ENTITIES if e != "users")):
+            def last_written(ids: list[str], entity: str = entity) -> dict:
+                return state.last_written(tenant.id, entity, ids) if state else {}
+            compared = comparer.result(entity) if comparer and entity in comparer.entities else None
+            upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
+                diff_entity(entity, data[entity].records, current[entity], last_written, found[entity], compared)
+            if entity == "users":
+                releases = email_releases(data[entity].records, current[entity])
+            current[entity] = None
+    finally:
+        if comparer is not None:
+            comparer.close()
+    for entity in ENTITIES:
+        findings.extend(found[entity])
     previous = state.last_extracted(tenant.id) if state else {}
     held = guard_deletes(deletes, managed, {e: d.extracted for e, d in data.items()}, previous,
                          tenant.deletion, allow_deletes)

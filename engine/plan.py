@@ -47,11 +47,13 @@ class Plan:
 
 def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
                 last_written: Callable[[list[str]], Mapping[str, dict[str, Any]]],
-                findings: list[Finding]) -> tuple[list[Change], list[Change], int, Counter]:
+                findings: list[Finding], compared: tuple | None = None
+                ) -> tuple[list[Change], list[Change], int, Counter]:
     """(upserts, deletes, unchanged count, drift counter) for one entity.
 
     `current` holds the portal's records (engine.current): as rows (external_id -> the values in
-    contract.fields order), or packed, when only the records that differ are read in full. `last_written(ids)` returns what the engine last wrote for those ids; it is
+    contract.fields order), or packed, when only the records that differ are read in full;
+    `compared`: compare_packed's answer, if another process (engine.compare) made it already. `last_written(ids)` returns what the engine last wrote for those ids; it is
     asked only for the records that differ, so a run that changes little reads little of the
     state store."""
     names = contract.fields(entity)
@@ -62,7 +64,14 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
         return (list(map(Change, repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None),
                          map(attrgetter("key"), recs))), [], 0, drift)
     if isinstance(current, Packed):
-        same, gone, current = _against_packed(current, ids, tuples(datas, names), desired)
+        compared = compared or compare_packed(entity, desired, current)
+        if compared is None:      # a value marshal cannot pack (a date left in a record): compare rows
+            current = current.rows()
+            same = list(map(eq, tuples(datas, names), map(current.get, ids)))
+            gone = current.keys() - desired.keys()
+        else:                     # only what differs is read in full
+            same, gone, differ = compared
+            current = current.rows(gone.union(differ)) if gone or differ else {}
     else:                                                 # the common case of a rerun, compared in C
         same = list(map(eq, tuples(datas, names), map(current.get, ids)))
         gone = current.keys() - desired.keys()
@@ -97,25 +106,23 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     return upserts, deletes, unchanged, drift
 
 
-def _against_packed(packed: Packed, ids: list[str], rows: list[tuple],
-                    desired: Mapping[str, Rec]) -> tuple[list[bool], set[str], Rows]:
-    """(same per desired record, the external_ids to delete, the portal's rows of every record
-    whose packed row differs or that is to be deleted): only those are read in full. Records in
-    the portal's order (a rerun's usual case) are compared position by position."""
+def compare_packed(entity: str, desired: Mapping[str, Rec], packed: Packed
+                   ) -> tuple[list[bool], set[str], list[str]] | None:
+    """(same per desired record, the external_ids to delete, those of the portal's records that
+    differ) against the portal's packed rows; None when a desired value cannot be packed. Records
+    in the portal's order (a rerun's usual case) are compared position by position."""
+    ids = list(desired)
     try:
-        mine = pack_rows(rows)
-    except ValueError:           # a value marshal cannot pack (a date left in a record): compare rows
-        current = packed.rows()
-        return list(map(eq, rows, map(current.get, ids))), current.keys() - desired.keys(), current
+        mine = pack_rows(tuples(list(map(attrgetter("data"), desired.values())), contract.fields(entity)))
+    except ValueError:
+        return None
     if ids == packed.ids:
-        same, gone = list(map(eq, mine, packed.packed)), set()
-        differ = list(compress(ids, map(not_, same)))
-    else:
-        theirs = list(map(packed.index.get, ids))
-        same = list(map(eq, mine, theirs))
-        gone = packed.index.keys() - desired.keys()
-        differ = [ids[i] for i in compress(range(len(ids)), map(not_, same)) if theirs[i] is not None]
-    return same, gone, packed.rows(gone.union(differ)) if gone or differ else {}
+        same = list(map(eq, mine, packed.packed))
+        return same, set(), list(compress(ids, map(not_, same)))
+    theirs = list(map(packed.index.get, ids))
+    same = list(map(eq, mine, theirs))
+    differ = [ids[i] for i in compress(range(len(ids)), map(not_, same)) if theirs[i] is not None]
+    return same, packed.index.keys() - desired.keys(), differ
 
 
 def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], extracted: dict[str, int],

@@ -4,9 +4,11 @@ read, the run sees the same records and plans the same changes, and a reader tha
 back to reading in the foreground."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from engine import contract
+from engine import compare, contract
 from engine.current import CurrentState, Packed, as_rows, pack_rows
 from engine.errors import TargetError
 from engine.plan import plan_to_json
@@ -88,7 +90,8 @@ def test_rerun_drift_and_deletes_are_the_same_with_the_background_reader(ws, bac
     assert ws.run().summary["writes"] == 0
 
 
-def test_changes_deletes_and_drift_are_planned_alike_from_digests_and_from_rows(ws, monkeypatch):
+@pytest.mark.parametrize("compared", ["here", "by a second process", "by a second process that fails"])
+def test_changes_deletes_and_drift_are_planned_alike_from_packed_rows_and_from_rows(ws, monkeypatch, compared):
     """The forked reader's digests and the foreground's rows give the same plan, change for
     change, after the ERP and the portal both changed: an update, a delete, a create, a moved
     e-mail, a portal edit."""
@@ -103,10 +106,22 @@ def test_changes_deletes_and_drift_are_planned_alike_from_digests_and_from_rows(
                     [ws.add_person("Neu", "Nina", "nina.neu@example.org")])
     ws.edit_portal(("users", plain[4], {"first_name": "Im Portal geändert"}))
     tenant = ws.tenant(deletion={"max_count": 1000, "max_share": 1.0})
-    from_rows = plan_to_json(ws.plan(tenant).plan)
+    here = ws.plan(tenant)
+    from_rows = plan_to_json(here.plan)
     monkeypatch.setattr(local, "READ_IN_BACKGROUND_FROM", 0)
+    forks = []
+    if compared != "here":
+        monkeypatch.setattr(compare, "WORTH_FORKING", 0)
+        start = compare.Comparer.start
+        monkeypatch.setattr(compare.Comparer, "start", lambda *a: forks.append(start(*a)) or forks[-1])
+    if compared.endswith("fails"):
+        monkeypatch.setattr(compare, "_compare", lambda *a: os._exit(3))
     prepared = ws.plan(tenant)
     assert plan_to_json(prepared.plan) == from_rows
+    assert [f is not None for f in forks] == ([] if compared == "here" else [True])
+    assert [(f.code, f.entity, f.key, f.message) for f in prepared.findings] == \
+        [(f.code, f.entity, f.key, f.message) for f in here.findings]          # findings in the same order
+    assert any(f.code == "drift" for f in prepared.findings)
     counts = from_rows["counts"]
     assert counts["users"]["create"] == 1 and counts["users"]["update"] >= 3 and counts["users"]["delete"] >= 1
     assert from_rows["drift"] == {"users": {"first_name": 1}}

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import pytest
 
+from engine import compare
 from engine.errors import ExitCode
 from engine.targets import local
 
 
 
-@pytest.fixture(autouse=True, params=["rows read here", "rows packed by the background reader"])
+@pytest.fixture(autouse=True, params=["rows read here", "rows packed by the background reader",
+                                      "packed rows compared by a second process"])
 def portal_reader(request, monkeypatch):
-    """Each case with the portal read in the foreground and by the background reader (engine.current)."""
+    """Each case with the portal read in the foreground and by the background reader
+    (engine.current), whose packed rows are compared here or by a second process (engine.compare)."""
     if request.param != "rows read here":
         monkeypatch.setattr(local, "READ_IN_BACKGROUND_FROM", 0)
+    if request.param.endswith("second process"):
+        monkeypatch.setattr(compare, "WORTH_FORKING", 0)
 
 
 MERGE = {"dedup": {"email": {"policy": "merge_partnership", "fallback": "first_wins"}}}
