@@ -149,6 +149,11 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
 def _merge_partnerships(email: str, members: list[str], users: EntityData, occ: EntityData,
                         facts: dict[str, _Facts], policy: EmailDedup, findings: list[Finding]) -> list[str]:
     """Merge members who share a contract; returns the group's members after merging."""
+    if len(members) == 2:                      # the common case, a couple: merged or not, without union-find
+        a, b = members
+        if facts[a].contracts & facts[b].contracts:
+            return [_merge(email, _order(members, users, facts, policy.order), users, occ, facts, policy, findings)]
+        return sorted(members)
     parent = {m: m for m in members}
 
     def root(m: str) -> str:
@@ -185,17 +190,18 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
     lasts = [r.data.get("last_name") or "" for r in recs]
     firsts = [r.data.get("first_name") for r in recs]
     if len({n.casefold() for n in lasts}) == 1:
-        data["first_name"] = policy.joiner.join(f for f in firsts if f) or None
+        data["first_name"] = policy.joiner.join([f for f in firsts if f]) or None
         data["last_name"] = lasts[0]
     else:
         data["first_name"] = None
-        data["last_name"] = policy.joiner.join(" ".join(p for p in (f, l) if p) for f, l in zip(firsts, lasts))
-    if all(r.data.get("salutation") in PERSON_SALUTATIONS for r in recs):
+        data["last_name"] = policy.joiner.join([f"{f} {l}" if f and l else f or l for f, l in zip(firsts, lasts)])
+    if all([r.data.get("salutation") in PERSON_SALUTATIONS for r in recs]):
         data["salutation"] = "family"
     data["title"] = None
     for phone_field in ("phone", "mobile"):
-        data[phone_field] = next((r.data.get(phone_field) for r in recs if r.data.get(phone_field)), None)
-    key = "+".join(r.key for r in recs)
+        data[phone_field] = ([p for p in [r.data.get(phone_field) for r in recs] if p] or [None])[0]
+    keys = [r.key for r in recs]
+    key = "+".join(keys)
     for name in ("first_name", "last_name"):
         value = data.get(name)
         if value and len(value) > NAME_LIMIT:
@@ -205,15 +211,16 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
     for m, r in zip(ordered, recs):
         del users.records[m]
         users.excluded[m] = "partnership_merged"
+        others = ", ".join([x.key for x in recs if x is not r])
         findings.append(Finding("partnership_merged", "users", r.key,
-                                f"shares {email} and a contract with {', '.join(x.key for x in recs if x is not r)}; "
-                                f"sent as one portal user {merged_id!r}"))
+                                f"shares {email} and a contract with {others}; sent as one portal user {merged_id!r}"))
     users.records[merged_id] = Rec(key, data)
     merged_facts = _Facts()
-    merged_facts.role = min(facts[m].role for m in ordered)
-    starts = [str(facts[m].start) for m in ordered if facts[m].start is not None]
+    member_facts = [facts[m] for m in ordered]
+    merged_facts.role = min([f.role for f in member_facts])
+    starts = [str(f.start) for f in member_facts if f.start is not None]
     merged_facts.start = min(starts) if starts else None
-    merged_facts.contracts = set().union(*(facts[m].contracts for m in ordered))
+    merged_facts.contracts = set().union(*[f.contracts for f in member_facts])
     facts[merged_id] = merged_facts
     _rewire_occupancies(ordered, merged_id, occ, facts, findings)
     return merged_id
