@@ -29,8 +29,9 @@ import select
 import sys
 import threading
 from dataclasses import dataclass
-from itertools import repeat, starmap
-from typing import BinaryIO
+from itertools import compress, repeat, starmap
+from operator import attrgetter, is_, not_
+from typing import BinaryIO, Sequence
 
 from engine._pipe import encode, pipe, receive, send
 from engine.findings import Finding
@@ -245,26 +246,33 @@ class UsersWorker:
 
 # -- the child ---------------------------------------------------------------------------------
 def _child(tenant, run_date: dt.date, control: BinaryIO, out) -> None:
-    from engine.pipeline import extract_entity, users_gate, window_params
+    from engine.pipeline import extract_entity, window_params
     from engine.sources import open_source
     quiet = Progress(enabled=False)
     params = window_params(tenant, run_date)
     source = open_source(tenant, run_date=run_date)
 
-    def extract(entity: str, gate) -> tuple[EntityData, list[Finding]]:
+    def extract(entity: str, gate, keep_gated: bool = False) -> tuple[EntityData, list[Finding]]:
         findings: list[Finding] = []
-        return extract_entity(tenant, entity, source, params, run_date, gate, findings, quiet), findings
+        return extract_entity(tenant, entity, source, params, run_date, gate, findings, quiet,
+                              keep_gated=keep_gated), findings
 
     try:
         with _Sender(out) as send_later:
             send_later(("ok", {entity: _pack_entity(*extract(entity, None)) for entity in ("buildings", "units")}))
-            users, findings = extract("users", None)      # every person, while the parent reads the contracts
-            kind, wanted = receive(control)
-            wanted = None if wanted is None else set(wanted)
+            # the persons while the parent reads the contracts: every one mapped until the gate arrives
+            late = _LateGate(tenant, control)
+            users, findings = extract("users", ((), late), keep_gated=True)
+            gate = late.wait()
             gated: tuple[list, list, list] = ([], [], [])     # external_ids, ERP keys, reasons
-            gate = users_gate(tenant, wanted) if wanted is not None else None
-            if gate is not None and not _gate_afterwards(users, gate[1], gated):
-                users, findings = extract("users", gate)  # where the order of rows matters: gate while mapping
+            if gate is not None and not _gate_afterwards(users, gate, gated):
+                users, findings = extract("users", ((), gate))  # where the order of rows matters: gate while mapping
+            else:                                         # the ones the gate stopped while mapping come after
+                for external_id, key, reason, _ in users.gated:
+                    gated[0].append(external_id)
+                    gated[1].append(key)
+                    gated[2].append(reason)
+            users.gated.clear()
             _send_users(tenant, users, findings, gated, control, send_later)
     finally:
         source.close()
@@ -307,6 +315,40 @@ def _unpack_entity(entity: str, packed: dict) -> tuple[EntityData, list[Finding]
     data = EntityData(entity, records=_records(packed), excluded=packed["excluded"], extracted=packed["extracted"],
                       filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
     return data, list(starmap(Finding, packed["findings"]))
+
+
+class _LateGate:
+    """The users' gate for a mapping that starts before the gate is known: keeps every person
+    until the parent's gate arrives (looked for between two slices of rows, without waiting),
+    then stops those the gate stops. The persons kept before it are gated afterwards."""
+
+    def __init__(self, tenant, control: BinaryIO):
+        self._tenant, self._control = tenant, control
+        self._arrived, self._gate = False, None
+
+    def _look(self) -> None:
+        if not self._arrived and select.select([self._control], [], [], 0)[0]:
+            self._take()
+
+    def _take(self) -> None:
+        from engine.pipeline import users_gate
+        _, wanted = receive(self._control)
+        gate = users_gate(self._tenant, set(wanted)) if wanted is not None else None
+        self._arrived, self._gate = True, gate[1] if gate else None
+
+    def wait(self):
+        """The gate (None: the tenant sends every person), waiting for it if it has not come."""
+        if not self._arrived:
+            self._take()
+        return self._gate
+
+    def __call__(self, data: dict) -> str | None:
+        self._look()
+        return self._gate(data) if self._gate is not None else None
+
+    def over_columns(self, early: dict, external_ids: Sequence[str]) -> list[str | None]:
+        self._look()
+        return self._gate.over_columns(early, external_ids) if self._gate is not None else [None] * len(external_ids)
 
 
 def _asked(control: BinaryIO) -> bool:
@@ -374,11 +416,12 @@ def _gate_afterwards(users: EntityData, gate, gated: tuple[list, list, list]) ->
     if not any(reasons):
         return True
     recs = list(users.records.values())
-    stopped = [i for i, reason in enumerate(reasons) if reason is not None]
-    gated[0].extend(ids[i] for i in stopped)
-    gated[1].extend(recs[i].key for i in stopped)
-    gated[2].extend(reasons[i] for i in stopped)
-    users.records = {external_id: rec for external_id, rec, reason in zip(ids, recs, reasons) if reason is None}
+    keep = list(map(is_, reasons, repeat(None)))
+    stop = list(map(not_, keep))
+    gated[0].extend(compress(ids, stop))
+    gated[1].extend(map(attrgetter("key"), compress(recs, stop)))
+    gated[2].extend(compress(reasons, stop))
+    users.records = dict(compress(zip(ids, recs), keep))
     return True
 
 

@@ -68,9 +68,10 @@ def window_params(tenant: Tenant, run_date: dt.date) -> dict[str, dt.date]:
 
 
 def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: dt.date, gate,
-                   findings: list[Finding], progress: Progress) -> EntityData:
+                   findings: list[Finding], progress: Progress, *, keep_gated: bool = False) -> EntityData:
     """extract -> map -> filter for one entity, streamed in batches; `gate` (see Mapper) skips
-    what is not wanted early, each skipped record a finding."""
+    what is not wanted early, each skipped record a finding (`keep_gated`: left in `gated` for
+    the caller, engine.parallel)."""
     out = EntityData(entity)
     mapper, columns_seen = None, None
     progress.start(f"extract {entity}")
@@ -79,7 +80,8 @@ def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: 
             mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings, gate), columns
         mapper.map_rows(rows)
         progress.advance(len(rows))
-    gated_findings(tenant, out, run_date, findings)
+    if not keep_gated:
+        gated_findings(tenant, out, run_date, findings)
     progress.finish(f"({sum(out.filtered.values()):,} filtered)")
     return out
 

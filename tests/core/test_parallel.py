@@ -94,6 +94,35 @@ def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch,
     assert par == serial
 
 
+@pytest.mark.parametrize("arrives", [1, 4])
+def test_a_gate_arriving_while_the_persons_are_mapped_gives_the_same_plan(ws, monkeypatch, spy, arrives, tmp_path):
+    """The child waits for the run's gate at its `arrives`-th look (batches of 50 persons): the
+    persons before are gated afterwards, the rest while mapping; the same plan and findings."""
+    import select
+    looked = []
+    look = parallel._LateGate._look
+
+    def waiting_look(self):                           # in the child
+        looked.append(1)
+        if len(looked) == arrives and not self._arrived:
+            select.select([self._control], [], [], 30)
+        return look(self)
+    monkeypatch.setattr(parallel._LateGate, "_look", waiting_look)
+    report = tmp_path / "gated-while-mapping"
+    afterwards = parallel._gate_afterwards
+
+    def counting(users, gate, gated):                 # in the child: how many the mapping stopped
+        report.write_text(str(len(users.gated)))
+        return afterwards(users, gate, gated)
+    monkeypatch.setattr(parallel, "_gate_afterwards", counting)
+    tenant = ws.tenant(source={"batch_size": 50})
+    serial, par = both_ways(ws, monkeypatch, tenant)
+    assert spy == [True]
+    assert par == serial
+    stopped = [f for f in par["findings"] if f[0] == "user_without_occupancy"]
+    assert 0 < int(report.read_text()) <= len(stopped)   # some stopped while mapping, in the child
+
+
 def test_a_rerun_is_the_same_with_the_second_process(ws, monkeypatch, spy):
     ws.run()
     spy.clear()
