@@ -4,12 +4,15 @@
 
 For each size: generate the ERP (once, kept in var/bench/), then, each in its own process so
 that peak RSS is measured per phase:
+  apply    a full run into the local store (not a target: prepares the no-op rerun);
   raw      the mapping's queries fetched with cursor.fetchall() on the same database;
   plan     the engine's plan into an empty portal store (extract, map, filter, normalise,
            resolve, dedup, diff);
-  apply    a full run into the local store (not a target: prepares the no-op rerun);
-  noop     the engine's plan again, which must also read the portal's whole state.
-Prints a Markdown table with the ratios plan/raw and noop/raw and the peak RSS.
+  noop     the engine's plan against the filled store, which must also read its whole state.
+raw, plan and noop run in rounds (--repeat), one after the other, so that each round's
+ratios plan/raw and noop/raw compare runs made within a minute of each other: the speed of a
+shared machine drifts more than that from minute to minute. Prints a Markdown table with the
+fastest time of each phase, the median of the rounds' ratios, and the peak RSS.
 """
 from __future__ import annotations
 
@@ -74,10 +77,17 @@ def phase(name: str, db: str, size: str) -> dict:
         seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
         raw.close()
         return {"seconds": seconds, "cpu": cpu, "rows": rows}
+    import dataclasses
     from engine.pipeline import prepare, run_tenant
     from engine.state import StateStore
     from engine.targets import open_target
-    state = StateStore(f"sqlite:///{(WORK / f'state-{db}-{size}.sqlite').resolve()}")
+    kind = "empty-" if name == "plan" else ""        # plan: an empty portal store and no memory, each time
+    for f in WORK.glob(f"*-{kind}{db}-{size}.sqlite*") if kind else ():
+        f.unlink()
+    state = StateStore(f"sqlite:///{(WORK / f'state-{kind}{db}-{size}.sqlite').resolve()}")
+    if kind:
+        path = str((WORK / f"portal-{kind}{db}-{size}.sqlite").resolve())
+        tenant = dataclasses.replace(tenant, target=dataclasses.replace(tenant.target, path=path))
     target = open_target(tenant)
     try:
         if name == "apply":
@@ -119,7 +129,7 @@ def _prepare_size(db: str, size: str) -> None:
         generate(_source_url(db, size), size=size, seed=42, schema=None if db == "sqlite" else f"bench_{size.lower()}")
         print(f"  {time.perf_counter() - t:.1f}s", file=sys.stderr)
         marker.touch()
-    for f in WORK.glob(f"*-{db}-{size}.sqlite"):
+    for f in WORK.glob(f"*-{db}-{size}.sqlite*"):
         f.unlink()
 
 
@@ -147,28 +157,40 @@ def main() -> int:
     rows = []
     for size in args.sizes:
         _prepare_size(args.db, size)
-        best = {}
-        for name in ("raw", "plan"):
-            best[name] = min((_child(name, args.db, size) for _ in range(args.repeat)), key=lambda f: f["seconds"])
-        best["apply"] = _child("apply", args.db, size)
-        best["noop"] = min((_child("noop", args.db, size) for _ in range(args.repeat)), key=lambda f: f["seconds"])
-        assert best["noop"]["writes"] == 0, "the no-op rerun planned writes"
-        rows.append((size, best))
-        print(json.dumps({"size": size, **best}), file=sys.stderr)
+        apply_ = _child("apply", args.db, size)
+        rounds = []
+        for _ in range(args.repeat):
+            rounds.append({name: _child(name, args.db, size) for name in ("raw", "plan", "noop")})
+            assert rounds[-1]["noop"]["writes"] == 0, "the no-op rerun planned writes"
+            print(json.dumps({"size": size, **rounds[-1]}), file=sys.stderr)
+        best = {name: min((r[name] for r in rounds), key=lambda f: f["seconds"]) for name in ("raw", "plan", "noop")}
+        best["apply"] = apply_
+        ratios = {name: sorted(r[name]["seconds"] / r["raw"]["seconds"] for r in rounds) for name in ("plan", "noop")}
+        rows.append((size, best, ratios))
     print(f"\nMachine: {machine()}; database: {args.db}; command: python -m benchmarks.run --db {args.db} "
           f"--sizes {' '.join(args.sizes)} --repeat {args.repeat}\n")
-    print("Times are wall clock, CPU time in parentheses (the engine's own processes included: the second "
-          "process that extracts the users, the reader of the portal's state); ratios against the raw fetch "
-          "(targets on L: plan <= 3.0x, no-op rerun <= 4.0x, peak RSS <= 1.5 GB). Peak RSS: the run's process, "
-          "plus its largest helper process.\n")
+    print("Times are wall clock, the fastest of the rounds, CPU time in parentheses (the engine's own processes "
+          "included: the second process, the reader of the portal's state, the forked comparison); ratios: the "
+          "median of the rounds' ratios against the raw fetch of the same round (targets on L: plan <= 3.0x, "
+          "no-op rerun <= 4.0x, peak RSS <= 1.5 GB). Peak RSS: the run's process, plus its largest helper process.\n")
     print("| size | rows | raw fetch | plan (empty store) | ratio | no-op rerun | ratio | apply (local store) | peak RSS plan / no-op |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for size, b in rows:
+    for size, b, ratios in rows:
         raw, plan, noop, apply_ = b["raw"], b["plan"], b["noop"], b["apply"]
-        print(f"| {size} | {raw['rows']:,} | {_time(raw)} | {_time(plan)} | {_ratio(plan, raw)} | {_time(noop)} | "
-              f"{_ratio(noop, raw)} | {apply_['seconds']:.1f}s ({apply_['writes']:,} writes) | "
+        print(f"| {size} | {raw['rows']:,} | {_time(raw)} | {_time(plan)} | {_median(ratios['plan'])} | {_time(noop)} | "
+              f"{_median(ratios['noop'])} | {apply_['seconds']:.1f}s ({apply_['writes']:,} writes) | "
               f"{_rss(plan)} / {_rss(noop)} MB |")
+    print()
+    for size, _, ratios in rows:
+        print(f"Rounds, size {size}: plan/raw " + " ".join(f"{r:.2f}x" for r in ratios["plan"]) +
+              "; no-op/raw " + " ".join(f"{r:.2f}x" for r in ratios["noop"]))
     return 0
+
+
+def _median(values: list[float]) -> str:
+    n = len(values)
+    middle = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+    return f"{middle:.2f}x"
 
 
 def _rss(figures: dict) -> str:
@@ -177,10 +199,6 @@ def _rss(figures: dict) -> str:
 
 def _time(figures: dict) -> str:
     return f"{figures['seconds']:.2f}s ({figures['cpu']:.2f}s)"
-
-
-def _ratio(figures: dict, raw: dict) -> str:
-    return f"{figures['seconds'] / raw['seconds']:.2f}x ({figures['cpu'] / raw['cpu']:.2f}x)"
 
 
 if __name__ == "__main__":

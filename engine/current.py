@@ -20,7 +20,9 @@ How the reading runs in parallel depends on the target:
     in another process (`python -m MODULE ARGS... ENTITY...`, writing packed rows to its
     standard output, see engine.targets._dump_rows). A thread would not help there: reading
     SQLite is CPU work under Python's GIL. A plain subprocess, not a fork: nothing of the
-    caller (its connections, their SQLite locks, its other children's pipes) is inherited.
+    caller (its connections, their SQLite locks, its other children's pipes) is inherited. It
+    runs at a lower priority, and with engine.parallel's second process it starts reading only
+    once the users are in, on the core the second process then leaves idle.
     Records wanted in full are read through the target's `read_rows(entity, external_ids)`;
   * any other target (the import API over HTTP) is read in a thread: listing pages is waiting
     for the network, which releases the GIL.
@@ -111,38 +113,44 @@ class CurrentState:
 
     def __init__(self, target: Any, entities: Sequence[str] = ENTITIES, *, background: bool = True,
                  process_later: bool = False):
-        """`process_later`: a reader process starts only with start() (the run keeps both cores
-        for extracting until then); a thread starts at once either way."""
+        """`process_later`: a reader process is started at once but reads only on start() (until
+        then both cores are the run's); a thread starts reading at once either way."""
         self._target, self._entities = target, tuple(entities)
         self._received: dict[str, Packed] = {}
         self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._thread_result: dict[str, Any] = {}
-        self._command: list[str] | None = None
+        self._waiting = False
         if not background:
             return
         reader = getattr(target, "row_reader", None)
-        self._command = reader() if callable(reader) else None
+        command = reader() if callable(reader) else None
         try:
-            if self._command is None:
+            if command is not None:
+                self._process = subprocess.Popen([sys.executable, "-m", command[0], "--wait", *command[1:],
+                                                  *self._entities], stdin=subprocess.PIPE,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                self._waiting = True
+                if not process_later:
+                    self.start()
+            else:
                 self._thread = threading.Thread(target=self._read_in_thread, name="read-portal", daemon=True)
                 self._thread.start()
-            elif not process_later:
-                self.start()
         except Exception as exc:     # no background reading: read in the foreground when asked
             log.debug("reading the portal in the background is not possible (%s); reading when needed", exc)
-            self._thread = None
+            self._process = self._thread = None
 
     def start(self) -> None:
-        """Starts the reader process (if the target has one and it is not running yet)."""
-        command, self._command = self._command, None
-        if command is None:
+        """Lets a reader process started with `process_later` read now."""
+        if not self._waiting or self._process is None:
             return
+        self._waiting = False
+        stdin, self._process.stdin = self._process.stdin, None      # communicate() must not flush it later
         try:
-            self._process = subprocess.Popen([sys.executable, "-m", *command, *self._entities],
-                                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        except Exception as exc:     # read in the foreground when asked
-            log.debug("reading the portal in the background is not possible (%s); reading when needed", exc)
+            stdin.write(b"go\n")
+            stdin.close()
+        except OSError:              # it has failed already: read() falls back to the foreground
+            pass
 
     def _read_in_thread(self) -> None:
         for entity in self._entities:
@@ -178,7 +186,6 @@ class CurrentState:
                 raise result
             if result is not None:
                 return result
-        self.start()                 # if nobody did: now is the time
         if self._process is not None:
             packed = self._receive(entity)
             if packed is not None:

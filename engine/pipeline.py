@@ -200,8 +200,8 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     # first the child process (engine.parallel), then the reader of the portal, which may be a thread
     worker = parallel.UsersWorker.start(tenant, run_date) if parallel.possible(tenant) else None
     try:
-        # read while the source is extracted; a reader process once the users are in (until then
-        # both cores extract), while this process resolves and deduplicates
+        # read while the source is extracted; with the second process a reader process reads once
+        # the users are in (until then both cores extract), while this process resolves and dedups
         portal = CurrentState(target, process_later=worker is not None)
         try:
             return _prepare(tenant, target, state, portal, worker, run_date, allow_deletes, progress, findings,

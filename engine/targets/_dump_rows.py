@@ -1,25 +1,36 @@
-"""python -m engine.targets._dump_rows STORE ENTITY...: the local portal store's managed records,
+"""python -m engine.targets._dump_rows [--wait] STORE ENTITY...: the local portal store's managed records,
 packed for engine.current, to standard output: one message (engine._pipe) per entity,
 ("ok", entity, external_ids, each row in marshal's format 0, the users' e-mails or None).
 
-engine.current runs this beside a run so that the store is read while the source is extracted.
-Everything is read and packed before the first byte is written: the run then only waits for
-the pipe, never for this reader's work.
+engine.current runs this beside a run so that the store is read while the source is extracted,
+at a lower priority (NICE); with --wait it reads only once a line arrives on standard input. Everything is read and packed before the first byte is written: the
+run then only waits for the pipe, never for this reader's work.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from engine._pipe import send
 from engine.current import pack
 from engine.targets._store_portal import read_rows
 
+NICE = 10
+"""The reader's lower priority: with the run's processes busy on both cores it gets a tenth of
+the time, with a core idle (a process waiting for the other) all of it."""
+
 
 def main(argv: list[str]) -> int:
+    wait = argv[:1] == ["--wait"]
+    argv = argv[1:] if wait else argv
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     path, entities = argv[0], argv[1:]
+    if hasattr(os, "nice"):      # beside a run: take the time the run leaves idle, not the run's
+        os.nice(NICE)
+    if wait:                     # started early (imports done), reading when the run says so
+        sys.stdin.buffer.readline()
     messages = [("ok", *pack(entity, read_rows(path, entity))) for entity in entities]
     out = sys.stdout.buffer
     for message in messages:

@@ -5,6 +5,8 @@ back to reading in the foreground."""
 from __future__ import annotations
 
 import os
+import select
+import time
 
 import pytest
 
@@ -56,16 +58,17 @@ def test_a_large_store_is_read_by_another_process_with_the_same_records(ws, back
     assert got["users"].emails == [row[at] for row in expected["users"].values()]
 
 
-def test_a_reader_process_started_later_delivers_the_same_records(ws, background_always):
-    """With engine.parallel's second process the run starts the reader once the users are in."""
+def test_a_reader_process_told_to_wait_reads_when_started(ws, background_always):
+    """With engine.parallel's second process the run lets the reader read once the users are in."""
     ws.run()
     expected = foreground(ws.portal_path)
     store = LocalStore(ws.portal_path)
     current = CurrentState(store, process_later=True)
     try:
-        assert current._process is None                # both cores are still extracting
+        assert current._process is not None and current._process.poll() is None
+        time.sleep(1)
+        assert not select.select([current._process.stdout], [], [], 0)[0]   # nothing read before start()
         current.start()
-        assert current._process is not None
         assert {e: current.read(e).rows() for e in ENTITIES} == expected
     finally:
         current.close()
