@@ -60,9 +60,9 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     drift: Counter = Counter()
     ids, recs = list(desired), list(desired.values())
     datas = list(map(attrgetter("data"), recs))
-    if not current:                                       # a first run: everything is created
-        return (list(map(Change, repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None),
-                         map(attrgetter("key"), recs))), [], 0, drift)
+    if not current:                                       # a first run: everything is created, in C
+        fields = zip(repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None), map(attrgetter("key"), recs))
+        return list(map(tuple.__new__, repeat(Change), fields)), [], 0, drift
     if isinstance(current, Packed):
         compared = compared or compare_packed(entity, desired, current)
         if compared is None:      # a value marshal cannot pack (a date left in a record): compare rows
