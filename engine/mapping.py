@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import is_, is_not, itemgetter
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from engine import contract
 from engine.config.model import EntityMapping
@@ -18,17 +18,17 @@ from engine.filters import compile_filter, describe
 from engine.findings import Finding
 
 
-class Rec:
-    """One desired portal record and where it came from."""
-    __slots__ = ("key", "data", "contract")
+class Rec(NamedTuple):
+    """One desired portal record and where it came from. A named tuple, so that a batch's
+    records are made in C (`recs`); its `data` is the one part later steps change."""
+    key: str                      # the ERP key, e.g. "4711" or "1001/2002"
+    data: dict[str, Any]          # portal fields -> values
+    contract: str | None = None   # occupancies: the ERP contract it comes from
 
-    def __init__(self, key: str, data: dict[str, Any], contract: str | None = None):
-        self.key = key            # the ERP key, e.g. "4711" or "1001/2002"
-        self.data = data          # portal fields -> values
-        self.contract = contract  # occupancies: the ERP contract it comes from
 
-    def __repr__(self) -> str:
-        return f"Rec({self.key!r}, {self.data!r})"
+def as_recs(keys: Iterable[str], datas: Iterable[dict[str, Any]], contracts: Iterable[str | None]) -> Iterator[Rec]:
+    """Rec(key, data, contract) for each, made in C (tuple.__new__)."""
+    return map(tuple.__new__, repeat(Rec), zip(keys, datas, contracts))
 
 
 @dataclass
@@ -147,7 +147,7 @@ class Mapper:
             if not self._exclude_at_once(rows, b):
                 for i in sorted(b.filtered.keys() | b.unkeyed | b.gated.keys()):
                     self._exclude(i, rows[i], b)
-            records.update(zip(kept_ids, map(Rec, b.kept_keys, b.datas, b.contracts)))
+            records.update(zip(kept_ids, as_recs(b.kept_keys, b.datas, b.contracts)))
             return
         kept = {i: k for k, i in enumerate(b.kept)}      # duplicate keys: one pass in row order
         contracts = b.contracts

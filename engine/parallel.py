@@ -35,7 +35,7 @@ from typing import BinaryIO, Sequence
 
 from engine._pipe import encode, pipe, receive, send
 from engine.findings import Finding
-from engine.mapping import EntityData, Rec
+from engine.mapping import EntityData, Rec, as_recs
 from engine.normalize import CHUNK, normalize_entity
 from engine.progress import Progress
 
@@ -444,8 +444,7 @@ def _unpack_users(packed: dict) -> tuple[EntityData, list[Finding]]:
 
 
 def _records(packed: dict) -> dict[str, Rec]:
-    contracts = packed["contracts"] or repeat(None)
-    return dict(zip(packed["ids"], map(Rec, packed["keys"], packed["datas"], contracts)))
+    return dict(zip(packed["ids"], as_recs(packed["keys"], packed["datas"], packed["contracts"] or repeat(None))))
 
 
 def _shared_blocks(packed: dict) -> EntityData:
