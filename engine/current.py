@@ -22,7 +22,7 @@ How the reading runs in parallel depends on the target:
     SQLite is CPU work under Python's GIL. A plain subprocess, not a fork: nothing of the
     caller (its connections, their SQLite locks, its other children's pipes) is inherited. It
     runs at a lower priority, and with engine.parallel's second process it starts reading only
-    once the users are in, on the core the second process then leaves idle.
+    once the run has only the users left to receive, taking the time the two processes leave.
     Records wanted in full are read through the target's `read_rows(entity, external_ids)`;
   * any other target (the import API over HTTP) is read in a thread: listing pages is waiting
     for the network, which releases the GIL.

@@ -200,8 +200,8 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     # first the child process (engine.parallel), then the reader of the portal, which may be a thread
     worker = parallel.UsersWorker.start(tenant, run_date) if parallel.possible(tenant) else None
     try:
-        # read while the source is extracted; with the second process a reader process reads once
-        # the users are in (until then both cores extract), while this process resolves and dedups
+        # read while the source is extracted; with the second process a reader process reads only
+        # once the users are left (until then both cores extract), at a lower priority
         portal = CurrentState(target, process_later=worker is not None)
         try:
             return _prepare(tenant, target, state, portal, worker, run_date, allow_deletes, progress, findings,
@@ -278,10 +278,10 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
 
 def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findings: list[Finding],
                                 progress: Progress, previous_winners: dict[str, str], holders,
-                                timings: dict[str, float], users_in) -> tuple[dict[str, EntityData], dict[str, str]]:
+                                timings: dict[str, float], portal_may_read) -> tuple[dict[str, EntityData], dict[str, str]]:
     """extract and transform with the users extracted by a second process (engine.parallel);
     the same records and findings, in the same order, as extract followed by transform.
-    `users_in()` is called when the second process has finished."""
+    `portal_may_read()` is called when only the users are left to extract."""
     from engine.sources import open_source
     t = time.perf_counter()
     params = window_params(tenant, run_date)
@@ -302,8 +302,8 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
     finally:
         source.close()
     before, after = transform_without_users(tenant, data, run_date)
+    portal_may_read()               # the child normalises the users now, this process takes a share
     result = worker.result(tenant.rules, progress)
-    users_in()
     if result is None:        # the child failed: the users are extracted here, with the same gate
         source = open_source(tenant, run_date=run_date)
         try:
