@@ -1,19 +1,23 @@
-"""Two cores for one run: the users are extracted, mapped and normalised in a second process
-while this one extracts and normalises the other entities.
+"""Two cores for one run: buildings, units and the persons are extracted, and the persons
+normalised, by a second process while this one extracts the contracts.
 
 The persons (Adresse) are the largest query of a DOMUS tenant and the most work per row
-(e-mails, phones). A forked child opens its own connection to the source and maps every person
-right away; the parent extracts the occupancies first and sends the child the user_ids that
-have a contract in the window (the users' gate), then extracts buildings and units and
-normalises them. The child skips the persons without a contract, normalises the rest and hands
-back the users, their findings and their counts, block by block as it normalises them; the run
-goes on as if it had done all of it itself. The result is the same as the serial path's, record for record and finding for finding
-(tests/core/test_parallel.py compares the two): where mapping first and gating afterwards
-could differ from gating while mapping (an ERP key that appears twice), the child extracts the
-users again with the gate.
+(e-mails, phones). A forked child opens its own connection to the source, extracts buildings
+and units and sends them, then maps every person while the parent extracts the occupancies.
+The parent sends the user_ids that have a contract in the window (the users' gate) as soon as
+it has them; the child looks for the gate between slices of rows and from then on skips the
+persons without a contract while mapping, and gates those it mapped before afterwards. It
+normalises the users block by block and hands back each block as it is done, with their
+findings and counts; the parent, once it has normalised buildings, units and contracts, takes
+shares of the blocks the child has not reached yet (UsersWorker). The run goes on as if it had
+done all of it itself. The result is the same as the serial path's, record for record and
+finding for finding (tests/core/test_parallel.py compares the two): where mapping first and
+gating afterwards could differ from gating while mapping (an ERP key that appears twice), the
+child extracts the users again with the gate.
 
-A child that fails for any reason is not an error of the run: the parent extracts the users
-itself, and a real problem (the source is down) surfaces there with its own message.
+A child that fails for any reason is not an error of the run: the parent extracts what the
+child has not delivered itself, and a real problem (the source is down) surfaces there with its
+own message.
 
 Used only for SQL sources (their queries are independent reads; the Cloud Connect API's rate
 limit is better spent one request at a time), where os.fork exists, and unless the environment
@@ -115,7 +119,8 @@ class UsersWorker:
 
     def send_gate(self, wanted: set[str] | None) -> None:
         """The user_ids with a contract in the window (None: the tenant sends every person).
-        Written by a thread: the child reads it only when it has mapped every person."""
+        Written by a thread: the child reads it between two slices of persons, or when it has
+        mapped them all."""
         # as a list: marshal writes a set's elements in sorted order, ten times slower
         blob, control = encode(("gate", None if wanted is None else list(wanted))), self._control
 

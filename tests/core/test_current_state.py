@@ -132,6 +132,42 @@ def test_changes_deletes_and_drift_are_planned_alike_from_packed_rows_and_from_r
     assert released[0]["changed"]["email"]["to"] is None       # the address is cleared before it moves
 
 
+def test_a_value_that_cannot_be_packed_is_compared_as_a_row():
+    """A date left in a record (an expression without to_date) cannot be packed: the diff then
+    reads the portal's rows in full and compares them as they are, with the same result."""
+    import datetime as dt
+    from engine.mapping import Rec
+    from engine.plan import compare_packed, diff_entity
+    names = contract.fields("occupancies")
+    portal = {"o1": ("o1", "u1", "n1", "tenant", "2024-01-01", None),
+              "o2": ("o2", "u2", "n2", "owner", "2023-05-01", None)}
+    packed = Packed("occupancies", list(portal), pack_rows(portal.values()), None,
+                    lambda entity, only: [r for i, r in portal.items() if only is None or i in only])
+    desired = {"o1": Rec("1/1", dict(zip(names, portal["o1"]))),
+               "o2": Rec("2/2", dict(zip(names, ("o2", "u2", "n2", "owner", dt.date(2023, 5, 2), None))))}
+    assert compare_packed("occupancies", desired, packed) is None
+    upserts, deletes, unchanged, _ = diff_entity("occupancies", desired, packed, lambda ids: {}, [])
+    assert unchanged == 1 and not deletes
+    assert [(c.action, c.external_id, c.changed) for c in upserts] == [("update", "o2", ("start_date",))]
+
+
+@pytest.mark.parametrize("how", ["by id, several queries", "all rows read, the wanted kept"])
+def test_records_read_by_external_id_come_in_the_stores_order(ws, monkeypatch, how):
+    from engine.targets import _store_portal
+    ws.run()
+    expected = foreground(ws.portal_path)["users"]
+    monkeypatch.setattr(_store_portal, "_IDS_PER_QUERY", 7)
+    if how.startswith("all"):
+        monkeypatch.setattr(_store_portal, "_READ_ALL_FROM", 10)
+    wanted = list(expected)[::-1][::3]                # asked for in another order
+    store = LocalStore(ws.portal_path)
+    try:
+        got = store.read_rows("users", wanted)
+    finally:
+        store.close()
+    assert got == [row for i, row in expected.items() if i in set(wanted)]
+
+
 class BrokenReader(LocalStore):
     """The background reader names a store that does not exist: it fails at once."""
 
