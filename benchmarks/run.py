@@ -128,8 +128,7 @@ class PeakPss:
     def _sample(self) -> None:
         me = os.getpid()
         while not self._stop.wait(self.every):
-            pids = [me] + [p for p in _children_of(me)]
-            self.peak_mb = max(self.peak_mb, sum(map(_pss_kb, pids)) / 1024)
+            self.peak_mb = max(self.peak_mb, sum(map(_pss_kb, [me, *_children_of(me)])) / 1024)
 
 
 def _children_of(pid: int) -> list[int]:
@@ -161,8 +160,8 @@ def _pss_kb(pid: int) -> int:
 
 
 def _children_cpu() -> float:
-    """CPU seconds of the finished child processes (the engine's second process for the users,
-    the reader of the portal's state)."""
+    """CPU seconds of the finished child processes (the engine's second process, the reader of
+    the portal's state, the forked comparison)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 

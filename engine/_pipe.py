@@ -41,6 +41,19 @@ def receive(f: BinaryIO) -> Any:
     return marshal.loads(blob) if head[:1] == b"M" else pickle.loads(blob)
 
 
+def end_child(pid: int, *, kill: bool) -> None:
+    """Waits for a forked helper to end (kill: stops it first); one that is gone already is fine."""
+    if kill:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def pipe() -> tuple[int, int]:
     """os.pipe(), as wide as the system allows (PIPE_SIZE)."""
     r, w = os.pipe()

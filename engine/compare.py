@@ -20,18 +20,15 @@ import os
 import sys
 from typing import Mapping
 
-from engine._pipe import pipe, receive, send
+from engine._pipe import end_child, pipe, receive, send
 from engine.current import Packed
 from engine.mapping import EntityData
+from engine.plan import Compared, compare_packed
 
 log = logging.getLogger(__name__)
 
 WORTH_FORKING = 20_000
 """Packed portal records (of the child's entities together) from which a fork pays."""
-
-Compared = tuple[list[bool], set[str], list[str]]
-"""(same per desired record, the external_ids to delete, those that differ): plan.compare_packed."""
-
 
 class Comparer:
     """start() forks a child that compares `entities`; result(entity) takes its answer (None:
@@ -83,20 +80,12 @@ class Comparer:
             return
         self._results.close()
         self._results = None
-        try:
-            os.kill(self.pid, 9)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        end_child(self.pid, kill=True)
 
 
 def _compare(entity: str, desired: EntityData, packed: Packed) -> tuple[bytes, list[str], list[str]] | None:
     """In the child: plan.compare_packed as plain data (the same-bits as bytes); None where the
     rows cannot be packed (the run then compares rows itself)."""
-    from engine.plan import compare_packed
     compared = compare_packed(entity, desired.records, packed)
     if compared is None:
         return None

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 Rows = dict[str, tuple]
 """external_id -> the record's values in contract.fields(entity) order (external_id first)."""
 
+
 def tuples(records: Iterable[dict[str, Any]], names: Sequence[str]) -> list[tuple]:
     """Records (dicts) as tuples of their `names` values, in C where every record has them all;
     a field a record lacks is null."""
@@ -61,7 +62,11 @@ def tuples(records: Iterable[dict[str, Any]], names: Sequence[str]) -> list[tupl
 
 def as_rows(entity: str, records: Iterable[dict[str, Any]]) -> Rows:
     """Records (dicts, as Target.read yields them) as rows keyed by external_id."""
-    rows = tuples(records, contract.fields(entity))
+    return keyed(tuples(records, contract.fields(entity)))
+
+
+def keyed(rows: list[tuple]) -> Rows:
+    """Rows (external_id first) keyed by external_id, in their order."""
     return dict(zip(map(itemgetter(0), rows), rows))
 
 
@@ -104,8 +109,7 @@ class Packed:
 
     def rows(self, ids: Collection[str] | None = None) -> Rows:
         """The records with these external_ids (None: all) in full, in the target's order."""
-        rows = self._read(self.entity, ids)
-        return dict(zip(map(itemgetter(0), rows), rows))
+        return keyed(self._read(self.entity, ids))
 
 
 class CurrentState:

@@ -20,7 +20,7 @@ from engine.findings import Finding
 
 class Rec(NamedTuple):
     """One desired portal record and where it came from. A named tuple, so that a batch's
-    records are made in C (`recs`); its `data` is the one part later steps change."""
+    records are made in C (`as_recs`); its `data` is the one part later steps change."""
     key: str                      # the ERP key, e.g. "4711" or "1001/2002"
     data: dict[str, Any]          # portal fields -> values
     contract: str | None = None   # occupancies: the ERP contract it comes from

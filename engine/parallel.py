@@ -37,7 +37,7 @@ from itertools import compress, repeat, starmap
 from operator import attrgetter, is_, not_
 from typing import BinaryIO, Sequence
 
-from engine._pipe import encode, pipe, receive, send
+from engine._pipe import encode, end_child, pipe, receive, send
 from engine.findings import Finding
 from engine.mapping import EntityData, Rec, as_recs
 from engine.normalize import CHUNK, normalize_entity
@@ -232,21 +232,12 @@ class UsersWorker:
         if self._results is not None:
             self._results.close()
             self._results = None
-        if not self._reaped:
-            try:
-                os.kill(self.pid, 9)
-            except ProcessLookupError:
-                pass
-            self._reap()
+        self._reap(kill=True)
 
-    def _reap(self) -> None:
-        if self._reaped:
-            return
-        self._reaped = True
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+    def _reap(self, kill: bool = False) -> None:
+        if not self._reaped:
+            self._reaped = True
+            end_child(self.pid, kill=kill)
 
 
 # -- the child ---------------------------------------------------------------------------------
@@ -287,9 +278,7 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
                 send_later) -> None:
     ids, recs = list(users.records), list(users.records.values())
     starts = list(range(0, len(ids), BLOCK))         # normalize_entity's chunks: the same findings, in order
-    send_later(("ok", {"excluded": users.excluded, "extracted": users.extracted,
-                       "filtered": dict(users.filtered), "unkeyed": dict(users.unkeyed),
-                       "findings": [_finding(f) for f in findings], "gated": gated}))
+    send_later(("ok", {**_counts(users), "findings": [_finding(f) for f in findings], "gated": gated}))
     k, end = 0, len(starts)
     while k < end:
         if _asked(control):                           # the parent takes a quarter of what is left
@@ -308,18 +297,26 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
     send_later(("done",))
 
 
+def _counts(data: EntityData) -> dict:
+    """An entity's exclusions and counts, as _unpack_counts rebuilds them."""
+    return {"excluded": data.excluded, "extracted": data.extracted, "filtered": dict(data.filtered),
+            "unkeyed": dict(data.unkeyed)}
+
+
+def _unpack_counts(entity: str, packed: dict, records: dict[str, Rec] | None = None) -> EntityData:
+    from collections import Counter
+    return EntityData(entity, records=records or {}, excluded=packed["excluded"], extracted=packed["extracted"],
+                      filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
+
+
 def _pack_entity(data: EntityData, findings: list[Finding]) -> dict:
     """An entity as extract_entity left it (its gated records already turned into findings)."""
-    return {**_blocks(list(data.records), list(data.records.values()), 0), "excluded": data.excluded,
-            "extracted": data.extracted, "filtered": dict(data.filtered), "unkeyed": dict(data.unkeyed),
+    return {**_blocks(list(data.records), list(data.records.values()), 0), **_counts(data),
             "findings": [_finding(f) for f in findings]}
 
 
 def _unpack_entity(entity: str, packed: dict) -> tuple[EntityData, list[Finding]]:
-    from collections import Counter
-    data = EntityData(entity, records=_records(packed), excluded=packed["excluded"], extracted=packed["extracted"],
-                      filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
-    return data, list(starmap(Finding, packed["findings"]))
+    return _unpack_counts(entity, packed, _records(packed)), list(starmap(Finding, packed["findings"]))
 
 
 class _LateGate:
@@ -377,7 +374,7 @@ def _blocks(ids: list[str], recs: list[Rec], start: int, stop: int | None = None
 
 class _Sender:
     """Writes the child's messages from a thread, so that normalising goes on while the parent
-    is not reading yet (a pipe holds only 64 KB); encoding stays in the caller's thread."""
+    is not reading yet (a pipe holds far less than a block); encoding stays in the caller's thread."""
 
     def __init__(self, out):
         self._out, self._queue = out, queue.SimpleQueue()
@@ -437,10 +434,8 @@ def _finding(f: Finding) -> tuple:
 def _unpack_users(packed: dict) -> tuple[EntityData, list[Finding]]:
     """The users' counts and exclusions after the gate (their records follow in blocks); the
     extraction's findings, the gated ones last."""
-    from collections import Counter
     from engine.pipeline import gated_user_finding
-    users = EntityData("users", excluded=packed["excluded"], extracted=packed["extracted"],
-                       filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
+    users = _unpack_counts("users", packed)
     gated_ids, gated_keys, reasons = packed["gated"]
     users.excluded.update(zip(gated_ids, reasons))    # disjoint: _gate_afterwards declines otherwise
     found = list(starmap(Finding, packed["findings"]))

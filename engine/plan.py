@@ -47,7 +47,7 @@ class Plan:
 
 def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
                 last_written: Callable[[list[str]], Mapping[str, dict[str, Any]]],
-                findings: list[Finding], compared: tuple | None = None
+                findings: list[Finding], compared: Compared | None = None
                 ) -> tuple[list[Change], list[Change], int, Counter]:
     """(upserts, deletes, unchanged count, drift counter) for one entity.
 
@@ -63,16 +63,12 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     if not current:                                       # a first run: everything is created, in C
         fields = zip(repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None), map(attrgetter("key"), recs))
         return list(map(tuple.__new__, repeat(Change), fields)), [], 0, drift
-    if isinstance(current, Packed):
-        compared = compared or compare_packed(entity, desired, current)
-        if compared is None:      # a value marshal cannot pack (a date left in a record): compare rows
+    if isinstance(current, Packed) and (compared := compared or compare_packed(entity, desired, current)):
+        same, gone, differ = compared                     # only what differs is read in full
+        current = current.rows(gone.union(differ)) if gone or differ else {}
+    else:                                                 # rows, compared in C
+        if isinstance(current, Packed):                   # a value marshal cannot pack (a date left in a record)
             current = current.rows()
-            same = list(map(eq, tuples(datas, names), map(current.get, ids)))
-            gone = current.keys() - desired.keys()
-        else:                     # only what differs is read in full
-            same, gone, differ = compared
-            current = current.rows(gone.union(differ)) if gone or differ else {}
-    else:                                                 # the common case of a rerun, compared in C
         same = list(map(eq, tuples(datas, names), map(current.get, ids)))
         gone = current.keys() - desired.keys()
     unchanged = same.count(True)
@@ -106,8 +102,11 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     return upserts, deletes, unchanged, drift
 
 
-def compare_packed(entity: str, desired: Mapping[str, Rec], packed: Packed
-                   ) -> tuple[list[bool], set[str], list[str]] | None:
+Compared = tuple[list[bool], set[str], list[str]]
+"""compare_packed's answer: (same per desired record, the external_ids to delete, those that differ)."""
+
+
+def compare_packed(entity: str, desired: Mapping[str, Rec], packed: Packed) -> Compared | None:
     """(same per desired record, the external_ids to delete, those of the portal's records that
     differ) against the portal's packed rows; None when a desired value cannot be packed. Records
     in the portal's order (a rerun's usual case) are compared position by position."""

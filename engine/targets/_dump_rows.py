@@ -1,10 +1,11 @@
-"""python -m engine.targets._dump_rows [--wait] STORE ENTITY...: the local portal store's managed records,
-packed for engine.current, to standard output: one message (engine._pipe) per entity,
-("ok", entity, external_ids, each row in marshal's format 0, the users' e-mails or None).
+"""python -m engine.targets._dump_rows [--wait] STORE ENTITY...: the local portal store's
+managed records, packed for engine.current, to standard output: one message (engine._pipe) per
+entity, ("ok", entity, external_ids, each row in marshal's format 0, the users' e-mails or None).
 
 engine.current runs this beside a run so that the store is read while the source is extracted,
-at a lower priority (NICE); with --wait it reads only once a line arrives on standard input. Everything is read and packed before the first byte is written: the
-run then only waits for the pipe, never for this reader's work.
+at a lower priority (NICE); with --wait it reads only once a line arrives on standard input.
+Everything is read and packed before the first byte is written: the run then only waits for
+the pipe, never for this reader's work.
 """
 from __future__ import annotations
 
