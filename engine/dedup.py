@@ -24,6 +24,7 @@ from engine.config.model import EmailDedup, PhoneDedup
 from engine.errors import DedupFailed
 from engine.findings import Finding
 from engine.mapping import EntityData, Rec
+from engine.references import OccupancyIndex
 
 ROLE_RANK = {"owner": 0, "tenant": 1}
 PERSON_SALUTATIONS = {"mr", "ms", "mx", "family", None}
@@ -51,10 +52,20 @@ def _shared(users: EntityData, name: str) -> dict[Any, list[str]]:
     return groups
 
 
-def _facts(members: Iterable[str], occ: EntityData) -> dict[str, _Facts]:
-    facts = {m: _Facts() for m in members}
-    user_ids = list(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
-    for external_id, rec in compress(occ.records.items(), map(facts.__contains__, user_ids)):
+def _facts(members: Iterable[str], occ: EntityData, index: OccupancyIndex | None = None) -> dict[str, _Facts]:
+    """The facts of each member from its occupancies, in their order; `index`
+    (references.index_occupancies, made before the occupancies lost those whose user or unit is
+    not sent) spares a pass over all of them."""
+    if index is None:
+        facts = {m: _Facts() for m in members}
+        user_ids = list(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
+        found = compress(occ.records.items(), map(facts.__contains__, user_ids))
+    else:
+        facts = {m: _Facts() for m in members}
+        ids, records, by_user = index.ids, occ.records, index.by_user
+        in_order = [ids[i] for i in sorted(i for m in facts for i in by_user.get(m, ()))]
+        found = [(x, records[x]) for x in in_order if x in records]
+    for external_id, rec in found:
         f = facts[rec.data["user_id"]]
         f.occupancies.append(external_id)
         f.role = min(f.role, ROLE_RANK.get(rec.data.get("role"), 9))
@@ -93,12 +104,14 @@ def _order(members: list[str], users: EntityData, facts: dict[str, _Facts], orde
 
 def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previous: dict[str, str],
                  findings: list[Finding],
-                 holders: Callable[[list[str]], dict[str, str | None]] | None = None) -> dict[str, str]:
-    """Resolve shared e-mails in place. Returns the winners to remember: e-mail -> user external_id."""
+                 holders: Callable[[list[str]], dict[str, str | None]] | None = None,
+                 index: OccupancyIndex | None = None) -> dict[str, str]:
+    """Resolve shared e-mails in place. Returns the winners to remember: e-mail -> user external_id.
+    `index`: references.index_occupancies of `occ` before references were resolved, if made."""
     shared = _shared(users, "email")
     if not shared:
         return {}
-    facts = _facts((m for ms in shared.values() for m in ms), occ)
+    facts = _facts((m for ms in shared.values() for m in ms), occ, index)
     if holders is not None:
         # a group that forms tonight: the person who holds the address in the portal keeps it
         unsettled = [m for email, ms in shared.items() if previous.get(email) not in ms for m in ms]

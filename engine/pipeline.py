@@ -27,8 +27,8 @@ from engine.mapping import EntityData, Mapper
 from engine.normalize import normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes
 from engine.progress import Progress
-from engine.references import (apply_window, drop_users_without_occupancy, occupancy_gate,
-                               resolve_occupancy_references, resolve_units, window_bounds, window_findings,
+from engine.references import (OccupancyIndex, apply_window, drop_users_without_occupancy, index_occupancies,
+                               occupancy_gate, resolve_occupancy_references, resolve_units, window_bounds, window_findings,
                                window_gate)
 from engine.targets.base import Change, Outcome
 
@@ -150,20 +150,23 @@ def transform_without_users(tenant: Tenant, data: dict[str, EntityData],
 
 def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: list[Finding],
                          users_normalised: list[Finding] | None, after: list[Finding],
-                         previous_winners: dict[str, str], findings: list[Finding], holders=None) -> dict[str, str]:
+                         previous_winners: dict[str, str], findings: list[Finding], holders=None,
+                         index: OccupancyIndex | None = None) -> dict[str, str]:
     """The rest of `transform`. `users_normalised`: the findings of normalising the users if
-    that is done already (engine.parallel), else None."""
+    that is done already (engine.parallel), else None; `index`: index_occupancies after
+    transform_without_users, if made already (a run makes it while it waits for the users)."""
     users, occ = data["users"], data["occupancies"]
+    index = index or index_occupancies(occ, data["units"])
     findings.extend(before)
-    drop_users_without_occupancy(users, occ, tenant.rules, findings)
+    drop_users_without_occupancy(users, occ, tenant.rules, findings, index)
     if users_normalised is None:
         normalize_entity(users, tenant.rules, findings)
     else:
         findings.extend(users_normalised)
     findings.extend(after)
-    resolve_occupancy_references(occ, users, data["units"], findings)
-    drop_users_without_occupancy(users, occ, tenant.rules, findings)
-    winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders)
+    resolve_occupancy_references(occ, users, data["units"], findings, index)
+    drop_users_without_occupancy(users, occ, tenant.rules, findings, index)
+    winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders, index)
     dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)
     return winners
 
@@ -303,6 +306,7 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
         source.close()
     before, after = transform_without_users(tenant, data, run_date)
     portal_may_read()               # the child normalises the users now, this process takes a share
+    index = index_occupancies(data["occupancies"], data["units"])     # while the child starts on them
     result = worker.result(tenant.rules, progress)
     if result is None:        # the child failed: the users are extracted here, with the same gate
         source = open_source(tenant, run_date=run_date)
@@ -320,7 +324,8 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
     for entity in EXTRACT_ORDER:
         findings.extend(found[entity])
     data = {e: data[e] for e in ENTITIES}
-    winners = transform_with_users(tenant, data, before, normalised, after, previous_winners, findings, holders)
+    winners = transform_with_users(tenant, data, before, normalised, after, previous_winners, findings, holders,
+                                   index)
     timings["transform"] = time.perf_counter() - t
     return data, winners
 

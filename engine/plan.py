@@ -151,6 +151,8 @@ def email_releases(desired: Mapping[str, Rec], current: Rows | Packed) -> list[C
     first, so that its new holder can take it. Covers swaps, a partnership merged into one user
     or split again, and a person replaced by another; without it the portal refuses the new
     holder (email_taken) night after night. `current`: the portal's users (engine.current)."""
+    if not current:                                       # a first run: nobody holds an address yet
+        return []
     names = contract.fields("users")
     if isinstance(current, Packed):
         held_by, emails = current.ids, current.emails

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from itertools import compress, filterfalse, repeat
-from operator import attrgetter, itemgetter, not_
-from typing import Any, Callable, Sequence
+from operator import and_, attrgetter, itemgetter, not_
+from typing import Any, Callable, NamedTuple, Sequence
 
 from engine.config.model import ContractWindow, Rules
 from engine.findings import Finding
@@ -173,18 +173,44 @@ def occupancy_gate(occ: EntityData | set[str]) -> tuple[tuple[str, ...], Occupan
     return (), OccupancyGate(occ if isinstance(occ, set) else occupied_users(occ))
 
 
+class OccupancyIndex(NamedTuple):
+    """The occupancies' references, read once for the steps that need the users
+    (resolve_occupancy_references, drop_users_without_occupancy, dedup's facts). Made by
+    index_occupancies once the occupancies are normalised; a run with a second process makes it
+    while it waits for the users (engine.pipeline)."""
+    ids: list[str]                 # the occupancies' external_ids, in order
+    user_ids: list                 # each one's user_id
+    unit_ok: list[bool]            # whether its unit is among the units sent
+    by_user: dict[str, list[int]]  # user_id -> the positions of its occupancies whose unit is sent
+
+    def fits(self, occ: EntityData) -> bool:
+        """Whether it was made from these occupancies (records are only ever removed)."""
+        return len(self.ids) == len(occ.records)
+
+
+def index_occupancies(occ: EntityData, units: EntityData) -> OccupancyIndex:
+    datas = list(map(attrgetter("data"), occ.records.values()))
+    user_ids = list(map(dict.get, datas, repeat("user_id")))
+    unit_ok = list(map(units.records.__contains__, map(dict.get, datas, repeat("unit_id"))))
+    by_user: dict[str, list[int]] = {}
+    for i in compress(range(len(user_ids)), unit_ok):
+        by_user.setdefault(user_ids[i], []).append(i)
+    return OccupancyIndex(list(occ.records), user_ids, unit_ok, by_user)
+
+
 def resolve_occupancy_references(occ: EntityData, users: EntityData, units: EntityData,
-                                 findings: list[Finding]) -> None:
-    """Drop occupancies whose user or unit is missing or excluded."""
+                                 findings: list[Finding], index: OccupancyIndex | None = None) -> list[str]:
+    """Drop occupancies whose user or unit is missing or excluded; returns the external_ids
+    dropped. `index`: index_occupancies of `occ` and `units`, if made already."""
+    if index is None or not index.fits(occ):
+        index = index_occupancies(occ, units)
     add = findings.append
     dropped = []
-    user_records, unit_records = users.records, units.records
-    suspects = set(_failing(occ, user_records.__contains__, "user_id")) | \
-        set(_failing(occ, unit_records.__contains__, "unit_id"))
-    for external_id, rec in occ.records.items() if suspects else ():
+    user_ok = map(users.records.__contains__, index.user_ids)
+    for i in compress(range(len(index.ids)), map(not_, map(and_, user_ok, index.unit_ok))):
+        external_id = index.ids[i]
+        rec = occ.records[external_id]
         d = rec.data
-        if external_id not in suspects:
-            continue
         for ref_field, target, label in (("user_id", users, "user"), ("unit_id", units, "unit")):
             value = d.get(ref_field)
             if value in target.records:
@@ -202,6 +228,7 @@ def resolve_occupancy_references(occ: EntityData, users: EntityData, units: Enti
     for external_id, reason in dropped:
         del occ.records[external_id]
         occ.excluded[external_id] = reason
+    return [external_id for external_id, _ in dropped]
 
 
 def resolve_occupancies(occ: EntityData, users: EntityData, units: EntityData, window: ContractWindow,
@@ -210,10 +237,13 @@ def resolve_occupancies(occ: EntityData, users: EntityData, units: EntityData, w
     resolve_occupancy_references(occ, users, units, findings)
 
 
-def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rules, findings: list[Finding]) -> None:
+def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rules, findings: list[Finding],
+                                 index: OccupancyIndex | None = None) -> None:
+    """Users with no occupancy left are not sent (unless the tenant sends them). `index`:
+    index_occupancies of `occ`, if made already and still fitting."""
     if rules.users_without_occupancy == "send":
         return
-    occupied = occupied_users(occ)
+    occupied = set(index.user_ids) if index is not None and index.fits(occ) else occupied_users(occ)
     unoccupied = list(filterfalse(occupied.__contains__, users.records))
     for external_id in unoccupied:
         rec = users.records.pop(external_id)
