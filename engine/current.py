@@ -37,8 +37,8 @@ import subprocess
 import sys
 import threading
 from itertools import repeat
-from operator import itemgetter
-from typing import Any, Callable, Collection, Iterable, Sequence
+from operator import attrgetter, itemgetter
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 from engine import contract
 from engine._pipe import receive
@@ -75,6 +75,23 @@ def pack_rows(rows: Iterable[tuple]) -> list[bytes]:
     so equal rows of texts, numbers and nulls give equal bytes in any process). ValueError for
     a value marshal cannot write (a date, a Decimal)."""
     return list(map(marshal.dumps, rows, repeat(0)))
+
+
+def pack_records(entity: str, records: Mapping[str, Any]) -> dict[str, bytes]:
+    """external_id -> each record's (engine.mapping.Rec) row as pack_rows packs it; {} when a
+    value cannot be packed (the plan then packs what it compares itself)."""
+    try:
+        return dict(zip(records, pack_rows(tuples(list(map(attrgetter("data"), records.values())),
+                                                  contract.fields(entity)))))
+    except ValueError:
+        return {}
+
+
+def reader_command(target: Any) -> list[str] | None:
+    """The module and arguments that read `target` in another process, packed (`row_reader()`);
+    None: the target is read in a thread, as rows."""
+    reader = getattr(target, "row_reader", None)
+    return reader() if callable(reader) else None
 
 
 def pack(entity: str, rows: list[tuple]) -> tuple[str, list[str], list[bytes], list | None]:
@@ -127,8 +144,7 @@ class CurrentState:
         self._waiting = False
         if not background:
             return
-        reader = getattr(target, "row_reader", None)
-        command = reader() if callable(reader) else None
+        command = reader_command(target)
         try:
             if command is not None:
                 self._process = subprocess.Popen([sys.executable, "-m", command[0], "--wait", *command[1:],

@@ -146,6 +146,7 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
             if m == winner:
                 continue
             users.records[m].data["email"] = None
+            users.packed_rows.pop(m, None)
             whom = f"kept by {users.records[winner].key}" if winner else "kept by nobody (policy none_wins)"
             findings.append(Finding("email_shared", "users", users.records[m].key,
                                     f"{email} is shared by {len(ordered)} persons; {whom}; "
@@ -248,6 +249,7 @@ def _rewire_occupancies(members: list[str], merged_id: str, occ: EntityData, fac
         if rec is None:
             continue
         rec.data["user_id"] = merged_id
+        occ.packed_rows.pop(external_id, None)
         ident = (rec.contract, rec.data.get("unit_id"), rec.data.get("role"))
         first = kept.get(ident)
         if first is None:
@@ -283,6 +285,7 @@ def dedup_phones(users: EntityData, occ: EntityData, policy: PhoneDedup, order: 
             ordered = _order(members, users, facts, order)
             for m in ordered[1:]:
                 users.records[m].data[name] = None
+                users.packed_rows.pop(m, None)
                 findings.append(Finding("phone_shared", "users", users.records[m].key,
                                         f"{number} is shared by {len(ordered)} persons; kept by "
                                         f"{users.records[ordered[0]].key}; sent without it", field=name))

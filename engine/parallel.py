@@ -38,6 +38,7 @@ from operator import attrgetter, is_, not_
 from typing import BinaryIO, Sequence
 
 from engine._pipe import encode, end_child, pipe, receive, send
+from engine.current import pack_records
 from engine.findings import Finding
 from engine.mapping import EntityData, Rec, as_recs
 from engine.normalize import CHUNK, normalize_entity
@@ -80,15 +81,16 @@ class UsersWorker:
     child has too little left ("shared" with nothing). Whichever side would otherwise wait
     takes work from the other."""
 
-    def __init__(self, pid: int, gate_out: int, result_in: int):
-        self.pid, self._result_in = pid, result_in
+    def __init__(self, pid: int, gate_out: int, result_in: int, pack: bool = False):
+        self.pid, self._result_in, self._pack = pid, result_in, pack
         self._results: BinaryIO | None = None        # the result pipe, once others() opened it
         self._reaped = False
         self._control: BinaryIO | None = os.fdopen(gate_out, "wb")
         self._gate_writer: threading.Thread | None = None
 
     @classmethod
-    def start(cls, tenant, run_date: dt.date) -> "UsersWorker":
+    def start(cls, tenant, run_date: dt.date, *, pack: bool = False) -> "UsersWorker":
+        """`pack`: the users are packed as they are normalised (EntityData.packed_rows)."""
         gate_in, gate_out = pipe()
         result_in, result_out = pipe()
         sys.stdout.flush()
@@ -101,7 +103,7 @@ class UsersWorker:
             out = os.fdopen(result_out, "wb")
             try:
                 with os.fdopen(gate_in, "rb") as control:
-                    _child(tenant, run_date, control, out)
+                    _child(tenant, run_date, control, out, pack)
                 code = 0
             except BaseException as exc:              # the parent extracts the users itself
                 try:
@@ -115,7 +117,7 @@ class UsersWorker:
                     os._exit(code)
         os.close(gate_in)
         os.close(result_out)
-        return cls(pid, gate_out, result_in)
+        return cls(pid, gate_out, result_in, pack)
 
     def send_gate(self, wanted: set[str] | None) -> None:
         """The user_ids with a contract in the window (None: the tenant sends every person).
@@ -197,6 +199,8 @@ class UsersWorker:
                             asking = self._ask_for_share()
                         mine.append((_shared_blocks(message[1]), []))
                         normalize_entity(mine[-1][0], rules, mine[-1][1])
+                        if self._pack:
+                            users.packed_rows.update(pack_records("users", mine[-1][0].records))
                 if message[0] != "done":
                     return self._failed(message[1], progress)
         except Exception as exc:
@@ -241,7 +245,7 @@ class UsersWorker:
 
 
 # -- the child ---------------------------------------------------------------------------------
-def _child(tenant, run_date: dt.date, control: BinaryIO, out) -> None:
+def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> None:
     from engine.pipeline import extract_entity, window_params
     from engine.sources import open_source
     quiet = Progress(enabled=False)
@@ -269,13 +273,13 @@ def _child(tenant, run_date: dt.date, control: BinaryIO, out) -> None:
                     gated[1].append(key)
                     gated[2].append(reason)
             users.gated.clear()
-            _send_users(tenant, users, findings, gated, control, send_later)
+            _send_users(tenant, users, findings, gated, control, send_later, pack)
     finally:
         source.close()
 
 
 def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple, control: BinaryIO,
-                send_later) -> None:
+                send_later, pack: bool) -> None:
     ids, recs = list(users.records), list(users.records.values())
     starts = list(range(0, len(ids), BLOCK))         # normalize_entity's chunks: the same findings, in order
     send_later(("ok", {**_counts(users), "findings": [_finding(f) for f in findings], "gated": gated}))
@@ -292,7 +296,8 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
         normalised: list[Finding] = []
         normalize_entity(block, tenant.rules, normalised)
         send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
-                           "dropped": list(block.excluded), "findings": [_finding(f) for f in normalised]}))
+                           "dropped": list(block.excluded), "findings": [_finding(f) for f in normalised],
+                           "packed": list(pack_records("users", block.records).values()) if pack else []}))
         k += 1
     send_later(("done",))
 
@@ -453,5 +458,6 @@ def _shared_blocks(packed: dict) -> EntityData:
 
 def _add_block(users: EntityData, block: dict, normalised: list[Finding]) -> None:
     users.records.update(_records(block))
+    users.packed_rows.update(zip(block["ids"], block["packed"]))     # none where not packing
     users.excluded.update((i, "invalid_record") for i in block["dropped"])
     normalised.extend(starmap(Finding, block["findings"]))

@@ -19,8 +19,7 @@ from typing import Any
 
 from engine.config.model import ENTITIES, Tenant
 from engine import parallel
-from engine.compare import Comparer
-from engine.current import CurrentState
+from engine.current import CurrentState, pack_records, reader_command
 from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
 from engine.mapping import EntityData, Mapper
@@ -200,15 +199,17 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
     findings: list[Finding] = []
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    # first the child process (engine.parallel), then the reader of the portal, which may be a thread
-    worker = parallel.UsersWorker.start(tenant, run_date) if parallel.possible(tenant) else None
+    # first the child process (engine.parallel), then the reader of the portal, which may be a thread.
+    # Where the portal comes packed, the records are packed as they become final, on both cores
+    pack = reader_command(target) is not None
+    worker = parallel.UsersWorker.start(tenant, run_date, pack=pack) if parallel.possible(tenant) else None
     try:
         # read while the source is extracted; with the second process a reader process reads only
         # once the users are left (until then both cores extract), at a lower priority
         portal = CurrentState(target, process_later=worker is not None)
         try:
             return _prepare(tenant, target, state, portal, worker, run_date, allow_deletes, progress, findings,
-                            timings, t)
+                            timings, t, pack)
         finally:
             portal.close()
     finally:
@@ -217,7 +218,7 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
 
 
 def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_date: dt.date, allow_deletes: bool,
-             progress: Progress, findings: list[Finding], timings: dict[str, float], t: float) -> Prepared:
+             progress: Progress, findings: list[Finding], timings: dict[str, float], t: float, pack: bool) -> Prepared:
     t0 = t
     def holders(ids: list[str]) -> dict[str, str | None]:
         """The e-mail each user holds in the portal, as the engine last wrote it."""
@@ -233,7 +234,7 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         timings["transform"] = time.perf_counter() - t
     else:     # sets both timings: normalising overlaps extracting there
         data, winners = _extract_transform_parallel(tenant, run_date, worker, findings, progress, previous_winners,
-                                                    holders if state else None, timings, portal.start)
+                                                    holders if state else None, timings, portal.start, pack)
     progress.advance(sum(len(d.records) for d in data.values()))
     progress.finish("records kept")
     t = time.perf_counter()
@@ -250,24 +251,15 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         progress.advance(len(current[entity]))
         progress.finish()
         managed[entity] = len(current[entity])
-    found: dict[str, list[Finding]] = {e: [] for e in ENTITIES}     # in ENTITIES order, whoever is first
-    # the users here, the others by a second process (engine.compare) where that pays
-    comparer = Comparer.start(("occupancies", "units", "buildings"), data, current)
-    try:
-        for entity in ("users", *(e for e in ENTITIES if e != "users")):
-            def last_written(ids: list[str], entity: str = entity) -> dict:
-                return state.last_written(tenant.id, entity, ids) if state else {}
-            compared = comparer.result(entity) if comparer and entity in comparer.entities else None
-            upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
-                diff_entity(entity, data[entity].records, current[entity], last_written, found[entity], compared)
-            if entity == "users":
-                releases = email_releases(data[entity].records, current[entity])
-            current[entity] = None
-    finally:
-        if comparer is not None:
-            comparer.close()
     for entity in ENTITIES:
-        findings.extend(found[entity])
+        def last_written(ids: list[str], entity: str = entity) -> dict:
+            return state.last_written(tenant.id, entity, ids) if state else {}
+        upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
+            diff_entity(entity, data[entity].records, current[entity], last_written, findings,
+                        data[entity].packed_rows)
+        if entity == "users":
+            releases = email_releases(data[entity].records, current[entity])
+        current[entity] = None
     previous = state.last_extracted(tenant.id) if state else {}
     held = guard_deletes(deletes, managed, {e: d.extracted for e, d in data.items()}, previous,
                          tenant.deletion, allow_deletes)
@@ -281,10 +273,14 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
 
 def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findings: list[Finding],
                                 progress: Progress, previous_winners: dict[str, str], holders,
-                                timings: dict[str, float], portal_may_read) -> tuple[dict[str, EntityData], dict[str, str]]:
+                                timings: dict[str, float], portal_may_read,
+                                pack: bool) -> tuple[dict[str, EntityData], dict[str, str]]:
     """extract and transform with the users extracted by a second process (engine.parallel);
     the same records and findings, in the same order, as extract followed by transform.
-    `portal_may_read()` is called when only the users are left to extract."""
+    `portal_may_read()` is called when only the users are left to extract. `pack`: pack each
+    entity's records as they become final (EntityData.packed_rows), for the diff against a
+    packed portal: buildings, units and occupancies here while the child works on the users,
+    which are packed by whoever normalises them."""
     from engine.sources import open_source
     t = time.perf_counter()
     params = window_params(tenant, run_date)
@@ -307,6 +303,8 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
     before, after = transform_without_users(tenant, data, run_date)
     portal_may_read()               # the child normalises the users now, this process takes a share
     index = index_occupancies(data["occupancies"], data["units"])     # while the child starts on them
+    for entity in ("buildings", "units", "occupancies") if pack else ():
+        data[entity].packed_rows = pack_records(entity, data[entity].records)
     result = worker.result(tenant.rules, progress)
     if result is None:        # the child failed: the users are extracted here, with the same gate
         source = open_source(tenant, run_date=run_date)

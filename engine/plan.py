@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import compress, repeat
-from operator import attrgetter, eq, itemgetter, not_
+from operator import attrgetter, eq, is_, itemgetter, not_
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -47,15 +47,15 @@ class Plan:
 
 def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
                 last_written: Callable[[list[str]], Mapping[str, dict[str, Any]]],
-                findings: list[Finding], compared: Compared | None = None
+                findings: list[Finding], known: Mapping[str, bytes] | None = None
                 ) -> tuple[list[Change], list[Change], int, Counter]:
     """(upserts, deletes, unchanged count, drift counter) for one entity.
 
     `current` holds the portal's records (engine.current): as rows (external_id -> the values in
     contract.fields order), or packed, when only the records that differ are read in full;
-    `compared`: compare_packed's answer, if another process (engine.compare) made it already. `last_written(ids)` returns what the engine last wrote for those ids; it is
-    asked only for the records that differ, so a run that changes little reads little of the
-    state store."""
+    `known`: desired records packed already (EntityData.packed_rows). `last_written(ids)`
+    returns what the engine last wrote for those ids; it is asked only for the records that
+    differ, so a run that changes little reads little of the state store."""
     names = contract.fields(entity)
     drift: Counter = Counter()
     ids, recs = list(desired), list(desired.values())
@@ -63,7 +63,7 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     if not current:                                       # a first run: everything is created, in C
         fields = zip(repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None), map(attrgetter("key"), recs))
         return list(map(tuple.__new__, repeat(Change), fields)), [], 0, drift
-    if isinstance(current, Packed) and (compared := compared or compare_packed(entity, desired, current)):
+    if isinstance(current, Packed) and (compared := compare_packed(entity, desired, current, known)):
         same, gone, differ = compared                     # only what differs is read in full
         current = current.rows(gone.union(differ)) if gone or differ else {}
     else:                                                 # rows, compared in C
@@ -106,13 +106,15 @@ Compared = tuple[list[bool], set[str], list[str]]
 """compare_packed's answer: (same per desired record, the external_ids to delete, those that differ)."""
 
 
-def compare_packed(entity: str, desired: Mapping[str, Rec], packed: Packed) -> Compared | None:
+def compare_packed(entity: str, desired: Mapping[str, Rec], packed: Packed,
+                   known: Mapping[str, bytes] | None = None) -> Compared | None:
     """(same per desired record, the external_ids to delete, those of the portal's records that
     differ) against the portal's packed rows; None when a desired value cannot be packed. Records
-    in the portal's order (a rerun's usual case) are compared position by position."""
+    in the portal's order (a rerun's usual case) are compared position by position. `known`: the
+    desired records packed already (EntityData.packed_rows); the others are packed here."""
     ids = list(desired)
     try:
-        mine = pack_rows(tuples(list(map(attrgetter("data"), desired.values())), contract.fields(entity)))
+        mine = _pack_desired(entity, desired, ids, known)
     except ValueError:
         return None
     if ids == packed.ids:
@@ -122,6 +124,18 @@ def compare_packed(entity: str, desired: Mapping[str, Rec], packed: Packed) -> C
     same = list(map(eq, mine, theirs))
     differ = [ids[i] for i in compress(range(len(ids)), map(not_, same)) if theirs[i] is not None]
     return same, packed.index.keys() - desired.keys(), differ
+
+
+def _pack_desired(entity: str, desired: Mapping[str, Rec], ids: list[str],
+                  known: Mapping[str, bytes] | None) -> list[bytes]:
+    names = contract.fields(entity)
+    if not known:
+        return pack_rows(tuples(list(map(attrgetter("data"), desired.values())), names))
+    mine = list(map(known.get, ids))
+    missing = list(compress(range(len(ids)), map(is_, mine, repeat(None))))
+    for i, row in zip(missing, pack_rows(tuples([desired[ids[i]].data for i in missing], names))):
+        mine[i] = row
+    return mine
 
 
 def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], extracted: dict[str, int],

@@ -40,4 +40,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    # ends at once: freeing every row one by one would keep hundreds of MB alive, and a core
+    # busy, while the run compares them
+    os._exit(code)

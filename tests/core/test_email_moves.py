@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import pytest
 
-from engine import compare
+from engine import parallel, pipeline
 from engine.errors import ExitCode
 from engine.targets import local
 
 
 
 @pytest.fixture(autouse=True, params=["rows read here", "rows packed by the background reader",
-                                      "packed rows compared by a second process"])
+                                      "packed rows, the run's packed only when compared"])
 def portal_reader(request, monkeypatch):
     """Each case with the portal read in the foreground and by the background reader
-    (engine.current), whose packed rows are compared here or by a second process (engine.compare)."""
+    (engine.current), against whose packed rows the run compares its records packed as they
+    became final (dedup changes some of them afterwards), or all packed when it compares."""
     if request.param != "rows read here":
         monkeypatch.setattr(local, "READ_IN_BACKGROUND_FROM", 0)
-    if request.param.endswith("second process"):
-        monkeypatch.setattr(compare, "WORTH_FORKING", 0)
+    if request.param.endswith("when compared"):
+        monkeypatch.setattr(pipeline, "pack_records", lambda *a: {})
+        monkeypatch.setattr(parallel, "pack_records", lambda *a: {})
 
 
 MERGE = {"dedup": {"email": {"policy": "merge_partnership", "fallback": "first_wins"}}}
