@@ -37,8 +37,8 @@ import subprocess
 import sys
 import threading
 from itertools import repeat
-from operator import attrgetter, itemgetter
-from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from engine import contract
 from engine._pipe import receive
@@ -75,16 +75,6 @@ def pack_rows(rows: Iterable[tuple]) -> list[bytes]:
     so equal rows of texts, numbers and nulls give equal bytes in any process). ValueError for
     a value marshal cannot write (a date, a Decimal)."""
     return list(map(marshal.dumps, rows, repeat(0)))
-
-
-def pack_records(entity: str, records: Mapping[str, Any]) -> dict[str, bytes]:
-    """external_id -> each record's (engine.mapping.Rec) row as pack_rows packs it; {} when a
-    value cannot be packed (the plan then packs what it compares itself)."""
-    try:
-        return dict(zip(records, pack_rows(tuples(list(map(attrgetter("data"), records.values())),
-                                                  contract.fields(entity)))))
-    except ValueError:
-        return {}
 
 
 def reader_command(target: Any) -> list[str] | None:

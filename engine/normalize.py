@@ -67,8 +67,10 @@ while a chunk goes through all the steps (a step over all of a large entity's re
 fetch every value from memory again)."""
 
 
-def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) -> None:
+def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding], *, pack: bool = False) -> None:
     """Normalise every record of one entity in place; records that break a rule are dropped.
+    `pack`: also pack each record kept, as it is now, into data.packed_rows (the plan compares
+    those bytes with a packed portal, engine.current), from the columns a chunk has read anyway.
 
     Chunk by chunk of records, the work goes field by field, in the order a record is treated
     (texts, numbers, e-mails, phones, length limits, then the import API's record check), so
@@ -79,16 +81,21 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding]) ->
     ids, recs = list(data.records), list(data.records.values())
     dropped: list[int] = []
     for start in range(0, len(recs), CHUNK):
-        chunk_findings, chunk_dropped = _normalize_chunk(data.entity, recs[start:start + CHUNK], rules)
+        chunk_findings, chunk_dropped, packed = _normalize_chunk(data.entity, recs[start:start + CHUNK], rules, pack)
         findings.extend(chunk_findings)
         dropped.extend(start + i for i in chunk_dropped)
+        if packed is not None:
+            data.packed_rows.update(zip(ids[start:start + CHUNK], packed))
     for i in dropped:
         del data.records[ids[i]]
         data.excluded[ids[i]] = "invalid_record"
+        data.packed_rows.pop(ids[i], None)
 
 
-def _normalize_chunk(entity: str, recs: list, rules: Rules) -> tuple[list[Finding], list[int]]:
-    """(findings in record order, positions of the records to drop) for some records of an entity."""
+def _normalize_chunk(entity: str, recs: list, rules: Rules,
+                     pack: bool = False) -> tuple[list[Finding], list[int], list[bytes] | None]:
+    """(findings in record order, positions of the records to drop, with `pack` each record
+    packed or None) for some records of an entity."""
     from engine.contract.rules import check_record, suspects
     from engine.expr.emails import analyze_emails
     from engine.expr.phones import normalize_phones
@@ -189,7 +196,20 @@ def _normalize_chunk(entity: str, recs: list, rules: Rules) -> tuple[list[Findin
             invalid.add(i)
             break
     found.sort(key=itemgetter(0, 1))
-    return [f for _, _, f in found], sorted(rejected | invalid)
+    return [f for _, _, f in found], sorted(rejected | invalid), _packed(entity, datas, cache) if pack else None
+
+
+def _packed(entity: str, datas: list[dict[str, Any]], cache: dict[str, tuple[list[Any], bool]]) -> list[bytes] | None:
+    """Each record as engine.current.pack_rows packs it, from the chunk's columns where it has
+    read them all (they hold every change the chunk made); None for a value marshal cannot pack."""
+    from engine.current import pack_rows, tuples
+    names = contract.fields(entity)
+    try:
+        if all(name in cache for name in names):
+            return pack_rows(zip(*[cache[name][0] for name in names]))
+        return pack_rows(tuples(datas, names))
+    except ValueError:
+        return None
 
 
 _TEXT_OR_NULL = {str, type(None)}

@@ -38,7 +38,6 @@ from operator import attrgetter, is_, not_
 from typing import BinaryIO, Sequence
 
 from engine._pipe import encode, end_child, pipe, receive, send
-from engine.current import pack_records
 from engine.findings import Finding
 from engine.mapping import EntityData, Rec, as_recs
 from engine.normalize import CHUNK, normalize_entity
@@ -198,9 +197,8 @@ class UsersWorker:
                         if asking:                        # the next share arrives while this one is done
                             asking = self._ask_for_share()
                         mine.append((_shared_blocks(message[1]), []))
-                        normalize_entity(mine[-1][0], rules, mine[-1][1])
-                        if self._pack:
-                            users.packed_rows.update(pack_records("users", mine[-1][0].records))
+                        normalize_entity(mine[-1][0], rules, mine[-1][1], pack=self._pack)
+                        users.packed_rows.update(mine[-1][0].packed_rows)
                 if message[0] != "done":
                     return self._failed(message[1], progress)
         except Exception as exc:
@@ -294,10 +292,10 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
         block = EntityData("users", records=dict(zip(ids[starts[k]:starts[k] + BLOCK],
                                                       recs[starts[k]:starts[k] + BLOCK])))
         normalised: list[Finding] = []
-        normalize_entity(block, tenant.rules, normalised)
+        normalize_entity(block, tenant.rules, normalised, pack=pack)
         send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
                            "dropped": list(block.excluded), "findings": [_finding(f) for f in normalised],
-                           "packed": list(pack_records("users", block.records).values()) if pack else []}))
+                           "packed": block.packed_rows}))
         k += 1
     send_later(("done",))
 
@@ -458,6 +456,6 @@ def _shared_blocks(packed: dict) -> EntityData:
 
 def _add_block(users: EntityData, block: dict, normalised: list[Finding]) -> None:
     users.records.update(_records(block))
-    users.packed_rows.update(zip(block["ids"], block["packed"]))     # none where not packing
+    users.packed_rows.update(block["packed"])                     # empty where not packing
     users.excluded.update((i, "invalid_record") for i in block["dropped"])
     normalised.extend(starmap(Finding, block["findings"]))

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.config.model import ENTITIES, Tenant
 from engine import parallel
-from engine.current import CurrentState, pack_records, reader_command
+from engine.current import CurrentState, reader_command
 from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
 from engine.mapping import EntityData, Mapper
@@ -131,19 +131,20 @@ def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, pr
     return transform_with_users(tenant, data, before, None, after, previous_winners, findings, holders)
 
 
-def transform_without_users(tenant: Tenant, data: dict[str, EntityData],
-                            run_date: dt.date) -> tuple[list[Finding], list[Finding]]:
+def transform_without_users(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, *,
+                            pack: bool = False) -> tuple[list[Finding], list[Finding]]:
     """The steps of `transform` that do not look at the users (so a run can do them while the
     users are still being extracted). Their findings come in two lists, those that come before
-    the users' normalisation and those after, the order `transform` reports them in."""
+    the users' normalisation and those after, the order `transform` reports them in. `pack`:
+    pack each record as normalised (EntityData.packed_rows), for a diff against a packed portal."""
     before: list[Finding] = []
     after: list[Finding] = []
     buildings, units, occ = data["buildings"], data["units"], data["occupancies"]
-    normalize_entity(buildings, tenant.rules, before)
-    normalize_entity(units, tenant.rules, before)
+    normalize_entity(buildings, tenant.rules, before, pack=pack)
+    normalize_entity(units, tenant.rules, before, pack=pack)
     resolve_units(units, buildings, before)
     apply_window(occ, tenant.window, run_date, before)
-    normalize_entity(occ, tenant.rules, after)
+    normalize_entity(occ, tenant.rules, after, pack=pack)
     return before, after
 
 
@@ -278,9 +279,8 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
     """extract and transform with the users extracted by a second process (engine.parallel);
     the same records and findings, in the same order, as extract followed by transform.
     `portal_may_read()` is called when only the users are left to extract. `pack`: pack each
-    entity's records as they become final (EntityData.packed_rows), for the diff against a
-    packed portal: buildings, units and occupancies here while the child works on the users,
-    which are packed by whoever normalises them."""
+    record as it is normalised (EntityData.packed_rows), for the diff against a packed portal:
+    buildings, units and occupancies here, the users by whoever normalises them."""
     from engine.sources import open_source
     t = time.perf_counter()
     params = window_params(tenant, run_date)
@@ -300,11 +300,9 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
                 data[entity], found[entity] = others[entity]
     finally:
         source.close()
-    before, after = transform_without_users(tenant, data, run_date)
+    before, after = transform_without_users(tenant, data, run_date, pack=pack)
     portal_may_read()               # the child normalises the users now, this process takes a share
     index = index_occupancies(data["occupancies"], data["units"])     # while the child starts on them
-    for entity in ("buildings", "units", "occupancies") if pack else ():
-        data[entity].packed_rows = pack_records(entity, data[entity].records)
     result = worker.result(tenant.rules, progress)
     if result is None:        # the child failed: the users are extracted here, with the same gate
         source = open_source(tenant, run_date=run_date)

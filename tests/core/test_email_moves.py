@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import parallel, pipeline
+from engine import normalize
 from engine.errors import ExitCode
 from engine.targets import local
 
@@ -21,8 +21,7 @@ def portal_reader(request, monkeypatch):
     if request.param != "rows read here":
         monkeypatch.setattr(local, "READ_IN_BACKGROUND_FROM", 0)
     if request.param.endswith("when compared"):
-        monkeypatch.setattr(pipeline, "pack_records", lambda *a: {})
-        monkeypatch.setattr(parallel, "pack_records", lambda *a: {})
+        monkeypatch.setattr(normalize, "_packed", lambda *a: None)
 
 
 MERGE = {"dedup": {"email": {"policy": "merge_partnership", "fallback": "first_wins"}}}
