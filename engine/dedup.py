@@ -78,28 +78,37 @@ def _facts(members: Iterable[str], occ: EntityData, index: OccupancyIndex | None
 
 
 def _order(members: list[str], users: EntityData, facts: dict[str, _Facts], order: tuple[str, ...]) -> list[str]:
-    def value(member: str, item: str) -> Any:
-        name = item.lstrip("-")
-        if name == "role":
-            return facts[member].role
-        if name == "start_date":
-            return None if facts[member].start is None else str(facts[member].start)
-        if name == "external_id":
-            return member
-        return users.records[member].data.get(name)
+    """The members by the declared order: each item a fact (role, start_date), the external_id
+    or a field of the user, `-` first for descending; missing values last either way; ties by
+    external_id."""
+    if len(members) == 2:                      # a couple: the one comparison sorted() makes
+        a, b = members
+        return [b, a] if _compare(b, a, users, facts, order) < 0 else [a, b]
+    return sorted(members, key=functools.cmp_to_key(lambda a, b: _compare(a, b, users, facts, order)))
 
-    def compare(a: str, b: str) -> int:
-        for item in order:
-            va, vb = value(a, item), value(b, item)
-            if va == vb:
-                continue
-            if va is None or vb is None:          # missing values sort last in either direction
-                return 1 if va is None else -1
-            result = -1 if va < vb else 1
-            return -result if item.startswith("-") else result
-        return -1 if a < b else (1 if a > b else 0)
 
-    return sorted(members, key=functools.cmp_to_key(compare))
+def _compare(a: str, b: str, users: EntityData, facts: dict[str, _Facts], order: tuple[str, ...]) -> int:
+    for item in order:
+        va, vb = _value(a, item, users, facts), _value(b, item, users, facts)
+        if va == vb:
+            continue
+        if va is None or vb is None:          # missing values sort last in either direction
+            return 1 if va is None else -1
+        result = -1 if va < vb else 1
+        return -result if item[0] == "-" else result
+    return -1 if a < b else (1 if a > b else 0)
+
+
+def _value(member: str, item: str, users: EntityData, facts: dict[str, _Facts]) -> Any:
+    name = item.lstrip("-")
+    if name == "role":
+        return facts[member].role
+    if name == "start_date":
+        start = facts[member].start
+        return None if start is None else str(start)
+    if name == "external_id":
+        return member
+    return users.records[member].data.get(name)
 
 
 def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previous: dict[str, str],
@@ -197,23 +206,24 @@ def _merge_partnerships(email: str, members: list[str], users: EntityData, occ: 
 
 def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, facts: dict[str, _Facts],
            policy: EmailDedup, findings: list[Finding]) -> str:
-    recs = [users.records[m] for m in ordered]
+    recs = list(map(users.records.__getitem__, ordered))
+    datas = list(map(attrgetter("data"), recs))
     merged_id = "+".join(sorted(ordered))
-    data = dict(recs[0].data)
+    data = dict(datas[0])
     data["external_id"] = merged_id
-    lasts = [r.data.get("last_name") or "" for r in recs]
-    firsts = [r.data.get("first_name") for r in recs]
-    if len({n.casefold() for n in lasts}) == 1:
-        data["first_name"] = policy.joiner.join([f for f in firsts if f]) or None
+    lasts = [d.get("last_name") or "" for d in datas]
+    firsts = list(map(dict.get, datas, repeat("first_name")))
+    if len(set(map(str.casefold, lasts))) == 1:
+        data["first_name"] = policy.joiner.join(filter(None, firsts)) or None
         data["last_name"] = lasts[0]
     else:
         data["first_name"] = None
         data["last_name"] = policy.joiner.join([f"{f} {l}" if f and l else f or l for f, l in zip(firsts, lasts)])
-    if all([r.data.get("salutation") in PERSON_SALUTATIONS for r in recs]):
+    if PERSON_SALUTATIONS.issuperset(map(dict.get, datas, repeat("salutation"))):
         data["salutation"] = "family"
     data["title"] = None
     for phone_field in ("phone", "mobile"):
-        data[phone_field] = ([p for p in [r.data.get(phone_field) for r in recs] if p] or [None])[0]
+        data[phone_field] = next(filter(None, map(dict.get, datas, repeat(phone_field))), None)
     keys = [r.key for r in recs]
     key = "+".join(keys)
     for name in ("first_name", "last_name"):
@@ -244,13 +254,15 @@ def _rewire_occupancies(members: list[str], merged_id: str, occ: EntityData, fac
                         findings: list[Finding]) -> None:
     """Point the members' occupancies at the merged user; one occupancy per contract, unit and role."""
     kept: dict[tuple, Rec] = {}
-    for external_id in sorted(x for m in members for x in facts[m].occupancies):
-        rec = occ.records.get(external_id)
+    records, packed = occ.records, occ.packed_rows
+    for external_id in sorted([x for m in members for x in facts[m].occupancies]):
+        rec = records.get(external_id)
         if rec is None:
             continue
-        rec.data["user_id"] = merged_id
-        occ.packed_rows.pop(external_id, None)
-        ident = (rec.contract, rec.data.get("unit_id"), rec.data.get("role"))
+        d = rec.data
+        d["user_id"] = merged_id
+        packed.pop(external_id, None)
+        ident = (rec.contract, d.get("unit_id"), d.get("role"))
         first = kept.get(ident)
         if first is None:
             kept[ident] = rec
