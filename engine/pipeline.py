@@ -164,8 +164,8 @@ def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: li
     else:
         findings.extend(users_normalised)
     findings.extend(after)
-    resolve_occupancy_references(occ, users, data["units"], findings, index)
-    drop_users_without_occupancy(users, occ, tenant.rules, findings, index)
+    dropped = resolve_occupancy_references(occ, users, data["units"], findings, index)
+    drop_users_without_occupancy(users, occ, tenant.rules, findings, index, dropped)
     winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders, index)
     dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)
     return winners

@@ -199,9 +199,9 @@ def index_occupancies(occ: EntityData, units: EntityData) -> OccupancyIndex:
 
 
 def resolve_occupancy_references(occ: EntityData, users: EntityData, units: EntityData,
-                                 findings: list[Finding], index: OccupancyIndex | None = None) -> list[str]:
-    """Drop occupancies whose user or unit is missing or excluded; returns the external_ids
-    dropped. `index`: index_occupancies of `occ` and `units`, if made already."""
+                                 findings: list[Finding], index: OccupancyIndex | None = None) -> list[tuple[str, Any]]:
+    """Drop occupancies whose user or unit is missing or excluded; returns the (external_id,
+    user_id) of those dropped. `index`: index_occupancies of `occ` and `units`, if made already."""
     if index is None or not index.fits(occ):
         index = index_occupancies(occ, units)
     add = findings.append
@@ -223,12 +223,12 @@ def resolve_occupancy_references(occ: EntityData, users: EntityData, units: Enti
                 reason = f"occupancy_unknown_{label}"
                 add(Finding(reason, "occupancies", rec.key, f"{label} {value!r} does not exist in the ERP",
                             field=ref_field))
-            dropped.append((external_id, reason))
+            dropped.append((external_id, reason, d.get("user_id")))
             break
-    for external_id, reason in dropped:
+    for external_id, reason, _ in dropped:
         del occ.records[external_id]
         occ.excluded[external_id] = reason
-    return [external_id for external_id, _ in dropped]
+    return [(external_id, user_id) for external_id, _, user_id in dropped]
 
 
 def resolve_occupancies(occ: EntityData, users: EntityData, units: EntityData, window: ContractWindow,
@@ -238,13 +238,23 @@ def resolve_occupancies(occ: EntityData, users: EntityData, units: EntityData, w
 
 
 def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rules, findings: list[Finding],
-                                 index: OccupancyIndex | None = None) -> None:
+                                 index: OccupancyIndex | None = None,
+                                 dropped: list[tuple[str, Any]] | None = None) -> None:
     """Users with no occupancy left are not sent (unless the tenant sends them). `index`:
-    index_occupancies of `occ`, if made already and still fitting."""
+    index_occupancies of `occ`, if made already; `dropped`: what resolve_occupancy_references
+    dropped since, when this ran on the users once already after the index was made (then only
+    the users of those occupancies may have lost their last one)."""
     if rules.users_without_occupancy == "send":
         return
-    occupied = set(index.user_ids) if index is not None and index.fits(occ) else occupied_users(occ)
-    unoccupied = list(filterfalse(occupied.__contains__, users.records))
+    if index is not None and index.fits(occ):
+        unoccupied = list(filterfalse(set(index.user_ids).__contains__, users.records))
+    elif index is not None and dropped is not None and len(index.ids) == len(occ.records) + len(dropped):
+        ids, records = index.ids, occ.records
+        lost = {user_id for user_id in {user_id for _, user_id in dropped}
+                if not any(ids[i] in records for i in index.by_user.get(user_id, ()))}
+        unoccupied = list(filter(lost.__contains__, users.records))
+    else:
+        unoccupied = list(filterfalse(occupied_users(occ).__contains__, users.records))
     for external_id in unoccupied:
         rec = users.records.pop(external_id)
         findings.append(Finding("user_without_occupancy", "users", rec.key,
