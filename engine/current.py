@@ -9,7 +9,8 @@ gives one of two things:
     (engine.contract.fields), every record in full;
   * `Packed` (a large local store): external_id -> that tuple as bytes, in marshal's format 0
     (`pack_rows`), which gives equal bytes for equal rows of texts, numbers and nulls. The run
-    packs its desired rows the same way and compares bytes; it builds and reads in full only
+    packs its desired rows the same way (as it normalises them, EntityData.packed_rows) and
+    compares bytes; it builds and reads in full only
     the records whose bytes differ (a value of another type, 1 against 1.0, may differ in bytes
     and still be equal: the field by field comparison then finds it unchanged) and those to be
     deleted. Bytes cross between processes and are compared at a fraction of the cost of

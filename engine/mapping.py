@@ -42,9 +42,9 @@ class EntityData:
     unkeyed: Counter = field(default_factory=Counter)       # reason -> rows dropped without an external_id of their own
     gated: list = field(default_factory=list)               # (external_id, key, reason, early fields) skipped by a gate
     packed_rows: dict = field(default_factory=dict)
-    """external_id -> the record's row packed as the plan compares it (engine.current.pack_records),
-    made once the record was final where a run compares with a packed portal; code that changes
-    a record's data afterwards (dedup) removes its entry."""
+    """external_id -> the record's row packed as the plan compares it (engine.current.pack_rows),
+    made by normalize_entity where a run compares with a packed portal; code that changes a
+    record's data afterwards (dedup) removes its entry."""
 
 
 def _defaults(entity: str) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def possible(tenant) -> bool:
 
 
 def possible_here() -> bool:
-    """Whether a run may fork helpers (here and in engine.compare)."""
+    """Whether a run may fork a helper process."""
     return hasattr(os, "fork") and os.environ.get(ENVIRONMENT, "1").strip() not in ("0", "false", "no", "off")
 
 
