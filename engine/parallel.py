@@ -279,6 +279,7 @@ def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> Non
 def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple, control: BinaryIO,
                 send_later, pack: bool) -> None:
     ids, recs = list(users.records), list(users.records.values())
+    users.records = {}                                # each block's records are let go once it is sent
     starts = list(range(0, len(ids), BLOCK))         # normalize_entity's chunks: the same findings, in order
     send_later(("ok", {**_counts(users), "findings": [_finding(f) for f in findings], "gated": gated}))
     k, end = 0, len(starts)
@@ -287,6 +288,7 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
             if end - k > 2:
                 end, stop = end - max(1, (end - k) // 4), starts[end] if end < len(starts) else len(ids)
                 send_later(("shared", _blocks(ids, recs, starts[end], stop)))
+                recs[starts[end]:stop] = [None] * (stop - starts[end])
             else:
                 send_later(("shared", None))
         block = EntityData("users", records=dict(zip(ids[starts[k]:starts[k] + BLOCK],
@@ -296,6 +298,7 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
         send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
                            "dropped": list(block.excluded), "findings": [_finding(f) for f in normalised],
                            "packed": block.packed_rows}))
+        recs[starts[k]:starts[k] + BLOCK] = [None] * len(recs[starts[k]:starts[k] + BLOCK])
         k += 1
     send_later(("done",))
 

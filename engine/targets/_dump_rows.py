@@ -14,7 +14,7 @@ import sys
 
 from engine._pipe import send
 from engine.current import pack
-from engine.targets._store_portal import read_rows
+from engine.targets._store_portal import read_row_batches
 
 NICE = 10
 """The reader's lower priority: with the run's processes busy on both cores it gets a tenth of
@@ -32,11 +32,25 @@ def main(argv: list[str]) -> int:
         os.nice(NICE)
     if wait:                     # started early (imports done), reading when the run says so
         sys.stdin.buffer.readline()
-    messages = [("ok", *pack(entity, read_rows(path, entity))) for entity in entities]
+    messages = [("ok", *_packed(path, entity)) for entity in entities]
     out = sys.stdout.buffer
     for message in messages:
         send(out, message)
     return 0
+
+
+def _packed(path: str, entity: str) -> tuple[str, list[str], list[bytes], list | None]:
+    """engine.current.pack of every row of the entity, read and packed batch by batch."""
+    ids: list[str] = []
+    packed: list[bytes] = []
+    emails: list | None = [] if entity == "users" else None
+    for rows in read_row_batches(path, entity):
+        _, batch_ids, batch_packed, batch_emails = pack(entity, rows)
+        ids += batch_ids
+        packed += batch_packed
+        if emails is not None:
+            emails += batch_emails
+    return entity, ids, packed, emails
 
 
 if __name__ == "__main__":

@@ -175,6 +175,20 @@ def read_rows(path: Path | str, resource: str, only: Collection[str] | None = No
         conn.close()
 
 
+def read_row_batches(path: Path | str, resource: str, size: int = 20_000) -> Iterator[list[tuple]]:
+    """read_rows(path, resource) in batches of `size` rows, so that a reader need not hold every
+    row at once (engine.targets._dump_rows keeps only their packed form)."""
+    _check_resource(resource)
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        cursor = conn.execute(f"SELECT {', '.join(map(q, FIELDS[resource]))} FROM {q(resource)} "
+                              f"WHERE {MANAGED} ORDER BY id")
+        while rows := cursor.fetchmany(size):
+            yield rows
+    finally:
+        conn.close()
+
+
 _IDS_PER_QUERY = 500
 _READ_ALL_FROM = 50_000
 """Asked for more records than this, read_rows reads them all and keeps the wanted ones."""
