@@ -40,7 +40,7 @@ class EntityData:
     extracted: int = 0                                      # rows read from the source
     filtered: Counter = field(default_factory=Counter)      # filter name -> rows excluded
     unkeyed: Counter = field(default_factory=Counter)       # reason -> rows dropped without an external_id of their own
-    gated: list = field(default_factory=list)               # (external_id, key, reason, early fields) skipped by a gate
+    gated: list = field(default_factory=list)               # (external_id, key, reason, early fields or None) skipped by a gate
     packed_rows: dict = field(default_factory=dict)
     """external_id -> the record's row packed as the plan compares it (engine.current.pack_rows),
     made by normalize_entity where a run compares with a packed portal; code that changes a
@@ -188,8 +188,11 @@ class Mapper:
                                          describe(rule, value_of(rows[i]) if value_of else None)))
         gated = sorted(b.gated)
         gated_ids = [ids[i] for i in gated]
-        early = [[values[i] for i in gated] for values in b.early.values()]
-        datas = map(dict, map(zip, repeat(("external_id", *b.early)), zip(gated_ids, *early)))
+        if b.early:
+            early = [[values[i] for i in gated] for values in b.early.values()]
+            datas = map(dict, map(zip, repeat(("external_id", *b.early)), zip(gated_ids, *early)))
+        else:                   # a gate without fields (the users'): nothing to keep of them
+            datas = repeat(None)
         out.gated.extend(zip(gated_ids, [b.keys[i] for i in gated], [b.gated[i] for i in gated], datas))
         return True
 
