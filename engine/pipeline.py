@@ -289,9 +289,11 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
     source = open_source(tenant, run_date=run_date)
     try:     # the occupancies here while the child extracts buildings, units and persons
         data["occupancies"] = extract_entity(tenant, "occupancies", source, params, run_date,
-                                             window_gate(tenant.window, run_date), found["occupancies"], progress)
+                                             window_gate(tenant.window, run_date), found["occupancies"], progress,
+                                             keep_gated=True)
         gate = users_gate(tenant, data["occupancies"])
-        worker.send_gate(gate[1].wanted if gate else None)
+        worker.send_gate(gate[1].wanted if gate else None)      # the child waits for it: before the findings
+        gated_findings(tenant, data["occupancies"], run_date, found["occupancies"])
         others = worker.others(progress)
         for entity in ("buildings", "units"):
             if others is None:     # the child failed: extracted here
