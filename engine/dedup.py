@@ -13,11 +13,10 @@ so unrelated changes in the ERP never move a login from one person to another.
 """
 from __future__ import annotations
 
-import datetime as dt
 import functools
-from collections import Counter, defaultdict
+from collections import defaultdict
 from itertools import compress, repeat
-from operator import attrgetter, itemgetter
+from operator import attrgetter, itemgetter, ne
 from typing import Any, Callable, Iterable
 
 from engine.config.model import EmailDedup, PhoneDedup
@@ -43,8 +42,10 @@ def _shared(users: EntityData, name: str) -> dict[Any, list[str]]:
     """Values of a field that several users hold -> those users, in record order. One pass over
     the values in C finds the shared ones; only their holders are grouped."""
     values = list(map(dict.get, map(attrgetter("data"), users.records.values()), repeat(name)))
-    counts = Counter(filter(None, values))
-    shared_values = {value for value, n in counts.items() if n > 1}
+    n = len(values)
+    last = dict(zip(values, range(n)))                              # value -> where it is last
+    first = dict(zip(reversed(values), range(n - 1, -1, -1)))       # value -> where it is first
+    shared_values = set(filter(None, compress(last, map(ne, map(first.__getitem__, last), last.values()))))
     groups: dict[Any, list[str]] = defaultdict(list)
     if shared_values:
         for external_id, value in compress(zip(users.records, values), map(shared_values.__contains__, values)):
