@@ -132,16 +132,22 @@ def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, pr
 
 
 def transform_without_users(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, *,
-                            pack: bool = False) -> tuple[list[Finding], list[Finding]]:
+                            pack: bool = False, normalised: dict[str, list[Finding]] | None = None
+                            ) -> tuple[list[Finding], list[Finding]]:
     """The steps of `transform` that do not look at the users (so a run can do them while the
     users are still being extracted). Their findings come in two lists, those that come before
     the users' normalisation and those after, the order `transform` reports them in. `pack`:
-    pack each record as normalised (EntityData.packed_rows), for a diff against a packed portal."""
+    pack each record as normalised (EntityData.packed_rows), for a diff against a packed portal;
+    `normalised`: entity -> normalize_entity's findings of the entities normalised already
+    (buildings and units, by engine.parallel's second process)."""
     before: list[Finding] = []
     after: list[Finding] = []
     buildings, units, occ = data["buildings"], data["units"], data["occupancies"]
-    normalize_entity(buildings, tenant.rules, before, pack=pack)
-    normalize_entity(units, tenant.rules, before, pack=pack)
+    for entity in ("buildings", "units"):
+        if normalised and entity in normalised:
+            before.extend(normalised[entity])
+        else:
+            normalize_entity(data[entity], tenant.rules, before, pack=pack)
     resolve_units(units, buildings, before)
     apply_window(occ, tenant.window, run_date, before)
     normalize_entity(occ, tenant.rules, after, pack=pack)
@@ -280,7 +286,7 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
     the same records and findings, in the same order, as extract followed by transform.
     `portal_may_read()` is called when only the users are left to extract. `pack`: pack each
     record as it is normalised (EntityData.packed_rows), for the diff against a packed portal:
-    buildings, units and occupancies here, the users by whoever normalises them."""
+    the occupancies here, buildings and units by the child, the users by whoever normalises them."""
     from engine.sources import open_source
     t = time.perf_counter()
     params = window_params(tenant, run_date)
@@ -295,14 +301,15 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
         worker.send_gate(gate[1].wanted if gate else None)      # the child waits for it: before the findings
         gated_findings(tenant, data["occupancies"], run_date, found["occupancies"])
         others = worker.others(progress)
+        normalised: dict[str, list[Finding]] = {}          # entity -> normalize_entity's findings, where done
         for entity in ("buildings", "units"):
             if others is None:     # the child failed: extracted here
                 data[entity] = extract_entity(tenant, entity, source, params, run_date, None, found[entity], progress)
             else:
-                data[entity], found[entity] = others[entity]
+                data[entity], found[entity], normalised[entity] = others[entity]
     finally:
         source.close()
-    before, after = transform_without_users(tenant, data, run_date, pack=pack)
+    before, after = transform_without_users(tenant, data, run_date, pack=pack, normalised=normalised)
     portal_may_read()               # the child normalises the users now, this process takes a share
     index = index_occupancies(data["occupancies"], data["units"])     # while the child starts on them
     result = worker.result(tenant.rules, progress)
