@@ -240,6 +240,7 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
         findings.append(Finding("partnership_merged", "users", r.key,
                                 f"shares {email} and a contract with {others}; sent as one portal user {merged_id!r}"))
     users.records[merged_id] = Rec(key, data)
+    users.packed_rows.pop(merged_id, None)           # an ERP record of that id, packed before, is replaced
     merged_facts = _Facts()
     member_facts = [facts[m] for m in ordered]
     merged_facts.role = min([f.role for f in member_facts])

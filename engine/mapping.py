@@ -128,7 +128,7 @@ class Mapper:
                     data[name] = get(row)
                 reason = gate(data)
                 if reason is not None:
-                    self._gated(external_id, key_of(row), reason, data)
+                    self._gated(external_id, key_of(row), reason, data if early else None)
                     continue
             for name, get in getters:
                 data[name] = get(row)
@@ -204,9 +204,8 @@ class Mapper:
         elif i in b.unkeyed:
             self._unkeyed(b.keys[i])
         else:
-            data = {"external_id": b.ids[i]}
-            for name, values in b.early.items():
-                data[name] = values[i]
+            data = {"external_id": b.ids[i], **{name: values[i] for name, values in b.early.items()}} \
+                if b.early else None
             self._gated(b.ids[i], b.keys[i], b.gated[i], data)
 
     def _gated(self, external_id: str, key: str, reason: str, data: dict[str, Any]) -> None:
