@@ -57,12 +57,11 @@ def _facts(members: Iterable[str], occ: EntityData, index: OccupancyIndex | None
     """The facts of each member from its occupancies, in their order; `index`
     (references.index_occupancies, made before the occupancies lost those whose user or unit is
     not sent) spares a pass over all of them."""
+    facts = {m: _Facts() for m in members}
     if index is None:
-        facts = {m: _Facts() for m in members}
         user_ids = list(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
         found = compress(occ.records.items(), map(facts.__contains__, user_ids))
     else:
-        facts = {m: _Facts() for m in members}
         ids, records, by_user = index.ids, occ.records, index.by_user
         in_order = [ids[i] for i in sorted(i for m in facts for i in by_user.get(m, ()))]
         found = [(x, records[x]) for x in in_order if x in records]
@@ -225,8 +224,7 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
     data["title"] = None
     for phone_field in ("phone", "mobile"):
         data[phone_field] = next(filter(None, map(dict.get, datas, repeat(phone_field))), None)
-    keys = [r.key for r in recs]
-    key = "+".join(keys)
+    key = "+".join([r.key for r in recs])
     for name in ("first_name", "last_name"):
         value = data.get(name)
         if value and len(value) > NAME_LIMIT:

@@ -251,22 +251,19 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     drift: dict[str, Counter] = {}
     managed: dict[str, int] = {}
     releases: list[Change] = []
-    current = {}
     for entity in ENTITIES:
         progress.start(f"read portal {entity}")
-        current[entity] = portal.read(entity)
-        progress.advance(len(current[entity]))
+        current = portal.read(entity)
+        progress.advance(len(current))
         progress.finish()
-        managed[entity] = len(current[entity])
-    for entity in ENTITIES:
+        managed[entity] = len(current)
         def last_written(ids: list[str], entity: str = entity) -> dict:
             return state.last_written(tenant.id, entity, ids) if state else {}
         upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
-            diff_entity(entity, data[entity].records, current[entity], last_written, findings,
-                        data[entity].packed_rows)
+            diff_entity(entity, data[entity].records, current, last_written, findings, data[entity].packed_rows)
         if entity == "users":
-            releases = email_releases(data[entity].records, current[entity])
-        current[entity] = None
+            releases = email_releases(data[entity].records, current)
+        del current                 # one entity's portal records in memory at a time
     previous = state.last_extracted(tenant.id) if state else {}
     held = guard_deletes(deletes, managed, {e: d.extracted for e, d in data.items()}, previous,
                          tenant.deletion, allow_deletes)

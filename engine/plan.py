@@ -188,18 +188,11 @@ def email_releases(desired: Mapping[str, Rec], current: Rows | Packed) -> list[C
     return releases
 
 
-def _email_key(value: Any) -> str | None:
-    return value.strip().lower() if isinstance(value, str) else None
-
-
 def _email_keys(values: list[Any]) -> list[str | None]:
-    """The unique-login key of each value (trimmed, lower-cased; None for no or a blank
-    address), in C when every value is a text or null."""
+    """contract.email_key of each value, in C when every value is a text or null."""
     if set(map(type, values)) <= {str, type(None)}:
-        keys = map(str.lower, map(str.strip, [v or "" for v in values]))
-    else:
-        keys = map(_email_key, values)
-    return [k or None for k in keys]
+        return [k or None for k in map(str.lower, map(str.strip, [v or "" for v in values]))]
+    return list(map(contract.email_key, values))
 
 
 def build_plan(tenant: str, upserts: dict[str, list[Change]], deletes: dict[str, list[Change]],

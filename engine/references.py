@@ -250,7 +250,7 @@ def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rule
         unoccupied = list(filterfalse(set(index.user_ids).__contains__, users.records))
     elif index is not None and dropped is not None and len(index.ids) == len(occ.records) + len(dropped):
         ids, records = index.ids, occ.records
-        lost = {user_id for user_id in {user_id for _, user_id in dropped}
+        lost = {user_id for _, user_id in dropped
                 if not any(ids[i] in records for i in index.by_user.get(user_id, ()))}
         unoccupied = list(filter(lost.__contains__, users.records))
     else:

@@ -36,6 +36,15 @@ def required(entity: str) -> tuple[str, ...]:
     return tuple(record_schema(entity).get("required", ()))
 
 
+def email_key(value: Any) -> str | None:
+    """The key of the portal's unique-login rule: trimmed and lower-cased; None for no (or a
+    blank) address. The local store enforces it, the plan releases addresses by it."""
+    if not isinstance(value, str):
+        return None
+    key = value.strip().lower()
+    return key or None
+
+
 def references(entity: str) -> dict[str, str]:
     """Fields that hold another resource's external_id: field -> resource."""
     return {"units": {"building_id": "buildings"},

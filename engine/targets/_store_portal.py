@@ -21,7 +21,8 @@ from operator import itemgetter
 from typing import Any, Collection, Iterable, Iterator, Sequence
 
 from engine import contract
-from engine.targets._store_schema import DEFAULTS, FIELDS, LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN, connect, email_key, q
+from engine.contract import email_key
+from engine.targets._store_schema import DEFAULTS, FIELDS, LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN, connect, q
 from engine.targets._store_write import Op, Result, write
 
 __all__ = ["PortalStore", "Op", "Result", "read_rows"]
@@ -154,17 +155,15 @@ def read_rows(path: Path | str, resource: str, only: Collection[str] | None = No
     those with the external_ids `only`, in insertion order; read through a read-only connection
     of its own: safe beside a PortalStore open on the same file, and in another process
     (engine.current reads the portal while a run extracts)."""
-    _check_resource(resource)
-    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    cols = ", ".join(map(q, FIELDS[resource]))
+    conn = _read_only(path, resource)
     try:
         if only is None:
-            return conn.execute(f"SELECT {cols} FROM {q(resource)} WHERE {MANAGED} ORDER BY id").fetchall()
+            return _all_rows(conn, resource).fetchall()
         wanted = list(only)
         if len(wanted) > _READ_ALL_FROM:
             keep = set(wanted)
-            return [row for row in conn.execute(f"SELECT {cols} FROM {q(resource)} WHERE {MANAGED} ORDER BY id")
-                    if row[0] in keep]
+            return [row for row in _all_rows(conn, resource) if row[0] in keep]
+        cols = ", ".join(map(q, FIELDS[resource]))
         found: list[tuple] = []
         for start in range(0, len(wanted), _IDS_PER_QUERY):
             part = wanted[start:start + _IDS_PER_QUERY]
@@ -178,15 +177,26 @@ def read_rows(path: Path | str, resource: str, only: Collection[str] | None = No
 def read_row_batches(path: Path | str, resource: str, size: int = 20_000) -> Iterator[list[tuple]]:
     """read_rows(path, resource) in batches of `size` rows, so that a reader need not hold every
     row at once (engine.targets._dump_rows keeps only their packed form)."""
+    conn = _read_only(path, resource)
+
+    def batches() -> Iterator[list[tuple]]:
+        try:
+            cursor = _all_rows(conn, resource)
+            while rows := cursor.fetchmany(size):
+                yield rows
+        finally:
+            conn.close()
+    return batches()
+
+
+def _read_only(path: Path | str, resource: str) -> sqlite3.Connection:
     _check_resource(resource)
-    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        cursor = conn.execute(f"SELECT {', '.join(map(q, FIELDS[resource]))} FROM {q(resource)} "
-                              f"WHERE {MANAGED} ORDER BY id")
-        while rows := cursor.fetchmany(size):
-            yield rows
-    finally:
-        conn.close()
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+
+
+def _all_rows(conn: sqlite3.Connection, resource: str) -> sqlite3.Cursor:
+    """Every active managed record of the resource, in insertion order."""
+    return conn.execute(f"SELECT {', '.join(map(q, FIELDS[resource]))} FROM {q(resource)} WHERE {MANAGED} ORDER BY id")
 
 
 _IDS_PER_QUERY = 500

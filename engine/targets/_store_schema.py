@@ -51,14 +51,6 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def email_key(value: Any) -> str | None:
-    """The unique-login key: trimmed and lower-cased; None for no (or a blank) address."""
-    if not isinstance(value, str):
-        return None
-    key = value.strip().lower()
-    return key or None
-
-
 def _ddl(entity: str) -> list[str]:
     cols = ["id INTEGER PRIMARY KEY", "external_id TEXT UNIQUE"]
     cols += [q(f) for f in FIELDS[entity] if f != "external_id"]

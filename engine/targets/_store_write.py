@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
 from engine.contract.rules import check_record
-from engine.targets._store_schema import CHILDREN, DEFAULTS, FIELDS, ID_MAX, ID_MIN, REFERENCES, SINGULAR, email_key, q
+from engine.contract import email_key
+from engine.targets._store_schema import CHILDREN, DEFAULTS, FIELDS, ID_MAX, ID_MIN, REFERENCES, SINGULAR, q
 
 
 class Op(NamedTuple):
