@@ -95,25 +95,27 @@ def phase(name: str, db: str, size: str) -> dict:
             t = time.perf_counter()
             result = run_tenant(tenant, state, allow_deletes=True, target=target)
             return {"seconds": time.perf_counter() - t, "writes": result.summary["writes"]}
-        with PeakPss() as pss:
-            t, cpu, helpers = time.perf_counter(), time.process_time(), _children_cpu()
-            prepared = prepare(tenant, target, state)
-            seconds, cpu, helpers = time.perf_counter() - t, time.process_time() - cpu, _children_cpu() - helpers
+        t, cpu, helpers = time.perf_counter(), time.process_time(), _children_cpu()
+        prepared = prepare(tenant, target, state)
+        seconds, cpu, helpers = time.perf_counter() - t, time.process_time() - cpu, _children_cpu() - helpers
         return {"seconds": seconds, "cpu": cpu + helpers, "helper_cpu": helpers, "writes": prepared.plan.writes,
-                "timings": prepared.timings, "rows": sum(prepared.extracted.values()), "peak_pss_mb": pss.peak_mb}
+                "timings": prepared.timings, "rows": sum(prepared.extracted.values())}
     finally:
         target.close()
         state.close()
 
 
 class PeakPss:
-    """The peak of the memory the run and its helper processes use together, sampled five times
-    a second: the sum of each process's PSS (/proc/PID/smaps_rollup), in which a page that a
-    forked helper shares with the run counts once, split between them. ru_maxrss counts such a
-    page in full in each process, so run + helper RSS overstates a run with a forked helper."""
+    """The peak of the memory a phase's process and its helper processes use together, sampled
+    five times a second: the sum of each process's PSS (/proc/PID/smaps_rollup), in which a page
+    that a forked helper shares with the run counts once, split between them. ru_maxrss counts
+    such a page in full in each process, so run + helper RSS overstates a run with a forked
+    helper. Sampled from the benchmark's own process, not the phase's: a sampling thread in the
+    measured process would take the interpreter lock from the run five times a second (the raw
+    fetch, with nothing to sample, would run without that cost)."""
 
-    def __init__(self, every: float = 0.2):
-        self.every, self.peak_mb = every, 0.0
+    def __init__(self, pid: int, every: float = 0.2):
+        self.pid, self.every, self.peak_mb = pid, every, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -126,9 +128,8 @@ class PeakPss:
         self._thread.join()
 
     def _sample(self) -> None:
-        me = os.getpid()
         while not self._stop.wait(self.every):
-            self.peak_mb = max(self.peak_mb, sum(map(_pss_kb, [me, *_children_of(me)])) / 1024)
+            self.peak_mb = max(self.peak_mb, sum(map(_pss_kb, [self.pid, *_children_of(self.pid)])) / 1024)
 
 
 def _children_of(pid: int) -> list[int]:
@@ -169,9 +170,16 @@ def _children_cpu() -> float:
 def _child(name: str, db: str, size: str) -> dict:
     """One phase in a fresh process; its peak RSS is its own (RUSAGE_CHILDREN would give the
     largest of all phases so far)."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--phase", name, "--db", db, "--sizes", size],
-                         capture_output=True, text=True, check=True, cwd=os.getcwd())
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    command = [sys.executable, "-m", "benchmarks.run", "--phase", name, "--db", db, "--sizes", size]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
+    with PeakPss(proc.pid) as pss:
+        out, err = proc.communicate()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, command, out, err)
+    figures = json.loads(out.strip().splitlines()[-1])
+    if name in ("plan", "noop"):
+        figures["peak_pss_mb"] = pss.peak_mb
+    return figures
 
 
 def _prepare_size(db: str, size: str) -> None:
