@@ -106,6 +106,34 @@ class Mapper:
                 continue
             self._take(part, batch)
 
+    def first_half(self, rows: Sequence[Any], wanted: Sequence[str]) -> list[tuple[Sequence[Any], "_Gated | None"]]:
+        """map_rows in two halves, for a caller that needs `wanted` fields of the records-to-be
+        before the records are made (engine.pipeline.extract_entity's `early`): this half
+        changes nothing and gives each slice of rows with which of them become records and
+        their `wanted` values (None: the slice is mapped row by row); second_half makes the
+        records. Together they record exactly what map_rows would."""
+        if self._columns is None:
+            return [(rows, None)]
+        halves = []
+        for start in range(0, len(rows), SLICE):
+            part = rows[start:start + SLICE]
+            try:
+                halves.append((part, self._columns.first(part, self._gate, wanted)))
+            except Exception:       # mapped row by row in second_half: what raises is what the row path raises
+                halves.append((part, None))
+        return halves
+
+    def second_half(self, halves: list[tuple[Sequence[Any], "_Gated | None"]]) -> None:
+        for part, first in halves:
+            try:
+                batch = None if first is None else self._columns.rest(first)
+            except Exception:
+                batch = None
+            if batch is None:
+                self._map_each(part)
+            else:
+                self._take(part, batch)
+
     def _map_each(self, rows: Sequence[Any]) -> None:
         out, records, findings, entity = self.out, self.out.records, self.findings, self.mapping.name
         getters, early, gate, unmapped, defaults = self._getters, self._early, self._gate, self._unmapped, self._defaults
@@ -246,6 +274,22 @@ class Mapper:
                                      describe(rule, value_of(row) if value_of else None)))
 
 
+def kept_values(halves: Iterable[tuple[Sequence[Any], "_Gated | None"]], name: str) -> set | None:
+    """The values of field `name` of the records that Mapper.second_half will make of these
+    halves (where two rows give one external_id, the first one's record is made, as in _take);
+    None where that cannot be known before (a slice mapped row by row, the field not computed)."""
+    ids: list = []
+    values: list = []
+    for _, first in halves:
+        if first is None or name not in first.computed:
+            return None
+        ids.extend(first.pick(first.ids))
+        values.extend(first.computed[name])
+    if len(set(ids)) == len(ids):
+        return set(values)
+    return set(dict(zip(reversed(ids), reversed(values))).values())     # the first of each id wins
+
+
 def _as_text(value: Any) -> str:
     if value.__class__ is str:
         return value
@@ -285,6 +329,20 @@ class _Batch(NamedTuple):
     contracts: Sequence[Any]
 
 
+class _Gated(NamedTuple):
+    """A batch after the first half of _ColumnBindings.evaluate (see _Batch for the fields)."""
+    ids: list
+    keys: Sequence[str]
+    filtered: dict[int, int]
+    unkeyed: set[int]
+    gated: dict[int, str]
+    early: dict[str, Sequence]
+    kept: Sequence[int]
+    sub: list                       # the kept rows' columns
+    pick: Callable                  # a column's values -> the kept rows' values
+    computed: dict[str, Sequence]   # field -> its values over the kept rows, computed already
+
+
 class _ColumnBindings:
     """An entity's expressions bound to a query's columns for batches (Expr.bind_columns): each
     field is computed for the whole batch in a few C-level passes; a record dict is built only
@@ -300,6 +358,7 @@ class _ColumnBindings:
         self.unmapped = len(unmapped)
         position = {n: k for k, n in enumerate(self.names)}
         self.defaults = [(position[n], default) for n, default in _defaults(mapping.name).items()]
+        self._defaults_by_name = _defaults(mapping.name)
         self.id = fields["external_id"].bind_columns(columns)
         self.contract = mapping.contract.bind_columns(columns) if mapping.contract else None
         self.filters = [compile_filter_columns(rule, columns) for rule in mapping.filters]
@@ -307,6 +366,11 @@ class _ColumnBindings:
 
     def evaluate(self, rows: Sequence[Any], gate: Any) -> _Batch:
         """Everything about a batch, computed without changing anything (so that it can be redone row by row)."""
+        return self.rest(self.first(rows, gate))
+
+    def first(self, rows: Sequence[Any], gate: Any, wanted: Sequence[str] = ()) -> _Gated:
+        """The first half of `evaluate`: which rows are filtered out, lack a key, are stopped by
+        the gate or kept, and the `wanted` fields of the kept rows (computed once: `rest` uses them)."""
         n = len(rows)
         cols = list(zip(*rows))
         ids = self.id(cols, n)
@@ -338,15 +402,30 @@ class _ColumnBindings:
         else:
             pick = itemgetter(*kept) if m > 1 else lambda values: [values[i] for i in kept]
             sub = [pick(c) for c in cols]
-        kept_ids = pick(ids)
-        values = [kept_ids, *(pick(early[name]) for name, _ in self.early), *(get(sub, m) for _, get in self.getters)]
+        computed = {name: self._default(name, get(sub, m)) for name, get in self.getters if name in wanted}
+        return _Gated(ids, keys, filtered, unkeyed, gated, early, kept, sub, pick, computed)
+
+    def rest(self, g: _Gated) -> _Batch:
+        """The second half of `evaluate`: the records of the kept rows."""
+        m, sub, pick, computed = len(g.kept), g.sub, g.pick, g.computed
+        kept_ids = pick(g.ids)
+        values = [kept_ids, *(pick(g.early[name]) for name, _ in self.early),
+                  *(computed[name] if name in computed else get(sub, m) for name, get in self.getters)]
         for k, default in self.defaults:
             if None in values[k]:
                 values[k] = [default if v is None else v for v in values[k]]
         rows_of_values = zip(*values, *[repeat(None)] * self.unmapped)
         datas = list(map(dict, map(zip, repeat(self.names), rows_of_values)))
         contracts = self.contract(sub, m) if self.contract is not None else [None] * m
-        return _Batch(ids, keys, filtered, unkeyed, gated, early, kept, kept_ids, pick(keys), datas, contracts)
+        return _Batch(g.ids, g.keys, g.filtered, g.unkeyed, g.gated, g.early, g.kept, kept_ids, pick(g.keys), datas,
+                      contracts)
+
+    def _default(self, name: str, values: Sequence[Any]) -> Sequence[Any]:
+        """A field's values as the record gets them: null where the spec has a default is the default."""
+        default = self._defaults_by_name.get(name, _NO_DEFAULT)
+        if default is _NO_DEFAULT or None not in values:
+            return values
+        return [default if v is None else v for v in values]
 
     @staticmethod
     def _reasons(gate: Any, early: dict[str, Sequence], ids: Sequence, n: int) -> Sequence[str | None]:
@@ -358,6 +437,7 @@ class _ColumnBindings:
 
 _TEXT_OR_NULL = {str, type(None)}
 _DROPPED = object()
+_NO_DEFAULT = object()
 
 
 def _key_columns(key: Sequence[str], columns: Sequence[str]):

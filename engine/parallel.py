@@ -35,8 +35,8 @@ import select
 import sys
 import threading
 from dataclasses import dataclass
-from itertools import compress, repeat, starmap
-from operator import attrgetter, is_, not_
+from itertools import compress, islice, repeat, starmap
+from operator import attrgetter, is_not
 from typing import BinaryIO, Sequence
 
 from engine._pipe import encode, end_child, pipe, receive, send
@@ -266,7 +266,7 @@ def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> Non
             users, findings = extract("users", ((), late), keep_gated=True)
             gate = late.wait()
             gated: tuple[list, list, list] = ([], [], [])     # external_ids, ERP keys, reasons
-            if gate is not None and not _gate_afterwards(users, gate, gated):
+            if gate is not None and not _gate_afterwards(users, gate, gated, late.rows_before):
                 users, findings = extract("users", ((), gate))  # where the order of rows matters: gate while mapping
             else:                                         # the ones the gate stopped while mapping come after
                 for external_id, key, reason, _ in users.gated:
@@ -343,6 +343,7 @@ class _LateGate:
     def __init__(self, tenant, control: BinaryIO):
         self._tenant, self._control = tenant, control
         self._arrived, self._gate = False, None
+        self.rows_before = 0         # rows kept without the gate: their records come first
 
     def _look(self) -> None:
         if not self._arrived and select.select([self._control], [], [], 0)[0]:
@@ -362,10 +363,14 @@ class _LateGate:
 
     def __call__(self, data: dict) -> str | None:
         self._look()
+        if not self._arrived:
+            self.rows_before += 1
         return self._gate(data) if self._gate is not None else None
 
     def over_columns(self, early: dict, external_ids: Sequence[str]) -> list[str | None]:
         self._look()
+        if not self._arrived:
+            self.rows_before += len(external_ids)
         return self._gate.over_columns(early, external_ids) if self._gate is not None else [None] * len(external_ids)
 
 
@@ -422,24 +427,25 @@ class _Sender:
             raise self._error
 
 
-def _gate_afterwards(users: EntityData, gate, gated: tuple[list, list, list]) -> bool:
-    """Apply the users' gate to users mapped without it, as the Mapper would have applied it
-    while mapping (the skipped ones into `gated`, their excluded entries added by the parent);
-    False (nothing changed) where that could differ: an external_id produced by two rows, or
-    one both kept and filtered out."""
+def _gate_afterwards(users: EntityData, gate, gated: tuple[list, list, list], rows_before: int) -> bool:
+    """Apply the users' gate to the users mapped before it arrived (made from the first
+    `rows_before` rows, so among the first `rows_before` records; those mapped later passed it),
+    as the Mapper would have applied it while mapping (the skipped ones into `gated`, their
+    excluded entries added by the parent); False (nothing changed) where that could differ: an
+    external_id produced by two rows, or one both kept and filtered out."""
     if users.unkeyed.get("duplicate_key") or not users.excluded.keys().isdisjoint(users.records):
         return False
-    ids = list(users.records)
+    ids = list(islice(users.records, rows_before))
     reasons = gate.over_columns({}, ids)
     if not any(reasons):
         return True
-    recs = list(users.records.values())
-    keep = list(map(is_, reasons, repeat(None)))
-    stop = list(map(not_, keep))
-    gated[0].extend(compress(ids, stop))
-    gated[1].extend(map(attrgetter("key"), compress(recs, stop)))
+    stop = list(map(is_not, reasons, repeat(None)))
+    stopped = list(compress(ids, stop))
+    gated[0].extend(stopped)
+    gated[1].extend(map(attrgetter("key"), map(users.records.__getitem__, stopped)))
     gated[2].extend(compress(reasons, stop))
-    users.records = dict(compress(zip(ids, recs), keep))
+    for external_id in stopped:                 # the others keep their order
+        del users.records[external_id]
     return True
 
 

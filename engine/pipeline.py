@@ -15,20 +15,20 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from engine.config.model import ENTITIES, Tenant
 from engine import parallel
 from engine.current import CurrentState, reader_command
 from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
-from engine.mapping import EntityData, Mapper
+from engine.mapping import EntityData, Mapper, kept_values
 from engine.normalize import normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes
 from engine.progress import Progress
 from engine.references import (OccupancyIndex, apply_window, drop_users_without_occupancy, index_occupancies,
-                               occupancy_gate, resolve_occupancy_references, resolve_units, window_bounds, window_findings,
-                               window_gate)
+                               occupancy_gate, occupied_users, resolve_occupancy_references, resolve_units,
+                               window_bounds, window_findings, window_gate)
 from engine.targets.base import Change, Outcome
 
 log = logging.getLogger(__name__)
@@ -67,18 +67,32 @@ def window_params(tenant: Tenant, run_date: dt.date) -> dict[str, dt.date]:
 
 
 def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: dt.date, gate,
-                   findings: list[Finding], progress: Progress, *, keep_gated: bool = False) -> EntityData:
+                   findings: list[Finding], progress: Progress, *, keep_gated: bool = False,
+                   early: tuple[str, Callable[[set | None], None]] | None = None) -> EntityData:
     """extract -> map -> filter for one entity, streamed in batches; `gate` (see Mapper) skips
     what is not wanted early, each skipped record a finding (`keep_gated`: left in `gated` for
-    the caller, engine.parallel)."""
+    the caller, engine.parallel). `early` (field, tell): tell(the set of the field's values over
+    the records) is called as soon as every row is read and it is known which become records,
+    before they are made (None: it cannot be known before; the caller takes it from the
+    records), so that a second process waiting for it starts sooner (the users' gate)."""
     out = EntityData(entity)
     mapper, columns_seen = None, None
     progress.start(f"extract {entity}")
+    pending: list[tuple[Mapper, list]] = []         # with `early`: the first halves, in order
     for columns, rows in source.batches(tenant.entities[entity], params):
         if mapper is None or columns != columns_seen:
             mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings, gate), columns
-        mapper.map_rows(rows)
+        if early is None:
+            mapper.map_rows(rows)
+        else:
+            pending.append((mapper, mapper.first_half(rows, (early[0],))))
         progress.advance(len(rows))
+    if early is not None:
+        early[1](kept_values((half for _, halves in pending for half in halves), early[0]))
+        pending.reverse()
+        while pending:                  # each batch's rows let go once its records are made
+            batch_mapper, halves = pending.pop()
+            batch_mapper.second_half(halves)
     if not keep_gated:
         gated_findings(tenant, out, run_date, findings)
     progress.finish(f"({sum(out.filtered.values()):,} filtered)")
@@ -291,11 +305,21 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
     data: dict[str, EntityData] = {}
     source = open_source(tenant, run_date=run_date)
     try:     # the occupancies here while the child extracts buildings, units and persons
+        gates: list = []         # the users' gate, sent as soon as it is known: the child waits for it
+
+        def send_gate(user_ids: set | None) -> None:
+            if user_ids is not None:
+                gates.append(users_gate(tenant, user_ids))
+                worker.send_gate(gates[0][1].wanted if gates[0] else None)
+        sends_all = users_gate(tenant, set()) is None        # the tenant sends every person: no gate to wait for
+        if sends_all:
+            send_gate(set())
         data["occupancies"] = extract_entity(tenant, "occupancies", source, params, run_date,
                                              window_gate(tenant.window, run_date), found["occupancies"], progress,
-                                             keep_gated=True)
-        gate = users_gate(tenant, data["occupancies"])
-        worker.send_gate(gate[1].wanted if gate else None)      # the child waits for it: before the findings
+                                             keep_gated=True, early=None if sends_all else ("user_id", send_gate))
+        if not gates:                   # not known before the contracts' records were made
+            send_gate(occupied_users(data["occupancies"]))
+        gate = gates[0]
         gated_findings(tenant, data["occupancies"], run_date, found["occupancies"])
         others = worker.others(progress)
         normalised: dict[str, list[Finding]] = {}          # entity -> normalize_entity's findings, where done

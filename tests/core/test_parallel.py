@@ -111,9 +111,9 @@ def test_a_gate_arriving_while_the_persons_are_mapped_gives_the_same_plan(ws, mo
     report = tmp_path / "gated-while-mapping"
     afterwards = parallel._gate_afterwards
 
-    def counting(users, gate, gated):                 # in the child: how many the mapping stopped
+    def counting(users, gate, gated, rows_before):    # in the child: how many the mapping stopped
         report.write_text(str(len(users.gated)))
-        return afterwards(users, gate, gated)
+        return afterwards(users, gate, gated, rows_before)
     monkeypatch.setattr(parallel, "_gate_afterwards", counting)
     tenant = ws.tenant(source={"batch_size": 50})
     serial, par = both_ways(ws, monkeypatch, tenant)
@@ -194,8 +194,20 @@ def test_gating_afterwards_declines_where_row_order_matters():
         return data
     gate = OccupancyGate({"2"})
     plain, gated = users(), ([], [], [])
-    assert parallel._gate_afterwards(plain, gate, gated)
+    assert parallel._gate_afterwards(plain, gate, gated, 2)
     assert list(plain.records) == ["2"] and gated == (["1"], ["1"], ["user_without_occupancy"])
     from collections import Counter
-    assert not parallel._gate_afterwards(users(unkeyed=Counter(duplicate_key=1)), gate, ([], [], []))
-    assert not parallel._gate_afterwards(users(excluded={"1": "pseudo_person"}), gate, ([], [], []))
+    assert not parallel._gate_afterwards(users(unkeyed=Counter(duplicate_key=1)), gate, ([], [], []), 2)
+    assert not parallel._gate_afterwards(users(excluded={"1": "pseudo_person"}), gate, ([], [], []), 2)
+
+
+def test_gating_afterwards_looks_only_at_the_records_mapped_before_the_gate():
+    """Records made after the gate arrived passed it while mapping; the first `rows_before` are
+    gated afterwards, and the rest keep their order."""
+    from engine.mapping import EntityData, Rec
+    from engine.references import OccupancyGate
+    records = {i: Rec(i, {"external_id": i}) for i in "12345"}
+    users, gated = EntityData("users", records=dict(records)), ([], [], [])
+    assert parallel._gate_afterwards(users, OccupancyGate({"2", "4"}), gated, 3)
+    assert list(users.records) == ["2", "4", "5"]
+    assert gated == (["1", "3"], ["1", "3"], ["user_without_occupancy"] * 2)

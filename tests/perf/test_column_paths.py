@@ -22,7 +22,7 @@ from engine.config import load_tenant
 from engine.contract import RESOURCES, record_schema
 from engine.contract.rules import check_record, suspects
 from engine.demo import REFERENCE_DATE, generate
-from engine.mapping import EntityData, Mapper
+from engine.mapping import EntityData, Mapper, kept_values
 from engine.references import occupancy_gate, window_gate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +106,68 @@ def test_column_mapping_equals_record_by_record(demo, entity, batch):
     fast, plain = map_both_ways(mapping, columns, rows, gate, batch)
     assert fast[1], "the rows must give findings (filters, duplicates, an empty key)"
     assert_same(fast, plain)
+
+
+def map_in_halves(mapping, columns, rows, gate, batch: int, name: str):
+    """((EntityData, findings), kept_values) mapped in two halves (Mapper.first_half, every
+    batch's, then second_half), as a run's contracts are when the users' gate is sent early."""
+    out, findings = EntityData(mapping.name), []
+    mapper = Mapper(mapping, columns, out, findings, gate)
+    halves = [mapper.first_half(rows[start:start + batch], (name,)) for start in range(0, len(rows), batch)]
+    known = kept_values((half for batch_halves in halves for half in batch_halves), name)
+    for batch_halves in halves:
+        mapper.second_half(batch_halves)
+    return (out, findings), known
+
+
+EARLY_FIELD = {"buildings": "city", "units": "building_id", "users": "email", "occupancies": "user_id"}
+EARLY_SOURCE = {"buildings": "ort", "units": "objektnr", "users": "email"}   # the occupancies' is in their key
+
+
+@pytest.mark.parametrize("entity", RESOURCES)
+@pytest.mark.parametrize("batch", [1, 37, 10_000])
+def test_mapping_in_two_halves_equals_mapping_at_once(demo, entity, batch):
+    """The first half tells a field's values over the records to be made (the first of a
+    duplicate key, not the later ones); the second half then makes exactly the records, exclusions
+    and findings that mapping at once makes."""
+    tenant, connection = demo
+    mapping = tenant.entities[entity]
+    columns, rows = rows_of(connection, mapping.query)
+    again = random.Random(f"{entity}{batch}").sample(rows, 5)      # duplicate keys, the field changed
+    source = [c.casefold() for c in columns].index(EARLY_SOURCE[entity]) if entity in EARLY_SOURCE else None
+    rows = rows + [tuple("changed" if i == source else v for i, v in enumerate(row)) for row in again]
+    gate = window_gate(tenant.window, REFERENCE_DATE) if entity == "occupancies" else None
+    name = EARLY_FIELD[entity]
+    at_once = map_both_ways(mapping, columns, rows, gate, batch)[0]
+    in_halves, known = map_in_halves(mapping, columns, rows, gate, batch, name)
+    assert at_once[1], "the rows must give findings (filters, duplicates)"
+    assert_same(in_halves, at_once)
+    assert known == {r.data[name] for r in at_once[0].records.values()}
+    assert "changed" not in known, "the first row of a key makes its record, not a later one"
+    if entity == "occupancies":
+        assert known == occupancy_gate(at_once[0])[1].wanted
+
+
+def test_a_field_cannot_be_told_early_where_a_batch_is_mapped_record_by_record(demo, monkeypatch):
+    """A slice whose first half raises is mapped row by row: its records are known only once
+    they are made, so nothing is told early (the run then takes the gate from the records)."""
+    from engine import mapping as mapping_module
+    tenant, connection = demo
+    mapping = tenant.entities["occupancies"]
+    columns, rows = rows_of(connection, mapping.query)
+    first, calls = mapping_module._ColumnBindings.first, []
+
+    def first_but_the_third_raises(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise TypeError("a value no column function expects")
+        return first(self, *args, **kwargs)
+    gate = window_gate(tenant.window, REFERENCE_DATE)
+    at_once = map_both_ways(mapping, columns, rows, gate, 10)[0]
+    monkeypatch.setattr(mapping_module._ColumnBindings, "first", first_but_the_third_raises)
+    in_halves, known = map_in_halves(mapping, columns, rows, gate, 10, "user_id")
+    assert known is None
+    assert_same(in_halves, at_once)
 
 
 def test_a_gate_without_a_column_form_is_asked_record_by_record(demo):
