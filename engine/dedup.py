@@ -121,24 +121,23 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
     if not shared:
         return {}
     facts = _facts((m for ms in shared.values() for m in ms), occ, index)
-    if holders is not None:
-        # a group that forms tonight: the person who holds the address in the portal keeps it
-        unsettled = [m for email, ms in shared.items() if previous.get(email) not in ms for m in ms]
-        held = holders(unsettled) if unsettled else {}
-        previous = dict(previous)
-        for email, ms in shared.items():
-            owners = [m for m in ms if held.get(m) == email]
-            if previous.get(email) not in ms and len(owners) == 1:
-                previous[email] = owners[0]
+    groups = sorted(shared.items())
+    merged: dict[str, list[Finding]] = {}          # e-mail -> the findings of merging its partnerships
+    mode = policy.fallback if policy.policy == "merge_partnership" else policy.policy
+    if policy.policy == "merge_partnership":      # first, so that only groups left to decide ask for holders
+        for k, (email, members) in enumerate(groups):
+            merged[email] = []
+            groups[k] = (email, _merge_partnerships(email, members, users, occ, facts, policy, merged[email]))
+    if holders is not None and mode == "first_wins":
+        previous = _with_holders(groups, previous, holders)
     winners: dict[str, str] = {}
     failed: list[tuple[str, list[str]]] = []
-    for email, members in sorted(shared.items()):
-        if policy.policy == "merge_partnership":
-            members = _merge_partnerships(email, members, users, occ, facts, policy, findings)
+    for email, members in groups:
+        if email in merged:
+            findings.extend(merged[email])
             if len(members) == 1:
                 winners[email] = members[0]
                 continue
-        mode = policy.fallback if policy.policy == "merge_partnership" else policy.policy
         ordered = _order(members, users, facts, policy.order)
         if mode == "fail":
             failed.append((email, ordered))
@@ -167,6 +166,21 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
                           f"policy is 'fail'; nothing was written:\n" + "\n".join(lines) + more,
                           hint="give each person their own address in the ERP, or choose another dedup policy")
     return winners
+
+
+def _with_holders(groups: list[tuple[str, list[str]]], previous: dict[str, str],
+                  holders: Callable[[list[str]], dict[str, str | None]]) -> dict[str, str]:
+    """The previous winners, and for a group that forms tonight (none of its members won its
+    address before) the member who holds the address in the portal, if exactly one does."""
+    unsettled = [m for email, ms in groups if len(ms) > 1 and previous.get(email) not in ms for m in ms]
+    held = holders(unsettled) if unsettled else {}
+    previous = dict(previous)
+    for email, ms in groups:
+        if len(ms) > 1 and previous.get(email) not in ms:
+            owners = [m for m in ms if held.get(m) == email]
+            if len(owners) == 1:
+                previous[email] = owners[0]
+    return previous
 
 
 def _merge_partnerships(email: str, members: list[str], users: EntityData, occ: EntityData,

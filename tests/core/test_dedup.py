@@ -277,3 +277,28 @@ def test_phone_uniqueness_keeps_a_shared_number_with_the_first_by_order(ws, mani
         assert [f.field for f in found] == ["phone"] and f"kept by {winner}" in found[0].message
         shown += 1
     assert shown
+
+
+def test_a_rerun_does_not_look_up_who_holds_a_merged_couples_address(ws, manifest, monkeypatch):
+    """Who holds an address in the portal (a read of the state store per member) matters only
+    for a group that first_wins decides; a couple merged into one user needs no winner. A size-L
+    rerun spent half a second asking about every merged couple."""
+    from engine.state import StateStore
+    tenant = ws.tenant(**policy("merge_partnership", fallback="first_wins"))
+    ws.run(tenant)
+    asked: list[str] = []
+    last_written = StateStore.last_written
+
+    def spy(self, tenant_id, entity, ids):
+        if entity == "users":
+            asked.extend(ids)
+        return last_written(self, tenant_id, entity, ids)
+    monkeypatch.setattr(StateStore, "last_written", spy)
+    unit = ws.add_unit(ws.in_scope_building(), "Wohnung Kranz")        # a group that forms tonight
+    a, b = (ws.add_person("Kranz", first, "kranz@example.de") for first in ("Karl", "Klara"))
+    ws.add_contract(unit, "M", "2020-01-01", None, [a])
+    ws.add_contract(ws.add_unit(ws.in_scope_building(), "Wohnung Klara Kranz"), "M", "2021-01-01", None, [b])
+    ws.plan(tenant)
+    hans, grete = manifest.cases["couple_shared_email"][0]["adressnr"]
+    assert {str(a), str(b)} <= set(asked), "the new group's members are looked up"
+    assert not {str(hans), str(grete)} & set(asked), "the merged couple is not"
