@@ -43,7 +43,6 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 
 from engine import contract
 from engine._pipe import receive
-from engine.config.model import ENTITIES
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ class Packed:
 class CurrentState:
     """Starts reading every entity of `target` at once; `read(entity)` waits for one of them."""
 
-    def __init__(self, target: Any, entities: Sequence[str] = ENTITIES, *, background: bool = True,
+    def __init__(self, target: Any, entities: Sequence[str] = contract.RESOURCES, *, background: bool = True,
                  process_later: bool = False):
         """`process_later`: a reader process is started at once but reads only on start() (until
         then both cores are the run's); a thread starts reading at once either way."""

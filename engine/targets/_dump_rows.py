@@ -12,10 +12,6 @@ from __future__ import annotations
 import os
 import sys
 
-from engine._pipe import send
-from engine.current import pack
-from engine.targets._store_portal import read_row_batches
-
 NICE = 10
 """The reader's lower priority: with the run's processes busy on both cores it gets a tenth of
 the time, with a core idle (a process waiting for the other) all of it."""
@@ -29,7 +25,8 @@ def main(argv: list[str]) -> int:
         return 2
     path, entities = argv[0], argv[1:]
     if hasattr(os, "nice"):      # beside a run: take the time the run leaves idle, not the run's
-        os.nice(NICE)
+        os.nice(NICE)            # (before the imports, which are the reader's first work)
+    from engine._pipe import send
     if wait:                     # started early (imports done), reading when the run says so
         sys.stdin.buffer.readline()
     messages = [("ok", *_packed(path, entity)) for entity in entities]
@@ -41,6 +38,8 @@ def main(argv: list[str]) -> int:
 
 def _packed(path: str, entity: str) -> tuple[str, list[str], list[bytes], list | None]:
     """engine.current.pack of every row of the entity, read and packed batch by batch."""
+    from engine.current import pack
+    from engine.targets._store_portal import read_row_batches
     ids: list[str] = []
     packed: list[bytes] = []
     emails: list | None = [] if entity == "users" else None
