@@ -197,6 +197,8 @@ class Mapper:
         ERP's persons and contracts) recorded in bulk; False (and nothing done) when a key is
         excluded twice, where row order decides."""
         out, ids = self.out, b.ids
+        if not b.filtered and not b.unkeyed:          # only rows the gate stopped (most batches): in C
+            return self._gated_at_once(b)
         entries = sorted([(i, ids[i]) for i, _ in b.filtered.items() if ids[i]] + [(i, ids[i]) for i in b.gated])
         excluded_ids = [external_id for _, external_id in entries]
         if len(set(excluded_ids)) < len(excluded_ids) or not out.excluded.keys().isdisjoint(excluded_ids):
@@ -222,6 +224,26 @@ class Mapper:
         else:                   # a gate without fields (the users'): nothing to keep of them
             datas = repeat(None)
         out.gated.extend(zip(gated_ids, [b.keys[i] for i in gated], [b.gated[i] for i in gated], datas))
+        return True
+
+    def _gated_at_once(self, b: "_Batch") -> bool:
+        """_exclude_at_once for a batch whose excluded rows the gate stopped, all of them (b.gated
+        is in row order)."""
+        if not b.gated:
+            return True
+        out, at = self.out, list(b.gated)
+        pick = itemgetter(*at) if len(at) > 1 else lambda values: (values[at[0]],)
+        gated_ids = pick(b.ids)
+        if len(set(gated_ids)) < len(gated_ids) or not out.excluded.keys().isdisjoint(gated_ids):
+            return False
+        reasons = list(b.gated.values())
+        out.excluded.update(zip(gated_ids, reasons))
+        if b.early:
+            fields = zip(gated_ids, *map(pick, b.early.values()))
+            datas = map(dict, map(zip, repeat(("external_id", *b.early)), fields))
+        else:                   # a gate without fields (the users'): nothing to keep of them
+            datas = repeat(None)
+        out.gated.extend(zip(gated_ids, pick(b.keys), reasons, datas))
         return True
 
     def _exclude(self, i: int, row: Any, b: "_Batch") -> None:

@@ -117,8 +117,8 @@ def _date_column(values: Sequence[Any]) -> list:
 
 def _concat_column(*columns: Sequence[Any]) -> list:
     texts = [text_column(c) for c in columns]
-    if all(set(map(type, t)) == _TEXT for t in texts):     # no null to skip: one format per row
-        return list(map(("{}" * len(texts)).format, *texts))
+    if all(set(map(type, t)) == _TEXT for t in texts):     # no null to skip: the texts joined per row
+        return list(map("".join, zip(*texts)))
     return list(map(concat, *columns))
 
 
