@@ -7,7 +7,8 @@ normalises buildings and units and sends them (normalised, their values are text
 that marshal sends, not a database's Decimal that needs pickle), then maps every person while
 the parent extracts the occupancies.
 The parent sends the user_ids that have a contract in the window (the users' gate) as soon as
-it has them; the child looks for the gate between slices of rows and from then on skips the
+it has them: once every contract is read and it is known which become records, before the
+records are made (extract_entity's `early`, Mapper.first_half); the child looks for the gate between slices of rows and from then on skips the
 persons without a contract while mapping, and gates those it mapped before afterwards. It
 normalises the users block by block and hands back each block as it is done, with their
 findings and counts; the parent, once it has normalised buildings, units and contracts, takes
