@@ -125,8 +125,7 @@ class UsersWorker:
         """The user_ids with a contract in the window (None: the tenant sends every person).
         Written by a thread: the child reads it between two slices of persons, or when it has
         mapped them all."""
-        # as a list: marshal writes a set's elements in sorted order, ten times slower
-        blob, control = encode(("gate", None if wanted is None else list(wanted))), self._control
+        blob, control = encode(("gate", _gate_message(wanted))), self._control
 
         def write() -> None:
             try:
@@ -353,7 +352,7 @@ class _LateGate:
     def _take(self) -> None:
         from engine.pipeline import users_gate
         _, wanted = receive(self._control)
-        gate = users_gate(self._tenant, set(wanted)) if wanted is not None else None
+        gate = users_gate(self._tenant, _gate_set(wanted)) if wanted is not None else None
         self._arrived, self._gate = True, gate[1] if gate else None
 
     def wait(self):
@@ -373,6 +372,29 @@ class _LateGate:
         if not self._arrived:
             self.rows_before += len(external_ids)
         return self._gate.over_columns(early, external_ids) if self._gate is not None else [None] * len(external_ids)
+
+
+_SEPARATOR = "\x00"
+
+
+def _gate_message(wanted: set | None) -> str | list | None:
+    """The gate's user_ids as one text, joined by NUL (marshal writes it three times faster than
+    a list of 275,000 texts, and the child splits it in C); as a list where a user_id is not a
+    text or holds a NUL itself (a set would be written in sorted order, ten times slower)."""
+    if wanted is None:
+        return None
+    ids = list(wanted)
+    if set(map(type, ids)) <= {str}:
+        joined = _SEPARATOR.join(ids)
+        if joined.count(_SEPARATOR) == max(len(ids) - 1, 0) and ids != [""]:
+            return joined
+    return ids
+
+
+def _gate_set(message: str | list) -> set:
+    if isinstance(message, str):
+        return set(message.split(_SEPARATOR)) if message else set()
+    return set(message)
 
 
 def _asked(control: BinaryIO) -> bool:

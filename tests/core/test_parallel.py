@@ -211,3 +211,12 @@ def test_gating_afterwards_looks_only_at_the_records_mapped_before_the_gate():
     assert parallel._gate_afterwards(users, OccupancyGate({"2", "4"}), gated, 3)
     assert list(users.records) == ["2", "4", "5"]
     assert gated == (["1", "3"], ["1", "3"], ["user_without_occupancy"] * 2)
+
+
+@pytest.mark.parametrize("wanted", [set(), {"1"}, {"1", "2", "1001"}, {""}, {"", "7"}, {"a\x00b", "c"}, {None, "3"}, {4, "5"}])
+def test_the_gate_crosses_to_the_child_unchanged(wanted):
+    """The users' gate goes as one NUL-joined text where that is unambiguous, else as a list."""
+    import io
+    from engine._pipe import encode, receive
+    message = receive(io.BytesIO(encode(("gate", parallel._gate_message(wanted)))))
+    assert parallel._gate_set(message[1]) == wanted
