@@ -171,9 +171,13 @@ def _child(name: str, db: str, size: str) -> dict:
     """One phase in a fresh process; its peak RSS is its own (RUSAGE_CHILDREN would give the
     largest of all phases so far)."""
     command = [sys.executable, "-m", "benchmarks.run", "--phase", name, "--db", db, "--sizes", size]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
-    with PeakPss(proc.pid) as pss:
-        out, err = proc.communicate()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd()) as proc:
+        try:
+            with PeakPss(proc.pid) as pss:
+                out, err = proc.communicate()
+        except BaseException:                 # interrupted: the phase does not run on alone
+            proc.kill()
+            raise
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, command, out, err)
     figures = json.loads(out.strip().splitlines()[-1])

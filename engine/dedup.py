@@ -122,19 +122,15 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
         return {}
     facts = _facts((m for ms in shared.values() for m in ms), occ, index)
     groups = sorted(shared.items())
-    merged: dict[str, list[Finding]] = {}          # e-mail -> the findings of merging its partnerships
     mode = policy.fallback if policy.policy == "merge_partnership" else policy.policy
-    if policy.policy == "merge_partnership":      # first, so that only groups left to decide ask for holders
-        for k, (email, members) in enumerate(groups):
-            merged[email] = []
-            groups[k] = (email, _merge_partnerships(email, members, users, occ, facts, policy, merged[email]))
     if holders is not None and mode == "first_wins":
-        previous = _with_holders(groups, previous, holders)
+        # a group that forms tonight: the person who holds the address in the portal keeps it
+        previous = _with_holders(_left_to_decide(groups, users, facts, policy), previous, holders)
     winners: dict[str, str] = {}
     failed: list[tuple[str, list[str]]] = []
     for email, members in groups:
-        if email in merged:
-            findings.extend(merged[email])
+        if policy.policy == "merge_partnership":
+            members = _merge_partnerships(email, members, users, occ, facts, policy, findings)
             if len(members) == 1:
                 winners[email] = members[0]
                 continue
@@ -168,29 +164,42 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
     return winners
 
 
+def _left_to_decide(groups: list[tuple[str, list[str]]], users: EntityData, facts: dict[str, _Facts],
+                    policy: EmailDedup) -> list[tuple[str, list[str]]]:
+    """The groups that merging partnerships does not settle into one user (with merge_partnership;
+    else all). Merging changes no other group's members, unless a merged id is the external_id
+    of an ERP record: then all groups, as if nothing were settled."""
+    if policy.policy != "merge_partnership":
+        return groups
+    left, merged_ids = [], []
+    for email, members in groups:
+        components = _components(members, facts)
+        merged_ids.extend("+".join(sorted(c)) for c in components if len(c) > 1)
+        if len(components) > 1:
+            left.append((email, members))
+    return groups if any(map(users.records.__contains__, merged_ids)) else left
+
+
 def _with_holders(groups: list[tuple[str, list[str]]], previous: dict[str, str],
                   holders: Callable[[list[str]], dict[str, str | None]]) -> dict[str, str]:
     """The previous winners, and for a group that forms tonight (none of its members won its
     address before) the member who holds the address in the portal, if exactly one does."""
-    unsettled = [m for email, ms in groups if len(ms) > 1 and previous.get(email) not in ms for m in ms]
+    unsettled = [m for email, ms in groups if previous.get(email) not in ms for m in ms]
     held = holders(unsettled) if unsettled else {}
     previous = dict(previous)
     for email, ms in groups:
-        if len(ms) > 1 and previous.get(email) not in ms:
-            owners = [m for m in ms if held.get(m) == email]
-            if len(owners) == 1:
-                previous[email] = owners[0]
+        owners = [m for m in ms if held.get(m) == email]
+        if previous.get(email) not in ms and len(owners) == 1:
+            previous[email] = owners[0]
     return previous
 
 
-def _merge_partnerships(email: str, members: list[str], users: EntityData, occ: EntityData,
-                        facts: dict[str, _Facts], policy: EmailDedup, findings: list[Finding]) -> list[str]:
-    """Merge members who share a contract; returns the group's members after merging."""
-    if len(members) == 2:                      # the common case, a couple: merged or not, without union-find
+def _components(members: list[str], facts: dict[str, _Facts]) -> list[list[str]]:
+    """The members grouped by the contracts they share (directly or through another member), in
+    the order of their first member."""
+    if len(members) == 2:                      # the common case, a couple: without union-find
         a, b = members
-        if facts[a].contracts & facts[b].contracts:
-            return [_merge(email, _order(members, users, facts, policy.order), users, occ, facts, policy, findings)]
-        return sorted(members)
+        return [members] if facts[a].contracts & facts[b].contracts else [[a], [b]]
     parent = {m: m for m in members}
 
     def root(m: str) -> str:
@@ -209,12 +218,15 @@ def _merge_partnerships(email: str, members: list[str], users: EntityData, occ: 
     components: dict[str, list[str]] = defaultdict(list)
     for m in members:
         components[root(m)].append(m)
-    result = []
-    for component in components.values():
-        if len(component) == 1:
-            result.append(component[0])
-            continue
-        result.append(_merge(email, _order(component, users, facts, policy.order), users, occ, facts, policy, findings))
+    return list(components.values())
+
+
+def _merge_partnerships(email: str, members: list[str], users: EntityData, occ: EntityData,
+                        facts: dict[str, _Facts], policy: EmailDedup, findings: list[Finding]) -> list[str]:
+    """Merge members who share a contract; returns the group's members after merging."""
+    result = [component[0] if len(component) == 1 else
+              _merge(email, _order(component, users, facts, policy.order), users, occ, facts, policy, findings)
+              for component in _components(members, facts)]
     return sorted(result)
 
 
