@@ -302,3 +302,29 @@ def test_a_rerun_does_not_look_up_who_holds_a_merged_couples_address(ws, manifes
     hans, grete = manifest.cases["couple_shared_email"][0]["adressnr"]
     assert {str(a), str(b)} <= set(asked), "the new group's members are looked up"
     assert not {str(hans), str(grete)} & set(asked), "the merged couple is not"
+
+
+def test_a_winner_is_sent_with_its_address_where_a_merged_id_is_an_erp_records_id():
+    """Persons 0 and 1 share e3 and a contract: merged into '0+1', an id an ERP record ('0+1',
+    sharing e2 with person 2) had already. The winners remembered must hold their addresses in
+    the records sent, whatever order the groups are decided in."""
+    from engine.config.model import EmailDedup
+    from engine.dedup import dedup_emails
+    from engine.mapping import EntityData, Rec
+
+    def user(external_id: str, email: str, last: str) -> Rec:
+        return Rec("k" + external_id, {"external_id": external_id, "email": email, "first_name": "A", "last_name": last,
+                                       "salutation": "mr", "phone": None, "mobile": None, "title": None})
+    users = EntityData("users", records={"0": user("0", "e3", "X"), "1": user("1", "e3", "X"),
+                                         "2": user("2", "e2", "Y"), "0+1": user("0+1", "e2", "Z")})
+    occ = EntityData("occupancies", records={
+        f"o{k}": Rec(f"ok{k}", {"external_id": f"o{k}", "user_id": m, "unit_id": "u", "role": "tenant",
+                                "start_date": "2020-01-01" if m == "2" else "2021-01-01", "end_date": None}, c)
+        for k, (m, c) in enumerate([("0", "c1"), ("1", "c1"), ("2", "c2"), ("0+1", "c3")])})
+    for holders in (None, lambda ids: {}):
+        u = EntityData("users", records={k: Rec(r.key, dict(r.data)) for k, r in users.records.items()})
+        o = EntityData("occupancies", records={k: Rec(r.key, dict(r.data), r.contract) for k, r in occ.records.items()})
+        winners = dedup_emails(u, o, EmailDedup(policy="merge_partnership", fallback="first_wins"), {}, [], holders)
+        assert winners == {"e2": "2", "e3": "0+1"}
+        assert {email: u.records[winner].data["email"] for email, winner in winners.items()} == \
+            {"e2": "e2", "e3": "e3"}, "each winner keeps its address"
