@@ -223,10 +223,24 @@ def _components(members: list[str], facts: dict[str, _Facts]) -> list[list[str]]
 
 def _merge_partnerships(email: str, members: list[str], users: EntityData, occ: EntityData,
                         facts: dict[str, _Facts], policy: EmailDedup, findings: list[Finding]) -> list[str]:
-    """Merge members who share a contract; returns the group's members after merging."""
-    result = [component[0] if len(component) == 1 else
-              _merge(email, _order(component, users, facts, policy.order), users, occ, facts, policy, findings)
-              for component in _components(members, facts)]
+    """Merge members who share a contract; returns the group's members after merging. A
+    partnership whose merged id is already another ERP record's external_id is not merged (that
+    record would be replaced): its members stay apart, each with a finding."""
+    result = []
+    for component in _components(members, facts):
+        if len(component) == 1:
+            result.append(component[0])
+        elif (merged_id := "+".join(sorted(component))) in users.records:
+            result.extend(component)
+            keys = ", ".join(users.records[m].key for m in component)
+            for m in component:
+                findings.append(Finding("partnership_not_merged", "users", users.records[m].key,
+                                        f"shares {email} and a contract with {keys}, but the merged user's "
+                                        f"external_id {merged_id!r} is already ERP record "
+                                        f"{users.records[merged_id].key}'s; sent apart"))
+        else:
+            result.append(_merge(email, _order(component, users, facts, policy.order), users, occ, facts, policy,
+                                 findings))
     return sorted(result)
 
 
@@ -264,7 +278,7 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
         findings.append(Finding("partnership_merged", "users", r.key,
                                 f"shares {email} and a contract with {others}; sent as one portal user {merged_id!r}"))
     users.records[merged_id] = Rec(key, data)
-    users.packed_rows.pop(merged_id, None)           # an ERP record of that id, packed before, is replaced
+    users.packed_rows.pop(merged_id, None)           # a record of that id dropped earlier may have left one
     merged_facts = _Facts()
     member_facts = [facts[m] for m in ordered]
     merged_facts.role = min([f.role for f in member_facts])

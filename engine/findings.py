@@ -38,6 +38,7 @@ CATALOGUE: dict[str, tuple[str, bool, str]] = {
     "email_shared": ("warning", False, "give each person their own e-mail address, or one account per owner partnership"),
     "email_shared_failed": ("error", False, "give each person their own e-mail address (dedup policy 'fail' stops the run)"),
     "partnership_merged": ("info", False, "nothing: persons of one contract sharing an e-mail became one portal user"),
+    "partnership_not_merged": ("warning", False, "the merged user's external_id is another ERP record's: make the keys unique in the ERP"),
     "phone_invalid": ("warning", False, "correct the phone number in the ERP (German or international format)"),
     "phone_shared": ("warning", False, "give each person their own phone number"),
     # the import API's record rules

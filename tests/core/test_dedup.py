@@ -304,10 +304,10 @@ def test_a_rerun_does_not_look_up_who_holds_a_merged_couples_address(ws, manifes
     assert not {str(hans), str(grete)} & set(asked), "the merged couple is not"
 
 
-def test_a_winner_is_sent_with_its_address_where_a_merged_id_is_an_erp_records_id():
-    """Persons 0 and 1 share e3 and a contract: merged into '0+1', an id an ERP record ('0+1',
-    sharing e2 with person 2) had already. The winners remembered must hold their addresses in
-    the records sent, whatever order the groups are decided in."""
+def test_a_partnership_is_not_merged_onto_an_erp_records_id():
+    """Persons 0 and 1 share e3 and a contract, but their merged id '0+1' is an ERP record's
+    (sharing e2 with person 2): they are sent apart and the ERP record is kept; the winners
+    remembered hold their addresses in the records sent, with and without the holders lookup."""
     from engine.config.model import EmailDedup
     from engine.dedup import dedup_emails
     from engine.mapping import EntityData, Rec
@@ -324,7 +324,11 @@ def test_a_winner_is_sent_with_its_address_where_a_merged_id_is_an_erp_records_i
     for holders in (None, lambda ids: {}):
         u = EntityData("users", records={k: Rec(r.key, dict(r.data)) for k, r in users.records.items()})
         o = EntityData("occupancies", records={k: Rec(r.key, dict(r.data), r.contract) for k, r in occ.records.items()})
-        winners = dedup_emails(u, o, EmailDedup(policy="merge_partnership", fallback="first_wins"), {}, [], holders)
-        assert winners == {"e2": "2", "e3": "0+1"}
+        findings = []
+        winners = dedup_emails(u, o, EmailDedup(policy="merge_partnership", fallback="first_wins"), {}, findings,
+                               holders)
+        assert set(u.records) == {"0", "1", "2", "0+1"}, "nobody replaced, nobody dropped"
+        assert winners == {"e2": "2", "e3": "0"}
         assert {email: u.records[winner].data["email"] for email, winner in winners.items()} == \
             {"e2": "e2", "e3": "e3"}, "each winner keeps its address"
+        assert [f.key for f in findings if f.code == "partnership_not_merged"] == ["k0", "k1"]

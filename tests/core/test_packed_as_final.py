@@ -86,10 +86,11 @@ def test_occupancies_moved_onto_a_merged_user_after_packing_reach_the_portal(ws,
     assert ws.run(tenant).summary["writes"] == 0
 
 
-def test_a_merged_user_whose_id_an_erp_record_had_is_packed_again():
-    """Merging persons 1 and 2 makes the portal user '1+2'; where the ERP already had a record of
-    that id (packed when it was normalised), the merged record replaces it and must not be
-    compared with the replaced record's bytes."""
+def test_a_partnership_whose_merged_id_an_erp_record_has_is_sent_apart():
+    """Merging persons 1 and 2 would make the portal user '1+2'; where the ERP already has a
+    record of that id, merging would replace it without a word. The partnership is sent apart
+    instead (a finding on each person, the address by the fallback policy) and the ERP record
+    '1+2' keeps its own record and packed row."""
     from engine.config.model import EmailDedup
     from engine.current import pack_rows, tuples
     from engine.contract import fields
@@ -107,7 +108,14 @@ def test_a_merged_user_whose_id_an_erp_record_had_is_packed_again():
     occ = EntityData("occupancies", records={
         f"c1-{u}": Rec(f"c1/{u}", {"external_id": f"c1-{u}", "user_id": u, "unit_id": "n1", "role": "tenant",
                                    "start_date": "2024-01-01", "end_date": None}, "c1") for u in ("1", "2")})
-    dedup_emails(users, occ, EmailDedup(policy="merge_partnership"), {}, [])
-    merged = users.records["1+2"]
-    assert merged.data["first_name"] == "Anna und Ben"
-    assert users.packed_rows.get("1+2") in (None, *pack_rows(tuples([merged.data], names)))
+    findings = []
+    winners = dedup_emails(users, occ, EmailDedup(policy="merge_partnership"), {}, findings)
+    assert set(users.records) == {"1", "2", "1+2"}
+    assert users.records["1+2"].data["first_name"] == "Alt"
+    assert users.packed_rows["1+2"] == pack_rows(tuples([users.records["1+2"].data], names))[0]
+    assert [(f.code, f.key) for f in findings if f.code == "partnership_not_merged"] == [("partnership_not_merged", "1"),
+                                                                                      ("partnership_not_merged", "2")]
+    assert "'1+2' is already ERP record 1+2's" in findings[0].message
+    assert winners == {"paar@example.org": "1"}, "the fallback first_wins: the lower key"
+    assert users.records["2"].data["email"] is None and "2" not in users.packed_rows
+    assert {r.data["user_id"] for r in occ.records.values()} == {"1", "2"}, "the occupancies stay with the persons"
