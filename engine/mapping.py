@@ -216,35 +216,29 @@ class Mapper:
                 out.unkeyed[rule.reason] += 1
             self.findings.append(Finding(rule.reason, self.mapping.name, b.keys[i],
                                          describe(rule, value_of(rows[i]) if value_of else None)))
-        gated = sorted(b.gated)
-        gated_ids = [ids[i] for i in gated]
-        if b.early:
-            early = [[values[i] for i in gated] for values in b.early.values()]
-            datas = map(dict, map(zip, repeat(("external_id", *b.early)), zip(gated_ids, *early)))
-        else:                   # a gate without fields (the users'): nothing to keep of them
-            datas = repeat(None)
-        out.gated.extend(zip(gated_ids, [b.keys[i] for i in gated], [b.gated[i] for i in gated], datas))
+        if b.gated:
+            self._add_gated(b, *_gated_rows(b))
         return True
 
     def _gated_at_once(self, b: "_Batch") -> bool:
-        """_exclude_at_once for a batch whose excluded rows the gate stopped, all of them (b.gated
-        is in row order)."""
+        """_exclude_at_once for a batch whose excluded rows the gate stopped, all of them."""
         if not b.gated:
             return True
-        out, at = self.out, list(b.gated)
-        pick = itemgetter(*at) if len(at) > 1 else lambda values: (values[at[0]],)
-        gated_ids = pick(b.ids)
-        if len(set(gated_ids)) < len(gated_ids) or not out.excluded.keys().isdisjoint(gated_ids):
+        pick, gated_ids = _gated_rows(b)
+        if len(set(gated_ids)) < len(gated_ids) or not self.out.excluded.keys().isdisjoint(gated_ids):
             return False
-        reasons = list(b.gated.values())
-        out.excluded.update(zip(gated_ids, reasons))
+        self.out.excluded.update(zip(gated_ids, b.gated.values()))
+        self._add_gated(b, pick, gated_ids)
+        return True
+
+    def _add_gated(self, b: "_Batch", pick: Callable, gated_ids: Sequence[str]) -> None:
+        """The batch's gated rows into out.gated, in row order, with their early fields."""
         if b.early:
             fields = zip(gated_ids, *map(pick, b.early.values()))
             datas = map(dict, map(zip, repeat(("external_id", *b.early)), fields))
         else:                   # a gate without fields (the users'): nothing to keep of them
             datas = repeat(None)
-        out.gated.extend(zip(gated_ids, pick(b.keys), reasons, datas))
-        return True
+        self.out.gated.extend(zip(gated_ids, pick(b.keys), b.gated.values(), datas))
 
     def _exclude(self, i: int, row: Any, b: "_Batch") -> None:
         """Row i of a batch is filtered out, has no external_id or is stopped by the gate."""
@@ -296,6 +290,13 @@ class Mapper:
                                      describe(rule, value_of(row) if value_of else None)))
 
 
+def _gated_rows(b: "_Batch") -> tuple[Callable, Sequence[str]]:
+    """(a column's values -> those of the gated rows, their external_ids); b.gated is in row order."""
+    at = list(b.gated)
+    pick = itemgetter(*at) if len(at) > 1 else lambda values: (values[at[0]],)
+    return pick, pick(b.ids)
+
+
 def kept_values(halves: Iterable[tuple[Sequence[Any], "_Gated | None"]], name: str) -> set | None:
     """The values of field `name` of the records that Mapper.second_half will make of these
     halves (where two rows give one external_id, the first one's record is made, as in _take);
@@ -342,7 +343,7 @@ class _Batch(NamedTuple):
     keys: Sequence[str]             # ERP key per row
     filtered: dict[int, int]        # row -> index of the first filter that excludes it
     unkeyed: set[int]               # rows without an external_id (not filtered)
-    gated: dict[int, str]           # row -> the gate's reason (not filtered, with an external_id)
+    gated: dict[int, str]           # row -> the gate's reason (not filtered, with an external_id), in row order
     early: dict[str, Sequence]      # the gate's fields, per row
     kept: Sequence[int]             # the rows that become records, in order
     kept_ids: Sequence[str]
@@ -379,8 +380,8 @@ class _ColumnBindings:
         self.names = ("external_id", *(n for n, _ in self.early), *(n for n, _ in self.getters), *unmapped)
         self.unmapped = len(unmapped)
         position = {n: k for k, n in enumerate(self.names)}
-        self.defaults = [(position[n], default) for n, default in _defaults(mapping.name).items()]
         self._defaults_by_name = _defaults(mapping.name)
+        self.defaults = [(position[n], default) for n, default in self._defaults_by_name.items()]
         self.id = fields["external_id"].bind_columns(columns)
         self.contract = mapping.contract.bind_columns(columns) if mapping.contract else None
         self.filters = [compile_filter_columns(rule, columns) for rule in mapping.filters]
