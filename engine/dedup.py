@@ -122,15 +122,20 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
         return {}
     facts = _facts((m for ms in shared.values() for m in ms), occ, index)
     groups = sorted(shared.items())
-    mode = policy.fallback if policy.policy == "merge_partnership" else policy.policy
+    merging = policy.policy == "merge_partnership"
+    mode = policy.fallback if merging else policy.policy
+    # the members of each group by the contracts they share: the partnerships merging makes
+    components = {email: _components(members, facts) for email, members in groups} if merging else {}
     if holders is not None and mode == "first_wins":
         # a group that forms tonight: the person who holds the address in the portal keeps it
-        previous = _with_holders(_left_to_decide(groups, users, facts, policy), previous, holders)
+        # (asked only where merging leaves more than one user to decide between)
+        undecided = [(email, ms) for email, ms in groups if not _merged_into_one(components.get(email), users)]
+        previous = _with_holders(undecided, previous, holders)
     winners: dict[str, str] = {}
     failed: list[tuple[str, list[str]]] = []
     for email, members in groups:
-        if policy.policy == "merge_partnership":
-            members = _merge_partnerships(email, members, users, occ, facts, policy, findings)
+        if merging:
+            members = _merge_partnerships(email, components[email], users, occ, facts, policy, findings)
             if len(members) == 1:
                 winners[email] = members[0]
                 continue
@@ -164,20 +169,15 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
     return winners
 
 
-def _left_to_decide(groups: list[tuple[str, list[str]]], users: EntityData, facts: dict[str, _Facts],
-                    policy: EmailDedup) -> list[tuple[str, list[str]]]:
-    """The groups that merging partnerships does not settle into one user (with merge_partnership;
-    else all). Merging changes no other group's members, unless a merged id is the external_id
-    of an ERP record: then all groups, as if nothing were settled."""
-    if policy.policy != "merge_partnership":
-        return groups
-    left, merged_ids = [], []
-    for email, members in groups:
-        components = _components(members, facts)
-        merged_ids.extend("+".join(sorted(c)) for c in components if len(c) > 1)
-        if len(components) > 1:
-            left.append((email, members))
-    return groups if any(map(users.records.__contains__, merged_ids)) else left
+def _merged_id(members: Iterable[str]) -> str:
+    """The external_id of the portal user a partnership is merged into: deterministic."""
+    return "+".join(sorted(members))
+
+
+def _merged_into_one(components: list[list[str]] | None, users: EntityData) -> bool:
+    """Whether merging makes one user of a group (_merge_partnerships: one partnership, whose
+    merged id no other record has)."""
+    return components is not None and len(components) == 1 and _merged_id(components[0]) not in users.records
 
 
 def _with_holders(groups: list[tuple[str, list[str]]], previous: dict[str, str],
@@ -221,16 +221,17 @@ def _components(members: list[str], facts: dict[str, _Facts]) -> list[list[str]]
     return list(components.values())
 
 
-def _merge_partnerships(email: str, members: list[str], users: EntityData, occ: EntityData,
+def _merge_partnerships(email: str, components: list[list[str]], users: EntityData, occ: EntityData,
                         facts: dict[str, _Facts], policy: EmailDedup, findings: list[Finding]) -> list[str]:
-    """Merge members who share a contract; returns the group's members after merging. A
-    partnership whose merged id is already another ERP record's external_id is not merged (that
-    record would be replaced): its members stay apart, each with a finding."""
+    """Merge the members of each component (_components: they share a contract); returns the
+    group's members after merging. A partnership whose merged id is already another ERP record's
+    external_id is not merged (that record would be replaced): its members stay apart, each with
+    a finding."""
     result = []
-    for component in _components(members, facts):
+    for component in components:
         if len(component) == 1:
             result.append(component[0])
-        elif (merged_id := "+".join(sorted(component))) in users.records:
+        elif (merged_id := _merged_id(component)) in users.records:
             result.extend(component)
             keys = ", ".join(users.records[m].key for m in component)
             for m in component:
@@ -248,7 +249,7 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
            policy: EmailDedup, findings: list[Finding]) -> str:
     recs = list(map(users.records.__getitem__, ordered))
     datas = list(map(attrgetter("data"), recs))
-    merged_id = "+".join(sorted(ordered))
+    merged_id = _merged_id(ordered)
     data = dict(datas[0])
     data["external_id"] = merged_id
     lasts = [d.get("last_name") or "" for d in datas]
