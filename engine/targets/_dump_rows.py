@@ -27,20 +27,21 @@ def main(argv: list[str]) -> int:
     if hasattr(os, "nice"):      # beside a run: take the time the run leaves idle, not the run's
         os.nice(NICE)            # (before the imports, which are the reader's first work)
     from engine._pipe import send
-    from engine.current import pack
-    from engine.targets._store_portal import read_row_batches
+    import engine.current  # noqa: F401  (what _packed uses, imported now: before the wait)
+    import engine.targets._store_portal  # noqa: F401
     if wait:                     # started early (imports done), reading when the run says so
         sys.stdin.buffer.readline()
-    messages = [("ok", *_packed(path, entity, pack, read_row_batches)) for entity in entities]
+    messages = [("ok", *_packed(path, entity)) for entity in entities]
     out = sys.stdout.buffer
     for message in messages:
         send(out, message)
     return 0
 
 
-def _packed(path: str, entity: str, pack, read_row_batches) -> tuple[str, list[str], list[bytes], list | None]:
-    """engine.current.pack of every row of the entity, read and packed batch by batch (the two
-    functions are passed in: imported once the reader runs at its lower priority)."""
+def _packed(path: str, entity: str) -> tuple[str, list[str], list[bytes], list | None]:
+    """engine.current.pack of every row of the entity, read and packed batch by batch."""
+    from engine.current import pack
+    from engine.targets._store_portal import read_row_batches
     ids: list[str] = []
     packed: list[bytes] = []
     emails: list | None = [] if entity == "users" else None
