@@ -105,12 +105,24 @@ def _string_method(method: Callable[[str], str], scalar: Callable[[Any], Any]) -
     return column
 
 
+_DATES: dict[str | None, str | None] = {None: None}
+"""Date texts read so far -> what to_date gives for them, for every slice of a run (a large
+ERP's dates repeat across slices: a few thousand distinct days)."""
+_DATES_MAX = 1 << 16
+
+
 def _date_column(values: Sequence[Any]) -> list:
     if set(map(type, values)) <= _TEXT_OR_NULL:         # dates repeat: read once per distinct text
-        distinct = set(values)
-        distinct.discard(None)
-        dates = dict(zip(distinct, map(_date_from_text, distinct)))
-        return list(map(dates.get, values))              # None stays None
+        dates = _DATES
+        new = set(values).difference(dates)
+        if new:
+            if len(dates) + len(new) > _DATES_MAX:
+                dates.clear()
+                dates[None] = None
+                new = set(values)
+                new.discard(None)
+            dates.update(zip(new, map(_date_from_text, new)))
+        return list(map(dates.__getitem__, values))      # None stays None
     memo = map_memo(to_date, values)
     return memo if memo is not None else list(map(to_date, values))
 
@@ -121,6 +133,9 @@ def _concat_column(*columns: Sequence[Any]) -> list:
         return list(map("".join, zip(*texts)))
     return list(map(concat, *columns))
 
+
+SELF_MEMO = frozenset({"to_date"})
+"""Functions whose column version computes each distinct value once (across slices)."""
 
 COLUMN_VERSIONS: dict[str, Callable[..., Sequence[Any]]] = {
     "trim": _string_method(str.strip, trim),

@@ -18,7 +18,7 @@ from jmespath import exceptions as jp_exceptions
 from jmespath.lexer import Lexer
 from jmespath.parser import Parser
 
-from engine.expr._columns import ColumnCompiler, map_memo
+from engine.expr._columns import SELF_MEMO, ColumnCompiler, map_memo
 from engine.expr._compile import Compiler, NeedsRecord
 from engine.expr.functions import BUILTIN_NAMES, FUNCTIONS, make_functions
 
@@ -91,7 +91,7 @@ class Expr:
         except NeedsRecord:
             return by_row
         one = None
-        if len(self.columns) == 1 and self.functions:
+        if len(self.columns) == 1 and self.functions and not _memoised_by_column(self._ast):
             (name,) = self.columns
             position = positions[name]
             single = Compiler(self._functions, {name: 0}).compile(self._ast)
@@ -326,3 +326,12 @@ def _name_column(text: str, name: str) -> int | None:
     except jp_exceptions.LexerError:
         pass
     return None
+
+
+def _memoised_by_column(ast: dict) -> bool:
+    """Whether the expression is one call of a function whose column version reads each
+    distinct value once itself (engine.expr._columns.SELF_MEMO) on a column: map_memo would
+    only add its own pass."""
+    children = ast.get("children") or ()
+    return ast["type"] == "function_expression" and ast["value"] in SELF_MEMO and len(children) == 1 \
+        and children[0]["type"] == "field"
