@@ -14,9 +14,9 @@ so unrelated changes in the ERP never move a login from one person to another.
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
+from collections import Counter, defaultdict
 from itertools import compress, repeat
-from operator import attrgetter, itemgetter, ne
+from operator import attrgetter, gt, itemgetter
 from typing import Any, Callable, Iterable
 
 from engine.config.model import EmailDedup, PhoneDedup
@@ -42,10 +42,8 @@ def _shared(users: EntityData, name: str) -> dict[Any, list[str]]:
     """Values of a field that several users hold -> those users, in record order. One pass over
     the values in C finds the shared ones; only their holders are grouped."""
     values = list(map(dict.get, map(attrgetter("data"), users.records.values()), repeat(name)))
-    n = len(values)
-    last = dict(zip(values, range(n)))                              # value -> where it is last
-    first = dict(zip(reversed(values), range(n - 1, -1, -1)))       # value -> where it is first
-    shared_values = set(filter(None, compress(last, map(ne, map(first.__getitem__, last), last.values()))))
+    counts = Counter(values)                                        # counted in C
+    shared_values = set(filter(None, compress(counts, map(gt, counts.values(), repeat(1)))))
     groups: dict[Any, list[str]] = defaultdict(list)
     if shared_values:
         for external_id, value in compress(zip(users.records, values), map(shared_values.__contains__, values)):
@@ -247,6 +245,8 @@ def _merge_partnerships(email: str, components: list[list[str]], users: EntityDa
 
 def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, facts: dict[str, _Facts],
            policy: EmailDedup, findings: list[Finding]) -> str:
+    if len(ordered) == 2:
+        return _merge_couple(email, ordered[0], ordered[1], users, occ, facts, policy, findings)
     recs = list(map(users.records.__getitem__, ordered))
     datas = list(map(attrgetter("data"), recs))
     merged_id = _merged_id(ordered)
@@ -288,6 +288,55 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
     merged_facts.contracts = set().union(*[f.contracts for f in member_facts])
     facts[merged_id] = merged_facts
     _rewire_occupancies(ordered, merged_id, occ, facts, findings)
+    return merged_id
+
+
+def _merge_couple(email: str, a: str, b: str, users: EntityData, occ: EntityData, facts: dict[str, _Facts],
+                  policy: EmailDedup, findings: list[Finding]) -> str:
+    """_merge of two persons (a first by the order), written out for the common case, a couple:
+    the same record, findings and facts as _merge gives."""
+    records = users.records
+    ra, rb = records[a], records[b]
+    da, db = ra.data, rb.data
+    merged_id = a + "+" + b if a <= b else b + "+" + a
+    data = da.copy()
+    data["external_id"] = merged_id
+    la, lb = da.get("last_name") or "", db.get("last_name") or ""
+    fa, fb = da.get("first_name"), db.get("first_name")
+    if la.casefold() == lb.casefold():
+        data["first_name"] = (policy.joiner.join([fa, fb]) if fa and fb else fa or fb) or None
+        data["last_name"] = la
+    else:
+        data["first_name"] = None
+        data["last_name"] = (f"{fa} {la}" if fa and la else fa or la) + policy.joiner + \
+            (f"{fb} {lb}" if fb and lb else fb or lb)
+    if da.get("salutation") in PERSON_SALUTATIONS and db.get("salutation") in PERSON_SALUTATIONS:
+        data["salutation"] = "family"
+    data["title"] = None
+    data["phone"] = da.get("phone") or db.get("phone") or None
+    data["mobile"] = da.get("mobile") or db.get("mobile") or None
+    key = ra.key + "+" + rb.key
+    for name in ("first_name", "last_name"):
+        value = data[name]
+        if value and len(value) > NAME_LIMIT:
+            data[name] = value[:NAME_LIMIT].rstrip()
+            findings.append(Finding("name_truncated", "users", key,
+                                    f"merged name has {len(value)} characters, cut to {NAME_LIMIT}", field=name))
+    del records[a], records[b]
+    users.excluded[a] = users.excluded[b] = "partnership_merged"
+    tail = f"; sent as one portal user {merged_id!r}"
+    findings.append(Finding("partnership_merged", "users", ra.key, f"shares {email} and a contract with {rb.key}{tail}"))
+    findings.append(Finding("partnership_merged", "users", rb.key, f"shares {email} and a contract with {ra.key}{tail}"))
+    records[merged_id] = Rec(key, data)
+    users.packed_rows.pop(merged_id, None)           # a record of that id dropped earlier may have left one
+    fa_, fb_ = facts[a], facts[b]
+    merged_facts = _Facts()
+    merged_facts.role = min(fa_.role, fb_.role)
+    starts = [str(start) for start in (fa_.start, fb_.start) if start is not None]
+    merged_facts.start = min(starts) if starts else None
+    merged_facts.contracts = fa_.contracts | fb_.contracts
+    facts[merged_id] = merged_facts
+    _rewire_occupancies((a, b), merged_id, occ, facts, findings)
     return merged_id
 
 
