@@ -86,7 +86,12 @@ def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch,
     monkeypatch.setattr(parallel, "_asked", wait_for_the_run)
     shared = []
     rebuild = parallel._shared_blocks
-    monkeypatch.setattr(parallel, "_shared_blocks", lambda packed: shared.append(len(packed["ids"])) or rebuild(packed))
+
+    def count_the_share(packed):
+        block = rebuild(packed)
+        shared.append(len(block.records))
+        return block
+    monkeypatch.setattr(parallel, "_shared_blocks", count_the_share)
     tenant = ws.tenant(rules={"long_names": "reject", "users_without_occupancy": "skip"})
     serial, par = both_ways(ws, monkeypatch, tenant)
     assert spy == [True]
@@ -220,3 +225,28 @@ def test_the_gate_crosses_to_the_child_unchanged(wanted):
     from engine._pipe import encode, receive
     message = receive(io.BytesIO(encode(("gate", parallel._gate_message(wanted)))))
     assert parallel._gate_set(message[1]) == wanted
+
+
+@pytest.mark.parametrize("records", [
+    # as the Mapper makes them: the same fields in the same order, the key equal to the external_id
+    {"1": ("1", {"external_id": "1", "name": "Ä", "phone": None}, None),
+     "2": ("2", {"external_id": "2", "name": None, "phone": "+49301234567"}, None)},
+    # composite ERP keys and contracts (occupancies)
+    {"7-1": ("7/1", {"external_id": "7-1", "user_id": "1"}, "7"), "7-2": ("7/2", {"external_id": "7-2", "user_id": "2"}, "7")},
+    # records whose fields differ (one lacks a field, one has them in another order)
+    {"1": ("1", {"external_id": "1", "name": "a"}, None), "2": ("2", {"external_id": "2"}, None),
+     "3": ("3", {"name": "c", "external_id": "3"}, None)},
+    # an external_id field that is not the record's id
+    {"a": ("a", {"external_id": "b", "name": "x"}, None)},
+    {},
+])
+def test_records_cross_to_the_parent_unchanged(records):
+    from engine.mapping import Rec
+    ids = list(records)
+    recs = [Rec(*value) for value in records.values()]
+    sent = parallel._blocks(ids, recs, 0)
+    from engine._pipe import encode
+    import marshal
+    rebuilt = parallel._records(marshal.loads(encode(sent)[9:]))
+    assert [(i, r.key, r.data, list(r.data), r.contract) for i, r in rebuilt.items()] == \
+        [(i, r.key, r.data, list(r.data), r.contract) for i, r in zip(ids, recs)]
