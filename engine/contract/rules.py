@@ -71,8 +71,18 @@ def _valid_date(value: str) -> bool:
     return True
 
 
+_VALID_DATES: dict[str, bool] = {}
+"""Date texts checked so far in this process -> valid: a large ERP's dates repeat across chunks."""
+
+
 def _valid_dates(values: list[str]) -> list[bool]:
-    valid = {v: _valid_date(v) for v in set(values)}       # dates repeat: checked once each
+    valid = _VALID_DATES                                    # dates repeat: checked once each
+    new = set(values).difference(valid)
+    if new:
+        if len(valid) + len(new) > 1 << 16:
+            valid.clear()
+            new = set(values)
+        valid.update(zip(new, map(_valid_date, new)))
     return list(map(valid.__getitem__, values))
 
 
