@@ -4,13 +4,16 @@ entity, ("ok", entity, external_ids, each row in marshal's format 0, the users' 
 
 engine.current runs this beside a run so that the store is read while the source is extracted,
 at a lower priority (NICE); with --wait it reads only once a line arrives on standard input.
-Everything is read and packed before the first byte is written: the run then only waits for
-the pipe, never for this reader's work.
+Each entity is written as soon as it is packed, by a thread, while the next one is read: the run
+compares the first entities (buildings, units) while this reader still packs the large ones,
+and a pipe the run has not emptied yet never holds up the reading.
 """
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
 
 NICE = 10
 """The reader's lower priority: with the run's processes busy on both cores it gets a tenth of
@@ -26,15 +29,29 @@ def main(argv: list[str]) -> int:
     path, entities = argv[0], argv[1:]
     if hasattr(os, "nice"):      # beside a run: take the time the run leaves idle, not the run's
         os.nice(NICE)            # (before the imports, which are the reader's first work)
-    from engine._pipe import send
+    from engine._pipe import encode
     import engine.current  # noqa: F401  (what _packed uses, imported now: before the wait)
     import engine.targets._store_portal  # noqa: F401
     if wait:                     # started early (imports done), reading when the run says so
         sys.stdin.buffer.readline()
-    messages = [("ok", *_packed(path, entity)) for entity in entities]
     out = sys.stdout.buffer
-    for message in messages:
-        send(out, message)
+    blobs: queue.SimpleQueue = queue.SimpleQueue()
+
+    def write() -> None:
+        while (blob := blobs.get()) is not None:
+            try:
+                out.write(blob)
+                out.flush()
+            except OSError:      # the run is gone or stopped reading: nothing left to deliver
+                return
+    writer = threading.Thread(target=write, name="send-packed", daemon=True)
+    writer.start()
+    try:
+        for entity in entities:
+            blobs.put(encode(("ok", *_packed(path, entity))))
+    finally:
+        blobs.put(None)
+        writer.join()
     return 0
 
 
