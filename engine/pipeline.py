@@ -15,7 +15,8 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from itertools import repeat
+from typing import Any, Callable, Iterable, Iterator
 
 from engine.config.model import ENTITIES, Tenant
 from engine import parallel
@@ -105,12 +106,16 @@ def gated_findings(tenant: Tenant, out: EntityData, run_date: dt.date, findings:
         findings.extend(window_findings([(key, reason, early) for _, key, reason, early in out.gated],
                                         tenant.window, run_date))
     else:
-        findings.extend(gated_user_finding(key, reason) for _, key, reason, _ in out.gated)
+        findings.extend(gated_user_findings([key for _, key, _, _ in out.gated], [reason for _, _, reason, _ in out.gated]))
     out.gated.clear()
 
 
-def gated_user_finding(key: str, reason: str) -> Finding:
-    return Finding(reason, "users", key, "no contract in the contract window; not sent")
+GATED_USER_MESSAGE = "no contract in the contract window; not sent"
+
+
+def gated_user_findings(keys: Iterable[str], reasons: Iterable[str]) -> Iterator[Finding]:
+    """The finding of each person the users' gate stopped (ERP key, reason)."""
+    return map(Finding, reasons, repeat("users"), keys, repeat(GATED_USER_MESSAGE))
 
 
 def users_gate(tenant: Tenant, occ: EntityData | set[str]):

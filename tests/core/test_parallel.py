@@ -250,3 +250,15 @@ def test_records_cross_to_the_parent_unchanged(records):
     rebuilt = parallel._records(marshal.loads(encode(sent)[9:]))
     assert [(i, r.key, r.data, list(r.data), r.contract) for i, r in rebuilt.items()] == \
         [(i, r.key, r.data, list(r.data), r.contract) for i, r in zip(ids, recs)]
+
+
+@pytest.mark.parametrize("gated", [
+    (["1", "2"], ["1", "2"], ["user_without_occupancy"] * 2),        # keys are the external_ids, one reason
+    (["1", "2"], ["K1", "K2"], ["user_without_occupancy", "other"]),  # neither
+    ([], [], []),
+])
+def test_the_gated_persons_cross_to_the_parent_unchanged(gated):
+    import marshal
+    from engine._pipe import encode
+    sent = marshal.loads(encode(parallel._compact(*gated))[9:])
+    assert tuple(map(list, parallel._uncompact(*sent))) == gated
