@@ -325,8 +325,9 @@ def _merge_couple(email: str, a: str, b: str, users: EntityData, occ: EntityData
     del records[a], records[b]
     users.excluded[a] = users.excluded[b] = "partnership_merged"
     tail = f"; sent as one portal user {merged_id!r}"
-    findings.append(Finding("partnership_merged", "users", ra.key, f"shares {email} and a contract with {rb.key}{tail}"))
-    findings.append(Finding("partnership_merged", "users", rb.key, f"shares {email} and a contract with {ra.key}{tail}"))
+    for member, other in ((ra, rb), (rb, ra)):
+        findings.append(Finding("partnership_merged", "users", member.key,
+                                f"shares {email} and a contract with {other.key}{tail}"))
     records[merged_id] = Rec(key, data)
     users.packed_rows.pop(merged_id, None)           # a record of that id dropped earlier may have left one
     fa_, fb_ = facts[a], facts[b]

@@ -106,7 +106,8 @@ def gated_findings(tenant: Tenant, out: EntityData, run_date: dt.date, findings:
         findings.extend(window_findings([(key, reason, early) for _, key, reason, early in out.gated],
                                         tenant.window, run_date))
     else:
-        findings.extend(gated_user_findings([key for _, key, _, _ in out.gated], [reason for _, _, reason, _ in out.gated]))
+        findings.extend(gated_user_findings([key for _, key, _, _ in out.gated],
+                                            [reason for _, _, reason, _ in out.gated]))
     out.gated.clear()
 
 
