@@ -266,12 +266,7 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
     for phone_field in ("phone", "mobile"):
         data[phone_field] = next(filter(None, map(dict.get, datas, repeat(phone_field))), None)
     key = "+".join([r.key for r in recs])
-    for name in ("first_name", "last_name"):
-        value = data.get(name)
-        if value and len(value) > NAME_LIMIT:
-            data[name] = value[:NAME_LIMIT].rstrip()
-            findings.append(Finding("name_truncated", "users", key,
-                                    f"merged name has {len(value)} characters, cut to {NAME_LIMIT}", field=name))
+    _cut_long_names(data, key, findings)
     for m, r in zip(ordered, recs):
         del users.records[m]
         users.excluded[m] = "partnership_merged"
@@ -280,15 +275,29 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
                                 f"shares {email} and a contract with {others}; sent as one portal user {merged_id!r}"))
     users.records[merged_id] = Rec(key, data)
     users.packed_rows.pop(merged_id, None)           # a record of that id dropped earlier may have left one
-    merged_facts = _Facts()
-    member_facts = [facts[m] for m in ordered]
-    merged_facts.role = min([f.role for f in member_facts])
-    starts = [str(f.start) for f in member_facts if f.start is not None]
-    merged_facts.start = min(starts) if starts else None
-    merged_facts.contracts = set().union(*[f.contracts for f in member_facts])
-    facts[merged_id] = merged_facts
+    facts[merged_id] = _merged_facts([facts[m] for m in ordered])
     _rewire_occupancies(ordered, merged_id, occ, facts, findings)
     return merged_id
+
+
+def _cut_long_names(data: dict[str, Any], key: str, findings: list[Finding]) -> None:
+    """A merged user's names cut to the portal's limit, each cut a finding."""
+    for name in ("first_name", "last_name"):
+        value = data.get(name)
+        if value and len(value) > NAME_LIMIT:
+            data[name] = value[:NAME_LIMIT].rstrip()
+            findings.append(Finding("name_truncated", "users", key,
+                                    f"merged name has {len(value)} characters, cut to {NAME_LIMIT}", field=name))
+
+
+def _merged_facts(member_facts: list[_Facts]) -> _Facts:
+    """The facts of a merged user: its members' best role, earliest start and every contract."""
+    merged = _Facts()
+    merged.role = min([f.role for f in member_facts])
+    starts = [str(f.start) for f in member_facts if f.start is not None]
+    merged.start = min(starts) if starts else None
+    merged.contracts = set().union(*[f.contracts for f in member_facts])
+    return merged
 
 
 def _merge_couple(email: str, a: str, b: str, users: EntityData, occ: EntityData, facts: dict[str, _Facts],
@@ -298,7 +307,7 @@ def _merge_couple(email: str, a: str, b: str, users: EntityData, occ: EntityData
     records = users.records
     ra, rb = records[a], records[b]
     da, db = ra.data, rb.data
-    merged_id = a + "+" + b if a <= b else b + "+" + a
+    merged_id = _merged_id((a, b))
     data = da.copy()
     data["external_id"] = merged_id
     la, lb = da.get("last_name") or "", db.get("last_name") or ""
@@ -316,12 +325,7 @@ def _merge_couple(email: str, a: str, b: str, users: EntityData, occ: EntityData
     data["phone"] = da.get("phone") or db.get("phone") or None
     data["mobile"] = da.get("mobile") or db.get("mobile") or None
     key = ra.key + "+" + rb.key
-    for name in ("first_name", "last_name"):
-        value = data[name]
-        if value and len(value) > NAME_LIMIT:
-            data[name] = value[:NAME_LIMIT].rstrip()
-            findings.append(Finding("name_truncated", "users", key,
-                                    f"merged name has {len(value)} characters, cut to {NAME_LIMIT}", field=name))
+    _cut_long_names(data, key, findings)
     del records[a], records[b]
     users.excluded[a] = users.excluded[b] = "partnership_merged"
     tail = f"; sent as one portal user {merged_id!r}"
@@ -330,13 +334,7 @@ def _merge_couple(email: str, a: str, b: str, users: EntityData, occ: EntityData
                                 f"shares {email} and a contract with {other.key}{tail}"))
     records[merged_id] = Rec(key, data)
     users.packed_rows.pop(merged_id, None)           # a record of that id dropped earlier may have left one
-    fa_, fb_ = facts[a], facts[b]
-    merged_facts = _Facts()
-    merged_facts.role = min(fa_.role, fb_.role)
-    starts = [str(start) for start in (fa_.start, fb_.start) if start is not None]
-    merged_facts.start = min(starts) if starts else None
-    merged_facts.contracts = fa_.contracts | fb_.contracts
-    facts[merged_id] = merged_facts
+    facts[merged_id] = _merged_facts([facts[a], facts[b]])
     _rewire_occupancies((a, b), merged_id, occ, facts, findings)
     return merged_id
 

@@ -40,7 +40,8 @@ class EntityData:
     extracted: int = 0                                      # rows read from the source
     filtered: Counter = field(default_factory=Counter)      # filter name -> rows excluded
     unkeyed: Counter = field(default_factory=Counter)       # reason -> rows dropped without an external_id of their own
-    gated: list = field(default_factory=list)               # (external_id, key, reason, early fields or None) skipped by a gate
+    gated: list = field(default_factory=list)               # skipped by a gate: (external_id, key, reason,
+                                                            # early fields or None)
     packed_rows: dict = field(default_factory=dict)
     """external_id -> the record's row packed as the plan compares it (engine.current.pack_rows),
     made by normalize_entity where a run compares with a packed portal; code that changes a
@@ -435,8 +436,7 @@ class _ColumnBindings:
         values = [kept_ids, *(pick(g.early[name]) for name, _ in self.early),
                   *(computed[name] if name in computed else get(sub, m) for name, get in self.getters)]
         for k, default in self.defaults:
-            if None in values[k]:
-                values[k] = [default if v is None else v for v in values[k]]
+            values[k] = _filled(values[k], default)
         rows_of_values = zip(*values, *[repeat(None)] * self.unmapped)
         datas = list(map(dict, map(zip, repeat(self.names), rows_of_values)))
         contracts = self.contract(sub, m) if self.contract is not None else [None] * m
@@ -446,9 +446,7 @@ class _ColumnBindings:
     def _default(self, name: str, values: Sequence[Any]) -> Sequence[Any]:
         """A field's values as the record gets them: null where the spec has a default is the default."""
         default = self._defaults_by_name.get(name, _NO_DEFAULT)
-        if default is _NO_DEFAULT or None not in values:
-            return values
-        return [default if v is None else v for v in values]
+        return values if default is _NO_DEFAULT else _filled(values, default)
 
     @staticmethod
     def _reasons(gate: Any, early: dict[str, Sequence], ids: Sequence, n: int) -> Sequence[str | None]:
@@ -456,6 +454,11 @@ class _ColumnBindings:
         if over_columns is not None:
             return over_columns(early, ids)
         return [gate({"external_id": ids[i], **{name: values[i] for name, values in early.items()}}) for i in range(n)]
+
+
+def _filled(values: Sequence[Any], default: Any) -> Sequence[Any]:
+    """The values with null as the default (the values themselves where none is null)."""
+    return [default if v is None else v for v in values] if None in values else values
 
 
 _TEXT_OR_NULL = {str, type(None)}

@@ -8,8 +8,9 @@ that marshal sends, not a database's Decimal that needs pickle), then maps every
 the parent extracts the occupancies.
 The parent sends the user_ids that have a contract in the window (the users' gate) as soon as
 it has them: once every contract is read and it is known which become records, before the
-records are made (extract_entity's `early`, Mapper.first_half); the child looks for the gate between slices of rows and from then on skips the
-persons without a contract while mapping, and gates those it mapped before afterwards. It
+records are made (extract_entity's `early`, Mapper.first_half); the child looks for the gate
+between slices of rows and from then on skips the persons without a contract while mapping,
+and gates those it mapped before afterwards. It
 normalises the users block by block and hands back each block as it is done, with their
 findings and counts; the parent, once it has normalised buildings, units and contracts, takes
 shares of the blocks the child has not reached yet (UsersWorker). The run goes on as if it had
@@ -260,7 +261,8 @@ def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> Non
 
     try:
         with _Sender(out) as send_later:
-            send_later(("ok", {entity: _normalised(tenant, *extract(entity, None), pack) for entity in ("buildings", "units")}))
+            send_later(("ok", {entity: _normalised(tenant, *extract(entity, None), pack)
+                               for entity in ("buildings", "units")}))
             # the persons while the parent reads the contracts: every one mapped until the gate arrives
             late = _LateGate(tenant, control)
             users, findings = extract("users", ((), late), keep_gated=True)

@@ -26,6 +26,7 @@ from itertools import compress, repeat
 from operator import is_, itemgetter, not_
 from typing import Any, Callable, Collection, Mapping, Sequence
 
+from engine._table import ValueTable
 from engine.contract import RESOURCES, record_schema
 
 
@@ -71,19 +72,8 @@ def _valid_date(value: str) -> bool:
     return True
 
 
-_VALID_DATES: dict[str, bool] = {}
-"""Date texts checked so far in this process -> valid: a large ERP's dates repeat across chunks."""
-
-
-def _valid_dates(values: list[str]) -> list[bool]:
-    valid = _VALID_DATES                                    # dates repeat: checked once each
-    new = set(values).difference(valid)
-    if new:
-        if len(valid) + len(new) > 1 << 16:
-            valid.clear()
-            new = set(values)
-        valid.update(zip(new, map(_valid_date, new)))
-    return list(map(valid.__getitem__, values))
+_valid_dates = ValueTable(_valid_date)
+"""_valid_date over a list of texts: dates repeat across chunks, each is checked once."""
 
 
 def _valid_emails(values: list[str]) -> list[Any]:

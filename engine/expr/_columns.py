@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from jmespath.functions import Functions
 
+from engine._table import ValueTable
 from engine.expr._compile import Compiler
 from engine.expr.functions import (FUNCTIONS, Lookup, _date_from_text, as_text, concat, lower, map_values,
                                    to_date, trim, upper)
@@ -105,24 +106,13 @@ def _string_method(method: Callable[[str], str], scalar: Callable[[Any], Any]) -
     return column
 
 
-_DATES: dict[str | None, str | None] = {None: None}
-"""Date texts read so far -> what to_date gives for them, for every slice of a run (a large
-ERP's dates repeat across slices: a few thousand distinct days)."""
-_DATES_MAX = 1 << 16
+_DATES = ValueTable(_date_from_text, fixed={None: None})
+"""Date texts -> what to_date gives for them, read once per distinct text for every slice of a run."""
 
 
 def _date_column(values: Sequence[Any]) -> list:
     if set(map(type, values)) <= _TEXT_OR_NULL:         # dates repeat: read once per distinct text
-        dates = _DATES
-        new = set(values).difference(dates)
-        if new:
-            if len(dates) + len(new) > _DATES_MAX:
-                dates.clear()
-                dates[None] = None
-                new = set(values)
-                new.discard(None)
-            dates.update(zip(new, map(_date_from_text, new)))
-        return list(map(dates.__getitem__, values))      # None stays None
+        return _DATES(values)                            # None stays None
     memo = map_memo(to_date, values)
     return memo if memo is not None else list(map(to_date, values))
 
