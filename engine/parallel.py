@@ -195,6 +195,7 @@ class UsersWorker:
                 while (message := receive(f))[0] in ("ok", "shared"):
                     if message[0] == "ok":                # a block the child normalised
                         _add_block(users, message[1], normalised)
+                        progress.stage("records in", len(users.records) + sum(len(d.records) for d, _ in mine))
                     elif message[1] is None:              # nothing more to share
                         asking = False
                     else:                                 # blocks from the end: this process's share

@@ -80,6 +80,7 @@ def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: 
     mapper, columns_seen = None, None
     progress.start(f"extract {entity}")
     pending: list[tuple[Mapper, list]] = []         # with `early`: the first halves, in order
+    rows_read = 0
     for columns, rows in source.batches(tenant.entities[entity], params):
         if mapper is None or columns != columns_seen:
             mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings, gate), columns
@@ -87,13 +88,16 @@ def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: 
             mapper.map_rows(rows)
         else:
             pending.append((mapper, mapper.first_half(rows, (early[0],))))
+        rows_read += len(rows)
         progress.advance(len(rows))
     if early is not None:
         early[1](kept_values((half for _, halves in pending for half in halves), early[0]))
         pending.reverse()
+        progress.stage("mapped", 0, rows_read)      # the live line moves through the second half too
         while pending:                  # each batch's rows let go once its records are made
             batch_mapper, halves = pending.pop()
             batch_mapper.second_half(halves)
+            progress.stage("mapped", out.extracted, rows_read)
     if not keep_gated:
         gated_findings(tenant, out, run_date, findings)
     progress.finish(f"({sum(out.filtered.values()):,} filtered)")

@@ -13,10 +13,19 @@ class Progress:
         self.stream = stream
         self.enabled = stream.isatty() if enabled is None else enabled
         self._label, self._done, self._total, self._last, self._t0 = "", 0, None, 0.0, 0.0
+        self._stage = ""
 
     def start(self, label: str, total: int | None = None) -> None:
         self._label, self._done, self._total, self._t0 = label, 0, total, time.monotonic()
+        self._stage = ""
         self._show(force=True)
+
+    def stage(self, what: str, done: int, total: int | None = None) -> None:
+        """Another count of the current phase (its rows read, their records made now; records
+        received from a second process): shown on the live line after the phase's own count,
+        which stays what `finish` reports."""
+        self._stage = f", {what} {done:,}" + (f"/{total:,}" if total else "")
+        self._show(force=done == 0)
 
     def advance(self, n: int = 1) -> None:
         self._done += n
@@ -38,5 +47,5 @@ class Progress:
             return
         self._last = now
         of = f"/{self._total:,}" if self._total else ""
-        self.stream.write(f"\r\x1b[2K{self._label}: {self._done:,}{of}")
+        self.stream.write(f"\r\x1b[2K{self._label}: {self._done:,}{of}{self._stage}")
         self.stream.flush()
