@@ -387,6 +387,7 @@ class _ColumnBindings:
         self.contract = mapping.contract.bind_columns(columns) if mapping.contract else None
         self.filters = [compile_filter_columns(rule, columns) for rule in mapping.filters]
         self.key = _key_columns(mapping.key, columns)
+        self.shared = [(k, _SharedTexts()) for k in range(1, len(self.names) - self.unmapped)]
 
     def evaluate(self, rows: Sequence[Any], gate: Any) -> _Batch:
         """Everything about a batch, computed without changing anything (so that it can be redone row by row)."""
@@ -437,6 +438,9 @@ class _ColumnBindings:
                   *(computed[name] if name in computed else get(sub, m) for name, get in self.getters)]
         for k, default in self.defaults:
             values[k] = _filled(values[k], default)
+        for k, shared in self.shared:
+            if shared.on:
+                values[k] = shared(values[k])
         rows_of_values = zip(*values, *[repeat(None)] * self.unmapped)
         datas = list(map(dict, map(zip, repeat(self.names), rows_of_values)))
         contracts = self.contract(sub, m) if self.contract is not None else [None] * m
@@ -454,6 +458,34 @@ class _ColumnBindings:
         if over_columns is not None:
             return over_columns(early, ids)
         return [gate({"external_id": ids[i], **{name: values[i] for name, values in early.items()}}) for i in range(n)]
+
+
+class _SharedTexts:
+    """One object for each distinct text of a field over the whole run (names, numbers, cities,
+    references that repeat): a record's dict holds the shared text instead of the database's
+    own copy of it in every row. The records then take less memory, and crossing to the run
+    from a second process (engine.parallel) marshal writes a repeated text once and reads it
+    back as one object. A field whose texts are mostly distinct (e-mails, phones) is left
+    alone after its first SHARED_PROBE values; other types are never touched (1 and 1.0 are
+    equal keys of a dict, and must stay what they are)."""
+    __slots__ = ("on", "_table", "_seen")
+
+    def __init__(self):
+        self.on, self._table, self._seen = True, {}, 0
+
+    def __call__(self, values: Sequence[Any]) -> Sequence[Any]:
+        if not set(map(type, values)) <= _TEXT_OR_NULL:
+            return values
+        table = self._table
+        shared = list(map(table.setdefault, values, values))
+        self._seen += len(values)
+        if self._seen >= SHARED_PROBE and len(table) * 2 > self._seen:
+            self.on, self._table = False, {}
+        return shared
+
+
+SHARED_PROBE = 16_384
+"""Values of a field after which _SharedTexts stops sharing it if most of them were distinct."""
 
 
 def _filled(values: Sequence[Any], default: Any) -> Sequence[Any]:
