@@ -249,3 +249,30 @@ def test_a_login_from_the_e_mail_fast_path_always_passes_the_format_rule():
             matched += 1
             assert passes(text), text
     assert matched > 5000
+
+
+def test_repeated_texts_share_one_object_and_other_values_stay_as_they_are(demo):
+    """Column-wise mapping gives the records of a run one object per distinct text of a field
+    (names, building references), which is what keeps a large run's records smaller; the
+    values stay equal to the row path's, numbers keep their type (1 and 1.0 are equal as dict
+    keys, but not the same value for the portal), and a field of mostly distinct texts
+    (e-mails) is not collected."""
+    from engine import mapping as mapping_module
+    tenant, connection = demo
+    columns, rows = rows_of(connection, tenant.entities["units"].query)
+    (columnwise, _), (rowwise, _) = map_both_ways(tenant.entities["units"], columns, rows, None, 64)
+    assert columnwise.records == rowwise.records
+    buildings = [r.data["building_id"] for r in columnwise.records.values()]
+    assert len(set(map(id, buildings))) == len(set(buildings)) < len(buildings)
+    areas = [r.data["area_m2"] for r in columnwise.records.values()]
+    assert list(map(type, areas)) == [type(r.data["area_m2"]) for r in rowwise.records.values()]
+
+    shared = mapping_module._SharedTexts()
+    floats = shared([1.0, 2.5, None])
+    assert floats == [1.0, 2.5, None] and type(shared([1, 2])[0]) is int and type(floats[0]) is float
+    unique = [f"person{i}@example.org" for i in range(mapping_module.SHARED_PROBE)]
+    assert shared(unique) == unique
+    assert not shared.on                  # mostly distinct: no longer looked at
+    names = [("Müller" + "x")[:-1] for _ in range(100)]     # equal texts, separate objects
+    sharing = mapping_module._SharedTexts()
+    assert len(set(map(id, sharing(names)))) == 1 and sharing.on
