@@ -40,3 +40,45 @@ def test_a_token_with_a_line_break_is_refused_naming_only_its_reference(tmp_path
     assert done.returncode == 3, done.stderr
     assert "${file:../token.txt}" in done.stderr and "HTTP header" in done.stderr
     assert "GOODTOKEN" not in done.stderr + done.stdout
+
+
+def _tenant_with_source(tmp_path: Path, source: dict) -> Path:
+    (tmp_path / "tenants").mkdir(exist_ok=True)
+    doc = yaml.safe_load((REPO / "tenants" / "demo.yaml").read_text(encoding="utf-8"))
+    doc["source"] = source
+    doc["target"] = {"type": "local", "path": str(tmp_path / "portal.sqlite")}
+    doc["state_url"] = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    tenant = tmp_path / "tenants" / "kunde.yaml"
+    tenant.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    if not (tmp_path / "mappings").exists():
+        shutil.copytree(REPO / "mappings", tmp_path / "mappings")
+    return tenant
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("command", [("plan", "--no-out"), ("run",), ("discover",)])
+@pytest.mark.parametrize("source", ["url", "server"])
+def test_a_source_secret_that_is_not_set_is_a_configuration_error(tmp_path, command, source):
+    """A password variable missing on the sync server is exit code 3 (the tenant's secret cannot
+    be resolved: fix the machine's configuration), not 4 (the ERP cannot be reached), which a
+    scheduler would retry; the message names the reference and what to do, and no traceback."""
+    from pgcluster import require
+    if source == "server":
+        import pyodbc
+        require("FreeTDS" in pyodbc.drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+        spec = {"type": "sql", "host": "127.0.0.1", "port": 1, "database": "DOMUS", "username": "reader",
+                "password": "${env:KUNDE_SQL_PASSWORD}", "driver": "FreeTDS"}
+    else:
+        spec = {"type": "sql", "url": "postgresql+psycopg://reader:${env:KUNDE_SQL_PASSWORD}@127.0.0.1:1/domus"}
+    tenant = _tenant_with_source(tmp_path, spec)
+    done = _cli(tmp_path, command[0], str(tenant), *command[1:])
+    assert done.returncode == 3, done.stderr
+    assert "KUNDE_SQL_PASSWORD is not set" in done.stderr and "what to do: set the environment variable" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -21,7 +21,8 @@ from urllib.parse import quote
 
 from engine.classify import CAUSES, classify, message_of
 from engine.config.model import SqlServer, SqlSource
-from engine.errors import SourceError
+from engine.config.secrets import SecretError
+from engine.errors import SecretReferenceError, SourceError, SyncError
 from engine.sources import odbc
 
 if TYPE_CHECKING:
@@ -73,13 +74,27 @@ def create_sql_engine(source: SqlSource) -> "sqlalchemy.Engine":
         return _server_engine(source.server, source.query_timeout)
     if source.url is None:
         raise SourceError("the sql source has neither url nor server", cause="config")
-    return _url_engine(source.url.resolve_url(), source.query_timeout)
+    try:
+        url = source.url.resolve_url()
+    except SecretError as exc:
+        raise secret_error(exc, "source.url") from None
+    return _url_engine(url, source.query_timeout)
 
 
-def source_error(exc: BaseException, what: str) -> SourceError:
-    """A classified SourceError for a driver exception: the cause, the driver's message, the hint."""
-    if isinstance(exc, SourceError):
+def secret_error(exc: SecretError, what: str) -> SecretReferenceError:
+    """A secret the source references cannot be resolved: a configuration problem of the
+    machine that runs the sync (exit code 3), not a connection problem of the ERP (4)."""
+    return SecretReferenceError(f"{what}: {exc}", hint="set the environment variable or create the file the "
+                                                       "tenant references (docs/config.md, secrets)")
+
+
+def source_error(exc: BaseException, what: str) -> SyncError:
+    """A classified SourceError for a driver exception: the cause, the driver's message, the hint
+    (a secret that cannot be resolved when the connection is made: SecretReferenceError)."""
+    if isinstance(exc, SyncError):
         return exc
+    if isinstance(exc, SecretError):
+        return secret_error(exc, what)
     cause = classify(exc)
     text = odbc.mask_connection_string(message_of(exc))
     return SourceError(f"{what} failed ({cause.code}): {text[:500]}",

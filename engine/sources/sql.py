@@ -14,7 +14,8 @@ from typing import Any, Iterator
 from sqlalchemy import text
 
 from engine.config.model import EntityMapping, SqlSource
-from engine.errors import SourceError
+from engine.config.secrets import SecretError
+from engine.errors import SecretReferenceError, SourceError
 
 log = logging.getLogger(__name__)
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
@@ -39,13 +40,19 @@ class SqlExtractor:
         self.source = source
         self.tenant_id = tenant_id
         self.run_date = run_date
-        self._engine = create_sql_engine(source)
+        try:
+            self._engine = create_sql_engine(source)
+        except SecretReferenceError as exc:
+            raise SecretReferenceError(f"tenant '{tenant_id}': {exc.message}", hint=exc.hint) from None
         self._conn = None
 
     def _connection(self):
+        from engine.sources.connect import secret_error
         if self._conn is None:
             try:
                 self._conn = self._engine.connect()
+            except SecretError as exc:  # resolved as the connection is made (source.server's password)
+                raise secret_error(exc, f"tenant '{self.tenant_id}': source password") from None
             except Exception as exc:  # the driver's own exception types vary
                 raise _source_error(exc, self.tenant_id, "connect") from None
         return self._conn
