@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._main(args))
     except SyncError as exc:
         print(f"idwell-sync {args.command}: error: {exc}", file=sys.stderr)
+        print_failure(args, int(exc.exit_code), exc.message, exc.hint)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print(f"idwell-sync {args.command}: interrupted", file=sys.stderr)
@@ -64,7 +65,27 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"idwell-sync {args.command}: internal error (a bug): please report it with the traceback above",
               file=sys.stderr)
+        print_failure(args, int(ExitCode.INTERNAL), "internal error (a bug); the traceback is on standard error",
+                      "report it with the traceback")
         return ExitCode.INTERNAL
+
+
+SUMMARY_COMMANDS = {"plan": "plan", "run": "run", "demo": "run"}
+"""The commands whose --json prints the run summary (docs/summary.md), and the summary's mode."""
+
+
+def print_failure(args: argparse.Namespace, code: int, message: str, hint: str | None) -> None:
+    """With --json, a plan or run that fails still prints one summary object on standard output
+    (status `failed`, the exit code, the error and what to do), so that a scheduler or monitor
+    reading it learns why; the error is on standard error as well. Messages hold no secrets."""
+    if not getattr(args, "json", False) or args.command not in SUMMARY_COMMANDS:
+        return
+    import json
+    from engine.report import SUMMARY_VERSION
+    failure = {"version": SUMMARY_VERSION, "tenant": str(args.tenant), "mode": SUMMARY_COMMANDS[args.command],
+               "status": "failed", "exit_code": code, "error": {"message": message, "hint": hint}}
+    json.dump(failure, sys.stdout, ensure_ascii=False, indent=2)
+    print()
 
 
 if __name__ == "__main__":  # pragma: no cover

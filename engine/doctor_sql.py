@@ -145,10 +145,8 @@ def _connect_steps(engine, source: SqlSource, t: Probe):
             enc = skipped("encryption", enc_title, "not checked: no connection")
         hint = cause
         if t.backend == "sqlite" and cause.code == "database_missing":
-            hint = ("the SQLite file does not exist or cannot be read: check the path in source.url "
-                    "(relative paths start in the directory idwell-sync runs in)",
-                    "die SQLite-Datei fehlt oder ist nicht lesbar: den Pfad in source.url prüfen "
-                    "(relative Pfade gelten ab dem Verzeichnis, in dem idwell-sync läuft)")
+            from engine.sources.connect import SQLITE_FILE_HINT
+            hint = SQLITE_FILE_HINT
         return None, [enc, step("login", login_title, "fail", f"{cause.code}: {text}", hint, took)]
     took = time.perf_counter() - t0
     return conn, [_encryption(conn, source, t), step("login", login_title, "ok", _who(conn, t), seconds=took)]

@@ -81,6 +81,23 @@ def create_sql_engine(source: SqlSource) -> "sqlalchemy.Engine":
     return _url_engine(url, source.query_timeout)
 
 
+SQLITE_FILE_HINT = ("the SQLite file does not exist or cannot be read: check the path in source.url "
+                    "(relative paths start in the directory idwell-sync runs in)",
+                    "die SQLite-Datei fehlt oder ist nicht lesbar: den Pfad in source.url prüfen "
+                    "(relative Pfade gelten ab dem Verzeichnis, in dem idwell-sync läuft)")
+"""What to do when a SQLite source's file cannot be opened (English, German)."""
+
+
+def sqlite_file(engine: "sqlalchemy.Engine") -> str | None:
+    """The file a SQLite engine reads, as an absolute path (None: not a SQLite file)."""
+    from pathlib import Path
+    from urllib.parse import unquote
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:"):
+        return None
+    return str(Path(unquote(database.removeprefix("file:"))).resolve())
+
+
 def secret_error(exc: SecretError, what: str) -> SecretReferenceError:
     """A secret the source references cannot be resolved: a configuration problem of the
     machine that runs the sync (exit code 3), not a connection problem of the ERP (4)."""

@@ -47,14 +47,18 @@ class SqlExtractor:
         self._conn = None
 
     def _connection(self):
-        from engine.sources.connect import secret_error
+        from engine.sources.connect import SQLITE_FILE_HINT, secret_error, sqlite_file
         if self._conn is None:
             try:
                 self._conn = self._engine.connect()
             except SecretError as exc:  # resolved as the connection is made (source.server's password)
                 raise secret_error(exc, f"tenant '{self.tenant_id}': source password") from None
             except Exception as exc:  # the driver's own exception types vary
-                raise _source_error(exc, self.tenant_id, "connect") from None
+                error = _source_error(exc, self.tenant_id, "connect")
+                if error.cause == "database_missing" and (path := sqlite_file(self._engine)):
+                    error = SourceError(f"tenant '{self.tenant_id}': cannot open the SQLite file {path}",
+                                        cause=error.cause, hint=SQLITE_FILE_HINT[0])
+                raise error from None
         return self._conn
 
     def batches(self, entity: EntityMapping, extra_params: dict[str, Any]) -> Iterator[tuple[list[str], list[tuple]]]:

@@ -169,3 +169,26 @@ def test_max_count_and_a_shrunken_extract_trip_the_guard(ws):
     assert shrunk.exit_code == 6
     assert any(f"units: the source returned {rows // 3} rows, fewer than 50% of the {extracted_before}" in r
                for r in shrunk.summary["deletes_held"]), shrunk.summary["deletes_held"]
+
+
+def test_a_failed_run_still_prints_a_summary_object_with_json(ws):
+    """A scheduler reading `--json` learns why a run failed: status failed, the exit code, the
+    error and what to do (docs/summary.md), for a run stopped by the dedup policy `fail` and for
+    a plan whose ERP file is missing; a successful run's summary has no such field."""
+    from engine.errors import ExitCode
+    path = ws.tenant_file(dedup={"email": {"policy": "fail", "fallback": None}})
+    code, summary, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
+    assert code == ExitCode.DEDUP_FAILED, err
+    assert summary is not None, "nothing on standard output"
+    assert (summary["status"], summary["exit_code"], summary["mode"], summary["tenant"]) == \
+        ("failed", 8, "run", str(path))
+    assert "shared by several persons" in summary["error"]["message"] and summary["error"]["hint"]
+    assert summary["error"]["message"] in err
+
+    missing = ws.tenant_file("gone", source_url=f"sqlite:///{ws.root / 'no-such-erp.sqlite'}")
+    code, summary, err = ws.cli_json("plan", str(missing), "--no-out")
+    assert code == ExitCode.SOURCE and summary["status"] == "failed" and summary["exit_code"] == 4, err
+    assert summary["mode"] == "plan" and "no-such-erp.sqlite" in summary["error"]["message"]
+
+    code, summary, err = ws.cli_json("run", str(ws.tenant_file()), "--date", "2026-06-01")
+    assert code == 0 and summary["status"] == "ok" and "exit_code" not in summary, err
