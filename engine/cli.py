@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from engine.errors import ExitCode, SyncError
@@ -26,7 +27,7 @@ COMMANDS: dict[str, str] = {
 EPILOG = """exit codes:
   0 ok   1 invalid/failed findings   2 usage   3 config   4 source   5 target
   6 deletes held back   7 tenant locked   8 dedup 'fail'   9 records rejected   10 state store
-  70 internal error"""
+  70 internal error   141 the output's reader stopped reading (e.g. | head)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,14 +61,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"idwell-sync {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception:  # a bug: say so, keep the traceback for the report, use the documented code
-        import traceback
-        traceback.print_exc()
-        print(f"idwell-sync {args.command}: internal error (a bug): please report it with the traceback above",
-              file=sys.stderr)
-        print_failure(args, int(ExitCode.INTERNAL), "internal error (a bug); the traceback is on standard error",
-                      "report it with the traceback")
-        return ExitCode.INTERNAL
+    except BrokenPipeError:
+        if not _reader_gone(sys.stdout):
+            return _internal_error(args)
+        # whoever read the output stopped reading (`| head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nor fail again at exit
+        return ExitCode.OUTPUT_CLOSED
+    except Exception:
+        return _internal_error(args)
+
+
+def _internal_error(args: argparse.Namespace) -> int:
+    """A bug: say so, keep the traceback for the report, use the documented code."""
+    import traceback
+    traceback.print_exc()
+    print(f"idwell-sync {args.command}: internal error (a bug): please report it with the traceback above",
+          file=sys.stderr)
+    print_failure(args, int(ExitCode.INTERNAL), "internal error (a bug); the traceback is on standard error",
+                  "report it with the traceback")
+    return ExitCode.INTERNAL
+
+
+def _reader_gone(stream) -> bool:
+    """Whether the pipe or socket a stream writes to has no reader any more."""
+    import select
+    try:
+        poll = select.poll()
+        poll.register(stream.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 SUMMARY_COMMANDS = {"plan": "plan", "run": "run", "demo": "run"}

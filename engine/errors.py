@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     REJECTED = 9           # the run finished, but the target refused some records
     STATE = 10             # the state store cannot be opened or written
     INTERNAL = 70          # a bug: please report it with the traceback
+    OUTPUT_CLOSED = 141    # the program reading the output stopped (`| head`), as a shell shows SIGPIPE
 
 
 class SyncError(Exception):

@@ -154,3 +154,19 @@ def test_console_entry_point(workdir):
                           capture_output=True, text=True, cwd=workdir)
     assert done.returncode == 1
     assert re.search(r"^::error file=tenants/acme\.yaml,line=9,col=3::", done.stdout, re.M)
+
+
+def test_output_whose_reader_stopped_ends_quietly_with_141():
+    """`idwell-sync validate | head -1` (or doctor, plan): when the reader of the output stops,
+    the command stops without a traceback or 'internal error', with the code a shell shows for
+    SIGPIPE; an error of the command itself would still be reported as such."""
+    import os
+    read_end, write_end = os.pipe()
+    os.close(read_end)                            # nobody reads: the first write finds the pipe closed
+    try:
+        done = subprocess.run([sys.executable, "-m", "engine", "validate", "tenants/demo.yaml", "mappings"],
+                              cwd=REPO, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr and "Exception ignored" not in done.stderr
