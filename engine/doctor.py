@@ -147,7 +147,7 @@ def check_target(tenant: Tenant) -> Step:
 
 
 def _check_local_target(path: Path) -> Step:
-    title = f"target: local store {path}"
+    title = f"target / Ziel: local store {path}"
     hint = ("make the directory writable for the user that runs the sync, or change target.path",
             "das Verzeichnis für den Benutzer des Syncs beschreibbar machen oder target.path ändern")
     if path.exists():
@@ -170,7 +170,7 @@ def _check_local_target(path: Path) -> Step:
 def check_idwell_target(target: IdwellTarget, get: Callable | None = None) -> Step:
     import httpx
     url = target.base_url.rstrip("/") + "/buildings"
-    title = f"target: iDWELL import API {target.base_url}"
+    title = f"target / Ziel: iDWELL import API {target.base_url}"
     try:
         token = target.token.resolve()
     except SecretError as exc:

@@ -64,6 +64,7 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
     if t.setup_error:
         for name in ("dns", "tcp", "driver", "encryption", "login"):
             yield skipped(name, name, f"not run: {t.setup_error}")
+        yield from _not_connected(tenant, t.setup_error)
         return
     blocked = None
     if t.endpoint is None:
@@ -87,11 +88,13 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
     if blocked:
         for name, title in (("encryption", "encryption / Verschlüsselung"), ("login", "login / Anmeldung")):
             yield skipped(name, title, f"not run: {blocked}")
+        yield from _not_connected(tenant, blocked)
         return
     try:
         conn, steps = _connect_steps(engine, source, t)
         yield from steps
         if conn is None:
+            yield from _not_connected(tenant, "the login failed")
             return
         try:
             yield _permissions(conn, t)
@@ -104,6 +107,16 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
             conn.close()
     finally:
         engine.dispose()
+
+
+def _not_connected(tenant: Tenant, why: str) -> Iterator[Step]:
+    """The steps that need a connection, shown as not run (so that the checklist always has all
+    its steps, in the same order and with the same numbers)."""
+    yield skipped("permissions", PERMISSIONS, f"not run: {why}")
+    for entity in tenant.entities.values():
+        yield skipped(f"query:{entity.name}", _query_title(entity), f"not run: {why}")
+    yield skipped("umlauts", UMLAUTS_TITLE, f"not run: {why}")
+    yield skipped("clock", CLOCK, f"not run: {why}")
 
 
 def _driver_step(source: SqlSource, t: Probe):
@@ -198,8 +211,17 @@ def _encryption(conn, source: SqlSource, t: Probe) -> Step:
     return step("encryption", title, "warn", "the connection is not encrypted: ERP data travels in clear text", plain)
 
 
+PERMISSIONS = "read-only permissions / nur Leserechte"
+UMLAUTS_TITLE = "umlauts / Umlaute"
+CLOCK = "server clock / Serveruhr"
+
+
+def _query_title(entity: EntityMapping) -> str:
+    return f"query {entity.name} / Abfrage {entity.name}"
+
+
 def _permissions(conn, t: Probe) -> Step:
-    title = "read-only permissions / nur Leserechte"
+    title = PERMISSIONS
     if t.backend == "sqlite":
         return skipped("permissions", title, "not applicable: SQLite has no logins (the engine opens the file read-only)")
     hint = ("use a dedicated login with db_datareader only (no db_owner, db_datawriter, INSERT/UPDATE/DELETE)",
@@ -251,7 +273,7 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
     from sqlalchemy import text
     from engine.references import window_bounds
     from engine.sources.sql import query_params
-    title = f"query {entity.name} / Abfrage {entity.name}"
+    title = _query_title(entity)
     ref, end_from, start_until = window_bounds(tenant.window, dt.date.today())
     params = {"ref_date": ref, "window_end_from": end_from, "window_start_until": start_until,
               **tenant.source.params, **entity.params}
@@ -303,7 +325,7 @@ def _scan(entity: str, columns: list[str], rows, t: Probe) -> None:
 
 
 def _umlauts(conn, t: Probe) -> Step:
-    title = "umlauts / Umlaute"
+    title = UMLAUTS_TITLE
     hint = ("read NVARCHAR, or VARCHAR with a Latin-1/CP1252 collation, through a driver that converts to Unicode "
             "(docs/sqlserver.md: ODBC Driver 18, or FreeTDS with ClientCharset=UTF-8); data garbled in the ERP "
             "itself must be corrected there",
@@ -332,7 +354,7 @@ def _umlauts(conn, t: Probe) -> Step:
 
 
 def _clock(conn, t: Probe) -> Step:
-    title = "server clock / Serveruhr"
+    title = CLOCK
     queries = {"mssql": "SELECT SYSUTCDATETIME()", "postgresql": "SELECT CAST(now() AT TIME ZONE 'UTC' AS timestamp)"}
     if t.backend not in queries:
         return skipped("clock", title, "not applicable: no database server" if t.backend == "sqlite" else f"not checked for {t.backend}")

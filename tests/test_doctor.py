@@ -87,7 +87,8 @@ def test_text_output_numbers_steps_and_shows_both_hints(tmp_path, capsys):
     assert code == 1
     assert "[FAIL]  6. login / Anmeldung: database_missing" in out
     assert "what to do: the SQLite file does not exist" in out and "was tun:    die SQLite-Datei fehlt" in out
-    assert out.rstrip().endswith("doctor FAILED: 1 failed, 0 warnings, 3 ok, 3 skipped")
+    assert "[skip] 14. " not in out and "[skip] 13. server clock / Serveruhr: not run: the login failed" in out
+    assert out.rstrip().endswith("doctor FAILED: 1 failed, 0 warnings, 3 ok, 10 skipped")
     assert not (tmp_path / "fehlt.sqlite").exists(), "doctor must not create the missing ERP file"
 
 
@@ -138,6 +139,12 @@ def test_closed_port_fails_at_tcp_with_the_firewall_hint(tmp_path, capsys, monke
     assert code == 1 and first_failure(report)["name"] == "tcp"
     assert f"open TCP {port} in the customer's firewall and NAT" in steps["tcp"]["hint_en"]
     assert "Firewall und NAT" in steps["tcp"]["hint_de"]
+    # every later step of the checklist is shown, as not run (docs/sqlserver.md: the 14 steps)
+    later = ["driver", "encryption", "login", "permissions", "query:buildings", "query:units", "query:users",
+             "query:occupancies", "umlauts", "clock", "target"]
+    assert [s["name"] for s in report["steps"]] == ["secrets", "dns", "tcp", *later]
+    for name in later[3:-1]:
+        assert steps[name]["status"] == "skip" and steps[name]["detail"] == "not run: TCP failed", steps[name]
     assert steps["login"]["status"] == "skip" and steps["driver"]["status"] == "ok"
     assert "r{t" not in json.dumps(report)
 
@@ -206,7 +213,7 @@ def test_wrong_password_fails_at_login(pg_erp, tmp_path, capsys, monkeypatch):
     assert "password authentication failed" in steps["login"]["detail"]
     assert steps["login"]["hint_en"].startswith("the login was refused") and "Passwort" in steps["login"]["hint_de"]
     assert [steps[n]["status"] for n in ("dns", "tcp", "driver")] == ["ok", "ok", "ok"]
-    assert "query:users" not in steps
+    assert steps["query:users"]["status"] == "skip" and steps["query:users"]["detail"] == "not run: the login failed"
 
 
 def test_missing_database_fails_at_login_with_its_own_hint(pg_erp, tmp_path, capsys, monkeypatch):
