@@ -172,3 +172,24 @@ def test_missing_unixodbc_library_names_the_debian_package(monkeypatch):
     assert info.value.cause == "driver_missing"
     assert "unixODBC library (libodbc.so.2) is not installed" in info.value.message
     assert "apt-get install unixodbc" in info.value.hint
+
+
+def test_a_host_name_that_does_not_resolve_is_reported_as_dns_not_as_a_firewall(monkeypatch):
+    """FreeTDS says "unable to connect" both for a closed port and for a name that does not
+    resolve; the run tells the two apart (as doctor does) so that the customer's IT is not sent
+    to open a firewall for a misspelt host name."""
+    import datetime as dt
+    from engine.sources.sql import SqlExtractor
+    require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    monkeypatch.setenv("T_ODBC_PW", "p;a}r{t =1")
+    for host, cause in (("sql.nosuch.invalid", "dns"), ("127.0.0.1", "unreachable")):
+        source = SqlSource(type="sql", server=server(driver="FreeTDS", host=host, port=_closed_port(), login_timeout=5))
+        extractor = SqlExtractor(source, "acme", run_date=dt.date(2026, 6, 1))
+        with pytest.raises(SourceError) as info:
+            extractor._connection()
+        extractor.close()
+        assert info.value.cause == cause, str(info.value)
+        if cause == "dns":
+            assert "sql.nosuch.invalid does not resolve" in str(info.value) and "firewall" not in info.value.hint
+        else:
+            assert "firewall" in info.value.hint

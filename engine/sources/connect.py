@@ -98,6 +98,16 @@ def sqlite_file(engine: "sqlalchemy.Engine") -> str | None:
     return str(Path(unquote(database.removeprefix("file:"))).resolve())
 
 
+def resolves(host: str) -> bool:
+    """Whether a host name (or address) resolves here."""
+    import socket
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        return True
+    except (socket.gaierror, UnicodeError):
+        return False
+
+
 def secret_error(exc: SecretError, what: str) -> SecretReferenceError:
     """A secret the source references cannot be resolved: a configuration problem of the
     machine that runs the sync (exit code 3), not a connection problem of the ERP (4)."""
