@@ -30,7 +30,7 @@ def main(args) -> int:
     if not args.no_out:
         check_output(args.out, "--out")
     tenant = load(args)
-    state, target = open_state(args, tenant), open_target(tenant)
+    state, target = open_state(args, tenant), open_target(tenant, read_only=True)
     try:
         prepared = prepare(tenant, target, state, run_date=args.date, progress=Progress())
     finally:

@@ -9,9 +9,10 @@ TARGETS: dict[str, str] = {
 }
 
 
-def open_target(tenant):
+def open_target(tenant, *, read_only: bool = False):
+    """The tenant's target; `read_only` (plan): nothing is created to look at it."""
     if tenant.target is None:
         from engine.errors import ConfigError
         raise ConfigError([], f"tenant '{tenant.id}' declares no target")
     module_name, _, fn = TARGETS[tenant.target.type].partition(":")
-    return getattr(importlib.import_module(module_name), fn)(tenant)
+    return getattr(importlib.import_module(module_name), fn)(tenant, read_only=read_only)

@@ -197,8 +197,9 @@ def _error(payload: Any) -> dict[str, Any]:
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")   # visible ASCII: what a bearer token may hold
 
 
-def open_idwell(tenant) -> IdwellTarget:
-    """The TARGETS entry: the tenant's `target: {type: idwell, base_url, token, ...}`."""
+def open_idwell(tenant, *, read_only: bool = False) -> IdwellTarget:
+    """The TARGETS entry: the tenant's `target: {type: idwell, base_url, token, ...}` (reading
+    it writes nothing: `read_only` changes nothing here)."""
     cfg = tenant.target
     ref = ", ".join(cfg.token.references) or "(inline token)"
     try:

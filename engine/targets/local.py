@@ -74,6 +74,31 @@ class LocalStore:
         self.store.close()
 
 
-def open_local(tenant) -> LocalStore:
-    """The TARGETS entry: the tenant's `target: {type: local, path: ...}`."""
-    return LocalStore(tenant.target.path)
+def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
+    """The TARGETS entry: the tenant's `target: {type: local, path: ...}`. `read_only` (plan):
+    a store that does not exist yet is not created, and reads as empty."""
+    path = Path(tenant.target.path)
+    if read_only and not path.exists():
+        return NoStoreYet(path)
+    return LocalStore(path)
+
+
+class NoStoreYet:
+    """A local portal store that does not exist yet, as `plan` sees it: empty, and never
+    created by looking at it (a plan writes nothing to the target)."""
+    name = "local"
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self, entity: str) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+    def read_rows(self, entity: str, only: Collection[str] | None = None) -> list[tuple]:
+        return []
+
+    def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
+        raise TargetError(f"the local portal store {self.path} was opened to plan, not to write")
+
+    def close(self) -> None:
+        pass

@@ -192,3 +192,16 @@ def test_a_failed_run_still_prints_a_summary_object_with_json(ws):
 
     code, summary, err = ws.cli_json("run", str(ws.tenant_file()), "--date", "2026-06-01")
     assert code == 0 and summary["status"] == "ok" and "exit_code" not in summary, err
+
+
+def test_plan_does_not_create_the_local_portal_store(ws):
+    """`plan` writes nothing to the target: a local store that does not exist yet reads as empty
+    (everything would be created) and is still missing afterwards; the first run creates it."""
+    path = ws.tenant_file()
+    assert not ws.portal_path.exists()
+    code, summary, err = ws.cli_json("plan", str(path), "--no-out", "--date", "2026-06-01")
+    assert code == 0, err
+    assert summary["writes"] > 0 and summary["writes"] == sum(e["create"] for e in summary["entities"].values())
+    assert not ws.portal_path.exists(), "plan created the portal store"
+    code, summary_run, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
+    assert code == 0 and summary_run["writes"] == summary["writes"] and ws.portal_path.exists(), err
