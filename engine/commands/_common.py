@@ -12,13 +12,24 @@ DEFAULT_STATE_URL = "sqlite:///var/state.sqlite"
 
 
 def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("tenant", help="tenant id (tenants/<id>.yaml) or path to a tenant file")
-    parser.add_argument("--tenants-dir", default="tenants", help="where tenant ids are looked up (default: tenants)")
+    add_tenant_argument(parser)
     parser.add_argument("--date", type=dt.date.fromisoformat, default=None,
                         help="run as of this date (YYYY-MM-DD; default: today)")
     parser.add_argument("--state", default=None,
                         help=f"state store URL (default: the tenant's state, $IDWELL_STATE_URL or {DEFAULT_STATE_URL})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (docs/summary.md)")
+
+
+def add_tenant_argument(parser: argparse.ArgumentParser) -> None:
+    """TENANT and where it and its mapping are found (every command that reads one tenant)."""
+    parser.add_argument("tenant", help="tenant id (tenants/<id>.yaml) or path to a tenant file")
+    parser.add_argument("--tenants-dir", default="tenants", help="where tenant ids are looked up (default: tenants)")
+    add_mapping_dir(parser)
+
+
+def add_mapping_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mapping-dir", action="append", type=Path, default=[], metavar="DIR",
+                        help="look for mappings here first (may be repeated); then in <tenant folder>/../mappings")
 
 
 def tenant_path(args) -> Path:
@@ -34,7 +45,7 @@ def tenant_path(args) -> Path:
 
 def load(args):
     from engine.config import load_tenant
-    return load_tenant(tenant_path(args))
+    return load_tenant(tenant_path(args), mapping_dirs=args.mapping_dir)
 
 
 def state_url(args, tenant) -> str:

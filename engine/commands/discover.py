@@ -10,10 +10,10 @@ HELP = "list the source database's tables, views and columns, or show a few rows
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("tenant", help="tenant id (tenants/<id>.yaml) or path to a tenant file")
+    from engine.commands._common import add_tenant_argument
+    add_tenant_argument(parser)
     parser.add_argument("table", nargs="?", help="a table or view (name or schema.name): its columns and first rows")
     parser.add_argument("--rows", type=int, default=5, help="rows to show of TABLE (default: 5)")
-    parser.add_argument("--tenants-dir", default="tenants", help="where tenant ids are looked up (default: tenants)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
 
 

@@ -9,8 +9,8 @@ HELP = "check a tenant's connection step by step: DNS, firewall, driver, TLS, lo
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("tenant", help="tenant id (tenants/<id>.yaml) or path to a tenant file")
-    parser.add_argument("--tenants-dir", default="tenants", help="where tenant ids are looked up (default: tenants)")
+    from engine.commands._common import add_tenant_argument
+    add_tenant_argument(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
 
 

@@ -16,12 +16,12 @@ DEFAULT_PATHS = ("tenants", "mappings")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from engine.commands._common import add_mapping_dir
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="tenant or mapping files, or folders of them (default: tenants/ and mappings/)")
     parser.add_argument("--format", choices=("text", "json", "github"), default="text",
                         help="text (default), json, or github (GitHub Actions annotations)")
-    parser.add_argument("--mapping-dir", action="append", type=Path, default=[], metavar="DIR",
-                        help="look for mappings here first (may be repeated); then in <tenant folder>/../mappings")
+    add_mapping_dir(parser)
     parser.add_argument("--max-errors", type=int, default=50, metavar="N",
                         help="text format: show at most N problems (0: all; default 50)")
 

@@ -104,7 +104,8 @@ def _mapping_path(name: Any, tenant_path: Path, mapping_dirs: list[Path], report
             return candidate
     folders = [c.parent for c in candidates]
     known = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
-    hint = did_you_mean(name, known) or ("Available mappings: " + ", ".join(known) if known else "")
+    hint = did_you_mean(name, known) or ("Available mappings: " + ", ".join(known) if known else
+                                         "A mapping kept in another folder is found with --mapping-dir DIR")
     where = ", ".join(display_name(f.resolve()) + "/" for f in folders)
     report.error(("mapping",), f"mapping '{name}' not found: no {name}.yaml in {where}" + (f". {hint}" if hint else ""))
     return None

@@ -205,3 +205,18 @@ def test_plan_does_not_create_the_local_portal_store(ws):
     assert not ws.portal_path.exists(), "plan created the portal store"
     code, summary_run, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
     assert code == 0 and summary_run["writes"] == summary["writes"] and ws.portal_path.exists(), err
+
+
+def test_a_tenant_file_elsewhere_finds_its_mapping_with_mapping_dir(ws):
+    """The tenant commands take --mapping-dir as validate does (docs/config.md): a tenant file
+    kept outside a tenants/ folder next to mappings/ is planned with it, and without it the
+    error names the folder it looked in."""
+    import shutil
+    elsewhere = ws.root / "elsewhere" / "kunden"
+    elsewhere.mkdir(parents=True)
+    moved = shutil.copy(ws.tenant_file(), elsewhere / "demo.yaml")
+    code, _, err = ws.cli_json("plan", str(moved), "--no-out")
+    assert code == 3 and "mapping 'domus-sql' not found: no domus-sql.yaml in elsewhere/mappings/" in err
+    assert "--mapping-dir" in err
+    code, summary, err = ws.cli_json("plan", str(moved), "--no-out", "--mapping-dir", str(ws.root / "mappings"))
+    assert code == 0 and summary["status"] == "ok", err
