@@ -25,7 +25,7 @@ COMMANDS: dict[str, str] = {
 }
 
 EPILOG = """exit codes:
-  0 ok   1 invalid/failed findings   2 usage   3 config   4 source   5 target
+  0 ok   1 validate: invalid files; doctor: a step failed   2 usage   3 config   4 source   5 target
   6 deletes held back   7 tenant locked   8 dedup 'fail'   9 records rejected   10 state store
   70 internal error   141 the output's reader stopped reading (e.g. | head)"""
 
@@ -35,13 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="idwell-sync", description="One-way sync from a property manager's ERP into the iDWELL portal.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="more log output (-vv for debug); also before the command")
         module.add_arguments(p)
         p.set_defaults(_main=module.main)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("idwell-sync")
+    except PackageNotFoundError:          # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,3 +170,19 @@ def test_output_whose_reader_stopped_ends_quietly_with_141():
         os.close(write_end)
     assert done.returncode == 141, done.stderr
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_command_line_mistakes_say_what_to_write(capsys):
+    """A date or row count that cannot be one is a usage error (2) that says what to write,
+    -v is taken after the command too, and --version names the installed version."""
+    for argv, expected in ((["plan", "demo", "--date", "2026-13-01"], "'2026-13-01' is not a date: write YYYY-MM-DD"),
+                           (["discover", "demo", "adresse", "--rows", "-1"], "give a number of rows, 0 or more")):
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        assert caught.value.code == 2 and expected in capsys.readouterr().err
+    code = main(["validate", "-v", str(REPO / "tenants" / "demo.yaml"), "--mapping-dir", str(REPO / "mappings")])
+    assert code == 0 and "1 file valid" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    from importlib.metadata import version
+    assert caught.value.code == 0 and capsys.readouterr().out.strip() == f"idwell-sync {version('idwell-sync')}"

@@ -13,11 +13,18 @@ DEFAULT_STATE_URL = "sqlite:///var/state.sqlite"
 
 def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
     add_tenant_argument(parser)
-    parser.add_argument("--date", type=dt.date.fromisoformat, default=None,
+    parser.add_argument("--date", type=run_date, default=None,
                         help="run as of this date (YYYY-MM-DD; default: today)")
     parser.add_argument("--state", default=None,
                         help=f"state store URL (default: the tenant's state, $IDWELL_STATE_URL or {DEFAULT_STATE_URL})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (docs/summary.md)")
+
+
+def run_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write YYYY-MM-DD, e.g. 2026-06-01") from None
 
 
 def add_tenant_argument(parser: argparse.ArgumentParser) -> None:
@@ -73,11 +80,13 @@ def open_state(args, tenant):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         return StateStore(url)
     except (OSError, SQLAlchemyError) as exc:
-        shown = make_url(url).render_as_string(hide_password=True) if "://" in url else "the configured URL"
+        shown = make_url(url).render_as_string(hide_password=True) if "://" in url else \
+            "(the value given is not a URL such as sqlite:///var/state.sqlite)"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
         raise StateError(f"tenant '{tenant.id}': cannot open the state store {shown}: {reason}",
-                         hint="check --state / $IDWELL_STATE_URL: the folder must exist and be writable, "
-                              "the database reachable") from None
+                         hint="check --state / $IDWELL_STATE_URL (or the tenant's state_url): a SQLAlchemy URL, "
+                              "an SQLite file in a folder that can be created and written, or a database server "
+                              "that is reachable") from None
 
 
 def check_output(path: Path | None, option: str) -> None:

@@ -13,8 +13,19 @@ def add_arguments(parser) -> None:
     from engine.commands._common import add_tenant_argument
     add_tenant_argument(parser)
     parser.add_argument("table", nargs="?", help="a table or view (name or schema.name): its columns and first rows")
-    parser.add_argument("--rows", type=int, default=5, help="rows to show of TABLE (default: 5)")
+    parser.add_argument("--rows", type=_row_count, default=5, help="rows to show of TABLE (default: 5)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+
+
+def _row_count(text: str) -> int:
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of rows, 0 or more")
+    return value
 
 
 def main(args) -> int:

@@ -53,4 +53,6 @@ def main(args) -> int:
         print(render_text(s, prepared.findings))
         if out:
             print(f"\n  plan written to {out}")
+        if args.findings:
+            print(f"  findings written to {args.findings}")
     return ExitCode.OK

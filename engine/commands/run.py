@@ -38,4 +38,6 @@ def main(args) -> int:
         print()
     else:
         print(render_text(result.summary, result.findings))
+        if args.findings:
+            print(f"\n  findings written to {args.findings}")
     return result.exit_code
