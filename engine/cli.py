@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return int(args._main(args))
+        code = int(args._main(args))
+        sys.stdout.flush()            # into a pipe: what is still buffered is written now, not at exit
+        return code
     except SyncError as exc:
         print(f"idwell-sync {args.command}: error: {exc}", file=sys.stderr)
         print_failure(args, int(exc.exit_code), exc.message, exc.hint)
@@ -116,10 +118,13 @@ def print_failure(args: argparse.Namespace, code: int, message: str, hint: str |
         return
     import json
     from engine.report import SUMMARY_VERSION
-    failure = {"version": SUMMARY_VERSION, "tenant": str(args.tenant), "mode": SUMMARY_COMMANDS[args.command],
+    tenant = getattr(args, "tenant_id", None) or str(args.tenant)     # the id once the file has loaded
+    failure = {"version": SUMMARY_VERSION, "tenant": tenant, "mode": SUMMARY_COMMANDS[args.command],
                "status": "failed", "exit_code": code, "error": {"message": message, "hint": hint}}
-    json.dump(failure, sys.stdout, ensure_ascii=False, indent=2)
-    print()
+    try:
+        print(json.dumps(failure, ensure_ascii=False, indent=2), flush=True)
+    except BrokenPipeError:           # nobody reads standard output: the error is on standard error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from engine.classify import CAUSES, Cause
 from engine.config.model import IdwellTarget, LocalTarget, Tenant
-from engine.config.secrets import Secret, SecretError
+from engine.config.secrets import MISSING_SECRET_HINT, Secret, SecretError
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -95,9 +95,7 @@ def check_secrets(tenant: Tenant) -> Step:
         except SecretError as exc:
             problems.append(f"{where}: {exc}")
     if problems:
-        return step("secrets", title, "fail", "; ".join(problems),
-                    ("set the environment variable or create the file the tenant references, on the sync server",
-                     "die referenzierte Umgebungsvariable bzw. Datei auf dem Sync-Server bereitstellen"))
+        return step("secrets", title, "fail", "; ".join(problems), MISSING_SECRET_HINT)
     names = ", ".join(r for _, s in refs for r in s.references)
     return step("secrets", title, "ok", f"{len(refs)} reference(s) resolve: {names}")
 

@@ -94,7 +94,7 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
         conn, steps = _connect_steps(engine, source, t)
         yield from steps
         if conn is None:
-            yield from _not_connected(tenant, "the login failed")
+            yield from _not_connected(tenant, "no connection (see login)")
             return
         try:
             yield _permissions(conn, t)

@@ -52,7 +52,7 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
     lines.append("")
     lines.append(f"  {s['writes']:,} writes {verb}.")
     if s["deletes_held"]:
-        lines.append(f"  DELETES HELD BACK (if they are intended: idwell-sync run {s['tenant']} --allow-deletes):")
+        lines.append("  DELETES HELD BACK (if they are intended: `idwell-sync run` the tenant with --allow-deletes):")
         lines += [f"    - {r}" for r in s["deletes_held"]]
     if s["drift"]:
         lines.append("  drift (edited in the portal, overwritten with the ERP's values):")

@@ -164,8 +164,9 @@ def test_output_whose_reader_stopped_ends_quietly_with_141():
     read_end, write_end = os.pipe()
     os.close(read_end)                            # nobody reads: the first write finds the pipe closed
     try:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}    # output held until the end
         done = subprocess.run([sys.executable, "-m", "engine", "validate", "tenants/demo.yaml", "mappings"],
-                              cwd=REPO, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+                              cwd=REPO, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, env=env)
     finally:
         os.close(write_end)
     assert done.returncode == 141, done.stderr

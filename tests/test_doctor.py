@@ -87,7 +87,7 @@ def test_text_output_numbers_steps_and_shows_both_hints(tmp_path, capsys):
     assert code == 1
     assert "[FAIL]  6. login / Anmeldung: database_missing" in out
     assert "what to do: the SQLite file does not exist" in out and "was tun:    die SQLite-Datei fehlt" in out
-    assert "[skip] 14. " not in out and "[skip] 13. server clock / Serveruhr: not run: the login failed" in out
+    assert "[skip] 14. " not in out and "[skip] 13. server clock / Serveruhr: not run: no connection (see login)" in out
     assert out.rstrip().endswith("doctor FAILED: 1 failed, 0 warnings, 3 ok, 10 skipped")
     assert not (tmp_path / "fehlt.sqlite").exists(), "doctor must not create the missing ERP file"
 
@@ -213,7 +213,7 @@ def test_wrong_password_fails_at_login(pg_erp, tmp_path, capsys, monkeypatch):
     assert "password authentication failed" in steps["login"]["detail"]
     assert steps["login"]["hint_en"].startswith("the login was refused") and "Passwort" in steps["login"]["hint_de"]
     assert [steps[n]["status"] for n in ("dns", "tcp", "driver")] == ["ok", "ok", "ok"]
-    assert steps["query:users"]["status"] == "skip" and steps["query:users"]["detail"] == "not run: the login failed"
+    assert steps["query:users"]["status"] == "skip" and steps["query:users"]["detail"] == "not run: no connection (see login)"
 
 
 def test_missing_database_fails_at_login_with_its_own_hint(pg_erp, tmp_path, capsys, monkeypatch):

@@ -52,7 +52,9 @@ def tenant_path(args) -> Path:
 
 def load(args):
     from engine.config import load_tenant
-    return load_tenant(tenant_path(args), mapping_dirs=args.mapping_dir)
+    tenant = load_tenant(tenant_path(args), mapping_dirs=args.mapping_dir)
+    args.tenant_id = tenant.id            # for a failure's --json summary (engine.cli.print_failure)
+    return tenant
 
 
 def state_url(args, tenant) -> str:

@@ -31,7 +31,7 @@ def _row_count(text: str) -> int:
 def main(args) -> int:
     from engine.commands._common import load
     from engine import discover as d
-    from engine.sources.connect import create_sql_engine, source_error
+    from engine.sources.connect import connect_error, create_sql_engine
 
     tenant = load(args)
     if tenant.source.type != "sql":
@@ -45,7 +45,7 @@ def main(args) -> int:
         except SourceError:
             raise
         except Exception as exc:
-            raise source_error(exc, f"tenant '{tenant.id}': discover") from None
+            raise connect_error(exc, f"tenant '{tenant.id}': discover", engine, tenant.source) from None
     finally:
         engine.dispose()
     if args.format == "json":

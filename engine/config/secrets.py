@@ -19,6 +19,11 @@ class SecretError(Exception):
     """A reference cannot be resolved. The message names the reference, never a value."""
 
 
+MISSING_SECRET_HINT = ("set the environment variable or create the file the tenant references, on the sync server",
+                       "die referenzierte Umgebungsvariable bzw. Datei auf dem Sync-Server bereitstellen")
+"""What to do about a reference that cannot be resolved (English, German)."""
+
+
 @dataclass(frozen=True)
 class Secret:
     template: str            # e.g. "${env:ACME_SQL_PASSWORD}" or "mssql://u:${env:PW}@host/db"

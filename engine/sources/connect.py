@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from engine.classify import CAUSES, classify, message_of
 from engine.config.model import SqlServer, SqlSource
-from engine.config.secrets import SecretError
+from engine.config.secrets import MISSING_SECRET_HINT, SecretError
 from engine.errors import SecretReferenceError, SourceError, SyncError
 from engine.sources import odbc
 
@@ -98,21 +98,53 @@ def sqlite_file(engine: "sqlalchemy.Engine") -> str | None:
     return str(Path(unquote(database.removeprefix("file:"))).resolve())
 
 
-def resolves(host: str) -> bool:
-    """Whether a host name (or address) resolves here."""
+def resolves(host: str, timeout: float = 5.0) -> bool:
+    """Whether a host name resolves here (an address always does); a lookup that takes longer
+    than `timeout` counts as resolving, so that a slow resolver never changes the answer."""
+    import ipaddress
     import socket
+    import threading
     try:
-        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        ipaddress.ip_address(host)
         return True
-    except (socket.gaierror, UnicodeError):
-        return False
+    except ValueError:
+        pass
+    found: list[bool] = []
+
+    def look_up() -> None:
+        try:
+            socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            found.append(True)
+        except (socket.gaierror, UnicodeError):
+            found.append(False)
+    thread = threading.Thread(target=look_up, name="dns", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return found[0] if found else True
+
+
+def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", source: SqlSource) -> SyncError:
+    """source_error for a connection that failed, told apart further where the driver's text
+    cannot tell: a SQLite file that cannot be opened (named, with what to check) and a host name
+    that does not resolve (FreeTDS says "unable to connect" for it, as for a closed port)."""
+    error = source_error(exc, what)
+    if not isinstance(error, SourceError):
+        return error
+    if error.cause == "database_missing" and (path := sqlite_file(engine)):
+        return SourceError(f"{what} failed ({error.cause}): cannot open the SQLite file {path}", cause=error.cause,
+                           hint=SQLITE_FILE_HINT[0])
+    host = source.server.host if source.server is not None else engine.url.host
+    if error.cause == "unreachable" and host and not resolves(host):
+        said = odbc.mask_connection_string(message_of(exc))[:300]
+        return SourceError(f"{what} failed (dns): the host name {host} does not resolve (the driver said: {said})",
+                           cause="dns", hint=CAUSES["dns"].hint_en, retriable=CAUSES["dns"].retriable)
+    return error
 
 
 def secret_error(exc: SecretError, what: str) -> SecretReferenceError:
     """A secret the source references cannot be resolved: a configuration problem of the
     machine that runs the sync (exit code 3), not a connection problem of the ERP (4)."""
-    return SecretReferenceError(f"{what}: {exc}", hint="set the environment variable or create the file the "
-                                                       "tenant references (docs/config.md, secrets)")
+    return SecretReferenceError(f"{what}: {exc}", hint=MISSING_SECRET_HINT[0])
 
 
 def source_error(exc: BaseException, what: str) -> SyncError:

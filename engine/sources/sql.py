@@ -47,29 +47,15 @@ class SqlExtractor:
         self._conn = None
 
     def _connection(self):
-        from engine.sources.connect import SQLITE_FILE_HINT, resolves, secret_error, sqlite_file
+        from engine.sources.connect import connect_error, secret_error
         if self._conn is None:
             try:
                 self._conn = self._engine.connect()
             except SecretError as exc:  # resolved as the connection is made (source.server's password)
                 raise secret_error(exc, f"tenant '{self.tenant_id}': source password") from None
             except Exception as exc:  # the driver's own exception types vary
-                error = _source_error(exc, self.tenant_id, "connect")
-                if error.cause == "database_missing" and (path := sqlite_file(self._engine)):
-                    error = SourceError(f"tenant '{self.tenant_id}': cannot open the SQLite file {path}",
-                                        cause=error.cause, hint=SQLITE_FILE_HINT[0])
-                elif error.cause == "unreachable" and (host := self._host()) and not resolves(host):
-                    # a driver may say "unable to connect" for a name that does not resolve (FreeTDS)
-                    from engine.classify import CAUSES
-                    error = SourceError(f"tenant '{self.tenant_id}': connect failed: dns: the host name {host} "
-                                        f"does not resolve", cause="dns", hint=CAUSES["dns"].hint_en,
-                                        retriable=CAUSES["dns"].retriable)
-                raise error from None
+                raise connect_error(exc, f"tenant '{self.tenant_id}': connect", self._engine, self.source) from None
         return self._conn
-
-    def _host(self) -> str | None:
-        """The database server's host name (None: a file)."""
-        return self.source.server.host if self.source.server is not None else self._engine.url.host
 
     def batches(self, entity: EntityMapping, extra_params: dict[str, Any]) -> Iterator[tuple[list[str], list[tuple]]]:
         """Rows straight from the DBAPI cursor in batches of `batch_size`: the statement is compiled

@@ -7,6 +7,7 @@ transaction per chunk, and turns the store's answers into Outcomes.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Collection, Iterator, Sequence
@@ -79,6 +80,10 @@ def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
     a store that does not exist yet is not created, and reads as empty."""
     path = Path(tenant.target.path)
     if read_only and not path.exists():
+        folder = next(p for p in path.absolute().parents if p.exists())
+        if not (folder.is_dir() and os.access(folder, os.W_OK)):     # the first run could not create it
+            raise TargetError(f"cannot create the local portal store {path}: {folder} is not a writable folder",
+                              hint="check that the path is writable and is an SQLite file")
         return NoStoreYet(path)
     return LocalStore(path)
 

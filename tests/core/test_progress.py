@@ -30,8 +30,10 @@ def plan_on_terminal(ws, monkeypatch, parallel: bool) -> tuple[Terminal, object]
     terminal = Terminal()
     tenant = ws.tenant()
     target, state = LocalStore(ws.portal_path), ws.state()
+    progress = Progress(stream=terminal)
+    monkeypatch.setattr(progress, "_show", lambda force=False: Progress._show(progress, True))   # every redraw
     try:
-        prepared = prepare(tenant, target, state, run_date=RUN_DATE, progress=Progress(stream=terminal))
+        prepared = prepare(tenant, target, state, run_date=RUN_DATE, progress=progress)
     finally:
         target.close()
         state.close()
@@ -49,7 +51,7 @@ def test_the_contracts_records_are_counted_while_they_are_made(ws, monkeypatch):
     made = [int(m.group(1).replace(",", "")) for s in screens
             if (m := re.fullmatch(rf"extract occupancies: {rows:,}, mapped ([\d,]+)/{rows:,}", s))]
     assert made, f"no live line counts the contracts' records: {screens}"
-    assert made[0] == 0 and made == sorted(made)
+    assert made[0] == 0 and made == sorted(made) and made[-1] == rows
     finished = [s for s in screens if s.startswith("extract occupancies: ") and " in " in s]
     assert finished == [f"extract occupancies: {rows:,} in {finished[0].split(' in ')[1]}"]
     assert "mapped" not in finished[0]        # the phase's own line reports the rows read, as before

@@ -181,7 +181,7 @@ def test_a_failed_run_still_prints_a_summary_object_with_json(ws):
     assert code == ExitCode.DEDUP_FAILED, err
     assert summary is not None, "nothing on standard output"
     assert (summary["status"], summary["exit_code"], summary["mode"], summary["tenant"]) == \
-        ("failed", 8, "run", str(path))
+        ("failed", 8, "run", "demo")
     assert "shared by several persons" in summary["error"]["message"] and summary["error"]["hint"]
     assert summary["error"]["message"] in err
 
@@ -189,6 +189,9 @@ def test_a_failed_run_still_prints_a_summary_object_with_json(ws):
     code, summary, err = ws.cli_json("plan", str(missing), "--no-out")
     assert code == ExitCode.SOURCE and summary["status"] == "failed" and summary["exit_code"] == 4, err
     assert summary["mode"] == "plan" and "no-such-erp.sqlite" in summary["error"]["message"]
+
+    code, summary, err = ws.cli_json("run", "no-such-tenant", "--date", "2026-06-01")
+    assert code == 3 and summary["tenant"] == "no-such-tenant", err       # as given: no file to read the id from
 
     code, summary, err = ws.cli_json("run", str(ws.tenant_file()), "--date", "2026-06-01")
     assert code == 0 and summary["status"] == "ok" and "exit_code" not in summary, err
@@ -220,3 +223,14 @@ def test_a_tenant_file_elsewhere_finds_its_mapping_with_mapping_dir(ws):
     assert "--mapping-dir" in err
     code, summary, err = ws.cli_json("plan", str(moved), "--no-out", "--mapping-dir", str(ws.root / "mappings"))
     assert code == 0 and summary["status"] == "ok", err
+
+
+def test_plan_refuses_a_local_store_the_first_run_could_not_create(ws):
+    """Not creating the store does not hide that it cannot be created: a path under a file
+    fails the plan with the target's exit code, as the run would."""
+    blocker = ws.root / "not-a-folder"
+    blocker.write_text("x")
+    path = ws.tenant_file(target={"path": str(blocker / "portal.sqlite")})
+    code, summary, err = ws.cli_json("plan", str(path), "--no-out")
+    assert code == 5 and summary["status"] == "failed", err
+    assert f"cannot create the local portal store {blocker / 'portal.sqlite'}" in err
