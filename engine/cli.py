@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.set_defaults(_subparsers={})
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="more log output (-vv for debug); also before the command")
         module.add_arguments(p)
         p.set_defaults(_main=module.main)
+        parser.get_default("_subparsers")[name] = p
     return parser
 
 
@@ -57,7 +59,10 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:                       # said with the command's own usage, not the top level's
+        (parser.get_default("_subparsers").get(args.command) or parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "_main", None):
         parser.print_help(sys.stderr)
         return ExitCode.USAGE

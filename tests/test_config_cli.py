@@ -177,7 +177,8 @@ def test_command_line_mistakes_say_what_to_write(capsys):
     """A date or row count that cannot be one is a usage error (2) that says what to write,
     -v is taken after the command too, and --version names the installed version."""
     for argv, expected in ((["plan", "demo", "--date", "2026-13-01"], "'2026-13-01' is not a date: write YYYY-MM-DD"),
-                           (["discover", "demo", "adresse", "--rows", "-1"], "give a number of rows, 0 or more")):
+                           (["discover", "demo", "adresse", "--rows", "-1"], "give a number of rows, 0 or more"),
+                           (["run", "demo", "--bogus"], "usage: idwell-sync run [-h]")):
         with pytest.raises(SystemExit) as caught:
             main(argv)
         assert caught.value.code == 2 and expected in capsys.readouterr().err

@@ -116,7 +116,16 @@ def _type(error: ValidationError, path: tuple) -> Iterator[Raw]:
         return
     wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
     names = " or ".join(_TYPE_NAMES[t] for t in wanted)
-    yield path, f"expected {names}, got {_describe(error.instance)}"
+    hint = ""
+    if "boolean" in wanted and isinstance(error.instance, str) and error.instance.lower() in _YAML11_BOOLEANS:
+        hint = f": write {'true' if error.instance.lower() in _YAML11_TRUE else 'false'} (these files are " \
+               f"YAML 1.2, where {error.instance!r} is text)"
+    yield path, f"expected {names}, got {_describe(error.instance)}{hint}"
+
+
+_YAML11_TRUE = frozenset({"yes", "y", "on"})
+_YAML11_BOOLEANS = _YAML11_TRUE | {"no", "n", "off"}
+"""What YAML 1.1 (and many an editor's habit) reads as a boolean; YAML 1.2 reads it as text."""
 
 
 def _enum(error: ValidationError, path: tuple) -> Iterator[Raw]:
