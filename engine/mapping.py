@@ -136,7 +136,7 @@ class Mapper:
                 self._take(part, batch)
 
     def _map_each(self, rows: Sequence[Any]) -> None:
-        out, records, findings, entity = self.out, self.out.records, self.findings, self.mapping.name
+        out, records = self.out, self.out.records
         getters, early, gate, unmapped, defaults = self._getters, self._early, self._gate, self._unmapped, self._defaults
         id_of, key_of, contract_of = self._id, self._key, self._contract
         filters = self._filters

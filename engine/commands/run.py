@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from engine.commands._common import add_tenant_arguments, check_output, load, open_state
-from engine.errors import ExitCode
 
 HELP = "sync one tenant: extract, map, plan and apply to the target"
 
