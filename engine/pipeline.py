@@ -440,6 +440,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
         target = target or open_target(tenant)
         try:
             prepared = prepare(tenant, target, state, run_date=run_date, allow_deletes=allow_deletes, progress=progress)
+            t = time.perf_counter()
             try:
                 applied = apply(prepared, target, progress)
             except Exception as exc:
@@ -447,6 +448,8 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                 if partial:   # remember what the portal accepted, or the next run calls it drift
                     record(prepared, Applied(partial, []), state, run_id, complete=False)
                 raise
+            prepared.timings["apply"] = time.perf_counter() - t
+            prepared.timings["total"] += prepared.timings["apply"]
             record(prepared, applied, state, run_id)
             status = "rejected" if applied.rejected else "deletes_held" if prepared.plan.held_reasons else "ok"
         finally:

@@ -195,6 +195,9 @@ def test_a_failed_run_still_prints_a_summary_object_with_json(ws):
 
     code, summary, err = ws.cli_json("run", str(ws.tenant_file()), "--date", "2026-06-01")
     assert code == 0 and summary["status"] == "ok" and "exit_code" not in summary, err
+    timings = summary["timings"]          # a run's time includes writing to the portal
+    assert set(timings) == {"extract", "transform", "plan", "apply", "total"} and timings["apply"] > 0
+    assert timings["total"] >= timings["extract"] + timings["transform"] + timings["plan"] + timings["apply"] - 0.01
 
 
 def test_plan_does_not_create_the_local_portal_store(ws):
