@@ -100,7 +100,14 @@ def check_secrets(tenant: Tenant) -> Step:
     return step("secrets", title, "ok", f"{len(refs)} reference(s) resolve: {names}")
 
 
-def check_dns(host: str) -> Step:
+DNS_HINT_API = ("the host name does not resolve: check the host in source.base_url, or ask the vendor for "
+                "the API's address",
+                "der Hostname lässt sich nicht auflösen: den Host in source.base_url prüfen oder den Anbieter "
+                "nach der Adresse der API fragen")
+"""check_dns's advice for an API source (CAUSES['dns'] speaks of source.host and SQL Server)."""
+
+
+def check_dns(host: str, hint: Cause | tuple[str, str] | None = None) -> Step:
     title = f"DNS: {host}"
     if _is_ip(host):
         return step("dns", title, "ok", f"{host} is an IP address, no lookup needed")
@@ -108,7 +115,8 @@ def check_dns(host: str) -> Step:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        return step("dns", title, "fail", f"{host} does not resolve: {exc}", CAUSES["dns"], time.perf_counter() - t0)
+        return step("dns", title, "fail", f"{host} does not resolve: {exc}", hint or CAUSES["dns"],
+                    time.perf_counter() - t0)
     addresses = sorted({i[4][0] for i in infos})
     return step("dns", title, "ok", f"{host} -> {', '.join(addresses[:4])}", seconds=time.perf_counter() - t0)
 

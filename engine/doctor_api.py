@@ -8,7 +8,7 @@ import time
 from typing import Iterator
 
 from engine.config.model import ApiSource, Tenant
-from engine.doctor import Step, check_dns, check_tcp, endpoint_of_url, skipped, step
+from engine.doctor import DNS_HINT_API, Step, check_dns, check_tcp, endpoint_of_url, skipped, step
 from engine.doctor_sql import used_columns
 from engine.errors import SecretReferenceError, SourceError
 
@@ -22,12 +22,14 @@ def api_steps(tenant: Tenant, transport=None) -> Iterator[Step]:
         yield step("dns", "DNS", "fail", f"source.base_url has no host: {source.base_url}")
         return
     host, port = endpoint
-    dns = check_dns(host)
+    dns = check_dns(host, DNS_HINT_API)
     yield dns
     tcp = check_tcp(host, port, source.timeout) if dns.status != "fail" else skipped("tcp", f"TCP {host}:{port}", "not run: DNS failed")
     yield tcp
     if tcp.status in ("fail", "skip"):
-        yield skipped("auth", "authentication / Anmeldung", f"not run: {'DNS' if dns.status == 'fail' else 'TCP'} failed")
+        why = f"not run: {'DNS' if dns.status == 'fail' else 'TCP'} failed"
+        yield skipped("auth", "authentication / Anmeldung", why)
+        yield from _endpoints_not_run(tenant, why)
         return
     from engine.sources.api import ApiExtractor
     small = dataclasses.replace(source, page_size=min(source.page_size, PAGE), rate_limit=None)
@@ -40,10 +42,17 @@ def api_steps(tenant: Tenant, transport=None) -> Iterator[Step]:
                 yield _auth_step(result)
                 first = False
                 if isinstance(result, Exception) and getattr(result, "cause", "") == "login_failed":
+                    yield from _endpoints_not_run(tenant, "not run: authentication failed")
                     return
             yield _endpoint_step(entity, result)
     finally:
         extractor.close()
+
+
+def _endpoints_not_run(tenant: Tenant, why: str) -> Iterator[Step]:
+    """Every endpoint's step, as not run (the checklist keeps its steps and their numbers)."""
+    for entity in tenant.entities.values():
+        yield skipped(f"endpoint:{entity.name}", _endpoint_title(entity), why)
 
 
 def _first_page(extractor, entity):
@@ -67,8 +76,12 @@ def _auth_step(result) -> Step:
     return step("auth", title, "ok", "the API accepted the credentials")
 
 
+def _endpoint_title(entity) -> str:
+    return f"endpoint {entity.endpoint} ({entity.name})"
+
+
 def _endpoint_step(entity, result) -> Step:
-    name, title = f"endpoint:{entity.name}", f"endpoint {entity.endpoint} ({entity.name})"
+    name, title = f"endpoint:{entity.name}", _endpoint_title(entity)
     if isinstance(result, Exception):
         return step(name, title, "fail", getattr(result, "message", str(result)),
                     (getattr(result, "hint", None) or "check the endpoint and record_selector in the mapping",

@@ -383,7 +383,18 @@ def test_api_source_with_a_wrong_key_fails_at_auth(tmp_path, capsys, monkeypatch
     code, report, steps = doctor(capsys, write_api_tenant(tmp_path, cloud_connect))
     assert code == 1 and first_failure(report)["name"] == "auth"
     assert "(401)" in steps["auth"]["detail"] and "key-other" not in json.dumps(report)
-    assert "endpoint:buildings" not in steps
+    assert steps["endpoint:buildings"]["status"] == "skip"          # listed, as not run
+    assert steps["endpoint:buildings"]["detail"] == "not run: authentication failed"
+
+
+def test_api_source_whose_host_does_not_resolve_points_to_base_url(tmp_path, capsys, monkeypatch):
+    """The DNS advice for an API source names source.base_url, not SQL Server's source.host, and
+    the steps after it are listed as not run."""
+    monkeypatch.setenv("ACME_CC_KEY", "key-acme")
+    code, report, steps = doctor(capsys, write_api_tenant(tmp_path, "http://no-such-host.invalid/api"))
+    assert code == 1 and first_failure(report)["name"] == "dns"
+    assert "source.base_url" in steps["dns"]["hint_en"] and "SQL Server" not in steps["dns"]["hint_en"]
+    assert [steps[n]["status"] for n in ("tcp", "auth", "endpoint:users")] == ["skip", "skip", "skip"]
 
 
 # --- SQL Server answers that cannot be produced here (no SQL Server on this machine) ----------
