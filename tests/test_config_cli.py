@@ -29,6 +29,7 @@ source:
 schedule:
   cron: "0 3 * * *"
   timezone: Europe/Berlim
+target: {type: local, path: var/portal/acme.sqlite}
 """
 
 
@@ -79,14 +80,16 @@ def test_json_format(workdir, capsys):
 
 def test_default_paths_valid_files_exit_0(workdir, capsys):
     (workdir / "tenants" / "acme.yaml").write_text(
-        "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\n")
+        "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\n"
+        "target: {type: local, path: var/portal/acme.sqlite}\n")
     code, out, _ = run(capsys)
     assert (code, out) == (0, "3 files valid\n")
 
 
 def test_warnings_alone_exit_0(workdir, capsys):
     (workdir / "tenants" / "acme.yaml").write_text(
-        "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\ndeletion: {max_share: 0.9}\n")
+        "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\ndeletion: {max_share: 0.9}\n"
+        "target: {type: local, path: var/portal/acme.sqlite}\n")
     code, out, _ = run(capsys, "tenants")
     assert code == 0
     assert "tenants/acme.yaml:4:12 $.deletion.max_share: warning: max_share 0.9" in out
@@ -112,6 +115,17 @@ def test_literal_secrets_never_appear_in_output(workdir, capsys, fmt):
     assert code == 1 and out.count("literal") == 3
     for secret in ("Geheim", "Tok3nValue", "Zw31tes"):
         assert secret not in out + err
+
+
+def test_a_tenant_without_target_is_valid_with_a_warning(workdir, capsys):
+    """validate passes a tenant without a target (doctor and discover work without one) but says
+    that plan and run need one, which they refuse it for with exit code 3."""
+    (workdir / "tenants" / "acme.yaml").write_text(
+        "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\n")
+    code, out, _ = run(capsys, "tenants")
+    assert code == 0 and out.splitlines() == [
+        "tenants/acme.yaml:1:1 $.id: warning: the tenant declares no target: validate and doctor check it, but "
+        "plan and run need one (a target section, docs/config.md)", "1 file valid (1 warning)"]
 
 
 def test_max_errors_summarises_the_rest(workdir, capsys):

@@ -13,6 +13,7 @@ def open_target(tenant, *, read_only: bool = False):
     """The tenant's target; `read_only` (plan): nothing is created to look at it."""
     if tenant.target is None:
         from engine.errors import ConfigError
-        raise ConfigError([], f"tenant '{tenant.id}' declares no target")
+        raise ConfigError([], f"tenant '{tenant.id}' declares no target: add a target section to "
+                              f"{tenant.path} (docs/config.md) to plan or run it")
     module_name, _, fn = TARGETS[tenant.target.type].partition(":")
     return getattr(importlib.import_module(module_name), fn)(tenant, read_only=read_only)
