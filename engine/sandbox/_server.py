@@ -29,6 +29,15 @@ class SandboxServer(ThreadingHTTPServer):
         self.api = api
         self.faults = faults or Faults()
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that drops its connection (a reset, a browser's unused pre-connect) is
+        logged in one line; anything else is a bug of the sandbox and keeps its traceback."""
+        import sys
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            log.info("client %s:%s closed the connection", *client_address[:2])
+            return
+        super().handle_error(request, client_address)
+
     @property
     def root_url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"

@@ -144,3 +144,20 @@ def test_the_page_lists_buildings_units_and_users(api, sandbox):
     for text in ("Haus &lt;Am Markt&gt;", "Köln", "0.07", "Müller", "g@example.org", "buildings (1)", "users (1)"):
         assert text in html
     assert "<Am Markt>" not in html
+
+
+def test_a_client_that_resets_its_connection_leaves_no_traceback(sandbox, api):
+    """A client that drops its connection with a reset (a browser's unused pre-connect does) is
+    not an error of the sandbox: no traceback on its console, and it goes on serving."""
+    import socket
+    import struct
+    import time
+    from urllib.parse import urlsplit
+    url = urlsplit(sandbox.root_url)
+    s = socket.create_connection((url.hostname, url.port))
+    s.sendall(b"GET /import/v1/buildings HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npartial")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close with RST
+    s.close()
+    time.sleep(0.5)
+    assert api.get("buildings").status_code == 200
+    assert "Traceback" not in sandbox.stderr.read_text()
