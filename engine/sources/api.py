@@ -138,9 +138,8 @@ class ApiExtractor:
                 r = self._client.get(url, params=params)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if attempt == MAX_ATTEMPTS:
-                    raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': {type(exc).__name__} "
-                                      f"reading {self.source.base_url}", cause="unreachable", retriable=True,
-                                      hint="check that the API is reachable from the sync server") from None
+                    raise _transport_error(exc, f"tenant '{self.tenant_id}': entity '{entity}'",
+                                           self.source.base_url) from None
                 time.sleep(_backoff(attempt))
                 continue
             if r.status_code in RETRY_STATUS and attempt < MAX_ATTEMPTS:
@@ -170,3 +169,22 @@ def _retry_after(r: httpx.Response) -> float | None:
         return min(60.0, float(r.headers.get("Retry-After", "")))
     except ValueError:
         return None
+
+
+_TRANSPORT_HINTS = {
+    "dns": "the host in source.base_url does not resolve: check it, or ask the vendor for the API's address",
+    "timeout": "the API did not answer in time: check the sync server's network path to it (proxy, "
+               "firewall) and the vendor's status; raise source.timeout if it is only slow",
+}
+_UNREACHABLE_HINT = ("the API cannot be reached from the sync server: check the network path to it (proxy, "
+                     "firewall) and the vendor's status")
+
+
+def _transport_error(exc: Exception, what: str, base_url: str) -> SourceError:
+    """A request that found no answer, with its cause (dns, timeout, unreachable) and what to do."""
+    from engine.classify import classify, message_of
+    cause = "timeout" if isinstance(exc, httpx.TimeoutException) else classify(exc.__cause__ or exc).code
+    cause = cause if cause in _TRANSPORT_HINTS else "unreachable"
+    said = message_of(exc.__cause__ or exc)[:200] or type(exc).__name__
+    return SourceError(f"{what}: no answer from {base_url} ({cause}: {said})", cause=cause, retriable=True,
+                       hint=_TRANSPORT_HINTS.get(cause, _UNREACHABLE_HINT))

@@ -108,3 +108,22 @@ def test_a_wrong_api_key_stops_the_run_naming_the_reference_not_the_value(erp, t
     assert "refused the credentials (401)" in proc.stderr
     assert "${env:CC_KEY}" in proc.stderr
     assert "not-the-key-s3cr3t" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("url, cause, advice", [
+    ("http://no-such-host.invalid/api", "dns", "the host in source.base_url does not resolve"),
+    ("http://127.0.0.1:{port}/api", "unreachable", "cannot be reached from the sync server"),
+])
+def test_an_api_without_an_answer_is_told_by_its_cause(url, cause, advice):
+    """A request that finds no answer says why (the name does not resolve, nothing listens) and
+    what to do, instead of httpx's class name; both are retried by the next night's run."""
+    import httpx
+    from pgcluster import free_port
+    from engine.sources.api import _transport_error
+    url = url.format(port=free_port())
+    with pytest.raises(httpx.TransportError) as raised:
+        httpx.get(url, timeout=5)
+    error = _transport_error(raised.value, "tenant 'acme': entity 'buildings'", url)
+    assert (error.cause, error.retriable) == (cause, True)
+    assert error.message.startswith(f"tenant 'acme': entity 'buildings': no answer from {url} ({cause}: ")
+    assert error.hint.startswith(advice) or advice in error.hint
