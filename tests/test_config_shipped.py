@@ -3,6 +3,7 @@ with a modeline that points at the schema, and docs/config.md's reference matche
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,39 @@ def test_ci_template_and_pre_commit_hook_call_validate():
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "validate-tenants.yml").read_text())
     steps = " ".join(step.get("run", "") for step in workflow["jobs"]["validate"]["steps"])
     assert "idwell-sync validate --format github" in steps
+
+
+def test_the_documented_defaults_are_what_a_tenant_that_leaves_them_out_gets(tmp_path):
+    """docs/config.md's Default column, read from the model's dataclasses, against tenants that
+    leave every optional key out, compiled as a run compiles them: a compiler that put another
+    value in place of a left-out key would make the column wrong."""
+    import yaml
+    from engine.config import load_tenant
+    from engine.config._docs import defaults
+    (tmp_path / "tenants").mkdir()
+    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
+    common = {"mapping": "domus-sql", "target": {"type": "local", "path": "p.sqlite"},
+              "dedup": {"email": {}, "phone": {}}, "contract_window": {}, "rules": {}, "deletion": {},
+              "schedule": {"cron": "30 3 * * *"}}
+    sql = {"type": "sql", "host": "h", "database": "d", "username": "u", "password": "${env:PW}"}
+    api = {"type": "api", "base_url": "https://api.example/v1", "auth": {"type": "api_key", "key": "${env:KEY}"}}
+    compiled = {}
+    for name, source, mapping, target in (
+            ("s", sql, "domus-sql", {"type": "local", "path": "p.sqlite"}),
+            ("a", api, "domus-api", {"type": "idwell", "base_url": "https://portal.example/import/v1",
+                                     "token": "${env:TOKEN}"})):
+        path = tmp_path / "tenants" / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**common, "id": name, "source": source, "mapping": mapping, "target": target}))
+        compiled[name] = load_tenant(path)
+    s, a = compiled["s"], compiled["a"]
+    objects = {"source (type: sql)": (s.source, s.source.server), "source (type: api)": (a.source,),
+               "source.auth (type: api_key)": (a.source.auth,), "dedup.email": (s.email_dedup,),
+               "dedup.phone": (s.phone_dedup,), "contract_window": (s.window,), "rules": (s.rules,),
+               "deletion": (s.deletion,), "target (type: idwell)": (a.target,), "schedule": (s.schedule,)}
+    checked = 0
+    for title, targets in objects.items():
+        for key, documented in defaults(title).items():
+            got = next(getattr(t, key) for t in targets if hasattr(t, key))
+            assert got == documented, f"{title}.{key}: documented {documented!r}, a tenant gets {got!r}"
+            checked += 1
+    assert checked >= 25

@@ -108,14 +108,43 @@ def _children(path: str, prop: dict, file: str, seen: set) -> Iterator[tuple[str
         yield from _sections(path, prop, file, seen)
 
 
+def _models() -> dict[str, tuple[type, ...]]:
+    """The section of each compiled object (engine.config.model) whose fields have defaults: the
+    engine's defaults are those of its frozen dataclasses, so that the docs read them there."""
+    from engine.config import model as m
+    return {"source (type: sql)": (m.SqlSource, m.SqlServer), "source (type: api)": (m.ApiSource,),
+            "source.auth (type: api_key)": (m.ApiAuth,), "dedup.email": (m.EmailDedup,),
+            "dedup.phone": (m.PhoneDedup,), "contract_window": (m.ContractWindow,), "rules": (m.Rules,),
+            "deletion": (m.Deletion,), "target (type: idwell)": (m.IdwellTarget,), "schedule": (m.Schedule,)}
+
+
+def defaults(title: str) -> dict[str, Any]:
+    """Key -> the value the engine takes when the key is left out (a constant default only)."""
+    import dataclasses
+    out: dict[str, Any] = {}
+    for model in _models().get(title, ()):
+        for f in dataclasses.fields(model):
+            if f.default is not dataclasses.MISSING and f.default is not None:
+                out.setdefault(f.name, f.default)
+    return out
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return f"`{_cell(json.dumps(value, ensure_ascii=False))}`"
+
+
 def _table(title: str, node: dict, file: str) -> str:
     required = set(node.get("required", ()))
+    known = defaults(title)
     rows = [f"### `{title}`" if title else "### Top level", "",
-            "| Key | Type | Required | Description | Example |", "|---|---|---|---|---|"]
+            "| Key | Type | Required | Default | Description | Example |", "|---|---|---|---|---|---|"]
     for name, prop in node["properties"].items():
         resolved, prop_file = resolve(prop, file)
         needed = name in required or "const" in resolved   # `type: sql`: the dispatcher requires it
-        rows.append(f"| `{name}` | {_cell(_type(prop, file))} | {'yes' if needed else ''} | "
+        default = _default(known[name]) if name in known and not needed else ""
+        rows.append(f"| `{name}` | {_cell(_type(prop, file))} | {'yes' if needed else ''} | {default} | "
                     f"{_cell(resolved.get('description', ''))} | {_example(resolved)} |")
     return "\n".join(rows)
 
