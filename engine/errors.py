@@ -57,7 +57,12 @@ class ConfigError(SyncError):
 
 
 class SecretReferenceError(SyncError):
+    """A secret the tenant references cannot be resolved on this machine."""
     exit_code = ExitCode.CONFIG
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        from engine.config.secrets import MISSING_SECRET_HINT
+        super().__init__(message, hint=hint or MISSING_SECRET_HINT[0])
 
 
 class SourceError(SyncError):
