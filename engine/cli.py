@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from engine._stop import Terminated, request_stop
 from engine.errors import ExitCode, SyncError
 
 COMMANDS: dict[str, str] = {
@@ -27,7 +28,8 @@ COMMANDS: dict[str, str] = {
 EPILOG = """exit codes:
   0 ok   1 validate: invalid files; doctor: a step failed   2 usage   3 config   4 source   5 target
   6 deletes held back   7 tenant locked   8 dedup 'fail'   9 records rejected   10 state store
-  70 internal error   141 the output's reader stopped reading (e.g. | head)"""
+  70 internal error   130 interrupted (Ctrl-C)   141 the output's reader stopped reading (e.g. | head)
+  143 stopped by SIGTERM (the run is recorded as failed and its lock released)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.USAGE
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _stop_on_sigterm()
     try:
         code = int(args._main(args))
         sys.stdout.flush()            # into a pipe: what is still buffered is written now, not at exit
@@ -76,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"idwell-sync {args.command}: error: {exc}", file=sys.stderr)
         print_failure(args, int(exc.exit_code), exc.message, exc.hint)
         return int(exc.exit_code)
-    except KeyboardInterrupt:
-        print(f"idwell-sync {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        by = "stopped (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"idwell-sync {args.command}: {by}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         if not _reader_gone(sys.stdout):
             return _internal_error(args)
@@ -87,6 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OUTPUT_CLOSED
     except Exception:
         return _internal_error(args)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends a command as Ctrl-C does, at a point where it can be recorded (engine._stop)."""
+    import signal
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)      # a second SIGTERM ends the process at once
+        request_stop()
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, stop)
 
 
 def _internal_error(args: argparse.Namespace) -> int:

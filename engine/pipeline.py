@@ -379,7 +379,7 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
     if retry:
         try:
             retried = target.apply(retry)
-        except Exception as exc:
+        except BaseException as exc:
             exc.partial_outcomes = outcomes + list(getattr(exc, "partial_outcomes", None) or ())
             raise
         again = {o.change.external_id + o.change.entity: o for o in retried}
@@ -443,7 +443,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             t = time.perf_counter()
             try:
                 applied = apply(prepared, target, progress)
-            except Exception as exc:
+            except BaseException as exc:                # an interruption too (SIGTERM, Ctrl-C)
                 partial = getattr(exc, "partial_outcomes", None)
                 if partial:   # remember what the portal accepted, or the next run calls it drift
                     record(prepared, Applied(partial, []), state, run_id, complete=False)

@@ -83,7 +83,13 @@ class IdwellTarget:
                 futures[self._pool.submit(self._send, changes[lo:hi], call)] = lo
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                try:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                except BaseException as exc:       # interrupted (SIGTERM, Ctrl-C): what was answered so far
+                    for p in pending:
+                        p.cancel()
+                    exc.partial_outcomes = [o for o in outcomes if o is not None]
+                    raise
                 failure = None
                 for f in done:
                     if f.exception() is not None:

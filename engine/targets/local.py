@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Collection, Iterator, Sequence
 
+from engine._stop import whole
 from engine.errors import TargetError
 from engine.targets._store_portal import Op, PortalStore, read_rows
 from engine.targets.base import Change, Outcome, Progress
@@ -48,20 +49,29 @@ class LocalStore:
         return read_rows(self.path, entity, only)
 
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
+        """One transaction per chunk; a failure or an interruption part-way carries the outcomes
+        of the chunks written before it (`partial_outcomes`, see base.Target.apply)."""
         outcomes: list[Outcome] = []
-        for start in range(0, len(changes), self.chunk_size):
-            chunk = changes[start:start + self.chunk_size]
-            ops = [Op(c.entity, "delete" if c.action == "delete" else "put", c.external_id, c.record) for c in chunk]
-            try:
-                results = self.store.write(ops)
-            except sqlite3.Error as exc:
-                raise TargetError(f"writing to the local portal store {self.path} failed after "
-                                  f"{start} of {len(changes)} changes: {exc}",
-                                  hint="check free disk space and that no other program locks the file; "
-                                       "the next run resumes where this one stopped") from exc
-            outcomes.extend(Outcome(c, r.ok, r.status, r.code, r.message, r.field) for c, r in zip(chunk, results))
-            if progress is not None:
-                progress(len(chunk))
+        try:
+            for start in range(0, len(changes), self.chunk_size):
+                chunk = changes[start:start + self.chunk_size]
+                ops = [Op(c.entity, "delete" if c.action == "delete" else "put", c.external_id, c.record)
+                       for c in chunk]
+                with whole():         # a stop request waits until the chunk's outcomes are noted
+                    try:
+                        results = self.store.write(ops)
+                    except sqlite3.Error as exc:
+                        raise TargetError(f"writing to the local portal store {self.path} failed after "
+                                          f"{start} of {len(changes)} changes: {exc}",
+                                          hint="check free disk space and that no other program locks the file; "
+                                               "the next run resumes where this one stopped") from exc
+                    outcomes.extend(Outcome(c, r.ok, r.status, r.code, r.message, r.field)
+                                    for c, r in zip(chunk, results))
+                if progress is not None:
+                    progress(len(chunk))
+        except BaseException as exc:
+            exc.partial_outcomes = outcomes
+            raise
         return outcomes
 
     # what a person might do in the portal (tests, demos)
