@@ -17,27 +17,28 @@ class Terminated(KeyboardInterrupt):
 
 
 _depth = 0
-_pending = False
+_pending: type[KeyboardInterrupt] | None = None
 
 
-def request_stop() -> None:
-    """Stop now, or at the end of the `whole()` step under way."""
+def request_stop(kind: type[KeyboardInterrupt] = Terminated) -> None:
+    """Stop now (raise `kind`), or at the end of the `whole()` step under way."""
     global _pending
     if _depth:
-        _pending = True
+        _pending = kind
         return
-    raise Terminated()
+    raise kind()
 
 
 @contextmanager
 def whole() -> Iterator[None]:
-    """A step that a stop request does not cut in two: it takes effect after the step."""
+    """A step that a stop request does not cut in two: it takes effect after the step, also when
+    the step ends with an error (the stop is what the caller reports, the error its context)."""
     global _depth, _pending
     _depth += 1
     try:
         yield
     finally:
         _depth -= 1
-    if _depth == 0 and _pending:
-        _pending = False
-        raise Terminated()
+        if _depth == 0 and _pending is not None:
+            kind, _pending = _pending, None
+            raise kind()

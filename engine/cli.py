@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.USAGE
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _stop_on_sigterm()
+    restore = _stop_on_signals()
     try:
         code = int(args._main(args))
         sys.stdout.flush()            # into a pipe: what is still buffered is written now, not at exit
@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         print_failure(args, int(exc.exit_code), exc.message, exc.hint)
         return int(exc.exit_code)
     except KeyboardInterrupt as exc:
-        by = "stopped (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        by, code = ("stopped (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted (Ctrl-C)", 130)
         print(f"idwell-sync {args.command}: {by}", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        print_failure(args, code, by, "the next run starts again; what the portal accepted is remembered")
+        return code
     except BrokenPipeError:
         if not _reader_gone(sys.stdout):
             return _internal_error(args)
@@ -91,17 +92,29 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OUTPUT_CLOSED
     except Exception:
         return _internal_error(args)
+    finally:
+        restore()
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM ends a command as Ctrl-C does, at a point where it can be recorded (engine._stop)."""
+def _stop_on_signals():
+    """SIGTERM and Ctrl-C end a command at a point where it can be recorded (engine._stop); a
+    second one ends the process at once. Returns what puts the previous handlers back."""
     import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)      # a second SIGTERM ends the process at once
-        request_stop()
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signum, signal.SIG_DFL)
+        request_stop(Terminated if signum == signal.SIGTERM else KeyboardInterrupt)
+    for sig in previous:
+        signal.signal(sig, stop)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return restore
 
 
 def _internal_error(args: argparse.Namespace) -> int:

@@ -208,6 +208,9 @@ class UsersWorker:
                     return self._failed(message[1], progress)
         except Exception as exc:
             return self._failed(f"no answer ({type(exc).__name__}: {exc})", progress)
+        except BaseException:                         # stopped (SIGTERM, Ctrl-C): the child need not finish
+            self._reap(kill=True)
+            raise
         finally:
             self._close_control()
             self._reap()

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from engine.config.model import ENTITIES, Tenant
 from engine import parallel
+from engine._stop import whole
 from engine.current import CurrentState, reader_command
 from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
@@ -374,16 +375,16 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
     changes = prepared.plan.changes
     progress.start("apply", total=len(changes))
     outcomes = target.apply(changes, progress.advance)
-    retry = [o.change for o in outcomes if not o.ok and o.change.action != "delete"
-             and o.code in ("email_taken", "unknown_reference")]
-    if retry:
-        try:
+    try:                                    # from here on, a failure or a stop carries what was written
+        retry = [o.change for o in outcomes if not o.ok and o.change.action != "delete"
+                 and o.code in ("email_taken", "unknown_reference")]
+        if retry:
             retried = target.apply(retry)
-        except BaseException as exc:
-            exc.partial_outcomes = outcomes + list(getattr(exc, "partial_outcomes", None) or ())
-            raise
-        again = {o.change.external_id + o.change.entity: o for o in retried}
-        outcomes = [again.get(o.change.external_id + o.change.entity, o) for o in outcomes]
+            again = {o.change.external_id + o.change.entity: o for o in retried}
+            outcomes = [again.get(o.change.external_id + o.change.entity, o) for o in outcomes]
+    except BaseException as exc:
+        exc.partial_outcomes = outcomes + list(getattr(exc, "partial_outcomes", None) or ())
+        raise
     progress.finish()
     # a delete the portal answers with not_found has the desired result: the record is gone
     outcomes = [Outcome(o.change, True, o.status, o.code, o.message, o.field)
@@ -437,8 +438,8 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
         run_id = state.start_run(tenant.id, allow_deletes=allow_deletes)
         status, prepared, applied = "failed", None, None
         own_target = target is None
-        target = target or open_target(tenant)
         try:
+            target = target or open_target(tenant)
             prepared = prepare(tenant, target, state, run_date=run_date, allow_deletes=allow_deletes, progress=progress)
             t = time.perf_counter()
             try:
@@ -446,18 +447,23 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             except BaseException as exc:                # an interruption too (SIGTERM, Ctrl-C)
                 partial = getattr(exc, "partial_outcomes", None)
                 if partial:   # remember what the portal accepted, or the next run calls it drift
-                    record(prepared, Applied(partial, []), state, run_id, complete=False)
+                    with whole():
+                        record(prepared, Applied(partial, []), state, run_id, complete=False)
                 raise
             prepared.timings["apply"] = time.perf_counter() - t
             prepared.timings["total"] += prepared.timings["apply"]
-            record(prepared, applied, state, run_id)
+            with whole():                               # a stop waits until every entity is noted
+                record(prepared, applied, state, run_id)
             status = "rejected" if applied.rejected else "deletes_held" if prepared.plan.held_reasons else "ok"
         finally:
-            if own_target:
-                target.close()
             s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes) \
                 if prepared and applied else None
-            state.finish_run(run_id, status=status, summary=s,
-                             extracted=prepared.extracted if prepared else None)
+            try:                                        # the history first: closing a target may wait
+                with whole():
+                    state.finish_run(run_id, status=status, summary=s,
+                                     extracted=prepared.extracted if prepared else None)
+            finally:
+                if own_target and target is not None:
+                    target.close()
     code = {"ok": ExitCode.OK, "rejected": ExitCode.REJECTED, "deletes_held": ExitCode.DELETES_HELD}[status]
     return RunResult(s, prepared.findings, int(code), prepared, applied)

@@ -124,8 +124,8 @@ def test_a_tenant_without_target_is_valid_with_a_warning(workdir, capsys):
         "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\n")
     code, out, _ = run(capsys, "tenants")
     assert code == 0 and out.splitlines() == [
-        "tenants/acme.yaml:1:1 $.id: warning: the tenant declares no target: validate and doctor check it, but "
-        "plan and run need one (a target section, docs/config.md)", "1 file valid (1 warning)"]
+        "tenants/acme.yaml:1:1 $.id: warning: the tenant declares no target: validate, doctor and discover "
+        "work without one, but plan and run need one (a target section, docs/config.md)", "1 file valid (1 warning)"]
 
 
 def test_max_errors_summarises_the_rest(workdir, capsys):

@@ -34,8 +34,8 @@ def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | No
         report.warning(("id",), f"the tenant id '{data['id']}' differs from its file name '{file_stem}.yaml': "
                                 "keep them equal so people find the file of a tenant")
     if "target" not in data:
-        report.warning(("id",), "the tenant declares no target: validate and doctor check it, but plan and run "
-                                "need one (a target section, docs/config.md)")
+        report.warning(("id",), "the tenant declares no target: validate, doctor and discover work without one, "
+                                "but plan and run need one (a target section, docs/config.md)")
     _source(data.get("source"), report, mapping if isinstance(mapping, dict) else {})
     for path, url in _urls(data):
         if isinstance(url, str) and url_has_literal_secret(url):

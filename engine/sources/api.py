@@ -173,6 +173,8 @@ def _retry_after(r: httpx.Response) -> float | None:
 
 _TRANSPORT_HINTS = {
     "dns": "the host in source.base_url does not resolve: check it, or ask the vendor for the API's address",
+    "tls_certificate": "the API's TLS certificate is not trusted here: check the sync server's CA certificates, "
+                       "and whether a proxy in between replaces the certificate",
     "timeout": "the API did not answer in time: check the sync server's network path to it (proxy, "
                "firewall) and the vendor's status; raise source.timeout if it is only slow",
 }

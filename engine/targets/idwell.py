@@ -23,7 +23,7 @@ import itertools
 import json
 import re
 import uuid
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, Iterator, Sequence
 
 import httpx
@@ -74,38 +74,44 @@ class IdwellTarget:
 
     # -- apply -------------------------------------------------------------------------------
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
+        """Batches sent `concurrency` at a time, a group (entity and action) after the other. A
+        failure or an interruption part-way carries the outcomes of every batch answered before
+        it (`partial_outcomes`); a batch still in flight then is not known (the next run sees
+        what it wrote)."""
         call = next(self._calls)
         outcomes: list[Outcome | None] = [None] * len(changes)
-        for start, end in _groups(changes):
-            futures = {}
-            for lo in range(start, end, self.batch_size):
-                hi = min(lo + self.batch_size, end)
-                futures[self._pool.submit(self._send, changes[lo:hi], call)] = lo
-            pending = set(futures)
-            while pending:
-                try:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                except BaseException as exc:       # interrupted (SIGTERM, Ctrl-C): what was answered so far
-                    for p in pending:
-                        p.cancel()
-                    exc.partial_outcomes = [o for o in outcomes if o is not None]
-                    raise
-                failure = None
-                for f in done:
-                    if f.exception() is not None:
-                        failure = failure or f.exception()
-                        continue
-                    lo = futures[f]
-                    batch_outcomes = f.result()
-                    outcomes[lo:lo + len(batch_outcomes)] = batch_outcomes
-                    if progress is not None:
-                        progress(len(batch_outcomes))
-                if failure is not None:
-                    for p in pending:
-                        p.cancel()
-                    # what the portal accepted before the failure, so that the run can remember it
-                    failure.partial_outcomes = [o for o in outcomes if o is not None]
-                    raise failure
+        futures: dict = {}
+        taken: set = set()
+
+        def take(f) -> None:              # a batch's answer into `outcomes`
+            taken.add(f)
+            lo = futures[f]
+            batch_outcomes = f.result()
+            outcomes[lo:lo + len(batch_outcomes)] = batch_outcomes
+            if progress is not None:
+                progress(len(batch_outcomes))
+        try:
+            for start, end in _groups(changes):
+                futures = {}
+                for lo in range(start, end, self.batch_size):
+                    hi = min(lo + self.batch_size, end)
+                    futures[self._pool.submit(self._send, changes[lo:hi], call)] = lo
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    failure = next((f.exception() for f in done if f.exception() is not None), None)
+                    for f in done:
+                        if f.exception() is None:
+                            take(f)
+                    if failure is not None:
+                        raise failure
+        except BaseException as exc:
+            for f in futures:
+                if f not in taken and f.done() and not f.cancelled() and f.exception() is None:
+                    take(f)
+                f.cancel()                # those not started yet
+            exc.partial_outcomes = [o for o in outcomes if o is not None]
+            raise
         return outcomes  # type: ignore[return-value]
 
     def _send(self, batch: Sequence[Change], call: int) -> list[Outcome]:
