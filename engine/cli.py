@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         if not _reader_gone(sys.stdout):
             return _internal_error(args)
-        # whoever read the output stopped reading (`| head`): stop quietly, as other tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nor fail again at exit
+        _silence_stdout()   # whoever read the output stopped reading (`| head`): stop quietly, as other tools do
         return ExitCode.OUTPUT_CLOSED
     except Exception:
         return _internal_error(args)
@@ -157,7 +156,12 @@ def print_failure(args: argparse.Namespace, code: int, message: str, hint: str |
     try:
         print(json.dumps(failure, ensure_ascii=False, indent=2), flush=True)
     except BrokenPipeError:           # nobody reads standard output: the error is on standard error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Standard output to /dev/null, after its reader has gone: nothing fails again at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

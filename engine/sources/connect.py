@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from engine.classify import CAUSES, classify, message_of
 from engine.config.model import SqlServer, SqlSource
-from engine.config.secrets import MISSING_SECRET_HINT, SecretError
+from engine.config.secrets import SecretError
 from engine.errors import SecretReferenceError, SourceError, SyncError
 from engine.sources import odbc
 
@@ -144,7 +144,7 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
 def secret_error(exc: SecretError, what: str) -> SecretReferenceError:
     """A secret the source references cannot be resolved: a configuration problem of the
     machine that runs the sync (exit code 3), not a connection problem of the ERP (4)."""
-    return SecretReferenceError(f"{what}: {exc}", hint=MISSING_SECRET_HINT[0])
+    return SecretReferenceError(f"{what}: {exc}")          # its hint: what to provide
 
 
 def source_error(exc: BaseException, what: str) -> SyncError:

@@ -14,7 +14,6 @@ from typing import Any, Iterator
 from sqlalchemy import text
 
 from engine.config.model import EntityMapping, SqlSource
-from engine.config.secrets import SecretError
 from engine.errors import SecretReferenceError, SourceError
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,11 @@ class SqlExtractor:
         self._conn = None
 
     def _connection(self):
-        from engine.sources.connect import connect_error, secret_error
+        from engine.sources.connect import connect_error
         if self._conn is None:
             try:
                 self._conn = self._engine.connect()
-            except SecretError as exc:  # resolved as the connection is made (source.server's password)
-                raise secret_error(exc, f"tenant '{self.tenant_id}': source password") from None
-            except Exception as exc:  # the driver's own exception types vary
+            except Exception as exc:  # the driver's own types vary; a password not resolved: exit 3
                 raise connect_error(exc, f"tenant '{self.tenant_id}': connect", self._engine, self.source) from None
         return self._conn
 
