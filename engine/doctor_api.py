@@ -9,8 +9,8 @@ from typing import Iterator
 
 from engine.config.model import ApiSource, Tenant
 from engine.doctor import DNS_HINT_API, Step, check_dns, check_tcp, endpoint_of_url, skipped, step
-from engine.doctor_sql import used_columns
 from engine.errors import SecretReferenceError, SourceError
+from engine.sources.api import UnreadPaths
 
 PAGE = 20   # records asked for per endpoint: enough to see the fields, little load on the API
 
@@ -91,13 +91,16 @@ def _endpoint_step(entity, result) -> Step:
         return step(name, title, "warn", "the first page holds no records",
                     ("check the endpoint's parameters and that the account sees data",
                      "die Parameter des Endpoints prüfen und ob das Konto Daten sieht"), took)
-    keys = {k.casefold() for r in records if isinstance(r, dict) for k in r}
-    used = used_columns(entity)
-    missing = sorted(c for c in used or () if c.casefold() not in keys)
+    used = entity.source_names()
+    unread = UnreadPaths(entity)
+    unread.see(records)
+    missing = unread.missing()
     detail = f"{len(records)} records on the first page in {took:.2f} s"
     if missing:
-        return step(name, title, "warn", f"{detail}; no record has {', '.join(missing)}",
-                    ("compare the mapping's field names with a response (they may be empty on this page)",
-                     "die Feldnamen des Mappings mit einer Antwort vergleichen (evtl. nur auf dieser Seite leer)"), took)
+        return step(name, title, "warn", f"{detail}; no record has {'; '.join(missing)}",
+                    ("compare the mapping's field names with a response: names are case-sensitive "
+                     "(or the field is empty on this page)",
+                     "die Feldnamen des Mappings mit einer Antwort vergleichen: Groß- und Kleinschreibung "
+                     "zählt (oder das Feld ist auf dieser Seite leer)"), took)
     return step(name, title, "ok", detail + ("; every field the mapping reads is there" if used is not None else ""),
                 seconds=took)

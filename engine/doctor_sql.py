@@ -255,20 +255,6 @@ def _permissions(conn, t: Probe) -> Step:
     return step("permissions", title, "ok", "the login cannot write to any table")
 
 
-def used_columns(entity: EntityMapping) -> set[str] | None:
-    """Source columns the mapping reads (None: an expression's columns are not knowable)."""
-    names = set(entity.key)
-    exprs = list(entity.fields.values()) + [entity.contract] + [f.expr for f in entity.filters]
-    names |= {f.field for f in entity.filters if f.field}
-    for expr in exprs:
-        if expr is None:
-            continue
-        if expr.columns is None:
-            return None
-        names |= set(expr.columns)
-    return names
-
-
 def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
     from sqlalchemy import text
     from engine.references import window_bounds
@@ -295,7 +281,7 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
                     time.perf_counter() - t0)
     took = time.perf_counter() - t0
     detail = f"{rows} rows in {took:.2f} s, {len(columns)} columns"
-    used = used_columns(entity)
+    used = entity.source_names()
     have = {c.casefold() for c in columns}
     missing = sorted(c for c in used or () if c.casefold() not in have)
     if missing:

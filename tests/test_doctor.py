@@ -375,7 +375,18 @@ def test_api_source_checks_auth_and_one_page_per_endpoint(tmp_path, capsys, monk
     assert [s["name"] for s in report["steps"]] == ["secrets", "dns", "tcp", "auth", "endpoint:buildings",
                                                    "endpoint:units", "endpoint:users", "endpoint:occupancies", "target"]
     assert steps["auth"]["status"] == "ok" and steps["endpoint:users"]["status"] == "ok"
-    assert steps["endpoint:occupancies"]["status"] == "warn" and "no record has rolle" in steps["endpoint:occupancies"]["detail"]
+    assert steps["endpoint:occupancies"]["status"] == "warn" and "no record has 'rolle'" in steps["endpoint:occupancies"]["detail"]
+
+
+def test_api_names_are_compared_as_json_reads_them_case_sensitively(tmp_path, capsys, monkeypatch, cloud_connect):
+    """A mapping reading `email` from records that hold `Email` gets null for every person: the
+    doctor says so and names the key the records do have."""
+    monkeypatch.setenv("ACME_CC_KEY", "key-acme")
+    monkeypatch.setitem(API_DATA, "/adressen", [{"nr": 100, "name": "Müller", "Email": "m@example.de"}])
+    code, report, steps = doctor(capsys, write_api_tenant(tmp_path, cloud_connect))
+    assert steps["endpoint:users"]["status"] == "warn", steps["endpoint:users"]
+    assert "no record has 'email' (did you mean 'Email'?)" in steps["endpoint:users"]["detail"]
+    assert "case-sensitive" in steps["endpoint:users"]["hint_en"]
 
 
 def test_api_source_with_a_wrong_key_fails_at_auth(tmp_path, capsys, monkeypatch, cloud_connect):

@@ -76,6 +76,19 @@ class EntityMapping:
     params: Mapping[str, Any] = field(default_factory=dict)  # bound query params / API params
     contract: "Expr | None" = None             # occupancies: the ERP contract (for partnerships)
 
+    def source_names(self) -> set[str] | None:
+        """The source's names the mapping reads (columns of a query, or the top-level keys and
+        dotted paths of an API's records): its key, fields, contract and filters; None where an
+        expression's names are not knowable ('@', '*')."""
+        names = set(self.key) | {f.field for f in self.filters if f.field}
+        for expr in [*self.fields.values(), self.contract, *(f.expr for f in self.filters)]:
+            if expr is None:
+                continue
+            if expr.columns is None:
+                return None
+            names |= set(expr.columns)
+        return names
+
 
 @dataclass(frozen=True)
 class SqlServer:

@@ -112,6 +112,13 @@ class Expr:
         # picklable (for worker processes): the compiled closures are rebuilt on first use
         return {k: v for k, v in self.__dict__.items() if k != "_for_records"}
 
+    @property
+    def paths(self) -> frozenset[tuple[str, ...]]:
+        """The plain paths the expression reads from a record: ('name',) for a name, ('address',
+        'city') for address.city (of `a.b[0].c`, the leading ('a', 'b')). What '@' or '*' reads
+        is not among them."""
+        return frozenset(_plain_paths(self._ast))
+
     def evaluate(self, record: Mapping[str, Any]) -> Any:
         """The expression's value for one dict record."""
         return self._for_records(record)
@@ -232,6 +239,28 @@ def _top_level_names(node: dict, whole: frozenset[str] | None = None) -> frozens
             return None
         names |= found
     return frozenset(names)
+
+
+def _plain_paths(node: dict) -> set[tuple[str, ...]]:
+    """Expr.paths of an AST node."""
+    kind, children = node["type"], node.get("children") or ()
+    if kind == "field":
+        return {(node["value"],)}
+    if kind == "subexpression":
+        path: list[str] = []
+        for child in children:
+            if child["type"] == "field":
+                path.append(child["value"])
+                continue
+            if child["type"] == "index_expression" and child["children"][0]["type"] == "field":
+                path.append(child["children"][0]["value"])
+            break
+        return {tuple(path)} if path else _plain_paths(children[0])
+    if kind in ("index_expression", "projection", "filter_projection", "value_projection", "pipe", "flatten"):
+        children = children[:1]              # the rest reads what the first part produced
+    elif kind in ("literal", "expref", "index", "slice", "current", "identity"):
+        return set()
+    return set().union(*map(_plain_paths, children)) if children else set()
 
 
 def _check_literals_as_names(text: str, ast: dict) -> None:

@@ -79,6 +79,23 @@ class ApiExtractor:
         self._last = 0.0
 
     def batches(self, entity: EntityMapping, extra_params: dict[str, Any]) -> Iterator[tuple[None, list[dict]]]:
+        """The entity's records page by page. Once every page is read, a name the mapping reads
+        that no record had is warned about: in JSON a misspelt or wrongly cased name is not an
+        error, it reads as null in every record (for a query, binding a column that the query
+        does not return fails instead)."""
+        unread, seen = UnreadPaths(entity), 0
+        for _, records in self._pages(entity):
+            unread.see(records)
+            seen += len(records)
+            yield None, records
+        missing = unread.missing() if seen else []
+        if missing:
+            log.warning("tenant '%s': %s: no record from %s has %s; what reads it is null in every record. "
+                        "Correct the name in the mapping (names are case-sensitive), unless the API leaves "
+                        "the field out when it is empty", self.tenant_id, entity.name, entity.endpoint,
+                        "; ".join(missing))
+
+    def _pages(self, entity: EntityMapping) -> Iterator[tuple[None, list[dict]]]:
         params = {**self.source.params, **entity.params}
         selector = jmespath.compile(entity.record_selector) if entity.record_selector else None
         pager = entity.paginator or Paginator(type="none")
@@ -158,6 +175,54 @@ class ApiExtractor:
 
     def close(self) -> None:
         self._client.close()
+
+
+def read_paths(entity: EntityMapping) -> set[tuple[str, ...]]:
+    """The plain paths into a record (('name',), ('address', 'city')) that the mapping of
+    `entity` reads: its key, fields, contract and filters (Expr.paths)."""
+    paths = {tuple(name.split(".")) for name in (*entity.key, *(f.field for f in entity.filters if f.field))}
+    for expr in [*entity.fields.values(), entity.contract, *(f.expr for f in entity.filters)]:
+        if expr is not None:
+            paths |= expr.paths
+    return paths
+
+
+class UnreadPaths:
+    """The paths the mapping of an entity reads that none of the API's records seen so far
+    has (`see` each page's records; `missing()` says which, with what each may be meant as)."""
+
+    def __init__(self, entity: EntityMapping):
+        self._missing = read_paths(entity)
+        self._keys: dict[tuple[str, ...], set[str]] = {}     # a missing path's parent -> the keys seen there
+
+    def see(self, records: list) -> None:
+        for record in records:
+            if not self._missing:
+                return
+            for path in list(self._missing):
+                node: Any = record
+                for depth, name in enumerate(path):
+                    if not isinstance(node, dict):
+                        break
+                    if name not in node:
+                        self._keys.setdefault(path[:depth], set()).update(node)
+                        break
+                    node = node[name]
+                else:
+                    self._missing.discard(path)
+
+    def missing(self) -> list[str]:
+        """"'address.City' (did you mean 'city'?)" for each path no record had, sorted."""
+        import difflib
+        out = []
+        for path in sorted(self._missing):
+            depth = next((d for d in range(len(path) - 1, -1, -1) if path[:d] in self._keys), 0)
+            keys = sorted(self._keys.get(path[:depth], ()))
+            name = path[depth]
+            close = [k for k in keys if k.casefold() == name.casefold()] or \
+                difflib.get_close_matches(name, keys, n=1, cutoff=0.75)
+            out.append(f"'{'.'.join(path)}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        return out
 
 
 def _backoff(attempt: int) -> float:

@@ -80,6 +80,31 @@ def test_api_and_sql_give_the_same_portal(erp, tmp_path, monkeypatch):
     assert api_result.summary["entities"] == sql_result.summary["entities"]
 
 
+def test_a_name_no_api_record_has_is_warned_about_with_the_name_it_may_mean(erp, tmp_path, monkeypatch, caplog):
+    """JSON does not fail on a misspelt or wrongly cased name as a query fails on an unknown
+    column: it reads null in every record. The run says which name and what it may mean."""
+    monkeypatch.setenv("CC_KEY", KEY)
+    with CloudConnect(str(erp), KEY) as cc:
+        source = {"type": "api", "base_url": cc.url, "page_size": 100,
+                  "auth": {"type": "api_key", "header": "X-API-Key", "key": "${env:CC_KEY}"}}
+        good = _tenant(tmp_path, "good", source, "domus-api", "client")
+        with caplog.at_level("WARNING"):
+            _sync(good, tmp_path)
+        assert not [r for r in caplog.records if "no record from" in r.getMessage()]
+        caplog.clear()
+        typo = _tenant(tmp_path, "typo", source, "domus-api", "client")
+        doc = yaml.safe_load(typo.read_text(encoding="utf-8"))
+        doc["overrides"]["entities"]["users"] = {"fields": {"email": "contact.Email", "title": "titel"}}
+        typo.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        with caplog.at_level("WARNING"):
+            result, portal, _ = _sync(typo, tmp_path)
+    assert not any(u["email"] for u in portal["users"])          # what the warning is about
+    warnings = [r.getMessage() for r in caplog.records if "no record from" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "tenant 'typo': users: no record from /persons has 'contact.Email' (did you mean 'email'?); " \
+           "'titel' (did you mean 'title'?)" in warnings[0]
+
+
 def test_retries_on_503_and_429_give_the_same_result(erp, tmp_path, monkeypatch):
     monkeypatch.setenv("CC_KEY", KEY)
     portals = []
