@@ -117,7 +117,7 @@ def load_document(path: Path, file: str | None = None) -> Document:
         doc.error = (dup.mark, dup.message, dup.path)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        doc.error = (_mark(mark) if mark else Mark(1, 1), "invalid YAML: " + _explain(exc), ())
+        doc.error = (_mark(mark) if mark else Mark(1, 1), "invalid YAML: " + (_deeper_key(text, mark) or _explain(exc)), ())
     except yaml.YAMLError as exc:
         doc.error = (Mark(1, 1), f"invalid YAML: {exc}", ())
     return doc
@@ -140,6 +140,35 @@ def _explain(exc: yaml.MarkedYAMLError) -> str:
         if problem.startswith(start):
             return friendly
     return problem
+
+
+_KEY_LINE = re.compile(r"^( *)(?:- +)?([^\s#:'\"][^:#]*?) *:(?: |$)")
+
+
+def _deeper_key(text: str, mark: yaml.Mark | None) -> str | None:
+    """For PyYAML's "mapping values are not allowed here" at the ':' of a key that starts its
+    own line: that key is indented deeper than the key above it, which has a value of its own,
+    so YAML read the line as the rest of that value. Says which two lines to align (None: the
+    ':' is elsewhere, e.g. inside an unquoted value)."""
+    if mark is None:
+        return None
+    lines = text.splitlines()
+    if mark.line >= len(lines):
+        return None
+    here = _KEY_LINE.match(lines[mark.line])
+    if not here or lines[mark.line].index(":", here.end(2)) != mark.column:
+        return None
+    for number in range(mark.line - 1, -1, -1):
+        above = lines[number]
+        if not above.strip() or above.lstrip().startswith("#"):
+            continue
+        key = _KEY_LINE.match(above)
+        if key is None or len(here.group(1)) <= len(key.group(1)):
+            return None
+        return (f"'{here.group(2)}:' is indented deeper than '{key.group(2)}:' on line {number + 1}, which has "
+                "a value already, so YAML reads this line as part of that value: indent the two keys alike "
+                "if they belong to the same section")
+    return None
 
 
 class _Duplicate(Exception):
