@@ -31,8 +31,9 @@ def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | No
         return
     tenant_id = data.get("id")
     if file_stem and isinstance(tenant_id, str) and re.fullmatch(ID_PATTERN, tenant_id) and tenant_id != file_stem:
-        report.warning(("id",), f"the tenant id '{data['id']}' differs from its file name '{file_stem}.yaml': "
-                                "keep them equal so people find the file of a tenant")
+        report.error(("id",), f"the tenant id '{data['id']}' differs from its file name '{file_stem}.yaml': the id "
+                              "keys the tenant's run history, lock, e-mail winners and memory of what was written, "
+                              "so a copy that keeps another tenant's id would share them; make the two equal")
     if "target" not in data:
         report.warning(("id",), "the tenant declares no target: validate, doctor and discover work without one, "
                                 "but plan and run need one (a target section, docs/config.md)")
