@@ -69,10 +69,12 @@ class SourceError(SyncError):
     """The ERP could not be reached or read. `cause` is a classified reason (see engine.classify)."""
     exit_code = ExitCode.SOURCE
 
-    def __init__(self, message: str, *, cause: str = "unknown", hint: str | None = None, retriable: bool = False):
+    def __init__(self, message: str, *, cause: str = "unknown", hint: str | None = None, retriable: bool = False,
+                 in_query: bool = False):
         super().__init__(message, hint=hint)
         self.cause = cause
         self.retriable = retriable
+        self.in_query = in_query    # raised by a query over an open connection (not by connecting)
 
 
 class TargetError(SyncError):

@@ -19,9 +19,11 @@ finding for finding (tests/core/test_parallel.py compares the two): where mappin
 gating afterwards could differ from gating while mapping (an ERP key that appears twice), the
 child extracts the users again with the gate.
 
-A child that fails for any reason is not an error of the run: the parent extracts what the
-child has not delivered itself, and a real problem (the source is down) surfaces there with its
-own message.
+A child that fails is not an error of the run: the parent extracts what the child has not
+delivered itself, and a real problem (the source is down) surfaces there with its own message.
+Except a query that fails over the child's open connection (an object missing, a
+query_timeout): the same query would fail alike in the parent, after as long again against the
+customer's server, so the run stops with the child's error.
 
 Used only for SQL sources (their queries are independent reads; the Cloud Connect API's rate
 limit is better spent one request at a time), where os.fork exists, and unless the environment
@@ -42,6 +44,7 @@ from operator import attrgetter, is_not
 from typing import BinaryIO, Sequence
 
 from engine._pipe import encode, end_child, pipe, receive, send
+from engine.errors import SourceError
 from engine.findings import Finding
 from engine.mapping import EntityData, Rec, as_recs
 from engine.normalize import CHUNK, normalize_entity
@@ -110,7 +113,10 @@ class UsersWorker:
                 code = 0
             except BaseException as exc:              # the parent extracts the users itself
                 try:
-                    send(out, ("failed", f"{type(exc).__name__}: {exc}"))
+                    if isinstance(exc, SourceError) and exc.in_query:   # the parent's query would fail alike
+                        send(out, ("source_error", exc.message, exc.cause, exc.hint, exc.retriable))
+                    else:
+                        send(out, ("failed", f"{type(exc).__name__}: {exc}"))
                 except BaseException:
                     pass
             finally:
@@ -169,7 +175,11 @@ class UsersWorker:
             self._result_in = -1
             message = receive(self._results)
             if message[0] != "ok":
+                _raise_source_error(message)
                 return self._failed(message[1], progress)
+        except SourceError:
+            self._stop()
+            raise
         except Exception as exc:
             return self._failed(f"no answer ({type(exc).__name__}: {exc})", progress)
         others = {entity: _unpack_entity(entity, packed) for entity, packed in message[1].items()}
@@ -187,6 +197,7 @@ class UsersWorker:
                 self._results = None
                 first = receive(f)
                 if first[0] != "ok":
+                    _raise_source_error(first)
                     return self._failed(first[1], progress)
                 users, found = _unpack_users(first[1])
                 normalised: list[Finding] = []
@@ -205,7 +216,10 @@ class UsersWorker:
                         normalize_entity(mine[-1][0], rules, mine[-1][1], pack=self._pack)
                         users.packed_rows.update(mine[-1][0].packed_rows)
                 if message[0] != "done":
+                    _raise_source_error(message)
                     return self._failed(message[1], progress)
+        except SourceError:
+            raise
         except Exception as exc:
             return self._failed(f"no answer ({type(exc).__name__}: {exc})", progress)
         except BaseException:                         # stopped (SIGTERM, Ctrl-C): the child need not finish
@@ -248,6 +262,15 @@ class UsersWorker:
         if not self._reaped:
             self._reaped = True
             end_child(self.pid, kill=kill)
+
+
+def _raise_source_error(message: tuple) -> None:
+    """A query that failed in the child fails the run with the child's error: the same query
+    run again here would fail alike (after as long again, where it was a timeout). A child that
+    failed otherwise (its own connection refused, say) leaves the work to this process."""
+    if message[0] == "source_error":
+        _, text, cause, hint, retriable = message
+        raise SourceError(text, cause=cause, hint=hint, retriable=retriable, in_query=True)
 
 
 # -- the child ---------------------------------------------------------------------------------

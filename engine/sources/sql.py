@@ -81,7 +81,9 @@ class SqlExtractor:
         except SourceError:
             raise
         except Exception as exc:
-            raise _source_error(exc, self.tenant_id, f"query of entity '{entity.name}'") from None
+            error = _source_error(exc, self.tenant_id, f"query of entity '{entity.name}'")
+            error.in_query = True
+            raise error from None
         finally:
             if cursor is not None:
                 try:

@@ -180,6 +180,24 @@ def test_a_failing_second_process_leaves_the_users_to_the_run(ws, monkeypatch, s
     assert "simulated failure in the second process" in caplog.text
 
 
+def test_a_query_that_fails_in_the_second_process_fails_the_run_once(ws, monkeypatch, caplog):
+    """The persons' query fails in the second process (here: a table that does not exist; at a
+    customer, a query_timeout): the run stops with that error, told once, instead of running
+    the same query again itself (as long again against the customer's server, for the same
+    error)."""
+    from engine.errors import SourceError
+    query = ("SELECT a.AdressNr, a.Anrede, a.Titel, a.Vorname, a.Nachname, a.Email, a.Telefon, a.Mobil, "
+             "a.Sprache FROM Adresse_gone a")
+    tenant = ws.tenant(overrides={"entities": {"users": {"query": query}}})
+    monkeypatch.setenv(parallel.ENVIRONMENT, "1")
+    with caplog.at_level(logging.WARNING), pytest.raises(SourceError) as raised:
+        ws.plan(tenant)
+    assert raised.value.cause == "object_missing"
+    assert "query of entity 'users' failed" in raised.value.message and "Adresse_gone" in raised.value.message
+    assert "extracting here" not in caplog.text
+    assert not [r for r in caplog.records if "Adresse_gone" in r.getMessage()]
+
+
 def test_the_switch_and_the_source_type_decide(ws, monkeypatch):
     tenant = ws.tenant()
     for value, expected in (("0", False), ("off", False), ("1", True), ("", True)):
