@@ -1,6 +1,7 @@
 """The state store: what the engine remembers between runs, through SQLAlchemy Core.
 
-An SQLite file by default (`sqlite:///var/state.sqlite`); a PostgreSQL URL
+An SQLite file by default (var/state.sqlite beside the tenants/ folder, see
+engine.commands._common.default_state_url); a PostgreSQL URL
 (`postgresql+psycopg://...`) lets several workers share one. Tables are created on first use;
 `prefix` (and, on PostgreSQL, `schema`) keeps several stores apart in one database.
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 
 from engine.errors import ConfigError
 
-DEFAULT_STATE_URL = "sqlite:///var/state.sqlite"
 
 
 def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +16,8 @@ def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--date", type=run_date, default=None,
                         help="run as of this date (YYYY-MM-DD; default: today)")
     parser.add_argument("--state", default=None,
-                        help=f"state store URL (default: the tenant's state, $IDWELL_STATE_URL or {DEFAULT_STATE_URL})")
+                        help="state store URL (default: the tenant's state_url, $IDWELL_STATE_URL, or var/state.sqlite "
+                             "in the folder that holds the tenants/ folder)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (docs/summary.md)")
 
 
@@ -61,13 +62,30 @@ def state_url(args, tenant) -> str:
     """The state store's URL; secret references in it (${env:..}, ${file:..}) are resolved here."""
     from engine.config.secrets import REFERENCE, Secret, SecretError
     from engine.errors import SecretReferenceError
-    url = args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL") or DEFAULT_STATE_URL
+    url = args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL") or default_state_url(tenant)
     if REFERENCE.search(url):
         try:
             return Secret(url, tenant.path.parent).resolve_url()
         except SecretError as exc:
             raise SecretReferenceError(f"tenant '{tenant.id}': state store: {exc}") from None
     return url
+
+
+def default_state_url(tenant) -> str:
+    """var/state.sqlite in the repository of the tenant's file (the folder that holds its
+    folder, as for mappings/), whatever directory the command runs in: one tenant, one store,
+    one lock, also for a scheduler that starts in another directory. A store left at
+    var/state.sqlite below the working directory by an earlier version, where the repository
+    has none, is still used, with a warning to move it."""
+    home = tenant.path.resolve().parent.parent / "var" / "state.sqlite"
+    earlier = Path("var", "state.sqlite").resolve()
+    if not home.exists() and earlier.is_file() and earlier != home:
+        logging.getLogger(__name__).warning(
+            "tenant '%s': using the state store %s below the working directory; the default store is now %s, "
+            "beside the tenant files (the same from any directory): move the file there, or set "
+            "IDWELL_STATE_URL", tenant.id, earlier, home)
+        return f"sqlite:///{earlier}"
+    return f"sqlite:///{home}"
 
 
 def open_state(args, tenant):
@@ -80,7 +98,9 @@ def open_state(args, tenant):
     try:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return StateStore(url)
+        store = StateStore(url)
+        logging.getLogger(__name__).info("tenant '%s': state store %s", tenant.id, store.where)
+        return store
     except (OSError, SQLAlchemyError) as exc:
         shown = make_url(url).render_as_string(hide_password=True) if "://" in url else \
             "(the value given is not a URL such as sqlite:///var/state.sqlite)"

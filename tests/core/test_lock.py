@@ -2,6 +2,7 @@
 a message naming the tenant and writes nothing; another tenant is not blocked."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -26,8 +27,8 @@ def hold_lock(ws):
     """Hold a tenant's lock from another process (as a running nightly job would) until released."""
     procs = []
 
-    def hold(tenant_id: str) -> subprocess.Popen:
-        p = subprocess.Popen([sys.executable, "-c", HOLDER, ws.state_url, tenant_id], stdin=subprocess.PIPE,
+    def hold(tenant_id: str, url: str | None = None) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-c", HOLDER, url or ws.state_url, tenant_id], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(p)
         assert p.stdout.readline().strip() == "held", p.stderr.read()
@@ -89,3 +90,44 @@ def test_a_run_in_the_same_process_meets_the_lock_of_another_thread(ws):
         t.join(30)
         state.close()
     assert ws.run(tenant).exit_code == 0, "released after the holder finished"
+
+
+def run_from(folder, *args: str) -> subprocess.CompletedProcess:
+    """`python -m engine ARGS` started in `folder` (as a scheduler may start it), without IDWELL_STATE_URL."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "IDWELL_STATE_URL"}
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_default_state_store_and_its_lock_do_not_depend_on_the_working_directory(ws, hold_lock):
+    """Without --state, state_url or IDWELL_STATE_URL, the store is var/state.sqlite beside the
+    tenants/ folder: a run started in another directory sees the lock of one started there
+    (before, it made a new store below its own directory and ran beside it)."""
+    path = ws.tenant_file("acme", state_url=None)
+    holder = hold_lock("acme", f"sqlite:///{ws.root / 'var' / 'state.sqlite'}")
+    done = run_from(ws.root / "elsewhere", "run", str(path), "--date", "2026-06-01")
+    assert done.returncode == 7, done.stderr
+    assert "tenant 'acme' is locked by another run" in done.stderr
+    assert not (ws.root / "elsewhere" / "var").exists()
+    release(holder)
+    done = run_from(ws.root / "elsewhere", "run", str(path), "--date", "2026-06-01", "-v")
+    assert done.returncode == 0, done.stderr
+    assert f"state store sqlite:///{ws.root / 'var' / 'state.sqlite'}" in done.stderr
+
+
+def test_a_store_an_earlier_version_left_below_the_working_directory_is_still_used(ws):
+    from engine.state import StateStore
+    path = ws.tenant_file("acme", state_url=None)
+    earlier = ws.root / "scheduler" / "var" / "state.sqlite"
+    StateStore(f"sqlite:///{earlier}").close()
+    done = run_from(ws.root / "scheduler", "run", str(path), "--date", "2026-06-01")
+    assert done.returncode == 0, done.stderr
+    assert f"using the state store {earlier} below the working directory" in done.stderr
+    assert f"the default store is now {ws.root / 'var' / 'state.sqlite'}" in done.stderr
+    store = StateStore(f"sqlite:///{earlier}")
+    try:
+        assert [r.status for r in store.runs("acme")] == ["ok"]
+    finally:
+        store.close()
+    assert not (ws.root / "var" / "state.sqlite").exists()
