@@ -26,7 +26,7 @@ from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
 from engine.mapping import EntityData, Mapper, kept_values
 from engine.normalize import normalize_entity
-from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes
+from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
 from engine.progress import Progress
 from engine.references import (OccupancyIndex, apply_window, drop_users_without_occupancy, index_occupancies,
                                occupancy_gate, occupied_users, resolve_occupancy_references, resolve_units,
@@ -292,6 +292,8 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     previous = state.last_extracted(tenant.id) if state else {}
     held = guard_deletes(deletes, managed, {e: d.extracted for e, d in data.items()}, previous,
                          tenant.deletion, allow_deletes)
+    if held and deletes["users"]:       # a user whose archiving is held keeps its login tonight
+        upserts["users"], releases = keep_held_logins(upserts["users"], releases, deletes["users"], winners, findings)
     plan = build_plan(tenant.id, upserts, deletes, unchanged, drift, held, releases)
     for reason in held:
         findings.append(Finding("deletes_held", reason.split(":")[0], "-", reason))

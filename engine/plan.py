@@ -190,6 +190,41 @@ def email_releases(desired: Mapping[str, Rec], current: Rows | Packed) -> list[C
     return releases
 
 
+def keep_held_logins(upserts: list[Change], releases: list[Change], deleted: list[Change],
+                     winners: dict[str, str], findings: list[Finding]) -> tuple[list[Change], list[Change]]:
+    """(users' upserts, releases) for a run whose deletes the guard holds back: a user whose
+    archiving is held keeps the portal login it has. The extract looks incomplete, so its
+    address is not cleared on it and not given to another user tonight: the user who would
+    take it is sent without it (an update that changed nothing else is not sent), with a
+    finding, and `winners` keeps the address with its holder, so that an ERP put right
+    tomorrow finds the login where it was. `deleted`: the users' deletes, all held."""
+    held = {c.external_id for c in deleted}
+    kept = {contract.email_key(r.before.get("email")): r.external_id for r in releases if r.external_id in held}
+    kept.pop(None, None)
+    if not kept:
+        return upserts, releases
+    names = contract.fields("users")
+    out: list[Change] = []
+    for c in upserts:
+        holder = kept.get(contract.email_key(c.record.get("email")))
+        if holder is None or holder == c.external_id:
+            out.append(c)
+            continue
+        findings.append(Finding("email_held", "users", c.key or c.external_id,
+                                f"{c.record['email']!r} stays with user {holder}, whose archiving the deletion "
+                                "guard holds back; this user is sent without it until the deletes are applied",
+                                field="email"))
+        record = {**c.record, "email": None}
+        if c.action == "update":
+            changed = tuple(n for n in names if record.get(n) != (c.before or {}).get(n))
+            if changed:
+                out.append(c._replace(record=record, changed=changed))
+        else:
+            out.append(c._replace(record=record))
+    winners.update(kept)
+    return out, [r for r in releases if r.external_id not in held]
+
+
 def _email_keys(values: list[Any]) -> list[str | None]:
     """contract.email_key of each value, in C when every value is a text or null."""
     if set(map(type, values)) <= {str, type(None)}:

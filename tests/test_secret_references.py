@@ -45,6 +45,7 @@ def test_a_token_with_a_line_break_is_refused_naming_only_its_reference(tmp_path
 def _tenant_with_source(tmp_path: Path, source: dict) -> Path:
     (tmp_path / "tenants").mkdir(exist_ok=True)
     doc = yaml.safe_load((REPO / "tenants" / "demo.yaml").read_text(encoding="utf-8"))
+    doc["id"] = "kunde"
     doc["source"] = source
     doc["target"] = {"type": "local", "path": str(tmp_path / "portal.sqlite")}
     doc["state_url"] = f"sqlite:///{tmp_path / 'state.sqlite'}"
