@@ -49,7 +49,7 @@ CATALOGUE: dict[str, tuple[str, bool, str]] = {
     "rejected": ("error", True, "see the portal's message; the record is retried on the next run"),
     "drift": ("info", False, "nothing in the ERP: a portal edit was overwritten because the ERP is master"),
     "email_held": ("warning", False, "nothing, once the extract is complete again: the address stays with the user whose archiving is held back"),
-    "deletes_held": ("warning", False, "check the extract; `idwell-sync run TENANT --allow-deletes` if the deletes are intended"),
+    "deletes_held": ("warning", False, "check that the records are meant to be gone from the ERP (or that the export was complete); the portal keeps them until the sync team releases the deletes"),
 }
 
 

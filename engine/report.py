@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engine.config.model import ENTITIES
 from engine.findings import CATALOGUE, Finding, count_by_code
@@ -73,10 +74,26 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
 
 
 def write_findings_csv(findings: list[Finding], path: Path) -> None:
-    """The data-quality report for the property manager: one row per finding."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    """The data-quality report for the property manager: one row per finding, UTF-8 with a
+    byte order mark (without it Excel, where the report is usually opened, reads umlauts as
+    two characters each)."""
+    def write(fh) -> None:
         w = csv.writer(fh)
         w.writerow(["severity", "code", "entity", "erp_key", "field", "message", "what_to_fix"])
         for f in findings:
             w.writerow([f.severity, f.code, f.entity, f.key, f.field or "", f.message, f.fix])
+    write_whole(path, write, encoding="utf-8-sig", newline="")
+
+
+def write_whole(path: Path, write: Callable[[Any], None], *, encoding: str = "utf-8", newline: str | None = None) -> None:
+    """Write a file whole or not at all: into a temporary file beside it, then renamed over it,
+    so that a reader (a mail job sending the report, a review tool) never sees half a file,
+    and a failure leaves the previous one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding=encoding, newline=newline) as fh:
+            write(fh)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """`idwell-sync plan TENANT`: rehearse a run: everything up to the plan, nothing written to the target."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def main(args) -> int:
     from engine.pipeline import prepare
     from engine.plan import plan_to_json
     from engine.progress import Progress
-    from engine.report import render_text, summary, write_findings_csv
+    from engine.report import render_text, summary, write_findings_csv, write_whole
     from engine.targets import open_target
 
     check_output(args.findings, "--findings")
@@ -39,9 +40,10 @@ def main(args) -> int:
     out = None
     if not args.no_out:
         out = args.out or Path("var/plans") / f"{tenant.id}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as fh:
-            json.dump(plan_to_json(prepared.plan), fh, ensure_ascii=False, indent=1, default=str)
+        made = {"tenant": tenant.id, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "run_date": prepared.run_date.isoformat()}
+        document = {**made, **plan_to_json(prepared.plan)}
+        write_whole(out, lambda fh: json.dump(document, fh, ensure_ascii=False, indent=1, default=str))
     if args.findings:
         write_findings_csv(prepared.findings, args.findings)
     status = "deletes_held" if prepared.plan.held_reasons else "ok"

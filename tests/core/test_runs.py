@@ -243,6 +243,31 @@ def test_plan_does_not_create_the_local_portal_store(ws):
     assert code == 0 and summary_run["writes"] == summary["writes"] and ws.portal_path.exists(), err
 
 
+def test_the_plan_file_says_when_it_was_made_and_the_report_opens_with_its_umlauts(ws):
+    """The plan file names its tenant, when it was made and the run date it was made for; the
+    findings CSV starts with a byte order mark, which Excel needs to read UTF-8 (umlauts) right.
+    Both replace the previous file whole: no temporary file is left beside them."""
+    import csv
+    import datetime as dt
+    import json
+    path = ws.tenant_file()
+    out, report = ws.root / "out" / "plan.json", ws.root / "out" / "findings.csv"
+    code, summary, err = ws.cli_json("plan", str(path), "--out", str(out), "--findings", str(report),
+                                     "--date", "2026-06-01")
+    assert code == 0, err
+    plan = json.loads(out.read_text(encoding="utf-8"))
+    assert (plan["tenant"], plan["run_date"]) == ("demo", "2026-06-01")
+    made = dt.datetime.fromisoformat(plan["created_at"])
+    assert abs((dt.datetime.now(dt.timezone.utc) - made).total_seconds()) < 600
+    assert plan["counts"]["units"]["create"] == summary["entities"]["units"]["create"]
+    raw = report.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+    assert rows and set(rows[0]) == {"severity", "code", "entity", "erp_key", "field", "message", "what_to_fix"}
+    assert any("ü" in r["message"] or "ß" in r["message"] or "ä" in r["message"] for r in rows)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["findings.csv", "plan.json"]
+
+
 def test_a_tenant_file_elsewhere_finds_its_mapping_with_mapping_dir(ws):
     """The tenant commands take --mapping-dir as validate does (docs/config.md): a tenant file
     kept outside a tenants/ folder next to mappings/ is planned with it, and without it the

@@ -100,7 +100,7 @@ def test_refused_records_are_reported_and_retried_on_the_next_run(portal_state, 
     first = workspace.run("--findings", "findings.csv")
     assert first.code == ExitCode.REJECTED, first.stderr
     assert first.summary["entities"]["users"]["rejected"] == 1
-    rows = list(csv.DictReader((workspace.root / "findings.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((workspace.root / "findings.csv").open(encoding="utf-8-sig")))
     refused = [r for r in rows if r["code"] == "rejected" and r["entity"] == "users"]
     assert len(refused) == 1 and "email_taken" in refused[0]["message"] and refused[0]["field"] == "email"
     assert victim["external_id"] not in portal_state(sandbox.data)["users"]
