@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from engine.contract import fields
+from engine.errors import TargetError
 from engine.targets._store_portal import Op, PortalStore
 from engine.targets.base import Change
 from engine.targets.local import LocalStore
@@ -215,6 +219,54 @@ def test_a_direct_edit_shows_in_read_and_is_reverted_by_a_put(local):
         local.edit("users", "P404", first_name="X")
     with pytest.raises(ValueError, match="valid values"):
         local.edit("users", "P1", nickname="X")
+
+
+def allow_growth(target: LocalStore, pages: int) -> None:
+    """Let the store's file grow by `pages` pages at most, as on a disk that is almost full
+    (SQLite's max_page_count, set on the store's own connection)."""
+    conn = target.store.conn
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0] + pages}")
+
+
+def test_a_full_disk_is_reported_and_what_was_written_before_it_is_kept(tmp_path):
+    """1000 buildings take about 12 pages: the first chunk fits, the second finds the disk full.
+    The error says so (SQLite has rolled the chunk back itself, and no failing ROLLBACK hides
+    that), and once there is room the same store takes the rest."""
+    target = LocalStore(tmp_path / "portal.sqlite", chunk_size=1000)
+    allow_growth(target, 18)
+    changes = [put("buildings", building(i)) for i in range(5000)]
+    with pytest.raises(TargetError) as err:
+        target.apply(changes)
+    message = str(err.value)
+    assert f"writing to the local portal store {tmp_path / 'portal.sqlite'} failed after 1000 of 5000 changes: " \
+           "database or disk is full" in message, message
+    assert "check free disk space" in message
+    assert [o.ok for o in err.value.partial_outcomes] == [True] * 1000
+    assert len(list(target.read("buildings"))) == 1000
+    allow_growth(target, 10_000)
+    assert all(o.ok for o in target.apply(changes[1000:]))
+    assert len(list(target.read("buildings"))) == 5000
+    target.close()
+
+
+def test_a_disk_error_while_the_store_is_created_is_reported_as_such(tmp_path):
+    """A file size limit below one page (setrlimit, in a process of its own) makes SQLite's
+    writes fail while the store is created; the error says so, not the ROLLBACK after it."""
+    script = textwrap.dedent("""
+        import resource, signal, sys
+        from engine.errors import TargetError
+        from engine.targets.local import LocalStore
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # a write past the limit fails, not the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+        try:
+            LocalStore(sys.argv[1])
+        except TargetError as exc:
+            print(exc)
+    """)
+    path = tmp_path / "portal.sqlite"
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
+    assert f"cannot open the local portal store {path}: disk I/O error" in done.stdout, done.stdout + done.stderr
+    assert "rollback" not in done.stdout and "check free disk space" in done.stdout
 
 
 def _random_changes(rng: random.Random, n: int) -> list[Change]:

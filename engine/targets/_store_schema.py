@@ -84,7 +84,19 @@ def connect(path: Path) -> sqlite3.Connection:
                 if f not in have:                    # the spec gained a field since the store was made
                     conn.execute(f"ALTER TABLE {q(entity)} ADD COLUMN {q(f)}")
         conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
+    except BaseException as exc:
+        rollback(conn, exc)
         raise
     return conn
+
+
+def rollback(conn: sqlite3.Connection, failure: BaseException) -> None:
+    """Undo the open transaction after `failure`, which the caller re-raises. SQLite has rolled
+    back by itself after some errors (a full disk, an I/O error), and a ROLLBACK that fails must
+    not replace the error that led here: it is added to that error as a note."""
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        failure.add_note(f"rolling back after it failed too: {exc}")

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Sequence
 
 from engine.contract.rules import check_record
 from engine.contract import email_key
-from engine.targets._store_schema import CHILDREN, DEFAULTS, FIELDS, ID_MAX, ID_MIN, REFERENCES, SINGULAR, q
+from engine.targets._store_schema import CHILDREN, DEFAULTS, FIELDS, ID_MAX, ID_MIN, REFERENCES, SINGULAR, q, rollback
 
 
 class Op(NamedTuple):
@@ -212,7 +212,7 @@ def write(conn: sqlite3.Connection, ops: Sequence[Op]) -> list[Result]:
                    else batch.delete(o.resource, o.external_id) for o in ops]
         batch.flush()
         conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
+    except BaseException as exc:
+        rollback(conn, exc)
         raise
     return results

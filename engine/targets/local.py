@@ -32,7 +32,7 @@ class LocalStore:
             self.store = PortalStore(self.path)
         except sqlite3.Error as exc:
             raise TargetError(f"cannot open the local portal store {self.path}: {exc}",
-                              hint="check that the path is writable and is an SQLite file") from exc
+                              hint="check free disk space, that the path is writable and that it is an SQLite file") from exc
         self.chunk_size = chunk_size
 
     def read(self, entity: str) -> Iterator[dict[str, Any]]:
