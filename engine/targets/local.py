@@ -26,12 +26,14 @@ starting that process costs more than reading the store in the foreground."""
 class LocalStore:
     name = "local"
 
-    def __init__(self, path: Path | str, *, chunk_size: int = CHUNK):
+    def __init__(self, path: Path | str, *, chunk_size: int = CHUNK, tenant: str | None = None):
+        """`tenant`: the id of the tenant whose target this is; its errors name it."""
         self.path = Path(path)
+        self.who = _who(tenant)
         try:
             self.store = PortalStore(self.path)
         except sqlite3.Error as exc:
-            raise TargetError(f"cannot open the local portal store {self.path}: {exc}",
+            raise TargetError(f"{self.who}cannot open the local portal store {self.path}: {exc}",
                               hint="check free disk space, that the path is writable and that it is an SQLite file") from exc
         self.chunk_size = chunk_size
 
@@ -61,7 +63,7 @@ class LocalStore:
                     try:
                         results = self.store.write(ops)
                     except sqlite3.Error as exc:
-                        raise TargetError(f"writing to the local portal store {self.path} failed after "
+                        raise TargetError(f"{self.who}writing to the local portal store {self.path} failed after "
                                           f"{start} of {len(changes)} changes: {exc}",
                                           hint="check free disk space and that no other program locks the file; "
                                                "the next run resumes where this one stopped") from exc
@@ -92,10 +94,16 @@ def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
     if read_only and not path.exists():
         folder = next(p for p in path.absolute().parents if p.exists())
         if not (folder.is_dir() and os.access(folder, os.W_OK)):     # the first run could not create it
-            raise TargetError(f"cannot create the local portal store {path}: {folder} is not a writable folder",
+            raise TargetError(f"{_who(tenant.id)}cannot create the local portal store {path}: "
+                              f"{folder} is not a writable folder",
                               hint="check that the path is writable and is an SQLite file")
-        return NoStoreYet(path)
-    return LocalStore(path)
+        return NoStoreYet(path, tenant.id)
+    return LocalStore(path, tenant=tenant.id)
+
+
+def _who(tenant: str | None) -> str:
+    """The start of an error's message: the tenant it concerns, as the source errors name it."""
+    return f"tenant '{tenant}': " if tenant else ""
 
 
 class NoStoreYet:
@@ -103,8 +111,9 @@ class NoStoreYet:
     created by looking at it (a plan writes nothing to the target)."""
     name = "local"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tenant: str | None = None):
         self.path = path
+        self.who = _who(tenant)
 
     def read(self, entity: str) -> Iterator[dict[str, Any]]:
         return iter(())
@@ -113,7 +122,7 @@ class NoStoreYet:
         return []
 
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
-        raise TargetError(f"the local portal store {self.path} was opened to plan, not to write")
+        raise TargetError(f"{self.who}the local portal store {self.path} was opened to plan, not to write")
 
     def close(self) -> None:
         pass

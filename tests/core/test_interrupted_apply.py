@@ -46,3 +46,28 @@ def test_writes_accepted_before_a_failure_are_not_reported_as_drift_later(ws):
     night3 = ws.run(tenant)
     assert night3.summary["entities"]["users"]["update"] > 0
     assert [f for f in night3.findings if f.code == "drift"] == []
+
+
+def test_a_disk_that_fills_during_a_run_is_named_with_the_tenant_and_the_next_run_writes_it_all(ws):
+    """The local store's disk fills (SQLite's max_page_count on the target's own connection):
+    the run fails with the target's error, which names the tenant, the store and SQLite's
+    reason, and is recorded as failed; with room again, the next run writes everything."""
+    from engine.targets import open_target
+    tenant = ws.tenant()
+    target, state = open_target(tenant), ws.state()
+    conn = target.store.conn
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0] + 2}")
+    try:
+        with pytest.raises(TargetError) as err:
+            run_tenant(tenant, state, run_date=RUN_DATE, target=target)
+        assert state.runs("demo")[0].status == "failed"
+    finally:
+        target.close()
+        state.close()
+    message = str(err.value)
+    assert message.startswith(f"tenant 'demo': writing to the local portal store {ws.portal_path} failed after 0 of ")
+    assert "changes: database or disk is full" in message and "check free disk space" in message
+    assert err.value.exit_code == 5
+    again = ws.run(tenant)
+    assert again.exit_code == 0 and again.summary["writes"] > 0
+    assert ws.portal()["users"]

@@ -291,4 +291,4 @@ def test_plan_refuses_a_local_store_the_first_run_could_not_create(ws):
     path = ws.tenant_file(target={"path": str(blocker / "portal.sqlite")})
     code, summary, err = ws.cli_json("plan", str(path), "--no-out")
     assert code == 5 and summary["status"] == "failed", err
-    assert f"cannot create the local portal store {blocker / 'portal.sqlite'}" in err
+    assert f"tenant 'demo': cannot create the local portal store {blocker / 'portal.sqlite'}" in err
