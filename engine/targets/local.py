@@ -32,8 +32,12 @@ class LocalStore:
         self.who = _who(tenant)
         try:
             self.store = PortalStore(self.path)
-        except sqlite3.Error as exc:
-            raise TargetError(f"{self.who}cannot open the local portal store {self.path}: {exc}",
+        except (OSError, sqlite3.Error) as exc:      # OSError: creating its folder failed
+            if not self.path.exists() and (why := _in_the_way(self.path)):
+                raise TargetError(f"{self.who}cannot create the local portal store {self.path}: {why[0]}",
+                                  hint=why[1]) from exc
+            reason = f"cannot create the folder {exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else exc
+            raise TargetError(f"{self.who}cannot open the local portal store {self.path}: {reason}",
                               hint="check free disk space, that the path is writable and that it is an SQLite file") from exc
         self.chunk_size = chunk_size
 
@@ -92,13 +96,23 @@ def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
     a store that does not exist yet is not created, and reads as empty."""
     path = Path(tenant.target.path)
     if read_only and not path.exists():
-        folder = next(p for p in path.absolute().parents if p.exists())
-        if not (folder.is_dir() and os.access(folder, os.W_OK)):     # the first run could not create it
-            raise TargetError(f"{_who(tenant.id)}cannot create the local portal store {path}: "
-                              f"{folder} is not a writable folder",
-                              hint="check that the path is writable and is an SQLite file")
+        if why := _in_the_way(path):                  # the first run could not create it
+            raise TargetError(f"{_who(tenant.id)}cannot create the local portal store {path}: {why[0]}", hint=why[1])
         return NoStoreYet(path, tenant.id)
     return LocalStore(path, tenant=tenant.id)
+
+
+def _in_the_way(path: Path) -> tuple[str, str] | None:
+    """Why the store `path`, which does not exist, cannot be created, and what to do; None when
+    its nearest existing folder is a writable folder."""
+    nearest = next(p for p in path.absolute().parents if p.exists())
+    if not nearest.is_dir():
+        return (f"{nearest} is a file, not a folder",
+                f"move {nearest} out of the way, or change target.path in the tenant file")
+    if not os.access(nearest, os.W_OK):
+        return (f"the folder {nearest} is not writable",
+                f"let the user that runs idwell-sync write to {nearest}, or change target.path in the tenant file")
+    return None
 
 
 def _who(tenant: str | None) -> str:

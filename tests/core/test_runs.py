@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 
 
 def occupied_unit(portal) -> str:
@@ -283,12 +284,27 @@ def test_a_tenant_file_elsewhere_finds_its_mapping_with_mapping_dir(ws):
     assert code == 0 and summary["status"] == "ok", err
 
 
-def test_plan_refuses_a_local_store_the_first_run_could_not_create(ws):
-    """Not creating the store does not hide that it cannot be created: a path under a file
-    fails the plan with the target's exit code, as the run would."""
+@pytest.mark.parametrize("command", ["plan", "run"])
+@pytest.mark.parametrize("below", ["portal.sqlite", "deeper/portal.sqlite"])
+def test_a_local_store_that_cannot_be_created_fails_plan_and_run_with_exit_5(ws, command, below):
+    """A target path below a regular file: plan (which creates nothing) and run (which would
+    create the store) both stop with the target's exit code and say which tenant, which store,
+    what is in the way and what to do; no traceback, and the file in the way is left alone."""
     blocker = ws.root / "not-a-folder"
     blocker.write_text("x")
-    path = ws.tenant_file(target={"path": str(blocker / "portal.sqlite")})
-    code, summary, err = ws.cli_json("plan", str(path), "--no-out")
-    assert code == 5 and summary["status"] == "failed", err
-    assert f"tenant 'demo': cannot create the local portal store {blocker / 'portal.sqlite'}" in err
+    store = blocker / below
+    path = ws.tenant_file(target={"path": str(store)})
+    code, summary, err = ws.cli_json(command, str(path), *(["--no-out"] if command == "plan" else []))
+    assert (code, summary["status"], summary["exit_code"]) == (5, "failed", 5), err
+    assert f"idwell-sync {command}: error: tenant 'demo': cannot create the local portal store {store}: " \
+           f"{blocker} is a file, not a folder\n" in err
+    hint = f"move {blocker} out of the way, or change target.path in the tenant file"
+    assert f"what to do: {hint}" in err and summary["error"]["hint"] == hint
+    assert "Traceback" not in err and "internal error" not in err
+    assert blocker.read_text() == "x"
+    if command == "run":
+        state = ws.state()
+        try:
+            assert state.runs("demo")[0].status == "failed"
+        finally:
+            state.close()
