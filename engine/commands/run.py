@@ -16,6 +16,9 @@ def add_arguments(parser) -> None:
                         help="release deletes that the deletion guard would hold back (recorded in the run history)")
     parser.add_argument("--findings", type=Path, default=None,
                         help="write every finding as CSV (the data-quality report for the property manager)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print the summary only when the run does not end with exit code 0 (for a scheduler "
+                             "that mails what a job prints); warnings and errors still go to standard error")
 
 
 def main(args) -> int:
@@ -35,6 +38,8 @@ def main(args) -> int:
     if args.json:
         json.dump(result.summary, sys.stdout, ensure_ascii=False, indent=2)
         print()
+    elif args.quiet and result.exit_code == 0:
+        pass
     else:
         print(render_text(result.summary, result.findings))
         if args.findings:

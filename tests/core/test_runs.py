@@ -181,6 +181,19 @@ def test_a_user_whose_archiving_is_held_keeps_the_login(ws, tmp_path):
     assert {u: r["email"] for u, r in now["users"].items()} == {u: r["email"] for u, r in before["users"].items()}
 
 
+def test_quiet_prints_nothing_for_a_run_that_ends_ok_and_the_summary_otherwise(ws):
+    """For a scheduler that mails whatever a job prints: a quiet run that ends ok prints
+    nothing; one that needs attention (here: deletes held back, exit 6) prints its summary."""
+    path = ws.tenant_file()
+    done = ws.cli("run", str(path), "--date", "2026-06-01", "--quiet")
+    assert done.returncode == 0 and done.stdout == "", done.stdout
+    assert len(ws.portal()["units"]) > 0
+    ws.erp_execute("DELETE FROM einheit")
+    done = ws.cli("run", str(path), "--date", "2026-06-01", "-q")
+    assert done.returncode == 6
+    assert "DELETES HELD BACK" in done.stdout and "tenant demo" in done.stdout
+
+
 def test_max_count_and_a_shrunken_extract_trip_the_guard(ws):
     tenant = ws.tenant(deletion={"max_count": 3, "max_share": 1.0, "min_source_ratio": 0.5})
     ws.run(tenant)
