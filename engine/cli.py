@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s [%(tenant)s] %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_with_tenant(args))
     restore = _stop_on_signals()
     try:
         code = int(args._main(args))
@@ -93,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         return _internal_error(args)
     finally:
         restore()
+
+
+def _with_tenant(args):
+    """Puts the tenant a command works on into every log line (`[acme]`, `[-]` before its
+    file is read): a scheduler's journal interleaves many tenants' runs."""
+    def add(record: logging.LogRecord) -> bool:
+        record.tenant = getattr(args, "tenant_id", None) or "-"
+        return True
+    return add
 
 
 def _stop_on_signals():

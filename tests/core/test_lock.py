@@ -114,6 +114,7 @@ def test_the_default_state_store_and_its_lock_do_not_depend_on_the_working_direc
     done = run_from(ws.root / "elsewhere", "run", str(path), "--date", "2026-06-01", "-v")
     assert done.returncode == 0, done.stderr
     assert f"state store sqlite:///{ws.root / 'var' / 'state.sqlite'}" in done.stderr
+    assert all(" [acme] " in line for line in done.stderr.splitlines() if " INFO " in line), done.stderr
 
 
 def test_a_store_an_earlier_version_left_below_the_working_directory_is_still_used(ws):
