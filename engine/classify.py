@@ -86,8 +86,10 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "Sicherung): den Zeitplan des Tenants außerhalb dieses Fensters legen; der nächste Lauf versucht "
           "es erneut", retriable=True),
     Cause("unknown",
-          "see the driver's message above; run `idwell-sync doctor TENANT` for a step-by-step check",
-          "siehe die Meldung des Treibers oben; `idwell-sync doctor TENANT` prüft Schritt für Schritt"),
+          "the error quotes the database driver's own message, which says what failed; "
+          "`idwell-sync doctor TENANT` checks the connection step by step",
+          "die Fehlermeldung zitiert die Meldung des Datenbanktreibers, die sagt, was "
+          "fehlschlug; `idwell-sync doctor TENANT` prüft die Verbindung Schritt für Schritt"),
 )}
 
 
