@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "validate": "engine.commands.validate",
     "plan": "engine.commands.plan",
     "run": "engine.commands.run",
+    "history": "engine.commands.history",
     "demo": "engine.commands.demo",
     "doctor": "engine.commands.doctor",
     "discover": "engine.commands.discover",

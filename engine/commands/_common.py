@@ -15,10 +15,14 @@ def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
     add_tenant_argument(parser)
     parser.add_argument("--date", type=run_date, default=None,
                         help="run as of this date (YYYY-MM-DD; default: today)")
+    add_state_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON (docs/summary.md)")
+
+
+def add_state_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", default=None,
                         help="state store URL (default: the tenant's state_url, $IDWELL_STATE_URL, or var/state.sqlite "
                              "in the folder that holds the tenants/ folder)")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON (docs/summary.md)")
 
 
 def run_date(text: str) -> dt.date:

@@ -1,0 +1,133 @@
+"""`idwell-sync history TENANT`: the tenant's last runs, from the run history in the state store.
+
+Reads only the state store (no ERP, no portal). One line per run, newest first: when it started
+(UTC), how long it took, its status, whether --allow-deletes was given, its writes per action,
+its findings and, for a failed run, why. `--json`: a list of objects (docs/summary.md, "The run
+history").
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.commands._common import add_state_argument, add_tenant_argument, load, open_state, state_url
+from engine.errors import ExitCode, StateError
+
+HELP = "show a tenant's last runs from the run history (reads only the state store)"
+WRITES = ("create", "update", "delete")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_tenant_argument(parser)
+    add_state_argument(parser)
+    parser.add_argument("--limit", type=_positive, default=10, metavar="N", help="how many runs (default: 10)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the runs as a JSON list (docs/summary.md, 'The run history')")
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of runs: give 1 or more")
+    return n
+
+
+def main(args) -> int:
+    tenant = load(args)
+    _require_existing_store(state_url(args, tenant), tenant.id)
+    state = open_state(args, tenant)
+    try:
+        runs, where = state.runs(tenant.id, limit=args.limit), state.where
+    finally:
+        state.close()
+    entries = [history_entry(r) for r in runs]
+    if args.json:
+        json.dump(entries, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print(render_history(tenant.id, where, entries))
+    return ExitCode.OK
+
+
+def _require_existing_store(url: str, tenant_id: str) -> None:
+    """An SQLite store that is not there is said so, not created empty by looking at it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return                                  # open_state says what is wrong with it
+    db = parsed.database
+    if parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:") \
+            and not Path(db).is_file():
+        raise StateError(f"tenant '{tenant_id}': there is no state store at {db}",
+                         hint="no run has been recorded there; if the tenant's runs use another store, name it "
+                              "with --state / $IDWELL_STATE_URL (or the tenant's state_url), as for `run`")
+
+
+def history_entry(run) -> dict[str, Any]:
+    """One run of engine.state.RunRecord as the documented JSON object."""
+    counts = run.counts
+    total = (lambda action: sum(c.get(action, 0) for c in counts.values())) if counts is not None else None
+    return {
+        "run_id": run.run_id,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration_s": round((run.finished_at - run.started_at).total_seconds(), 1) if run.finished_at else None,
+        "status": run.status,
+        "allow_deletes": run.allow_deletes,
+        "writes": {a: total(a) for a in WRITES} if total else None,
+        "held": total("held") if total else None,
+        "rejected": total("rejected") if total else None,
+        "findings": sum(run.findings.values()) if run.findings is not None else None,
+        "message": run.message,
+    }
+
+
+def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return f"tenant '{tenant_id}': no runs in the run history of the state store {where}"
+    head = ("started (UTC)", "duration", "status", "allow-deletes", *WRITES, "held", "refused", "findings")
+    rows = []
+    for e in entries:
+        w = e["writes"] or {}
+        rows.append((e["started_at"], _duration(e["duration_s"]), e["status"], "yes" if e["allow_deletes"] else "no",
+                     *(_n(w.get(a)) for a in WRITES), _n(e["held"]), _n(e["rejected"]), _n(e["findings"])))
+    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
+    left = {0, 2, 3}                            # text columns; the numbers are right-aligned
+
+    def line(cells) -> str:
+        return "  " + "  ".join(f"{c:<{w}}" if i in left else f"{c:>{w}}"
+                                for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    n = len(entries)
+    lines = [f"tenant '{tenant_id}': the last {f'{n} runs, newest first' if n > 1 else 'run'} "
+             f"(state store {where})", "", line(head)]
+    for e, r in zip(entries, rows):
+        lines.append(line(r))
+        if e["message"]:
+            lines.append(f"      {e['message']}")
+    return "\n".join(lines)
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else None
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    s = int(round(seconds))
+    return f"{s // 60} min {s % 60:02d} s" if s < 3600 else f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"

@@ -1,0 +1,74 @@
+"""`idwell-sync history TENANT`: an operator sees the tenant's last runs from the state store, newest
+first: when each started, how long it took, its status, --allow-deletes, its writes per action and its
+findings."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+
+def history(ws, *args: str) -> list[dict]:
+    done = ws.cli("history", "demo", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def started(entry: dict) -> dt.datetime:
+    assert entry["started_at"].endswith("Z"), entry["started_at"]
+    return dt.datetime.fromisoformat(entry["started_at"])
+
+
+def test_history_shows_each_run_with_its_status_writes_and_findings(ws):
+    path = str(ws.tenant_file())
+    first = ws.cli("run", path, "--date", "2026-06-01", "--json")
+    assert first.returncode == 0, first.stderr
+    first = json.loads(first.stdout)
+    second = ws.cli("run", path, "--date", "2026-06-01", "--allow-deletes")
+    assert second.returncode == 0, second.stderr
+    ws.erp_execute("DROP TABLE vertragpartner")                    # the ERP's contract parties are gone
+    failed = ws.cli("run", path, "--date", "2026-06-01")
+    assert failed.returncode == 4, failed.stderr
+
+    runs = history(ws)
+    assert [r["status"] for r in runs] == ["failed", "ok", "ok"]
+    assert [r["allow_deletes"] for r in runs] == [False, True, False]
+    assert started(runs[0]) >= started(runs[1]) >= started(runs[2])
+    assert all(r["duration_s"] is not None and r["duration_s"] >= 0 for r in runs)
+    oldest = runs[2]
+    assert oldest["writes"] == {a: sum(c[a] for c in first["entities"].values()) for a in ("create", "update", "delete")}
+    assert oldest["writes"]["create"] == first["writes"] > 0
+    assert oldest["findings"] == sum(first["findings"].values()) > 0
+    assert runs[1]["writes"] == {"create": 0, "update": 0, "delete": 0}
+    assert runs[0]["writes"] is None and runs[0]["findings"] is None      # it failed before it wrote
+
+    assert [r["run_id"] for r in history(ws, "--limit", "2")] == [r["run_id"] for r in runs[:2]]
+
+    text = ws.cli("history", "demo")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("tenant 'demo': the last 3 runs, newest first (state store sqlite:///")
+    head = next(i for i, line in enumerate(lines) if "started (UTC)" in line)
+    for word in ("duration", "status", "allow-deletes", "create", "update", "delete", "findings"):
+        assert word in lines[head], word
+    failed_row, ok_row, first_row = lines[head + 1:head + 4]
+    assert failed_row.split()[:1] == [runs[0]["started_at"]] and " failed " in failed_row
+    assert " ok " in ok_row and " yes " in ok_row
+    assert f"{first['writes']:,}" in first_row.split() and f"{sum(first['findings'].values()):,}" in first_row.split()
+
+
+def test_history_of_a_store_that_does_not_exist_says_so_and_creates_nothing(ws):
+    ws.tenant_file()
+    done = ws.cli("history", "demo", "--state", "sqlite:///elsewhere/state.sqlite")
+    assert done.returncode == 10
+    assert "tenant 'demo': there is no state store at elsewhere/state.sqlite" in done.stderr
+    assert "--state" in done.stderr and "Traceback" not in done.stderr
+    assert not (ws.root / "elsewhere").exists()
+
+
+def test_history_with_no_runs_yet(ws):
+    ws.tenant_file()
+    ws.state().close()                                              # the store exists, without runs
+    done = ws.cli("history", "demo")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("tenant 'demo': no runs in the run history")
+    assert history(ws) == []
