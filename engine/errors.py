@@ -44,6 +44,20 @@ class SyncError(Exception):
         return self.message if not self.hint else f"{self.message}\n  what to do: {self.hint}"
 
 
+def failure_message(exc: BaseException) -> str:
+    """Why a run failed, on one line, for its row in the run history: a SyncError's message
+    (secret-free, as every message here); for a bug only the exception's type (its text may
+    hold anything; the traceback is on standard error)."""
+    from engine._stop import Terminated
+    if isinstance(exc, Terminated):
+        return "stopped (SIGTERM)"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, SyncError):
+        return "; ".join(line.strip() for line in exc.message.splitlines() if line.strip())
+    return f"internal error (a bug): {type(exc).__name__}; the traceback is on the run's standard error"
+
+
 class ConfigError(SyncError):
     """The tenant or mapping file is invalid. Carries every problem found, best first."""
     exit_code = ExitCode.CONFIG

@@ -432,13 +432,13 @@ class RunResult:
 def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_deletes: bool = False,
                progress: Progress | None = None, target=None) -> RunResult:
     """The whole run under the tenant's lock, recorded in the run history."""
-    from engine.errors import ExitCode
+    from engine.errors import ExitCode, failure_message
     from engine.report import summary
     from engine.targets import open_target
 
     with state.lock(tenant.id):
         run_id = state.start_run(tenant.id, allow_deletes=allow_deletes)
-        status, prepared, applied = "failed", None, None
+        status, prepared, applied, failure = "failed", None, None, None     # failure: why, for the history
         own_target = target is None
         try:
             target = target or open_target(tenant)
@@ -457,13 +457,17 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             with whole():                               # a stop waits until every entity is noted
                 record(prepared, applied, state, run_id)
             status = "rejected" if applied.rejected else "deletes_held" if prepared.plan.held_reasons else "ok"
+        except BaseException as exc:
+            failure = failure_message(exc)
+            raise
         finally:
             s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes) \
                 if prepared and applied else None
             try:                                        # the history first: closing a target may wait
                 with whole():
                     state.finish_run(run_id, status=status, summary=s,
-                                     extracted=prepared.extracted if prepared else None)
+                                     extracted=prepared.extracted if prepared else None,
+                                     message=failure)
             finally:
                 if own_target and target is not None:
                     target.close()

@@ -7,7 +7,8 @@ engine.commands._common.default_state_url); a PostgreSQL URL
 
   runs          run history: tenant, start, end, status, whether --allow-deletes was used, counts per
                 entity and action, findings by code, rows extracted per entity (the completeness
-                check compares them with the last successful run) and the run summary.
+                check compares them with the last successful run), the run summary and, for a
+                failed run, why (`idwell-sync history` shows it; docs/summary.md).
   email_winners tenant, e-mail -> the user external_id that holds it (stable dedup decisions).
   last_written  tenant, entity, external_id -> the record the engine last wrote (drift detection).
   locks         one row per tenant while a run holds it; see `StateStore.lock`.
@@ -37,6 +38,7 @@ SUCCESSFUL = ("ok", "rejected")       # runs whose extract is a baseline for the
 _ACTIONS = ("create", "update", "delete", "unchanged", "held", "rejected")
 _CHUNK = 5000
 _HOST = socket.gethostname()
+MESSAGE_LIMIT = 500                   # characters of a failed run's message kept in the history
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ def _pid_alive(pid: int) -> bool:
 def _span(td: dt.timedelta) -> str:
     seconds = int(td.total_seconds())
     return f"{seconds // 3600} h" if seconds % 3600 == 0 and seconds else f"{seconds // 60} min"
+
+
+def _clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def _dump(record: Mapping[str, Any]) -> str:
@@ -166,7 +172,8 @@ class StateStore:
     def finish_run(self, run_id: str, *, status: str, summary: Mapping[str, Any] | None = None,
                    extracted: Mapping[str, int] | None = None, counts: Mapping[str, Mapping[str, int]] | None = None,
                    findings: Mapping[str, int] | None = None, message: str | None = None) -> None:
-        """Close a run. counts and findings default to those of the run summary (engine.report)."""
+        """Close a run. counts and findings default to those of the run summary (engine.report);
+        `message` says why a run failed (one line, at most MESSAGE_LIMIT characters are kept)."""
         if counts is None and summary is not None:
             counts = {e: {a: c.get(a, 0) for a in _ACTIONS} for e, c in summary.get("entities", {}).items()}
         if findings is None and summary is not None:
@@ -175,7 +182,8 @@ class StateStore:
             done = c.execute(self._runs.update().where(self._runs.c.run_id == run_id).values(
                 status=status, finished_at=_now(), counts=counts, findings=findings,
                 extracted=dict(extracted) if extracted is not None else None,
-                summary=dict(summary) if summary is not None else None, message=message))
+                summary=dict(summary) if summary is not None else None,
+                message=_clip(message) if message is not None else None))
         if done.rowcount != 1:
             raise KeyError(f"run {run_id!r} is not in the state store {self.where}")
 

@@ -215,6 +215,12 @@ def test_a_lock_older_than_the_maximum_age_is_taken_over(db, caplog):
         patient.close()
 
 
+def test_a_failed_run_keeps_its_message_cut_to_500_characters(state):
+    run = state.start_run("acme")
+    state.finish_run(run, status="failed", message="x" * 2000)
+    assert state.runs("acme")[0].message == "x" * 499 + "\u2026"
+
+
 @pytest.mark.postgres
 def test_a_postgresql_schema_keeps_a_store_apart(pg_url):
     url = pg_url

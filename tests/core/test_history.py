@@ -1,6 +1,6 @@
 """`idwell-sync history TENANT`: an operator sees the tenant's last runs from the state store, newest
-first: when each started, how long it took, its status, --allow-deletes, its writes per action and its
-findings."""
+first: when each started, how long it took, its status, --allow-deletes, its writes per action, its
+findings and, for a failed run, why it failed."""
 from __future__ import annotations
 
 import datetime as dt
@@ -18,7 +18,7 @@ def started(entry: dict) -> dt.datetime:
     return dt.datetime.fromisoformat(entry["started_at"])
 
 
-def test_history_shows_each_run_with_its_status_writes_and_findings(ws):
+def test_history_shows_each_run_with_its_writes_findings_and_why_a_failed_run_failed(ws):
     path = str(ws.tenant_file())
     first = ws.cli("run", path, "--date", "2026-06-01", "--json")
     assert first.returncode == 0, first.stderr
@@ -28,12 +28,15 @@ def test_history_shows_each_run_with_its_status_writes_and_findings(ws):
     ws.erp_execute("DROP TABLE vertragpartner")                    # the ERP's contract parties are gone
     failed = ws.cli("run", path, "--date", "2026-06-01")
     assert failed.returncode == 4, failed.stderr
+    error = failed.stderr.split("error: ", 1)[1].split("\n  what to do:")[0]
 
     runs = history(ws)
     assert [r["status"] for r in runs] == ["failed", "ok", "ok"]
     assert [r["allow_deletes"] for r in runs] == [False, True, False]
     assert started(runs[0]) >= started(runs[1]) >= started(runs[2])
     assert all(r["duration_s"] is not None and r["duration_s"] >= 0 for r in runs)
+    assert runs[0]["message"] == error and "no such table" in error.lower()
+    assert runs[1]["message"] is None and runs[2]["message"] is None
     oldest = runs[2]
     assert oldest["writes"] == {a: sum(c[a] for c in first["entities"].values()) for a in ("create", "update", "delete")}
     assert oldest["writes"]["create"] == first["writes"] > 0
@@ -50,8 +53,9 @@ def test_history_shows_each_run_with_its_status_writes_and_findings(ws):
     head = next(i for i, line in enumerate(lines) if "started (UTC)" in line)
     for word in ("duration", "status", "allow-deletes", "create", "update", "delete", "findings"):
         assert word in lines[head], word
-    failed_row, ok_row, first_row = lines[head + 1:head + 4]
+    failed_row, message, ok_row, first_row = lines[head + 1:head + 5]
     assert failed_row.split()[:1] == [runs[0]["started_at"]] and " failed " in failed_row
+    assert message.strip() == error
     assert " ok " in ok_row and " yes " in ok_row
     assert f"{first['writes']:,}" in first_row.split() and f"{sum(first['findings'].values()):,}" in first_row.split()
 

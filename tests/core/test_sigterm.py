@@ -59,7 +59,7 @@ def test_sigterm_during_the_writes_ends_the_run_cleanly(tmp_path):
 
     state = StateStore(state_url)
     try:
-        assert state.runs("demo")[0].status == "failed"
+        assert (state.runs("demo")[0].status, state.runs("demo")[0].message) == ("failed", "stopped (SIGTERM)")
         written = {e: set(state.last_written("demo", e, portal_ids(portal, e))) for e in ENTITIES}
         in_portal = {e: set(portal_ids(portal, e)) for e in ENTITIES}
         assert written == in_portal, "the state does not remember exactly what the portal accepted"
