@@ -290,6 +290,8 @@ class StateStore:
 
         A lock is stale, and taken over with a warning, when its holder ran on this host and its
         process is gone, or when it is older than `lock_max_age` (a crashed run on another host).
+        Runs of the tenant still 'running' in the history when the lock is taken (killed, or
+        their end could not be recorded) are closed as failed, saying so.
         """
         info = self._acquire(tenant)
         try:
@@ -308,6 +310,9 @@ class StateStore:
             try:
                 with self.engine.begin() as c:
                     c.execute(self._locks.insert().values(**mine))
+                    ended = self._close_unfinished(c, tenant, mine["since"], None)
+                if ended:
+                    log.warning("tenant '%s': %s", tenant, ended)
                 return LockInfo(tenant, _HOST, mine["pid"], _utc(mine["since"]), mine["token"])
             except IntegrityError:
                 pass
@@ -331,11 +336,38 @@ class StateStore:
             with self.engine.begin() as c:
                 taken = c.execute(self._locks.update().where(lk.tenant == tenant, lk.token == holder["token"])
                                   .values(**{k: v for k, v in mine.items() if k != "tenant"}))
+                ended = self._close_unfinished(c, tenant, mine["since"], holder) if taken.rowcount == 1 else ""
             if taken.rowcount == 1:
-                log.warning("tenant '%s': took over a stale run lock: %s", tenant, why)
+                log.warning("tenant '%s': took over a stale run lock: %s%s", tenant, why, f"; {ended}" if ended else "")
                 return LockInfo(tenant, _HOST, mine["pid"], _utc(mine["since"]), mine["token"], took_over=why)
         raise LockedError(f"tenant '{tenant}': could not take the run lock, other runs keep taking it",
                           hint="check the scheduler: several runs of this tenant are starting at once")
+
+    def _close_unfinished(self, c: sa.Connection, tenant: str, now: dt.datetime,
+                          stale: Mapping[str, Any] | None) -> str:
+        """Inside the transaction that takes the tenant's lock: close the tenant's runs still
+        'running' as failed (no run of the tenant can be under way without the lock), saying
+        why, and return what was closed ("" if nothing was). `stale`: the lock row taken over."""
+        r = self._runs.c
+        rows = c.execute(sa.select(r.run_id, r.host, r.pid, r.started_at)
+                         .where(r.tenant == tenant, r.status == "running", r.started_at <= now)).all()
+        at = f"{_utc(now):%Y-%m-%d %H:%M:%S} UTC"
+        for run_id, host, pid, _ in rows:
+            gone = host == _HOST and pid is not None and not _pid_alive(pid)
+            who = f"process {pid} on {host}" + (" gone" if gone else "")
+            if stale is None or (stale["host"], stale["pid"]) != (host, pid):
+                why = f"({who}; its end was never recorded, found when the lock was taken at {at})"
+            elif gone:
+                why = f"({who}; its lock was taken over at {at})"
+            else:
+                why = (f"within the lock's maximum age of {_span(self.lock_max_age)} "
+                       f"({who}; its lock was taken over at {at})")
+            c.execute(self._runs.update().where(r.run_id == run_id, r.status == "running").values(
+                status="failed", finished_at=now, message=f"ended without finishing {why}"))
+        if not rows:
+            return ""
+        starts = ", ".join(f"{_utc(started):%Y-%m-%d %H:%M:%S}" for *_, started in rows)
+        return f"{len(rows)} run(s) that ended without finishing (started {starts} UTC) recorded as failed"
 
     # -- housekeeping ------------------------------------------------------------------------
     def drop(self) -> None:

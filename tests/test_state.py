@@ -133,10 +133,14 @@ from engine.state import StateStore
 url, prefix, mode = sys.argv[1:4]
 store = StateStore(url, prefix=prefix)
 with store.lock("acme"):
+    if mode in ("run", "unfinished"):
+        store.start_run("acme")  # as run_tenant does: the lock, then the run's row
     print("locked", flush=True)
     if mode == "die":
         os._exit(0)              # the process ends without releasing its lock
     sys.stdin.readline()
+if mode == "unfinished":
+    os._exit(0)                  # the lock released, the run's end never recorded
 print("released", flush=True)
 """
 
@@ -213,6 +217,58 @@ def test_a_lock_older_than_the_maximum_age_is_taken_over(db, caplog):
             _release(proc)
         impatient.close()
         patient.close()
+
+
+def test_a_killed_run_is_recorded_as_failed_when_its_stale_lock_is_taken_over(db, state, caplog):
+    finished = state.start_run("acme")                          # an earlier run, finished
+    state.finish_run(finished, status="ok")
+    other = state.start_run("other")                             # another tenant's run, under way
+    proc = _holder(db, "run")                                    # a run under way: its lock and its row
+    proc.kill()                                                  # kill -9
+    proc.wait(timeout=60)
+    assert state.runs("acme")[0].status == "running"
+
+    with caplog.at_level(logging.WARNING, logger="engine.state"):
+        with state.lock("acme") as info:
+            assert info.took_over and f"pid {proc.pid}" in info.took_over
+    killed = next(r for r in state.runs("acme") if r.run_id != finished)
+    assert killed.status == "failed" and killed.finished_at is not None
+    assert killed.message.startswith(f"ended without finishing (process {proc.pid} on {socket.gethostname()} gone; "
+                                     f"its lock was taken over at {killed.finished_at:%Y-%m-%d %H:%M:%S} UTC")
+    assert next(r for r in state.runs("acme") if r.run_id == finished).status == "ok"
+    assert state.runs("other")[0].run_id == other and state.runs("other")[0].status == "running"
+    assert any("stale" in r.getMessage() and "1 run(s) that ended without finishing" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_run_whose_lock_is_taken_over_for_its_age_is_recorded_as_failed_saying_so(db):
+    url, prefix = db
+    proc = _holder(db, "run")                                    # alive, but its lock counts as too old
+    impatient = StateStore(url, prefix=prefix, lock_max_age=dt.timedelta(0))
+    try:
+        with impatient.lock("acme") as info:
+            assert "older than the maximum age" in info.took_over
+        [run] = impatient.runs("acme")
+        assert run.status == "failed"
+        assert run.message.startswith(f"ended without finishing within the lock's maximum age of 0 min (process "
+                                      f"{proc.pid} on {socket.gethostname()}; its lock was taken over at ")
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+        impatient.close()
+
+
+def test_a_run_whose_end_was_never_recorded_is_closed_by_the_next_lock(db, state, caplog):
+    proc = _holder(db, "unfinished")
+    assert _release(proc) == ""                                  # lock released, the run left 'running'
+    with caplog.at_level(logging.WARNING, logger="engine.state"):
+        with state.lock("acme") as info:
+            assert info.took_over is None
+    [run] = state.runs("acme")
+    assert run.status == "failed"
+    assert run.message.startswith(f"ended without finishing (process {proc.pid} on {socket.gethostname()} gone; "
+                                  f"its end was never recorded")
+    assert any("recorded as failed" in r.getMessage() for r in caplog.records)
 
 
 def test_a_failed_run_keeps_its_message_cut_to_500_characters(state):

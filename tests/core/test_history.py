@@ -1,10 +1,14 @@
 """`idwell-sync history TENANT`: an operator sees the tenant's last runs from the state store, newest
 first: when each started, how long it took, its status, --allow-deletes, its writes per action, its
-findings and, for a failed run, why it failed."""
+findings and, for a failed run, why it failed; also for a run killed with `kill -9`, which the next
+run closes when it takes over the dead run's lock."""
 from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
+import subprocess
+import sys
 
 
 def history(ws, *args: str) -> list[dict]:
@@ -76,3 +80,43 @@ def test_history_with_no_runs_yet(ws):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("tenant 'demo': no runs in the run history")
     assert history(ws) == []
+
+
+KILLED_RUN = """
+import sys
+from engine.state import StateStore
+store = StateStore(sys.argv[1])
+with store.lock("demo"):                 # as run_tenant does: the lock, then the run's row
+    store.start_run("demo")
+    print("running", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_run_killed_with_kill_9_is_shown_failed_once_the_next_run_took_over_its_lock(ws):
+    path = str(ws.tenant_file())
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_RUN, ws.state_url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert killed.stdout.readline().strip() == "running", killed.stderr.read()
+    killed.kill()                                                   # kill -9: nothing is cleaned up
+    killed.wait(timeout=30)
+    [before] = history(ws)
+    assert before["status"] == "running" and before["finished_at"] is None
+
+    done = ws.cli("run", path, "--date", "2026-06-01")
+    assert done.returncode == 0, done.stderr
+    assert "took over a stale run lock" in done.stderr and "recorded as failed" in done.stderr
+
+    latest, dead = history(ws)
+    assert latest["status"] == "ok"
+    assert (dead["run_id"], dead["status"]) == (before["run_id"], "failed")
+    assert dead["finished_at"] is not None and dead["finished_at"] <= latest["started_at"]
+    host = socket.gethostname()
+    assert dead["message"].startswith(f"ended without finishing (process {killed.pid} on {host} gone; "
+                                      f"its lock was taken over at {dead['finished_at'][:10]} ")
+    text = ws.cli("history", "demo").stdout
+    assert f"ended without finishing (process {killed.pid} on {host} gone" in text
+
+    again = ws.cli("run", path, "--date", "2026-06-01")
+    assert again.returncode == 0 and "lock" not in again.stderr, again.stderr
+    assert [r["status"] for r in history(ws)] == ["ok", "ok", "failed"]
