@@ -432,7 +432,7 @@ class RunResult:
 def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_deletes: bool = False,
                progress: Progress | None = None, target=None) -> RunResult:
     """The whole run under the tenant's lock, recorded in the run history."""
-    from engine.errors import ExitCode, failure_message
+    from engine.errors import ExitCode, StateError, failure_message
     from engine.report import summary
     from engine.targets import open_target
 
@@ -468,6 +468,10 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                     state.finish_run(run_id, status=status, summary=s,
                                      extracted=prepared.extracted if prepared else None,
                                      message=failure)
+            except StateError as exc:
+                if failure is None:
+                    raise
+                log.warning("%s", exc)                  # the run's own failure is what it reports
             finally:
                 if own_target and target is not None:
                     target.close()

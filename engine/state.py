@@ -12,6 +12,10 @@ engine.commands._common.default_state_url); a PostgreSQL URL
   email_winners tenant, e-mail -> the user external_id that holds it (stable dedup decisions).
   last_written  tenant, entity, external_id -> the record the engine last wrote (drift detection).
   locks         one row per tenant while a run holds it; see `StateStore.lock`.
+
+A failure of the store's database once it is open (a full disk, a damaged file, a store locked
+by another process for longer than BUSY_TIMEOUT) is raised as StateError (exit code 10), naming
+the tenant, the store and what to do.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from engine.errors import LockedError
+from engine.errors import LockedError, StateError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ _ACTIONS = ("create", "update", "delete", "unchanged", "held", "rejected")
 _CHUNK = 5000
 _HOST = socket.gethostname()
 MESSAGE_LIMIT = 500                   # characters of a failed run's message kept in the history
+BUSY_TIMEOUT = 30.0
+"""Seconds an SQLite store waits for another process's write to end before it gives up."""
 
 
 @dataclass(frozen=True)
@@ -99,15 +105,17 @@ def _dump(record: Mapping[str, Any]) -> str:
 
 class StateStore:
     def __init__(self, url: str = DEFAULT_URL, *, prefix: str = "", schema: str | None = None,
-                 lock_max_age: dt.timedelta = dt.timedelta(hours=6)):
+                 lock_max_age: dt.timedelta = dt.timedelta(hours=6), busy_timeout: float | None = None):
         self.url = sa.make_url(url)
         self.lock_max_age = lock_max_age
+        self.busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
+        self._run_tenants: dict[str, str] = {}          # run_id -> tenant, for messages about a run
         kwargs: dict[str, Any] = {}
         if self.url.get_backend_name() == "sqlite":
             db = self.url.database
             if db and db != ":memory:" and not db.startswith("file:"):
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": self.busy_timeout}
         self.engine = sa.create_engine(self.url, **kwargs)
         if self.url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode = WAL"))
@@ -161,12 +169,46 @@ class StateStore:
         """The store's URL without its password, for messages."""
         return self.url.render_as_string(hide_password=True)
 
+    @contextmanager
+    def _failing(self, tenant: str | None, doing: str) -> Iterator[None]:
+        """A failure of the store's database while `doing` is raised as StateError (exit 10)."""
+        try:
+            yield
+        except DBAPIError as exc:
+            reason, hint = self._diagnose(exc)
+            who = f"tenant '{tenant}': " if tenant else ""
+            raise StateError(f"{who}cannot {doing} the state store {self.where}: {reason}", hint=hint) from None
+
+    def _diagnose(self, exc: DBAPIError) -> tuple[str, str]:
+        """(why, what to do) for a failure of the database behind the store."""
+        orig = exc.orig if exc.orig is not None else exc
+        reason = _clip(" ".join(str(orig).split()) or type(orig).__name__, 300)
+        code = getattr(orig, "sqlite_errorname", "") or ""
+        where = self.url.database if self.url.get_backend_name() == "sqlite" else self.where
+        if code.startswith("SQLITE_FULL"):
+            return reason, (f"the disk that holds {where} is full: free space there (or move the store, "
+                            f"see --state / $IDWELL_STATE_URL / the tenant's state_url), then run again")
+        if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            return reason, (f"the file {where} is damaged: restore it from a backup, or move it aside so that "
+                            f"the next run starts a new, empty store (which forgets the run history, the e-mail "
+                            f"winners and what the engine last wrote); then run again")
+        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return (f"{reason} (another process kept it locked for more than {self.busy_timeout:g} s)",
+                    f"find the process that holds {where} open (e.g. `fuser {where}`), let it finish or stop it, "
+                    f"then run again")
+        if code:
+            return reason, (f"check that {where} and its folder can be read and written by this user and that "
+                            f"the disk works, then run again")
+        return reason, ("check that the database server is up and reachable, that it has disk space and that "
+                        "the store's user may write its tables (the server's log says why), then run again")
+
     # -- run history -------------------------------------------------------------------------
     def start_run(self, tenant: str, *, allow_deletes: bool = False) -> str:
         run_id = uuid.uuid4().hex
-        with self.engine.begin() as c:
+        with self._failing(tenant, "record the start of a run in"), self.engine.begin() as c:
             c.execute(self._runs.insert().values(run_id=run_id, tenant=tenant, status="running", started_at=_now(),
                                                 allow_deletes=allow_deletes, host=_HOST, pid=os.getpid()))
+        self._run_tenants[run_id] = tenant
         return run_id
 
     def finish_run(self, run_id: str, *, status: str, summary: Mapping[str, Any] | None = None,
@@ -178,26 +220,28 @@ class StateStore:
             counts = {e: {a: c.get(a, 0) for a in _ACTIONS} for e, c in summary.get("entities", {}).items()}
         if findings is None and summary is not None:
             findings = summary.get("findings")
-        with self.engine.begin() as c:
+        with self._failing(self._run_tenants.get(run_id), f"record the end of run {run_id} in"), \
+                self.engine.begin() as c:
             done = c.execute(self._runs.update().where(self._runs.c.run_id == run_id).values(
                 status=status, finished_at=_now(), counts=counts, findings=findings,
                 extracted=dict(extracted) if extracted is not None else None,
                 summary=dict(summary) if summary is not None else None,
                 message=_clip(message) if message is not None else None))
+        self._run_tenants.pop(run_id, None)
         if done.rowcount != 1:
             raise KeyError(f"run {run_id!r} is not in the state store {self.where}")
 
     def runs(self, tenant: str, limit: int = 20) -> list[RunRecord]:
         """The tenant's latest runs, newest first."""
         r = self._runs.c
-        with self.engine.connect() as c:
+        with self._failing(tenant, "read the run history from"), self.engine.connect() as c:
             rows = c.execute(sa.select(self._runs).where(r.tenant == tenant)
                              .order_by(r.started_at.desc(), r.run_id).limit(limit)).mappings().all()
         return [self._run(row) for row in rows]
 
     def last_successful_run(self, tenant: str) -> RunRecord | None:
         r = self._runs.c
-        with self.engine.connect() as c:
+        with self._failing(tenant, "read the last successful run from"), self.engine.connect() as c:
             row = c.execute(sa.select(self._runs).where(r.tenant == tenant, r.status.in_(SUCCESSFUL))
                             .order_by(r.finished_at.desc()).limit(1)).mappings().first()
         return self._run(row) if row else None
@@ -216,12 +260,12 @@ class StateStore:
     # -- e-mail winners ----------------------------------------------------------------------
     def winners(self, tenant: str) -> dict[str, str]:
         w = self._winners.c
-        with self.engine.connect() as c:
+        with self._failing(tenant, "read the e-mail winners from"), self.engine.connect() as c:
             return dict(c.execute(sa.select(w.email, w.external_id).where(w.tenant == tenant)).all())
 
     def replace_winners(self, tenant: str, winners: Mapping[str, str]) -> None:
         rows = [{"tenant": tenant, "email": e, "external_id": i} for e, i in winners.items()]
-        with self.engine.begin() as c:
+        with self._failing(tenant, "record the e-mail winners in"), self.engine.begin() as c:
             c.execute(self._winners.delete().where(self._winners.c.tenant == tenant))
             for start in range(0, len(rows), _CHUNK):
                 c.execute(self._winners.insert(), rows[start:start + _CHUNK])
@@ -232,7 +276,7 @@ class StateStore:
         w = self._written.c
         ids = list(external_ids)
         out: dict[str, dict[str, Any]] = {}
-        with self.engine.connect() as c:
+        with self._failing(tenant, f"read what the engine last wrote ({entity}) from"), self.engine.connect() as c:
             for start in range(0, len(ids), 2000):
                 rows = c.execute(sa.select(w.external_id, w.record).where(
                     w.tenant == tenant, w.entity == entity, w.external_id.in_(ids[start:start + 2000])))
@@ -241,7 +285,7 @@ class StateStore:
 
     def iter_written(self, tenant: str, entity: str) -> Iterator[tuple[str, dict[str, Any]]]:
         w = self._written.c
-        with self.engine.connect() as c:
+        with self._failing(tenant, f"read what the engine last wrote ({entity}) from"), self.engine.connect() as c:
             rows = c.execution_options(stream_results=True, yield_per=_CHUNK).execute(
                 sa.select(w.external_id, w.record).where(w.tenant == tenant, w.entity == entity))
             for i, rec in rows:
@@ -253,7 +297,8 @@ class StateStore:
         table, w = self._written, self._written.c
         stmt = self._upsert(table, ["tenant", "entity", "external_id"], ["record"])
         n = 0
-        with self.engine.begin() as c:
+        doing = f"record what the run wrote ({entity}) in"
+        with self._failing(tenant, doing), self.engine.begin() as c:
             chunk: list[dict[str, str]] = []
             for rec in records:
                 chunk.append({"tenant": tenant, "entity": entity, "external_id": rec["external_id"], "record": _dump(rec)})
@@ -269,7 +314,7 @@ class StateStore:
                                                w.external_id.in_(gone[start:start + 500])))
         if n >= 10_000 and self.engine.dialect.name == "postgresql":
             # fresh statistics, or PostgreSQL's planner may scan a tenant's rows for each id lookup
-            with self.engine.begin() as c:
+            with self._failing(tenant, doing), self.engine.begin() as c:
                 c.exec_driver_sql(f"ANALYZE {table.fullname}")
 
     def _upsert(self, table: sa.Table, keys: list[str], values: list[str]):
@@ -296,14 +341,26 @@ class StateStore:
         info = self._acquire(tenant)
         try:
             yield info
-        finally:
-            with self.engine.begin() as c:
-                left = c.execute(self._locks.delete().where(self._locks.c.tenant == tenant,
-                                                             self._locks.c.token == info.token))
-            if left.rowcount != 1:
-                log.warning("tenant '%s': the run lock was taken over by another run while this one held it", tenant)
+        except BaseException:
+            try:
+                self._release(info)
+            except StateError as exc:          # the run's own error is what it reports
+                log.warning("%s", exc)
+            raise
+        self._release(info)
+
+    def _release(self, info: LockInfo) -> None:
+        with self._failing(info.tenant, "release the run lock in"), self.engine.begin() as c:
+            left = c.execute(self._locks.delete().where(self._locks.c.tenant == info.tenant,
+                                                         self._locks.c.token == info.token))
+        if left.rowcount != 1:
+            log.warning("tenant '%s': the run lock was taken over by another run while this one held it", info.tenant)
 
     def _acquire(self, tenant: str) -> LockInfo:
+        with self._failing(tenant, "take the run lock in"):
+            return self._take(tenant)
+
+    def _take(self, tenant: str) -> LockInfo:
         lk = self._locks.c
         for _ in range(5):
             mine = {"tenant": tenant, "host": _HOST, "pid": os.getpid(), "since": _now(), "token": uuid.uuid4().hex}

@@ -12,7 +12,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from engine.errors import LockedError
+from engine.errors import LockedError, StateError
 from engine.state import StateStore
 from pgcluster import require
 
@@ -275,6 +275,68 @@ def test_a_failed_run_keeps_its_message_cut_to_500_characters(state):
     run = state.start_run("acme")
     state.finish_run(run, status="failed", message="x" * 2000)
     assert state.runs("acme")[0].message == "x" * 499 + "\u2026"
+
+
+def _hold_lock(store: StateStore, tenant: str) -> None:
+    with store.lock(tenant):
+        pass
+
+
+OPERATIONS = {       # every operation a run or plan asks of the store, for tenant 'acme'
+    "start_run": lambda s, run: s.start_run("acme"),
+    "finish_run": lambda s, run: s.finish_run(run, status="ok"),
+    "runs": lambda s, run: s.runs("acme"),
+    "last_extracted": lambda s, run: s.last_extracted("acme"),
+    "winners": lambda s, run: s.winners("acme"),
+    "replace_winners": lambda s, run: s.replace_winners("acme", {"max@web.de": "P1"}),
+    "last_written": lambda s, run: s.last_written("acme", "users", ["P1"]),
+    "iter_written": lambda s, run: list(s.iter_written("acme", "users")),
+    "remember_written": lambda s, run: s.remember_written("acme", "users", [{"external_id": "P1"}]),
+    "lock": lambda s, run: _hold_lock(s, "acme"),
+}
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_every_operation_on_a_damaged_sqlite_file_is_a_state_error(tmp_path, operation):
+    path = tmp_path / "state.sqlite"
+    store = StateStore(f"sqlite:///{path}")
+    run = store.start_run("acme")
+    store.engine.dispose()                          # the file complete on disk, no connection left open
+    with path.open("r+b") as fh:                    # every page but the first (the schema) is garbage
+        fh.seek(4096)
+        fh.write(b"\xff" * (path.stat().st_size - 4096))
+    try:
+        with pytest.raises(StateError) as failed:
+            OPERATIONS[operation](store, run)
+    finally:
+        store.close()
+    assert failed.value.exit_code == 10
+    assert failed.value.message.startswith("tenant 'acme': cannot ")
+    assert f"the state store sqlite:///{path}: database disk image is malformed" in failed.value.message
+    assert failed.value.hint.startswith(f"the file {path} is damaged: restore it from a backup")
+
+
+@pytest.mark.postgres
+def test_a_postgresql_store_whose_connection_the_server_ended_is_a_state_error(pg_url):
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    store = StateStore(pg_url, prefix=prefix)
+    admin = sa.create_engine(pg_url)
+    try:
+        with store.engine.connect() as c:           # the pooled connection the next operation takes
+            pid = c.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with admin.begin() as c:                    # as a server restart or an administrator does
+            assert c.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        with pytest.raises(StateError) as failed:
+            store.winners("acme")
+        assert failed.value.exit_code == 10
+        assert failed.value.message.startswith(f"tenant 'acme': cannot read the e-mail winners from the state store "
+                                               f"{store.where}: ")
+        assert "check that the database server is up and reachable" in failed.value.hint
+        assert store.winners("acme") == {}, "the next operation connects again"
+    finally:
+        store.drop()
+        store.close()
+        admin.dispose()
 
 
 @pytest.mark.postgres

@@ -1,0 +1,117 @@
+"""The state store failing after it was opened: its disk full while the run records what it wrote, its
+file damaged in the middle, its file locked by another process for longer than the store waits.
+Each is exit 10 ("the state store cannot be opened or written") with a message naming the tenant, the
+store and what to do, not exit 70 with a traceback; after the cause is gone the next run works."""
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+FULL_DISK = """
+import sys
+from pathlib import Path
+import sqlalchemy as sa
+state_file, pages = Path(sys.argv[1]).resolve(), int(sys.argv[2])
+
+def full_disk(dbapi_connection, _):
+    # no room in the state file beyond its current size: SQLite answers SQLITE_FULL, as on a full disk
+    if Path(dbapi_connection.execute("PRAGMA database_list").fetchone()[2]).resolve() == state_file:
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+sa.event.listen(sa.engine.Engine, "connect", full_disk)
+from engine.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+SHORT_BUSY_TIMEOUT = """
+import sys
+import engine.state
+engine.state.BUSY_TIMEOUT = 1.0          # the store waits 1 s for another process's lock, not 30 s
+from engine.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def python(ws, script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=ws.root, capture_output=True, text=True,
+                          timeout=120)
+
+
+def state_file(ws) -> Path:
+    return ws.root / "state.sqlite"
+
+
+def assert_state_error(done: subprocess.CompletedProcess, command: str, *says: str) -> None:
+    assert done.returncode == 10, done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"idwell-sync {command}: error: tenant 'demo': cannot "), done.stderr
+    for text in says:
+        assert text in done.stderr, (text, done.stderr)
+
+
+def test_a_full_disk_while_the_run_records_what_it_wrote_exits_10(ws):
+    path = str(ws.tenant_file())
+    ws.state().close()
+    with sqlite3.connect(state_file(ws)) as con:
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+
+    done = python(ws, FULL_DISK, str(state_file(ws)), str(pages), "run", path, "--date", "2026-06-01", "--json")
+    assert_state_error(done, "run", "cannot record what the run wrote", f"the state store {ws.state_url}:",
+                       "database or disk is full", f"what to do: the disk that holds {state_file(ws)} is full: "
+                       "free space there")
+    failure = json.loads(done.stdout)
+    assert (failure["status"], failure["exit_code"]) == ("failed", 10)
+    assert failure["error"]["message"] in done.stderr and "free space" in failure["error"]["hint"]
+    assert len(ws.portal()["units"]) > 0, "the portal took the writes before the state store filled up"
+
+    history = ws.cli("history", "demo", "--json")                   # space freed: the store can be read
+    assert history.returncode == 0, history.stderr
+    [run] = json.loads(history.stdout)
+    assert run["status"] == "failed" and run["message"] == failure["error"]["message"]
+    again = ws.cli("run", path, "--date", "2026-06-01")
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_state_file_damaged_in_the_middle_exits_10_for_run_plan_and_history(ws):
+    ws.run()
+    damaged = ws.root / "damaged.sqlite"
+    shutil.copyfile(state_file(ws), damaged)
+    with damaged.open("r+b") as fh:                                 # 8 KB of garbage after the first two pages
+        fh.seek(8192)
+        fh.write(b"\xff" * 8192)
+    before = ws.portal().records
+    url = f"sqlite:///{damaged}"
+    path = str(ws.tenants["demo"])
+    hint = f"what to do: the file {damaged} is damaged: restore it from a backup, or move it aside"
+
+    run = ws.cli("run", path, "--date", "2026-06-01", "--state", url)
+    assert_state_error(run, "run", f"the state store {url}: database disk image is malformed", hint)
+    assert ws.portal().records == before
+
+    plan = ws.cli("plan", path, "--date", "2026-06-01", "--state", url, "--no-out")
+    assert_state_error(plan, "plan", f"the state store {url}: database disk image is malformed", hint)
+
+    history = ws.cli("history", path, "--state", url)
+    assert_state_error(history, "history", "cannot read the run history", hint)
+
+
+def test_a_state_store_locked_by_another_process_beyond_its_timeout_exits_10(ws):
+    path = str(ws.tenant_file())
+    ws.state().close()
+    other = sqlite3.connect(state_file(ws), isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")                            # another process writing, and writing
+        done = python(ws, SHORT_BUSY_TIMEOUT, "run", path, "--date", "2026-06-01")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert_state_error(done, "run", "cannot take the run lock", f"the state store {ws.state_url}: database is locked "
+                       "(another process kept it locked for more than 1 s)",
+                       f"what to do: find the process that holds {state_file(ws)} open")
+    assert not ws.portal_path.exists() or all(len(v) == 0 for v in ws.portal().records.values())
+
+    again = ws.cli("run", path, "--date", "2026-06-01")
+    assert again.returncode == 0 and "lock" not in again.stderr, again.stderr
