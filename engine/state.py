@@ -257,6 +257,13 @@ class StateStore:
                          _utc(row["finished_at"]), bool(row["allow_deletes"]), row["counts"], row["findings"],
                          row["extracted"], row["summary"], row["message"])
 
+    def forget(self, tenant: str) -> None:
+        """Everything the store remembers of a tenant, except a lock: its runs, e-mail winners and
+        what was last written (`idwell-sync demo --fresh`)."""
+        with self._failing(tenant, "forget the tenant in"), self.engine.begin() as c:
+            for table in (self._runs, self._winners, self._written):
+                c.execute(table.delete().where(table.c.tenant == tenant))
+
     # -- e-mail winners ----------------------------------------------------------------------
     def winners(self, tenant: str) -> dict[str, str]:
         w = self._winners.c

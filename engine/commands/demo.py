@@ -28,9 +28,7 @@ def main(args) -> int:
     from engine.pipeline import run_tenant
     from engine.progress import Progress
     from engine.report import render_text, write_findings_csv
-    from engine.state import StateStore
-
-    from engine.commands._common import check_output
+    from engine.commands._common import check_output, open_state
     check_output(args.findings, "--findings")
     tenant = load_tenant(args.tenant)
     url = str(tenant.source.url) if tenant.source.type == "sql" and tenant.source.url else None
@@ -38,17 +36,18 @@ def main(args) -> int:
         print(f"idwell-sync demo: {args.tenant} must read a SQLite file (source.url sqlite:///...)", file=sys.stderr)
         return ExitCode.USAGE
     erp = Path(url[len("sqlite:///"):])
-    state_file = Path("var/demo/state.sqlite")
     if args.fresh:
-        for p in (erp, state_file, getattr(tenant.target, "path", None)):
+        for p in (erp, getattr(tenant.target, "path", None)):
             if p is not None and Path(p).exists():
                 Path(p).unlink()
     if not erp.exists():
         erp.parent.mkdir(parents=True, exist_ok=True)
         print(f"generating demo ERP (size {args.size}, seed {args.seed}) into {erp} ...", file=sys.stderr)
         generate(url, size=args.size, seed=args.seed)
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state = StateStore(f"sqlite:///{state_file}")
+    args.state, args.tenant_id = None, tenant.id
+    state = open_state(args, tenant)        # the store `idwell-sync run demo` uses: one history, one lock
+    if args.fresh:
+        state.forget(tenant.id)
     try:
         result = run_tenant(tenant, state, progress=Progress())
     finally:

@@ -65,3 +65,20 @@ def test_the_second_demo_run_reports_zero_writes(demo_dir, first_demo):
     for line in ("phantom_unit", "orphan_unit", "contract_ended", "partnership_merged", "phone_invalid"):
         assert line in done.stdout, f"the text summary lists {line}"
     assert (demo_dir.root / "var" / "demo" / "findings.csv").is_file()
+
+
+def test_the_demo_and_run_demo_share_one_history_and_fresh_forgets_it(demo_dir, first_demo):
+    """`idwell-sync demo` keeps its state where `idwell-sync run demo` does (one history, one
+    lock, one memory of what was written); `demo --fresh` starts the demo tenant over there,
+    leaving nothing of it behind."""
+    done = demo_dir.cli("run", "demo")
+    assert done.returncode == 0, done.stderr
+    assert "  0 writes applied." in done.stdout.splitlines(), "the run sees what the demo wrote"
+    history = json.loads(demo_dir.cli("history", "demo", "--json").stdout)
+    assert len(history) >= 2 and {r["status"] for r in history} == {"ok"}
+    assert not (demo_dir.root / "var" / "demo" / "state.sqlite").exists()
+    done = demo_dir.cli("demo", "--fresh", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["writes"] > 1000
+    history = json.loads(demo_dir.cli("history", "demo", "--json").stdout)
+    assert len(history) == 1
