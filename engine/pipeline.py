@@ -293,7 +293,9 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     held = guard_deletes(deletes, managed, {e: d.extracted for e, d in data.items()}, previous,
                          tenant.deletion, allow_deletes)
     if held and deletes["users"]:       # a user whose archiving is held keeps its login tonight
-        upserts["users"], releases = keep_held_logins(upserts["users"], releases, deletes["users"], winners, findings)
+        upserts["users"], releases, dropped = keep_held_logins(upserts["users"], releases, deletes["users"], winners,
+                                                               findings)
+        unchanged["users"] += dropped
     plan = build_plan(tenant.id, upserts, deletes, unchanged, drift, held, releases)
     for reason in held:
         findings.append(Finding("deletes_held", reason.split(":")[0], "-", reason))

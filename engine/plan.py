@@ -191,38 +191,46 @@ def email_releases(desired: Mapping[str, Rec], current: Rows | Packed) -> list[C
 
 
 def keep_held_logins(upserts: list[Change], releases: list[Change], deleted: list[Change],
-                     winners: dict[str, str], findings: list[Finding]) -> tuple[list[Change], list[Change]]:
+                     winners: dict[str, str], findings: list[Finding]) -> tuple[list[Change], list[Change], int]:
     """(users' upserts, releases) for a run whose deletes the guard holds back: a user whose
     archiving is held keeps the portal login it has. The extract looks incomplete, so its
     address is not cleared on it and not given to another user tonight: the user who would
-    take it is sent without it (an update that changed nothing else is not sent), with a
-    finding, and `winners` keeps the address with its holder, so that an ERP put right
-    tomorrow finds the login where it was. `deleted`: the users' deletes, all held."""
+    take it keeps the address it has in the portal, unless that one goes to another user
+    tonight, else none (an update that then changes nothing is not sent, and counts as
+    unchanged), with a finding; `winners` keeps the address with its holder, so that an ERP put
+    right tomorrow finds the login where it was. `deleted`: the users' deletes, all held.
+    Returns (upserts, releases, updates no longer sent)."""
     held = {c.external_id for c in deleted}
     kept = {contract.email_key(r.before.get("email")): r.external_id for r in releases if r.external_id in held}
     kept.pop(None, None)
     if not kept:
-        return upserts, releases
+        return upserts, releases, 0
+    leaving = {r.external_id for r in releases}         # their portal address goes to another user
     names = contract.fields("users")
     out: list[Change] = []
+    dropped = 0
     for c in upserts:
         holder = kept.get(contract.email_key(c.record.get("email")))
         if holder is None or holder == c.external_id:
             out.append(c)
             continue
+        own = (c.before or {}).get("email") if c.action == "update" and c.external_id not in leaving else None
         findings.append(Finding("email_held", "users", c.key or c.external_id,
-                                f"{c.record['email']!r} stays with user {holder}, whose archiving the deletion "
-                                "guard holds back; this user is sent without it until the deletes are applied",
+                                f"{c.record['email']!r} stays with user {holder}, whose archiving the deletion guard "
+                                "holds back; until the deletes are applied this user is sent "
+                                + (f"with its address in the portal, {own!r}" if own else "without an address"),
                                 field="email"))
-        record = {**c.record, "email": None}
+        record = {**c.record, "email": own}
         if c.action == "update":
             changed = tuple(n for n in names if record.get(n) != (c.before or {}).get(n))
             if changed:
                 out.append(c._replace(record=record, changed=changed))
+            else:
+                dropped += 1
         else:
             out.append(c._replace(record=record))
     winners.update(kept)
-    return out, [r for r in releases if r.external_id not in held]
+    return out, [r for r in releases if r.external_id not in held], dropped
 
 
 def _email_keys(values: list[Any]) -> list[str | None]:

@@ -181,6 +181,35 @@ def test_a_user_whose_archiving_is_held_keeps_the_login(ws, tmp_path):
     assert {u: r["email"] for u, r in now["users"].items()} == {u: r["email"] for u, r in before["users"].items()}
 
 
+HOLD_EVERY_DELETE = {"deletion": {"max_count": 0, "max_share": 1.0, "min_source_ratio": 0.0}}
+
+
+@pytest.mark.parametrize("own", ["bernd@example.org", None])
+def test_the_user_who_would_take_a_held_login_keeps_its_own(ws, own):
+    """Anna's contract vanishes (her archiving is held), and Bernd's ERP record now gives her
+    address. Bernd keeps the address he has in the portal (he is not sent without a login he
+    has), or, having none, is not written at all: the plan's counts still add up."""
+    tenant = ws.tenant(**HOLD_EVERY_DELETE)
+    anna = ws.add_person("Albers", "Anna", "anna@example.org")
+    bernd = ws.add_person("Berger", "Bernd", own)
+    contract = ws.add_contract(ws.add_unit(ws.in_scope_building(), "Wohnung A"), "M", "2024-01-01", None, [anna])
+    ws.add_contract(ws.add_unit(ws.in_scope_building(), "Wohnung B"), "M", "2024-01-01", None, [bernd])
+    assert ws.run(tenant).exit_code == 0
+    ws.erp_execute(("DELETE FROM vertragpartner WHERE vertragnr = ?", (contract,)),
+                   ("UPDATE adresse SET email = ? WHERE adressnr = ?", ("anna@example.org", bernd)))
+    planned = ws.plan(tenant)
+    counts = planned.plan.counts()["users"]
+    assert counts["held"] == 1
+    assert counts["create"] + counts["update"] + counts["unchanged"] == len(planned.data["users"].records)
+    result = ws.run(tenant)
+    assert result.exit_code == 6
+    users = ws.portal()["users"]
+    assert (users[str(anna)]["email"], users[str(bernd)]["email"]) == ("anna@example.org", own)
+    [held] = [f for f in result.findings if f.code == "email_held"]
+    assert held.key == str(bernd) and f"stays with user {anna}" in held.message
+    assert (f"with its address in the portal, '{own}'" if own else "without an address") in held.message
+
+
 def test_quiet_prints_nothing_for_a_run_that_ends_ok_and_the_summary_otherwise(ws):
     """For a scheduler that mails whatever a job prints: a quiet run that ends ok prints
     nothing; one that needs attention (here: deletes held back, exit 6) prints its summary."""
