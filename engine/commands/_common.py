@@ -22,7 +22,7 @@ def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
 def add_state_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", default=None,
                         help="state store URL (default: the tenant's state_url, $IDWELL_STATE_URL, or var/state.sqlite "
-                             "in the folder that holds the tenants/ folder)")
+                             "in the folder that holds the tenants/ folder, else beside the tenant file)")
 
 
 def run_date(text: str) -> dt.date:
@@ -76,20 +76,44 @@ def state_url(args, tenant) -> str:
 
 
 def default_state_url(tenant) -> str:
-    """var/state.sqlite in the repository of the tenant's file (the folder that holds its
-    folder, as for mappings/), whatever directory the command runs in: one tenant, one store,
-    one lock, also for a scheduler that starts in another directory. A store left at
-    var/state.sqlite below the working directory by an earlier version, where the repository
-    has none, is still used, with a warning to move it."""
-    home = tenant.path.resolve().parent.parent / "var" / "state.sqlite"
-    earlier = Path("var", "state.sqlite").resolve()
-    if not home.exists() and earlier.is_file() and earlier != home:
-        logging.getLogger(__name__).warning(
-            "tenant '%s': using the state store %s below the working directory; the default store is now %s, "
-            "beside the tenant files (the same from any directory): move the file there, or set "
-            "IDWELL_STATE_URL", tenant.id, earlier, home)
-        return f"sqlite:///{earlier}"
-    return f"sqlite:///{home}"
+    """var/state.sqlite in the repository of the tenant's file, whatever directory the command
+    runs in: one tenant, one store, one lock, also for a scheduler that starts elsewhere. The
+    repository is the folder that holds the file's tenants/ folder (as for mappings/), or the
+    file's own folder where that is not named tenants. A store an earlier version left at
+    var/state.sqlite below the working directory, holding runs of this tenant, is still used
+    with a warning while the repository has none; where both exist, the run stops (exit 10)
+    until one of them is moved: neither may be dropped without a word."""
+    from engine.errors import StateError
+    folder = tenant.path.absolute().parent
+    home = (folder.parent if folder.name == "tenants" else folder) / "var" / "state.sqlite"
+    earlier = Path("var", "state.sqlite").absolute()
+    if earlier == home or not _has_runs(earlier, tenant.id):
+        return f"sqlite:///{home}"
+    if home.exists():
+        raise StateError(f"tenant '{tenant.id}': two state stores hold this tenant: {home} (the default, beside "
+                         f"the tenant files) and {earlier} (below the directory the command runs in, where "
+                         "earlier versions kept it)",
+                         hint=f"keep the one the nightly runs used: move it to {home}, or name it with --state / "
+                              "IDWELL_STATE_URL; then move the other out of the way")
+    logging.getLogger(__name__).warning(
+        "tenant '%s': using the state store %s below the working directory; the default store is now %s, "
+        "beside the tenant files (the same from any directory): move the file there, or set "
+        "IDWELL_STATE_URL", tenant.id, earlier, home)
+    return f"sqlite:///{earlier}"
+
+
+def _has_runs(path: Path, tenant_id: str) -> bool:
+    """Whether the SQLite state store at `path` holds runs of the tenant (False: no such file,
+    or not a state store)."""
+    import sqlite3
+    from contextlib import closing
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT 1 FROM runs WHERE tenant = ? LIMIT 1", (tenant_id,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def open_state(args, tenant):

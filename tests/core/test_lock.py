@@ -117,18 +117,44 @@ def test_the_default_state_store_and_its_lock_do_not_depend_on_the_working_direc
     assert all(" [acme] " in line for line in done.stderr.splitlines() if " INFO " in line), done.stderr
 
 
-def test_a_store_an_earlier_version_left_below_the_working_directory_is_still_used(ws):
+def test_a_store_an_earlier_version_left_below_the_working_directory_is_used_until_there_are_two(ws):
+    """A scheduler's directory holds the tenant's store of an earlier version: it is used, with
+    a warning to move it. Once a run from the repository has made the default store too, a run
+    from the scheduler's directory stops (exit 10) naming both, instead of dropping one."""
     from engine.state import StateStore
     path = ws.tenant_file("acme", state_url=None)
     earlier = ws.root / "scheduler" / "var" / "state.sqlite"
-    StateStore(f"sqlite:///{earlier}").close()
+    home = ws.root / "var" / "state.sqlite"
+    store = StateStore(f"sqlite:///{earlier}")
+    store.finish_run(store.start_run("acme"), status="ok")
+    store.close()
     done = run_from(ws.root / "scheduler", "run", str(path), "--date", "2026-06-01")
     assert done.returncode == 0, done.stderr
     assert f"using the state store {earlier} below the working directory" in done.stderr
-    assert f"the default store is now {ws.root / 'var' / 'state.sqlite'}" in done.stderr
+    assert f"the default store is now {home}" in done.stderr
     store = StateStore(f"sqlite:///{earlier}")
     try:
-        assert [r.status for r in store.runs("acme")] == ["ok"]
+        assert [r.status for r in store.runs("acme")] == ["ok", "ok"]
     finally:
         store.close()
-    assert not (ws.root / "var" / "state.sqlite").exists()
+    assert not home.exists()
+
+    assert run_from(ws.root, "run", str(path), "--date", "2026-06-01").returncode == 0   # from the repository
+    assert home.exists()
+    done = run_from(ws.root / "scheduler", "run", str(path), "--date", "2026-06-01")
+    assert done.returncode == 10, done.stderr
+    assert f"two state stores hold this tenant: {home}" in done.stderr and str(earlier) in done.stderr
+
+
+def test_a_tenant_file_outside_a_tenants_folder_keeps_its_store_beside_it(ws):
+    """Without a tenants/ folder around it, the store is var/state.sqlite in the file's own folder
+    (not in the folder above, which may be / or /etc)."""
+    import shutil
+    folder = ws.root / "kunden"
+    folder.mkdir()
+    path = folder / "acme.yaml"
+    shutil.copyfile(ws.tenant_file("acme", state_url=None), path)
+    done = run_from(ws.root / "elsewhere", "run", str(path), "--date", "2026-06-01", "-v",
+                    "--mapping-dir", str(ws.root / "mappings"))
+    assert done.returncode == 0, done.stderr
+    assert f"state store sqlite:///{folder / 'var' / 'state.sqlite'}" in done.stderr
