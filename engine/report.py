@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable
@@ -89,11 +90,18 @@ def write_whole(path: Path, write: Callable[[Any], None], *, encoding: str = "ut
     """Write a file whole or not at all: into a temporary file beside it, then renamed over it,
     so that a reader (a mail job sending the report, a review tool) never sees half a file,
     and a failure leaves the previous one."""
+    path = path.resolve() if path.is_symlink() else path       # the file a link names is the one replaced
+    if path.exists() and not path.is_file():                   # /dev/stdout, a pipe: written as it is
+        with path.open("w", encoding=encoding, newline=newline) as fh:
+            write(fh)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temporary.open("w", encoding=encoding, newline=newline) as fh:
             write(fh)
+        if path.exists():                                      # keeps the permissions it was given
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

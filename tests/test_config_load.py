@@ -136,3 +136,14 @@ def test_loaded_config_is_frozen():
     tenant = load_tenant(REPO / "tenants" / "demo.yaml")
     with pytest.raises(AttributeError):
         tenant.id = "other"  # type: ignore[misc]
+
+
+def test_a_tenant_id_that_differs_from_a_yml_file_name_names_that_file(tmp_path):
+    from engine.config import validate_paths
+    shutil.copytree(Path(__file__).parent / "config" / "mappings", tmp_path / "mappings")
+    (tmp_path / "tenants").mkdir()
+    text = (Path(__file__).parent / "config" / "invalid" / "id-not-file-name.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "tenants" / "kunde.yml"
+    path.write_text(text, encoding="utf-8")
+    found = [str(p) for p in validate_paths([path])]
+    assert any("the tenant id 'acme' differs from its file name 'kunde.yml'" in p for p in found), found

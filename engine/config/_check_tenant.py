@@ -26,12 +26,14 @@ _SECRET_KEY = re.compile(r"(?i)(pass(word|wd)?|pwd|secret|token|api_?key|credent
 _URL_SECRET_PARAM = re.compile(r"(?i)(?:[?&;]|^)(?:password|passwd|pwd|token|api_?key|secret)=([^&;]*)")
 
 
-def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | None) -> None:
+def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | None,
+                 file_name: str | None = None) -> None:
     if not isinstance(data, dict):
         return
+    file_name = file_name or f"{file_stem}.yaml"
     tenant_id = data.get("id")
     if file_stem and isinstance(tenant_id, str) and re.fullmatch(ID_PATTERN, tenant_id) and tenant_id != file_stem:
-        report.error(("id",), f"the tenant id '{data['id']}' differs from its file name '{file_stem}.yaml': the id "
+        report.error(("id",), f"the tenant id '{data['id']}' differs from its file name '{file_name}': the id "
                               "keys the tenant's run history, lock, e-mail winners and memory of what was written, "
                               "so a copy that keeps another tenant's id would share them; make the two equal")
     if "target" not in data:

@@ -82,7 +82,7 @@ def check_tenant_file(path: Path, mapping_dirs: list[Path] | None = None) -> tup
             mapping_report.schema(_schema.validate("mapping", merged))
             compiled = check_mapping(merged, mapping_report, file_stem=mapping_path.stem)
             problems += merge_problems + mapping_report.problems
-    check_tenant(data, report, mapping=merged, file_stem=path.stem)
+    check_tenant(data, report, mapping=merged, file_stem=path.stem, file_name=path.name)
     problems = sort_problems(problems + report.problems)
     if any(p.severity == "error" for p in problems) or merged is None:
         return problems, None

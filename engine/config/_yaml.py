@@ -156,8 +156,8 @@ def _deeper_key(text: str, mark: yaml.Mark | None) -> str | None:
     if mark.line >= len(lines):
         return None
     here = _KEY_LINE.match(lines[mark.line])
-    if not here or lines[mark.line].index(":", here.end(2)) != mark.column:
-        return None
+    if not here or lines[mark.line].index(":", here.end(2)) != mark.column or set("'\"") & set(here.group(2)):
+        return None                     # not a key at the start of its line (a quote: the end of a quoted value)
     for number in range(mark.line - 1, -1, -1):
         above = lines[number]
         if not above.strip() or above.lstrip().startswith("#"):

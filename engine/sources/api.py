@@ -180,8 +180,10 @@ class ApiExtractor:
 def read_paths(entity: EntityMapping) -> set[tuple[str, ...]]:
     """The plain paths into a record (('name',), ('address', 'city')) that the mapping of
     `entity` reads: its key, fields, contract and filters (Expr.paths)."""
-    paths = {tuple(name.split(".")) for name in (*entity.key, *(f.field for f in entity.filters if f.field))}
-    for expr in [*entity.fields.values(), entity.contract, *(f.expr for f in entity.filters)]:
+    from engine.expr import compile_expression
+    names = [compile_expression(name) for name in (*entity.key, *(f.field for f in entity.filters if f.field))]
+    paths: set[tuple[str, ...]] = set()
+    for expr in [*names, *entity.fields.values(), entity.contract, *(f.expr for f in entity.filters)]:
         if expr is not None:
             paths |= expr.paths
     return paths

@@ -152,3 +152,21 @@ def test_an_api_without_an_answer_is_told_by_its_cause(url, cause, advice):
     assert (error.cause, error.retriable) == (cause, True)
     assert error.message.startswith(f"tenant 'acme': entity 'buildings': no answer from {url} ({cause}: ")
     assert error.hint.startswith(advice) or advice in error.hint
+
+
+def test_keys_and_filter_fields_are_read_as_the_engine_reads_them():
+    """Keys and filter fields are expressions: a quoted name with a dot, an index into a list.
+    A record that has what they read gives no warning; one that lacks it names the path."""
+    from engine.config.model import EntityMapping, FilterRule
+    from engine.expr import compile_expression
+    from engine.sources.api import UnreadPaths
+    entity = EntityMapping("users", {"external_id": compile_expression('to_text("person.id")'),
+                                     "last_name": compile_expression("names[0].last")},
+                           key=('"person.id"',),
+                           filters=(FilterRule("pseudo", "pseudo_person", "regex", field="names[0].last"),))
+    unread = UnreadPaths(entity)
+    unread.see([{"person.id": 1, "names": [{"last": "x"}]}])
+    assert unread.missing() == []
+    unread = UnreadPaths(entity)
+    unread.see([{"person_id": 1, "names": [{"last": "x"}]}])
+    assert unread.missing() == ["'person.id' (did you mean 'person_id'?)"]

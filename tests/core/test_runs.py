@@ -350,3 +350,20 @@ def test_a_local_store_that_cannot_be_created_fails_plan_and_run_with_exit_5(ws,
             assert state.runs("demo")[0].status == "failed"
         finally:
             state.close()
+
+
+def test_a_report_path_that_is_a_link_replaces_the_file_it_names_and_keeps_its_permissions(tmp_path):
+    """The findings CSV written to a link into a share: the shared file gets the new report
+    (the link stays a link), with the permissions it was given."""
+    from engine.findings import Finding
+    from engine.report import write_findings_csv
+    share = tmp_path / "share" / "acme.csv"
+    share.parent.mkdir()
+    share.write_text("old", encoding="utf-8")
+    share.chmod(0o640)
+    link = tmp_path / "report.csv"
+    link.symlink_to(share)
+    write_findings_csv([Finding("phone_invalid", "users", "1000019", "'keine' is not a phone number")], link)
+    assert link.is_symlink() and "keine" in share.read_text(encoding="utf-8-sig")
+    assert share.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in share.parent.iterdir()) == ["acme.csv"]
