@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "plan": "engine.commands.plan",
     "run": "engine.commands.run",
     "history": "engine.commands.history",
+    "due": "engine.commands.due",
     "demo": "engine.commands.demo",
     "doctor": "engine.commands.doctor",
     "discover": "engine.commands.discover",

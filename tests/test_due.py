@@ -1,0 +1,78 @@
+"""`idwell-sync due`: which tenants' schedules fall due, in their own time zones, for one
+scheduler entry that runs every few minutes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def tenants(folder: Path, files: dict[str, str]) -> Path:
+    (folder / "tenants").mkdir(parents=True)
+    for name, text in files.items():
+        (folder / "tenants" / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def due(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", "due", *args], cwd=folder, capture_output=True,
+                          text=True, timeout=60)
+
+
+SCHEDULES = {
+    "berlin.yaml": "id: berlin\nschedule: {cron: '30 3 * * *', timezone: Europe/Berlin}\n",
+    "utc.yaml": "id: utc\nschedule: {cron: '30 3 * * *', timezone: UTC}\n",
+    "weekdays.yml": "id: weekdays\nschedule: {cron: '0 4 * * 1-5', timezone: Europe/Berlin}\n",
+    "none.yaml": "id: none\nname: no schedule\n",
+}
+
+
+@pytest.mark.parametrize("at, expected", [
+    ("2026-12-03T02:30:00Z", ["berlin"]),            # winter: 03:30 in Berlin is 02:30 UTC
+    ("2026-12-03T02:34:59Z", ["berlin"]),            # a tick a few minutes late still has it
+    ("2026-12-03T02:29:00Z", []),
+    ("2026-12-03T02:35:00Z", []),                    # the next tick does not run it again
+    ("2026-07-03T01:30:00Z", ["berlin"]),            # summer time: 03:30 in Berlin is 01:30 UTC
+    ("2026-07-03T03:32:00Z", ["utc"]),
+    ("2026-12-04T03:00:00Z", ["weekdays"]),          # Friday 04:00 in Berlin
+    ("2026-12-05T03:00:00Z", []),                    # Saturday
+    ("2026-12-04T04:00:00+01:00", ["weekdays"]),     # the same instant written with its offset
+])
+def test_a_tenant_is_due_in_the_minutes_after_its_cron_time_in_its_time_zone(tmp_path, at, expected):
+    done = due(tenants(tmp_path, SCHEDULES), "--at", at)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == expected
+
+
+def test_ticks_within_minutes_apart_run_each_tenant_once_a_night(tmp_path):
+    """Every five minutes through a whole day: each tenant comes up exactly once."""
+    folder = tenants(tmp_path, SCHEDULES)
+    import datetime as dt
+    from engine.commands.due import _schedule, due as is_due
+    schedules = {p.stem: _schedule(p)[1] for p in (folder / "tenants").iterdir()}
+    start = dt.datetime(2026, 12, 4, tzinfo=dt.timezone.utc)
+    seen = [name for k in range(24 * 12) for name, s in sorted(schedules.items())
+            if s and is_due(s, start + dt.timedelta(minutes=5 * k, seconds=7), 5)]
+    assert sorted(seen) == ["berlin", "utc", "weekdays"]
+
+
+def test_a_broken_file_is_named_and_the_others_are_still_printed(tmp_path):
+    folder = tenants(tmp_path, {**SCHEDULES, "broken.yaml": "id: broken\nschedule: {cron: '61 3 * * *'}\n",
+                                "garbled.yaml": "id: [unclosed\n"})
+    done = due(folder, "--at", "2026-12-03T02:30:00Z")
+    assert done.returncode == 3
+    assert done.stdout.split() == ["berlin"]
+    assert "tenant 'broken': schedule.cron '61 3 * * *' is not a cron expression" in done.stderr
+    assert "garbled.yaml: cannot be read" in done.stderr
+
+
+def test_wrong_arguments_are_said_as_such(tmp_path):
+    folder = tenants(tmp_path, SCHEDULES)
+    done = due(folder, "--at", "tomorrow")
+    assert done.returncode == 2 and "'tomorrow' is not a time" in done.stderr
+    done = due(folder, "--within", "0")
+    assert done.returncode == 2 and "not a number of minutes" in done.stderr
+    done = due(folder, "--tenants-dir", "nowhere")
+    assert done.returncode == 2 and "no tenants folder at nowhere" in done.stderr
