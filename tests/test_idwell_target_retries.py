@@ -138,3 +138,53 @@ def test_a_413_splits_the_batch():
         target.close()
     assert [o.change.external_id for o in outcomes] == [f"P{i}" for i in range(5)]
     assert all(o.ok for o in outcomes) and sizes == [5, 2, 3, 1, 2]    # halved until accepted
+
+
+def test_closing_the_target_ends_the_retries_of_batches_in_flight():
+    """A run stopped (SIGTERM) or failing elsewhere closes the target while a batch waits to be
+    retried against a portal that answers 503: the batch gives up at once instead of going
+    through its remaining attempts and backoffs (minutes, with a real portal down)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Down(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.path)
+            body = b'{"error": {"code": "unavailable", "message": "down"}}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = ApiClient(f"http://127.0.0.1:{server.server_port}/import/v1", "token", tenant="acme",
+                        token_ref="${env:T}", max_retries=6, backoff_base=4.0)
+        target = IdwellTarget(api, tenant="acme", concurrency=1)
+        failed: list[BaseException] = []
+
+        def apply() -> None:
+            try:
+                target.apply([Change("buildings", "create", "B1", {"external_id": "B1", "name": "Haus"})])
+            except BaseException as exc:
+                failed.append(exc)
+        worker = threading.Thread(target=apply)
+        worker.start()
+        while not seen:
+            worker.join(0.01)
+        target.close()
+        worker.join(60)
+        assert not worker.is_alive()
+        assert seen == ["/import/v1/buildings/batch"], "no attempt after the target was closed"
+        assert isinstance(failed[0], TargetError) and "stopped before POST /buildings/batch" in failed[0].message
+        assert "503" in failed[0].message
+    finally:
+        server.shutdown()

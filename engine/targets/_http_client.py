@@ -7,7 +7,9 @@
     is the tenant's, not the request's);
   * turns 401 and 403 into a fatal TargetError at once, naming the tenant and the token's
     reference (e.g. ${env:IDWELL_TOKEN_ACME}), never the token;
-  * gives up after `max_retries` retries with a retriable TargetError.
+  * gives up after `max_retries` retries with a retriable TargetError;
+  * stops retrying once `stop()` was called (the target is closed: a run stopped by SIGTERM or
+    a failure elsewhere), also in the middle of a wait, so that closing never waits for backoffs.
 Every other answer (2xx, 400, 404, 409, 413, ...) goes back to the caller as it came.
 """
 from __future__ import annotations
@@ -83,6 +85,8 @@ class ApiClient:
         self.tenant, self.token_ref = tenant, token_ref
         self.max_retries = max_retries
         self.backoff_base = backoff_base
+        self._stopping = threading.Event()
+        sleep = self._stopping.wait if sleep is time.sleep else sleep     # a wait that stop() ends
         self.limiter = RateLimiter(rate_limit, sleep=sleep)
         self._sleep = sleep
         self._rng = random.Random()
@@ -99,6 +103,10 @@ class ApiClient:
             if attempt:
                 self._sleep(wait)
             self.limiter.wait()
+            if self._stopping.is_set():
+                raise TargetError(f"tenant '{self.tenant}': stopped before {method} /{path.lstrip('/')} was "
+                                  f"answered{f' (last: {last})' if last else ''}",
+                                  hint="the next run writes what this one did not", retriable=True)
             try:
                 response = self._http.request(method, path.lstrip("/"), params=params, json=json, content=content,
                                               headers=headers)
@@ -136,7 +144,13 @@ class ApiClient:
         return TargetError(f"tenant '{self.tenant}': the import API at {self.base_url} {what}; "
                            f"token {self.token_ref}", hint=hint)
 
+    def stop(self) -> None:
+        """No more attempts: a request waiting to be retried gives up at once (one being sent
+        ends when it is answered or times out)."""
+        self._stopping.set()
+
     def close(self) -> None:
+        self.stop()
         self._http.close()
 
 

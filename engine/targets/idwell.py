@@ -152,6 +152,7 @@ class IdwellTarget:
                            hint="check the target's base_url (it ends in /import/v1)")
 
     def close(self) -> None:
+        self.client.stop()                  # batches waiting to be retried give up: closing does not wait for them
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
