@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt as exc:
         by, code = ("stopped (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted (Ctrl-C)", 130)
-        print(f"idwell-sync {args.command}: {by}", file=sys.stderr)
+        whose = f" tenant '{args.tenant_id}'" if getattr(args, "tenant_id", None) else ""
+        print(f"idwell-sync {args.command}{whose}: {by}", file=sys.stderr)
         print_failure(args, code, by, "the next run starts again; what the portal accepted is remembered")
         return code
     except BrokenPipeError:

@@ -459,6 +459,8 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             with whole():                               # a stop waits until every entity is noted
                 record(prepared, applied, state, run_id)
             status = "rejected" if applied.rejected else "deletes_held" if prepared.plan.held_reasons else "ok"
+            if status == "deletes_held":                # the history says why, as for a failure
+                failure = "deletes held back: " + "; ".join(prepared.plan.held_reasons)
         except BaseException as exc:
             failure = failure_message(exc)
             raise

@@ -427,7 +427,7 @@ class StateStore:
                 why = (f"within the lock's maximum age of {_span(self.lock_max_age)} "
                        f"({who}; its lock was taken over at {at})")
             c.execute(self._runs.update().where(r.run_id == run_id, r.status == "running").values(
-                status="failed", finished_at=now, message=f"ended without finishing {why}"))
+                status="failed", message=f"ended without finishing {why}"))   # its end is not known
         if not rows:
             return ""
         starts = ", ".join(f"{_utc(started):%Y-%m-%d %H:%M:%S}" for *_, started in rows)

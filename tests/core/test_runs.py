@@ -221,6 +221,9 @@ def test_quiet_prints_nothing_for_a_run_that_ends_ok_and_the_summary_otherwise(w
     done = ws.cli("run", str(path), "--date", "2026-06-01", "-q")
     assert done.returncode == 6
     assert "DELETES HELD BACK" in done.stdout and "tenant demo" in done.stdout
+    import json
+    latest = json.loads(ws.cli("history", str(path), "--json").stdout)[0]        # and the history says why
+    assert (latest["status"], latest["message"][:48]) == ("deletes_held", "deletes held back: units: the source returned no")
 
 
 def test_max_count_and_a_shrunken_extract_trip_the_guard(ws):

@@ -55,7 +55,7 @@ def test_sigterm_during_the_writes_ends_the_run_cleanly(tmp_path):
     run.send_signal(signal.SIGTERM)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 143, err
-    assert "stopped (SIGTERM)" in err and "Traceback" not in err
+    assert "tenant 'demo': stopped (SIGTERM)" in err and "Traceback" not in err
 
     state = StateStore(state_url)
     try:
