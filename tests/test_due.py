@@ -58,6 +58,31 @@ def test_ticks_within_minutes_apart_run_each_tenant_once_a_night(tmp_path):
     assert sorted(seen) == ["berlin", "utc", "weekdays"]
 
 
+def test_the_night_the_clocks_go_back_runs_a_tenant_once():
+    """02:30 comes twice in Berlin on 25 October 2026 (00:30 and 01:30 UTC): cron runs a job at a
+    fixed time once, so does `due`; a schedule of every hour runs in both passes."""
+    import datetime as dt
+    from engine.commands.due import due as is_due
+    nightly = {"cron": "30 2 * * *", "timezone": "Europe/Berlin"}
+    ticks = [dt.datetime(2026, 10, 24, 22, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=5 * k) for k in range(72)]
+    assert [t.isoformat() for t in ticks if is_due(nightly, t, 5)] == ["2026-10-25T00:30:00+00:00"]
+    hourly = {"cron": "30 * * * *", "timezone": "Europe/Berlin"}
+    assert sum(is_due(hourly, t, 5) for t in ticks) == 6       # 22:30 to 03:30 UTC, 02:30 twice
+    spring = [dt.datetime(2026, 3, 28, 22, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=5 * k) for k in range(72)]
+    assert len([t for t in spring if is_due(nightly, t, 5)]) == 1, "02:30 does not exist that night: run once"
+
+
+def test_a_file_whose_id_is_not_its_name_is_named_and_not_run(tmp_path):
+    """`run ID` finds tenants/ID.yaml: a copy that kept another tenant's id would run that one
+    at its own time and never itself."""
+    folder = tenants(tmp_path, {**SCHEDULES, "berlin-copy.yaml": SCHEDULES["berlin.yaml"].replace("30 3", "0 5")})
+    done = due(folder, "--at", "2026-12-03T04:00:00Z")
+    assert done.returncode == 3 and done.stdout.split() == []
+    assert "berlin-copy.yaml: the tenant id 'berlin' differs from the file name berlin-copy.yaml" in done.stderr
+    done = due(folder, "--at", "2026-12-03T02:30:00Z")
+    assert done.returncode == 3 and done.stdout.split() == ["berlin"]
+
+
 def test_a_broken_file_is_named_and_the_others_are_still_printed(tmp_path):
     folder = tenants(tmp_path, {**SCHEDULES, "broken.yaml": "id: broken\nschedule: {cron: '61 3 * * *'}\n",
                                 "garbled.yaml": "id: [unclosed\n"})

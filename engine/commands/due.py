@@ -60,13 +60,20 @@ def main(args) -> int:
         print(f"idwell-sync due: error: no tenants folder at {args.tenants_dir} (--tenants-dir)", file=sys.stderr)
         return ExitCode.USAGE
     broken = 0
+    seen: dict[str, Path] = {}
     for path in sorted([*args.tenants_dir.glob("*.yaml"), *args.tenants_dir.glob("*.yml")]):
         try:
             tenant_id, schedule = _schedule(path)
+            if tenant_id != path.stem:        # `run ID` would run another file, or none
+                raise ValueError(f"the tenant id '{tenant_id}' differs from the file name {path.name}: it is not "
+                                 f"run; make the two equal (`idwell-sync validate {path}`)")
+            if tenant_id in seen:
+                raise ValueError(f"tenant '{tenant_id}' is also {seen[tenant_id]}: it is not run; keep one file")
         except ValueError as exc:
             print(f"idwell-sync due: {path}: {exc}", file=sys.stderr)
             broken += 1
             continue
+        seen[tenant_id] = path
         if schedule is not None and due(schedule, now, args.within):
             print(tenant_id, flush=True)
     return ExitCode.CONFIG if broken else ExitCode.OK
@@ -99,10 +106,20 @@ def _schedule(path: Path) -> tuple[str, dict | None]:
 
 
 def due(schedule: dict, now: dt.datetime, within: int) -> bool:
-    """Whether the cron time of `schedule` that comes first after `now - within` minutes (in the
-    schedule's time zone) is at or before `now` (aware, whole minute)."""
+    """Whether a cron time of `schedule` (in the schedule's time zone) lies after `now - within`
+    minutes and at or before `now` (aware, whole minute). A fixed time of day that comes twice in
+    the night the clocks go back (02:30 in Europe/Berlin in late October) counts once, the first
+    time, as cron runs it; a schedule of every hour (hour field `*`) runs in both passes."""
     from croniter import croniter
     zone = zoneinfo.ZoneInfo(schedule["timezone"])
-    start = (now - dt.timedelta(minutes=within)).astimezone(zone)
-    upcoming = croniter(schedule["cron"], start).get_next(dt.datetime)
-    return upcoming <= now
+    times = croniter(schedule["cron"], (now - dt.timedelta(minutes=within)).astimezone(zone))
+    hourly = schedule["cron"].split()[1:2] == ["*"] if not schedule["cron"].startswith("@") else \
+        schedule["cron"].strip() == "@hourly"
+    while (upcoming := times.get_next(dt.datetime)) <= now:
+        if hourly:
+            return True
+        instant = upcoming.astimezone(dt.timezone.utc)          # compared as instants: same-zone compares ignore fold
+        first = upcoming.astimezone(zone).replace(tzinfo=None).replace(tzinfo=zone, fold=0).astimezone(dt.timezone.utc)
+        if first >= instant:                                    # not the repeat of an hour gone through already
+            return True
+    return False
