@@ -277,7 +277,7 @@ def _raise_source_error(message: tuple) -> None:
 def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> None:
     from engine.pipeline import extract_entity, window_params
     from engine.sources import open_source
-    quiet = Progress(enabled=False)
+    quiet = Progress(enabled=False, level=logging.DEBUG)     # the run logs these phases (-vv: the child's too)
     params = window_params(tenant, run_date)
     source = open_source(tenant, run_date=run_date)
 

@@ -9,8 +9,10 @@ log = logging.getLogger("engine.progress")
 
 
 class Progress:
-    def __init__(self, enabled: bool | None = None, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, enabled: bool | None = None, stream=sys.stderr, level: int = logging.INFO):
+        """`level`: of the log line of each finished phase (a second process's: DEBUG, so that
+        -v shows each phase once, as the run reports it)."""
+        self.stream, self.level = stream, level
         self.enabled = stream.isatty() if enabled is None else enabled
         self._label, self._done, self._total, self._last, self._t0 = "", 0, None, 0.0, 0.0
         self._stage = ""
@@ -37,7 +39,7 @@ class Progress:
         if self.enabled:
             self.stream.write("\r\x1b[2K" + line + "\n")
             self.stream.flush()
-        log.info(line)
+        log.log(self.level, line)
 
     def _show(self, force: bool = False) -> None:
         if not self.enabled:

@@ -115,6 +115,9 @@ def test_the_default_state_store_and_its_lock_do_not_depend_on_the_working_direc
     assert done.returncode == 0, done.stderr
     assert f"state store sqlite:///{ws.root / 'var' / 'state.sqlite'}" in done.stderr
     assert all(" [acme] " in line for line in done.stderr.splitlines() if " INFO " in line), done.stderr
+    phases = [line.split("engine.progress: ")[1].split(":")[0] for line in done.stderr.splitlines()
+              if "engine.progress: extract" in line]
+    assert len(phases) == len(set(phases)) and "extract users (second process)" in phases, phases
 
 
 def test_a_store_an_earlier_version_left_below_the_working_directory_is_used_until_there_are_two(ws):
