@@ -10,7 +10,6 @@ from pathlib import Path
 from engine.errors import ConfigError
 
 
-
 def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
     add_tenant_argument(parser)
     parser.add_argument("--date", type=run_date, default=None,

@@ -83,6 +83,8 @@ def _schedule(path: Path) -> tuple[str, dict | None]:
     """The tenant's id and schedule (None: it has none); ValueError saying what is wrong."""
     import yaml
     from croniter import croniter
+
+    from engine.config.model import Schedule
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -93,7 +95,7 @@ def _schedule(path: Path) -> tuple[str, dict | None]:
     schedule = doc.get("schedule")
     if schedule is None:
         return tenant_id, None
-    cron, zone = (schedule.get("cron"), schedule.get("timezone", "Europe/Berlin")) if isinstance(schedule, dict) \
+    cron, zone = (schedule.get("cron"), schedule.get("timezone", Schedule.timezone)) if isinstance(schedule, dict) \
         else (None, None)
     if not isinstance(cron, str) or not croniter.is_valid(cron):
         raise ValueError(f"tenant '{tenant_id}': schedule.cron {cron!r} is not a cron expression; "
