@@ -459,8 +459,6 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             with whole():                               # a stop waits until every entity is noted
                 record(prepared, applied, state, run_id)
             status = "rejected" if applied.rejected else "deletes_held" if prepared.plan.held_reasons else "ok"
-            if status == "deletes_held":                # the history says why, as for a failure
-                failure = "deletes held back: " + "; ".join(prepared.plan.held_reasons)
         except BaseException as exc:
             failure = failure_message(exc)
             raise
@@ -469,11 +467,13 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                 if prepared and applied else None
             try:                                        # the history first: closing a target may wait
                 with whole():
+                    held = "deletes held back: " + "; ".join(prepared.plan.held_reasons) \
+                        if status == "deletes_held" else None          # the history says why, as for a failure
                     state.finish_run(run_id, status=status, summary=s,
                                      extracted=prepared.extracted if prepared else None,
-                                     message=failure)
+                                     message=failure or held)
             except StateError as exc:
-                if failure is None:
+                if failure is None:                     # the run itself went through: the store's failure counts
                     raise
                 log.warning("%s", exc)                  # the run's own failure is what it reports
             finally:

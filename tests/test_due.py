@@ -58,6 +58,36 @@ def test_ticks_within_minutes_apart_run_each_tenant_once_a_night(tmp_path):
     assert sorted(seen) == ["berlin", "utc", "weekdays"]
 
 
+@pytest.mark.parametrize("late", [0, 10, 70, 299])
+def test_late_ticks_still_give_each_cron_time_to_exactly_one_tick(tmp_path, late):
+    """cron starts ticks late now and then (a busy host): a tick up to one period late still
+    covers its own five minutes, not a window shifted with it."""
+    import datetime as dt
+    from engine.commands.due import due as is_due, tick_end
+    schedules = [{"cron": f"{m} {h} * * *", "timezone": "UTC"} for h in (2, 3) for m in range(60)]
+    start = dt.datetime(2026, 12, 4, 1, 55, tzinfo=dt.timezone.utc)
+    ticks = [start + dt.timedelta(minutes=5 * k, seconds=late if k % 3 == 1 else 0) for k in range(30)]
+    runs = [sum(is_due(s, tick_end(t, 5), 5) for t in ticks) for s in schedules]
+    assert runs == [1] * len(schedules)
+
+
+def test_a_yml_tenant_that_is_due_can_be_run_by_its_id(tmp_path):
+    """`due` prints the ids of .yml files too; `run ID` finds them (tenants/ID.yml)."""
+    import shutil
+    repo = Path(__file__).resolve().parents[1]
+    folder = tmp_path
+    (folder / "tenants").mkdir()
+    shutil.copytree(repo / "mappings", folder / "mappings")
+    text = (repo / "tenants" / "demo.yaml").read_text(encoding="utf-8").replace("id: demo", "id: nord")
+    (folder / "tenants" / "nord.yml").write_text(text.replace("url: sqlite:///var/demo/erp.sqlite",
+                                                              "url: sqlite:///var/missing.sqlite"), encoding="utf-8")
+    done = due(folder, "--at", "2026-12-03T02:30:00Z")
+    assert done.stdout.split() == ["nord"], done.stderr
+    done = subprocess.run([sys.executable, "-m", "engine", "run", "nord"], cwd=folder, capture_output=True,
+                          text=True, timeout=60)
+    assert "no tenant file" not in done.stderr and done.returncode == 4, done.stderr   # found; its ERP is missing
+
+
 def test_the_night_the_clocks_go_back_runs_a_tenant_once():
     """02:30 comes twice in Berlin on 25 October 2026 (00:30 and 01:30 UTC): cron runs a job at a
     fixed time once, so does `due`; a schedule of every hour runs in both passes."""
@@ -97,7 +127,8 @@ def test_wrong_arguments_are_said_as_such(tmp_path):
     folder = tenants(tmp_path, SCHEDULES)
     done = due(folder, "--at", "tomorrow")
     assert done.returncode == 2 and "'tomorrow' is not a time" in done.stderr
-    done = due(folder, "--within", "0")
-    assert done.returncode == 2 and "not a number of minutes" in done.stderr
+    for period in ("0", "7", "90"):
+        done = due(folder, "--within", period)
+        assert done.returncode == 2 and "not a period the ticks can keep" in done.stderr, period
     done = due(folder, "--tenants-dir", "nowhere")
     assert done.returncode == 2 and "no tenants folder at nowhere" in done.stderr

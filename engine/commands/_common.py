@@ -48,7 +48,11 @@ def tenant_path(args) -> Path:
     if given.suffix in (".yaml", ".yml") or given.exists():
         path = given
     else:
-        path = Path(args.tenants_dir) / f"{args.tenant}.yaml"
+        found = [p for p in (Path(args.tenants_dir) / f"{args.tenant}.yaml", Path(args.tenants_dir) / f"{args.tenant}.yml")
+                 if p.is_file()]
+        if len(found) > 1:
+            raise ConfigError([], f"tenant '{args.tenant}': two tenant files, {found[0]} and {found[1]}: keep one")
+        path = found[0] if found else Path(args.tenants_dir) / f"{args.tenant}.yaml"
     if not path.is_file():
         raise ConfigError([], f"tenant '{args.tenant}': no tenant file at {path}")
     return path

@@ -7,9 +7,10 @@ runs every few minutes
     */5 * * * *  cd /srv/tenants && idwell-sync due --within 5 | xargs -r -n 1 idwell-sync run --quiet
 
 and `due` prints the id of every tenant whose cron time, in its own time zone (summer time
-included), lies in the last `--within` minutes: after `now - within`, up to `now`, both taken
-to the whole minute, so that ticks `within` minutes apart give every cron time to exactly one
-tick even when a tick starts a few seconds late. Only the `id` and `schedule` of each file are
+included), lies in the last `--within` minutes: the window ends at the tick's time rounded down
+to a multiple of `within` minutes since midnight UTC (tick_end), so that ticks `within` minutes
+apart give every cron time to exactly one tick, also a tick that starts late (by less than
+`within` minutes). Only the `id` and `schedule` of each file are
 read (validate checks the rest, in CI). A file that cannot be read or whose schedule is broken is
 named on standard error and makes the exit code 3; the other tenants are still printed.
 """
@@ -41,9 +42,19 @@ def _minutes(text: str) -> int:
         n = int(text)
     except ValueError:
         n = 0
-    if not 1 <= n <= 24 * 60:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes from 1 to 1440")
+    if n < 1 or not (60 % n == 0 or n % 60 == 0 and 1440 % n == 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period the ticks can keep: give minutes that divide an "
+                                         "hour (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) or hours that divide a day")
     return n
+
+
+def tick_end(now: dt.datetime, within: int) -> dt.datetime:
+    """The end of the window a tick at `now` covers: `now` rounded down to a multiple of `within`
+    minutes since midnight UTC. Consecutive windows then meet without a gap or an overlap
+    whatever second each tick starts at (up to `within` minutes late)."""
+    now = now.astimezone(dt.timezone.utc)
+    minute = now.hour * 60 + now.minute
+    return now.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(minutes=minute - minute % within)
 
 
 def _instant(text: str) -> dt.datetime:
@@ -55,7 +66,7 @@ def _instant(text: str) -> dt.datetime:
 
 
 def main(args) -> int:
-    now = (args.at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).replace(second=0, microsecond=0)
+    now = tick_end(args.at or dt.datetime.now(dt.timezone.utc), args.within)
     if not args.tenants_dir.is_dir():
         print(f"idwell-sync due: error: no tenants folder at {args.tenants_dir} (--tenants-dir)", file=sys.stderr)
         return ExitCode.USAGE
@@ -109,13 +120,13 @@ def _schedule(path: Path) -> tuple[str, dict | None]:
 
 def due(schedule: dict, now: dt.datetime, within: int) -> bool:
     """Whether a cron time of `schedule` (in the schedule's time zone) lies after `now - within`
-    minutes and at or before `now` (aware, whole minute). A fixed time of day that comes twice in
+    minutes and at or before `now` (aware, whole minute; a tick's: tick_end). A fixed time of day that comes twice in
     the night the clocks go back (02:30 in Europe/Berlin in late October) counts once, the first
-    time, as cron runs it; a schedule of every hour (hour field `*`) runs in both passes."""
+    time, as cron runs it; a schedule whose hour field is `*` or a step (`*/2`) runs in both passes."""
     from croniter import croniter
     zone = zoneinfo.ZoneInfo(schedule["timezone"])
     times = croniter(schedule["cron"], (now - dt.timedelta(minutes=within)).astimezone(zone))
-    hourly = schedule["cron"].split()[1:2] == ["*"] if not schedule["cron"].startswith("@") else \
+    hourly = schedule["cron"].split()[1].startswith("*") if not schedule["cron"].startswith("@") else \
         schedule["cron"].strip() == "@hourly"
     while (upcoming := times.get_next(dt.datetime)) <= now:
         if hourly:

@@ -118,6 +118,7 @@ def test_the_default_state_store_and_its_lock_do_not_depend_on_the_working_direc
     phases = [line.split("engine.progress: ")[1].split(":")[0] for line in done.stderr.splitlines()
               if "engine.progress: extract" in line]
     assert len(phases) == len(set(phases)) and "extract users (second process)" in phases, phases
+    assert "extract users" not in phases and "extract units" not in phases, "the second process's own lines"
 
 
 def test_a_store_an_earlier_version_left_below_the_working_directory_is_used_until_there_are_two(ws):

@@ -370,3 +370,18 @@ def test_a_report_path_that_is_a_link_replaces_the_file_it_names_and_keeps_its_p
     assert link.is_symlink() and "keine" in share.read_text(encoding="utf-8-sig")
     assert share.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in share.parent.iterdir()) == ["acme.csv"]
+
+
+def test_a_state_store_that_fails_at_the_end_of_a_run_with_deletes_held_is_told(ws, monkeypatch):
+    """Deletes held back are not a failure of the run: a state store that cannot record its end
+    then fails the run (exit 10), as after a run that went through, instead of a warning."""
+    from engine.errors import StateError
+    from engine.state import StateStore
+    ws.run()
+    ws.erp_execute("DELETE FROM einheit")
+
+    def broken(self, run_id, **kwargs):
+        raise StateError("tenant 'demo': cannot record the end of the run in the state store: disk full")
+    monkeypatch.setattr(StateStore, "finish_run", broken)
+    with pytest.raises(StateError, match="disk full"):
+        ws.run()
