@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.USAGE
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(asctime)s %(levelname)s [%(tenant)s] %(name)s: %(message)s")
+    _TENANT.args = args
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_with_tenant(args))
+        if _TENANT not in handler.filters:
+            handler.addFilter(_TENANT)
     restore = _stop_on_signals()
     try:
         code = int(args._main(args))
@@ -100,13 +102,18 @@ def main(argv: list[str] | None = None) -> int:
         restore()
 
 
-def _with_tenant(args):
-    """Puts the tenant a command works on into every log line (`[acme]`, `[-]` before its
-    file is read): a scheduler's journal interleaves many tenants' runs."""
-    def add(record: logging.LogRecord) -> bool:
-        record.tenant = getattr(args, "tenant_id", None) or "-"
+class _TenantFilter(logging.Filter):
+    """Puts the tenant the current command works on into every log line (`[acme]`, `[-]` before
+    its file is read): a scheduler's journal interleaves many tenants' runs. One filter for the
+    process, so that commands run one after another in it (tests) do not stack filters."""
+    args = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.tenant = getattr(self.args, "tenant_id", None) or "-"
         return True
-    return add
+
+
+_TENANT = _TenantFilter()
 
 
 def _stop_on_signals():
