@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s [%(tenant)s] %(name)s: %(message)s")
     _TENANT.args = args
     for handler in logging.getLogger().handlers:
-        if _TENANT not in handler.filters:
-            handler.addFilter(_TENANT)
+        for log_filter in (_TENANT, _REDACT):
+            if log_filter not in handler.filters:
+                handler.addFilter(log_filter)
     restore = _stop_on_signals()
     try:
         code = int(args._main(args))
@@ -116,6 +117,26 @@ class _TenantFilter(logging.Filter):
 _TENANT = _TenantFilter()
 
 
+class _RedactFilter(logging.Filter):
+    """Masks secrets in every log line, whichever library logs it at whichever level (-vv turns
+    on httpx's and httpcore's debug logs, which quote headers and errors): engine.redact."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from engine.redact import redact
+        message = record.getMessage()
+        safe = redact(message)
+        if safe != message:
+            record.msg, record.args = safe, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+_REDACT = _RedactFilter()
+
+
 def _stop_on_signals():
     """SIGTERM and Ctrl-C end a command at a point where it can be recorded (engine._stop); a
     second one ends the process at once. Returns what puts the previous handlers back."""
@@ -138,9 +159,11 @@ def _stop_on_signals():
 
 
 def _internal_error(args: argparse.Namespace) -> int:
-    """A bug: say so, keep the traceback for the report, use the documented code."""
+    """A bug: say so, keep the traceback for the report (secrets masked), use the documented code."""
     import traceback
-    traceback.print_exc()
+
+    from engine.redact import redact
+    sys.stderr.write(redact(traceback.format_exc()))
     print(f"idwell-sync {args.command}: internal error (a bug): please report it with the traceback above",
           file=sys.stderr)
     print_failure(args, int(ExitCode.INTERNAL), "internal error (a bug); the traceback is on standard error",

@@ -13,6 +13,7 @@ from engine.config.model import EntityMapping, SqlSource, Tenant
 from engine.config.secrets import SecretError
 from engine.doctor import Step, check_dns, check_tcp, skipped, step
 from engine.errors import SourceError
+from engine.redact import redact
 from engine.sources import odbc
 
 DEFAULT_PORTS = {"postgresql": 5432, "mssql": 1433, "mysql": 3306, "mariadb": 3306, "oracle": 1521}
@@ -147,7 +148,7 @@ def _connect_steps(engine, source: SqlSource, t: Probe):
     except Exception as exc:
         took = time.perf_counter() - t0
         cause = classify(exc)
-        text = odbc.mask_connection_string(message_of(exc))[:400]
+        text = redact(message_of(exc))[:400]
         if cause.code == "tls_certificate":
             return None, [step("encryption", enc_title, "fail", text, cause, took),
                           skipped("login", login_title, "not run: the TLS handshake failed")]

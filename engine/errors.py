@@ -6,11 +6,14 @@ Every error is one of three kinds (singer-sdk's split):
              run tries again.
   skippable: one record cannot be processed; it is reported as a finding and the run goes on.
 Only fatal errors reach the CLI's top-level handler, which maps them to the exit codes below.
-Messages never contain secret values: they name references such as ${env:NAME} instead.
+Messages never contain secret values: they name references such as ${env:NAME} instead, and
+what a message quotes (a driver's text, a server's answer) passes engine.redact.
 """
 from __future__ import annotations
 
 from enum import IntEnum
+
+from engine.redact import redact
 
 
 class ExitCode(IntEnum):
@@ -36,6 +39,7 @@ class SyncError(Exception):
     retriable: bool = False
 
     def __init__(self, message: str, *, hint: str | None = None):
+        message, hint = redact(message), hint and redact(hint)
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -28,6 +28,7 @@ from engine.mapping import EntityData, Mapper, kept_values
 from engine.normalize import normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
 from engine.progress import Progress
+from engine.redact import redact
 from engine.references import (OccupancyIndex, apply_window, drop_users_without_occupancy, index_occupancies,
                                occupancy_gate, occupied_users, resolve_occupancy_references, resolve_units,
                                window_bounds, window_findings, window_gate)
@@ -396,9 +397,9 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
     rejected = [o for o in outcomes if not o.ok]
     for o in rejected:
         c = o.change
+        said = redact(f"{o.status} {o.code}: {o.message}")       # the portal's words may quote the request
         prepared.findings.append(Finding("rejected", c.entity, c.key or c.external_id,
-                                         f"{c.action} refused by the portal: {o.status} {o.code}: {o.message}",
-                                         field=o.field))
+                                         f"{c.action} refused by the portal: {said}", field=o.field))
     return Applied(outcomes, rejected)
 
 

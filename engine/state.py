@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from engine.errors import LockedError, StateError
+from engine.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,8 @@ class StateStore:
 
     @property
     def where(self) -> str:
-        """The store's URL without its password, for messages."""
-        return self.url.render_as_string(hide_password=True)
+        """The store's URL without its password (also one in its query, `?password=`), for messages."""
+        return redact(self.url.render_as_string(hide_password=True))
 
     @contextmanager
     def _failing(self, tenant: str | None, doing: str) -> Iterator[None]:

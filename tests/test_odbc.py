@@ -8,6 +8,7 @@ import pytest
 from engine.config.model import SqlServer, SqlSource
 from engine.config.secrets import Secret
 from engine.errors import SourceError
+from engine.redact import redact
 from engine.sources import odbc
 from engine.sources.connect import check_driver, create_sql_engine, source_error
 from pgcluster import free_port, require
@@ -96,7 +97,7 @@ def test_description_and_engine_never_hold_the_password(monkeypatch):
     s = server(driver="FreeTDS")
     assert "r{t" not in odbc.describe_sql_server(s) and "PWD=***" in odbc.describe_sql_server(s)
     assert "r{t" not in repr(s) and "${env:T_ODBC_PW}" in repr(s)
-    assert odbc.mask_connection_string("UID=a;PWD={p;a}}r{t =1};Database=x") == "UID=a;PWD=***;Database=x"
+    assert redact("UID=a;PWD={p;a}}r{t =1};Database=x") == "UID=a;PWD=***;Database=x"
     require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
     engine = create_sql_engine(SqlSource(type="sql", server=s))
     assert "r{t" not in repr(engine) and "r{t" not in str(engine.url)

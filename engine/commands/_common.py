@@ -120,10 +120,10 @@ def _has_runs(path: Path, tenant_id: str) -> bool:
 
 
 def open_state(args, tenant):
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from engine.errors import StateError
+    from engine.redact import redact
     from engine.state import StateStore
     url = state_url(args, tenant)
     try:
@@ -133,8 +133,7 @@ def open_state(args, tenant):
         logging.getLogger(__name__).info("tenant '%s': state store %s", tenant.id, store.where)
         return store
     except (OSError, SQLAlchemyError) as exc:
-        shown = make_url(url).render_as_string(hide_password=True) if "://" in url else \
-            "(the value given is not a URL such as sqlite:///var/state.sqlite)"
+        shown = redact(url) if "://" in url else "(the value given is not a URL such as sqlite:///var/state.sqlite)"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
         raise StateError(f"tenant '{tenant.id}': cannot open the state store {shown}: {reason}",
                          hint="check --state / $IDWELL_STATE_URL (or the tenant's state_url): a SQLAlchemy URL, "

@@ -2,7 +2,9 @@
 
 A `Secret` holds the text as written in the tenant file (references, never values). It prints
 as that text, so it is safe in logs, plans and exceptions; `resolve()` returns the real value and
-is called only at the moment a connection is made.
+is called only at the moment a connection is made. Every value it resolves is made known to
+engine.redact, which masks it in whatever text it turns up in later (a driver's message, a
+library's log, an echoed request), in any encoding.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from engine.redact import remember
 
 REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
 
@@ -46,19 +50,23 @@ class Secret:
 
     def _substitute(self, encode) -> str:
         def one(m: re.Match[str]) -> str:
-            kind, name = m.group(1), m.group(2).strip()
-            if kind == "env":
-                if name not in os.environ:
-                    raise SecretError(f"environment variable {name} is not set (referenced as {m.group(0)})")
-                return encode(os.environ[name])
-            path = Path(name).expanduser()
-            if not path.is_absolute() and self.base_dir is not None:
-                path = self.base_dir / path
-            try:
-                return encode(path.read_text(encoding="utf-8").rstrip("\r\n"))
-            except OSError as exc:
-                raise SecretError(f"cannot read secret file {path} (referenced as {m.group(0)}): {exc.strerror}") from None
+            value = self._value(m.group(1), m.group(2).strip(), m.group(0))
+            remember(value)                     # masked wherever it turns up from now on
+            return encode(value)
         return REFERENCE.sub(one, self.template)
+
+    def _value(self, kind: str, name: str, reference: str) -> str:
+        if kind == "env":
+            if name not in os.environ:
+                raise SecretError(f"environment variable {name} is not set (referenced as {reference})")
+            return os.environ[name]
+        path = Path(name).expanduser()
+        if not path.is_absolute() and self.base_dir is not None:
+            path = self.base_dir / path
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SecretError(f"cannot read secret file {path} (referenced as {reference}): {exc.strerror}") from None
 
     def __str__(self) -> str:
         return self.template

@@ -18,6 +18,7 @@ import jmespath
 from engine.config.model import ApiSource, EntityMapping, Paginator
 from engine.config.secrets import SecretError
 from engine.errors import SecretReferenceError, SourceError
+from engine.redact import remember
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 502, 503, 504}
@@ -52,6 +53,7 @@ class _Auth(httpx.Auth):
                                   hint=f"check client_id and the secret {a.client_secret}")
             body = r.json()
             self._token = body["access_token"]
+            remember(self._token)           # a secret too, for as long as it is valid
             self._expires = time.monotonic() + float(body.get("expires_in", 3600)) - 30
         return self._token
 

@@ -23,6 +23,7 @@ from engine.classify import CAUSES, classify, message_of
 from engine.config.model import SqlServer, SqlSource
 from engine.config.secrets import SecretError
 from engine.errors import SecretReferenceError, SourceError, SyncError
+from engine.redact import redact
 from engine.sources import odbc
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
                            hint=SQLITE_FILE_HINT[0])
     host = source.server.host if source.server is not None else engine.url.host
     if error.cause == "unreachable" and host and not resolves(host):
-        said = odbc.mask_connection_string(message_of(exc))[:300]
+        said = redact(message_of(exc))[:300]
         return SourceError(f"{what} failed (dns): the host name {host} does not resolve (the driver said: {said})",
                            cause="dns", hint=CAUSES["dns"].hint_en, retriable=CAUSES["dns"].retriable)
     return error
@@ -155,7 +156,7 @@ def source_error(exc: BaseException, what: str) -> SyncError:
     if isinstance(exc, SecretError):
         return secret_error(exc, what)
     cause = classify(exc)
-    text = odbc.mask_connection_string(message_of(exc))
+    text = redact(message_of(exc))
     return SourceError(f"{what} failed ({cause.code}): {text[:500]}",
                        cause=cause.code, hint=cause.hint_en, retriable=cause.retriable)
 

@@ -9,7 +9,7 @@ value, so passwords with any of these characters are a non-issue.
 the attribute names of the driver they name: Microsoft's ODBC Driver 18/17 for SQL Server, or
 FreeTDS. The password is a `Secret`; it is resolved only inside that call, and only the string it
 returns contains it. `describe_sql_server` gives the same string with the password masked, for
-logs and messages.
+logs and messages; engine.redact masks a PWD value in any message that quotes a connection string.
 """
 from __future__ import annotations
 
@@ -103,11 +103,6 @@ def describe_sql_server(server: SqlServer) -> str:
     at = next(i for i, (k, _) in enumerate(attrs) if k == "UID") + 1
     text = format_connection_string(attrs[:at] + [("PWD", MASK)] + attrs[at:])
     return text
-
-
-def mask_connection_string(text: str) -> str:
-    """Replace PWD/Password values in any connection string by ***, braces and all."""
-    return re.sub(r"(?i)\b(pwd|password)=(\{(?:[^}]|\}\})*\}|[^;]*)", lambda m: f"{m.group(1)}={MASK}", text)
 
 
 def _freetds_encryption(server: SqlServer) -> str:
