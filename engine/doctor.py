@@ -178,7 +178,7 @@ def check_idwell_target(target: IdwellTarget, get: Callable | None = None) -> St
     url = target.base_url.rstrip("/") + "/buildings"
     title = f"target / Ziel: iDWELL import API {target.base_url}"
     try:
-        token = target.token.resolve()
+        token = target.token.resolve_header()
     except SecretError as exc:
         return step("target", title, "fail", str(exc), ("provide the token the tenant references",
                                                          "das referenzierte Token bereitstellen"))

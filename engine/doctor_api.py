@@ -41,7 +41,7 @@ def api_steps(tenant: Tenant, transport=None) -> Iterator[Step]:
             if first:
                 yield _auth_step(result)
                 first = False
-                if isinstance(result, Exception) and getattr(result, "cause", "") == "login_failed":
+                if _refused(result):
                     yield from _endpoints_not_run(tenant, "not run: authentication failed")
                     return
             yield _endpoint_step(entity, result)
@@ -67,13 +67,19 @@ def _first_page(extractor, entity):
 
 def _auth_step(result) -> Step:
     title = "authentication / Anmeldung"
-    if isinstance(result, Exception) and getattr(result, "cause", "") == "login_failed" or isinstance(result, SecretReferenceError):
+    if _refused(result):
         return step("auth", title, "fail", result.message,
                     ("check the API credentials the tenant references (key, token or client secret) with the ERP vendor",
                      "die referenzierten API-Zugangsdaten (Key, Token oder Client-Secret) beim ERP-Anbieter prüfen"))
     if isinstance(result, Exception):
         return skipped("auth", title, "not decided: the first endpoint failed for another reason (below)")
     return step("auth", title, "ok", "the API accepted the credentials")
+
+
+def _refused(result) -> bool:
+    """Whether the first page failed for the credentials: refused by the API, or not to be sent
+    (a secret that is not set, or cannot be a header)."""
+    return isinstance(result, SecretReferenceError) or getattr(result, "cause", "") == "login_failed"
 
 
 def _endpoint_title(entity) -> str:

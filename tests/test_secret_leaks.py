@@ -1,5 +1,5 @@
 """No secret value in anything idwell-sync says: standard output and error at any verbosity, the
---json summary, the findings CSV, the run history.
+--json summary, the findings CSV, the run history, doctor's checklist.
 
 Each test gives a secret a hostile value and runs the command as a user would (a separate process,
 real HTTP servers on 127.0.0.1, a real PostgreSQL cluster), then looks for the value in every form
@@ -22,6 +22,9 @@ import pytest
 import yaml
 
 from pgcluster import HOST, pg_cluster, require, sqlite_domus  # noqa: F401  (pg_cluster is a fixture)
+
+sys.path.insert(0, str(Path(__file__).parent / "api"))
+from cloud_connect import CloudConnect  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = "Pw@:/;{x}}%41+\"' ü-7f3a"
@@ -65,6 +68,32 @@ def write_tenant(root: Path, tenant_id: str, **changes) -> Path:
 def cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "engine", *args], cwd=root, capture_output=True, text=True,
                           timeout=180, env={"PATH": "/usr/bin:/bin", "HOME": str(root), **env})
+
+
+# -- credentials of an API source --------------------------------------------------------------
+@pytest.mark.parametrize("content", ["cc-K3y-4711\n# rotated 2026-11\n", "\ufeffcc-K3y-4711\n"],
+                         ids=["second-line", "byte-order-mark"])
+def test_an_api_key_that_cannot_be_a_header_is_refused_naming_its_reference_only(tmp_path, content):
+    """A key file with a second line, or saved with a byte order mark, cannot be sent in a
+    header. HTTP libraries refuse such a value and quote it in their message; the run must stop
+    before that (exit 3, naming the reference), and neither the run, the history nor doctor may
+    show any of the file's text."""
+    root = workspace(tmp_path)
+    (root / "key.txt").write_text(content, encoding="utf-8")
+    with CloudConnect(str(root / "erp.sqlite"), "cc-K3y-4711") as cc:
+        tenant = write_tenant(root, "kunde", source={"type": "api", "base_url": cc.url, "auth": {
+            "type": "api_key", "header": "X-API-Key", "key": "${file:../key.txt}"}})
+        run = cli(root, "run", str(tenant), "--json", "-vv")
+        doctor = cli(root, "doctor", str(tenant))
+    history = cli(root, "history", str(tenant), "--json")
+    assert run.returncode == 3, run.stderr
+    assert "${file:../key.txt}" in run.stderr and "HTTP header" in run.stderr
+    assert json.loads(history.stdout)[0]["status"] == "failed"
+    assert doctor.returncode == 1 and "HTTP header" in doctor.stdout
+    assert doctor.stdout.count("not run: authentication failed") == 4        # one endpoint per entity
+    for line in content.splitlines():
+        assert_hidden(line.lstrip("\ufeff"), run=run.stdout + run.stderr, history=history.stdout,
+                      doctor=doctor.stdout + doctor.stderr)
 
 
 # -- the state store's URL ----------------------------------------------------------------------

@@ -17,10 +17,16 @@ from urllib.parse import quote
 from engine.redact import remember
 
 REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")   # visible ASCII: what a token or key in a header may hold
 
 
 class SecretError(Exception):
-    """A reference cannot be resolved. The message names the reference, never a value."""
+    """A reference cannot be resolved, or its value cannot be used. The message names the
+    reference, never a value; `hint` says what to do where the general advice does not fit."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 MISSING_SECRET_HINT = ("set the environment variable or create the file the tenant references, on the sync server",
@@ -47,6 +53,19 @@ class Secret:
 
     def resolve(self) -> str:
         return self._substitute(lambda value: value)
+
+    def resolve_header(self) -> str:
+        """The value for an HTTP header (a token, an API key), without surrounding whitespace.
+        HTTP libraries refuse a value with a line break or a non-ASCII character (a key file's
+        second line, a byte order mark) and quote the value in their message: here it is a
+        SecretError that names the reference instead."""
+        value = self.resolve().strip()
+        if not value:
+            raise SecretError(f"{self} is empty")
+        if not _HEADER_SAFE.fullmatch(value):
+            raise SecretError(f"{self} cannot be sent in an HTTP header: it holds spaces, line breaks or "
+                              "non-ASCII characters", hint="store only the token or key itself in the secret")
+        return value
 
     def _substitute(self, encode) -> str:
         def one(m: re.Match[str]) -> str:

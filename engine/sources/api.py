@@ -33,11 +33,11 @@ class _Auth(httpx.Auth):
         self._token: str | None = None
         self._expires = 0.0
 
-    def _secret(self, secret) -> str:
+    def _secret(self, secret, *, header: bool = False) -> str:
         try:
-            return secret.resolve()
+            return secret.resolve_header() if header else secret.resolve()
         except SecretError as exc:
-            raise SecretReferenceError(f"tenant '{self.tenant_id}': source auth: {exc}") from None
+            raise SecretReferenceError(f"tenant '{self.tenant_id}': source auth: {exc}", hint=exc.hint) from None
 
     def _oauth_token(self, force: bool = False) -> str:
         if force or self._token is None or time.monotonic() > self._expires:
@@ -60,9 +60,9 @@ class _Auth(httpx.Auth):
     def auth_flow(self, request: httpx.Request):
         a = self.source.auth
         if a.type == "api_key":
-            request.headers[a.header] = self._secret(a.key)
+            request.headers[a.header] = self._secret(a.key, header=True)
         elif a.type == "bearer":
-            request.headers["Authorization"] = f"Bearer {self._secret(a.token)}"
+            request.headers["Authorization"] = f"Bearer {self._secret(a.token, header=True)}"
         else:
             request.headers["Authorization"] = f"Bearer {self._oauth_token()}"
         response = yield request

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, Iterator, Sequence
@@ -207,24 +206,15 @@ def _error(payload: Any) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
-_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")   # visible ASCII: what a bearer token may hold
-
-
 def open_idwell(tenant, *, read_only: bool = False) -> IdwellTarget:
     """The TARGETS entry: the tenant's `target: {type: idwell, base_url, token, ...}` (reading
     it writes nothing: `read_only` changes nothing here)."""
     cfg = tenant.target
     ref = ", ".join(cfg.token.references) or "(inline token)"
     try:
-        token = cfg.token.resolve()
+        token = cfg.token.resolve_header()
     except SecretError as exc:
-        raise SecretReferenceError(f"tenant '{tenant.id}': target token: {exc}") from None
-    if not token.strip():
-        raise SecretReferenceError(f"tenant '{tenant.id}': the target token {ref} is empty")
-    if not _HEADER_SAFE.fullmatch(token.strip()):
-        raise SecretReferenceError(
-            f"tenant '{tenant.id}': the target token {ref} cannot be sent in an HTTP header: it holds "
-            "spaces, line breaks or non-ASCII characters", hint="store only the token itself in the secret")
-    client = ApiClient(cfg.base_url, token.strip(), tenant=tenant.id, token_ref=ref, timeout=cfg.timeout,
+        raise SecretReferenceError(f"tenant '{tenant.id}': target token: {exc}", hint=exc.hint) from None
+    client = ApiClient(cfg.base_url, token, tenant=tenant.id, token_ref=ref, timeout=cfg.timeout,
                        max_retries=cfg.max_retries, concurrency=cfg.concurrency, rate_limit=cfg.rate_limit)
     return IdwellTarget(client, tenant=tenant.id, batch_size=cfg.batch_size, concurrency=cfg.concurrency)
