@@ -123,7 +123,10 @@ class _RedactFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         from engine.redact import redact
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed logging call: the handler reports it, as without this filter
+            return True
         safe = redact(message)
         if safe != message:
             record.msg, record.args = safe, None

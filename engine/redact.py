@@ -36,7 +36,7 @@ _pattern: re.Pattern[str] | None = None
 
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s]*:)([^@\s/]+)@")
 _PARAMETER = re.compile(r"(?i)\b(pwd|password|passwd|token|access_token|api_?key|secret|client_secret)="
-                        r"(\{(?:[^}]|\}\})*\}|[^;\s]*)")
+                        r"(\{(?:[^}]|\}\})*\}|[^;\s]+)")
 """`key=value` in a URL's query or an ODBC connection string: a value in braces whole (ODBC), else
 up to the next `;` or space (an unbraced ODBC value may hold `&` and quotes; in a URL the rest of
 its query goes with it)."""
