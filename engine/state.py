@@ -96,6 +96,10 @@ def _span(td: dt.timedelta) -> str:
     return f"{seconds // 3600} h" if seconds % 3600 == 0 and seconds else f"{seconds // 60} min"
 
 
+def _holder(lock: LockInfo) -> str:
+    return f"host {lock.host!r}, pid {lock.pid}, since {lock.since:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def _clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
@@ -252,6 +256,22 @@ class StateStore:
         last = self.last_successful_run(tenant)
         return dict(last.extracted or {}) if last else {}
 
+    def last_runs(self, tenants: Iterable[str]) -> dict[str, RunRecord]:
+        """Each tenant's latest run (the one `runs` lists first), for those of `tenants` that have
+        any: one query per 500 tenants (`idwell-sync status`)."""
+        r = self._runs.c
+        names = list(dict.fromkeys(tenants))
+        out: dict[str, RunRecord] = {}
+        with self._failing(None, "read the run history from"), self.engine.connect() as c:
+            for start in range(0, len(names), 500):
+                newest = sa.func.row_number().over(partition_by=r.tenant, order_by=(r.started_at.desc(), r.run_id))
+                ranked = sa.select(self._runs, newest.label("newest")) \
+                    .where(r.tenant.in_(names[start:start + 500])).subquery()
+                rows = c.execute(sa.select(*(ranked.c[col.name] for col in self._runs.columns))
+                                 .where(ranked.c.newest == 1)).mappings().all()
+                out.update((row["tenant"], self._run(row)) for row in rows)
+        return out
+
     @staticmethod
     def _run(row: Mapping[str, Any]) -> RunRecord:
         return RunRecord(row["run_id"], row["tenant"], row["status"], _utc(row["started_at"]),
@@ -357,6 +377,31 @@ class StateStore:
             raise
         self._release(info)
 
+    def locks(self, tenants: Iterable[str]) -> dict[str, LockInfo]:
+        """The run locks held now, of those of `tenants` that have one (stale ones too: `stale`)."""
+        lk = self._locks.c
+        names = list(dict.fromkeys(tenants))
+        out: dict[str, LockInfo] = {}
+        with self._failing(None, "read the run locks from"), self.engine.connect() as c:
+            for start in range(0, len(names), 500):
+                rows = c.execute(sa.select(self._locks).where(lk.tenant.in_(names[start:start + 500]))).mappings()
+                out.update((row["tenant"], self._lock_info(row)) for row in rows)
+        return out
+
+    def stale(self, lock: LockInfo) -> str | None:
+        """Why the next run of the tenant takes `lock` over (its process on this host is gone, or
+        it is older than lock_max_age: a crashed run on another host); None while its run may be
+        under way."""
+        if lock.host == _HOST and not _pid_alive(lock.pid):
+            return f"its process is gone ({_holder(lock)})"
+        if dt.datetime.now(dt.timezone.utc) - lock.since > self.lock_max_age:
+            return f"it is older than the maximum age of {_span(self.lock_max_age)} ({_holder(lock)})"
+        return None
+
+    @staticmethod
+    def _lock_info(row: Mapping[str, Any]) -> LockInfo:
+        return LockInfo(row["tenant"], row["host"], row["pid"], _utc(row["since"]), row["token"])
+
     def _release(self, info: LockInfo) -> None:
         with self._failing(info.tenant, "release the run lock in"), self.engine.begin() as c:
             left = c.execute(self._locks.delete().where(self._locks.c.tenant == info.tenant,
@@ -385,16 +430,12 @@ class StateStore:
                 holder = c.execute(sa.select(self._locks).where(lk.tenant == tenant)).mappings().first()
             if holder is None:
                 continue                                # released in between: try again
-            since = _utc(holder["since"])
-            age = dt.datetime.now(dt.timezone.utc) - since
-            who = f"host {holder['host']!r}, pid {holder['pid']}, since {since:%Y-%m-%d %H:%M:%S} UTC"
-            if holder["host"] == _HOST and not _pid_alive(holder["pid"]):
-                why = f"its process is gone ({who})"
-            elif age > self.lock_max_age:
-                why = f"it is older than the maximum age of {_span(self.lock_max_age)} ({who})"
-            else:
+            held = self._lock_info(holder)
+            why = self.stale(held)
+            if why is None:
+                age = dt.datetime.now(dt.timezone.utc) - held.since
                 raise LockedError(
-                    f"tenant '{tenant}' is locked by another run: {who} ({_span(age)} ago)",
+                    f"tenant '{tenant}' is locked by another run: {_holder(held)} ({_span(age)} ago)",
                     hint=f"wait for that run to finish. A lock whose process died on another host is taken over "
                          f"after {_span(self.lock_max_age)}; the lock is the row of tenant '{tenant}' in table "
                          f"{self._locks.fullname} of {self.where}")

@@ -50,8 +50,8 @@ def test_ticks_within_minutes_apart_run_each_tenant_once_a_night(tmp_path):
     """Every five minutes through a whole day: each tenant comes up exactly once."""
     folder = tenants(tmp_path, SCHEDULES)
     import datetime as dt
-    from engine.commands.due import _schedule, due as is_due
-    schedules = {p.stem: _schedule(p)[1] for p in (folder / "tenants").iterdir()}
+    from engine.commands.due import due as is_due, read_head
+    schedules = {p.stem: read_head(p).schedule for p in (folder / "tenants").iterdir()}
     start = dt.datetime(2026, 12, 4, tzinfo=dt.timezone.utc)
     seen = [name for k in range(24 * 12) for name, s in sorted(schedules.items())
             if s and is_due(s, start + dt.timedelta(minutes=5 * k, seconds=7), 5)]

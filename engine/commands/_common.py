@@ -120,25 +120,58 @@ def _has_runs(path: Path, tenant_id: str) -> bool:
 
 
 def open_state(args, tenant):
+    return open_store(state_url(args, tenant), f"tenant '{tenant.id}'")
+
+
+def open_store(url: str, who: str):
+    """The state store at `url` (a URL from state_url); StateError (exit 10) naming `who` (e.g.
+    "tenant 'acme'") and the store, without its password, when it cannot be opened."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from engine.errors import StateError
-    from engine.redact import redact
     from engine.state import StateStore
-    url = state_url(args, tenant)
     try:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         store = StateStore(url)
-        logging.getLogger(__name__).info("tenant '%s': state store %s", tenant.id, store.where)
+        logging.getLogger(__name__).info("%s: state store %s", who, store.where)
         return store
     except (OSError, SQLAlchemyError) as exc:
-        shown = redact(url) if "://" in url else "(the value given is not a URL such as sqlite:///var/state.sqlite)"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
-        raise StateError(f"tenant '{tenant.id}': cannot open the state store {shown}: {reason}",
+        raise StateError(f"{who}: cannot open the state store {shown_url(url)}: {reason}",
                          hint="check --state / $IDWELL_STATE_URL (or the tenant's state_url): a SQLAlchemy URL, "
                               "an SQLite file in a folder that can be created and written, or a database server "
                               "that is reachable") from None
+
+
+def shown_url(url: str) -> str:
+    """A state store's URL as messages show it: without its password or secret parameters (engine.redact)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from engine.redact import redact
+    try:
+        if "://" in url:
+            return redact(make_url(url).render_as_string(hide_password=True))
+    except ArgumentError:
+        pass
+    return "(the value given is not a URL such as sqlite:///var/state.sqlite)"
+
+
+def missing_store(url: str) -> str | None:
+    """The file of an SQLite store at `url` that does not exist (opening it would create it
+    empty); None for a store that exists, or is not a plain SQLite file."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None                             # open_store says what is wrong with it
+    db = parsed.database
+    if parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:") \
+            and not Path(db).is_file():
+        return db
+    return None
 
 
 def check_output(path: Path | None, option: str) -> None:

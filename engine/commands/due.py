@@ -11,8 +11,11 @@ included), lies in the last `--within` minutes: the window ends at the tick's ti
 to a multiple of `within` minutes since midnight UTC (tick_end), so that ticks `within` minutes
 apart give every cron time to exactly one tick, also a tick that starts late (by less than
 `within` minutes). Only the `id` and `schedule` of each file are
-read (validate checks the rest, in CI). A file that cannot be read or whose schedule is broken is
+used (validate checks the rest, in CI). A file that cannot be read or whose schedule is broken is
 named on standard error and makes the exit code 3; the other tenants are still printed.
+
+`idwell-sync status` lists the same tenant files (tenant_heads) and asks the same cron code for a
+schedule's most recent cron time (last_cron_time).
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ import argparse
 import datetime as dt
 import sys
 import zoneinfo
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from engine.errors import ExitCode
 
@@ -32,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the tenant files are (default: tenants)")
     parser.add_argument("--within", type=_minutes, default=5, metavar="MINUTES",
                         help="how far back a cron time counts as due: the scheduler's period (default: 5)")
-    parser.add_argument("--at", type=_instant, default=None, metavar="TIME",
+    parser.add_argument("--at", type=instant, default=None, metavar="TIME",
                         help="as if it were this time (ISO 8601, e.g. 2026-12-04T03:30+01:00; without an offset: "
                              "UTC; default: now)")
 
@@ -57,7 +62,7 @@ def tick_end(now: dt.datetime, within: int) -> dt.datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(minutes=minute - minute % within)
 
 
-def _instant(text: str) -> dt.datetime:
+def instant(text: str) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -71,27 +76,47 @@ def main(args) -> int:
         print(f"idwell-sync due: error: no tenants folder at {args.tenants_dir} (--tenants-dir)", file=sys.stderr)
         return ExitCode.USAGE
     broken = 0
-    seen: dict[str, Path] = {}
-    for path in sorted([*args.tenants_dir.glob("*.yaml"), *args.tenants_dir.glob("*.yml")]):
-        try:
-            tenant_id, schedule = _schedule(path)
-            if tenant_id != path.stem:        # `run ID` would run another file, or none
-                raise ValueError(f"the tenant id '{tenant_id}' differs from the file name {path.name}: it is not "
-                                 f"run; make the two equal (`idwell-sync validate {path}`)")
-            if tenant_id in seen:
-                raise ValueError(f"tenant '{tenant_id}' is also {seen[tenant_id]}: it is not run; keep one file")
-        except ValueError as exc:
-            print(f"idwell-sync due: {path}: {exc}", file=sys.stderr)
+    for path, head, problem in tenant_heads(args.tenants_dir):
+        if head is None:
+            print(f"idwell-sync due: {path}: {problem}", file=sys.stderr)
             broken += 1
-            continue
-        seen[tenant_id] = path
-        if schedule is not None and due(schedule, now, args.within):
-            print(tenant_id, flush=True)
+        elif head.schedule is not None and due(head.schedule, now, args.within):
+            print(head.id, flush=True)
     return ExitCode.CONFIG if broken else ExitCode.OK
 
 
-def _schedule(path: Path) -> tuple[str, dict | None]:
-    """The tenant's id and schedule (None: it has none); ValueError saying what is wrong."""
+@dataclass(frozen=True)
+class TenantHead:
+    """What `due` and `status` read of a tenant file (validate checks the rest, in CI)."""
+    id: str
+    path: Path
+    schedule: dict | None             # {"cron": ..., "timezone": ...}; None: the tenant has none
+    state_url: object                 # as written in the file (None: not given; references unresolved)
+
+
+def tenant_heads(folder: Path) -> Iterator[tuple[Path, TenantHead | None, str | None]]:
+    """Every tenant file in `folder` (*.yaml and *.yml, sorted by name): (path, its head, None),
+    or (path, None, what is wrong) for a file that cannot be read, whose schedule is broken, whose
+    id is not its file name, or whose id an earlier file has (`run ID` runs tenants/ID.yaml)."""
+    seen: dict[str, Path] = {}
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        try:
+            head = read_head(path)
+            if head.id != path.stem:          # `run ID` would run another file, or none
+                raise ValueError(f"the tenant id '{head.id}' differs from the file name {path.name}: it is not "
+                                 f"run; make the two equal (`idwell-sync validate {path}`)")
+            if head.id in seen:
+                raise ValueError(f"tenant '{head.id}' is also {seen[head.id]}: it is not run; keep one file")
+        except ValueError as exc:
+            yield path, None, str(exc)
+            continue
+        seen[head.id] = path
+        yield path, head, None
+
+
+def read_head(path: Path) -> TenantHead:
+    """The tenant's id, schedule and state_url (unchecked: `due` does not need it); ValueError
+    saying what is wrong."""
     import yaml
     from croniter import croniter
 
@@ -103,9 +128,10 @@ def _schedule(path: Path) -> tuple[str, dict | None]:
     if not isinstance(doc, dict):
         raise ValueError("is not a tenant file (no mapping of keys)")
     tenant_id = doc.get("id") if isinstance(doc.get("id"), str) else path.stem
+    state_url = doc.get("state_url")
     schedule = doc.get("schedule")
     if schedule is None:
-        return tenant_id, None
+        return TenantHead(tenant_id, path, None, state_url)
     cron, zone = (schedule.get("cron"), schedule.get("timezone", Schedule.timezone)) if isinstance(schedule, dict) \
         else (None, None)
     if not isinstance(cron, str) or not croniter.is_valid(cron):
@@ -115,24 +141,47 @@ def _schedule(path: Path) -> tuple[str, dict | None]:
         zoneinfo.ZoneInfo(zone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
         raise ValueError(f"tenant '{tenant_id}': schedule.timezone {zone!r} is not a time zone") from None
-    return tenant_id, {"cron": cron, "timezone": zone}
+    return TenantHead(tenant_id, path, {"cron": cron, "timezone": zone}, state_url)
 
 
 def due(schedule: dict, now: dt.datetime, within: int) -> bool:
     """Whether a cron time of `schedule` (in the schedule's time zone) lies after `now - within`
-    minutes and at or before `now` (aware, whole minute; a tick's: tick_end). A fixed time of day that comes twice in
-    the night the clocks go back (02:30 in Europe/Berlin in late October) counts once, the first
-    time, as cron runs it; a schedule whose hour field is `*` or a step (`*/2`) runs in both passes."""
+    minutes and at or before `now` (aware, whole minute; a tick's: tick_end)."""
+    return next(cron_times(schedule, now - dt.timedelta(minutes=within), now), None) is not None
+
+
+def cron_times(schedule: dict, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
+    """The instants (UTC) after `after` and at or before `until` at which cron runs `schedule`, in
+    the schedule's time zone. A fixed time of day that comes twice in the night the clocks go back
+    (02:30 in Europe/Berlin in late October) counts once, the first time, as cron runs it; a
+    schedule whose hour field is `*` or a step (`*/2`) runs in both passes."""
     from croniter import croniter
     zone = zoneinfo.ZoneInfo(schedule["timezone"])
-    times = croniter(schedule["cron"], (now - dt.timedelta(minutes=within)).astimezone(zone))
+    times = croniter(schedule["cron"], after.astimezone(zone))
     hourly = schedule["cron"].split()[1].startswith("*") if not schedule["cron"].startswith("@") else \
         schedule["cron"].strip() == "@hourly"
-    while (upcoming := times.get_next(dt.datetime)) <= now:
-        if hourly:
-            return True
-        instant = upcoming.astimezone(dt.timezone.utc)          # compared as instants: same-zone compares ignore fold
+    while (upcoming := times.get_next(dt.datetime)) <= until:
+        when = upcoming.astimezone(dt.timezone.utc)             # compared as instants: same-zone compares ignore fold
         first = upcoming.astimezone(zone).replace(tzinfo=None).replace(tzinfo=zone, fold=0).astimezone(dt.timezone.utc)
-        if first >= instant:                                    # not the repeat of an hour gone through already
-            return True
-    return False
+        if hourly or first >= when:                             # not the repeat of an hour gone through already
+            yield when
+
+
+def last_cron_time(schedule: dict, until: dt.datetime) -> dt.datetime | None:
+    """The latest instant (UTC) at or before `until` at which cron_times runs `schedule` (None: it
+    never has, within croniter's search). croniter's step back only says where to start looking:
+    the hours before it are gone through forward, so that the night the clocks change counts as
+    in cron_times (which a step back would not: it lands on the second pass of a repeated hour)."""
+    from croniter import CroniterError, croniter
+    back = croniter(schedule["cron"], until.astimezone(zoneinfo.ZoneInfo(schedule["timezone"])))
+    for _ in range(10):                  # each step back widens the look; the first finds it but for odd cases
+        try:
+            start = back.get_prev(dt.datetime).astimezone(dt.timezone.utc) - dt.timedelta(hours=3)
+        except (CroniterError, ValueError):
+            return None
+        found = None
+        for found in cron_times(schedule, start, until):
+            pass
+        if found is not None:
+            return found
+    return None

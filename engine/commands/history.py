@@ -11,10 +11,10 @@ import argparse
 import datetime as dt
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from engine.commands._common import add_state_argument, add_tenant_argument, load, open_state, state_url
+from engine.commands._common import (add_state_argument, add_tenant_argument, load, missing_store, open_state,
+                                     state_url)
 from engine.errors import ExitCode, StateError
 
 HELP = "show a tenant's last runs from the run history (reads only the state store)"
@@ -58,15 +58,8 @@ def main(args) -> int:
 
 def _require_existing_store(url: str, tenant_id: str) -> None:
     """An SQLite store that is not there is said so, not created empty by looking at it."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return                                  # open_state says what is wrong with it
-    db = parsed.database
-    if parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:") \
-            and not Path(db).is_file():
+    db = missing_store(url)
+    if db is not None:
         raise StateError(f"tenant '{tenant_id}': there is no state store at {db}",
                          hint="no run has been recorded there; if the tenant's runs use another store, name it "
                               "with --state / $IDWELL_STATE_URL (or the tenant's state_url), as for `run`")
@@ -78,8 +71,8 @@ def history_entry(run) -> dict[str, Any]:
     total = (lambda action: sum(c.get(action, 0) for c in counts.values())) if counts is not None else None
     return {
         "run_id": run.run_id,
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
+        "started_at": utc_text(run.started_at),
+        "finished_at": utc_text(run.finished_at),
         "duration_s": round((run.finished_at - run.started_at).total_seconds(), 1) if run.finished_at else None,
         "status": run.status,
         "allow_deletes": run.allow_deletes,
@@ -98,8 +91,9 @@ def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]]) ->
     rows = []
     for e in entries:
         w = e["writes"] or {}
-        rows.append((e["started_at"], _duration(e["duration_s"]), e["status"], "yes" if e["allow_deletes"] else "no",
-                     *(_n(w.get(a)) for a in WRITES), _n(e["held"]), _n(e["rejected"]), _n(e["findings"])))
+        rows.append((e["started_at"], duration_text(e["duration_s"]), e["status"], "yes" if e["allow_deletes"] else "no",
+                     *(count_text(w.get(a)) for a in WRITES), count_text(e["held"]), count_text(e["rejected"]),
+                     count_text(e["findings"])))
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
     left = {0, 2, 3}                            # text columns; the numbers are right-aligned
 
@@ -116,11 +110,12 @@ def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]]) ->
     return "\n".join(lines)
 
 
-def _iso(when: dt.datetime | None) -> str | None:
+# how history and status show a time, a duration and a count
+def utc_text(when: dt.datetime | None) -> str | None:
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else None
 
 
-def _duration(seconds: float | None) -> str:
+def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 60:
@@ -129,5 +124,5 @@ def _duration(seconds: float | None) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s < 3600 else f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def _n(value: int | None) -> str:
+def count_text(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
