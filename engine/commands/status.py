@@ -1,0 +1,216 @@
+"""`idwell-sync status`: every tenant's last run and which tenants need attention, for the morning
+after the nightly runs and for a monitoring check.
+
+Lists the tenant files as `due` does (engine.commands.due.tenant_heads: *.yaml and *.yml, the id
+equal to the file name, one file per id) and reads only their id, schedule and state_url; each
+tenant's state store is the one `run` and `history` use (engine.commands._common.state_url), and
+each store is opened once for all its tenants. Nothing connects to an ERP or a portal.
+
+A verdict per tenant (judge): `running` while a live run holds the tenant's lock; `missed` when
+the tenant's most recent cron time that is --grace minutes past (due's cron code, in the
+schedule's time zone) lies after the start of its last run, or it never ran; else the status of
+its last run (`ok`, `failed`, `rejected`, `deletes_held`; a run whose end was never recorded and
+whose lock is gone or stale: `failed`), or `never`. A tenant file that cannot be read is
+`unreadable`; a tenant whose state store cannot be opened or read is `unknown`.
+
+Exit code: 10 when a state store cannot be opened or read (the error on standard error names the
+store and its tenants); else 1 when a tenant needs attention (ATTENTION); else 0.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import zoneinfo
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from engine.commands._common import add_state_argument, missing_store, open_store, shown_url, state_url
+from engine.commands.due import TenantHead, instant, last_cron_time, tenant_heads
+from engine.commands.history import count_text, duration_text, history_entry, utc_text
+from engine.errors import ExitCode, StateError, SyncError
+
+HELP = "every tenant's last run and which need attention (reads only the tenant files and the state stores)"
+ORDER = ("ok", "running", "never", "failed", "rejected", "deletes_held", "missed", "unreadable", "unknown")
+ATTENTION = frozenset(ORDER[3:])
+"""The verdicts that need attention: exit code 1 (unknown: 10)."""
+SHOWN = 100
+"""Characters of a message in the table (--json has it whole)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenants-dir", type=Path, default=Path("tenants"),
+                        help="where the tenant files are (default: tenants)")
+    add_state_argument(parser)
+    parser.add_argument("--at", type=instant, default=None, metavar="TIME",
+                        help="judge the schedules as at this time (ISO 8601, e.g. 2026-12-04T07:00+01:00; without an "
+                             "offset: UTC; default: now); runs and locks are read as they are now")
+    parser.add_argument("--grace", type=_grace, default=15, metavar="MINUTES",
+                        help="a cron time counts as missed once it is this many minutes past (default: 15)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true",
+                        help="print one JSON object per tenant (docs/summary.md, 'The status of the tenants')")
+    output.add_argument("--quiet", action="store_true",
+                        help="print only the tenants that need attention and the count line, nothing when none does "
+                             "(for a scheduler that mails what a job prints)")
+
+
+def _grace(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes: give 0 or more")
+    return n
+
+
+def main(args) -> int:
+    at = (args.at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    if not args.tenants_dir.is_dir():
+        print(f"idwell-sync status: error: no tenants folder at {args.tenants_dir} (--tenants-dir)", file=sys.stderr)
+        return ExitCode.USAGE
+    entries, stores, failures = [], {}, []
+    for path, head, problem in tenant_heads(args.tenants_dir):
+        if head is None:
+            entries.append(_entry(path.stem, path, verdict="unreadable", message=f"{path}: {problem}"))
+            continue
+        entry = _entry(head.id, path, schedule=head.schedule,
+                       scheduled_at=last_cron_time(head.schedule, at - dt.timedelta(minutes=args.grace))
+                       if head.schedule else None)
+        entries.append(entry)
+        try:
+            url = _store_of(args, head)
+        except StateError as exc:                       # e.g. two stores hold the tenant (default_state_url)
+            failures.append(exc)
+            entry.update(verdict="unknown", message="its state store cannot be read: " + exc.message)
+        except SyncError as exc:                        # a secret reference in its state_url cannot be resolved
+            entry.update(verdict="unreadable", message=f"{path}: {exc.message}")
+        else:
+            stores.setdefault(url, []).append(entry)
+    wheres = [_read_store(url, group, failures) for url, group in stores.items()]
+    entries.sort(key=lambda e: (e["tenant"], e["file"]))
+    for e in entries:
+        e.update(attention=e["verdict"] in ATTENTION, scheduled_at=utc_text(e["scheduled_at"]))
+    code = ExitCode.STATE if failures else ExitCode.INVALID if any(e["attention"] for e in entries) else ExitCode.OK
+    if args.json:
+        json.dump(entries, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    elif not args.quiet or code != ExitCode.OK:
+        print(render_status(entries, at, args.tenants_dir, wheres, only_attention=args.quiet))
+    sys.stdout.flush()                                  # the table, then the errors, in a scheduler's mail
+    for exc in failures:
+        print(f"idwell-sync status: error: {exc}", file=sys.stderr)
+    return code
+
+
+def _store_of(args, head: TenantHead) -> str:
+    """The URL of the tenant's state store, as `run` resolves it (references in it resolved)."""
+    if head.state_url is not None and not isinstance(head.state_url, str):
+        raise SyncError(f"tenant '{head.id}': state_url is not a text; `idwell-sync validate {head.path}` says why")
+    return state_url(args, head)
+
+
+def _entry(tenant: str, path: Path, *, verdict: str | None = None, message: str | None = None,
+           schedule: dict | None = None, scheduled_at: dt.datetime | None = None) -> dict[str, Any]:
+    return {"tenant": tenant, "file": str(path), "verdict": verdict, "attention": None,       # set by main
+            "message": message, "schedule": schedule, "scheduled_at": scheduled_at, "state_store": None,
+            "last_run": None, "lock": None}
+
+
+def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError]) -> str:
+    """Judge the tenants of one state store from their last runs and locks; a store that cannot
+    be opened or read makes its tenants `unknown` and its error one of `failures`. Returns how
+    the header names the store."""
+    names = [e["tenant"] for e in group]
+    who = _who(names)
+    where = shown_url(url)
+    runs, locks, store = {}, {}, None
+    try:
+        if missing_store(url) is None:                  # an SQLite file not there yet holds no runs: not created
+            store = open_store(url, who)
+            where = store.where
+            try:
+                runs, locks = store.last_runs(names), store.locks(names)
+            except StateError as exc:
+                raise StateError(f"{who}: {exc.message}", hint=exc.hint) from None
+    except StateError as exc:
+        failures.append(exc)
+        for e in group:
+            e.update(state_store=where, verdict="unknown",
+                     message="its state store cannot be read (the error is on standard error)")
+        return f"{where} (cannot be read)"
+    try:
+        for e in group:
+            lock = locks.get(e["tenant"])
+            stale = store.stale(lock) if store is not None and lock is not None else None
+            e["state_store"] = where
+            e["last_run"] = history_entry(runs[e["tenant"]]) if e["tenant"] in runs else None
+            e["lock"] = {"host": lock.host, "pid": lock.pid, "since": utc_text(lock.since), "stale": stale} \
+                if lock else None
+            verdict, message = judge(runs.get(e["tenant"]), lock, stale, e["scheduled_at"], e["schedule"])
+            e.update(verdict=verdict, message=message)
+    finally:
+        if store is not None:
+            store.close()
+    return where if store is not None else f"{where} (no such file yet: no runs recorded)"
+
+
+def _who(names: list[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:5])
+    return f"tenant {shown}" if len(names) == 1 else \
+        f"tenants {shown}" + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def judge(last, lock, stale: str | None, scheduled_at: dt.datetime | None,
+          schedule: dict | None) -> tuple[str, str | None]:
+    """(verdict, why) for a tenant: its last run (engine.state.RunRecord or None), the lock held
+    now (LockInfo or None) and why it is stale (None: live), and its most recent cron time that
+    is --grace minutes past (None: no schedule)."""
+    if lock is not None and stale is None:
+        return "running", f"a run holds the lock (host {lock.host!r}, pid {lock.pid}, since {utc_text(lock.since)})"
+    if scheduled_at is not None and (last is None or last.started_at < scheduled_at):
+        local = scheduled_at.astimezone(zoneinfo.ZoneInfo(schedule["timezone"]))
+        return "missed", (f"no run started since its cron time {local:%Y-%m-%d %H:%M} {schedule['timezone']} "
+                          f"({utc_text(scheduled_at)})")
+    if last is None:
+        return "never", None
+    if last.status == "running":                        # no live run holds the lock: it ended without a word
+        why = f"its lock is stale: {stale}" if stale else "no run holds the tenant's lock"
+        return "failed", f"ended without finishing ({why}); the next run records it as failed"
+    if last.status == "rejected" and not last.message:
+        refused = history_entry(last)["rejected"]
+        return "rejected", f"the portal refused {count_text(refused)} records; the next run sends them again"
+    return last.status, last.message
+
+
+def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, wheres: list[str],
+                  *, only_attention: bool = False) -> str:
+    counts = Counter(e["verdict"] for e in entries)
+    stores = f"state store {wheres[0]}" if len(wheres) == 1 else \
+        f"state stores {'; '.join(wheres)}" if wheres else "no state store"
+    lines = [f"{len(entries)} tenant file{'s' if len(entries) != 1 else ''} in {folder} at {utc_text(at)} ({stores})"]
+    shown = [e for e in entries if e["attention"] or not only_attention]
+    if shown:
+        head = ("tenant", "verdict", "started (UTC)", "duration", "status", "writes", "findings", "message")
+        rows = [head]
+        for e in shown:
+            run = e["last_run"] or {}
+            writes = sum(run["writes"].values()) if run.get("writes") else None
+            message = e["message"] or ""
+            rows.append((e["tenant"], e["verdict"], run.get("started_at") or "-", duration_text(run.get("duration_s")),
+                         run.get("status") or "-", count_text(writes), count_text(run.get("findings")),
+                         message if len(message) <= SHOWN else message[:SHOWN - 1] + "\u2026"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        right = {5, 6}                          # the numbers
+        lines.append("")
+        lines += ["  " + "  ".join(f"{c:>{w}}" if i in right else f"{c:<{w}}"
+                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    attention = sum(counts[v] for v in ATTENTION)
+    tally = ", ".join(f"{counts[v]} {v}" for v in ORDER if counts[v])
+    lines += ["", f"{tally or 'no tenants'}; "
+                  + (f"{attention} need{'s' if attention == 1 else ''} attention" if attention
+                     else "none needs attention")]
+    return "\n".join(lines)

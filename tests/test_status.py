@@ -1,0 +1,382 @@
+"""`idwell-sync status`: the morning overview of every tenant. An operator with hundreds of tenants
+sees each one's last run and a verdict (ok, running, never, failed, rejected, deletes_held,
+missed, unreadable), and a monitoring check gets exit code 1 when any needs attention.
+
+Runs are recorded with the state store's own API (start_run / finish_run, the clock set to the
+run's start and end), the schedules judged with --at, so that every time is known."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+import engine.state
+from engine.state import StateStore
+
+REPO = Path(__file__).resolve().parents[1]
+NIGHTLY = "schedule: {cron: '30 3 * * *', timezone: Europe/Berlin}\n"       # 02:30 UTC in winter
+
+
+def tenants(folder: Path, files: dict[str, str]) -> Path:
+    (folder / "tenants").mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / "tenants" / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def status(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k != "IDWELL_STATE_URL"}
+    return subprocess.run([sys.executable, "-m", "engine", "status", *args], cwd=folder, capture_output=True,
+                          text=True, timeout=60, env={**clean, **(env or {})})
+
+
+def status_json(folder: Path, *args: str, code: int = 1, **kw) -> dict[str, dict]:
+    done = status(folder, *args, "--json", **kw)
+    assert done.returncode == code, done.stderr
+    entries = json.loads(done.stdout)
+    assert [e["tenant"] for e in entries] == sorted(e["tenant"] for e in entries)
+    return {e["tenant"]: e for e in entries}
+
+
+def default_store(folder: Path) -> str:
+    return f"sqlite:///{folder / 'var' / 'state.sqlite'}"
+
+
+def record(url: str, tenant: str, status: str, started: str, *, seconds: float = 200, **finish) -> None:
+    """A run of `tenant` that started at `started` (UTC) and ended `seconds` later with `status`
+    (`running`: never ended), recorded through the state store as `run` records it."""
+    start = dt.datetime.fromisoformat(started.rstrip("Z"))
+    store = StateStore(url)
+    try:
+        with mock.patch.object(engine.state, "_now", lambda: start):
+            run_id = store.start_run(tenant)
+        if status != "running":
+            with mock.patch.object(engine.state, "_now", lambda: start + dt.timedelta(seconds=seconds)):
+                store.finish_run(run_id, status=status, **finish)
+    finally:
+        store.close()
+
+
+def row(text: str, tenant: str) -> list[str]:
+    [line] = [line for line in text.splitlines() if line.split()[:1] == [tenant]]
+    return line.split()
+
+
+AT = "2026-12-03T07:00:00Z"
+LAST_NIGHT = "2026-12-03T02:30:04Z"
+
+
+def night(folder: Path) -> Path:
+    """Five tenants after a night: one ok, one failed, one whose portal refused records, one with
+    deletes held back, one without a schedule that never ran."""
+    tenants(folder, {f"{t}.yaml": f"id: {t}\n{NIGHTLY}" for t in ("acme", "bau", "city", "dach")}
+            | {"ohne.yaml": "id: ohne\nname: no schedule\n"})
+    url = default_store(folder)
+    record(url, "acme", "ok", LAST_NIGHT, seconds=192, counts={"users": {"create": 1200, "update": 34, "delete": 0},
+                                                               "units": {"create": 0, "update": 0, "delete": 3}},
+           findings={"email_invalid": 5, "unit_phantom": 7})
+    record(url, "bau", "failed", LAST_NIGHT, seconds=3,
+           message="tenant 'bau': the ERP cannot be reached: login failed for user 'sync'")
+    record(url, "city", "rejected", LAST_NIGHT, counts={"users": {"create": 10, "rejected": 2}}, findings={})
+    record(url, "dach", "deletes_held", LAST_NIGHT, counts={"units": {"create": 0, "held": 40}}, findings={},
+           message="deletes held back: units: 40 of 100 records would be archived (max_share 0.1)")
+    return folder
+
+
+def test_each_tenant_has_one_line_with_its_last_run_and_verdict_and_a_count_line(tmp_path):
+    done = status(night(tmp_path), "--at", AT)
+    assert done.returncode == 1, done.stderr                   # bau, city and dach need attention
+    out = done.stdout
+    assert out.splitlines()[0] == (f"5 tenant files in tenants at {AT} (state store {default_store(tmp_path)})")
+    tenant_lines = [line.split()[0] for line in out.splitlines() if line.startswith("  ")][1:]
+    assert tenant_lines == ["acme", "bau", "city", "dach", "ohne"]
+    assert row(out, "acme") == ["acme", "ok", LAST_NIGHT, "3", "min", "12", "s", "ok", "1,237", "12"]
+    assert row(out, "bau")[:5] == ["bau", "failed", LAST_NIGHT, "3.0", "s"]
+    assert "the ERP cannot be reached: login failed for user 'sync'" in out
+    assert row(out, "city")[:2] == ["city", "rejected"] and "the portal refused 2 records" in out
+    assert row(out, "dach")[:2] == ["dach", "deletes_held"]
+    assert "deletes held back: units: 40 of 100 records would be archived" in out
+    assert row(out, "ohne") == ["ohne", "never", "-", "-", "-", "-", "-"]
+    assert out.splitlines()[-1] == "1 ok, 1 never, 1 failed, 1 rejected, 1 deletes_held; 3 need attention"
+
+
+def test_json_has_one_object_per_tenant_with_the_last_run_as_history_shows_it(tmp_path):
+    folder = night(tmp_path)
+    entries = status_json(folder, "--at", AT)
+    assert set(entries) == {"acme", "bau", "city", "dach", "ohne"}
+    acme = entries["acme"]
+    assert set(acme) == {"tenant", "file", "verdict", "attention", "message", "schedule", "scheduled_at",
+                         "state_store", "last_run", "lock"}
+    assert (acme["verdict"], acme["attention"], acme["message"], acme["lock"]) == ("ok", False, None, None)
+    assert acme["file"] == "tenants/acme.yaml" and acme["state_store"] == default_store(folder)
+    assert acme["schedule"] == {"cron": "30 3 * * *", "timezone": "Europe/Berlin"}
+    assert acme["scheduled_at"] == "2026-12-03T02:30:00Z"
+    from engine.commands.history import history_entry
+    store = StateStore(default_store(folder))
+    try:
+        assert acme["last_run"] == history_entry(store.runs("acme")[0])     # as `history --json` shows it
+    finally:
+        store.close()
+    assert acme["last_run"]["writes"] == {"create": 1200, "update": 34, "delete": 3}
+    assert acme["last_run"]["findings"] == 12 and acme["last_run"]["duration_s"] == 192.0
+    assert (entries["bau"]["verdict"], entries["bau"]["attention"]) == ("failed", True)
+    assert entries["bau"]["message"] == "tenant 'bau': the ERP cannot be reached: login failed for user 'sync'"
+    assert [entries[t]["verdict"] for t in ("city", "dach")] == ["rejected", "deletes_held"]
+    assert entries["dach"]["message"].startswith("deletes held back: ")
+    assert entries["dach"]["last_run"]["held"] == 40
+    ohne = entries["ohne"]
+    assert (ohne["verdict"], ohne["attention"], ohne["schedule"], ohne["scheduled_at"], ohne["last_run"]) == \
+        ("never", False, None, None, None)
+
+
+def test_exit_0_and_quiet_prints_nothing_when_no_tenant_needs_attention(tmp_path):
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}", "ohne.yaml": "id: ohne\n"})
+    record(default_store(tmp_path), "acme", "ok", LAST_NIGHT)
+    done = status(tmp_path, "--at", AT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "1 ok, 1 never; none needs attention"
+    quiet = status(tmp_path, "--at", AT, "--quiet")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+
+
+def test_quiet_prints_only_the_tenants_that_need_attention(tmp_path):
+    done = status(night(tmp_path), "--at", AT, "--quiet")
+    assert done.returncode == 1, done.stderr
+    listed = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ")][1:]
+    assert listed == ["bau", "city", "dach"]
+    assert done.stdout.splitlines()[-1].endswith("; 3 need attention")
+
+
+def test_a_tenant_whose_cron_time_passed_without_a_run_is_missed(tmp_path):
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}", "neu.yaml": f"id: neu\n{NIGHTLY}"})
+    record(default_store(tmp_path), "acme", "ok", "2026-12-02T02:30:04Z")         # the night before
+    done = status(tmp_path, "--at", AT)
+    assert done.returncode == 1
+    assert row(done.stdout, "acme")[:2] == ["acme", "missed"]
+    assert ("no run started since its cron time 2026-12-03 03:30 Europe/Berlin (2026-12-03T02:30:00Z)"
+            in done.stdout)
+    assert row(done.stdout, "neu")[:2] == ["neu", "missed"], "a tenant with a schedule that never ran"
+    entries = status_json(tmp_path, "--at", AT)
+    assert entries["acme"]["last_run"]["status"] == "ok" and entries["acme"]["attention"] is True
+    assert entries["neu"]["scheduled_at"] == "2026-12-03T02:30:00Z" and entries["neu"]["last_run"] is None
+
+
+@pytest.mark.parametrize("cron, started, at, grace, verdict", [
+    # grace: a cron time counts as missed once it is --grace minutes past (default 15)
+    ("30 3 * * *", "2026-12-02T02:30:04Z", "2026-12-03T02:40:00Z", None, "ok"),
+    ("30 3 * * *", "2026-12-02T02:30:04Z", "2026-12-03T02:46:00Z", None, "missed"),
+    ("30 3 * * *", "2026-12-02T02:30:04Z", "2026-12-03T02:40:00Z", "5", "missed"),
+    ("30 3 * * *", "2026-12-02T02:30:04Z", "2026-12-03T02:40:00Z", "0", "missed"),
+    # summer time: 03:30 in Berlin is 01:30 UTC, not 02:30 (nor 03:30, as in UTC)
+    ("30 3 * * *", "2026-07-02T03:40:00Z", "2026-07-03T01:50:00Z", None, "missed"),
+    ("30 3 * * *", "2026-07-02T03:40:00Z", "2026-07-03T01:40:00Z", None, "ok"),
+    # 29 March 2026: 02:30 does not exist in Berlin, the run starts at 03:00 CEST (01:00 UTC) as due starts it
+    ("30 2 * * *", "2026-03-28T01:30:04Z", "2026-03-29T01:20:00Z", None, "missed"),
+    ("30 2 * * *", "2026-03-29T01:00:04Z", "2026-03-29T06:00:00Z", None, "ok"),
+    # 25 October 2026: 02:30 comes twice (00:30 and 01:30 UTC); the run at the first is that night's run
+    ("30 2 * * *", "2026-10-25T00:30:04Z", "2026-10-25T06:00:00Z", None, "ok"),
+    ("30 2 * * *", "2026-10-24T00:30:04Z", "2026-10-25T00:50:00Z", None, "missed"),
+    # every hour: both passes of the repeated hour are run, so both are missed if not
+    ("30 * * * *", "2026-10-25T00:30:04Z", "2026-10-25T01:50:00Z", None, "missed"),
+])
+def test_missed_uses_the_schedules_cron_times_in_its_time_zone_with_a_grace(tmp_path, cron, started, at, grace,
+                                                                             verdict):
+    tenants(tmp_path, {"acme.yaml": f"id: acme\nschedule: {{cron: '{cron}', timezone: Europe/Berlin}}\n"})
+    record(default_store(tmp_path), "acme", "ok", started)
+    entries = status_json(tmp_path, "--at", at, *(("--grace", grace) if grace else ()),
+                          code=0 if verdict == "ok" else 1)
+    assert entries["acme"]["verdict"] == verdict, entries["acme"]
+
+
+def test_a_run_that_holds_the_lock_is_running_not_missed(tmp_path):
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}"})
+    url = default_store(tmp_path)
+    record(url, "acme", "ok", "2026-11-01T02:30:04Z")                        # long before the last cron time
+    store = StateStore(url)
+    try:
+        with store.lock("acme"):            # a run of this process (alive) has just taken the lock
+            done = status(tmp_path, "--at", AT)
+            entries = status_json(tmp_path, "--at", AT, code=0)
+    finally:
+        store.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert row(done.stdout, "acme")[:2] == ["acme", "running"]
+    acme = entries["acme"]
+    assert (acme["verdict"], acme["attention"], acme["last_run"]["status"]) == ("running", False, "ok")
+    assert acme["lock"]["pid"] == os.getpid() and acme["lock"]["stale"] is None
+    assert acme["message"].startswith(f"a run holds the lock (host {socket.gethostname()!r}, pid {os.getpid()}")
+    assert status_json(tmp_path, "--at", AT)["acme"]["verdict"] == "missed", "the lock released, the old run counts"
+
+
+KILLED_RUN = """
+import sys
+from engine.state import StateStore
+store = StateStore(sys.argv[1])
+with store.lock("acme"):                 # as run_tenant does: the lock, then the run's row
+    store.start_run("acme")
+    print("running", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_killed_run_is_failed_whether_its_lock_was_left_behind_or_not(tmp_path):
+    tenants(tmp_path, {"acme.yaml": "id: acme\n", "bau.yaml": "id: bau\n"})
+    url = default_store(tmp_path)
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_RUN, url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert killed.stdout.readline().strip() == "running", killed.stderr.read()
+    killed.kill()                                                   # kill -9: its lock stays
+    killed.wait(timeout=30)
+    record(url, "bau", "running", "2026-12-03T02:30:04Z")           # its end never recorded, no lock
+    entries = status_json(tmp_path, "--at", AT)
+    acme, bau = entries["acme"], entries["bau"]
+    assert (acme["verdict"], acme["last_run"]["status"], acme["attention"]) == ("failed", "running", True)
+    assert acme["lock"]["pid"] == killed.pid and acme["lock"]["stale"].startswith("its process is gone")
+    assert acme["message"].startswith("ended without finishing (its lock is stale: its process is gone (host ")
+    assert acme["message"].endswith("the next run records it as failed")
+    assert (bau["verdict"], bau["lock"]) == ("failed", None)
+    assert bau["message"] == ("ended without finishing (no run holds the tenant's lock); "
+                              "the next run records it as failed")
+
+
+def test_unreadable_files_are_named_with_the_reason_and_the_others_still_shown(tmp_path):
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}",
+                       "kopie.yaml": f"id: acme\n{NIGHTLY}",                       # copied, id kept
+                       "bau.yaml": "id: bau\n", "bau.yml": "id: bau\n",            # one id, two files
+                       "garbled.yaml": "id: [unclosed\n",
+                       "cron.yaml": "id: cron\nschedule: {cron: '61 3 * * *'}\n",
+                       "geheim.yaml": "id: geheim\nstate_url: 'sqlite:///${env:GEHEIM_STATE}'\n"})
+    record(default_store(tmp_path), "acme", "ok", LAST_NIGHT)
+    done = status(tmp_path, "--at", AT)
+    assert done.returncode == 1, done.stderr
+    assert row(done.stdout, "acme")[:2] == ["acme", "ok"] and row(done.stdout, "cron")[:2] == ["cron", "unreadable"]
+    entries = {e["file"]: e for e in json.loads(status(tmp_path, "--at", AT, "--json").stdout)}
+    assert entries["tenants/bau.yaml"]["verdict"] == "never"
+    unreadable = {f: e["message"] for f, e in entries.items() if e["verdict"] == "unreadable"}
+    assert unreadable == {
+        "tenants/kopie.yaml": "tenants/kopie.yaml: the tenant id 'acme' differs from the file name kopie.yaml: it is "
+                              "not run; make the two equal (`idwell-sync validate tenants/kopie.yaml`)",
+        "tenants/bau.yml": "tenants/bau.yml: tenant 'bau' is also tenants/bau.yaml: it is not run; keep one file",
+        "tenants/garbled.yaml": "tenants/garbled.yaml: cannot be read (ParserError); "
+                                "`idwell-sync validate tenants/garbled.yaml` says why",
+        "tenants/cron.yaml": "tenants/cron.yaml: tenant 'cron': schedule.cron '61 3 * * *' is not a cron expression; "
+                             "`idwell-sync validate tenants/cron.yaml` says why",
+        "tenants/geheim.yaml": "tenants/geheim.yaml: tenant 'geheim': state store: environment variable GEHEIM_STATE "
+                               "is not set (referenced as ${env:GEHEIM_STATE})",
+    }
+    assert all(entries[f]["attention"] for f in unreadable)
+    quiet = status(tmp_path, "--at", AT, "--quiet")
+    listed = [line.split()[:2] for line in quiet.stdout.splitlines() if line.startswith("  ")][1:]
+    assert listed == [["bau", "unreadable"], ["cron", "unreadable"], ["garbled", "unreadable"],
+                      ["geheim", "unreadable"], ["kopie", "unreadable"]]
+    assert done.stdout.splitlines()[-1] == "1 ok, 1 never, 5 unreadable; 5 need attention"
+
+
+def test_a_tenant_with_its_own_state_url_is_read_from_its_store_each_store_opened_once(tmp_path):
+    own = tmp_path / "elsewhere" / "own.sqlite"
+    tenants(tmp_path, {"acme.yaml": "id: acme\n", "bau.yaml": "id: bau\n",
+                       "eigen.yaml": "id: eigen\nstate_url: 'sqlite:///${env:EIGEN_STORE}'\n"})
+    record(default_store(tmp_path), "acme", "ok", LAST_NIGHT)
+    record(default_store(tmp_path), "eigen", "failed", LAST_NIGHT, message="in the wrong store")
+    record(f"sqlite:///{own}", "eigen", "ok", "2026-12-02T02:30:04Z", counts={"users": {"create": 7}})
+    done = status(tmp_path, "-v", "--at", AT, env={"EIGEN_STORE": str(own)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert row(done.stdout, "eigen") == ["eigen", "ok", "2026-12-02T02:30:04Z", "3", "min", "20", "s", "ok", "7", "-"]
+    assert f"state stores {default_store(tmp_path)}; sqlite:///{own}" in done.stdout.splitlines()[0]
+    opened = [line for line in done.stderr.splitlines() if ": state store sqlite:///" in line]
+    assert len(opened) == 2, done.stderr
+    assert any("tenants 'acme', 'bau': state store" in line for line in opened)
+    entries = status_json(tmp_path, "--at", AT, code=0, env={"EIGEN_STORE": str(own)})
+    assert entries["eigen"]["state_store"] == f"sqlite:///{own}"
+    assert entries["eigen"]["last_run"]["writes"]["create"] == 7
+    # --state names one store for all, as for `run`: there eigen's last run failed
+    entries = status_json(tmp_path, "--at", AT, "--state", default_store(tmp_path), env={"EIGEN_STORE": str(own)})
+    assert (entries["eigen"]["verdict"], entries["eigen"]["message"]) == ("failed", "in the wrong store")
+    # $IDWELL_STATE_URL names the store of the tenants without a state_url
+    entries = status_json(tmp_path, "--at", AT, code=0,
+                          env={"EIGEN_STORE": str(own), "IDWELL_STATE_URL": f"sqlite:///{own}"})
+    assert [entries[t]["verdict"] for t in ("acme", "bau", "eigen")] == ["never", "never", "ok"]
+
+
+def test_a_store_that_is_not_there_yet_holds_no_runs_and_is_not_created(tmp_path):
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}", "ohne.yaml": "id: ohne\n"})
+    entries = status_json(tmp_path, "--at", AT)
+    assert entries["acme"]["verdict"] == "missed" and entries["ohne"]["verdict"] == "never"
+    done = status(tmp_path, "--at", AT)
+    assert "(no such file yet: no runs recorded)" in done.stdout.splitlines()[0]
+    assert not (tmp_path / "var").exists()
+
+
+def test_a_store_that_cannot_be_opened_exits_10_naming_it_and_its_tenants_without_the_password(tmp_path):
+    secret = "pa:ss@word"
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}",
+                       "pg1.yaml": "id: pg1\nstate_url: 'postgresql+psycopg://sync:${env:PG_PW}@127.0.0.1:1/state'\n",
+                       "pg2.yaml": "id: pg2\nstate_url: 'postgresql+psycopg://sync:${env:PG_PW}@127.0.0.1:1/state'\n",
+                       "kaputt.yaml": "id: kaputt\nstate_url: sqlite:///damaged.sqlite\n"})
+    (tmp_path / "damaged.sqlite").write_bytes(b"this is not a database file" * 100)
+    record(default_store(tmp_path), "acme", "ok", LAST_NIGHT)
+    done = status(tmp_path, "--at", AT, env={"PG_PW": secret})
+    assert done.returncode == 10
+    assert row(done.stdout, "acme")[:2] == ["acme", "ok"], "the other stores' tenants are still shown"
+    assert [row(done.stdout, t)[1] for t in ("kaputt", "pg1", "pg2")] == ["unknown"] * 3
+    assert "idwell-sync status: error: tenants 'pg1', 'pg2': cannot open the state store " \
+           "postgresql+psycopg://sync:***@127.0.0.1:1/state: " in done.stderr
+    assert "idwell-sync status: error: tenant 'kaputt': cannot open the state store sqlite:///damaged.sqlite: " \
+           in done.stderr
+    assert "what to do: check --state" in done.stderr and "Traceback" not in done.stderr
+    as_json = status(tmp_path, "--at", AT, "--json", env={"PG_PW": secret})
+    assert as_json.returncode == 10
+    entries = {e["tenant"]: e for e in json.loads(as_json.stdout)}
+    assert entries["pg1"]["state_store"] == "postgresql+psycopg://sync:***@127.0.0.1:1/state"
+    assert entries["pg1"]["attention"] is True
+    for text in (done.stdout, done.stderr, as_json.stdout, as_json.stderr):
+        assert secret not in text and "pa%3Ass%40word" not in text
+
+
+def test_no_secret_of_a_tenant_file_appears(tmp_path):
+    """status reads only id, schedule and state_url: the source's password is never resolved or shown."""
+    secret = "s3cr3t-Passw0rd"
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}source: {{type: sql, url: "
+                                    f"'mssql+pyodbc://sync:${{env:ACME_PW}}@erp/domus'}}\n"
+                                    "state_url: 'sqlite:///${env:ACME_STATE}'\n"})
+    store = tmp_path / "acme.sqlite"
+    record(f"sqlite:///{store}", "acme", "failed", LAST_NIGHT, message="tenant 'acme': login failed")
+    env = {"ACME_PW": secret, "ACME_STATE": str(store)}
+    outputs = [status(tmp_path, "--at", AT, *args, env=env) for args in ((), ("--json",), ("-vv",))]
+    assert all(done.returncode == 1 for done in outputs), outputs[0].stderr
+    assert "login failed" in outputs[0].stdout
+    assert all(secret not in done.stdout + done.stderr for done in outputs)
+
+
+def test_the_demo_tenant_after_a_real_run(tmp_path):
+    """The real demo run: its summary's writes and findings are the ones status shows."""
+    shutil.copytree(REPO / "tenants", tmp_path / "tenants")
+    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
+    demo = subprocess.run([sys.executable, "-m", "engine", "demo", "--json"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert demo.returncode == 0, demo.stderr
+    summary = json.loads(demo.stdout)
+    done = status(tmp_path)                                     # now: the run has just started and ended
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = row(done.stdout, "demo")
+    assert line[1] == "ok" and f"{summary['writes']:,}" in line and f"{sum(summary['findings'].values()):,}" in line
+
+
+def test_wrong_arguments_are_said_as_such(tmp_path):
+    tenants(tmp_path, {"acme.yaml": "id: acme\n"})
+    done = status(tmp_path, "--grace", "-5")
+    assert done.returncode == 2 and "'-5' is not a number of minutes" in done.stderr
+    done = status(tmp_path, "--at", "morgen")
+    assert done.returncode == 2 and "'morgen' is not a time" in done.stderr
+    done = status(tmp_path, "--json", "--quiet")
+    assert done.returncode == 2 and "not allowed with argument" in done.stderr
+    done = status(tmp_path, "--tenants-dir", "nowhere")
+    assert done.returncode == 2 and "no tenants folder at nowhere" in done.stderr
