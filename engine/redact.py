@@ -35,11 +35,14 @@ _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s]*:)([^@\s/]+)@")
+SECRET_PARAMETERS = ("pwd", "password", "passwd", "token", "access_token", "apikey", "api_key", "secret",
+                     "client_secret")
 _PARAMETER = re.compile(r"(?i)\b(pwd|password|passwd|token|access_token|api_?key|secret|client_secret)="
-                        r"(\{(?:[^}]|\}\})*\}|[^;\s]+)")
-"""`key=value` in a URL's query or an ODBC connection string: a value in braces whole (ODBC), else
-up to the next `;` or space (an unbraced ODBC value may hold `&` and quotes; in a URL the rest of
-its query goes with it)."""
+                        r"(\{(?:[^}]|\}\})*\}|\*\*\*|[^;\s]+)")
+"""`key=value` in a URL's query or an ODBC connection string: a value in braces whole (ODBC), one
+masked already (MASK) alone, else up to the next `;` or space (an unbraced ODBC value may hold `&`
+and quotes; in a URL the rest of its query goes with it, unless masked first: engine.commands.
+_common.shown_url)."""
 
 
 def forms(value: str) -> set[str]:
@@ -82,3 +85,10 @@ def redact(text: str) -> str:
         text = pattern.sub(MASK, text)
     text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     return _PARAMETER.sub(lambda m: f"{m.group(1)}={MASK}", text)
+
+
+def shown_url(url) -> str:
+    """A SQLAlchemy URL as messages show it: without its password, its secret query parameters
+    masked one by one (the rest of the query still shown), then redact()ed."""
+    url = url.update_query_dict({k: MASK for k in url.query if k.lower() in SECRET_PARAMETERS})
+    return redact(url.render_as_string(hide_password=True).replace(f"={quote(MASK, safe='')}", f"={MASK}"))

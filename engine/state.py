@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from engine.errors import LockedError, StateError
-from engine.redact import redact
+from engine.redact import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class StateStore:
     @property
     def where(self) -> str:
         """The store's URL without its password (also one in its query, `?password=`), for messages."""
-        return redact(self.url.render_as_string(hide_password=True))
+        return shown_url(self.url)
 
     @contextmanager
     def _failing(self, tenant: str | None, doing: str) -> Iterator[None]:

@@ -290,12 +290,14 @@ def test_a_tenant_with_its_own_state_url_is_read_from_its_store_each_store_opene
     done = status(tmp_path, "-v", "--at", AT, env={"EIGEN_STORE": str(own)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert row(done.stdout, "eigen") == ["eigen", "ok", "2026-12-02T02:30:04Z", "3", "min", "20", "s", "ok", "7", "-"]
-    assert f"state stores {default_store(tmp_path)}; sqlite:///{own}" in done.stdout.splitlines()[0]
+    # a value given by reference is masked wherever it shows (engine.redact), a path too
+    assert f"state stores {default_store(tmp_path)}; sqlite:///***" in done.stdout.splitlines()[0]
+    assert str(own) not in done.stdout + done.stderr
     opened = [line for line in done.stderr.splitlines() if ": state store sqlite:///" in line]
     assert len(opened) == 2, done.stderr
     assert any("tenants 'acme', 'bau': state store" in line for line in opened)
     entries = status_json(tmp_path, "--at", AT, code=0, env={"EIGEN_STORE": str(own)})
-    assert entries["eigen"]["state_store"] == f"sqlite:///{own}"
+    assert entries["eigen"]["state_store"] == "sqlite:///***"
     assert entries["eigen"]["last_run"]["writes"]["create"] == 7
     # --state names one store for all, as for `run`: there eigen's last run failed
     entries = status_json(tmp_path, "--at", AT, "--state", default_store(tmp_path), env={"EIGEN_STORE": str(own)})
@@ -320,15 +322,19 @@ def test_a_store_that_cannot_be_opened_exits_10_naming_it_and_its_tenants_withou
     tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}",
                        "pg1.yaml": "id: pg1\nstate_url: 'postgresql+psycopg://sync:${env:PG_PW}@127.0.0.1:1/state'\n",
                        "pg2.yaml": "id: pg2\nstate_url: 'postgresql+psycopg://sync:${env:PG_PW}@127.0.0.1:1/state'\n",
+                       "pg3.yaml": "id: pg3\nstate_url: 'postgresql+psycopg://sync@127.0.0.1:1/state?sslmode=disable"
+                                   "&password=${env:PG_PW}'\n",
                        "kaputt.yaml": "id: kaputt\nstate_url: sqlite:///damaged.sqlite\n"})
     (tmp_path / "damaged.sqlite").write_bytes(b"this is not a database file" * 100)
     record(default_store(tmp_path), "acme", "ok", LAST_NIGHT)
     done = status(tmp_path, "--at", AT, env={"PG_PW": secret})
     assert done.returncode == 10
     assert row(done.stdout, "acme")[:2] == ["acme", "ok"], "the other stores' tenants are still shown"
-    assert [row(done.stdout, t)[1] for t in ("kaputt", "pg1", "pg2")] == ["unknown"] * 3
+    assert [row(done.stdout, t)[1] for t in ("kaputt", "pg1", "pg2", "pg3")] == ["unknown"] * 4
     assert "idwell-sync status: error: tenants 'pg1', 'pg2': cannot open the state store " \
            "postgresql+psycopg://sync:***@127.0.0.1:1/state: " in done.stderr
+    assert "idwell-sync status: error: tenant 'pg3': cannot open the state store " \
+           "postgresql+psycopg://sync@127.0.0.1:1/state?password=***&sslmode=disable: " in done.stderr
     assert "idwell-sync status: error: tenant 'kaputt': cannot open the state store sqlite:///damaged.sqlite: " \
            in done.stderr
     assert "what to do: check --state" in done.stderr and "Traceback" not in done.stderr

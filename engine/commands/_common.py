@@ -149,10 +149,10 @@ def shown_url(url: str) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from engine.redact import redact
+    from engine.redact import shown_url as shown
     try:
         if "://" in url:
-            return redact(make_url(url).render_as_string(hide_password=True))
+            return shown(make_url(url))
     except ArgumentError:
         pass
     return "(the value given is not a URL such as sqlite:///var/state.sqlite)"
