@@ -143,8 +143,21 @@ class ApiExtractor:
                 nxt = response.links.get("next", {}).get("url")
                 if not nxt:
                     return
-                url, page = nxt, page + 1
+                url, page = self._same_origin(response.url.join(nxt), entity.name), page + 1
         raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': pagination did not end", cause="config")
+
+    def _same_origin(self, link: httpx.URL, entity: str) -> str:
+        """A next-page link, refused unless it stays on base_url's scheme, host and port: every
+        request carries the credentials, which must not go to another server (nor in clear text)."""
+        base = self._client.base_url
+        if (link.scheme, link.host, link.port) != (base.scheme, base.host, base.port):
+            shown = f"{link.scheme}://{link.host}" + (f":{link.port}" if link.port else "")
+            raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': the API's next-page link (Link header) "
+                              f"points to {shown}, not to {self.source.base_url}; the credentials are not sent "
+                              "to another server, so the extract stops here", cause="config",
+                              hint="ask the vendor why the API pages to another address; if that address is the "
+                                   "API's own, make it the source's base_url")
+        return str(link)
 
     def _get(self, url: str, params: dict | None, entity: str) -> httpx.Response:
         for attempt in range(1, MAX_ATTEMPTS + 1):

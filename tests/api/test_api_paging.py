@@ -1,0 +1,88 @@
+"""The link_header paginator against real HTTP servers on 127.0.0.1: it follows the API's `Link:
+<...>; rel="next"` from page to page, and never sends the credentials to another server."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from engine.config.model import ApiAuth, ApiSource, EntityMapping, Paginator
+from engine.config.secrets import Secret
+from engine.errors import SourceError
+from engine.expr import compile_expression
+from engine.sources.api import ApiExtractor
+
+KEY = "paging-key-0815"
+
+
+class Server:
+    """Answers GET with the page its `pages` maps the path (with query) to: (records, next link or None)."""
+
+    def __init__(self, pages: dict[str, tuple[list[dict], str | None]]):
+        self.pages, self.seen = pages, []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.seen.append((self.path, self.headers.get("X-API-Key")))
+                records, nxt = outer.pages.get(self.path, ([], None))
+                body = ('{"data": [' + ",".join(f'{{"id": {r["id"]}}}' for r in records) + "]}").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if nxt:
+                    self.send_header("Link", f'<{nxt.format(other=outer.other_url)}>; rel="next"')
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.other_url = ""
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def extract(base_url: str, monkeypatch) -> list[int]:
+    monkeypatch.setenv("PAGING_KEY", KEY)
+    source = ApiSource(type="api", base_url=base_url, auth=ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")))
+    entity = EntityMapping(name="buildings", fields={"external_id": compile_expression("to_string(id)")}, key=("id",),
+                           endpoint="/v1/objects", record_selector="data", paginator=Paginator(type="link_header"))
+    extractor = ApiExtractor(source, "paging", run_date=dt.date(2026, 6, 1))
+    try:
+        return [r["id"] for _, records in extractor.batches(entity, {}) for r in records]
+    finally:
+        extractor.close()
+
+
+def test_link_header_pages_are_followed_relative_and_absolute(monkeypatch):
+    with Server({}) as api:
+        api.pages.update({"/v1/objects": ([{"id": 1}, {"id": 2}], "/v1/objects?after=2"),
+                          "/v1/objects?after=2": ([{"id": 3}], f"{api.url}/v1/objects?after=3"),
+                          "/v1/objects?after=3": ([{"id": 4}], None)})
+        assert extract(api.url, monkeypatch) == [1, 2, 3, 4]
+        assert [path for path, _ in api.seen] == ["/v1/objects", "/v1/objects?after=2", "/v1/objects?after=3"]
+        assert all(key == KEY for _, key in api.seen)
+
+
+def test_a_next_link_to_another_server_stops_the_extract_without_sending_it_the_key(monkeypatch):
+    with Server({}) as api, Server({"/steal": ([{"id": 99}], None)}) as other:
+        api.other_url = other.url
+        api.pages.update({"/v1/objects": ([{"id": 1}], "/v1/objects?after=1"),
+                          "/v1/objects?after=1": ([{"id": 2}], "{other}/steal")})
+        with pytest.raises(SourceError) as caught:
+            extract(api.url, monkeypatch)
+        assert other.seen == [], "the other server must not be asked, with or without the key"
+        message = str(caught.value)
+        assert f"points to {other.url}, not to {api.url}" in message and "entity 'buildings'" in message
+        assert KEY not in message
