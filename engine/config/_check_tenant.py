@@ -1,7 +1,7 @@
 """Semantic checks of a tenant file, beyond its schema and its mapping's checks.
 
 The source matches the mapping's kind and is complete; no literal secret hides in a URL or in
-params; the dedup order names known fields; dates, the cron expression, the time zone and the
+params, and no reference where it would not be resolved; the dedup order names known fields; dates, the cron expression, the time zone and the
 window make sense; thresholds are plausible (implausible but possible values are warnings).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from croniter import CroniterError, croniter
 
 from engine.config._report import Report
 from engine.config._text import did_you_mean
-from engine.config.secrets import REFERENCE
+from engine.config.secrets import REFERENCE, SECRET_FIELDS
 
 SERVER_FIELDS = ("host", "port", "database", "username", "password", "driver", "encrypt",
                  "trust_server_certificate", "host_name_in_certificate", "login_timeout",
@@ -44,10 +44,36 @@ def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | No
         if isinstance(url, str) and url_has_literal_secret(url):
             report.error(path, "the URL contains a literal password or token: write a reference such as "
                                "${env:ACME_SQL_PASSWORD} in its place")
+    _unresolved_references(data, report)
     _dedup(data.get("dedup"), report, mapping if isinstance(mapping, dict) else {})
     _window(data.get("contract_window"), report)
     _deletion(data.get("deletion"), report)
     _schedule(data.get("schedule"), report)
+
+
+def _resolved_here(path: tuple) -> bool:
+    """Whether a reference at `path` is resolved (engine.config._compile, the state store's URL)."""
+    return path == ("state_url",) or (len(path) >= 2 and path[-1] in SECRET_FIELDS and
+                                      path[:-1] in (("source",), ("source", "auth"), ("target",)))
+
+
+def _unresolved_references(value: Any, report: Report, path: tuple = ()) -> None:
+    """An error for each ${env:...} or ${file:...} where nothing resolves it: it would be sent or
+    run as written (a query parameter, an endpoint, a SQL text), not as its value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _unresolved_references(item, report, (*path, key))
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            _unresolved_references(item, report, (*path, k))
+    elif isinstance(value, str) and not _resolved_here(path) and (found := REFERENCE.search(value)):
+        problem = report.loc.problem(path, "")
+        if any(p.json_path == problem.json_path for p in report.problems):
+            return                      # e.g. a misspelt field, named once
+        report.error(path, f"{found.group(0)} is not resolved here, it would be used as written: references are "
+                           f"resolved only in {', '.join(sorted(SECRET_FIELDS))} of source, source.auth and target, "
+                           "and in state_url. Write the value itself, or put a credential in the source's auth "
+                           "settings")
 
 
 def url_has_literal_secret(url: str) -> bool:

@@ -13,9 +13,7 @@ from typing import Any
 
 from engine.config import model as m
 from engine.config._check_mapping import Compiled
-from engine.config.secrets import Secret
-
-_SECRET_FIELDS = {"password", "key", "token", "client_secret", "url"}
+from engine.config.secrets import SECRET_FIELDS, Secret
 
 
 def compile_tenant(data: dict, mapping: dict, compiled: Compiled, path: Path) -> m.Tenant:
@@ -45,7 +43,7 @@ def compile_tenant(data: dict, mapping: dict, compiled: Compiled, path: Path) ->
 
 
 def _secrets(spec: dict, base: Path) -> dict[str, Any]:
-    return {k: (Secret(v, base) if k in _SECRET_FIELDS and isinstance(v, str) else v) for k, v in spec.items()}
+    return {k: (Secret(v, base) if k in SECRET_FIELDS and isinstance(v, str) else v) for k, v in spec.items()}
 
 
 def _source(spec: dict, base: Path) -> m.SqlSource | m.ApiSource:

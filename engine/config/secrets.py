@@ -17,6 +17,9 @@ from urllib.parse import quote
 from engine.redact import remember
 
 REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
+SECRET_FIELDS = frozenset({"password", "key", "token", "client_secret", "url"})
+"""The fields of `source`, `source.auth` and `target` whose references are resolved (with the
+tenant's `state_url`): anywhere else a reference would be used as written."""
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")   # visible ASCII: what a token or key in a header may hold
 
 
