@@ -47,6 +47,26 @@ def test_hostile_password_connects_through_the_engines_escaping_and_reads_umlaut
     assert [tuple(r) for r in rows] == [(1, "Müller-Lüdenscheidt", "Gießen"), (2, "Öztürk", "Straße 5 ÄÖÜ äöü ß")]
 
 
+@pytest.mark.parametrize("written", ["percent-encoded", "as is"])
+def test_a_reference_in_a_url_templates_odbc_connect_is_braced_and_connects(erp, monkeypatch, written):
+    """A source `url` written by hand with odbc_connect (mssql+pyodbc); the connection string that
+    SQLAlchemy hands to pyodbc is taken from the resolved URL as its dialect takes it."""
+    from urllib.parse import quote
+
+    import sqlalchemy as sa
+
+    from engine.config.secrets import Secret
+    monkeypatch.setenv("ERP_ODBC_PW", HOSTILE)
+    attributes = f"Driver={{{DRIVER}}};Server={HOST};Port={erp.port};Database=erp;Uid=erp_reader;Pwd="
+    template = "mssql+pyodbc:///?odbc_connect=" + \
+        (quote(attributes, safe="") + "${env:ERP_ODBC_PW}%3BApplicationName%3Dsync" if written == "percent-encoded"
+         else quote(attributes, safe="=;{}") + "${env:ERP_ODBC_PW};ApplicationName=sync")
+    text = sa.make_url(Secret(template).resolve_url()).query["odbc_connect"]
+    assert text.endswith("Pwd={p;a}}r{t =1};ApplicationName=sync")
+    with connect(text) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == "erp_reader"
+
+
 def test_the_same_password_unescaped_is_refused(erp):
     import pyodbc
     unescaped = f"Driver={{{DRIVER}}};Server={HOST};Port={erp.port};Database=erp;Uid=erp_reader;Pwd={HOSTILE}"

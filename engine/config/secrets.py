@@ -20,6 +20,8 @@ REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
 SECRET_FIELDS = frozenset({"password", "key", "token", "client_secret", "url"})
 """The fields of `source`, `source.auth` and `target` whose references are resolved (with the
 tenant's `state_url`): anywhere else a reference would be used as written."""
+_ODBC_VALUE_BEFORE = re.compile(r"(?i)[?&]odbc_connect=[^&]*(?:=|%3D)$")
+_ODBC_VALUE_AFTER = re.compile(r"(?i)(?:;|%3B|&|$)")
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")   # visible ASCII: what a token or key in a header may hold
 
 
@@ -49,13 +51,22 @@ class Secret:
     def resolve_url(self) -> str:
         """The value for a URL template: references inside a longer text (the password in
         `postgresql://user:${env:PW}@host/db`) are percent-encoded, so that `@ / : # ?` in a
-        password cannot change the URL's meaning; a template that is one reference is the URL."""
+        password cannot change the URL's meaning; a template that is one reference is the URL.
+        A reference that is a whole attribute value of an `odbc_connect` connection string
+        (`...;PWD=${env:PW};...`, its `=` and `;` as they are or percent-encoded) is also braced
+        for ODBC (`{...}`, a `}` doubled) first, so that `;` or `}` in a password cannot end it."""
         if REFERENCE.fullmatch(self.template.strip()):
             return self.resolve()
-        return self._substitute(lambda value: quote(value, safe=""))
+
+        def encode(value: str, m: re.Match[str]) -> str:
+            before, after = m.string[:m.start()], m.string[m.end():]
+            if _ODBC_VALUE_BEFORE.search(before) and _ODBC_VALUE_AFTER.match(after):
+                value = "{" + value.replace("}", "}}") + "}"
+            return quote(value, safe="")
+        return self._substitute(encode)
 
     def resolve(self) -> str:
-        return self._substitute(lambda value: value)
+        return self._substitute(lambda value, _: value)
 
     def resolve_header(self) -> str:
         """The value for an HTTP header (a token, an API key), without surrounding whitespace.
@@ -74,7 +85,7 @@ class Secret:
         def one(m: re.Match[str]) -> str:
             value = self._value(m.group(1), m.group(2).strip(), m.group(0))
             remember(value)                     # masked wherever it turns up from now on
-            return encode(value)
+            return encode(value, m)
         return REFERENCE.sub(one, self.template)
 
     def _value(self, kind: str, name: str, reference: str) -> str:
