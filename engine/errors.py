@@ -19,8 +19,7 @@ from engine.redact import redact
 class ExitCode(IntEnum):
     """Stable exit codes of the idwell-sync command (documented in README.md)."""
     OK = 0
-    INVALID = 1            # validate: invalid files; doctor: a step failed; plan/run: findings made the run fail;
-                           # status: a tenant needs attention
+    INVALID = 1            # validate: invalid files; doctor: a step failed; status: a tenant needs attention
     USAGE = 2              # wrong command-line usage
     CONFIG = 3             # the tenant file is invalid or a secret reference cannot be resolved
     SOURCE = 4             # the ERP cannot be reached or read (connection, login, query)

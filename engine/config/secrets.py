@@ -100,6 +100,10 @@ class Secret:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise SecretError(f"cannot read secret file {path} (referenced as {reference}): {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SecretError(f"secret file {path} (referenced as {reference}) is not UTF-8 text",
+                              hint="write the secret into the file as UTF-8 text (e.g. with printf '%s' ... > file)") \
+                from None
 
     def __str__(self) -> str:
         return self.template

@@ -46,15 +46,28 @@ class _Auth(httpx.Auth):
                     "client_secret": self._secret(a.client_secret)}
             if a.scope:
                 data["scope"] = a.scope
-            r = httpx.post(a.token_url, data=data, timeout=self.source.timeout)
+            try:
+                r = httpx.post(a.token_url, data=data, timeout=self.source.timeout)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise _transport_error(exc, f"tenant '{self.tenant_id}': the token endpoint", a.token_url) from None
             if r.status_code != 200:
                 raise SourceError(f"tenant '{self.tenant_id}': the token endpoint {a.token_url} answered "
                                   f"{r.status_code}", cause="login_failed",
                                   hint=f"check client_id and the secret {a.client_secret}")
-            body = r.json()
-            self._token = body["access_token"]
+            try:
+                body = r.json()
+                token, lifetime = body["access_token"], float(body.get("expires_in", 3600))
+                if not isinstance(token, str) or not token:
+                    raise TypeError
+            except (ValueError, TypeError, KeyError, AttributeError):
+                raise SourceError(f"tenant '{self.tenant_id}': the token endpoint {a.token_url} answered 200 "
+                                  f"with {r.headers.get('content-type', 'no content type')} but no OAuth token "
+                                  "(a JSON object with access_token and expires_in)", cause="login_failed",
+                                  hint="check auth.token_url: is it the API's OAuth token endpoint, not a login "
+                                       "page or proxy?") from None
+            self._token = token
             remember(self._token)           # a secret too, for as long as it is valid
-            self._expires = time.monotonic() + float(body.get("expires_in", 3600)) - 30
+            self._expires = time.monotonic() + lifetime - 30
         return self._token
 
     def auth_flow(self, request: httpx.Request):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,44 +11,9 @@ from engine.config.secrets import Secret
 from engine.errors import SourceError
 from engine.expr import compile_expression
 from engine.sources.api import ApiExtractor
+from pages_server import Server
 
 KEY = "paging-key-0815"
-
-
-class Server:
-    """Answers GET with the page its `pages` maps the path (with query) to: (records, next link or None)."""
-
-    def __init__(self, pages: dict[str, tuple[list[dict], str | None]]):
-        self.pages, self.seen = pages, []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                outer.seen.append((self.path, self.headers.get("X-API-Key")))
-                records, nxt = outer.pages.get(self.path, ([], None))
-                body = ('{"data": [' + ",".join(f'{{"id": {r["id"]}}}' for r in records) + "]}").encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                if nxt:
-                    self.send_header("Link", f'<{nxt.format(other=outer.other_url)}>; rel="next"')
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.other_url = ""
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def extract(base_url: str, monkeypatch) -> list[int]:

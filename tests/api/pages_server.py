@@ -1,0 +1,54 @@
+"""A small JSON API on 127.0.0.1 for the API source's tests: fixed pages, every request noted."""
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Server:
+    """Answers GET with the page its `pages` maps the path (with query) to: (records, next link or
+    None; `{other}` in a link stands for `other_url`); POST with `post` (status, content type, body).
+    `seen`: (path, X-API-Key) of every request."""
+
+    def __init__(self, pages: dict[str, tuple[list[dict], str | None]]):
+        self.pages, self.seen = pages, []
+        self.post: tuple[int, str, bytes] = (404, "text/plain", b"no")
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.seen.append((self.path, self.headers.get("X-API-Key")))
+                records, nxt = outer.pages.get(self.path, ([], None))
+                body = ('{"data": [' + ",".join(f'{{"id": {r["id"]}}}' for r in records) + "]}").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if nxt:
+                    self.send_header("Link", f'<{nxt.format(other=outer.other_url)}>; rel="next"')
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.seen.append((self.path, self.headers.get("X-API-Key")))
+                status, content_type, body = outer.post
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.other_url = ""
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
