@@ -245,6 +245,8 @@ def test_a_message_quoted_in_a_message_is_masked(monkeypatch):
 
 @pytest.mark.parametrize("text, shown", [
     ("postgresql+psycopg://sync:Lit3ral%40pw@db/state", "postgresql+psycopg://sync:***@db/state"),
+    ("failed: postgresql://sync:Lit@r@l:pw@db:5432/state?x=1 (refused)", "failed: postgresql://sync:***@db:5432/state?x=1 (refused)"),
+    ("mail sync@db.example, http://db.example/a@b", "mail sync@db.example, http://db.example/a@b"),
     ("postgresql+psycopg://sync@db/state?sslmode=require&password=Lit3ral%40pw", "postgresql+psycopg://sync@db/state?sslmode=require&password=***"),
     ("Driver=FreeTDS;UID=a;PWD={p;a}}r{t =1};Database=x", "Driver=FreeTDS;UID=a;PWD=***;Database=x"),
     ("UID=a;Password=ab'c&d;Encrypt=yes", "UID=a;Password=***;Encrypt=yes"),
