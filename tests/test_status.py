@@ -386,3 +386,31 @@ def test_wrong_arguments_are_said_as_such(tmp_path):
     assert done.returncode == 2 and "not allowed with argument" in done.stderr
     done = status(tmp_path, "--tenants-dir", "nowhere")
     assert done.returncode == 2 and "no tenants folder at nowhere" in done.stderr
+
+
+def test_a_run_that_ends_while_status_reads_the_store_is_not_called_failed(tmp_path, monkeypatch, capsys):
+    """status reads the runs, then the locks: a run that records its end and releases its lock in
+    between (hundreds of tenants end their runs during the night) was judged by its row as
+    `running` and by the locks as holding none, i.e. killed."""
+    from engine.cli import main
+    tenants(tmp_path, {"acme.yaml": "id: acme\n"})
+    store = StateStore(default_store(tmp_path))
+    held = store.lock("acme")
+    held.__enter__()                                    # a run under way: its lock, then its row
+    run_id = store.start_run("acme")
+    read_locks = StateStore.locks
+
+    def locks_once_the_run_has_ended(self, names):
+        if run_id in store._run_tenants:           # the first read of the locks only
+            store.finish_run(run_id, status="ok", counts={"users": {"create": 1}}, findings={})
+            held.__exit__(None, None, None)             # as run_tenant: the row closed, then the lock released
+        return read_locks(self, names)
+
+    monkeypatch.setattr(StateStore, "locks", locks_once_the_run_has_ended)
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["status", "--json"])
+    finally:
+        store.close()
+    [acme] = json.loads(capsys.readouterr().out)
+    assert (acme["verdict"], acme["last_run"]["status"], acme["lock"], code) == ("ok", "ok", None, 0), acme

@@ -133,7 +133,7 @@ def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError
             store = open_store(url, who)
             where = store.where
             try:
-                runs, locks = store.last_runs(names), store.locks(names)
+                runs, locks = _runs_and_locks(store, names)
             except StateError as exc:
                 raise StateError(f"{who}: {exc.message}", hint=exc.hint) from None
     except StateError as exc:
@@ -156,6 +156,33 @@ def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError
         if store is not None:
             store.close()
     return where if store is not None else f"{where} (no such file yet: no runs recorded)"
+
+
+def _runs_and_locks(store, names: list[str]) -> tuple[dict, dict]:
+    """Each tenant's last run and lock as they were at one moment. They are two reads, and runs
+    end (their row closed, then their lock released) or start (the lock, then the row) in
+    between: a last run still `running` without a live lock is read again, with its lock, until
+    two reads of its run agree around a read of its lock. A run holds its lock as long as its
+    row says `running`, so only then is it one that ended without finishing."""
+    runs, locks = store.last_runs(names), store.locks(names)
+    for _ in range(5):
+        doubtful = [n for n, run in runs.items()
+                    if run.status == "running" and (n not in locks or store.stale(locks[n]))]
+        if not doubtful:
+            break
+        again = store.last_runs(doubtful)
+        moved = [n for n in doubtful if n not in again or again[n].run_id != runs[n].run_id
+                 or again[n].status != runs[n].status]
+        for n in doubtful:
+            runs.pop(n)
+        runs.update(again)
+        if not moved:
+            break
+        relocked = store.locks(moved)
+        for n in moved:
+            locks.pop(n, None)
+        locks.update(relocked)
+    return runs, locks
 
 
 def _who(names: list[str]) -> str:
