@@ -10,6 +10,7 @@ import datetime as dt
 import re
 import zoneinfo
 from typing import Any
+from urllib.parse import unquote_plus
 
 from croniter import CroniterError, croniter
 
@@ -82,7 +83,9 @@ def url_has_literal_secret(url: str) -> bool:
     match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@", text)
     if match and ":" in match.group(1) and match.group(1).split(":", 1)[1] not in ("", "REF"):
         return True
-    return any(value not in ("", "REF") for value in _URL_SECRET_PARAM.findall(text))
+    # also in a percent-encoded query (odbc_connect=...%3BPWD%3D...%3B, as SQLAlchemy documents it)
+    return any(value not in ("", "REF") for value in _URL_SECRET_PARAM.findall(text) + _URL_SECRET_PARAM.findall(
+        unquote_plus(text.partition("?")[2])))
 
 
 def _urls(data: dict) -> list[tuple[tuple, Any]]:
