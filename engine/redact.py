@@ -34,9 +34,11 @@ _lock = threading.Lock()
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s]*:)([^\s/]+)@(?=[^@/?#\s]*(?:[/?#\s]|$))")
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s]*:)(?!\$\{(?:env|file):[^}]*\}@)([^\s/]+)@"
+                           r"(?=[^@/?#\s]*(?:[/?#\s]|$))")
 """`user:password@` of a URL, up to the authority's last `@`: a password written with a raw `@` in
-it (not percent-encoded) is masked whole."""
+it (not percent-encoded) is masked whole; a reference there (`${env:NAME}`, a tenant file's URL
+as written) is no secret and stays, so that a message says which variable to set."""
 SECRET_PARAMETERS = ("pwd", "password", "passwd", "token", "access_token", "apikey", "api_key", "secret",
                      "client_secret")
 _PARAMETER = re.compile(r"(?i)\b(pwd|password|passwd|token|access_token|api_?key|secret|client_secret)="

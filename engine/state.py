@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from engine.errors import LockedError, StateError
-from engine.redact import shown_url
+from engine.redact import redact, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class StateStore:
     def _diagnose(self, exc: DBAPIError) -> tuple[str, str]:
         """(why, what to do) for a failure of the database behind the store."""
         orig = exc.orig if exc.orig is not None else exc
-        reason = _clip(" ".join(str(orig).split()) or type(orig).__name__, 300)
+        reason = _clip(" ".join(redact(str(orig)).split()) or type(orig).__name__, 300)   # masked before cut
         code = getattr(orig, "sqlite_errorname", "") or ""
         where = self.url.database if self.url.get_backend_name() == "sqlite" else self.where
         if code.startswith("SQLITE_FULL"):

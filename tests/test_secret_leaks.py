@@ -247,6 +247,7 @@ def test_a_message_quoted_in_a_message_is_masked(monkeypatch):
     ("postgresql+psycopg://sync:Lit3ral%40pw@db/state", "postgresql+psycopg://sync:***@db/state"),
     ("failed: postgresql://sync:Lit@r@l:pw@db:5432/state?x=1 (refused)", "failed: postgresql://sync:***@db:5432/state?x=1 (refused)"),
     ("mail sync@db.example, http://db.example/a@b", "mail sync@db.example, http://db.example/a@b"),
+    ("url mssql+pyodbc://sync:${env:ACME_PW}@host/db as written", "url mssql+pyodbc://sync:${env:ACME_PW}@host/db as written"),
     ("postgresql+psycopg://sync@db/state?sslmode=require&password=Lit3ral%40pw", "postgresql+psycopg://sync@db/state?sslmode=require&password=***"),
     ("Driver=FreeTDS;UID=a;PWD={p;a}}r{t =1};Database=x", "Driver=FreeTDS;UID=a;PWD=***;Database=x"),
     ("UID=a;Password=ab'c&d;Encrypt=yes", "UID=a;Password=***;Encrypt=yes"),
@@ -275,3 +276,22 @@ def test_the_traceback_of_a_bug_does_not_show_a_secret(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert "RuntimeError: unexpected header" in err and "Bearer ***" in err
     assert_hidden(TOKEN, stderr=err)
+
+
+def test_a_secret_at_the_end_of_a_long_driver_message_is_masked_before_the_message_is_cut(monkeypatch):
+    """open_store keeps the first 200 characters of the driver's message: cut first, the secret's
+    first half would no longer be known as the secret."""
+    import sqlalchemy as sa
+
+    from engine.commands._common import open_store
+    from engine.config.secrets import Secret
+    from engine.errors import StateError
+    monkeypatch.setenv("CUT_TEST_PW", "Geheimnis-4711-lang")
+    value = Secret("${env:CUT_TEST_PW}").resolve()
+
+    def refuse(self, url):
+        raise sa.exc.ArgumentError("x" * 185 + f" password {value} was refused")   # cut at 200: in it
+    monkeypatch.setattr("engine.state.StateStore.__init__", refuse)
+    with pytest.raises(StateError) as caught:
+        open_store("sqlite:////nonexistent/state.sqlite", "tenant 'cut'")
+    assert "Gehei" not in str(caught.value) and "***" in str(caught.value)

@@ -129,6 +129,7 @@ def open_store(url: str, who: str):
     from sqlalchemy.exc import SQLAlchemyError
 
     from engine.errors import StateError
+    from engine.redact import redact
     from engine.state import StateStore
     try:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
@@ -137,7 +138,7 @@ def open_store(url: str, who: str):
         logging.getLogger(__name__).info("%s: state store %s", who, store.where)
         return store
     except (OSError, SQLAlchemyError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else redact(str(exc)).splitlines()[0][:200]
         raise StateError(f"{who}: cannot open the state store {shown_url(url)}: {reason}",
                          hint="check --state / $IDWELL_STATE_URL (or the tenant's state_url): a SQLAlchemy URL, "
                               "an SQLite file in a folder that can be created and written, or a database server "

@@ -122,7 +122,7 @@ def read_head(path: Path) -> TenantHead:
 
     from engine.config.model import Schedule
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot be read ({type(exc).__name__}); `idwell-sync validate {path}` says why") from None
     if not isinstance(doc, dict):
