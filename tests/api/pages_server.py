@@ -1,8 +1,13 @@
 """A small JSON API on 127.0.0.1 for the API source's tests: fixed pages, every request noted."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from engine.config.model import ApiAuth, ApiSource, EntityMapping, Paginator
+from engine.expr import compile_expression
+from engine.sources.api import ApiExtractor
 
 
 class Server:
@@ -52,3 +57,15 @@ class Server:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def read_ids(base_url: str, auth: ApiAuth, paginator: str = "none") -> list[int]:
+    """The ids the API source reads from /v1/objects (records under `data`) as buildings."""
+    source = ApiSource(type="api", base_url=base_url, auth=auth, timeout=5)
+    entity = EntityMapping(name="buildings", fields={"external_id": compile_expression("to_string(id)")}, key=("id",),
+                           endpoint="/v1/objects", record_selector="data", paginator=Paginator(type=paginator))
+    extractor = ApiExtractor(source, "api-test", run_date=dt.date(2026, 6, 1))
+    try:
+        return [r["id"] for _, records in extractor.batches(entity, {}) for r in records]
+    finally:
+        extractor.close()

@@ -3,30 +3,16 @@ not there or answers something other than a token, a secret file that is not tex
 error of the run with what to do (exit 4 or 3), never an internal error (exit 70)."""
 from __future__ import annotations
 
-import datetime as dt
 import socket
 
 import pytest
 
-from engine.config.model import ApiAuth, ApiSource, EntityMapping, Paginator
+from engine.config.model import ApiAuth
 from engine.config.secrets import Secret
 from engine.errors import ExitCode, SecretReferenceError, SourceError
-from engine.expr import compile_expression
-from engine.sources.api import ApiExtractor
-from pages_server import Server
+from pages_server import Server, read_ids
 
 CLIENT_SECRET = "client-secret-4711"
-
-
-def extract(base_url: str, auth: ApiAuth) -> list[int]:
-    source = ApiSource(type="api", base_url=base_url, auth=auth, timeout=5)
-    entity = EntityMapping(name="buildings", fields={"external_id": compile_expression("to_string(id)")}, key=("id",),
-                           endpoint="/v1/objects", record_selector="data", paginator=Paginator(type="none"))
-    extractor = ApiExtractor(source, "oauth", run_date=dt.date(2026, 6, 1))
-    try:
-        return [r["id"] for _, records in extractor.batches(entity, {}) for r in records]
-    finally:
-        extractor.close()
 
 
 def oauth(token_url: str) -> ApiAuth:
@@ -42,7 +28,7 @@ def client_secret(monkeypatch):
 def test_a_token_endpoint_that_answers_a_token_lets_the_extract_run():
     with Server({"/v1/objects": ([{"id": 1}], None)}) as api:
         api.post = (200, "application/json", b'{"access_token": "tok-abc-123", "expires_in": 600}')
-        assert extract(api.url, oauth(f"{api.url}/token")) == [1]
+        assert read_ids(api.url, oauth(f"{api.url}/token")) == [1]
 
 
 @pytest.mark.parametrize("answer", [(200, "text/html", b"<html>Anmeldung</html>"),
@@ -52,7 +38,7 @@ def test_a_token_endpoint_answering_no_token_is_a_login_failure_that_says_what_t
     with Server({"/v1/objects": ([{"id": 1}], None)}) as api:
         api.post = answer
         with pytest.raises(SourceError) as caught:
-            extract(api.url, oauth(f"{api.url}/token"))
+            read_ids(api.url, oauth(f"{api.url}/token"))
     error = caught.value
     assert f"the token endpoint {api.url}/token answered 200 with {answer[1]} but no OAuth token" in str(error)
     assert error.exit_code == ExitCode.SOURCE and "check auth.token_url" in error.hint
@@ -65,7 +51,7 @@ def test_a_token_endpoint_that_is_not_there_is_named_not_base_url():
         closed = s.getsockname()[1]
     with Server({}) as api:
         with pytest.raises(SourceError) as caught:
-            extract(api.url, oauth(f"http://127.0.0.1:{closed}/token"))
+            read_ids(api.url, oauth(f"http://127.0.0.1:{closed}/token"))
     assert f"the token endpoint: no answer from http://127.0.0.1:{closed}/token" in str(caught.value)
     assert caught.value.exit_code == ExitCode.SOURCE
     assert api.seen == []
@@ -76,7 +62,7 @@ def test_a_secret_file_that_is_not_utf8_is_a_reference_error_naming_the_file(tmp
     key.write_bytes(b"\xff\xfeS\x00E\x00C\x00")          # saved as UTF-16 by an editor
     with Server({"/v1/objects": ([{"id": 1}], None)}) as api:
         with pytest.raises(SecretReferenceError) as caught:
-            extract(api.url, ApiAuth(type="api_key", key=Secret("${file:api.key}", tmp_path)))
+            read_ids(api.url, ApiAuth(type="api_key", key=Secret("${file:api.key}", tmp_path)))
     assert f"secret file {key} (referenced as ${{file:api.key}}) is not UTF-8 text" in str(caught.value)
     assert caught.value.exit_code == ExitCode.CONFIG
     assert api.seen == []

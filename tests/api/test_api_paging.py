@@ -2,30 +2,19 @@
 <...>; rel="next"` from page to page, and never sends the credentials to another server."""
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
-from engine.config.model import ApiAuth, ApiSource, EntityMapping, Paginator
+from engine.config.model import ApiAuth
 from engine.config.secrets import Secret
 from engine.errors import SourceError
-from engine.expr import compile_expression
-from engine.sources.api import ApiExtractor
-from pages_server import Server
+from pages_server import Server, read_ids
 
 KEY = "paging-key-0815"
 
 
 def extract(base_url: str, monkeypatch) -> list[int]:
     monkeypatch.setenv("PAGING_KEY", KEY)
-    source = ApiSource(type="api", base_url=base_url, auth=ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")))
-    entity = EntityMapping(name="buildings", fields={"external_id": compile_expression("to_string(id)")}, key=("id",),
-                           endpoint="/v1/objects", record_selector="data", paginator=Paginator(type="link_header"))
-    extractor = ApiExtractor(source, "paging", run_date=dt.date(2026, 6, 1))
-    try:
-        return [r["id"] for _, records in extractor.batches(entity, {}) for r in records]
-    finally:
-        extractor.close()
+    return read_ids(base_url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "link_header")
 
 
 def test_link_header_pages_are_followed_relative_and_absolute(monkeypatch):
