@@ -110,7 +110,10 @@ def _dump(record: Mapping[str, Any]) -> str:
 
 class StateStore:
     def __init__(self, url: str = DEFAULT_URL, *, prefix: str = "", schema: str | None = None,
-                 lock_max_age: dt.timedelta = dt.timedelta(hours=6), busy_timeout: float | None = None):
+                 lock_max_age: dt.timedelta = dt.timedelta(hours=6), busy_timeout: float | None = None,
+                 create: bool = True):
+        """`create=False`: only to read (`history`, `status`), e.g. as a role that may only SELECT:
+        nothing is created, and a table that is not there reads as empty."""
         self.url = sa.make_url(url)
         self.lock_max_age = lock_max_age
         self.busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
@@ -155,7 +158,12 @@ class StateStore:
             sa.Column("pid", sa.Integer, nullable=False),
             sa.Column("since", sa.DateTime, nullable=False),
             sa.Column("token", sa.String(40), nullable=False))
-        self._create(schema)
+        self._missing: set[str] = set()            # tables a store opened to read does not have (yet)
+        if create:
+            self._create(schema)
+        else:                                       # a failure here is one to open the store (open_store)
+            inspector = sa.inspect(self.engine)
+            self._missing = {t.name for t in (self._runs, self._locks) if not inspector.has_table(t.name, schema=schema)}
 
     def _create(self, schema: str | None) -> None:
         for attempt in (1, 2):          # two processes creating the tables at once: the loser retries
@@ -238,6 +246,8 @@ class StateStore:
 
     def runs(self, tenant: str, limit: int = 20) -> list[RunRecord]:
         """The tenant's latest runs, newest first."""
+        if self._runs.name in self._missing:
+            return []
         r = self._runs.c
         with self._failing(tenant, "read the run history from"), self.engine.connect() as c:
             rows = c.execute(sa.select(self._runs).where(r.tenant == tenant)
@@ -259,6 +269,8 @@ class StateStore:
     def last_runs(self, tenants: Iterable[str]) -> dict[str, RunRecord]:
         """Each tenant's latest run (the one `runs` lists first), for those of `tenants` that have
         any: one query per 500 tenants (`idwell-sync status`)."""
+        if self._runs.name in self._missing:
+            return {}
         r = self._runs.c
         names = list(dict.fromkeys(tenants))
         out: dict[str, RunRecord] = {}
@@ -379,6 +391,8 @@ class StateStore:
 
     def locks(self, tenants: Iterable[str]) -> dict[str, LockInfo]:
         """The run locks held now, of those of `tenants` that have one (stale ones too: `stale`)."""
+        if self._locks.name in self._missing:
+            return {}
         lk = self._locks.c
         names = list(dict.fromkeys(tenants))
         out: dict[str, LockInfo] = {}

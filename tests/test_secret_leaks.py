@@ -289,7 +289,7 @@ def test_a_secret_at_the_end_of_a_long_driver_message_is_masked_before_the_messa
     monkeypatch.setenv("CUT_TEST_PW", "Geheimnis-4711-lang")
     value = Secret("${env:CUT_TEST_PW}").resolve()
 
-    def refuse(self, url):
+    def refuse(self, url, **options):
         raise sa.exc.ArgumentError("x" * 185 + f" password {value} was refused")   # cut at 200: in it
     monkeypatch.setattr("engine.state.StateStore.__init__", refuse)
     with pytest.raises(StateError) as caught:

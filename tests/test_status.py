@@ -414,3 +414,45 @@ def test_a_run_that_ends_while_status_reads_the_store_is_not_called_failed(tmp_p
         store.close()
     [acme] = json.loads(capsys.readouterr().out)
     assert (acme["verdict"], acme["last_run"]["status"], acme["lock"], code) == ("ok", "ok", None, 0), acme
+
+
+@pytest.mark.postgres
+def test_a_monitoring_role_that_may_only_read_sees_the_runs_and_creates_nothing(tmp_path):
+    """status and history only read: as a PostgreSQL role without CREATE they work, on an empty
+    schema (no run yet: nothing created, no error) and on one the runs filled."""
+    import uuid
+
+    import sqlalchemy as sa
+    from pgcluster import require
+    admin_url = os.environ.get("IDWELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        admin = sa.create_engine(admin_url, connect_args={"connect_timeout": 3})
+        admin.connect().close()
+    except Exception as exc:  # noqa: BLE001 - any failure means: not reachable
+        require(False, f"PostgreSQL at {admin_url} is unreachable: {type(exc).__name__}")
+    name = f"status_ro_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as c:
+        c.execute(sa.text(f"CREATE SCHEMA {name}"))
+        c.execute(sa.text(f"CREATE ROLE {name} LOGIN"))
+        c.execute(sa.text(f"GRANT USAGE ON SCHEMA {name} TO {name}"))
+        c.execute(sa.text(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT SELECT ON TABLES TO {name}"))
+    base = sa.make_url(admin_url)
+    options = {"options": f"-csearch_path={name}"}
+    reader = base.set(username=name, query=options).render_as_string(hide_password=False)
+    writer = base.set(query=options).render_as_string(hide_password=False)
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}"})
+    try:
+        before = status_json(tmp_path, "--state", reader, "--at", AT)
+        assert before["acme"]["verdict"] == "missed" and before["acme"]["last_run"] is None
+        with admin.connect() as c:
+            assert c.execute(sa.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = :s"),
+                             {"s": name}).scalar() == 0, "a command that only reads created tables"
+        record(writer, "acme", "ok", LAST_NIGHT)
+        after = status_json(tmp_path, "--state", reader, "--at", AT, code=0)
+        assert after["acme"]["verdict"] == "ok" and after["acme"]["last_run"]["status"] == "ok"
+    finally:
+        with admin.begin() as c:
+            c.execute(sa.text(f"DROP SCHEMA {name} CASCADE"))
+            c.execute(sa.text(f"DROP OWNED BY {name}"))
+            c.execute(sa.text(f"DROP ROLE {name}"))
+        admin.dispose()

@@ -119,13 +119,14 @@ def _has_runs(path: Path, tenant_id: str) -> bool:
         return False
 
 
-def open_state(args, tenant):
-    return open_store(state_url(args, tenant), f"tenant '{tenant.id}'")
+def open_state(args, tenant, *, create: bool = True):
+    return open_store(state_url(args, tenant), f"tenant '{tenant.id}'", create=create)
 
 
-def open_store(url: str, who: str):
+def open_store(url: str, who: str, *, create: bool = True):
     """The state store at `url` (a URL from state_url); StateError (exit 10) naming `who` (e.g.
-    "tenant 'acme'") and the store, without its password, when it cannot be opened."""
+    "tenant 'acme'") and the store, without its password, when it cannot be opened. `create=False`:
+    to read only (engine.state.StateStore), no table created."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from engine.errors import StateError
@@ -134,7 +135,7 @@ def open_store(url: str, who: str):
     try:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        store = StateStore(url)
+        store = StateStore(url, create=create)
         logging.getLogger(__name__).info("%s: state store %s", who, store.where)
         return store
     except (OSError, SQLAlchemyError) as exc:

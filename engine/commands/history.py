@@ -42,7 +42,7 @@ def _positive(text: str) -> int:
 def main(args) -> int:
     tenant = load(args)
     _require_existing_store(state_url(args, tenant), tenant.id)
-    state = open_state(args, tenant)
+    state = open_state(args, tenant, create=False)
     try:
         runs, where = state.runs(tenant.id, limit=args.limit), state.where
     finally:

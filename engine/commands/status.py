@@ -130,7 +130,7 @@ def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError
     runs, locks, store = {}, {}, None
     try:
         if missing_store(url) is None:                  # an SQLite file not there yet holds no runs: not created
-            store = open_store(url, who)
+            store = open_store(url, who, create=False)
             where = store.where
             try:
                 runs, locks = _runs_and_locks(store, names)
