@@ -456,3 +456,25 @@ def test_a_monitoring_role_that_may_only_read_sees_the_runs_and_creates_nothing(
             c.execute(sa.text(f"DROP OWNED BY {name}"))
             c.execute(sa.text(f"DROP ROLE {name}"))
         admin.dispose()
+
+
+def test_a_nightly_run_of_an_invalid_tenant_file_is_failed_with_the_error_not_missed(tmp_path):
+    """cron starts the run of a tenant whose file someone broke (a typo in a value); the run stops
+    with exit 3 before it reads the ERP. The morning check says the run failed and why, and
+    `history` shows it: `missed` would send the operator to look at cron, which did its job."""
+    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
+    text = (REPO / "tenants" / "demo.yaml").read_text(encoding="utf-8")
+    tenants(tmp_path, {"demo.yaml": text.replace("policy: merge_partnership", "policy: merge_partnershp")})
+    run = subprocess.run([sys.executable, "-m", "engine", "run", "demo", "--quiet"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3, run.stderr
+    assert "'merge_partnershp' is not a valid value" in run.stderr
+    demo = status_json(tmp_path)["demo"]                          # now: the run's cron time is before it
+    assert (demo["verdict"], demo["attention"]) == ("failed", True)
+    assert demo["message"].startswith("tenants/demo.yaml:") and "'merge_partnershp' is not a valid value" in \
+        demo["message"]
+    history = subprocess.run([sys.executable, "-m", "engine", "history", "demo", "--json"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert history.returncode == 0, history.stderr
+    [last] = json.loads(history.stdout)
+    assert (last["status"], last["message"]) == ("failed", demo["message"])

@@ -14,8 +14,8 @@ import sys
 from typing import Any
 
 from engine.commands._common import (add_state_argument, add_tenant_argument, load, missing_store, open_state,
-                                     state_url)
-from engine.errors import ExitCode, StateError
+                                     state_url, tenant_path)
+from engine.errors import ConfigError, ExitCode, StateError
 
 HELP = "show a tenant's last runs from the run history (reads only the state store)"
 WRITES = ("create", "update", "delete")
@@ -40,7 +40,10 @@ def _positive(text: str) -> int:
 
 
 def main(args) -> int:
-    tenant = load(args)
+    try:
+        tenant = load(args)
+    except ConfigError as exc:          # an invalid file's runs (`run` records its errors) are still shown
+        tenant = _head(args, exc)
     _require_existing_store(state_url(args, tenant), tenant.id)
     state = open_state(args, tenant, create=False)
     try:
@@ -54,6 +57,19 @@ def main(args) -> int:
     else:
         print(render_history(tenant.id, where, entries))
     return ExitCode.OK
+
+
+def _head(args, invalid: ConfigError):
+    """The id and state_url of a tenant file that does not load (engine.commands.due.read_head);
+    the load's error when not even they can be read."""
+    from engine.commands.due import read_head
+    try:
+        head = read_head(tenant_path(args))
+    except (ValueError, ConfigError):
+        raise invalid from None
+    if head.state_url is not None and not isinstance(head.state_url, str):
+        raise invalid
+    return head
 
 
 def _require_existing_store(url: str, tenant_id: str) -> None:

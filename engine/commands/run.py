@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from engine.commands._common import add_tenant_arguments, check_output, load, open_state
+from engine.commands._common import add_tenant_arguments, check_output, load, open_state, tenant_path
+from engine.errors import ConfigError
 
 HELP = "sync one tenant: extract, map, plan and apply to the target"
 
@@ -27,7 +28,11 @@ def main(args) -> int:
     from engine.report import render_text, write_findings_csv
 
     check_output(args.findings, "--findings")
-    tenant = load(args)
+    try:
+        tenant = load(args)
+    except ConfigError as exc:
+        record_invalid(args, exc)
+        raise
     state = open_state(args, tenant)
     try:
         result = run_tenant(tenant, state, run_date=args.date, allow_deletes=args.allow_deletes, progress=Progress())
@@ -45,3 +50,28 @@ def main(args) -> int:
         if args.findings:
             print(f"\n  findings written to {args.findings}")
     return result.exit_code
+
+
+def record_invalid(args, exc: ConfigError) -> None:
+    """A run of a tenant file that does not load is a failed run in its run history, with the
+    file's errors as the reason: `status` would call the night `missed` (as if the scheduler had
+    not started it) and `history` would show nothing. Only where the file's head names the tenant
+    (engine.commands.due.read_head) and its store opens; else the error on standard error is all."""
+    import logging
+
+    from engine.commands.due import read_head
+    from engine.errors import StateError, SyncError, failure_message
+    try:
+        head = read_head(tenant_path(args))
+        if head.state_url is not None and not isinstance(head.state_url, str):
+            return
+        state = open_state(args, head)
+    except (ValueError, SyncError):
+        return
+    try:
+        run_id = state.start_run(head.id)
+        state.finish_run(run_id, status="failed", message=failure_message(exc))
+    except StateError as failure:
+        logging.getLogger(__name__).warning("%s", failure)
+    finally:
+        state.close()
