@@ -440,10 +440,11 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
     from engine.targets import open_target
 
     with state.lock(tenant.id):
-        run_id = state.start_run(tenant.id, allow_deletes=allow_deletes)
         status, prepared, applied, failure = "failed", None, None, None     # failure: why, for the history
-        own_target = target is None
+        own_target, run_id = target is None, None
         try:
+            with whole():               # a stop as the row is written takes effect here, so the row is closed
+                run_id = state.start_run(tenant.id, allow_deletes=allow_deletes)
             target = target or open_target(tenant)
             prepared = prepare(tenant, target, state, run_date=run_date, allow_deletes=allow_deletes, progress=progress)
             t = time.perf_counter()
@@ -470,9 +471,10 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                 with whole():
                     held = "deletes held back: " + "; ".join(prepared.plan.held_reasons) \
                         if status == "deletes_held" else None          # the history says why, as for a failure
-                    state.finish_run(run_id, status=status, summary=s,
-                                     extracted=prepared.extracted if prepared else None,
-                                     message=failure or held)
+                    if run_id is not None:              # None: its start could not be recorded
+                        state.finish_run(run_id, status=status, summary=s,
+                                         extracted=prepared.extracted if prepared else None,
+                                         message=failure or held)
             except StateError as exc:
                 if failure is None:                     # the run itself went through: the store's failure counts
                     raise

@@ -117,3 +117,32 @@ def test_sigterm_while_writing_to_the_import_api_remembers_every_answered_batch(
         assert again.returncode == 0, again.stderr
         summary = yaml.safe_load(again.stdout)
         assert summary["drift"] == {} and summary["writes"] == 1_088 - sum(map(len, in_portal.values()))
+
+
+class _StopAsTheRunIsWritten(StateStore):
+    """A real state store; a SIGTERM arrives just as the run's row has been written (the CLI's
+    handler calls request_stop; a signal lands between two bytecodes, here the last of start_run)."""
+
+    def start_run(self, tenant, **kw):
+        from engine._stop import request_stop, Terminated
+        run_id = super().start_run(tenant, **kw)
+        request_stop(Terminated)
+        return run_id
+
+
+def test_a_stop_as_the_run_is_written_to_the_history_is_recorded_as_failed_not_left_running(ws):
+    from engine._stop import Terminated
+    from engine.pipeline import run_tenant
+    state = _StopAsTheRunIsWritten(ws.state_url)
+    try:
+        with pytest.raises(Terminated):
+            run_tenant(ws.tenant(), state)
+    finally:
+        state.close()
+    state = ws.state()
+    try:
+        [run] = state.runs("demo")
+        assert (run.status, run.message) == ("failed", "stopped (SIGTERM)")
+        assert state.locks(["demo"]) == {}
+    finally:
+        state.close()
