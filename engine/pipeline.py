@@ -465,10 +465,11 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             failure = failure_message(exc)
             raise
         finally:
-            s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes) \
-                if prepared and applied else None
+            s = None
             try:                                        # the history first: closing a target may wait
-                with whole():
+                with whole():                           # a stop while the summary is made waits for the row too
+                    s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes) \
+                        if prepared and applied else None
                     held = "deletes held back: " + "; ".join(prepared.plan.held_reasons) \
                         if status == "deletes_held" else None          # the history says why, as for a failure
                     if run_id is not None:              # None: its start could not be recorded
