@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import typing
 import zoneinfo
 from typing import Any
 from urllib.parse import unquote_plus
@@ -16,7 +17,11 @@ from croniter import CroniterError, croniter
 
 from engine.config._report import Report
 from engine.config._text import did_you_mean
+from engine.config.model import EmailDedup
 from engine.config.secrets import REFERENCE, SECRET_FIELDS
+
+_POLICIES = typing.get_args(typing.get_type_hints(EmailDedup)["policy"])
+"""The dedup e-mail policies (engine.config.model.EmailDedup)."""
 
 SERVER_FIELDS = ("host", "port", "database", "username", "password", "driver", "encrypt",
                  "trust_server_certificate", "host_name_in_certificate", "login_timeout",
@@ -144,7 +149,7 @@ def _dedup(dedup: Any, report: Report, mapping: dict) -> None:
         if entities and "contract" not in occupancies:
             report.error(("dedup", "email", "policy"), "merge_partnership needs the occupancies' 'contract' "
                                                        "expression in the mapping (it tells which persons share a contract)")
-    elif "fallback" in email:
+    elif "fallback" in email and policy in _POLICIES:   # an unknown policy is the schema's error alone
         report.warning(("dedup", "email", "fallback"), "'fallback' is only used with policy merge_partnership")
 
 
