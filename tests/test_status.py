@@ -478,3 +478,21 @@ def test_a_nightly_run_of_an_invalid_tenant_file_is_failed_with_the_error_not_mi
     assert history.returncode == 0, history.stderr
     [last] = json.loads(history.stdout)
     assert (last["status"], last["message"]) == ("failed", demo["message"])
+
+
+def test_an_invalid_file_whose_id_is_another_tenants_leaves_that_tenants_history_alone(tmp_path):
+    """A broken copy of the demo file saved as kopie.yaml still says `id: demo`: its failed run
+    must not land in demo's history (status would call demo failed)."""
+    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
+    text = (REPO / "tenants" / "demo.yaml").read_text(encoding="utf-8")
+    tenants(tmp_path, {"kopie.yaml": text.replace("policy: merge_partnership", "policy: merge_partnershp")})
+    run = subprocess.run([sys.executable, "-m", "engine", "run", "tenants/kopie.yaml", "--quiet"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3, run.stderr
+    store = tmp_path / "var" / "state.sqlite"
+    if store.exists():
+        state = StateStore(f"sqlite:///{store}")
+        try:
+            assert state.runs("demo") == [] and state.runs("kopie") == []
+        finally:
+            state.close()

@@ -64,10 +64,11 @@ def _head(args, invalid: ConfigError):
     the load's error when not even they can be read."""
     from engine.commands.due import read_head
     try:
-        head = read_head(tenant_path(args))
+        path = tenant_path(args)
+        head = read_head(path)
     except (ValueError, ConfigError):
         raise invalid from None
-    if head.state_url is not None and not isinstance(head.state_url, str):
+    if head.id != path.stem or head.state_url is not None and not isinstance(head.state_url, str):
         raise invalid
     return head
 
