@@ -458,15 +458,20 @@ def test_a_monitoring_role_that_may_only_read_sees_the_runs_and_creates_nothing(
         admin.dispose()
 
 
+def run_broken_demo(folder: Path, file_name: str, tenant: str) -> subprocess.CompletedProcess:
+    """`run TENANT` of the demo tenant file saved as tenants/FILE_NAME with a typo in a value."""
+    shutil.copytree(REPO / "mappings", folder / "mappings")
+    text = (REPO / "tenants" / "demo.yaml").read_text(encoding="utf-8")
+    tenants(folder, {file_name: text.replace("policy: merge_partnership", "policy: merge_partnershp")})
+    return subprocess.run([sys.executable, "-m", "engine", "run", tenant, "--quiet"], cwd=folder,
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_a_nightly_run_of_an_invalid_tenant_file_is_failed_with_the_error_not_missed(tmp_path):
     """cron starts the run of a tenant whose file someone broke (a typo in a value); the run stops
     with exit 3 before it reads the ERP. The morning check says the run failed and why, and
     `history` shows it: `missed` would send the operator to look at cron, which did its job."""
-    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
-    text = (REPO / "tenants" / "demo.yaml").read_text(encoding="utf-8")
-    tenants(tmp_path, {"demo.yaml": text.replace("policy: merge_partnership", "policy: merge_partnershp")})
-    run = subprocess.run([sys.executable, "-m", "engine", "run", "demo", "--quiet"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60)
+    run = run_broken_demo(tmp_path, "demo.yaml", "demo")
     assert run.returncode == 3, run.stderr
     assert "'merge_partnershp' is not a valid value" in run.stderr
     demo = status_json(tmp_path)["demo"]                          # now: the run's cron time is before it
@@ -483,11 +488,7 @@ def test_a_nightly_run_of_an_invalid_tenant_file_is_failed_with_the_error_not_mi
 def test_an_invalid_file_whose_id_is_another_tenants_leaves_that_tenants_history_alone(tmp_path):
     """A broken copy of the demo file saved as kopie.yaml still says `id: demo`: its failed run
     must not land in demo's history (status would call demo failed)."""
-    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
-    text = (REPO / "tenants" / "demo.yaml").read_text(encoding="utf-8")
-    tenants(tmp_path, {"kopie.yaml": text.replace("policy: merge_partnership", "policy: merge_partnershp")})
-    run = subprocess.run([sys.executable, "-m", "engine", "run", "tenants/kopie.yaml", "--quiet"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60)
+    run = run_broken_demo(tmp_path, "kopie.yaml", "tenants/kopie.yaml")
     assert run.returncode == 3, run.stderr
     store = tmp_path / "var" / "state.sqlite"
     if store.exists():
