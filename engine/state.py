@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from engine._stop import whole
 from engine.errors import LockedError, StateError
 from engine.redact import redact, shown_url
 
@@ -378,14 +379,17 @@ class StateStore:
         Runs of the tenant still 'running' in the history when the lock is taken (killed, or
         their end could not be recorded) are closed as failed, saying so.
         """
-        info = self._acquire(tenant)
+        info = None
         try:
+            with whole():                      # a stop as the lock is written: released below, not left behind
+                info = self._acquire(tenant)
             yield info
         except BaseException:
-            try:
-                self._release(info)
-            except StateError as exc:          # the run's own error is what it reports
-                log.warning("%s", exc)
+            if info is not None:
+                try:
+                    self._release(info)
+                except StateError as exc:      # the run's own error is what it reports
+                    log.warning("%s", exc)
             raise
         self._release(info)
 

@@ -183,6 +183,23 @@ def test_the_lock_is_released_when_the_run_fails(state):
         pass
 
 
+def test_a_stop_that_arrives_as_the_lock_is_written_releases_it(state, monkeypatch):
+    """SIGTERM (engine.cli calls request_stop) right after the lock's row is committed: the
+    stop ends the run, and the lock is not left behind for the next run to find held."""
+    from engine._stop import Terminated, request_stop
+    acquire = StateStore._acquire
+
+    def acquire_then_stop(self, tenant):
+        info = acquire(self, tenant)
+        request_stop()
+        return info
+    monkeypatch.setattr(StateStore, "_acquire", acquire_then_stop)
+    with pytest.raises(Terminated):
+        with state.lock("acme"):
+            pytest.fail("the run must not start after the stop")
+    assert state.locks(["acme"]) == {}
+
+
 def test_a_lock_within_one_process_is_not_reentrant(state):
     with state.lock("acme"):
         with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
