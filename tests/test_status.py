@@ -18,6 +18,8 @@ from unittest import mock
 
 import pytest
 
+from killed_runs import kill_a_running_run
+
 import engine.state
 from engine.state import StateStore
 
@@ -216,30 +218,17 @@ def test_a_run_that_holds_the_lock_is_running_not_missed(tmp_path):
     assert status_json(tmp_path, "--at", AT)["acme"]["verdict"] == "missed", "the lock released, the old run counts"
 
 
-KILLED_RUN = """
-import sys
-from engine.state import StateStore
-store = StateStore(sys.argv[1])
-with store.lock("acme"):                 # as run_tenant does: the lock, then the run's row
-    store.start_run("acme")
-    print("running", flush=True)
-    sys.stdin.readline()
-"""
 
 
 def test_a_killed_run_is_failed_whether_its_lock_was_left_behind_or_not(tmp_path):
     tenants(tmp_path, {"acme.yaml": "id: acme\n", "bau.yaml": "id: bau\n"})
     url = default_store(tmp_path)
-    killed = subprocess.Popen([sys.executable, "-c", KILLED_RUN, url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert killed.stdout.readline().strip() == "running", killed.stderr.read()
-    killed.kill()                                                   # kill -9: its lock stays
-    killed.wait(timeout=30)
+    pid = kill_a_running_run(url, "acme")                           # kill -9: its lock stays
     record(url, "bau", "running", "2026-12-03T02:30:04Z")           # its end never recorded, no lock
     entries = status_json(tmp_path, "--at", AT)
     acme, bau = entries["acme"], entries["bau"]
     assert (acme["verdict"], acme["last_run"]["status"], acme["attention"]) == ("failed", "running", True)
-    assert acme["lock"]["pid"] == killed.pid and acme["lock"]["stale"].startswith("its process is gone")
+    assert acme["lock"]["pid"] == pid and acme["lock"]["stale"].startswith("its process is gone")
     assert acme["message"].startswith("ended without finishing (its lock is stale: its process is gone (host ")
     assert acme["message"].endswith("the next run records it as failed")
     assert (bau["verdict"], bau["lock"]) == ("failed", None)

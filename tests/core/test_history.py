@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
-import subprocess
-import sys
+
+from killed_runs import kill_a_running_run
 
 
 def history(ws, *args: str) -> list[dict]:
@@ -82,24 +82,11 @@ def test_history_with_no_runs_yet(ws):
     assert history(ws) == []
 
 
-KILLED_RUN = """
-import sys
-from engine.state import StateStore
-store = StateStore(sys.argv[1])
-with store.lock("demo"):                 # as run_tenant does: the lock, then the run's row
-    store.start_run("demo")
-    print("running", flush=True)
-    sys.stdin.readline()
-"""
 
 
 def test_a_run_killed_with_kill_9_is_shown_failed_once_the_next_run_took_over_its_lock(ws):
     path = str(ws.tenant_file())
-    killed = subprocess.Popen([sys.executable, "-c", KILLED_RUN, ws.state_url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert killed.stdout.readline().strip() == "running", killed.stderr.read()
-    killed.kill()                                                   # kill -9: nothing is cleaned up
-    killed.wait(timeout=30)
+    pid = kill_a_running_run(ws.state_url, "demo")                  # kill -9: nothing cleaned up
     [before] = history(ws)
     assert before["status"] == "running" and before["finished_at"] is None
 
@@ -112,10 +99,10 @@ def test_a_run_killed_with_kill_9_is_shown_failed_once_the_next_run_took_over_it
     assert (dead["run_id"], dead["status"]) == (before["run_id"], "failed")
     assert dead["finished_at"] is None and dead["duration_s"] is None, "its end is not known"
     host = socket.gethostname()
-    assert dead["message"].startswith(f"ended without finishing (process {killed.pid} on {host} gone; "
+    assert dead["message"].startswith(f"ended without finishing (process {pid} on {host} gone; "
                                       f"its lock was taken over at {latest['started_at'][:10]} ")
     text = ws.cli("history", "demo").stdout
-    assert f"ended without finishing (process {killed.pid} on {host} gone" in text
+    assert f"ended without finishing (process {pid} on {host} gone" in text
 
     again = ws.cli("run", path, "--date", "2026-06-01")
     assert again.returncode == 0 and "lock" not in again.stderr, again.stderr
