@@ -93,6 +93,11 @@ class TenantHead:
     schedule: dict | None             # {"cron": ..., "timezone": ...}; None: the tenant has none
     state_url: object                 # as written in the file (None: not given; references unresolved)
 
+    @property
+    def state_url_usable(self) -> bool:
+        """Whether state_url is absent or a text (a store can be found for the tenant)."""
+        return self.state_url is None or isinstance(self.state_url, str)
+
 
 def tenant_heads(folder: Path) -> Iterator[tuple[Path, TenantHead | None, str | None]]:
     """Every tenant file in `folder` (*.yaml and *.yml, sorted by name): (path, its head, None),
@@ -102,9 +107,6 @@ def tenant_heads(folder: Path) -> Iterator[tuple[Path, TenantHead | None, str | 
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         try:
             head = read_head(path)
-            if head.id != path.stem:          # `run ID` would run another file, or none
-                raise ValueError(f"the tenant id '{head.id}' differs from the file name {path.name}: it is not "
-                                 f"run; make the two equal (`idwell-sync validate {path}`)")
             if head.id in seen:
                 raise ValueError(f"tenant '{head.id}' is also {seen[head.id]}: it is not run; keep one file")
         except ValueError as exc:
@@ -116,7 +118,8 @@ def tenant_heads(folder: Path) -> Iterator[tuple[Path, TenantHead | None, str | 
 
 def read_head(path: Path) -> TenantHead:
     """The tenant's id, schedule and state_url (unchecked: `due` does not need it); ValueError
-    saying what is wrong."""
+    saying what is wrong, also when the id is not the file's name (`run ID` would run another
+    file, or none; a run of it must not go into another tenant's history)."""
     import yaml
     from croniter import croniter
 
@@ -128,6 +131,9 @@ def read_head(path: Path) -> TenantHead:
     if not isinstance(doc, dict):
         raise ValueError("is not a tenant file (no mapping of keys)")
     tenant_id = doc.get("id") if isinstance(doc.get("id"), str) else path.stem
+    if tenant_id != path.stem:
+        raise ValueError(f"the tenant id '{tenant_id}' differs from the file name {path.name}: it is not "
+                         f"run; make the two equal (`idwell-sync validate {path}`)")
     state_url = doc.get("state_url")
     schedule = doc.get("schedule")
     if schedule is None:

@@ -64,11 +64,10 @@ def _head(args, invalid: ConfigError):
     the load's error when not even they can be read."""
     from engine.commands.due import read_head
     try:
-        path = tenant_path(args)
-        head = read_head(path)
+        head = read_head(tenant_path(args))
     except (ValueError, ConfigError):
         raise invalid from None
-    if head.id != path.stem or head.state_url is not None and not isinstance(head.state_url, str):
+    if not head.state_url_usable:
         raise invalid
     return head
 

@@ -62,10 +62,9 @@ def record_invalid(args, exc: ConfigError) -> None:
     from engine.commands.due import read_head
     from engine.errors import StateError, SyncError, failure_message
     try:
-        path = tenant_path(args)
-        head = read_head(path)
-        if head.id != path.stem or head.state_url is not None and not isinstance(head.state_url, str):
-            return                      # not another tenant's history: the id must be the file's name
+        head = read_head(tenant_path(args))
+        if not head.state_url_usable:
+            return
         state = open_state(args, head)
     except (ValueError, SyncError):
         return

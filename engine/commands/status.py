@@ -108,7 +108,7 @@ def main(args) -> int:
 
 def _store_of(args, head: TenantHead) -> str:
     """The URL of the tenant's state store, as `run` resolves it (references in it resolved)."""
-    if head.state_url is not None and not isinstance(head.state_url, str):
+    if not head.state_url_usable:
         raise SyncError(f"tenant '{head.id}': state_url is not a text; `idwell-sync validate {head.path}` says why")
     return state_url(args, head)
 
