@@ -41,12 +41,10 @@ it (not percent-encoded) is masked whole; a reference there (`${env:NAME}`, a te
 as written) is no secret and stays, so that a message says which variable to set."""
 SECRET_PARAMETERS = ("pwd", "password", "passwd", "token", "access_token", "apikey", "api_key", "secret",
                      "client_secret")
-_PARAMETER = re.compile(r"(?i)\b(pwd|password|passwd|token|access_token|api_?key|secret|client_secret)="
-                        r"(\{(?:[^}]|\}\})*\}|\*\*\*|[^;\s]+)")
+_PARAMETER = re.compile(rf"(?i)\b({'|'.join(SECRET_PARAMETERS)})=" r"(\{(?:[^}]|\}\})*\}|\*\*\*|[^;\s]+)")
 """`key=value` in a URL's query or an ODBC connection string: a value in braces whole (ODBC), one
 masked already (MASK) alone, else up to the next `;` or space (an unbraced ODBC value may hold `&`
-and quotes; in a URL the rest of its query goes with it, unless masked first: engine.commands.
-_common.shown_url)."""
+and quotes; in a URL the rest of its query goes with it, unless masked first: shown_url)."""
 
 
 def forms(value: str) -> set[str]:
