@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -21,6 +20,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 import yaml
 
+from local_http import ServedInThread
 from pgcluster import HOST, pg_cluster, require, sqlite_domus  # noqa: F401  (pg_cluster is a fixture)
 
 sys.path.insert(0, str(Path(__file__).parent / "api"))
@@ -138,7 +138,7 @@ def test_the_state_stores_password_is_never_shown(tmp_path, state_cluster, given
 TOKEN = "eyJ0.Hx+/=%2F;{x}}@:\"'-7f3a9c"
 
 
-class EchoingGateway:
+class EchoingGateway(ServedInThread):
     """An HTTP server on 127.0.0.1 in front of where the import API should be: it answers every
     request with the Authorization header it received, in a response header and in the error's
     message (as debugging proxies and misconfigured gateways do). `refuse_writes`: listings are
@@ -177,14 +177,6 @@ class EchoingGateway:
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def test_a_gateway_that_echoes_the_token_does_not_bring_it_into_the_findings_or_the_log(tmp_path):

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from engine.config.model import ApiAuth, ApiSource, EntityMapping, Paginator
 from engine.expr import compile_expression
 from engine.sources.api import ApiExtractor
+from local_http import ServedInThread
 
 
-class Server:
+class Server(ServedInThread):
     """Answers GET with the page its `pages` maps the path (with query) to: (records, next link or
     None; `{other}` in a link stands for `other_url`); POST with `post` (status, content type, body).
     `seen`: (path, X-API-Key) of every request."""
@@ -49,14 +49,6 @@ class Server:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.other_url = ""
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def read_ids(base_url: str, auth: ApiAuth, paginator: str = "none") -> list[int]:
