@@ -43,6 +43,13 @@ def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | 
     }
 
 
+def held_along(s: dict[str, Any]) -> list[str]:
+    """The entities whose deletes a summary shows held without a reason of their own: the guard
+    holds every entity's deletes when one entity trips it (engine.plan.guard_deletes)."""
+    tripped = {reason.split(":", 1)[0] for reason in s["deletes_held"]}
+    return [e for e, c in s["entities"].items() if c["held"] and e not in tripped]
+
+
 def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3) -> str:
     verb = "planned" if s["mode"] == "plan" else "applied"
     lines = [f"tenant {s['tenant']}: {s['mode']} {s['status']} (reference date {s['reference_date']})", ""]
@@ -56,6 +63,10 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
     if s["deletes_held"]:
         lines.append("  DELETES HELD BACK (if they are intended: `idwell-sync run` the tenant with --allow-deletes):")
         lines += [f"    - {r}" for r in s["deletes_held"]]
+        along = held_along(s)
+        if along:
+            lines.append(f"    - {', '.join(along)}: held with them, not for a reason of their own (the guard holds "
+                         "all of a run's deletes or none)")
     if s["drift"]:
         lines.append("  drift (edited in the portal, overwritten with the ERP's values):")
         for e, fields in s["drift"].items():

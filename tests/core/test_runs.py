@@ -7,6 +7,8 @@ import sqlite3
 
 import pytest
 
+from engine.report import render_text
+
 
 def occupied_unit(portal) -> str:
     """A unit of the portal with at least one occupancy, whose people also live elsewhere or not."""
@@ -146,6 +148,12 @@ def test_too_many_deletes_are_held_but_the_other_writes_go_ahead(ws):
     assert set(victims) <= set(after["units"]), "the deletes were held"
     assert after["users"][user_id]["first_name"] == "Neu", "the update was applied"
     assert [f.code for f in result.findings if f.code == "deletes_held"]
+    held = result.summary["entities"]
+    assert (held["users"]["held"], held["occupancies"]["held"]) > (0, 0), "their occupancies (and people) go too"
+    assert not any(r.startswith(("users:", "occupancies:")) for r in result.summary["deletes_held"])
+    text = render_text(result.summary, result.findings)
+    assert "    - users, occupancies: held with them, not for a reason of their own" in text, \
+        "the summary says why the deletes of users and occupancies are held too"
 
     released = ws.run(allow_deletes=True)
     assert released.exit_code == 0 and not set(victims) & set(ws.portal()["units"])
