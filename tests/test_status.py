@@ -486,3 +486,14 @@ def test_an_invalid_file_whose_id_is_another_tenants_leaves_that_tenants_history
             assert state.runs("demo") == [] and state.runs("kopie") == []
         finally:
             state.close()
+
+
+def test_a_message_cut_in_the_table_says_where_the_whole_text_is(tmp_path):
+    folder = tenants(tmp_path, {"long.yaml": "id: long\n" + NIGHTLY, "short.yaml": "id: short\n" + NIGHTLY})
+    why = "the ERP cannot be reached: " + "connection refused by 10.0.0.7:1433; " * 6 + "THE END"
+    record(default_store(folder), "long", "failed", LAST_NIGHT, message=why)
+    record(default_store(folder), "short", "failed", LAST_NIGHT, message="the ERP cannot be reached")
+    out = status(folder, "--at", AT).stdout
+    assert "THE END" not in out and "\u2026" in row(out, "long")[-1]
+    assert "\n(the message of long is cut: `idwell-sync history TENANT` or `status --json` has the whole text)" in out
+    assert status_json(folder, "--at", AT)["long"]["message"] == why

@@ -213,6 +213,11 @@ def judge(last, lock, stale: str | None, scheduled_at: dt.datetime | None,
     return last.status, last.message
 
 
+def _cut_note(tenants: list[str]) -> str:
+    shown = ", ".join(tenants[:3]) + (f" and {len(tenants) - 3} more" if len(tenants) > 3 else "")
+    return f"the message of {shown} is cut" if len(tenants) == 1 else f"the messages of {shown} are cut"
+
+
 def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, wheres: list[str],
                   *, only_attention: bool = False) -> str:
     counts = Counter(e["verdict"] for e in entries)
@@ -235,6 +240,9 @@ def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, 
         lines.append("")
         lines += ["  " + "  ".join(f"{c:>{w}}" if i in right else f"{c:<{w}}"
                                    for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+        cut = [e["tenant"] for e in shown if len(e["message"] or "") > SHOWN]
+        if cut:
+            lines += ["", f"({_cut_note(cut)}: `idwell-sync history TENANT` or `status --json` has the whole text)"]
     attention = sum(counts[v] for v in ATTENTION)
     tally = ", ".join(f"{counts[v]} {v}" for v in ORDER if counts[v])
     lines += ["", f"{tally or 'no tenants'}; "
