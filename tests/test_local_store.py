@@ -1,11 +1,13 @@
 """The local portal store answers like the import API, and the local target applies plans to it."""
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -317,3 +319,33 @@ def test_external_id_length_comes_from_the_spec(store):
     r = store.put("buildings", "B" * (longest + 1), {"external_id": "B" * (longest + 1), "name": "x"})
     assert (r.status, r.field) == (400, "external_id")
     assert store.put("buildings", "", {"external_id": "", "name": "x"}).status == 400
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_store_behind(tmp_path):
+    """Started in a folder without the demo ERP (the wrong directory), a run fails at its source;
+    the local portal store it opened is not left behind, empty, with the folders made for it."""
+    import shutil
+    import subprocess
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copytree(repo / "mappings", tmp_path / "mappings")
+    (tmp_path / "tenants").mkdir()
+    shutil.copy(repo / "tenants" / "demo.yaml", tmp_path / "tenants" / "demo.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "IDWELL_STATE_URL"}
+    env["IDWELL_STATE_URL"] = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    done = subprocess.run([sys.executable, "-m", "engine", "run", "tenants/demo.yaml"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stderr
+    assert not (tmp_path / "var" / "portal").exists(), "no empty portal store, no folder made for it"
+
+
+def test_a_store_that_was_written_to_or_was_there_before_stays(tmp_path):
+    path = tmp_path / "new" / "portal.sqlite"
+    LocalStore(path).close()
+    assert not path.exists() and not path.parent.exists()
+    written = LocalStore(path)
+    written.apply([Change("buildings", "create", "B1", {"external_id": "B1", "name": "Haus"})])
+    written.close()
+    assert path.exists()
+    existing = LocalStore(path)
+    existing.close()
+    assert len(list(LocalStore(path).read("buildings"))) == 1

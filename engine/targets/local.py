@@ -30,6 +30,12 @@ class LocalStore:
         """`tenant`: the id of the tenant whose target this is; its errors name it."""
         self.path = Path(path)
         self.who = _who(tenant)
+        # what opening creates (the file, folders): taken away again by close() if nothing was
+        # written, so that a run that failed before writing (its source could not be read, say,
+        # or it was started in the wrong folder) leaves no empty store behind for the next to find
+        self._made = [] if self.path.exists() else \
+            [self.path, *[p for p in self.path.absolute().parents if not p.exists()]]
+        self._wrote = False
         try:
             self.store = PortalStore(self.path)
         except (OSError, sqlite3.Error) as exc:      # OSError: creating its folder failed
@@ -58,6 +64,7 @@ class LocalStore:
         """One transaction per chunk; a failure or an interruption part-way carries the outcomes
         of the chunks written before it (`partial_outcomes`, see base.Target.apply)."""
         outcomes: list[Outcome] = []
+        self._wrote = self._wrote or bool(changes)
         try:
             for start in range(0, len(changes), self.chunk_size):
                 chunk = changes[start:start + self.chunk_size]
@@ -82,13 +89,32 @@ class LocalStore:
 
     # what a person might do in the portal (tests, demos)
     def edit(self, entity: str, external_id: str, **fields: Any) -> None:
+        self._wrote = True
         self.store.edit(entity, external_id, **fields)
 
     def add_manual_user(self, **fields: Any) -> int:
+        self._wrote = True
         return self.store.add_manual_user(**fields)
 
     def close(self) -> None:
         self.store.close()
+        if self._made and not self._wrote:
+            self._take_back()
+
+    def _take_back(self) -> None:
+        """Remove the empty store this object created, and the folders it created for it."""
+        path, folders = self._made[0], self._made[1:]
+        self._made = []
+        for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            try:
+                f.unlink(missing_ok=True)
+            except OSError:
+                return                          # left as it is: an empty store is still a valid one
+        for folder in folders:                  # the deepest first
+            try:
+                folder.rmdir()
+            except OSError:                     # not empty (something else put a file there), or gone
+                return
 
 
 def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
