@@ -109,6 +109,25 @@ def _dump(record: Mapping[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def _read_only_sqlite(path: Path, timeout: float):
+    """An SQLite state store opened only to read (`status`, `history`), also by a user who may
+    not write its folder (a monitoring account): a store in WAL mode needs its -shm file, which
+    SQLite creates beside it unless the store is opened `immutable`. That is safe where no -wal
+    file is there: no run has the store open to write (a run's connection keeps its -wal file
+    until it closes). With a run writing, the -wal and -shm files are there to read with."""
+    import sqlite3
+    from urllib.parse import quote
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()     # SQLite opens the file on first use
+        return conn
+    except sqlite3.OperationalError:
+        if not path.exists() or Path(f"{path}-wal").exists():
+            raise
+        return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=timeout, check_same_thread=False)
+
+
 class StateStore:
     def __init__(self, url: str = DEFAULT_URL, *, prefix: str = "", schema: str | None = None,
                  lock_max_age: dt.timedelta = dt.timedelta(hours=6), busy_timeout: float | None = None,
@@ -120,13 +139,18 @@ class StateStore:
         self.busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         self._run_tenants: dict[str, str] = {}          # run_id -> tenant, for messages about a run
         kwargs: dict[str, Any] = {}
+        sqlite_file = None
         if self.url.get_backend_name() == "sqlite":
             db = self.url.database
             if db and db != ":memory:" and not db.startswith("file:"):
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
+                sqlite_file = Path(db)
+                if create:
+                    sqlite_file.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": self.busy_timeout}
+            if sqlite_file is not None and not create:
+                kwargs["creator"] = lambda: _read_only_sqlite(sqlite_file, self.busy_timeout)
         self.engine = sa.create_engine(self.url, **kwargs)
-        if self.url.get_backend_name() == "sqlite":
+        if self.url.get_backend_name() == "sqlite" and "creator" not in kwargs:
             sa.event.listen(self.engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode = WAL"))
         self.metadata = sa.MetaData(schema=schema)
         m, p = self.metadata, prefix

@@ -497,3 +497,28 @@ def test_a_message_cut_in_the_table_says_where_the_whole_text_is(tmp_path):
     assert "THE END" not in out and "\u2026" in row(out, "long")[-1]
     assert "\n(the message of long is cut: `idwell-sync history TENANT` or `status --json` has the whole text)" in out
     assert status_json(folder, "--at", AT)["long"]["message"] == why
+
+
+def test_a_state_store_in_a_folder_the_reader_may_not_write_is_read(tmp_path):
+    """A monitoring account may read the SQLite state store but not write its folder. SQLite wants
+    to create a WAL store's -shm file beside it; `status` and `history` read it all the same.
+    The folder is made read-only with a read-only bind mount in a mount namespace of its own
+    (root could write past file permissions)."""
+    folder = tenants(tmp_path, {"acme.yaml": "id: acme\n" + NIGHTLY})
+    record(default_store(folder), "acme", "ok", LAST_NIGHT)
+    var = folder / "var"
+    assert not list(var.glob("state.sqlite-*")), "the writer closed: no -wal, no -shm file"
+    script = (f"mount --bind -o ro {var} {var} && touch {var}/probe 2>/dev/null && exit 99; "
+              f"{sys.executable} -m engine status --at {AT}; echo status=$?; "
+              f"{sys.executable} -m engine history acme --state sqlite:///{var}/state.sqlite; echo history=$?")
+    clean = {k: v for k, v in os.environ.items() if k != "IDWELL_STATE_URL"}
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=folder, capture_output=True, text=True,
+                          timeout=120, env=clean)
+    if done.returncode != 0 or "status=" not in done.stdout:
+        reason = f"a read-only bind mount is not possible here: {done.stderr.strip()[-200:]} (exit {done.returncode})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    assert "status=0" in done.stdout and row(done.stdout, "acme")[:2] == ["acme", "ok"], done.stdout + done.stderr
+    assert "history=0" in done.stdout and "the last run" in done.stdout, done.stdout + done.stderr
+    assert not list(var.glob("state.sqlite-*")), "nothing was created beside the store"
