@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import yaml
 
 from engine import cli
+from local_http import serving
 from pgcluster import DOMUS_MINI, HOST, free_port, pg_cluster, require, sqlite_domus  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -260,14 +260,8 @@ class _ImportApi(BaseHTTPRequestHandler):
 
 def _serve(handler: type[BaseHTTPRequestHandler], base_path: str):
     """A real HTTP server on 127.0.0.1 for one test: yields its base URL, stops afterwards."""
-    server = ThreadingHTTPServer((HOST, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(handler) as server:
         yield f"http://{HOST}:{server.server_address[1]}{base_path}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

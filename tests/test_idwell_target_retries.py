@@ -145,7 +145,9 @@ def test_closing_the_target_ends_the_retries_of_batches_in_flight():
     retried against a portal that answers 503: the batch gives up at once instead of going
     through its remaining attempts and backoffs (minutes, with a real portal down)."""
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
+
+    from local_http import serving
 
     seen = []
 
@@ -163,9 +165,7 @@ def test_closing_the_target_ends_the_retries_of_batches_in_flight():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Down)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Down) as server:
         api = ApiClient(f"http://127.0.0.1:{server.server_port}/import/v1", "token", tenant="acme",
                         token_ref="${env:T}", max_retries=6, backoff_base=4.0)
         target = IdwellTarget(api, tenant="acme", concurrency=1)
@@ -186,5 +186,3 @@ def test_closing_the_target_ends_the_retries_of_batches_in_flight():
         assert seen == ["/import/v1/buildings/batch"], "no attempt after the target was closed"
         assert isinstance(failed[0], TargetError) and "stopped before POST /buildings/batch" in failed[0].message
         assert "503" in failed[0].message
-    finally:
-        server.shutdown()

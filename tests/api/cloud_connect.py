@@ -13,6 +13,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from local_http import ServedInThread
+
 QUERIES = {
     "/objects": ("SELECT objektnr, mandant, bezeichnung, strasse, hausnr, plz, ort, land FROM objekt ORDER BY objektnr",
                  lambda r: {"objectNumber": r[0], "client": r[1], "name": r[2],
@@ -31,7 +33,7 @@ QUERIES = {
 }
 
 
-class CloudConnect:
+class CloudConnect(ServedInThread):
     def __init__(self, database: str, api_key: str, *, fail_every: int = 0, fail_status: int = 503):
         self.database, self.api_key = database, api_key
         self.fail_every, self.fail_status = fail_every, fail_status
@@ -49,15 +51,7 @@ class CloudConnect:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     def _answer(self, h: BaseHTTPRequestHandler, status: int, body: dict, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
