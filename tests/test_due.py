@@ -115,12 +115,27 @@ def test_a_file_whose_id_is_not_its_name_is_named_and_not_run(tmp_path):
 
 def test_a_broken_file_is_named_and_the_others_are_still_printed(tmp_path):
     folder = tenants(tmp_path, {**SCHEDULES, "broken.yaml": "id: broken\nschedule: {cron: '61 3 * * *'}\n",
-                                "garbled.yaml": "id: [unclosed\n"})
+                                "garbled.yaml": "id: [unclosed\n",
+                                "halfwindow.yaml": "id: halfwindow\nschedule: {cron: '30 3 * * *', "
+                                                   "window: {start: '03:00'}}\n"})
     done = due(folder, "--at", "2026-12-03T02:30:00Z")
     assert done.returncode == 3
     assert done.stdout.split() == ["berlin"]
     assert "tenant 'broken': schedule.cron '61 3 * * *' is not a cron expression" in done.stderr
     assert "garbled.yaml: cannot be read" in done.stderr
+    assert "tenant 'halfwindow': schedule.window {'start': '03:00'} is not a start and an end" in done.stderr
+
+
+def test_the_window_is_read_as_validate_and_run_read_it(tmp_path):
+    """`end: 23:00` without quotes is the time 23:00 for the config loader (YAML 1.2), not
+    YAML 1.1's sexagesimal 1380: the head that `due` reads says the same."""
+    from engine.commands.due import read_head
+    folder = tenants(tmp_path, {**SCHEDULES, "night.yaml": "id: night\nschedule: {cron: '30 23 * * *', "
+                                                           "window: {start: 23:00, end: 05:00}}\n"})
+    assert read_head(folder / "tenants" / "night.yaml").window == {"start": "23:00", "end": "05:00"}
+    assert read_head(folder / "tenants" / "berlin.yaml").window is None
+    done = due(folder, "--at", "2026-12-03T22:30:00Z")
+    assert done.returncode == 0 and done.stdout.split() == ["night"], done.stderr
 
 
 def test_wrong_arguments_are_said_as_such(tmp_path):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
+import re
 import sys
 import zoneinfo
 from dataclasses import dataclass
@@ -92,6 +94,7 @@ class TenantHead:
     path: Path
     schedule: dict | None             # {"cron": ..., "timezone": ...}; None: the tenant has none
     state_url: object                 # as written in the file (None: not given; references unresolved)
+    window: dict | None = None        # schedule.window: {"start": "HH:MM", "end": "HH:MM"}; None: none given
 
     @property
     def state_url_usable(self) -> bool:
@@ -117,15 +120,15 @@ def tenant_heads(folder: Path) -> Iterator[tuple[Path, TenantHead | None, str | 
 
 
 def read_head(path: Path) -> TenantHead:
-    """The tenant's id, schedule and state_url (unchecked: `due` does not need it); ValueError
-    saying what is wrong, also when the id is not the file's name (`run ID` would run another
-    file, or none; a run of it must not go into another tenant's history)."""
+    """The tenant's id, schedule (its window apart) and state_url (unchecked: `due` does not need
+    it); ValueError saying what is wrong, also when the id is not the file's name (`run ID` would
+    run another file, or none; a run of it must not go into another tenant's history)."""
     import yaml
     from croniter import croniter
 
     from engine.config.model import Schedule
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_head_loader())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot be read ({type(exc).__name__}); `idwell-sync validate {path}` says why") from None
     if not isinstance(doc, dict):
@@ -147,7 +150,36 @@ def read_head(path: Path) -> TenantHead:
         zoneinfo.ZoneInfo(zone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
         raise ValueError(f"tenant '{tenant_id}': schedule.timezone {zone!r} is not a time zone") from None
-    return TenantHead(tenant_id, path, {"cron": cron, "timezone": zone}, state_url)
+    return TenantHead(tenant_id, path, {"cron": cron, "timezone": zone}, state_url,
+                      _window(schedule.get("window"), tenant_id, path))
+
+
+@functools.cache
+def _head_loader():
+    """PyYAML's fast loader with the scalars of the config loader (engine.config._yaml: YAML 1.2's
+    core schema): `end: 23:00` is the text '23:00' there, as validate and run read it, not
+    YAML 1.1's sexagesimal number 1380."""
+    import yaml
+
+    from engine.config._yaml import _Loader
+
+    class HeadLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+    return HeadLoader
+
+
+def _window(window: object, tenant_id: str, path: Path) -> dict | None:
+    """schedule.window as given, or None; ValueError unless it is two different times HH:MM (the
+    schema's form): `due` makes a missed cron time up only inside it."""
+    if window is None:
+        return None
+    start, end = (window.get("start"), window.get("end")) if isinstance(window, dict) else (None, None)
+    if not all(isinstance(t, str) and re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", t) for t in (start, end)) \
+            or start == end:
+        raise ValueError(f"tenant '{tenant_id}': schedule.window {window!r} is not a start and an end, two "
+                         f"different times HH:MM (e.g. {{start: '03:00', end: '06:00'}}); "
+                         f"`idwell-sync validate {path}` says why")
+    return {"start": start, "end": end}
 
 
 def due(schedule: dict, now: dt.datetime, within: int) -> bool:
