@@ -147,3 +147,227 @@ def test_wrong_arguments_are_said_as_such(tmp_path):
         assert done.returncode == 2 and "not a period the ticks can keep" in done.stderr, period
     done = due(folder, "--tenants-dir", "nowhere")
     assert done.returncode == 2 and "no tenants folder at nowhere" in done.stderr
+
+
+# --ticks-file: the ticks that did not happen are made up inside each tenant's window
+
+QUIET = {
+    "quiet.yaml": "id: quiet\nschedule: {cron: '30 3 * * *', timezone: Europe/Berlin, "
+                  "window: {start: '03:00', end: '06:00'}}\n",                      # 02:30 UTC in winter
+    "plain.yaml": "id: plain\nschedule: {cron: '30 3 * * *', timezone: Europe/Berlin}\n",   # no window
+    "later.yaml": "id: later\nschedule: {cron: '45 4 * * *', timezone: Europe/Berlin, "
+                  "window: {start: '04:00', end: '06:00'}}\n",                      # 03:45 UTC
+    "none.yaml": "id: none\nname: no schedule\n",
+}
+
+
+def tick(folder: Path, at: str, ticks: str = ".due-ticks") -> subprocess.CompletedProcess:
+    return due(folder, "--at", at, "--ticks-file", ticks)
+
+
+def test_the_first_tick_after_an_outage_makes_a_cron_time_up_once(tmp_path):
+    """Ticks until 01:00 UTC, none for two hours (03:30 in Berlin passes), then every five
+    minutes again: quiet comes up at the first tick after the outage and at no later one; plain
+    has no window and is not made up; later's cron time comes after the outage, as usual."""
+    folder = tenants(tmp_path, QUIET)
+    first = tick(folder, "2026-12-03T01:00:12Z")
+    assert first.returncode == 0 and first.stdout.split() == [], first.stderr
+    assert (folder / ".due-ticks").read_text(encoding="utf-8") == "2026-12-03T01:00:00Z\n"
+    after = tick(folder, "2026-12-03T03:00:40Z")
+    assert after.returncode == 0 and after.stdout.split() == ["quiet"], after.stderr
+    assert "no tick handed out the cron times up to 2026-12-03T02:55:00Z (the last tick's (--ticks-file) period " \
+           "ended 2026-12-03T01:00:00Z): made up tenant quiet" in after.stderr
+    assert "not tenant plain (no schedule.window, or the tick is outside it): `idwell-sync status` shows them as " \
+           "missed" in after.stderr
+    following = [f"2026-12-03T03:{m:02d}:00Z" for m in range(5, 60, 5)] + ["2026-12-03T04:00:00Z"]
+    printed = [name for at in following for name in tick(folder, at).stdout.split()]
+    assert printed == ["later"]
+    assert (folder / ".due-ticks").read_text(encoding="utf-8") == "2026-12-03T04:00:00Z\n"
+
+
+@pytest.mark.parametrize("at, expected, left", [
+    ("2026-12-03T02:35:00Z", ["quiet"], "tenant plain"),          # 03:35 in Berlin: right after the cron time
+    ("2026-12-03T03:00:00Z", ["quiet"], "tenant plain"),          # 04:00: later's cron time (04:45) is to come
+    ("2026-12-03T04:55:00Z", ["later", "quiet"], "tenant plain"),  # 05:55: both windows open, in file order
+    ("2026-12-03T05:00:00Z", [], "3 tenants: later, plain, quiet"),  # 06:00: the windows have ended
+    ("2026-12-03T08:00:00Z", [], "3 tenants: later, plain, quiet"),
+])
+def test_a_missed_cron_time_is_made_up_only_inside_the_tenants_window(tmp_path, at, expected, left):
+    folder = tenants(tmp_path, QUIET)
+    (folder / ".due-ticks").write_text("2026-12-03T01:00:00Z\n", encoding="utf-8")
+    done = tick(folder, at)
+    assert done.returncode == 0 and done.stdout.split() == expected, done.stderr
+    assert f"not {left} (no schedule.window, or the tick is outside it)" in done.stderr
+
+
+@pytest.mark.parametrize("at, expected", [
+    ("2026-12-03T22:45:00Z", ["night"]),            # 23:45 in Berlin
+    ("2026-12-04T01:00:00Z", ["night"]),            # 02:00 the next day: the window runs over midnight
+    ("2026-12-04T04:05:00Z", []),                   # 05:05: past its end
+    ("2026-12-03T21:55:00Z", []),                   # 22:55: not yet, and no cron time was missed
+])
+def test_a_window_over_midnight(tmp_path, at, expected):
+    folder = tenants(tmp_path, {"night.yaml": "id: night\nschedule: {cron: '30 23 * * *', timezone: Europe/Berlin, "
+                                              "window: {start: 23:00, end: 05:00}}\n"})
+    (folder / ".due-ticks").write_text("2026-12-03T21:00:00Z\n", encoding="utf-8")
+    done = tick(folder, at)
+    assert done.returncode == 0 and done.stdout.split() == expected, done.stderr
+
+
+@pytest.mark.parametrize("content", [
+    None,                                       # the first tick with the option
+    "2026-12-03T05:00:00Z\n",                   # after this tick: the clock was set back
+])
+def test_without_a_recorded_end_before_this_tick_nothing_is_made_up(tmp_path, content):
+    folder = tenants(tmp_path, QUIET)
+    if content is not None:
+        (folder / ".due-ticks").write_text(content, encoding="utf-8")
+    done = tick(folder, "2026-12-03T03:00:00Z")          # quiet's window is open, its cron time 30 minutes past
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert (folder / ".due-ticks").read_text(encoding="utf-8") == "2026-12-03T03:00:00Z\n"
+    done = tick(folder, "2026-12-03T03:45:00Z")
+    assert (done.returncode, done.stdout.split()) == (0, ["later"]), done.stderr
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"yesterday\n", "holds 'yesterday', not the end of a tick (e.g. 2026-12-03T02:35:00Z)"),
+    (b"", "is empty, not the end of a tick"),
+    (b"\xff\xfe\x00", "cannot be read (UnicodeDecodeError), not the end of a tick"),
+])
+def test_a_garbled_ticks_file_is_named_and_written_anew(tmp_path, content, said):
+    """The tick's own tenants are still printed; what was missed before is not made up (when,
+    the file does not say), and `status` shows it."""
+    folder = tenants(tmp_path, QUIET)
+    (folder / ".due-ticks").write_bytes(content)
+    done = tick(folder, "2026-12-03T03:45:00Z")
+    assert done.returncode == 3 and done.stdout.split() == ["later"]         # not quiet (02:30 UTC)
+    assert f"idwell-sync due: error: .due-ticks (--ticks-file) {said}" in done.stderr
+    assert "It is written anew now; ticks that did not happen before this one are not made up: `idwell-sync " \
+           "status` shows the tenants that missed their night" in done.stderr
+    assert (folder / ".due-ticks").read_text(encoding="utf-8") == "2026-12-03T03:45:00Z\n"
+    done = tick(folder, "2026-12-03T03:50:00Z")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize("ticks, said", [
+    ("nowhere/.due-ticks", "nowhere/.due-ticks (--ticks-file) cannot be written: there is no folder nowhere. "
+                           "This tick's own tenants are printed, but ticks that do not happen are not made up until "
+                           "it can be: create the folder nowhere, or give another --ticks-file"),
+    ("folder", "folder (--ticks-file) cannot be written: folder is a folder."),
+])
+def test_a_ticks_file_that_cannot_be_written_is_named_and_the_tick_still_printed(tmp_path, ticks, said):
+    folder = tenants(tmp_path, QUIET)
+    (folder / "folder").mkdir()
+    done = tick(folder, "2026-12-03T02:30:00Z", ticks)
+    assert done.returncode == 3 and done.stdout.split() == ["plain", "quiet"]
+    assert f"idwell-sync due: error: {said}" in done.stderr
+    assert not (folder / "nowhere").exists() and (folder / "folder").is_dir()
+
+
+def test_a_tick_that_cannot_record_its_end_makes_nothing_up(tmp_path):
+    """Else every tick would make the same cron times up again until the file can be written."""
+    folder = tenants(tmp_path, QUIET)
+    (folder / ".due-ticks").write_text("2026-12-03T01:00:00Z\n", encoding="utf-8")
+    (folder / ".due-ticks.tmp").mkdir()                 # where the new end is written first
+    done = tick(folder, "2026-12-03T03:00:00Z")
+    assert done.returncode == 3 and done.stdout.split() == [], "quiet is not made up"
+    assert ".due-ticks (--ticks-file) cannot be written: .due-ticks.tmp is a folder." in done.stderr
+    assert (folder / ".due-ticks").read_text(encoding="utf-8") == "2026-12-03T01:00:00Z\n"
+    done = tick(folder, "2026-12-03T02:30:00Z")
+    assert done.returncode == 3 and done.stdout.split() == ["plain", "quiet"], "its own tenants are printed"
+
+
+@pytest.mark.parametrize("at, expected", [
+    ("2026-12-07T03:00:00Z", ["monthly"]),      # its cron time (1 December, 02:30 UTC) is 6 days back
+    ("2026-12-08T03:00:00Z", []),               # 7 days and a half: not made up
+])
+def test_cron_times_more_than_7_days_back_are_not_made_up(tmp_path, at, expected):
+    folder = tenants(tmp_path, {"monthly.yaml": "id: monthly\nschedule: {cron: '30 3 1 * *', timezone: Europe/Berlin, "
+                                                "window: {start: '03:00', end: '06:00'}}\n"})
+    (folder / ".due-ticks").write_text("2026-11-30T00:00:00Z\n", encoding="utf-8")
+    done = tick(folder, at)
+    assert done.returncode == 0 and done.stdout.split() == expected, done.stderr
+
+
+def day_of_ticks(folder: Path, gap: range = range(0)) -> tuple[list[str], list[str]]:
+    """Every id printed by ticks every five minutes through 4 December 2026 (UTC), each a few
+    seconds to minutes late, except the ticks whose index is in `gap`; and what they said on
+    standard error. Through engine.cli.main in this process: 288 interpreters would take minutes."""
+    import contextlib
+    import datetime as dt
+    import io
+
+    from engine.cli import main
+    printed, said = [], []
+    for k in range(24 * 12):
+        if k in gap:
+            continue
+        at = dt.datetime(2026, 12, 4, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=5 * k, seconds=37 * k % 300)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["due", "--tenants-dir", str(folder / "tenants"), "--ticks-file", str(folder / ".due-ticks"),
+                         "--at", at.isoformat()])
+        assert code == 0, err.getvalue()
+        printed += out.getvalue().split()
+        said += [f"{at:%H:%M} {err.getvalue()}"] if err.getvalue() else []
+    return printed, said
+
+
+def day_tenants(folder: Path) -> Path:
+    """A tenant for each hour of the day in four time zones (one half an hour off UTC), each with a
+    window from its hour for four hours, over midnight late in the day; two without a window; one
+    whose short window has ended by noon."""
+    zones = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]
+    files = {f"h{h:02d}.yaml": f"id: h{h:02d}\nschedule: {{cron: '{h * 7 % 60} {h} * * *', timezone: {zones[h % 4]}, "
+                               f"window: {{start: '{h:02d}:00', end: '{(h + 4) % 24:02d}:00'}}}}\n" for h in range(24)}
+    files["bare-in-gap.yaml"] = "id: bare-in-gap\nschedule: {cron: '30 10 * * *', timezone: UTC}\n"
+    files["bare.yaml"] = "id: bare\nschedule: {cron: '30 14 * * *', timezone: UTC}\n"
+    files["shut.yaml"] = "id: shut\nschedule: {cron: '15 10 * * *', timezone: UTC, " \
+                         "window: {start: '10:00', end: '11:00'}}\n"
+    return tenants(folder, files)
+
+
+def test_a_day_of_ticks_hands_out_every_tenant_once(tmp_path):
+    """Consecutive ticks make nothing up: no tick is missing between them."""
+    folder = day_tenants(tmp_path)
+    printed, said = day_of_ticks(folder)
+    assert sorted(printed) == sorted(p.stem for p in (folder / "tenants").iterdir())
+    assert said == []
+
+
+def test_a_day_with_two_hours_without_ticks_makes_up_each_windowed_tenant_once(tmp_path):
+    """No tick from 10:00 to 11:55 UTC: the tick at 12:00 makes up the tenants whose cron times
+    fell in those hours and whose window is still open (h06 at 06:42 in New York, h15 at 15:45 in
+    Kolkata), none twice; bare-in-gap (no window) and shut (its window ended at 11:00) stay missed."""
+    folder = day_tenants(tmp_path)
+    printed, said = day_of_ticks(folder, gap=range(10 * 12, 12 * 12))
+    assert sorted(printed) == sorted(p.stem for p in (folder / "tenants").iterdir()
+                                     if p.stem not in ("bare-in-gap", "shut"))
+    assert len(said) == 1 and said[0].startswith("12:03 idwell-sync due: no tick handed out the cron times up to "
+                                                 "2026-12-04T11:55:00Z (the last tick's (--ticks-file) period ended "
+                                                 "2026-12-04T09:55:00Z): made up 2 tenants: h06, h15"), said
+    assert "not 2 tenants: bare-in-gap, shut" in said[0]
+
+
+def test_an_overlapping_tick_waits_and_does_not_make_up_what_the_other_handed_out(tmp_path):
+    """A tick after an outage (02:55 UTC, made quiet up) still holds the lock when the next one
+    starts: the next one waits, then reads that tick's end and makes nothing up again."""
+    import fcntl
+    import time
+    folder = tenants(tmp_path, QUIET)
+    ticks = folder / ".due-ticks"
+    ticks.write_text("2026-12-03T01:00:00Z\n", encoding="utf-8")
+    with open(f"{ticks}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        later = subprocess.Popen([sys.executable, "-m", "engine", "due", "--at", "2026-12-03T03:00:00Z",
+                                  "--ticks-file", ".due-ticks"], cwd=folder, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while later.poll() is None and time.monotonic() < deadline \
+                and not any(line.split()[1:2] == ["->"] and str(later.pid) in line.split()
+                            for line in Path("/proc/locks").read_text().splitlines()):
+            time.sleep(0.05)
+        assert later.poll() is None, later.communicate()
+        ticks.write_text("2026-12-03T02:55:00Z\n", encoding="utf-8")         # the earlier tick's end
+    out, err = later.communicate(timeout=60)
+    assert (later.returncode, out, err) == (0, "", "")

@@ -4,15 +4,28 @@ A tenant file's `schedule` (cron, time zone) says when its nightly run starts. R
 crontab line or systemd timer per tenant, kept in step with hundreds of files by hand, one entry
 runs every few minutes
 
-    */5 * * * *  cd /srv/tenants && idwell-sync due --within 5 | xargs -r -n 1 idwell-sync run --quiet
+    */5 * * * *  cd /srv/tenants && idwell-sync due --ticks-file .due-ticks | xargs -r -n 1 idwell-sync run --quiet
 
 and `due` prints the id of every tenant whose cron time, in its own time zone (summer time
-included), lies in the last `--within` minutes: the window ends at the tick's time rounded down
+included), lies in the last `--within` minutes (5): the period ends at the tick's time rounded down
 to a multiple of `within` minutes since midnight UTC (tick_end), so that ticks `within` minutes
 apart give every cron time to exactly one tick, also a tick that starts late (by less than
 `within` minutes). Only the `id` and `schedule` of each file are
 used (validate checks the rest, in CI). A file that cannot be read or whose schedule is broken is
 named on standard error and makes the exit code 3; the other tenants are still printed.
+
+A tick that does not happen (the host is down, cron stopped) would leave its tenants without
+their night. With `--ticks-file FILE` each tick records in FILE the end of the period it handed
+out (engine.commands._ticks: under a lock, so that overlapping ticks do not both hand out the
+same cron times), and the next tick also prints the tenants whose cron time lies between that
+end and the start of its own period (Gap): only those whose `schedule.window` (the customer's
+quiet hours) the tick's time is inside, because nothing else says when a late run is welcome,
+and only cron times of the last 7 days (LOOK_BACK). Each id is printed once per tick, in file
+order. No FILE yet, or one that holds no time, is as without the option (the latter is named,
+exit code 3, and written anew); an end after this tick's start (the clock set back) is no gap.
+A FILE that cannot be written is named (exit code 3) and nothing is made up, the tick's own
+tenants are still printed. `--at` is a tick at that time with the file too (it reads and
+writes FILE): to look without changing it, give a copy.
 
 `idwell-sync status` lists the same tenant files (tenant_heads) and asks the same cron code for a
 schedule's most recent cron time (last_cron_time).
@@ -20,6 +33,7 @@ schedule's most recent cron time (last_cron_time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import functools
 import re
@@ -29,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from engine.commands._ticks import TicksFile, TicksFileError
+from engine.commands.history import utc_text
 from engine.errors import ExitCode
 
 HELP = "print the ids of the tenants whose schedule falls due now (for one scheduler entry for all)"
@@ -41,7 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how far back a cron time counts as due: the scheduler's period (default: 5)")
     parser.add_argument("--at", type=instant, default=None, metavar="TIME",
                         help="as if it were this time (ISO 8601, e.g. 2026-12-04T03:30+01:00; without an offset: "
-                             "UTC; default: now)")
+                             "UTC; default: now); with --ticks-file a tick at that time, which reads and writes FILE")
+    parser.add_argument("--ticks-file", type=Path, default=None, metavar="FILE",
+                        help="remember in FILE the end of each tick's period and make up the ticks that did not "
+                             "happen since (the host was down): a tenant whose cron time fell in them is printed too "
+                             "if the tick's time is inside its schedule.window, for cron times up to 7 days back "
+                             "(FILE.lock beside it keeps overlapping ticks apart)")
 
 
 def _minutes(text: str) -> int:
@@ -73,18 +94,116 @@ def instant(text: str) -> dt.datetime:
 
 
 def main(args) -> int:
-    now = tick_end(args.at or dt.datetime.now(dt.timezone.utc), args.within)
+    at = args.at or dt.datetime.now(dt.timezone.utc)
+    now = tick_end(at, args.within)
     if not args.tenants_dir.is_dir():
         print(f"idwell-sync due: error: no tenants folder at {args.tenants_dir} (--tenants-dir)", file=sys.stderr)
         return ExitCode.USAGE
-    broken = 0
-    for path, head, problem in tenant_heads(args.tenants_dir):
+    if args.ticks_file is None:
+        return hand_out(args.tenants_dir, now, args.within)
+    return _tick_with_file(args, at, now)
+
+
+def _tick_with_file(args, at: dt.datetime, now: dt.datetime) -> int:
+    """A tick that also makes up the ticks that did not happen since the end FILE records, and
+    records its own end there (engine.commands._ticks says in which order, and why)."""
+    problems = []
+    with contextlib.ExitStack() as stack:
+        try:
+            ticks = stack.enter_context(TicksFile.locked(args.ticks_file))
+            last, garbled = ticks.read_last()
+            problems += [garbled] if garbled else []
+            ticks.prepare(now)
+        except TicksFileError as exc:
+            problems.append(str(exc))
+            ticks = last = None
+        code = hand_out(args.tenants_dir, now, args.within, Gap.since(last, now, args.within, at))
+        if ticks is not None:
+            try:
+                ticks.commit()
+            except TicksFileError as exc:
+                problems.append(str(exc))
+    for problem in problems:
+        print(f"idwell-sync due: error: {problem}", file=sys.stderr)
+    return ExitCode.CONFIG if problems else code
+
+
+def hand_out(folder: Path, now: dt.datetime, within: int, gap: Gap | None = None) -> int:
+    """Print the id of every tenant due in the period of `within` minutes that ends at `now`,
+    and of every tenant `gap` makes up; name the broken files (exit code 3) and, on standard
+    error, the tenants whose cron time fell in the gap."""
+    broken, made_up, left = 0, [], []
+    for path, head, problem in tenant_heads(folder):
         if head is None:
             print(f"idwell-sync due: {path}: {problem}", file=sys.stderr)
             broken += 1
-        elif head.schedule is not None and due(head.schedule, now, args.within):
+        elif head.schedule is None:
+            continue
+        elif due(head.schedule, now, within):
             print(head.id, flush=True)
+        elif gap is not None and gap.holds(head.schedule):
+            if gap.open_for(head):
+                print(head.id, flush=True)
+                made_up.append(head.id)
+            else:
+                left.append(head.id)
+    if made_up or left:
+        print(f"idwell-sync due: {gap.report(made_up, left)}", file=sys.stderr)
     return ExitCode.CONFIG if broken else ExitCode.OK
+
+
+LOOK_BACK = dt.timedelta(days=7)
+"""How far back a tick makes missed cron times up: a night's run a week late is no longer it."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The ticks that did not happen between the tick the ticks file records (`last`, the end of
+    its period) and this one: the cron times after `after` and at or before `until` (the start of
+    this tick's period). A tenant with a cron time in it is made up when the tick's time `at` is
+    inside its schedule.window."""
+    last: dt.datetime
+    after: dt.datetime
+    until: dt.datetime
+    at: dt.datetime
+
+    @classmethod
+    def since(cls, last: dt.datetime | None, now: dt.datetime, within: int, at: dt.datetime) -> Gap | None:
+        """None when there is no gap: no end recorded, the previous tick's period meets this one's,
+        or it ends after this one starts (the clock was set back; it is not made up again)."""
+        until = now - dt.timedelta(minutes=within)
+        if last is None or last >= until:
+            return None
+        return cls(last, max(last, now - LOOK_BACK), until, at)
+
+    def holds(self, schedule: dict) -> bool:
+        return next(cron_times(schedule, self.after, self.until), None) is not None
+
+    def open_for(self, head: TenantHead) -> bool:
+        zone = zoneinfo.ZoneInfo(head.schedule["timezone"])
+        return head.window is not None and in_window(head.window, self.at.astimezone(zone).time())
+
+    def report(self, made_up: list[str], left: list[str]) -> str:
+        since = f"the last tick's (--ticks-file) period ended {utc_text(self.last)}" + \
+            (f"; cron times before {utc_text(self.after)} are more than 7 days back" if self.after > self.last else "")
+        parts = [f"made up {_names(made_up)} (inside their schedule.window)"] if made_up else []
+        if left:
+            parts.append(f"not {_names(left)} (no schedule.window, or the tick is outside it): `idwell-sync status` "
+                         "shows them as missed, start them by hand (`idwell-sync run TENANT`)")
+        return f"no tick handed out the cron times up to {utc_text(self.until)} ({since}): " + "; ".join(parts)
+
+
+def _names(ids: list[str]) -> str:
+    shown = ", ".join(ids[:10])
+    return f"tenant {shown}" if len(ids) == 1 else \
+        f"{len(ids)} tenants: {shown}" + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+
+
+def in_window(window: dict, time: dt.time) -> bool:
+    """Whether `time` (of day) is inside `window`: from its start up to its end (not included);
+    a window whose end comes before its start runs over midnight (23:00-05:00), as validate reads it."""
+    start, end = dt.time.fromisoformat(window["start"]), dt.time.fromisoformat(window["end"])
+    return start <= time < end if start < end else (time >= start or time < end)
 
 
 @dataclass(frozen=True)
