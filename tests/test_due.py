@@ -371,3 +371,33 @@ def test_an_overlapping_tick_waits_and_does_not_make_up_what_the_other_handed_ou
         ticks.write_text("2026-12-03T02:55:00Z\n", encoding="utf-8")         # the earlier tick's end
     out, err = later.communicate(timeout=60)
     assert (later.returncode, out, err) == (0, "", "")
+
+
+def test_a_tick_that_keeps_the_lock_does_not_hold_up_the_next_for_longer_than_the_wait(tmp_path, monkeypatch):
+    """A tick that hangs with the lock (its output unread, say) must not stop every later tick:
+    after the wait, the next one prints its own tenants, makes nothing up, and says why (exit 3)."""
+    import contextlib
+    import fcntl
+    import io
+    import time
+
+    from engine.cli import main
+    from engine.commands import _ticks
+    monkeypatch.setattr(_ticks, "LOCK_WAIT", 0.5)
+    early = "id: early\nschedule: {cron: '0 2 * * *', timezone: Europe/Berlin, window: {start: '01:00', end: '06:00'}}\n"
+    folder = tenants(tmp_path, {"berlin.yaml": SCHEDULES["berlin.yaml"], "early.yaml": early})
+    ticks = folder / ".due-ticks"
+    ticks.write_text("2026-12-03T00:00:00Z\n", encoding="utf-8")         # a gap: something to make up
+    out, err = io.StringIO(), io.StringIO()
+    with open(f"{ticks}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        started = time.monotonic()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["due", "--tenants-dir", str(folder / "tenants"), "--ticks-file", str(ticks),
+                         "--at", "2026-12-03T02:30:00Z"])
+        waited = time.monotonic() - started
+    assert (code, out.getvalue().split()) == (3, ["berlin"]), err.getvalue()
+    assert f"{ticks}.lock (--ticks-file) has been held by another tick for 0 s" in err.getvalue(), err.getvalue()
+    assert "early" not in out.getvalue(), "made up only once the lock is had"
+    assert 0.4 < waited < 30
+    assert ticks.read_text(encoding="utf-8") == "2026-12-03T00:00:00Z\n", "the file is left to the tick that holds it"

@@ -39,15 +39,16 @@ class TicksFile:
 
     @classmethod
     @contextlib.contextmanager
-    def locked(cls, path: Path) -> Iterator[TicksFile]:
-        """FILE with FILE.lock held, waiting for a tick that holds it; TicksFileError when the
-        lock cannot be created (the folder is missing or not writable)."""
+    def locked(cls, path: Path, wait: float | None = None) -> Iterator[TicksFile]:
+        """FILE with FILE.lock held, waiting up to `wait` seconds for a tick that holds it;
+        TicksFileError when the lock cannot be created (the folder is missing or not writable)
+        or another tick keeps holding it (a tick that hangs must not hold up every later one)."""
         try:
             lock = open(f"{path}.lock", "a", encoding="utf-8")
         except OSError as exc:
             raise TicksFileError(cannot_write(path, exc)) from None
         with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)             # released when the lock file is closed
+            _flock_within(lock, LOCK_WAIT if wait is None else wait, path)    # released when the lock file closes
             ticks = cls(path)
             try:
                 yield ticks
@@ -105,6 +106,41 @@ class TicksFile:
             with contextlib.suppress(OSError):
                 self._temp.unlink(missing_ok=True)
             self._temp = None
+
+
+LOCK_WAIT = 60.0
+"""Seconds a tick waits for the ticks file's lock: a tick holds it for well under a second."""
+
+
+class _Waited(Exception):
+    pass
+
+
+def _flock_within(lock, wait: float, path: Path) -> None:
+    """flock(LOCK_EX), given up after `wait` seconds (an alarm interrupts the waiting call) where
+    the main thread may set one; else waiting as long as it takes."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return
+
+    def give_up(*_):
+        raise _Waited()
+    before = signal.signal(signal.SIGALRM, give_up)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, wait)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Waited:
+        raise TicksFileError(f"{path}.lock (--ticks-file) has been held by another tick for {wait:.0f} s; a tick "
+                             "takes well under a second, so that one is stuck (look for a hanging `idwell-sync due`, "
+                             "e.g. with `fuser " + f"{path}.lock`). This tick's own tenants are printed, ticks that did "
+                             "not happen are not made up") from None
+    finally:
+        signal.signal(signal.SIGALRM, before)
 
 
 def cannot_write(path: Path, exc: OSError) -> str:
