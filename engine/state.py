@@ -116,8 +116,7 @@ def _read_only_sqlite(path: Path, timeout: float):
     file is there: no run has the store open to write (a run's connection keeps its -wal file
     until it closes). With a run writing, the -wal and -shm files are there to read with."""
     import sqlite3
-    from urllib.parse import quote
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    uri = f"{path.resolve().as_uri()}?mode=ro"          # as the other read-only openers (_common, _store_portal)
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()     # SQLite opens the file on first use

@@ -137,7 +137,7 @@ def _flock_within(lock, wait: float, path: Path) -> None:
     except _Waited:
         raise TicksFileError(f"{path}.lock (--ticks-file) has been held by another tick for {wait:.0f} s; a tick "
                              "takes well under a second, so that one is stuck (look for a hanging `idwell-sync due`, "
-                             "e.g. with `fuser " + f"{path}.lock`). This tick's own tenants are printed, ticks that did "
+                             f"e.g. with `fuser {path}.lock`). This tick's own tenants are printed, ticks that did "
                              "not happen are not made up") from None
     finally:
         signal.signal(signal.SIGALRM, before)
