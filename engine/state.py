@@ -105,6 +105,12 @@ def _clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
+def _shown(message: str | None) -> str | None:
+    """A stored message as history and status show it: masked again (engine.redact's shapes), for
+    rows that a version without masking, or a store shared with another tool, wrote."""
+    return redact(message) if message else message
+
+
 def _dump(record: Mapping[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -312,7 +318,7 @@ class StateStore:
     def _run(row: Mapping[str, Any]) -> RunRecord:
         return RunRecord(row["run_id"], row["tenant"], row["status"], _utc(row["started_at"]),
                          _utc(row["finished_at"]), bool(row["allow_deletes"]), row["counts"], row["findings"],
-                         row["extracted"], row["summary"], row["message"])
+                         row["extracted"], row["summary"], _shown(row["message"]))
 
     def forget(self, tenant: str) -> None:
         """Everything the store remembers of a tenant, except a lock: its runs, e-mail winners and

@@ -82,6 +82,25 @@ def test_history_with_no_runs_yet(ws):
     assert history(ws) == []
 
 
+def test_a_password_in_a_message_that_an_older_version_stored_unmasked_is_masked_when_shown(ws):
+    """Rows written before messages were masked, or by another tool sharing the store: history
+    and status mask a URL's password and an ODBC PWD= as they show them."""
+    ws.tenant_file()
+    state = ws.state()
+    run_id = state.start_run("demo")
+    state.finish_run(run_id, status="ok")
+    with state.engine.begin() as c:     # as an older version wrote it, behind finish_run's masking
+        c.execute(state._runs.update().where(state._runs.c.run_id == run_id).values(
+            status="failed", message="cannot connect to mssql+pyodbc://sync:Geheim-4711@erp/domus;PWD=Zweit-0815"))
+    state.close()
+
+    [shown] = history(ws)
+    text = ws.cli("history", "demo")
+    status = ws.cli("status", "--json", "--tenants-dir", str(ws.root / "tenants"))
+    for out in (shown["message"], text.stdout, status.stdout):
+        assert "Geheim-4711" not in out and "Zweit-0815" not in out
+    assert shown["message"] == "cannot connect to mssql+pyodbc://sync:***@erp/domus;PWD=***"
+    assert "sync:***@erp" in status.stdout, status.stdout + status.stderr
 
 
 def test_a_run_killed_with_kill_9_is_shown_failed_once_the_next_run_took_over_its_lock(ws):
