@@ -45,6 +45,7 @@ CATALOGUE: dict[str, tuple[str, bool, str]] = {
     "name_truncated": ("warning", False, "shorten the name in the ERP to at most 70 characters"),
     "name_too_long": ("error", True, "shorten the name in the ERP to at most 70 characters"),
     "invalid_record": ("error", True, "correct the named field in the ERP"),
+    "invalid_kept": ("warning", False, "correct the field named by the record's invalid_record finding; until then the portal keeps the record as last sent"),
     # target
     "rejected": ("error", True, "see the portal's message; the record is retried on the next run"),
     "drift": ("info", False, "nothing in the ERP: a portal edit was overwritten because the ERP is master"),

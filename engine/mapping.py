@@ -42,6 +42,10 @@ class EntityData:
     unkeyed: Counter = field(default_factory=Counter)       # reason -> rows dropped without an external_id of their own
     gated: list = field(default_factory=list)               # skipped by a gate: (external_id, key, reason,
                                                             # early fields or None)
+    invalid: dict = field(default_factory=dict)
+    """external_id -> the record as normalize_entity dropped it for breaking a rule (its ERP key
+    and contract are what keep_last_sent needs, so that a record the portal has from an earlier
+    run is kept as last sent instead of archived)."""
     packed_rows: dict = field(default_factory=dict)
     """external_id -> the record's row packed as the plan compares it (engine.current.pack_rows),
     made by normalize_entity where a run compares with a packed portal; code that changes a

@@ -11,12 +11,12 @@ import datetime as dt
 from decimal import Decimal
 from itertools import compress, repeat
 from operator import is_not, itemgetter, ne
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from engine import contract
 from engine.config.model import Rules
 from engine.findings import Finding
-from engine.mapping import EntityData
+from engine.mapping import EntityData, Rec
 
 E164 = r"^\+[1-9][0-9]{6,14}$"
 
@@ -87,9 +87,38 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding], *,
         if packed is not None:
             data.packed_rows.update(zip(ids[start:start + CHUNK], packed))
     for i in dropped:
-        del data.records[ids[i]]
+        data.invalid[ids[i]] = data.records.pop(ids[i])
         data.excluded[ids[i]] = "invalid_record"
         data.packed_rows.pop(ids[i], None)
+
+
+LastSent = Callable[[str, list[str]], Mapping[str, dict[str, Any]]]
+"""(entity, external_ids) -> the record the engine last wrote to the portal, for those it wrote."""
+
+
+def keep_last_sent(data: EntityData, last_sent: LastSent | None, findings: list[Finding]) -> None:
+    """A record that normalize_entity dropped for breaking a rule, but which the engine wrote
+    to the portal on an earlier run, stays in the portal as it was last sent: it is desired
+    again with that data, so the plan neither updates nor archives it, and the records that
+    refer to it (a building's units, a person's occupancies) are not dropped with it. One bad
+    value in the ERP (a country 'DEU', a language 'fr') must not take a building with its units
+    and residents out of the portal overnight. Each such record gets an `invalid_kept` finding
+    beside its `invalid_record`; a record never sent stays out. In external_id order, so that
+    a run gives the same records and findings whichever process normalised them."""
+    if not data.invalid or last_sent is None:
+        return
+    ids = sorted(data.invalid)
+    last = last_sent(data.entity, ids)
+    for external_id in ids:
+        record = last.get(external_id)
+        if record is None:
+            continue
+        rec = data.invalid.pop(external_id)
+        del data.excluded[external_id]
+        data.records[external_id] = Rec(rec.key, dict(record), rec.contract)
+        findings.append(Finding("invalid_kept", data.entity, rec.key,
+                                "not updated: the portal keeps the record as the last run sent it, until the "
+                                "ERP's record passes the rules again (see its invalid_record finding)"))
 
 
 def _normalize_chunk(entity: str, recs: list, rules: Rules,

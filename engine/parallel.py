@@ -231,6 +231,7 @@ class UsersWorker:
         for share, share_findings in reversed(mine):
             users.records.update(share.records)
             users.excluded.update(share.excluded)
+            users.invalid.update(share.invalid)
             normalised.extend(share_findings)
         progress.advance(users.extracted)
         progress.finish(f"({sum(users.filtered.values()):,} filtered)")
@@ -328,7 +329,7 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
         normalised: list[Finding] = []
         normalize_entity(block, tenant.rules, normalised, pack=pack)
         send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
-                           "dropped": list(block.excluded), "findings": [_finding(f) for f in normalised],
+                           "invalid": _invalid(block), "findings": [_finding(f) for f in normalised],
                            "packed": block.packed_rows}))
         recs[starts[k]:starts[k] + BLOCK] = [None] * len(recs[starts[k]:starts[k] + BLOCK])
         k += 1
@@ -355,12 +356,13 @@ def _normalised(tenant, data: EntityData, findings: list[Finding], pack: bool) -
     normalize_entity(data, tenant.rules, normalised, pack=pack)
     return {**_blocks(list(data.records), list(data.records.values()), 0), **_counts(data),
             "findings": [_finding(f) for f in findings], "normalised": [_finding(f) for f in normalised],
-            "packed": data.packed_rows}
+            "packed": data.packed_rows, "invalid": _invalid(data)}
 
 
 def _unpack_entity(entity: str, packed: dict) -> tuple[EntityData, list[Finding], list[Finding]]:
     data = _unpack_counts(entity, packed, _records(packed))
     data.packed_rows = packed["packed"]
+    data.invalid = _records(packed["invalid"])
     return data, list(starmap(Finding, packed["findings"])), list(starmap(Finding, packed["normalised"]))
 
 
@@ -533,6 +535,15 @@ def _records(packed: dict) -> dict[str, Rec]:
     return dict(zip(packed["ids"], as_recs(packed["keys"], packed["datas"], packed["contracts"] or repeat(None))))
 
 
+def _invalid(data: EntityData) -> dict:
+    """The records normalize_entity dropped (EntityData.invalid) as _records rebuilds them: ERP
+    key and contract only, which is all keep_last_sent takes of them (their values broke a
+    rule, and may be none that marshal sends)."""
+    recs = list(data.invalid.values())
+    return {"ids": list(data.invalid), "keys": [r.key for r in recs], "datas": [{} for _ in recs],
+            "contracts": [r.contract for r in recs] if any(r.contract for r in recs) else None}
+
+
 def _shared_blocks(packed: dict) -> EntityData:
     return EntityData("users", records=_records(packed))
 
@@ -540,5 +551,6 @@ def _shared_blocks(packed: dict) -> EntityData:
 def _add_block(users: EntityData, block: dict, normalised: list[Finding]) -> None:
     users.records.update(_records(block))
     users.packed_rows.update(block["packed"])                     # empty where not packing
-    users.excluded.update((i, "invalid_record") for i in block["dropped"])
+    users.invalid.update(_records(block["invalid"]))
+    users.excluded.update((i, "invalid_record") for i in block["invalid"]["ids"])
     normalised.extend(starmap(Finding, block["findings"]))

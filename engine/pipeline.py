@@ -25,7 +25,7 @@ from engine.current import CurrentState, reader_command
 from engine.dedup import dedup_emails, dedup_phones
 from engine.findings import Finding
 from engine.mapping import EntityData, Mapper, kept_values
-from engine.normalize import normalize_entity
+from engine.normalize import LastSent, keep_last_sent, normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
 from engine.progress import Progress
 from engine.redact import redact
@@ -148,18 +148,20 @@ def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding], progress
 
 
 def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, previous_winners: dict[str, str],
-              findings: list[Finding], holders=None) -> dict[str, str]:
+              findings: list[Finding], holders=None, last_sent: LastSent | None = None) -> dict[str, str]:
     """normalise -> resolve references and time -> dedup. Pure: changes `data` in place.
 
     The window and the persons without a contract are applied again here (a no-op after
-    `extract`, which skips them early), so that this step is complete on its own."""
-    before, after = transform_without_users(tenant, data, run_date)
-    return transform_with_users(tenant, data, before, None, after, previous_winners, findings, holders)
+    `extract`, which skips them early), so that this step is complete on its own. `last_sent`:
+    what the engine last wrote, for the records that break a rule now (keep_last_sent)."""
+    before, after = transform_without_users(tenant, data, run_date, last_sent=last_sent)
+    return transform_with_users(tenant, data, before, None, after, previous_winners, findings, holders,
+                                last_sent=last_sent)
 
 
 def transform_without_users(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, *,
-                            pack: bool = False, normalised: dict[str, list[Finding]] | None = None
-                            ) -> tuple[list[Finding], list[Finding]]:
+                            pack: bool = False, normalised: dict[str, list[Finding]] | None = None,
+                            last_sent: LastSent | None = None) -> tuple[list[Finding], list[Finding]]:
     """The steps of `transform` that do not look at the users (so a run can do them while the
     users are still being extracted). Their findings come in two lists, those that come before
     the users' normalisation and those after, the order `transform` reports them in. `pack`:
@@ -174,16 +176,18 @@ def transform_without_users(tenant: Tenant, data: dict[str, EntityData], run_dat
             before.extend(normalised[entity])
         else:
             normalize_entity(data[entity], tenant.rules, before, pack=pack)
+        keep_last_sent(data[entity], last_sent, before)
     resolve_units(units, buildings, before)
     apply_window(occ, tenant.window, run_date, before)
     normalize_entity(occ, tenant.rules, after, pack=pack)
+    keep_last_sent(occ, last_sent, after)
     return before, after
 
 
 def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: list[Finding],
                          users_normalised: list[Finding] | None, after: list[Finding],
                          previous_winners: dict[str, str], findings: list[Finding], holders=None,
-                         index: OccupancyIndex | None = None) -> dict[str, str]:
+                         index: OccupancyIndex | None = None, last_sent: LastSent | None = None) -> dict[str, str]:
     """The rest of `transform`. `users_normalised`: the findings of normalising the users if
     that is done already (engine.parallel), else None; `index`: index_occupancies after
     transform_without_users, if made already (a run makes it while it waits for the users)."""
@@ -195,6 +199,7 @@ def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: li
         normalize_entity(users, tenant.rules, findings)
     else:
         findings.extend(users_normalised)
+    keep_last_sent(users, last_sent, findings)
     findings.extend(after)
     dropped = resolve_occupancy_references(occ, users, data["units"], findings, index)
     drop_users_without_occupancy(users, occ, tenant.rules, findings, index, dropped)
@@ -257,17 +262,22 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         """The e-mail each user holds in the portal, as the engine last wrote it."""
         last = state.last_written(tenant.id, "users", ids)
         return {i: (r.get("email") or "").strip().lower() or None for i, r in last.items()}
+
+    def last_sent(entity: str, ids: list[str]) -> dict[str, dict]:
+        return state.last_written(tenant.id, entity, ids)
     previous_winners = state.winners(tenant.id) if state else {}
     if worker is None:
         data = extract(tenant, run_date, findings, progress)
         timings["extract"] = time.perf_counter() - t
         t = time.perf_counter()
         progress.start("normalise, resolve, dedup")
-        winners = transform(tenant, data, run_date, previous_winners, findings, holders if state else None)
+        winners = transform(tenant, data, run_date, previous_winners, findings, holders if state else None,
+                            last_sent if state else None)
         timings["transform"] = time.perf_counter() - t
     else:     # sets both timings: normalising overlaps extracting there
         data, winners = _extract_transform_parallel(tenant, run_date, worker, findings, progress, previous_winners,
-                                                    holders if state else None, timings, portal.start, pack)
+                                                    holders if state else None, timings, portal.start, pack,
+                                                    last_sent if state else None)
     progress.advance(sum(len(d.records) for d in data.values()))
     progress.finish("records kept")
     t = time.perf_counter()
@@ -308,7 +318,8 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
 def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findings: list[Finding],
                                 progress: Progress, previous_winners: dict[str, str], holders,
                                 timings: dict[str, float], portal_may_read,
-                                pack: bool) -> tuple[dict[str, EntityData], dict[str, str]]:
+                                pack: bool, last_sent: LastSent | None = None
+                                ) -> tuple[dict[str, EntityData], dict[str, str]]:
     """extract and transform with the users extracted by a second process (engine.parallel);
     the same records and findings, in the same order, as extract followed by transform.
     `portal_may_read()` is called when only the users are left to extract. `pack`: pack each
@@ -346,7 +357,8 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
                 data[entity], found[entity], normalised[entity] = others[entity]
     finally:
         source.close()
-    before, after = transform_without_users(tenant, data, run_date, pack=pack, normalised=normalised)
+    before, after = transform_without_users(tenant, data, run_date, pack=pack, normalised=normalised,
+                                            last_sent=last_sent)
     portal_may_read()               # the child normalises the users now, this process takes a share
     index = index_occupancies(data["occupancies"], data["units"])     # while the child starts on them
     result = worker.result(tenant.rules, progress)
@@ -367,7 +379,7 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
         findings.extend(found[entity])
     data = {e: data[e] for e in ENTITIES}
     winners = transform_with_users(tenant, data, before, normalised, after, previous_winners, findings, holders,
-                                   index)
+                                   index, last_sent)
     timings["transform"] = time.perf_counter() - t
     return data, winners
 

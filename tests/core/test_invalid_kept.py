@@ -1,0 +1,91 @@
+"""A record the portal has from an earlier run, whose ERP record now breaks one of the import
+API's rules (a country 'DEU', a language 'fr'), stays in the portal as it was last sent: it is
+reported (invalid_record and invalid_kept), neither updated nor archived, and the records under
+it (a building's units and their residents) stay too. A record never sent stays out."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import Findings
+from engine import parallel
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def both(request, monkeypatch):
+    monkeypatch.setenv(parallel.ENVIRONMENT, "0" if request.param == "serial" else "1")
+    return request.param
+
+
+def building_with_residents(portal) -> tuple[str, set[str], set[str], set[str]]:
+    """A building of the portal with units that have occupancies: (id, units, occupancies, users)."""
+    for building in sorted(portal["buildings"]):
+        units = {u for u, rec in portal["units"].items() if rec["building_id"] == building}
+        occupancies = {o for o, rec in portal["occupancies"].items() if rec["unit_id"] in units}
+        if occupancies:
+            users = {portal["occupancies"][o]["user_id"] for o in occupancies}
+            return building, units, occupancies, users
+    raise AssertionError("no building with residents in the demo portal")
+
+
+def test_one_bad_value_keeps_the_record_as_last_sent_with_everything_under_it(ws, both):
+    ws.run()
+    before = ws.portal()
+    building, units, occupancies, users = building_with_residents(before)
+    person = next(u for u in sorted(users) if "+" not in u)
+    ws.erp_execute(("UPDATE objekt SET land = 'DEU', bezeichnung = 'Neuer Name' WHERE objektnr = ?", (int(building),)),
+                   ("UPDATE adresse SET sprache = 'fr', nachname = 'Neuname' WHERE adressnr = ?", (int(person),)))
+
+    second = ws.run()
+    assert second.exit_code == 0
+    assert second.summary["writes"] == 0, second.summary["entities"]
+    assert all(c["delete"] == 0 for c in second.summary["entities"].values())
+    after = ws.portal()
+    assert after["buildings"][building] == before["buildings"][building], "kept as last sent, not renamed"
+    assert after["users"][person] == before["users"][person]
+    assert units <= set(after["units"]) and occupancies <= set(after["occupancies"]) and users <= set(after["users"])
+    found = Findings(second.findings)
+    assert found.codes("buildings", building) >= {"invalid_record", "invalid_kept"}
+    assert found.codes("users", person) >= {"invalid_record", "invalid_kept"}
+    [invalid] = found.of("buildings", building, "invalid_record")
+    assert invalid.field == "country" and "DEU" in invalid.message
+    [kept] = found.of("users", person, "invalid_kept")
+    assert "keeps the record as the last run sent it" in kept.message and kept.severity == "warning"
+    assert second.summary["findings"]["invalid_kept"] == 2
+
+    ws.erp_execute(("UPDATE objekt SET land = 'DE' WHERE objektnr = ?", (int(building),)),
+                   ("UPDATE adresse SET sprache = 'de' WHERE adressnr = ?", (int(person),)))
+    fixed = ws.run()                                  # corrected: the changes made meanwhile go out
+    assert fixed.summary["entities"]["buildings"]["update"] == 1
+    assert fixed.summary["entities"]["users"]["update"] == 1
+    assert ws.portal()["buildings"][building]["name"] == "Neuer Name"
+    assert ws.portal()["users"][person]["last_name"] == "Neuname"
+    assert "invalid_kept" not in fixed.summary["findings"]
+
+
+def test_an_invalid_record_never_sent_is_not_created(ws, both):
+    ws.run()
+    number = ws.erp_rows("SELECT max(objektnr) + 1 AS k FROM objekt WHERE objektnr < 9000")[0]["k"]
+    ws.erp_execute(("INSERT INTO objekt (objektnr, mandant, bezeichnung, strasse, hausnr, plz, ort, land) "
+                    "VALUES (?, 1, 'Neubau', 'Weg', '1', '10115', 'Berlin', 'DEU')", (number,)))
+    second = ws.run()
+    assert str(number) not in ws.portal()["buildings"]
+    assert second.summary["writes"] == 0
+    found = Findings(second.findings)
+    assert found.codes("buildings", number) == {"invalid_record"}
+
+
+def test_same_records_and_findings_in_both_paths(ws, monkeypatch):
+    ws.run()
+    building, _, _, users = building_with_residents(ws.portal())
+    people = sorted(u for u in users if "+" not in u)
+    ws.erp_execute(("UPDATE objekt SET land = 'DEU' WHERE objektnr = ?", (int(building),)),
+                   *(("UPDATE adresse SET sprache = 'fr' WHERE adressnr = ?", (int(p),)) for p in people))
+    results = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(parallel.ENVIRONMENT, mode)
+        prepared = ws.plan()
+        results[mode] = ({e: {i: (r.key, r.data) for i, r in d.records.items()} for e, d in prepared.data.items()},
+                         [f.as_dict() for f in prepared.findings], prepared.plan.writes)
+    assert results["0"] == results["1"]
+    assert results["0"][2] == 0
+    assert sum(f["code"] == "invalid_kept" for f in results["0"][1]) == 1 + len(people)
