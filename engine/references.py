@@ -2,7 +2,9 @@
 
 - a unit whose building is missing (orphan_unit) or excluded is not sent;
 - an occupancy outside the contract window (ended before the grace period, or starting after the
-  future horizon) is not sent; one whose user or unit is missing or excluded is dropped;
+  future horizon) is not sent; one whose user or unit is missing or excluded is dropped; a date
+  that cannot be read as one (to_date leaves such a text as it is) decides nothing here: the
+  record check refuses the occupancy and names the value;
 - users with no occupancy left are not sent (rules.users_without_occupancy = skip).
 """
 from __future__ import annotations
@@ -61,10 +63,12 @@ class WindowGate:
         self.first_end, self.last_start = earliest_end.isoformat(), latest_start.isoformat()
 
     def ended(self, end) -> bool:
-        return end is not None and _iso(end) < self.first_end
+        end = _readable_iso(end)
+        return end is not None and end < self.first_end
 
     def future(self, start) -> bool:
-        return start is not None and _iso(start) > self.last_start
+        start = _readable_iso(start)
+        return start is not None and start > self.last_start
 
     def __call__(self, data: dict) -> str | None:
         if self.ended(data["end_date"]):
@@ -90,9 +94,27 @@ def window_gate(window: ContractWindow, run_date: dt.date) -> tuple[tuple[str, .
 
 
 def _iso_dates(values: Sequence) -> bool:
-    """Whether every value is null or an ISO date text (what to_date gives)."""
-    return set(map(type, values)) <= {str, type(None)} and set(map(len, filter(None, values))) <= {10} \
-        and "" not in values
+    """Whether every value is null or an ISO date text (what to_date gives for a date it reads)."""
+    if not (set(map(type, values)) <= {str, type(None)} and set(map(len, filter(None, values))) <= {10}
+            and "" not in values):
+        return False
+    distinct = set(values)
+    distinct.discard(None)
+    return all(map(_is_date_text, distinct))        # dates repeat: a few distinct days per slice
+
+
+@lru_cache(maxsize=1 << 14)
+def _is_date_text(text: str) -> bool:
+    try:
+        return len(text) == 10 and dt.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
+
+
+def _readable_iso(value) -> str | None:
+    """_iso of a value, None where it is no readable date (the record check refuses such a text)."""
+    iso = _iso(value)
+    return iso if iso is None or _is_date_text(iso) else None
 
 
 def _per_value(fn, values: Sequence) -> list:

@@ -113,22 +113,33 @@ def to_date(value: Any) -> str | None:
         return value.date().isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
-    return None
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _date_from_text(str(value))          # 20240131 in a number column
+    return str(value)                               # not a date: the record check refuses it, naming it
+
+
+NO_DATE = frozenset({"unbefristet", "unbegrenzt", "offen", "keine", "kein", "k.a.", "-", "--", "n/a", "null",
+                     "none", "0", "00.00.0000", "0000-00-00", "00000000"})
+"""Texts that mean 'no date' (an open end, a zero date): null, like blank text."""
 
 
 @lru_cache(maxsize=1 << 14)
 def _date_from_text(value: str) -> str | None:
     text = value.strip()
+    if not text or text.casefold() in NO_DATE:
+        return None
     if match := _GERMAN_DATE.fullmatch(text):
         day, month, year = match.groups()
     elif match := (_ISO_DATE.fullmatch(text) or _COMPACT_DATE.fullmatch(text)):
         year, month, day = match.groups()
     else:
-        return None
+        return text                 # a text that is no date stays: see to_date's doc
     try:
         return dt.date(int(year), int(month), int(day)).isoformat()
     except ValueError:
-        return None
+        return text
 
 
 def truncate(value: Any, length: int) -> str | None:
@@ -210,12 +221,17 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
              ((("4711", "-", 12), "4711-12"), (("Hans", None, "Müller"), "HansMüller"),
               ((None, None), None))),
     Function("to_date", to_date, (1, 1),
-             "An ISO date (yyyy-mm-dd) from a date, a datetime, or text in the form dd.mm.yyyy, "
-             "yyyy-mm-dd (a time after it is ignored) or yyyymmdd; null for null and for anything "
-             "else (two-digit years, impossible dates).",
+             "An ISO date (yyyy-mm-dd) from a date, a datetime, a whole number yyyymmdd, or text in "
+             "the form dd.mm.yyyy, yyyy-mm-dd (a time after it is ignored) or yyyymmdd; null for null, "
+             "blank text and the texts that mean no date (unbefristet, offen, keine, -, 00.00.0000, "
+             "0000-00-00, ...). Anything else (31/03/2019, two-digit years, impossible dates, 'unbekannt') "
+             "stays as it is, trimmed, so that the import API's record check refuses the record and "
+             "names the value: a date the ERP holds but nobody can read must never become an open end "
+             "(a record the portal has from an earlier run is then kept as last sent).",
              ((("31.01.2024",), "2024-01-31"), (("1.2.2024",), "2024-02-01"),
               (("2024-01-31 00:00:00",), "2024-01-31"), ((dt.datetime(2024, 1, 31, 12, 0),), "2024-01-31"),
-              (("31.02.2024",), None), ((None,), None))),
+              ((20240131,), "2024-01-31"), (("31.02.2024",), "31.02.2024"), ((" 31/03/2019 ",), "31/03/2019"),
+              (("unbefristet",), None), (("  ",), None), ((None,), None))),
     Function("map_values", map_values, (2, 2),
              "Translates a code through a table: the name of one of the mapping's code tables in "
              "quotes, or an object literal. Keys are compared as trimmed, lower-cased text; a code "

@@ -89,3 +89,36 @@ def test_same_records_and_findings_in_both_paths(ws, monkeypatch):
     assert results["0"] == results["1"]
     assert results["0"][2] == 0
     assert sum(f["code"] == "invalid_kept" for f in results["0"][1]) == 1 + len(people)
+
+
+def test_a_move_out_date_nobody_can_read_never_becomes_an_open_end(ws, both):
+    """Ende '31/03/2019' once read as no date: a tenant who moved out kept access with no end."""
+    ws.run()
+    portal = ws.portal()
+    occupancy = next(o for o in sorted(portal["occupancies"]) if portal["occupancies"][o]["end_date"] is None
+                     and "+" not in portal["occupancies"][o]["user_id"])
+    contract = int(occupancy.split("-")[0])
+    unit = ws.erp_rows("SELECT einheitid FROM vertrag WHERE vertragnr = ?", (contract,))[0][0]
+    person = ws.add_person("Neumieter", "Nina", "nina.neumieter@example.de")
+    new = ws.add_contract(unit, "M", "2020/03/01", None, [person])
+    ws.erp_execute(("UPDATE vertrag SET ende = '31/03/2019' WHERE vertragnr = ?", (contract,)))
+
+    second = ws.run()
+    assert second.summary["writes"] == 0, second.summary["entities"]
+    assert ws.portal()["occupancies"][occupancy] == portal["occupancies"][occupancy]   # kept as last sent
+    found = Findings(second.findings)
+    key = next(f.key for f in second.findings if f.entity == "occupancies" and f.code == "invalid_kept")
+    assert key.startswith(f"{contract}/")
+    [invalid] = [f for f in found.of("occupancies", key) if f.code == "invalid_record"]
+    assert invalid.field == "end_date" and "31/03/2019" in invalid.message
+    [never_sent] = [f for f in second.findings if f.key == f"{new}/{person}"]
+    assert (never_sent.code, never_sent.field) == ("invalid_record", "start_date")
+    assert "2020/03/01" in never_sent.message
+    assert f"{new}-{person}" not in ws.portal()["occupancies"]
+
+    ws.erp_execute(("UPDATE vertrag SET ende = 'unbefristet' WHERE vertragnr = ?", (contract,)),
+                   ("UPDATE vertrag SET beginn = '01.03.2020' WHERE vertragnr = ?", (new,)))
+    third = ws.run()                                  # 'unbefristet' is an open end; the new contract goes out
+    assert "invalid_record" not in third.summary["findings"], third.summary["findings"]
+    assert ws.portal()["occupancies"][occupancy]["end_date"] is None
+    assert ws.portal()["occupancies"][f"{new}-{person}"]["start_date"] == "2020-03-01"

@@ -45,8 +45,11 @@ def test_to_string_quotes_a_decimal_where_to_text_gives_the_digits():
 
 @pytest.mark.parametrize("value, expected", [
     ("31.12.2023", "2023-12-31"), (" 1.2.2024 ", "2024-02-01"), ("2024-02-29", "2024-02-29"),
-    ("2024-02-29T10:00:00", "2024-02-29"), ("20240229", "2024-02-29"), ("29.02.2023", None),
-    ("31.12.23", None), ("", None), ("morgen", None), (20240229, None),
+    ("2024-02-29T10:00:00", "2024-02-29"), ("20240229", "2024-02-29"), ("", None), (" unbefristet ", None),
+    ("0000-00-00", None), (20240229, "2024-02-29"),
+    # no date that can be read: kept as the text, which the record check refuses naming it
+    ("29.02.2023", "29.02.2023"), ("31.12.23", "31.12.23"), (" morgen ", "morgen"), (2024, "2024"),
+    (Decimal("20240229.5"), "20240229.5"),
     (dt.date(2024, 5, 1), "2024-05-01"), (dt.datetime(2024, 5, 1, 23, 59), "2024-05-01"),
 ])
 def test_to_date(value, expected):
