@@ -42,8 +42,8 @@ CATALOGUE: dict[str, tuple[str, bool, str]] = {
     "phone_invalid": ("warning", False, "correct the phone number in the ERP (German or international format)"),
     "phone_shared": ("warning", False, "give each person their own phone number"),
     # the import API's record rules
-    "name_truncated": ("warning", False, "shorten the name in the ERP to at most 70 characters"),
-    "name_too_long": ("error", True, "shorten the name in the ERP to at most 70 characters"),
+    "name_truncated": ("warning", False, "shorten the field in the ERP to the portal's limit, which the message names"),
+    "name_too_long": ("error", True, "shorten the field in the ERP to the portal's limit, which the message names"),
     "invalid_record": ("error", True, "correct the named field in the ERP"),
     "invalid_kept": ("warning", False, "correct the field named by the record's invalid_record finding; until then the portal keeps the record as last sent"),
     # target

@@ -171,7 +171,7 @@ class Mapper:
                 if data[name] is None:
                     data[name] = default
             if external_id in records:
-                self._duplicate(external_id, key_of(row))
+                self._duplicate(external_id, key_of(row), data)
                 continue
             records[external_id] = Rec(key_of(row), data, contract_of(row) if contract_of else None)
 
@@ -193,7 +193,7 @@ class Mapper:
             if k is None:
                 self._exclude(i, rows[i], b)
             elif ids[i] in records:
-                self._duplicate(ids[i], keys[i])
+                self._duplicate(ids[i], keys[i], b.datas[k])
             else:
                 records[ids[i]] = Rec(keys[i], b.datas[k], contracts[k])
 
@@ -270,10 +270,12 @@ class Mapper:
                                      "external_id maps to an empty value", field="external_id"))
         self.out.unkeyed["invalid_record"] += 1
 
-    def _duplicate(self, external_id: str, key: str) -> None:
+    def _duplicate(self, external_id: str, key: str, data: dict[str, Any]) -> None:
+        first = self.out.records[external_id]
+        source = f"another row with the same ERP key {key}" if first.key == key else f"ERP record {first.key}"
         self.findings.append(Finding("duplicate_key", self.mapping.name, key,
-                                     f"external_id '{external_id}' is also produced by ERP record "
-                                     f"{self.out.records[external_id].key}; this one is not sent"))
+                                     f"external_id '{external_id}' is also produced by {source}, read first and "
+                                     f"sent ({_described(first.data)}); this row is not sent ({_described(data)})"))
         self.out.unkeyed["duplicate_key"] += 1
 
     def _filtered(self, row: Any, external_id: str | None) -> bool:
@@ -293,6 +295,13 @@ class Mapper:
             self.out.unkeyed[rule.reason] += 1
         self.findings.append(Finding(rule.reason, self.mapping.name, key,
                                      describe(rule, value_of(row) if value_of else None)))
+
+
+def _described(data: dict[str, Any], most: int = 3) -> str:
+    """A record by its first few values (not the external_id), for a person to tell two rows apart."""
+    shown = [f"{name} {value!r}" for name, value in data.items()
+             if name != "external_id" and value not in (None, "")][:most]
+    return ", ".join(shown) or "no values"
 
 
 def _gated_rows(b: "_Batch") -> tuple[Callable, Sequence[str]]:

@@ -595,6 +595,25 @@ def test_the_balance_holds_when_the_erp_repeats_a_key(ws, contract):
         assert [f.code for f in result.findings if f.entity == "occupancies" and f.key == key] == ["contract_ended"] * 2
 
 
+def test_a_duplicate_key_says_which_row_was_sent_and_which_was_not(ws):
+    """Two address rows with one AdressNr: the finding tells them apart by their values, so the
+    property manager can see which person's data is missing from the portal."""
+    nr = ws.erp_rows("SELECT min(p.adressnr) AS a FROM vertragpartner p JOIN vertrag v USING (vertragnr) "
+                     "WHERE v.art = 'M' AND v.ende IS NULL")[0]["a"]
+    first = ws.erp_rows("SELECT vorname, nachname FROM adresse WHERE adressnr = ?", (nr,))[0]
+    query = ("SELECT a.AdressNr, a.Anrede, a.Titel, a.Vorname, a.Nachname, a.Email, a.Telefon, a.Mobil, a.Sprache "
+             f"FROM Adresse a UNION ALL SELECT {nr}, 'Herr', NULL, 'Doppelt', 'Zweitname', 'dup@example.de', NULL, "
+             "NULL, 'de'")              # an ERP view that repeats a key (the table itself has it unique)
+    result = ws.run(ws.tenant(overrides={"entities": {"users": {"query": query}}}))
+    [dup] = [f for f in result.findings if f.code == "duplicate_key"]
+    assert (dup.entity, dup.key) == ("users", str(nr))
+    sent, not_sent = dup.message.split("; this row is not sent")
+    assert f"another row with the same ERP key {nr}, read first and sent" in sent
+    assert repr(first["nachname"].strip()) in sent and "Zweitname" not in sent
+    assert "'Zweitname'" in not_sent and "'Doppelt'" in not_sent
+    assert ws.portal()["users"][str(nr)]["last_name"] == first["nachname"].strip()
+
+
 def test_codes_and_numbers_arrive_as_the_erp_writes_them(demo_run):
     """Postal codes and unit numbers keep their leading zeros, country codes are trimmed upper case
     (' de' -> 'DE'), areas are numbers, unit type codes map to the portal's types."""
