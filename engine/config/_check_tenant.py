@@ -51,6 +51,7 @@ def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | No
             report.error(path, "the URL contains a literal password or token: write a reference such as "
                                "${env:ACME_SQL_PASSWORD} in its place")
     _unresolved_references(data, report)
+    _reference_names(data, report)
     _dedup(data.get("dedup"), report, mapping if isinstance(mapping, dict) else {})
     _window(data.get("contract_window"), report)
     _deletion(data.get("deletion"), report)
@@ -61,6 +62,27 @@ def _resolved_here(path: tuple) -> bool:
     """Whether a reference at `path` is resolved (engine.config._compile, the state store's URL)."""
     return path == ("state_url",) or (len(path) >= 2 and path[-1] in SECRET_FIELDS and
                                       path[:-1] in (("source",), ("source", "auth"), ("target",)))
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _reference_names(value: Any, report: Report, path: tuple = ()) -> None:
+    """An error for each ${env:NAME} whose NAME no shell or service manager can set (a space, a
+    dash, a leading digit): the run would only say that it is not set, on the night."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reference_names(item, report, (*path, key))
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            _reference_names(item, report, (*path, k))
+    elif isinstance(value, str) and _resolved_here(path):
+        for kind, name in REFERENCE.findall(value):
+            if kind == "env" and not _ENV_NAME.fullmatch(name):
+                suggestion = re.sub(r"\W", "_", name.strip())
+                report.error(path, f"${{env:{name}}}: '{name}' cannot be the name of an environment variable "
+                                   "(letters, digits and _, not starting with a digit; `export` and systemd's "
+                                   f"Environment= cannot set it): write e.g. ${{env:{suggestion}}} and set that")
 
 
 def _unresolved_references(value: Any, report: Report, path: tuple = ()) -> None:
