@@ -65,6 +65,7 @@ class _Merger:
         for i, item in enumerate(entity["filters"]):
             doc, src = self.loc.origin(mpath + (i,)) or (self.mapping, mpath + (i,))
             items.append((item, doc, src))
+        off: list[str] = []                         # switched off by an earlier entry of this override
         for j, item in enumerate(over):
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 items.append((copy.deepcopy(item), self.tenant, tpath + (j,)))
@@ -75,14 +76,15 @@ class _Merger:
                           if isinstance(f, dict) and f.get("name") == name), None)
             if item.get("enabled") is False:
                 if index is None:
-                    self._missing(tpath + (j, "name"), name, names, "switch off")
+                    self._missing(tpath + (j, "name"), name, names, "switch off", off=off)
                 else:
                     del items[index]
+                    off.append(name)
             elif index is not None:
                 items[index] = (copy.deepcopy(item), self.tenant, tpath + (j,))
             elif "reason" not in item and not any(k in item for k in FILTER_KINDS):
                 self._missing(tpath + (j, "name"), name, names, "change",
-                              " A new filter needs 'reason' and one of: " + ", ".join(FILTER_KINDS) + ".")
+                              " A new filter needs 'reason' and one of: " + ", ".join(FILTER_KINDS) + ".", off=off)
             else:
                 items.append((copy.deepcopy(item), self.tenant, tpath + (j,)))
         entity["filters"] = [f for f, _, _ in items]
@@ -91,10 +93,17 @@ class _Merger:
         for i, (_, doc, src) in enumerate(items):
             self.loc.graft(mpath + (i,), doc, src)
 
-    def _missing(self, tpath: tuple, name: str, names: list, verb: str, extra: str = "") -> None:
+    def _missing(self, tpath: tuple, name: str, names: list, verb: str, extra: str = "", *,
+                 off: list[str] = ()) -> None:
         entity = tpath[2] if len(tpath) > 2 else "?"
-        hint = did_you_mean(name, [n for n in names if isinstance(n, str)])
+        if name in off:
+            message = f"cannot {verb} filter '{name}': an earlier entry of this list switches it off."
+            self.problems.append(self.tenant_loc.problem(tpath, message + extra))
+            return
+        hint = did_you_mean(name, [n for n in (*names, *off) if isinstance(n, str)])
         known = ", ".join(f"'{n}'" for n in names if isinstance(n, str)) or "none"
+        if off:
+            known += " (switched off above: " + ", ".join(f"'{n}'" for n in off) + ")"
         message = (f"cannot {verb} filter '{name}': the mapping has no such filter in {entity}. "
                    + (hint if hint else f"Its filters are: {known}.") + extra)
         self.problems.append(self.tenant_loc.problem(tpath, message))
