@@ -157,6 +157,13 @@ class _Entity:
                 except re.error as exc:
                     self.report.error(path + ("regex",), f"the regular expression does not compile: {exc.msg}",
                                       offset=exc.pos)
+            for kind in ("in", "not_in"):
+                for k, value in enumerate(spec.get(kind) if isinstance(spec.get(kind), list) else ()):
+                    if isinstance(value, str) and re.fullmatch(r"0\d+", value.strip()):
+                        self.report.warning(path + (kind, k), f"'{value}' is text with a leading zero (YAML 1.2 "
+                                            f"reads {value} as text): it matches the text '{value}' only, not the "
+                                            f"number {int(value)} a number column holds (filters compare values as "
+                                            f"text); write {int(value)} if the column holds numbers")
             bounds = spec.get("range")
             if isinstance(bounds, dict) and all(isinstance(bounds.get(k), (int, float)) for k in ("min", "max")):
                 if bounds["min"] > bounds["max"]:
