@@ -280,6 +280,7 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
                                                     last_sent if state else None)
     progress.advance(sum(len(d.records) for d in data.values()))
     progress.finish("records kept")
+    _name_mapped_fields(tenant, findings)
     t = time.perf_counter()
     upserts: dict[str, list[Change]] = {}
     deletes: dict[str, list[Change]] = {}
@@ -313,6 +314,20 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     timings["plan"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return Prepared(tenant, run_date, data, plan, findings, winners, timings)
+
+
+_MAPPED_FIELD_CODES = frozenset({"invalid_record", "name_too_long"})
+
+
+def _name_mapped_fields(tenant: Tenant, findings: list[Finding]) -> None:
+    """A record refused for a portal field says how the mapping makes that field from the ERP's
+    columns ("role = map_values(Art, 'roles')"): the field's value alone (got None) does not tell
+    the property manager which column of the ERP to correct."""
+    for i, f in enumerate(findings):
+        if f.code in _MAPPED_FIELD_CODES and f.field and f.entity in tenant.entities:
+            expr = tenant.entities[f.entity].fields.get(f.field)
+            if expr is not None and expr.source != f.field:
+                findings[i] = Finding(f.code, f.entity, f.key, f"{f.message} ({f.field} = {expr.source})", f.field)
 
 
 def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findings: list[Finding],

@@ -122,3 +122,14 @@ def test_a_move_out_date_nobody_can_read_never_becomes_an_open_end(ws, both):
     assert "invalid_record" not in third.summary["findings"], third.summary["findings"]
     assert ws.portal()["occupancies"][occupancy]["end_date"] is None
     assert ws.portal()["occupancies"][f"{new}-{person}"]["start_date"] == "2020-03-01"
+
+
+def test_a_refused_field_names_the_mapping_that_makes_it_from_the_erp(ws):
+    """'role' got None says nothing about the ERP: the finding shows role = map_values(Art, 'roles')."""
+    unit = ws.erp_rows("SELECT min(einheitid) AS u FROM einheit WHERE fiktiv = 0 AND typcode = 1")[0]["u"]
+    person = ws.add_person("Codefehler", "Carl")
+    contract = ws.add_contract(unit, "X", "01.01.2026", None, [person])
+    result = ws.run()
+    [invalid] = [f for f in result.findings if f.key == f"{contract}/{person}"]
+    assert (invalid.code, invalid.field) == ("invalid_record", "role")
+    assert invalid.message.endswith("(role = map_values(Art, 'roles'))"), invalid.message
