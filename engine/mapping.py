@@ -96,6 +96,7 @@ class Mapper:
                          for rule in mapping.filters]
         self._key = _key_getter(mapping.key, columns)
         self._columns = None if columns is None else _ColumnBindings(mapping, columns, names, gate_fields)
+        self._source_columns = columns
 
     def map_rows(self, rows: Sequence[Any]) -> None:
         """Map one batch: column by column for tuple rows (see _ColumnBindings), else row by row."""
@@ -153,7 +154,7 @@ class Mapper:
             if filters and (one_filter is None or one_filter(row)) and self._filtered(row, external_id):
                 continue
             if not external_id:
-                self._unkeyed(key_of(row))
+                self._unkeyed(key_of(row), row)
                 continue
             data = {"external_id": external_id}
             if gate is not None:
@@ -213,7 +214,7 @@ class Mapper:
         for i in sorted(b.filtered.keys() | b.unkeyed):
             rule_index = b.filtered.get(i)
             if rule_index is None:
-                self._unkeyed(b.keys[i])
+                self._unkeyed(b.keys[i], rows[i])
                 continue
             rule, _, value_of = self._filters[rule_index]
             out.filtered[rule.name] += 1
@@ -251,7 +252,7 @@ class Mapper:
         if rule_index is not None:
             self._filtered_by(self._filters[rule_index], row, b.ids[i], b.keys[i])
         elif i in b.unkeyed:
-            self._unkeyed(b.keys[i])
+            self._unkeyed(b.keys[i], row)
         else:
             data = {"external_id": b.ids[i], **{name: values[i] for name, values in b.early.items()}} \
                 if b.early else None
@@ -265,9 +266,11 @@ class Mapper:
             out.excluded[external_id] = reason
         out.gated.append((external_id, key, reason, data))
 
-    def _unkeyed(self, key: str) -> None:
-        self.findings.append(Finding("invalid_record", self.mapping.name, key,
-                                     "external_id maps to an empty value", field="external_id"))
+    def _unkeyed(self, key: str, row: Any) -> None:
+        values = row if self._source_columns is None else dict(zip(self._source_columns, row))
+        self.findings.append(Finding("invalid_record", self.mapping.name, "(empty)" if key in (None, "None", "") else key,
+                                     f"external_id maps to an empty value; the row: {_described(values, 4)}",
+                                     field="external_id"))
         self.out.unkeyed["invalid_record"] += 1
 
     def _duplicate(self, external_id: str, key: str, data: dict[str, Any]) -> None:

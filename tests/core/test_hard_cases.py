@@ -614,6 +614,19 @@ def test_a_duplicate_key_says_which_row_was_sent_and_which_was_not(ws):
     assert ws.portal()["users"][str(nr)]["last_name"] == first["nachname"].strip()
 
 
+def test_a_row_without_a_key_is_described_by_its_values(ws):
+    query = ("SELECT a.AdressNr, a.Anrede, a.Titel, a.Vorname, a.Nachname, a.Email, a.Telefon, a.Mobil, a.Sprache "
+             "FROM Adresse a UNION ALL SELECT NULL, 'Frau', NULL, 'Ohne', 'Schluessel', 'ohne@example.de', NULL, "
+             "NULL, 'de'")
+    result = ws.run(ws.tenant(overrides={"entities": {"users": {"query": query}}}))
+    [unkeyed] = [f for f in result.findings if f.code == "invalid_record" and f.field == "external_id"]
+    assert (unkeyed.entity, unkeyed.key) == ("users", "(empty)")
+    described = unkeyed.message.split("the row: ")[1]     # column names as the driver spells them
+    assert [part.split(" ", 1)[1] for part in described.split(", ")][:4] == \
+        ["'Frau'", "'Ohne'", "'Schluessel'", "'ohne@example.de' (external_id = to_text(AdressNr))"]
+    assert unkeyed.message.endswith("(external_id = to_text(AdressNr))")
+
+
 def test_codes_and_numbers_arrive_as_the_erp_writes_them(demo_run):
     """Postal codes and unit numbers keep their leading zeros, country codes are trimmed upper case
     (' de' -> 'DE'), areas are numbers, unit type codes map to the portal's types."""
