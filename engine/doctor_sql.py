@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from engine.classify import CAUSES, classify, message_of
+from engine.config.dialects import URL_FORM, dialect_problem
 from engine.config.model import EntityMapping, SqlSource, Tenant
 from engine.config.secrets import SecretError
 from engine.doctor import Step, check_dns, check_tcp, skipped, step
@@ -27,6 +28,11 @@ ROUND_TRIP = {
     "sqlite": f"SELECT '{UMLAUTS}', CAST('{UMLAUTS}' AS TEXT)",
 }
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+URL_HINT = (f"correct source.url (or the variable or file it references): {URL_FORM}, with a dialect that "
+            "SQLAlchemy can load here (e.g. postgresql, mssql+pyodbc, sqlite)",
+            f"source.url korrigieren (bzw. die Variable oder Datei, auf die es verweist): {URL_FORM}, mit einem "
+            "Dialekt, den SQLAlchemy hier laden kann (z. B. postgresql, mssql+pyodbc, sqlite)")
+"""What to do when source.url cannot be used (English, German)."""
 
 
 @dataclass
@@ -36,7 +42,8 @@ class Probe:
     endpoint: tuple[str, int] | None          # None for a file
     label: str
     login_timeout: float = 15.0
-    setup_error: str | None = None            # the URL's secrets cannot be resolved
+    setup_error: str | None = None            # the URL's secrets cannot be resolved, or it cannot be used
+    url_unusable: bool = False                # setup_error is the URL's own: the driver step fails with it
     texts: dict[str, int] = field(default_factory=dict)     # "entity.column" -> values with umlauts
     garbled: dict[str, int] = field(default_factory=dict)   # "entity.column" -> values with mojibake
 
@@ -51,7 +58,10 @@ def describe(source: SqlSource) -> Probe:
     except SecretError as exc:
         return Probe("unknown", None, str(source.url), setup_error=str(exc))
     except Exception:
-        return Probe("unknown", None, str(source.url), setup_error="source.url is not a valid SQLAlchemy URL")
+        return Probe("unknown", None, str(source.url), setup_error="source.url is not a valid SQLAlchemy URL",
+                     url_unusable=True)
+    if problem := dialect_problem(url.drivername):      # no host and port to try: say what is wrong instead
+        return Probe("unknown", None, str(source.url), setup_error=f"source.url: {problem}", url_unusable=True)
     backend = url.get_backend_name()
     if backend == "sqlite":
         return Probe("sqlite", None, f"SQLite file {url.database}")
@@ -64,7 +74,10 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
     t = describe(source)
     if t.setup_error:
         for name in ("dns", "tcp", "driver", "encryption", "login"):
-            yield skipped(name, name, f"not run: {t.setup_error}")
+            if name == "driver" and t.url_unusable:
+                yield step("driver", "driver / Treiber", "fail", t.setup_error, URL_HINT)
+            else:
+                yield skipped(name, name, f"not run: {t.setup_error}")
         yield from _not_connected(tenant, t.setup_error)
         return
     blocked = None

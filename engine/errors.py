@@ -66,12 +66,12 @@ class ConfigError(SyncError):
     """The tenant or mapping file is invalid. Carries every problem found, best first."""
     exit_code = ExitCode.CONFIG
 
-    def __init__(self, problems: list, message: str | None = None):
+    def __init__(self, problems: list, message: str | None = None, *, hint: str | None = None):
         self.problems = list(problems)
         first = "\n".join(str(p) for p in self.problems[:20])
         more = len(self.problems) - 20
         text = message or (first + (f"\n... and {more} more errors" if more > 0 else ""))
-        super().__init__(text)
+        super().__init__(text, hint=hint)
 
 
 class SecretReferenceError(SyncError):

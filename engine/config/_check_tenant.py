@@ -1,7 +1,8 @@
 """Semantic checks of a tenant file, beyond its schema and its mapping's checks.
 
-The source matches the mapping's kind and is complete; no literal secret hides in a URL or in
-params, and no reference where it would not be resolved; the dedup order names known fields; dates, the cron expression, the time zone and the
+The source matches the mapping's kind and is complete, and its URL names a database dialect that
+SQLAlchemy can load here (engine.config.dialects; references in it are not resolved); no literal
+secret hides in a URL or in params, and no reference where it would not be resolved; the dedup order names known fields; dates, the cron expression, the time zone and the
 window make sense; thresholds are plausible (implausible but possible values are warnings).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from croniter import CroniterError, croniter
 
 from engine.config._report import Report
 from engine.config._text import did_you_mean
+from engine.config.dialects import url_dialect_problem
 from engine.config.model import EmailDedup
 from engine.config.secrets import REFERENCE, SECRET_FIELDS
 
@@ -144,6 +146,8 @@ def _source(source: Any, report: Report, mapping: dict) -> None:
                 names = ", ".join(f"'{k}'" for k in extra)
                 report.error(("source", extra[0]), f"{names} cannot be used together with 'url': give either 'url' "
                                                    "or the SQL Server fields (host, database, username, password, ...)")
+            if isinstance(source["url"], str) and (problem := url_dialect_problem(source["url"])):
+                report.error(("source", "url"), problem)
     params = source.get("params")
     for key, value in (params.items() if isinstance(params, dict) else ()):
         if isinstance(value, str) and _SECRET_KEY.search(str(key)) and value and not REFERENCE.fullmatch(value):

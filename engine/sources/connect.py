@@ -10,7 +10,8 @@
     timeout (pyodbc's Connection.timeout) and the login timeout (SQL_ATTR_LOGIN_TIMEOUT).
 
 pyodbc is imported only here and only for server sources; a missing unixODBC library or driver is
-a `SourceError` that names the package to install. Connection errors themselves are SQLAlchemy's
+a `SourceError` that names the package to install. A URL whose dialect SQLAlchemy cannot load is a
+`ConfigError` (exit code 3), as `validate` says of it. Connection errors themselves are SQLAlchemy's
 (`sqlalchemy.exc.DBAPIError`); `source_error()` turns any of them into a classified SourceError.
 """
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from engine.classify import CAUSES, classify, message_of
+from engine.config.dialects import dialect_problem, known_dialects
 from engine.config.model import SqlServer, SqlSource
 from engine.config.secrets import SecretError
-from engine.errors import SecretReferenceError, SourceError, SyncError
+from engine.errors import ConfigError, SecretReferenceError, SourceError, SyncError
 from engine.redact import redact
 from engine.sources import odbc
 
@@ -79,7 +81,7 @@ def create_sql_engine(source: SqlSource) -> "sqlalchemy.Engine":
         url = source.url.resolve_url()
     except SecretError as exc:
         raise secret_error(exc, "source.url") from None
-    return _url_engine(url, source.query_timeout)
+    return _url_engine(url, source.query_timeout, source.url.references)
 
 
 SQLITE_FILE_HINT = ("the SQLite file does not exist or cannot be read: check the path in source.url "
@@ -184,7 +186,20 @@ def _server_engine(server: SqlServer, query_timeout: int) -> "sqlalchemy.Engine"
     return engine
 
 
-def _url_engine(url_text: str, query_timeout: int) -> "sqlalchemy.Engine":
+def dialect_error(drivername: str, references: list[str]) -> ConfigError | None:
+    """A source.url whose dialect SQLAlchemy cannot load (`postgres://`, a typo): a configuration
+    problem (exit code 3), as `validate` reports it for a URL written in the tenant file; here for
+    one that validate could not read, e.g. given whole by a ${env:...} reference, which is named."""
+    problem = dialect_problem(drivername)
+    if problem is None:
+        return None
+    where = f"source.url ({', '.join(references)})" if references else "source.url"
+    return ConfigError([], f"{where}: {problem}",
+                       hint=f"correct the part before :// in {where}: a dialect, or dialect+driver, that SQLAlchemy "
+                            f"can load here ({', '.join(known_dialects())}), e.g. postgresql+psycopg2:// or mssql+pyodbc://")
+
+
+def _url_engine(url_text: str, query_timeout: int, references: list[str]) -> "sqlalchemy.Engine":
     import sqlalchemy as sa
 
     try:
@@ -193,6 +208,8 @@ def _url_engine(url_text: str, query_timeout: int) -> "sqlalchemy.Engine":
         # The message must not repeat the URL: it may hold a resolved password.
         raise SourceError("source.url is not a valid SQLAlchemy URL (after resolving its secrets)",
                           cause="config", hint="write it as dialect+driver://user:password@host:port/database") from None
+    if error := dialect_error(url.drivername, references):
+        raise error
     connect_args: dict[str, Any] = {}
     backend = url.get_backend_name()
     if backend == "sqlite":

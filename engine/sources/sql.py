@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from sqlalchemy import text
 
 from engine.config.model import EntityMapping, SqlSource
-from engine.errors import SecretReferenceError, SourceError
+from engine.errors import ConfigError, SecretReferenceError, SourceError
 
 log = logging.getLogger(__name__)
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
@@ -43,6 +43,8 @@ class SqlExtractor:
             self._engine = create_sql_engine(source)
         except SecretReferenceError as exc:
             raise SecretReferenceError(f"tenant '{tenant_id}': {exc.message}", hint=exc.hint) from None
+        except ConfigError as exc:          # a URL whose dialect SQLAlchemy cannot load
+            raise ConfigError([], f"tenant '{tenant_id}': {exc.message}", hint=exc.hint) from None
         self._conn = None
 
     def _connection(self):
