@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
 
 EPILOG = """exit codes:
   0 ok   1 validate: invalid files; doctor: a step failed; status: a tenant needs attention
-  2 usage   3 config   4 source   5 target
+  2 usage, or an output file cannot be written   3 config   4 source   5 target
   6 deletes held back   7 tenant locked   8 dedup 'fail'   9 records rejected   10 state store
   70 internal error   130 interrupted (Ctrl-C)   141 the output's reader stopped reading (e.g. | head)
   143 stopped by SIGTERM (the run is recorded as failed and its lock released)"""

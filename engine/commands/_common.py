@@ -5,7 +5,9 @@ import argparse
 import datetime as dt
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from engine.errors import ConfigError
 
@@ -177,16 +179,67 @@ def missing_store(url: str) -> str | None:
 
 
 def check_output(path: Path | None, option: str) -> None:
-    """Fail before the run, not after it, when an output file cannot be written."""
+    """Fail before the run, not after it, when an output file cannot be written (exit code 2).
+    `option` names the file in the message: `--findings`, `--out`, `the plan file`."""
     from engine.errors import UsageError
     if path is None:
         return
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise UsageError(f"{option} {path}: is a folder; give a file name")
+    nearest = next(p for p in (folder, *folder.parents) if p.exists())
+    if not nearest.is_dir():
+        raise UsageError(f"{option} {path}: {nearest} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{option} {path}: cannot create the folder {folder}: {exc.strerror}") from None
     if not os.access(folder, os.W_OK):
         raise UsageError(f"{option} {path}: the folder {folder} is not writable")
+
+
+def output_error(exc: OSError, path: Path, option: str, *, after: str = "", hint: str | None = None):
+    """An output file that check_output let through and that could not be written after all (the
+    disk is full, /dev/full, ...): a UsageError (exit code 2) naming the file and the cause on one
+    line, as check_output's; `after`: what the message adds (for a run: that the run stands)."""
+    from engine.errors import UsageError
+    return UsageError(f"{option} {path}: cannot be written: {exc.strerror or exc}{after}", hint=hint)
+
+
+@contextmanager
+def writing(path: Path, option: str) -> Iterator[None]:
+    """Around writing an output file: an OSError (the disk is full, /dev/full) is output_error's
+    UsageError (exit code 2), not a bug."""
+    try:
+        yield
+    except OSError as exc:
+        raise output_error(exc, path, option) from None
+
+
+def write_report(findings, path: Path | None, option: str, result):
+    """The findings CSV of a run that has been applied and recorded: None when it is written (or
+    not asked for), else the UsageError to print, which says that the run itself stands as
+    recorded (its status unchanged) and only the report failed. The command exits 2 then, as for
+    any output file that cannot be written (README, "Exit codes"), whatever the run's own code was."""
+    from engine.report import write_findings_csv
+    if path is None:
+        return None
+    try:
+        write_findings_csv(findings, path)
+    except OSError as exc:
+        status = result.summary["status"]
+        return output_error(exc, path, f"tenant '{result.summary['tenant']}': {option}",
+                            after=f"; the run itself was applied and recorded (status {status}, exit code "
+                                  f"{result.exit_code} without this), only the report file failed",
+                            hint=f"make room, or give {option} a file that can be written; the next run writes "
+                                 "the report again")
+    return None
+
+
+def with_failure(summary: dict, error) -> dict:
+    """A run's summary (docs/summary.md) as --json prints it: after its report file failed
+    (`error`, from write_report), the run's own fields and status, with the exit code and the
+    error added as a failure's summary has them; else as it is."""
+    if error is None:
+        return summary
+    return {**summary, "exit_code": int(error.exit_code), "error": {"message": error.message, "hint": error.hint}}

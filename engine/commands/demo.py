@@ -27,8 +27,8 @@ def main(args) -> int:
     from engine.demo import generate
     from engine.pipeline import run_tenant
     from engine.progress import Progress
-    from engine.report import render_text, write_findings_csv
-    from engine.commands._common import check_output, open_state
+    from engine.report import render_text
+    from engine.commands._common import check_output, open_state, with_failure, write_report
     check_output(args.findings, "--findings")
     tenant = load_tenant(args.tenant)
     url = str(tenant.source.url) if tenant.source.type == "sql" and tenant.source.url else None
@@ -52,18 +52,24 @@ def main(args) -> int:
         result = run_tenant(tenant, state, progress=Progress())
     finally:
         state.close()
-    write_findings_csv(result.findings, args.findings)
+    report_failed = write_report(result.findings, args.findings, "--findings", result)
     cases = _hard_cases(erp, tenant, result.findings)
     if args.json:
-        json.dump(result.summary, sys.stdout, ensure_ascii=False, indent=2)
+        json.dump(with_failure(result.summary, report_failed), sys.stdout, ensure_ascii=False, indent=2)
         print()
     else:
         print(render_text(result.summary, result.findings))
         if cases:
             print("\n  hard cases of the demo ERP (docs/demo-erp.md): instances, findings on their ERP keys, records sent")
             print("\n".join(cases))
-        print(f"\n  data-quality report: {args.findings}")
+        print()
+        if not report_failed:
+            print(f"  data-quality report: {args.findings}")
         print(f"  portal store: {tenant.target.path}  (run `idwell-sync demo` again: zero writes)")
+    if report_failed:                 # the run stands as recorded; only its report is missing (exit 2)
+        sys.stdout.flush()
+        print(f"idwell-sync demo: error: {report_failed}", file=sys.stderr)
+        return int(report_failed.exit_code)
     return result.exit_code
 
 

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.commands._common import add_tenant_arguments, check_output, load, open_state
+from engine.commands._common import add_tenant_arguments, check_output, load, open_state, writing
 from engine.errors import ExitCode
 
 HELP = "show what a run would change (writes the plan as JSON, writes nothing to the target)"
@@ -22,30 +22,30 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from engine.pipeline import prepare
-    from engine.plan import plan_to_json
     from engine.progress import Progress
-    from engine.report import render_text, summary, write_findings_csv, write_whole
+    from engine.report import render_text, summary, write_findings_csv
     from engine.targets import open_target
 
     check_output(args.findings, "--findings")
     if not args.no_out:
         check_output(args.out, "--out")
     tenant = load(args)
+    out = None if args.no_out else args.out or Path("var/plans") / f"{tenant.id}.json"
+    out_option = "--out" if args.out else "the plan file"
+    if out is not None and args.out is None:
+        check_output(out, out_option)             # the default folder var/plans: a file of that name, say
     state, target = open_state(args, tenant), open_target(tenant, read_only=True)
     try:
         prepared = prepare(tenant, target, state, run_date=args.date, progress=Progress())
     finally:
         target.close()
         state.close()
-    out = None
-    if not args.no_out:
-        out = args.out or Path("var/plans") / f"{tenant.id}.json"
-        made = {"tenant": tenant.id, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "run_date": prepared.run_date.isoformat()}
-        document = {**made, **plan_to_json(prepared.plan)}
-        write_whole(out, lambda fh: json.dump(document, fh, ensure_ascii=False, indent=1, default=str))
+    if out:
+        with writing(out, out_option):
+            write_plan(prepared, tenant, out)
     if args.findings:
-        write_findings_csv(prepared.findings, args.findings)
+        with writing(args.findings, "--findings"):
+            write_findings_csv(prepared.findings, args.findings)
     status = "deletes_held" if prepared.plan.held_reasons else "ok"
     s = summary(prepared, mode="plan", status=status, plan_file=str(out) if out else None)
     if args.json:
@@ -58,3 +58,13 @@ def main(args) -> int:
         if args.findings:
             print(f"  findings written to {args.findings}")
     return ExitCode.OK
+
+
+def write_plan(prepared, tenant, path: Path) -> None:
+    """The plan file (docs/summary.md, "The plan file"), replaced whole."""
+    from engine.plan import plan_to_json
+    from engine.report import write_whole
+    made = {"tenant": tenant.id, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "run_date": prepared.run_date.isoformat()}
+    document = {**made, **plan_to_json(prepared.plan)}
+    write_whole(path, lambda fh: json.dump(document, fh, ensure_ascii=False, indent=1, default=str))

@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from engine.commands._common import add_tenant_arguments, check_output, load, open_state, tenant_path
+from engine.commands._common import (add_tenant_arguments, check_output, load, open_state, tenant_path, with_failure,
+                                     write_report)
 from engine.errors import ConfigError
 
 HELP = "sync one tenant: extract, map, plan and apply to the target"
@@ -25,7 +26,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from engine.pipeline import run_tenant
     from engine.progress import Progress
-    from engine.report import render_text, write_findings_csv
+    from engine.report import render_text
 
     check_output(args.findings, "--findings")
     try:
@@ -38,18 +39,21 @@ def main(args) -> int:
         result = run_tenant(tenant, state, run_date=args.date, allow_deletes=args.allow_deletes, progress=Progress())
     finally:
         state.close()
-    if args.findings:
-        write_findings_csv(result.findings, args.findings)
+    report_failed = write_report(result.findings, args.findings, "--findings", result)
+    code = int(report_failed.exit_code) if report_failed else result.exit_code
     if args.json:
-        json.dump(result.summary, sys.stdout, ensure_ascii=False, indent=2)
+        json.dump(with_failure(result.summary, report_failed), sys.stdout, ensure_ascii=False, indent=2)
         print()
-    elif args.quiet and result.exit_code == 0:
+    elif args.quiet and code == 0:
         pass
     else:
         print(render_text(result.summary, result.findings))
-        if args.findings:
+        if args.findings and not report_failed:
             print(f"\n  findings written to {args.findings}")
-    return result.exit_code
+    if report_failed:
+        sys.stdout.flush()
+        print(f"idwell-sync {args.command}: error: {report_failed}", file=sys.stderr)
+    return code
 
 
 def record_invalid(args, exc: ConfigError) -> None:

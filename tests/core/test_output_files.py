@@ -1,0 +1,55 @@
+"""Output files that cannot be written (docs/summary.md: exit 2, one line naming the file and the
+cause): a plan stops without a traceback; a run that was applied and recorded stays so, says
+that only its report failed and exits 2. The tests run as root, for whom no folder is read-only:
+a path below a regular file stands for a place that cannot be written, /dev/full for a full disk."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+FULL = "/dev/full"                  # every write fails with ENOSPC
+
+
+@pytest.mark.parametrize("case", ["--findings full", "--out full", "--findings below a file", "--out below a file",
+                                  "var/plans is a file"])
+def test_an_output_file_that_cannot_be_written_stops_plan_with_exit_2_and_one_line(ws, case):
+    path = ws.tenant_file()
+    blocker = ws.root / "not-a-folder"
+    blocker.write_text("x")
+    if case == "var/plans is a file":           # the default plan file's folder
+        (ws.root / "var").mkdir()
+        (ws.root / "var" / "plans").write_text("x")
+        args, line = (), ("the plan file var/plans/demo.json: var/plans is a file, not a folder")
+    else:
+        option, where = case.split(" ", 1)
+        file = FULL if where == "full" else str(blocker / "report.csv")
+        args = (option, file)
+        line = f"{option} {file}: " + ("cannot be written: No space left on device" if where == "full"
+                                       else f"{blocker} is a file, not a folder")
+    code, summary, err = ws.cli_json("plan", str(path), "--date", "2026-06-01", *args)
+    assert code == 2, err
+    assert err == f"idwell-sync plan: error: {line}\n"
+    assert (summary["status"], summary["exit_code"], summary["error"]["message"]) == ("failed", 2, line)
+    assert blocker.read_text() == "x"
+
+
+def test_a_run_whose_report_cannot_be_written_is_still_applied_and_recorded_and_exits_2(ws):
+    """The run wrote to the portal and recorded its end before the report failed: its status
+    stays ok (summary, history), the error says so and names the report, and the exit code is 2,
+    also with --quiet, which then prints the summary as for any exit code but 0."""
+    path = ws.tenant_file()
+    code, summary, err = ws.cli_json("run", str(path), "--date", "2026-06-01", "--findings", FULL)
+    assert code == 2, err
+    message = (f"tenant 'demo': --findings {FULL}: cannot be written: No space left on device; the run itself was "
+               "applied and recorded (status ok, exit code 0 without this), only the report file failed")
+    assert f"idwell-sync run: error: {message}\n  what to do: make room, or give --findings a file" in err
+    assert "Traceback" not in err and "internal error" not in err
+    assert (summary["status"], summary["exit_code"], summary["error"]["message"]) == ("ok", 2, message)
+    assert summary["writes"] > 0 and len(ws.portal()["units"]) == summary["entities"]["units"]["create"]
+    latest = json.loads(ws.cli("history", str(path), "--json").stdout)[0]
+    assert (latest["status"], latest["writes"]["create"]) == ("ok", summary["writes"])
+
+    done = ws.cli("run", str(path), "--date", "2026-06-01", "--findings", FULL, "--quiet")
+    assert done.returncode == 2 and "tenant demo: run ok" in done.stdout, done.stderr
+    assert "(status ok, exit code 0 without this)" in done.stderr and "findings written" not in done.stdout
