@@ -93,6 +93,17 @@ def test_an_unknown_dialect_given_by_an_environment_variable_is_a_configuration_
                                    "Did you mean 'psycopg'?" in done.stderr, done.stderr
 
 
+def test_a_reference_that_gives_no_url_at_all_is_a_configuration_error_with_a_readable_hint(tmp_path):
+    """The variable holds no SQLAlchemy URL (a bare host name, say): exit 3 like an unknown
+    dialect, and the hint's example URL is not masked into user:***@ (its password a reference)."""
+    tenant_with_url(tmp_path, "${env:KUNDE_ERP_URL}")
+    done = cli(tmp_path, "plan", "kunde", "--no-out", KUNDE_ERP_URL=f"sql.kunde.example;pwd={PASSWORD}")
+    assert done.returncode == 3, done.stderr
+    assert "source.url is not a valid SQLAlchemy URL (after resolving its secrets)" in done.stderr
+    assert "write it as dialect+driver://user:${env:PASSWORD}@host:port/database" in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
 def test_doctor_fails_at_the_driver_step_for_an_unknown_dialect_without_trying_a_port(tmp_path):
     """doctor used to try TCP port 0 (no default port for a dialect it does not know), then
     crash; now DNS and TCP are not run, the driver step fails with the reason and what to do."""

@@ -21,7 +21,9 @@ from engine.config.secrets import REFERENCE
 _SCHEME = re.compile(r"([\w+]+)://")
 """The start of a URL as sqlalchemy.engine.url.make_url reads it: `dialect[+driver]://`."""
 
-URL_FORM = "dialect+driver://user:password@host:port/database"
+URL_FORM = "dialect+driver://user:${env:PASSWORD}@host:port/database"
+"""The form of a URL, for hints: its password a reference, as a tenant file writes it (a literal
+`user:password@` would be masked in every message, engine.redact)."""
 
 
 def url_dialect_problem(url: str) -> str | None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from engine.classify import CAUSES, classify, message_of
-from engine.config.dialects import dialect_problem, known_dialects
+from engine.config.dialects import URL_FORM, dialect_problem, known_dialects
 from engine.config.model import SqlServer, SqlSource
 from engine.config.secrets import SecretError
 from engine.errors import ConfigError, SecretReferenceError, SourceError, SyncError
@@ -206,8 +206,8 @@ def _url_engine(url_text: str, query_timeout: int, references: list[str]) -> "sq
         url = sa.make_url(url_text)
     except Exception:
         # The message must not repeat the URL: it may hold a resolved password.
-        raise SourceError("source.url is not a valid SQLAlchemy URL (after resolving its secrets)",
-                          cause="config", hint="write it as dialect+driver://user:password@host:port/database") from None
+        raise ConfigError([], "source.url is not a valid SQLAlchemy URL (after resolving its secrets)",
+                          hint=f"write it as {URL_FORM}, the references resolving to its parts") from None
     if error := dialect_error(url.drivername, references):
         raise error
     connect_args: dict[str, Any] = {}
