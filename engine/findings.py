@@ -20,6 +20,7 @@ CATALOGUE: dict[str, tuple[str, bool, str]] = {
     "pseudo_person": ("info", True, "nothing: pseudo persons such as 'Leerstand' are not residents"),
     "vacancy_contract": ("info", True, "nothing: vacancy (Leerstand) contracts have no resident"),
     "filtered": ("info", True, "nothing: excluded by a tenant filter"),
+    "filter_excludes_all": ("warning", False, "check the filters' values in the tenant or mapping file (validate warns about values such as 01 that never match a number)"),
     # references and time
     "orphan_unit": ("error", True, "assign the unit to an existing Objekt (building) in the ERP"),
     "unit_of_excluded_building": ("info", True, "nothing, unless the building should be in the portal"),

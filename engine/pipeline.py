@@ -281,6 +281,7 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     progress.advance(sum(len(d.records) for d in data.values()))
     progress.finish("records kept")
     _name_mapped_fields(tenant, findings)
+    findings.extend(_filters_that_exclude_all(data))
     t = time.perf_counter()
     upserts: dict[str, list[Change]] = {}
     deletes: dict[str, list[Change]] = {}
@@ -314,6 +315,17 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     timings["plan"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return Prepared(tenant, run_date, data, plan, findings, winners, timings)
+
+
+def _filters_that_exclude_all(data: dict[str, EntityData]) -> list[Finding]:
+    """A warning where the filters excluded every row of an entity: almost always a value written
+    so that it never matches (not_in: [01] is text), and the entity then reaches the portal empty,
+    which the deletion guard notices only where the portal has records already."""
+    return [Finding("filter_excludes_all", entity, "-",
+                    f"the filters excluded all {d.extracted:,} rows of {entity} ("
+                    + ", ".join(f"{name} {n:,}" for name, n in d.filtered.most_common())
+                    + f"): nothing of {entity} reaches the portal")
+            for entity, d in data.items() if d.extracted and sum(d.filtered.values()) == d.extracted]
 
 
 _MAPPED_FIELD_CODES = frozenset({"invalid_record", "name_too_long"})

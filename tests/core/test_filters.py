@@ -140,3 +140,17 @@ def test_the_demo_mapping_counts_each_phantom_rule(demo_erp, ws, manifest):
         assert filtered[rule] == len(manifest.keys(code, "einheitid")), rule
     total = sum(len(manifest.keys(c, "einheitid")) for c in ("phantom_by_type", "phantom_by_flag", "phantom_by_name"))
     assert result.summary["entities"]["units"]["excluded"]["phantom_unit"] == total
+
+
+def test_filters_that_exclude_every_row_of_an_entity_are_a_warning(ws):
+    """not_in: ['01', '02'] (YAML 1.2 reads 01 as text) matches no Mandant 1 of the number column:
+    every building is out of scope, and the run says so instead of sending nothing quietly."""
+    filters = [{"name": "other_mandant", "reason": "out_of_scope", "field": "Mandant", "not_in": ["01", "02"]}]
+    result = ws.run(ws.tenant(overrides={"entities": {"buildings": {"filters": filters}}}))
+    buildings = result.summary["entities"]["buildings"]
+    assert buildings["desired"] == 0 and sum(buildings["excluded"].values()) == buildings["extracted"] > 0
+    [warning] = [f for f in result.findings if f.code == "filter_excludes_all"]
+    assert (warning.entity, warning.severity) == ("buildings", "warning")
+    assert f"the filters excluded all {buildings['extracted']:,} rows of buildings (other_mandant " \
+        f"{buildings['excluded']['out_of_scope']:,}, test_objects 1)" in warning.message
+    assert not [f for f in ws.run().findings if f.code == "filter_excludes_all"]     # the demo's own filters
