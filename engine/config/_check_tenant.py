@@ -11,7 +11,7 @@ import datetime as dt
 import re
 import typing
 import zoneinfo
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import unquote_plus
 
 from croniter import CroniterError, croniter
@@ -69,17 +69,23 @@ def _resolved_here(path: tuple) -> bool:
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _reference_names(value: Any, report: Report, path: tuple = ()) -> None:
-    """An error for each ${env:NAME} whose NAME no shell or service manager can set (a space, a
-    dash, a leading digit): the run would only say that it is not set, on the night."""
+def _texts(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """(path, text) of every string in a tenant document, in document order."""
     if isinstance(value, dict):
         for key, item in value.items():
-            _reference_names(item, report, (*path, key))
+            yield from _texts(item, (*path, key))
     elif isinstance(value, list):
         for k, item in enumerate(value):
-            _reference_names(item, report, (*path, k))
-    elif isinstance(value, str) and _resolved_here(path):
-        for kind, name in REFERENCE.findall(value):
+            yield from _texts(item, (*path, k))
+    elif isinstance(value, str):
+        yield path, value
+
+
+def _reference_names(data: dict, report: Report) -> None:
+    """An error for each ${env:NAME} whose NAME no shell or service manager can set (a space, a
+    dash, a leading digit): the run would only say that it is not set, on the night."""
+    for path, text in _texts(data):
+        for kind, name in REFERENCE.findall(text) if _resolved_here(path) else ():
             if kind == "env" and not _ENV_NAME.fullmatch(name):
                 suggestion = re.sub(r"\W", "_", name.strip())
                 report.error(path, f"${{env:{name}}}: '{name}' cannot be the name of an environment variable "
@@ -87,19 +93,15 @@ def _reference_names(value: Any, report: Report, path: tuple = ()) -> None:
                                    f"Environment= cannot set it): write e.g. ${{env:{suggestion}}} and set that")
 
 
-def _unresolved_references(value: Any, report: Report, path: tuple = ()) -> None:
+def _unresolved_references(data: dict, report: Report) -> None:
     """An error for each ${env:...} or ${file:...} where nothing resolves it: it would be sent or
     run as written (a query parameter, an endpoint, a SQL text), not as its value."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _unresolved_references(item, report, (*path, key))
-    elif isinstance(value, list):
-        for k, item in enumerate(value):
-            _unresolved_references(item, report, (*path, k))
-    elif isinstance(value, str) and not _resolved_here(path) and (found := REFERENCE.search(value)):
+    for path, text in _texts(data):
+        if _resolved_here(path) or not (found := REFERENCE.search(text)):
+            continue
         problem = report.loc.problem(path, "")
         if any(p.json_path == problem.json_path for p in report.problems):
-            return                      # e.g. a misspelt field, named once
+            continue                    # e.g. a misspelt field, named once
         report.error(path, f"{found.group(0)} is not resolved here, it would be used as written: references are "
                            f"resolved only in {', '.join(sorted(SECRET_FIELDS))} of source, source.auth and target, "
                            "and in state_url. Write the value itself, or put a credential in the source's auth "
