@@ -21,7 +21,7 @@ from engine.errors import SecretReferenceError, SourceError
 from engine.redact import remember
 
 log = logging.getLogger(__name__)
-RETRY_STATUS = {429, 502, 503, 504}
+RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_ATTEMPTS = 6
 
 
@@ -117,6 +117,10 @@ class ApiExtractor:
         url: str | None = entity.endpoint.lstrip("/")
         page, offset, cursor = pager.start, 0, None
         size = self.source.page_size
+        previous: list | None = None          # the last page's records: a page that repeats them ends or fails
+        short_at: int | None = None           # the page_number page that came back short (the end, or a cap)
+        seen_cursors: set = set()
+        capped = False
         for _ in range(1_000_000):
             query = dict(params)
             if pager.type == "page_number":
@@ -140,24 +144,59 @@ class ApiExtractor:
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': the record selector "
                                   f"{entity.record_selector!r} did not yield a list from {entity.endpoint}",
                                   cause="config", hint="check record_selector against a response (idwell-sync discover)")
+            if pager.type in ("page_number", "offset") and records and records == previous:
+                if len(records) < size:
+                    return                      # the last page again: the API repeats it past the end
+                raise self._paging_error(entity, f"{'page ' + str(page) if pager.type == 'page_number' else 'offset ' + str(offset)} "
+                                         "answered the same records as the page before: the API ignores the "
+                                         f"{'page' if pager.type == 'page_number' else 'offset'} parameter",
+                                         "check the paginator's parameter names against the API's documentation")
+            if short_at is not None and records:
+                raise self._paging_error(entity, f"page {short_at} answered {len(previous or ())} records for "
+                                         f"{pager.size_param or 'pageSize'}={size}, and page {page} more: the API "
+                                         f"caps its pages at {len(previous or ())} records, so page numbers for "
+                                         f"{size} would skip records",
+                                         f"set source.page_size to {len(previous or ())} (or less)")
             if records:
                 yield None, records
             if pager.type == "none":
                 return
             if pager.type in ("page_number", "offset"):
-                if len(records) < size:
+                if not records:                 # asked past the end: every page is read
                     return
-                page, offset = page + 1, offset + len(records)
+                if pager.type == "offset" and previous is not None and len(previous) < size and not capped:
+                    capped = True               # offsets count records: reading on is right, said once
+                    log.warning("tenant '%s': %s: %s answers at most %d records for a limit of %d; reading on "
+                                "until an empty page (set source.page_size to %d to save requests)", self.tenant_id,
+                                entity.name, entity.endpoint, len(previous), size, len(previous))
+                if len(records) < size and pager.type == "page_number":
+                    short_at = page             # the last page, or the API caps its pages: the next one says
+                page, offset, previous = page + 1, offset + len(records), records
             elif pager.type == "cursor":
                 cursor = jmespath.search(pager.cursor_path or "next_cursor", body)
                 if not cursor:
                     return
+                if not isinstance(cursor, (str, int)) or cursor in seen_cursors:
+                    raise self._paging_error(entity, f"the cursor {str(cursor)[:40]!r} came back a second time: "
+                                             "the pages would repeat without end",
+                                             "check cursor_path against a response (idwell-sync discover)")
+                seen_cursors.add(cursor)
             else:
                 nxt = response.links.get("next", {}).get("url")
                 if not nxt:
                     return
                 url, page = self._same_origin(response.url.join(nxt), entity.name), page + 1
+                if url in seen_cursors:
+                    raise self._paging_error(entity, "the next-page link points to a page read already: the "
+                                             "pages would repeat without end", "ask the vendor about the API's Link header")
+                seen_cursors.add(url)
         raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': pagination did not end", cause="config")
+
+    def _paging_error(self, entity: EntityMapping, problem: str, hint: str) -> SourceError:
+        """Paging that cannot end well: stopped, so that the run neither loops for hours nor takes a
+        part of the records for all of them."""
+        return SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {entity.endpoint}: {problem}",
+                           cause="config", hint=hint)
 
     def _same_origin(self, link: httpx.URL, entity: str) -> str:
         """A next-page link, refused unless it stays on base_url's scheme, host and port: every
@@ -196,8 +235,15 @@ class ApiExtractor:
                                   f"for {self.source.base_url}", cause="login_failed",
                                   hint=f"check the credential referenced as {ref}")
             if r.status_code >= 400:
-                raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {r.request.url.path} "
-                                  f"answered {r.status_code}", cause="unknown", retriable=r.status_code >= 500)
+                query = r.request.url.query.decode("ascii", "replace")
+                raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {r.request.url.path}"
+                                  f"{'?' + query if query else ''} answered {r.status_code}"
+                                  + (f" after {attempt} attempts" if r.status_code in RETRY_STATUS else ""),
+                                  cause="unknown", retriable=r.status_code >= 500,
+                                  hint="the API failed on its side: the next run tries again; if it goes on, ask the "
+                                       "vendor" if r.status_code >= 500 else
+                                       "check the endpoint and its parameters against the API's documentation "
+                                       "(idwell-sync discover)")
             return r
         raise AssertionError("unreachable")
 

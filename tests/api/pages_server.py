@@ -12,11 +12,13 @@ from local_http import ServedInThread
 
 class Server(ServedInThread):
     """Answers GET with the page its `pages` maps the path (with query) to: (records, next link or
-    None; `{other}` in a link stands for `other_url`); POST with `post` (status, content type, body).
-    `seen`: (path, X-API-Key) of every request."""
+    None; `{other}` in a link stands for `other_url`; a next written `cursor:VALUE` is sent as the
+    body's `next_cursor` instead), or what `fallback(path)` gives for a path not in `pages`; POST
+    with `post` (status, content type, body). `seen`: (path, X-API-Key) of every request."""
 
     def __init__(self, pages: dict[str, tuple[list[dict], str | None]]):
         self.pages, self.seen = pages, []
+        self.fallback = lambda path: ([], None)
         self.post: tuple[int, str, bytes] = (404, "text/plain", b"no")
         outer = self
 
@@ -26,8 +28,11 @@ class Server(ServedInThread):
 
             def do_GET(self):
                 outer.seen.append((self.path, self.headers.get("X-API-Key")))
-                records, nxt = outer.pages.get(self.path, ([], None))
-                body = ('{"data": [' + ",".join(f'{{"id": {r["id"]}}}' for r in records) + "]}").encode()
+                records, nxt = outer.pages.get(self.path) or outer.fallback(self.path)
+                cursor = nxt[len("cursor:"):] if nxt and nxt.startswith("cursor:") else None
+                nxt = None if cursor else nxt
+                body = ('{"data": [' + ",".join(f'{{"id": {r["id"]}}}' for r in records) + "]"
+                        + (f', "next_cursor": "{cursor}"' if cursor else "") + "}").encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -51,9 +56,10 @@ class Server(ServedInThread):
         self.other_url = ""
 
 
-def read_ids(base_url: str, auth: ApiAuth, paginator: str = "none") -> list[int]:
+def read_ids(base_url: str, auth: ApiAuth, paginator: str = "none", page_size: int | None = None) -> list[int]:
     """The ids the API source reads from /v1/objects (records under `data`) as buildings."""
-    source = ApiSource(type="api", base_url=base_url, auth=auth, timeout=5)
+    source = ApiSource(type="api", base_url=base_url, auth=auth, timeout=5,
+                       **({"page_size": page_size} if page_size else {}))
     entity = EntityMapping(name="buildings", fields={"external_id": compile_expression("to_string(id)")}, key=("id",),
                            endpoint="/v1/objects", record_selector="data", paginator=Paginator(type=paginator))
     extractor = ApiExtractor(source, "api-test", run_date=dt.date(2026, 6, 1))

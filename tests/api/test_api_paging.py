@@ -38,3 +38,85 @@ def test_a_next_link_to_another_server_stops_the_extract_without_sending_it_the_
         message = str(caught.value)
         assert f"points to {other.url}, not to {api.url}" in message and "entity 'buildings'" in message
         assert KEY not in message
+
+
+# -- pages that cannot end well: a cap on the page size, a page or cursor that repeats --------------
+def ids(first: int, count: int) -> list[dict]:
+    return [{"id": i} for i in range(first, first + count)]
+
+
+def capped(path: str, cap: int, total: int, by_offset: bool) -> tuple[list[dict], None]:
+    """An API that answers at most `cap` records however many are asked for (`total` in all)."""
+    from urllib.parse import parse_qs, urlsplit
+    q = {k: int(v[0]) for k, v in parse_qs(urlsplit(path).query).items()}
+    start = q["offset"] if by_offset else (q["page"] - 1) * cap
+    return ids(start + 1, max(0, min(cap, total - start))), None
+
+
+def test_a_page_number_api_that_caps_its_pages_stops_the_extract_with_the_size_to_set(monkeypatch):
+    """Pages of 50 for pageSize=100: taking the short first page for the last would send the
+    first 50 of 120 records and call it the whole extract."""
+    with Server({}) as api:
+        api.fallback = lambda path: capped(path, 50, 120, by_offset=False)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number", page_size=100)
+        assert "page 1 answered 50 records for pageSize=100, and page 2 more: the API caps its pages at 50" \
+            in caught.value.message
+        assert caught.value.hint == "set source.page_size to 50 (or less)"
+
+
+def test_an_offset_api_that_caps_its_pages_is_read_to_the_end(monkeypatch, caplog):
+    with Server({}) as api:
+        api.fallback = lambda path: capped(path, 50, 120, by_offset=True)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "offset", page_size=100)
+    assert got == list(range(1, 121))
+    assert "answers at most 50 records for a limit of 100" in caplog.text
+
+
+def test_the_last_short_page_ends_the_extract_after_one_empty_page(monkeypatch):
+    with Server({}) as api:
+        api.fallback = lambda path: capped(path, 100, 130, by_offset=False)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        assert read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number",
+                        page_size=100) == list(range(1, 131))
+        assert [p for p, _ in api.seen] == [f"/v1/objects?page={n}&pageSize=100" for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("paginator", ["page_number", "offset"])
+def test_an_api_that_ignores_the_page_parameter_stops_at_the_second_page(monkeypatch, paginator):
+    with Server({}) as api:
+        api.fallback = lambda path: (ids(1, 100), None)              # page 1, whatever is asked
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), paginator, page_size=100)
+        assert len(api.seen) == 2
+        assert "answered the same records as the page before: the API ignores the" in caught.value.message
+
+
+def test_an_api_that_repeats_its_last_page_past_the_end_is_read_once(monkeypatch):
+    with Server({}) as api:
+        api.fallback = lambda path: capped(path, 100, 130, by_offset=False) if "page=1&" in path else (ids(101, 30), None)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        assert read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number",
+                        page_size=100) == list(range(1, 131))
+
+
+def test_a_cursor_that_comes_back_stops_the_extract_instead_of_looping(monkeypatch):
+    with Server({}) as api:
+        api.pages.update({"/v1/objects": (ids(1, 2), "cursor:0"), "/v1/objects?cursor=0": (ids(3, 2), "cursor:0")})
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "cursor")
+        assert "the cursor '0' came back a second time" in caught.value.message
+        assert len(api.seen) == 2
+
+
+def test_a_link_header_back_to_a_page_read_already_stops_the_extract(monkeypatch):
+    with Server({}) as api:
+        api.pages.update({"/v1/objects": (ids(1, 1), "/v1/objects?after=1"),
+                          "/v1/objects?after=1": (ids(2, 1), "/v1/objects?after=1")})
+        with pytest.raises(SourceError) as caught:
+            extract(api.url, monkeypatch)
+        assert "the next-page link points to a page read already" in caught.value.message

@@ -105,10 +105,10 @@ def test_a_name_no_api_record_has_is_warned_about_with_the_name_it_may_mean(erp,
            "'titel' (did you mean 'title'?)" in warnings[0]
 
 
-def test_retries_on_503_and_429_give_the_same_result(erp, tmp_path, monkeypatch):
+def test_retries_on_503_429_and_500_give_the_same_result(erp, tmp_path, monkeypatch):
     monkeypatch.setenv("CC_KEY", KEY)
     portals = []
-    for fail_every, status in ((0, 503), (4, 503), (5, 429)):
+    for fail_every, status in ((0, 503), (4, 503), (5, 429), (6, 500)):
         folder = tmp_path / f"f{fail_every}"
         with CloudConnect(str(erp), KEY, fail_every=fail_every, fail_status=status) as cc:
             api = _tenant(folder, "flaky", {"type": "api", "base_url": cc.url, "page_size": 100,
@@ -117,7 +117,7 @@ def test_retries_on_503_and_429_give_the_same_result(erp, tmp_path, monkeypatch)
             portals.append(_sync(api, folder)[1])
             if fail_every:
                 assert cc.failures > 0
-    assert portals[0] == portals[1] == portals[2]
+    assert portals[0] == portals[1] == portals[2] == portals[3]
 
 
 def test_a_wrong_api_key_stops_the_run_naming_the_reference_not_the_value(erp, tmp_path):
