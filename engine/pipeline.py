@@ -510,7 +510,8 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                     s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes) \
                         if prepared and applied else None
                     held = "deletes held back: " + "; ".join(prepared.plan.held_reasons) \
-                        if status == "deletes_held" else None          # the history says why, as for a failure
+                        if status in ("deletes_held", "rejected") and prepared.plan.held_reasons else None
+                    # the history says why, as for a failure; refused records (exit 9) do not hide held deletes
                     if run_id is not None:              # None: its start could not be recorded
                         state.finish_run(run_id, status=status, summary=s,
                                          extracted=prepared.extracted if prepared else None,

@@ -207,9 +207,10 @@ def judge(last, lock, stale: str | None, scheduled_at: dt.datetime | None,
     if last.status == "running":                        # no live run holds the lock: it ended without a word
         why = f"its lock is stale: {stale}" if stale else "no run holds the tenant's lock"
         return "failed", f"ended without finishing ({why}); the next run records it as failed"
-    if last.status == "rejected" and not last.message:
+    if last.status == "rejected":                       # with the deletes it held back, if any (its message)
         refused = history_entry(last)["rejected"]
-        return "rejected", f"the portal refused {count_text(refused)} records; the next run sends them again"
+        return "rejected", f"the portal refused {count_text(refused)} records; the next run sends them again" + \
+            (f"; {last.message}" if last.message else "")
     return last.status, last.message
 
 

@@ -3,6 +3,7 @@ a unit deleted in the ERP is archived with its occupancies, and the deletion gua
 when an extract looks incomplete or a threshold trips (exit 6)."""
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -393,3 +394,30 @@ def test_a_state_store_that_fails_at_the_end_of_a_run_with_deletes_held_is_told(
     monkeypatch.setattr(StateStore, "finish_run", broken)
     with pytest.raises(StateError, match="disk full"):
         ws.run()
+
+
+def test_refused_records_do_not_hide_deletes_held_back_in_the_same_run(ws):
+    """Exit 9 takes precedence over 6; the history and status still say that deletes wait."""
+    from engine.targets.local import LocalStore
+    ws.run()
+    before = ws.portal()
+    units = sorted(before["units"])
+    victims = units[: int(0.10 * len(units)) + 1]               # over tenants/demo.yaml's max_share
+    ws.erp_execute(f"DELETE FROM einheit WHERE einheitid IN ({','.join(victims)})")
+    user_id = next(u for u in sorted(before["users"]) if "+" not in u
+                   and not {o["unit_id"] for o in before.occupancies_of_user(u)} & set(victims))
+    ws.erp_execute(("UPDATE adresse SET email = 'vergeben@example.de' WHERE adressnr = ?", (int(user_id),)))
+    store = LocalStore(ws.portal_path)
+    store.add_manual_user(last_name="Von Hand", email="vergeben@example.de")     # made by hand in the portal
+    store.close()
+
+    result = ws.run()
+    assert result.exit_code == 9 and result.summary["status"] == "rejected"
+    assert result.summary["deletes_held"]
+    [last] = json.loads(ws.cli("history", "demo", "--json", "--limit", "1").stdout)
+    assert last["status"] == "rejected" and last["message"].startswith("deletes held back: units: ")
+    status = ws.cli("status", "--json", "--tenants-dir", str(ws.root / "tenants"))
+    [entry] = [e for e in json.loads(status.stdout) if e["tenant"] == "demo"]
+    assert entry["verdict"] == "rejected"
+    assert entry["message"].startswith("the portal refused 1 records; the next run sends them again; "
+                                       "deletes held back: units: ")
