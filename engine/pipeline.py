@@ -471,6 +471,16 @@ class RunResult:
     applied: Applied
 
 
+def _accepted(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
+    """What the portal accepted of a run that failed or was stopped while applying, per entity and
+    action, for the run history (its writes are not null: the portal did change)."""
+    counts: dict[str, Counter] = {}
+    for o in outcomes:
+        if o.ok:
+            counts.setdefault(o.change.entity, Counter())[o.change.action] += 1
+    return {e: dict(c) for e, c in counts.items()}
+
+
 def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_deletes: bool = False,
                progress: Progress | None = None, target=None) -> RunResult:
     """The whole run under the tenant's lock, recorded in the run history."""
@@ -480,7 +490,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
 
     with state.lock(tenant.id):
         status, prepared, applied, failure = "failed", None, None, None     # failure: why, for the history
-        own_target, run_id = target is None, None
+        own_target, run_id, partial = target is None, None, None
         try:
             with whole():               # a stop as the row is written takes effect here, so the row is closed
                 run_id = state.start_run(tenant.id, allow_deletes=allow_deletes)
@@ -515,6 +525,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                     if run_id is not None:              # None: its start could not be recorded
                         state.finish_run(run_id, status=status, summary=s,
                                          extracted=prepared.extracted if prepared else None,
+                                         counts=None if s is not None or not partial else _accepted(partial),
                                          message=failure or held)
             except StateError as exc:
                 if failure is None:                     # the run itself went through: the store's failure counts

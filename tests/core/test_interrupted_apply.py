@@ -48,6 +48,26 @@ def test_writes_accepted_before_a_failure_are_not_reported_as_drift_later(ws):
     assert [f for f in night3.findings if f.code == "drift"] == []
 
 
+def test_a_run_that_failed_while_applying_shows_in_the_history_what_the_portal_accepted(ws):
+    """Its writes are not null (nothing written) but what the portal accepted before the failure."""
+    import json
+    tenant = ws.tenant()
+    target, state = FailsHalfway(ws.portal_path), ws.state()
+    try:
+        with pytest.raises(TargetError):
+            run_tenant(tenant, state, run_date=RUN_DATE, target=target)
+    finally:
+        target.close()
+        state.close()
+    accepted = sum(len(records) for records in ws.portal().records.values())
+    [failed] = json.loads(ws.cli("history", "demo", "--json").stdout)
+    assert failed["status"] == "failed" and "the portal stopped answering" in failed["message"]
+    assert failed["writes"] == {"create": accepted, "update": 0, "delete": 0} and accepted > 0
+    [entry] = [e for e in json.loads(ws.cli("status", "--json", "--tenants-dir", str(ws.root / "tenants")).stdout)
+               if e["tenant"] == "demo"]
+    assert entry["last_run"]["writes"] == failed["writes"], entry
+
+
 def test_a_disk_that_fills_during_a_run_is_named_with_the_tenant_and_the_next_run_writes_it_all(ws):
     """The local store's disk fills (SQLite's max_page_count on the target's own connection):
     the run fails with the target's error, which names the tenant, the store and SQLite's
