@@ -46,10 +46,24 @@ class _Auth(httpx.Auth):
                     "client_secret": self._secret(a.client_secret)}
             if a.scope:
                 data["scope"] = a.scope
-            try:
-                r = httpx.post(a.token_url, data=data, timeout=self.source.timeout)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                raise _transport_error(exc, f"tenant '{self.tenant_id}': the token endpoint", a.token_url) from None
+            for attempt in range(1, MAX_ATTEMPTS + 1):     # a token endpoint is as flaky as the API
+                try:
+                    r = httpx.post(a.token_url, data=data, timeout=self.source.timeout)
+                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                    if attempt == MAX_ATTEMPTS:
+                        raise _transport_error(exc, f"tenant '{self.tenant_id}': the token endpoint",
+                                               a.token_url) from None
+                    time.sleep(_backoff(attempt))
+                    continue
+                if r.status_code in RETRY_STATUS and attempt < MAX_ATTEMPTS:
+                    time.sleep(_retry_after(r) or _backoff(attempt))
+                    continue
+                break
+            if r.status_code in RETRY_STATUS or r.status_code >= 500:
+                raise SourceError(f"tenant '{self.tenant_id}': the token endpoint {a.token_url} answered "
+                                  f"{r.status_code} after {attempt} attempts", cause="unknown", retriable=True,
+                                  hint="the API's login service is failing on its side: the next run tries again; "
+                                       "if it goes on, ask the vendor")
             if r.status_code != 200:
                 raise SourceError(f"tenant '{self.tenant_id}': the token endpoint {a.token_url} answered "
                                   f"{r.status_code}", cause="login_failed",

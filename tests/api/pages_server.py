@@ -14,12 +14,13 @@ class Server(ServedInThread):
     """Answers GET with the page its `pages` maps the path (with query) to: (records, next link or
     None; `{other}` in a link stands for `other_url`; a next written `cursor:VALUE` is sent as the
     body's `next_cursor` instead), or what `fallback(path)` gives for a path not in `pages`; POST
-    with `post` (status, content type, body). `seen`: (path, X-API-Key) of every request."""
+    with the first of `posts`, then with `post` (status, content type, body). `seen`: (path, X-API-Key) of every request."""
 
     def __init__(self, pages: dict[str, tuple[list[dict], str | None]]):
         self.pages, self.seen = pages, []
         self.fallback = lambda path: ([], None)
         self.post: tuple[int, str, bytes] = (404, "text/plain", b"no")
+        self.posts: list[tuple[int, str, bytes]] = []       # answered first, one each, before `post`
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,7 +45,7 @@ class Server(ServedInThread):
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 outer.seen.append((self.path, self.headers.get("X-API-Key")))
-                status, content_type, body = outer.post
+                status, content_type, body = outer.posts.pop(0) if outer.posts else outer.post
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))

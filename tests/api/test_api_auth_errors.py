@@ -45,6 +45,27 @@ def test_a_token_endpoint_answering_no_token_is_a_login_failure_that_says_what_t
     assert [path for path, _ in api.seen] == ["/token"], "no request to the API without a token"
 
 
+TOKEN = (200, "application/json", b'{"access_token": "tok-abc-123", "expires_in": 600}')
+UNAVAILABLE = (503, "application/json", b'{"error": "try again"}')
+
+
+def test_a_token_endpoint_that_fails_once_is_asked_again():
+    with Server({"/v1/objects": ([{"id": 1}], None)}) as api:
+        api.posts, api.post = [UNAVAILABLE, (500, "text/plain", b"oops")], TOKEN
+        assert read_ids(api.url, oauth(f"{api.url}/token")) == [1]
+        assert [path for path, _ in api.seen] == ["/token", "/token", "/token", "/v1/objects"]
+
+
+def test_a_token_endpoint_that_keeps_failing_does_not_send_the_team_to_check_the_secret():
+    with Server({}) as api:
+        api.post = UNAVAILABLE
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, oauth(f"{api.url}/token"))
+    assert f"the token endpoint {api.url}/token answered 503 after 6 attempts" in caught.value.message
+    assert "failing on its side" in caught.value.hint and "secret" not in caught.value.hint
+    assert caught.value.exit_code == ExitCode.SOURCE
+
+
 def test_a_token_endpoint_that_is_not_there_is_named_not_base_url():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
