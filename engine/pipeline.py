@@ -517,7 +517,8 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             s = None
             try:                                        # the history first: closing a target may wait
                 with whole():                           # a stop while the summary is made waits for the row too
-                    s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes) \
+                    s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes,
+                                retries=target.retries() if hasattr(target, "retries") else None) \
                         if prepared and applied else None
                     held = "deletes held back: " + "; ".join(prepared.plan.held_reasons) \
                         if status in ("deletes_held", "rejected") and prepared.plan.held_reasons else None

@@ -15,7 +15,9 @@ SUMMARY_VERSION = 1
 
 
 def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | None = None,
-            allow_deletes: bool = False) -> dict[str, Any]:
+            allow_deletes: bool = False, retries: dict | None = None) -> dict[str, Any]:
+    """The documented summary object (docs/summary.md). `retries`: the import API's requests sent
+    again (engine.targets.idwell.IdwellTarget.retries), None when there were none."""
     plan = prepared.plan
     excluded: dict[str, Counter] = {e: Counter(d.excluded.values()) + d.unkeyed for e, d in prepared.data.items()}
     rejected = Counter(o.change.entity for o in applied.rejected) if applied else Counter()
@@ -39,6 +41,7 @@ def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | 
         "drift": {e: dict(sorted(c.items())) for e, c in plan.drift.items() if c},
         "findings": count_by_code(prepared.findings),
         "plan_file": plan_file,
+        "retries": retries,
         "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
     }
 
@@ -60,6 +63,11 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
                      f"{c['create']:>7,}{c['update']:>7,}{c['delete']:>7,}{c['unchanged']:>8,}{c['held']:>6,}{c['rejected']:>8,}")
     lines.append("")
     lines.append(f"  {s['writes']:,} writes {verb}.")
+    if s.get("retries"):
+        r = s["retries"]
+        lines.append(f"  the import API was asked again {r['requests']:,} times ("
+                     + ", ".join(f"{why} {n:,}" for why, n in r["by_reason"].items())
+                     + f"), {r['waited_s']:,} s waiting: the portal or the network was throttling or failing")
     if s["deletes_held"]:
         lines.append("  DELETES HELD BACK (if they are intended: `idwell-sync run` the tenant with --allow-deletes):")
         lines += [f"    - {r}" for r in s["deletes_held"]]

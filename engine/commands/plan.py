@@ -37,6 +37,7 @@ def main(args) -> int:
     state, target = open_state(args, tenant), open_target(tenant, read_only=True)
     try:
         prepared = prepare(tenant, target, state, run_date=args.date, progress=Progress())
+        retries = target.retries() if hasattr(target, "retries") else None
     finally:
         target.close()
         state.close()
@@ -47,7 +48,7 @@ def main(args) -> int:
         with writing(args.findings, "--findings"):
             write_findings_csv(prepared.findings, args.findings)
     status = "deletes_held" if prepared.plan.held_reasons else "ok"
-    s = summary(prepared, mode="plan", status=status, plan_file=str(out) if out else None)
+    s = summary(prepared, mode="plan", status=status, plan_file=str(out) if out else None, retries=retries)
     if args.json:
         json.dump(s, sys.stdout, ensure_ascii=False, indent=2)
         print()

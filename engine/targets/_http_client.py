@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import random
 import threading
+from collections import Counter
 import time
 from typing import Any, Callable
 
@@ -90,6 +91,9 @@ class ApiClient:
         self.limiter = RateLimiter(rate_limit, sleep=sleep)
         self._sleep = sleep
         self._rng = random.Random()
+        self._counted = threading.Lock()
+        self.retried: Counter = Counter()       # why a request was sent again -> how often
+        self.waited = 0.0                       # seconds spent waiting before those retries
         self._http = httpx.Client(
             base_url=self.base_url + "/", timeout=timeout, transport=transport,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
@@ -98,9 +102,12 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json: Any = None, content: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
-        last = ""
+        last = reason = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
+                with self._counted:
+                    self.retried[reason] += 1
+                    self.waited += wait
                 self._sleep(wait)
             self.limiter.wait()
             if self._stopping.is_set():
@@ -111,20 +118,21 @@ class ApiClient:
                 response = self._http.request(method, path.lstrip("/"), params=params, json=json, content=content,
                                               headers=headers)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                reason = type(exc).__name__        # counted by kind; the error says the whole of it
+                last = f"{reason}: {exc}" if str(exc) else reason
                 wait = backoff(attempt, self._rng, self.backoff_base)
                 continue
             status = response.status_code
             if status in (401, 403):
                 raise self._auth_error(response)
             if status == 429:
-                last = "429 rate_limited"
+                last = reason = "429 rate_limited"
                 after = retry_after(response)
                 wait = after if after is not None else backoff(attempt, self._rng, self.backoff_base)
                 self.limiter.pause(wait)
                 continue
             if status in RETRY_STATUSES:
-                last = f"{status} {_error_code(response) or response.reason_phrase}"
+                last = reason = f"{status} {_error_code(response) or response.reason_phrase}"
                 wait = backoff(attempt, self._rng, self.backoff_base)
                 continue
             return response

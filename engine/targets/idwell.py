@@ -150,6 +150,15 @@ class IdwellTarget:
                            f"{self.client.base_url} to {method} {path}: {detail}",
                            hint="check the target's base_url (it ends in /import/v1)")
 
+    def retries(self) -> dict | None:
+        """The requests sent again so far (timeouts, 429, 5xx) and the time waited before them;
+        None when every request was answered the first time."""
+        client = self.client
+        if not client.retried:
+            return None
+        return {"requests": sum(client.retried.values()), "waited_s": round(client.waited, 1),
+                "by_reason": dict(client.retried.most_common())}
+
     def close(self) -> None:
         self.client.stop()                  # batches waiting to be retried give up: closing does not wait for them
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -47,6 +47,7 @@ def test_demo_tenant_pointed_at_the_sandbox_gives_the_local_store_state(
     assert portal_state(sandbox.data) == expected_portal
     again = workspace.run()
     assert again.code == ExitCode.OK and again.summary["writes"] == 0
+    assert first.summary["retries"] is None and again.summary["retries"] is None
 
 
 def test_faults_do_not_change_the_result_nor_write_anything_twice(portal_state, workspace, tmp_path, expected_portal):
@@ -57,6 +58,11 @@ def test_faults_do_not_change_the_result_nor_write_anything_twice(portal_state, 
         assert run.code == ExitCode.OK, run.stderr
         assert portal_state(sb.data) == expected_portal
         log = list(read_write_log(sb.write_log))
+    retries = run.summary["retries"]                     # the run says the portal throttled and failed
+    assert retries["requests"] == sum(retries["by_reason"].values()) > 0 and retries["waited_s"] > 0
+    assert {"429 rate_limited", "503 unavailable"} <= set(retries["by_reason"]), retries
+    from engine.report import render_text
+    assert f"the import API was asked again {retries['requests']:,} times (" in render_text(run.summary, [])
     total = sum(len(r) for r in expected_portal.values())
     writes = writes_by_record(sb.write_log)
     assert len(writes) == total
