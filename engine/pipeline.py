@@ -297,8 +297,12 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         managed[entity] = len(current)
         def last_written(ids: list[str], entity: str = entity) -> dict:
             return state.last_written(tenant.id, entity, ids) if state else {}
+
+        def pending(ids: list[str], entity: str = entity) -> dict:
+            return state.pending_written(tenant.id, entity, ids) if state else {}
         upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
-            diff_entity(entity, data[entity].records, current, last_written, findings, data[entity].packed_rows)
+            diff_entity(entity, data[entity].records, current, last_written, findings, data[entity].packed_rows,
+                        pending)
         if entity == "users":
             releases = email_releases(data[entity].records, current)
         del current                 # one entity's portal records in memory at a time
@@ -442,8 +446,13 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
     return Applied(outcomes, rejected)
 
 
-def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete: bool = True) -> None:
-    """Remember what was written (drift detection) and, after a complete apply, the e-mail winners."""
+def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete: bool = True,
+           in_flight: list[Change] = ()) -> None:
+    """Remember what was written (drift detection) and, after a complete apply, the e-mail winners.
+    `in_flight`: changes sent without an answer (a run stopped part-way), remembered as pending.
+    A complete run settles the pending records: one it did not write again and the portal did not
+    refuse is as desired in the portal now (the plan found it unchanged), so that is what the
+    engine last wrote; then the pending records are forgotten."""
     written: dict[str, dict[str, dict]] = {e: {} for e in ENTITIES}   # the last accepted write per record
     gone: dict[str, list[str]] = {e: [] for e in ENTITIES}
     for o in applied.outcomes:
@@ -454,8 +463,19 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
                 written[c.entity].pop(c.external_id, None)
             else:
                 written[c.entity][c.external_id] = c.record
+    refused_ids = {(o.change.entity, o.change.external_id) for o in applied.rejected}
+    tenant_id = prepared.tenant.id
     for entity in ENTITIES:
-        state.remember_written(prepared.tenant.id, entity, list(written[entity].values()), gone[entity])
+        pending = state.pending_written(tenant_id, entity) if complete else {}
+        records = prepared.data[entity].records
+        settled = [records[i].data for i in pending
+                   if i in records and i not in written[entity] and (entity, i) not in refused_ids]
+        state.remember_written(tenant_id, entity, [*written[entity].values(), *settled], gone[entity])
+        if pending:
+            state.forget_pending(tenant_id, entity)
+        if not complete:
+            state.remember_pending(tenant_id, entity, [c.record for c in in_flight
+                                                       if c.entity == entity and c.action != "delete"])
     if complete:
         refused = {o.change.external_id for o in applied.rejected if o.change.entity == "users"}
         state.replace_winners(prepared.tenant.id, {email: winner for email, winner in prepared.winners.items()
@@ -501,9 +521,11 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                 applied = apply(prepared, target, progress)
             except BaseException as exc:                # an interruption too (SIGTERM, Ctrl-C)
                 partial = getattr(exc, "partial_outcomes", None)
-                if partial:   # remember what the portal accepted, or the next run calls it drift
+                in_flight = getattr(exc, "in_flight", None) or []
+                if partial or in_flight:  # remember what the portal accepted, or the next run calls it drift
                     with whole():
-                        record(prepared, Applied(partial, []), state, run_id, complete=False)
+                        record(prepared, Applied(partial or [], []), state, run_id, complete=False,
+                               in_flight=in_flight)
                 raise
             prepared.timings["apply"] = time.perf_counter() - t
             prepared.timings["total"] += prepared.timings["apply"]

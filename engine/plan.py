@@ -47,7 +47,8 @@ class Plan:
 
 def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
                 last_written: Callable[[list[str]], Mapping[str, dict[str, Any]]],
-                findings: list[Finding], known: Mapping[str, bytes] | None = None
+                findings: list[Finding], known: Mapping[str, bytes] | None = None,
+                pending: Callable[[list[str]], Mapping[str, dict[str, Any]]] | None = None
                 ) -> tuple[list[Change], list[Change], int, Counter]:
     """(upserts, deletes, unchanged count, drift counter) for one entity.
 
@@ -55,7 +56,9 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     contract.fields order), or packed, when only the records that differ are read in full;
     `known`: desired records packed already (EntityData.packed_rows). `last_written(ids)`
     returns what the engine last wrote for those ids; it is asked only for the records that
-    differ, so a run that changes little reads little of the state store."""
+    differ, so a run that changes little reads little of the state store. `pending(ids)`: what
+    the engine sent without an answer (a run stopped mid-batch): a portal value equal to it is
+    the engine's own write, not an edit in the portal."""
     names = contract.fields(entity)
     drift: Counter = Counter()
     ids, recs = list(desired), list(desired.values())
@@ -87,11 +90,13 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
         upserts.append(Change(entity, "update", external_id, data, changed, before, rec.key))
     updates = [c for c in upserts if c.action == "update"]
     last = last_written([c.external_id for c in updates]) if updates else {}
+    sent = pending([c.external_id for c in updates]) if updates and pending is not None else {}
     for c in updates:
         before = last.get(c.external_id)
         if before is None:
             continue
-        edited = [n for n in c.changed if c.before.get(n) != before.get(n)]
+        maybe = sent.get(c.external_id, before)
+        edited = [n for n in c.changed if c.before.get(n) != before.get(n) and c.before.get(n) != maybe.get(n)]
         if edited:
             drift.update(edited)
             findings.append(Finding("drift", entity, c.key,

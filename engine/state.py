@@ -181,6 +181,12 @@ class StateStore:
             sa.Column("entity", sa.String(20), primary_key=True),
             sa.Column("external_id", sa.String(200), primary_key=True),
             sa.Column("record", sa.Text, nullable=False))
+        self._pending = sa.Table(              # sent, but the answer never came (a run stopped mid-batch)
+            f"{p}pending_writes", m,
+            sa.Column("tenant", sa.String(200), primary_key=True),
+            sa.Column("entity", sa.String(20), primary_key=True),
+            sa.Column("external_id", sa.String(200), primary_key=True),
+            sa.Column("record", sa.Text, nullable=False))
         self._locks = sa.Table(
             f"{p}locks", m,
             sa.Column("tenant", sa.String(200), primary_key=True),
@@ -193,7 +199,8 @@ class StateStore:
             self._create(schema)
         else:                                       # a failure here is one to open the store (open_store)
             inspector = sa.inspect(self.engine)
-            self._missing = {t.name for t in (self._runs, self._locks) if not inspector.has_table(t.name, schema=schema)}
+            self._missing = {t.name for t in (self._runs, self._locks, self._pending)
+                             if not inspector.has_table(t.name, schema=schema)}
 
     def _create(self, schema: str | None) -> None:
         for attempt in (1, 2):          # two processes creating the tables at once: the loser retries
@@ -386,6 +393,41 @@ class StateStore:
             # fresh statistics, or PostgreSQL's planner may scan a tenant's rows for each id lookup
             with self._failing(tenant, doing), self.engine.begin() as c:
                 c.exec_driver_sql(f"ANALYZE {table.fullname}")
+
+    def remember_pending(self, tenant: str, entity: str, records: Iterable[Mapping[str, Any]]) -> None:
+        """Records sent to the portal whose answer never came (a run stopped with batches in flight):
+        the portal may hold them or not. The next run's drift check takes such a value for one the
+        engine wrote, not for an edit in the portal; the next complete run settles them
+        (engine.pipeline.record) and forgets them (forget_pending)."""
+        stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record"])
+        rows = [{"tenant": tenant, "entity": entity, "external_id": r["external_id"], "record": _dump(r)}
+                for r in records]
+        if rows:
+            with self._failing(tenant, f"record the writes in flight ({entity}) in"), self.engine.begin() as c:
+                c.execute(stmt, rows)
+
+    def pending_written(self, tenant: str, entity: str,
+                        external_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """external_id -> the record sent without an answer (remember_pending), for those of
+        `external_ids` (None: all of the entity's; they are few, a run's batches in flight)."""
+        if self._pending.name in self._missing:
+            return {}
+        q, out = self._pending.c, {}
+        where = [q.tenant == tenant, q.entity == entity]
+        with self._failing(tenant, f"read the writes in flight ({entity}) from"), self.engine.connect() as c:
+            if external_ids is None:
+                return {i: json.loads(rec) for i, rec in c.execute(sa.select(q.external_id, q.record).where(*where))}
+            ids = list(external_ids)
+            for start in range(0, len(ids), 2000):
+                rows = c.execute(sa.select(q.external_id, q.record).where(
+                    *where, q.external_id.in_(ids[start:start + 2000])))
+                out.update((i, json.loads(rec)) for i, rec in rows)
+        return out
+
+    def forget_pending(self, tenant: str, entity: str) -> None:
+        q = self._pending.c
+        with self._failing(tenant, f"forget the writes in flight ({entity}) in"), self.engine.begin() as c:
+            c.execute(self._pending.delete().where(q.tenant == tenant, q.entity == entity))
 
     def _upsert(self, table: sa.Table, keys: list[str], values: list[str]):
         name = self.engine.dialect.name

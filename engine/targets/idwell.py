@@ -75,11 +75,12 @@ class IdwellTarget:
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
         """Batches sent `concurrency` at a time, a group (entity and action) after the other. A
         failure or an interruption part-way carries the outcomes of every batch answered before
-        it (`partial_outcomes`); a batch still in flight then is not known (the next run sees
-        what it wrote)."""
+        it (`partial_outcomes`) and the changes of the batches sent but not answered (`in_flight`:
+        the portal may have written them or not; the next run sees which)."""
         call = next(self._calls)
         outcomes: list[Outcome | None] = [None] * len(changes)
         futures: dict = {}
+        ends: dict = {}                   # future -> the end of its batch in `changes`
         taken: set = set()
 
         def take(f) -> None:              # a batch's answer into `outcomes`
@@ -94,7 +95,8 @@ class IdwellTarget:
                 futures = {}
                 for lo in range(start, end, self.batch_size):
                     hi = min(lo + self.batch_size, end)
-                    futures[self._pool.submit(self._send, changes[lo:hi], call)] = lo
+                    future = self._pool.submit(self._send, changes[lo:hi], call)
+                    futures[future], ends[future] = lo, hi
                 pending = set(futures)
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -105,11 +107,14 @@ class IdwellTarget:
                     if failure is not None:
                         raise failure
         except BaseException as exc:
+            in_flight: list[Change] = []
             for f in futures:
                 if f not in taken and f.done() and not f.cancelled() and f.exception() is None:
                     take(f)
-                f.cancel()                # those not started yet
+                if f not in taken and not f.cancel():      # sent (answered with an error, or still going)
+                    in_flight += changes[futures[f]:ends[f]]
             exc.partial_outcomes = [o for o in outcomes if o is not None]
+            exc.in_flight = in_flight
             raise
         return outcomes  # type: ignore[return-value]
 

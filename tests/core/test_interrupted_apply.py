@@ -48,6 +48,46 @@ def test_writes_accepted_before_a_failure_are_not_reported_as_drift_later(ws):
     assert [f for f in night3.findings if f.code == "drift"] == []
 
 
+class LandsUnanswered(FailsHalfway):
+    """Half of the changes answered; the next quarter written by the portal but its answer lost
+    (batches in flight when the run stopped): those are `in_flight`, the rest never sent."""
+
+    def apply(self, changes, progress=None):
+        half, more = len(changes) // 2, len(changes) * 3 // 4
+        accepted = self.store.apply(changes[:half], progress)
+        self.store.apply(changes[half:more])
+        error = TargetError("stopped (SIGTERM)")
+        error.partial_outcomes, error.in_flight = accepted, list(changes[half:more])
+        raise error
+
+
+@pytest.mark.parametrize("erp_changes_again", ["the next night", "the night after"])
+def test_writes_that_landed_without_an_answer_are_not_reported_as_drift(ws, erp_changes_again):
+    """The records of batches in flight when a run stopped: the portal wrote them, the engine never
+    heard so. Changed in the ERP the next night, or the night after a quiet one, they are updates,
+    not edits made in the portal."""
+    tenant = ws.tenant()
+    assert ws.run(tenant).exit_code == 0
+    people = [r["adressnr"] for r in ws.erp_rows("SELECT adressnr FROM adresse ORDER BY adressnr")]
+    rename = [("UPDATE adresse SET nachname = nachname || ' I' WHERE adressnr = ?", (p,)) for p in people]
+    ws.erp_execute(*rename)
+    target, state = LandsUnanswered(ws.portal_path), ws.state()
+    try:
+        with pytest.raises(TargetError):
+            run_tenant(tenant, state, run_date=RUN_DATE, target=target)
+    finally:
+        target.close()
+        state.close()
+    if erp_changes_again == "the night after":
+        quiet = ws.run(tenant)                      # writes what was never sent; the rest is in the portal
+        assert quiet.exit_code == 0 and [f for f in quiet.findings if f.code == "drift"] == []
+    ws.erp_execute(*[(sql.replace("' I'", "'I'"), args) for sql, args in rename])
+    night = ws.run(tenant)
+    assert night.summary["entities"]["users"]["update"] > 0
+    assert [f for f in night.findings if f.code == "drift"] == []
+    assert ws.run(tenant).summary["writes"] == 0
+
+
 def test_a_run_that_failed_while_applying_shows_in_the_history_what_the_portal_accepted(ws):
     """Its writes are not null (nothing written) but what the portal accepted before the failure."""
     import json

@@ -163,3 +163,37 @@ def test_portal_edits_are_reported_as_drift_and_overwritten(portal_state, worksp
     assert run.summary["entities"]["units"]["update"] == 1
     assert portal_state(sandbox.data) == expected_portal
     assert {e: len(r) for e, r in portal_state(sandbox.data).items()} == {e: len(expected_portal[e]) for e in ENTITIES}
+
+
+def test_a_run_stopped_with_batches_in_flight_does_not_report_its_own_writes_as_drift(workspace, tmp_path):
+    """SIGTERM while batches are on their way: the portal writes them, the run never hears so.
+    The next run and the ERP's next change must not call those values edits made in the portal."""
+    with sandbox_process(tmp_path / "slow.sqlite", token="t-sandbox-1") as sb:
+        workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=2)
+        assert workspace.run().code == ExitCode.OK
+    workspace.erp_execute("UPDATE adresse SET telefon = '030 1234' || adressnr")
+    with sandbox_process(tmp_path / "slow.sqlite", "--latency-ms", "300", token="t-sandbox-1") as sb:
+        workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=2)
+        before = sum(1 for _ in read_write_log(sb.write_log)) if sb.write_log.exists() else 0
+        engine = subprocess.Popen(workspace.command(), cwd=workspace.root, env=workspace.env(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and engine.poll() is None:
+                if sum(1 for _ in read_write_log(sb.write_log)) >= before + 60:
+                    break
+                time.sleep(0.02)
+            engine.send_signal(signal.SIGTERM)
+        finally:
+            engine.wait(timeout=60)
+        assert engine.returncode == 143, "the run finished before it could be stopped"
+        wait_until_quiet(sb.write_log)                 # the batches in flight land
+    with sandbox_process(tmp_path / "slow.sqlite", token="t-sandbox-1") as sb:
+        workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=2)
+        rest = workspace.run()
+        assert rest.code == ExitCode.OK and rest.summary["drift"] == {}, rest.stderr
+        workspace.erp_execute("UPDATE adresse SET telefon = '030 9999' || adressnr")
+        night = workspace.run()
+        assert night.code == ExitCode.OK, night.stderr
+        assert night.summary["entities"]["users"]["update"] > 0
+        assert night.summary["drift"] == {}, night.summary["drift"]
