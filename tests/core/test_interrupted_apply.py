@@ -30,18 +30,23 @@ class FailsHalfway:
         self.store.close()
 
 
-def test_writes_accepted_before_a_failure_are_not_reported_as_drift_later(ws):
-    tenant = ws.tenant()
-    assert ws.run(tenant).exit_code == 0
-    people = [r["adressnr"] for r in ws.erp_rows("SELECT adressnr FROM adresse ORDER BY adressnr")]
-    ws.erp_execute(*[("UPDATE adresse SET nachname = nachname || ' I' WHERE adressnr = ?", (p,)) for p in people])
-    target, state = FailsHalfway(ws.portal_path), ws.state()
+def fail_part_way(ws, tenant, target_class) -> None:
+    """A run of `tenant` against the portal store through `target_class`, which fails it."""
+    target, state = target_class(ws.portal_path), ws.state()
     try:
         with pytest.raises(TargetError):
             run_tenant(tenant, state, run_date=RUN_DATE, target=target)
     finally:
         target.close()
         state.close()
+
+
+def test_writes_accepted_before_a_failure_are_not_reported_as_drift_later(ws):
+    tenant = ws.tenant()
+    assert ws.run(tenant).exit_code == 0
+    people = [r["adressnr"] for r in ws.erp_rows("SELECT adressnr FROM adresse ORDER BY adressnr")]
+    ws.erp_execute(*[("UPDATE adresse SET nachname = nachname || ' I' WHERE adressnr = ?", (p,)) for p in people])
+    fail_part_way(ws, tenant, FailsHalfway)
     ws.erp_execute(*[("UPDATE adresse SET nachname = nachname || 'I' WHERE adressnr = ?", (p,)) for p in people])
     night3 = ws.run(tenant)
     assert night3.summary["entities"]["users"]["update"] > 0
@@ -71,13 +76,7 @@ def test_writes_that_landed_without_an_answer_are_not_reported_as_drift(ws, erp_
     people = [r["adressnr"] for r in ws.erp_rows("SELECT adressnr FROM adresse ORDER BY adressnr")]
     rename = [("UPDATE adresse SET nachname = nachname || ' I' WHERE adressnr = ?", (p,)) for p in people]
     ws.erp_execute(*rename)
-    target, state = LandsUnanswered(ws.portal_path), ws.state()
-    try:
-        with pytest.raises(TargetError):
-            run_tenant(tenant, state, run_date=RUN_DATE, target=target)
-    finally:
-        target.close()
-        state.close()
+    fail_part_way(ws, tenant, LandsUnanswered)
     if erp_changes_again == "the night after":
         quiet = ws.run(tenant)                      # writes what was never sent; the rest is in the portal
         assert quiet.exit_code == 0 and [f for f in quiet.findings if f.code == "drift"] == []
@@ -92,13 +91,7 @@ def test_a_run_that_failed_while_applying_shows_in_the_history_what_the_portal_a
     """Its writes are not null (nothing written) but what the portal accepted before the failure."""
     import json
     tenant = ws.tenant()
-    target, state = FailsHalfway(ws.portal_path), ws.state()
-    try:
-        with pytest.raises(TargetError):
-            run_tenant(tenant, state, run_date=RUN_DATE, target=target)
-    finally:
-        target.close()
-        state.close()
+    fail_part_way(ws, tenant, FailsHalfway)
     accepted = sum(len(records) for records in ws.portal().records.values())
     [failed] = json.loads(ws.cli("history", "demo", "--json").stdout)
     assert failed["status"] == "failed" and "the portal stopped answering" in failed["message"]
