@@ -161,9 +161,9 @@ class ApiExtractor:
             if pager.type in ("page_number", "offset") and records and records == previous:
                 if len(records) < size:
                     return                      # the last page again: the API repeats it past the end
-                raise self._paging_error(entity, f"{'page ' + str(page) if pager.type == 'page_number' else 'offset ' + str(offset)} "
-                                         "answered the same records as the page before: the API ignores the "
-                                         f"{'page' if pager.type == 'page_number' else 'offset'} parameter",
+                where, parameter = (f"page {page}", "page") if pager.type == "page_number" else (f"offset {offset}", "offset")
+                raise self._paging_error(entity, f"{where} answered the same records as the page before: the API "
+                                         f"ignores the {parameter} parameter",
                                          "check the paginator's parameter names against the API's documentation")
             if short_at is not None and records:
                 raise self._paging_error(entity, f"page {short_at} answered {len(previous or ())} records for "
@@ -190,11 +190,11 @@ class ApiExtractor:
                 cursor = jmespath.search(pager.cursor_path or "next_cursor", body)
                 if not cursor:
                     return
-                if not isinstance(cursor, (str, int)) or cursor in seen_cursors:
+                if str(cursor) in seen_cursors:
                     raise self._paging_error(entity, f"the cursor {str(cursor)[:40]!r} came back a second time: "
                                              "the pages would repeat without end",
                                              "check cursor_path against a response (idwell-sync discover)")
-                seen_cursors.add(cursor)
+                seen_cursors.add(str(cursor))
             else:
                 nxt = response.links.get("next", {}).get("url")
                 if not nxt:
