@@ -86,13 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except SyncError as exc:
         print(f"idwell-sync {args.command}: error: {exc}", file=sys.stderr)
-        print_failure(args, int(exc.exit_code), exc.message, exc.hint)
+        print_failure(args, int(exc.exit_code), exc.message, exc.hint, getattr(exc, "partial_outcomes", None))
         return int(exc.exit_code)
     except KeyboardInterrupt as exc:
         by, code = ("stopped (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted (Ctrl-C)", 130)
         whose = f" tenant '{args.tenant_id}'" if getattr(args, "tenant_id", None) else ""
         print(f"idwell-sync {args.command}{whose}: {by}", file=sys.stderr)
-        print_failure(args, code, by, "the next run starts again; what the portal accepted is remembered")
+        print_failure(args, code, by, "the next run starts again; what the portal accepted is remembered",
+                      getattr(exc, "partial_outcomes", None))
         return code
     except BrokenPipeError:
         if not _reader_gone(sys.stdout):
@@ -191,10 +192,12 @@ SUMMARY_COMMANDS = {"plan": "plan", "run": "run", "demo": "run"}
 """The commands whose --json prints the run summary (docs/summary.md), and the summary's mode."""
 
 
-def print_failure(args: argparse.Namespace, code: int, message: str, hint: str | None) -> None:
+def print_failure(args: argparse.Namespace, code: int, message: str, hint: str | None,
+                  partial_outcomes: list | None = None) -> None:
     """With --json, a plan or run that fails still prints one summary object on standard output
     (status `failed`, the exit code, the error and what to do), so that a scheduler or monitor
-    reading it learns why; the error is on standard error as well. Messages hold no secrets."""
+    reading it learns why; the error is on standard error as well. Messages hold no secrets.
+    `partial_outcomes`: a run that failed while applying; its `writes` are what the portal accepted."""
     if not getattr(args, "json", False) or args.command not in SUMMARY_COMMANDS:
         return
     import json
@@ -202,6 +205,8 @@ def print_failure(args: argparse.Namespace, code: int, message: str, hint: str |
     tenant = getattr(args, "tenant_id", None) or str(args.tenant)     # the id once the file has loaded
     failure = {"version": SUMMARY_VERSION, "tenant": tenant, "mode": SUMMARY_COMMANDS[args.command],
                "status": "failed", "exit_code": code, "error": {"message": message, "hint": hint}}
+    if partial_outcomes is not None:
+        failure["writes"] = sum(1 for o in partial_outcomes if o.ok)
     try:
         print(json.dumps(failure, ensure_ascii=False, indent=2), flush=True)
     except BrokenPipeError:           # nobody reads standard output: the error is on standard error

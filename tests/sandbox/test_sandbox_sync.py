@@ -6,6 +6,7 @@ would, as a separate process (`python -m engine run ... --json`).
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import sqlite3
 import subprocess
@@ -176,7 +177,7 @@ def test_a_run_stopped_with_batches_in_flight_does_not_report_its_own_writes_as_
         workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=2)
         before = sum(1 for _ in read_write_log(sb.write_log)) if sb.write_log.exists() else 0
         engine = subprocess.Popen(workspace.command(), cwd=workspace.root, env=workspace.env(),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and engine.poll() is None:
@@ -185,8 +186,10 @@ def test_a_run_stopped_with_batches_in_flight_does_not_report_its_own_writes_as_
                 time.sleep(0.02)
             engine.send_signal(signal.SIGTERM)
         finally:
-            engine.wait(timeout=60)
+            out, _ = engine.communicate(timeout=60)
         assert engine.returncode == 143, "the run finished before it could be stopped"
+        failure = json.loads(out)                      # --json: what the portal accepted before the stop
+        assert (failure["status"], failure["exit_code"]) == ("failed", 143) and failure["writes"] > 0
         wait_until_quiet(sb.write_log)                 # the batches in flight land
     with sandbox_process(tmp_path / "slow.sqlite", token="t-sandbox-1") as sb:
         workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=2)
