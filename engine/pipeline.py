@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
 from typing import Any, Callable, Iterable, Iterator
 
@@ -258,13 +259,17 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
 def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_date: dt.date, allow_deletes: bool,
              progress: Progress, findings: list[Finding], timings: dict[str, float], t: float, pack: bool) -> Prepared:
     t0 = t
+    def last_sent(entity: str, ids: list[str]) -> dict[str, dict]:
+        """What the engine last wrote of these records (none without a state store)."""
+        return state.last_written(tenant.id, entity, ids) if state else {}
+
+    def pending_sent(entity: str, ids: list[str]) -> dict[str, dict]:
+        """What the engine sent of these records without an answer (StateStore.remember_pending)."""
+        return state.pending_written(tenant.id, entity, ids) if state else {}
+
     def holders(ids: list[str]) -> dict[str, str | None]:
         """The e-mail each user holds in the portal, as the engine last wrote it."""
-        last = state.last_written(tenant.id, "users", ids)
-        return {i: (r.get("email") or "").strip().lower() or None for i, r in last.items()}
-
-    def last_sent(entity: str, ids: list[str]) -> dict[str, dict]:
-        return state.last_written(tenant.id, entity, ids)
+        return {i: (r.get("email") or "").strip().lower() or None for i, r in last_sent("users", ids).items()}
     previous_winners = state.winners(tenant.id) if state else {}
     if worker is None:
         data = extract(tenant, run_date, findings, progress)
@@ -295,14 +300,9 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         progress.advance(len(current))
         progress.finish()
         managed[entity] = len(current)
-        def last_written(ids: list[str], entity: str = entity) -> dict:
-            return state.last_written(tenant.id, entity, ids) if state else {}
-
-        def pending(ids: list[str], entity: str = entity) -> dict:
-            return state.pending_written(tenant.id, entity, ids) if state else {}
         upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
-            diff_entity(entity, data[entity].records, current, last_written, findings, data[entity].packed_rows,
-                        pending)
+            diff_entity(entity, data[entity].records, current, partial(last_sent, entity), findings,
+                        data[entity].packed_rows, partial(pending_sent, entity))
         if entity == "users":
             releases = email_releases(data[entity].records, current)
         del current                 # one entity's portal records in memory at a time
@@ -510,7 +510,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
 
     with state.lock(tenant.id):
         status, prepared, applied, failure = "failed", None, None, None     # failure: why, for the history
-        own_target, run_id, partial = target is None, None, None
+        own_target, run_id, answered = target is None, None, None
         try:
             with whole():               # a stop as the row is written takes effect here, so the row is closed
                 run_id = state.start_run(tenant.id, allow_deletes=allow_deletes)
@@ -520,11 +520,11 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             try:
                 applied = apply(prepared, target, progress)
             except BaseException as exc:                # an interruption too (SIGTERM, Ctrl-C)
-                partial = getattr(exc, "partial_outcomes", None)
+                answered = getattr(exc, "partial_outcomes", None)
                 in_flight = getattr(exc, "in_flight", None) or []
-                if partial or in_flight:  # remember what the portal accepted, or the next run calls it drift
+                if answered or in_flight:  # remember what the portal accepted, or the next run calls it drift
                     with whole():
-                        record(prepared, Applied(partial or [], []), state, run_id, complete=False,
+                        record(prepared, Applied(answered or [], []), state, run_id, complete=False,
                                in_flight=in_flight)
                 raise
             prepared.timings["apply"] = time.perf_counter() - t
@@ -548,7 +548,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                     if run_id is not None:              # None: its start could not be recorded
                         state.finish_run(run_id, status=status, summary=s,
                                          extracted=prepared.extracted if prepared else None,
-                                         counts=None if s is not None or not partial else _accepted(partial),
+                                         counts=None if s is not None or not answered else _accepted(answered),
                                          message=failure or held)
             except StateError as exc:
                 if failure is None:                     # the run itself went through: the store's failure counts
