@@ -539,9 +539,7 @@ def _invalid(data: EntityData) -> dict:
     """The records normalize_entity dropped (EntityData.invalid) as _records rebuilds them: ERP
     key and contract only, which is all keep_last_sent takes of them (their values broke a
     rule, and may be none that marshal sends)."""
-    recs = list(data.invalid.values())
-    return {"ids": list(data.invalid), "keys": [r.key for r in recs], "datas": [{} for _ in recs],
-            "contracts": [r.contract for r in recs] if any(r.contract for r in recs) else None}
+    return _blocks(list(data.invalid), [rec._replace(data={}) for rec in data.invalid.values()], 0)
 
 
 def _shared_blocks(packed: dict) -> EntityData:
