@@ -33,7 +33,7 @@ from engine.redact import redact
 from engine.references import (OccupancyIndex, apply_window, drop_users_without_occupancy, index_occupancies,
                                occupancy_gate, occupied_users, resolve_occupancy_references, resolve_units,
                                window_bounds, window_findings, window_gate)
-from engine.targets.base import Change, Outcome
+from engine.targets.base import Change, Outcome, retries_of
 
 log = logging.getLogger(__name__)
 
@@ -540,7 +540,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             try:                                        # the history first: closing a target may wait
                 with whole():                           # a stop while the summary is made waits for the row too
                     s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes,
-                                retries=target.retries() if hasattr(target, "retries") else None) \
+                                retries=retries_of(target)) \
                         if prepared and applied else None
                     held = "deletes held back: " + "; ".join(prepared.plan.held_reasons) \
                         if status in ("deletes_held", "rejected") and prepared.plan.held_reasons else None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from engine.commands._common import add_tenant_arguments, check_output, load, open_state, writing
 from engine.errors import ExitCode
+from engine.targets.base import retries_of
 
 HELP = "show what a run would change (writes the plan as JSON, writes nothing to the target)"
 
@@ -37,7 +38,7 @@ def main(args) -> int:
     state, target = open_state(args, tenant), open_target(tenant, read_only=True)
     try:
         prepared = prepare(tenant, target, state, run_date=args.date, progress=Progress())
-        retries = target.retries() if hasattr(target, "retries") else None
+        retries = retries_of(target)
     finally:
         target.close()
         state.close()

@@ -42,6 +42,14 @@ class Target(Protocol):
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
         """Apply changes in the given order (the caller orders them by dependency).
         A refused change does not stop the others; each gets an Outcome. When the target fails
-        part-way, the exception it raises carries `partial_outcomes`: what was accepted before."""
+        part-way, the exception it raises carries `partial_outcomes`: what was accepted before,
+        and may carry `in_flight`: the changes sent without an answer."""
 
     def close(self) -> None: ...
+
+
+def retries_of(target: Any) -> dict | None:
+    """The requests a target sent again so far (a target over HTTP has `retries()`, e.g.
+    engine.targets.idwell.IdwellTarget), for the summary; None for one that retries nothing."""
+    retries = getattr(target, "retries", None)
+    return retries() if retries is not None else None
