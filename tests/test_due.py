@@ -165,6 +165,12 @@ def tick(folder: Path, at: str, ticks: str = ".due-ticks") -> subprocess.Complet
     return due(folder, "--at", at, "--ticks-file", ticks)
 
 
+def tick_after(folder: Path, last_end: str, at: str) -> subprocess.CompletedProcess:
+    """A tick at `at` whose ticks file says the ticks before it ended at `last_end`."""
+    (folder / ".due-ticks").write_text(f"{last_end}\n", encoding="utf-8")
+    return tick(folder, at)
+
+
 def test_the_first_tick_after_an_outage_makes_a_cron_time_up_once(tmp_path):
     """Ticks until 01:00 UTC, none for two hours (03:30 in Berlin passes), then every five
     minutes again: quiet comes up at the first tick after the outage and at no later one; plain
@@ -194,8 +200,7 @@ def test_the_first_tick_after_an_outage_makes_a_cron_time_up_once(tmp_path):
 ])
 def test_a_missed_cron_time_is_made_up_only_inside_the_tenants_window(tmp_path, at, expected, left):
     folder = tenants(tmp_path, QUIET)
-    (folder / ".due-ticks").write_text("2026-12-03T01:00:00Z\n", encoding="utf-8")
-    done = tick(folder, at)
+    done = tick_after(folder, "2026-12-03T01:00:00Z", at)
     assert done.returncode == 0 and done.stdout.split() == expected, done.stderr
     assert f"not {left} (no schedule.window, or the tick is outside it)" in done.stderr
 
@@ -209,8 +214,7 @@ def test_a_missed_cron_time_is_made_up_only_inside_the_tenants_window(tmp_path, 
 def test_a_window_over_midnight(tmp_path, at, expected):
     folder = tenants(tmp_path, {"night.yaml": "id: night\nschedule: {cron: '30 23 * * *', timezone: Europe/Berlin, "
                                               "window: {start: 23:00, end: 05:00}}\n"})
-    (folder / ".due-ticks").write_text("2026-12-03T21:00:00Z\n", encoding="utf-8")
-    done = tick(folder, at)
+    done = tick_after(folder, "2026-12-03T21:00:00Z", at)
     assert done.returncode == 0 and done.stdout.split() == expected, done.stderr
 
 
@@ -284,8 +288,7 @@ def test_a_tick_that_cannot_record_its_end_makes_nothing_up(tmp_path):
 def test_cron_times_more_than_7_days_back_are_not_made_up(tmp_path, at, expected):
     folder = tenants(tmp_path, {"monthly.yaml": "id: monthly\nschedule: {cron: '30 3 1 * *', timezone: Europe/Berlin, "
                                                 "window: {start: '03:00', end: '06:00'}}\n"})
-    (folder / ".due-ticks").write_text("2026-11-30T00:00:00Z\n", encoding="utf-8")
-    done = tick(folder, at)
+    done = tick_after(folder, "2026-11-30T00:00:00Z", at)
     assert done.returncode == 0 and done.stdout.split() == expected, done.stderr
 
 
