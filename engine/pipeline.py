@@ -482,6 +482,23 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
                                                    if winner not in refused})
 
 
+def note_updates_ahead(prepared: Prepared, state) -> None:
+    """The plan's updates noted as pending (StateStore.remember_pending) before anything is sent.
+    A run killed outright (kill -9, the out-of-memory killer, the machine going down) cannot
+    record what the portal accepted; without this, the next change the ERP makes to such a
+    record would find the portal holding the killed run's value, not the one the engine last
+    recorded, and report the engine's own write as an edit made in the portal. The next complete
+    run settles the pending records (record). Creates are not noted: a record the engine has not
+    recorded writing has no drift check yet (engine.plan.diff_entity), so there is nothing to
+    mistake; its check starts with its next recorded write."""
+    updates: dict[str, list[dict]] = {}
+    for c in prepared.plan.changes:
+        if c.action == "update":
+            updates.setdefault(c.entity, []).append(c.record)
+    for entity, records in updates.items():
+        state.remember_pending(prepared.tenant.id, entity, records)
+
+
 @dataclass
 class RunResult:
     summary: dict[str, Any]
@@ -517,6 +534,8 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             target = target or open_target(tenant)
             prepared = prepare(tenant, target, state, run_date=run_date, allow_deletes=allow_deletes, progress=progress)
             t = time.perf_counter()
+            with whole():
+                note_updates_ahead(prepared, state)
             try:
                 applied = apply(prepared, target, progress)
             except BaseException as exc:                # an interruption too (SIGTERM, Ctrl-C)

@@ -200,3 +200,40 @@ def test_a_run_stopped_with_batches_in_flight_does_not_report_its_own_writes_as_
         assert night.code == ExitCode.OK, night.stderr
         assert night.summary["entities"]["users"]["update"] > 0
         assert night.summary["drift"] == {}, night.summary["drift"]
+
+
+def test_a_run_killed_outright_does_not_report_its_own_writes_as_drift(workspace, tmp_path):
+    """kill -9 while updates are on their way (the out-of-memory killer, a machine going down):
+    the run records nothing of what the portal accepted. The updates were noted before the first
+    was sent, so the next runs do not take the killed run's values for edits made in the portal."""
+    with sandbox_process(tmp_path / "slow.sqlite", token="t-sandbox-1") as sb:
+        workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=2)
+        assert workspace.run().code == ExitCode.OK
+    workspace.erp_execute("UPDATE adresse SET telefon = '030 1234' || adressnr")
+    with sandbox_process(tmp_path / "slow.sqlite", "--latency-ms", "300", token="t-sandbox-1") as sb:
+        workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=2)
+        before = sum(1 for _ in read_write_log(sb.write_log)) if sb.write_log.exists() else 0
+        engine = subprocess.Popen(workspace.command(), cwd=workspace.root, env=workspace.env(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and engine.poll() is None:
+                if sum(1 for _ in read_write_log(sb.write_log)) >= before + 60:
+                    break
+                time.sleep(0.02)
+            engine.kill()
+        finally:
+            engine.wait(timeout=60)
+        assert engine.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+        wait_until_quiet(sb.write_log)                 # the batches in flight land
+        accepted = sum(1 for _ in read_write_log(sb.write_log)) - before
+    assert accepted > 0
+    with sandbox_process(tmp_path / "slow.sqlite", token="t-sandbox-1") as sb:
+        workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=2)
+        rest = workspace.run()                         # takes over the killed run's lock, writes the rest
+        assert rest.code == ExitCode.OK and rest.summary["drift"] == {}, rest.stderr
+        workspace.erp_execute("UPDATE adresse SET telefon = '030 9999' || adressnr")
+        night = workspace.run()
+        assert night.code == ExitCode.OK, night.stderr
+        assert night.summary["entities"]["users"]["update"] > 0
+        assert night.summary["drift"] == {}, night.summary["drift"]
