@@ -7,6 +7,7 @@ one applies, at the position of the key or value it is about.
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -71,8 +72,22 @@ def validate(kind: str, data: Any) -> list[Raw]:
     out: list[Raw] = []
     for error in _validator(kind).iter_errors(data):
         out.extend(Raw(*raw) if not isinstance(raw, Raw) else raw for raw in _explain(error))
+    out.extend(_not_a_number(data, ()))
     suggested = {(raw.path[:-1], raw.suggests) for raw in out if raw.suggests}
     return [raw for raw in out if not (raw.missing and (raw.path, raw.missing) in suggested)]
+
+
+def _not_a_number(value: Any, path: tuple) -> Iterator[Raw]:
+    """YAML's `.nan`: JSON Schema lets it through every bound (no comparison with it is true), and
+    `max_share: .nan` would switch the deletion guard off without a word."""
+    if isinstance(value, float) and math.isnan(value):
+        yield Raw(path, "'.nan' is not a number: write a number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _not_a_number(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _not_a_number(item, path + (index,))
 
 
 def _explain(error: ValidationError) -> Iterator[Raw]:
