@@ -133,6 +133,32 @@ def _read_only_sqlite(path: Path, timeout: float):
         return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=timeout, check_same_thread=False)
 
 
+def diagnose(url: sa.URL, exc: DBAPIError, busy_timeout: float | None = None) -> tuple[str, str]:
+    """(why, what to do) for a failure of the database behind the store at `url`, also one that
+    stops the store from opening (engine.commands._common.open_store)."""
+    orig = exc.orig if exc.orig is not None else exc
+    reason = _clip(" ".join(redact(str(orig)).split()) or type(orig).__name__, 300)   # masked before cut
+    code = getattr(orig, "sqlite_errorname", "") or ""
+    busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
+    where = url.database if url.get_backend_name() == "sqlite" else shown_url(url)
+    if code.startswith("SQLITE_FULL"):
+        return reason, (f"the disk that holds {where} is full: free space there (or move the store, "
+                        f"see --state / $IDWELL_STATE_URL / the tenant's state_url), then run again")
+    if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return reason, (f"the file {where} is damaged: restore it from a backup, or move it aside so that "
+                        f"the next run starts a new, empty store (which forgets the run history, the e-mail "
+                        f"winners and what the engine last wrote); then run again")
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return (f"{reason} (another process kept it locked for more than {busy_timeout:g} s)",
+                f"find the process that holds {where} open (e.g. `fuser {where}`), let it finish or stop it, "
+                f"then run again")
+    if code:
+        return reason, (f"check that {where} and its folder can be read and written by this user and that "
+                        f"the disk works, then run again")
+    return reason, ("check that the database server is up and reachable, that it has disk space and that "
+                    "the store's user may write its tables (the server's log says why), then run again")
+
+
 class StateStore:
     def __init__(self, url: str = DEFAULT_URL, *, prefix: str = "", schema: str | None = None,
                  lock_max_age: dt.timedelta = dt.timedelta(hours=6), busy_timeout: float | None = None,
@@ -231,26 +257,7 @@ class StateStore:
 
     def _diagnose(self, exc: DBAPIError) -> tuple[str, str]:
         """(why, what to do) for a failure of the database behind the store."""
-        orig = exc.orig if exc.orig is not None else exc
-        reason = _clip(" ".join(redact(str(orig)).split()) or type(orig).__name__, 300)   # masked before cut
-        code = getattr(orig, "sqlite_errorname", "") or ""
-        where = self.url.database if self.url.get_backend_name() == "sqlite" else self.where
-        if code.startswith("SQLITE_FULL"):
-            return reason, (f"the disk that holds {where} is full: free space there (or move the store, "
-                            f"see --state / $IDWELL_STATE_URL / the tenant's state_url), then run again")
-        if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-            return reason, (f"the file {where} is damaged: restore it from a backup, or move it aside so that "
-                            f"the next run starts a new, empty store (which forgets the run history, the e-mail "
-                            f"winners and what the engine last wrote); then run again")
-        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-            return (f"{reason} (another process kept it locked for more than {self.busy_timeout:g} s)",
-                    f"find the process that holds {where} open (e.g. `fuser {where}`), let it finish or stop it, "
-                    f"then run again")
-        if code:
-            return reason, (f"check that {where} and its folder can be read and written by this user and that "
-                            f"the disk works, then run again")
-        return reason, ("check that the database server is up and reachable, that it has disk space and that "
-                        "the store's user may write its tables (the server's log says why), then run again")
+        return diagnose(self.url, exc, self.busy_timeout)
 
     # -- run history -------------------------------------------------------------------------
     def start_run(self, tenant: str, *, allow_deletes: bool = False) -> str:

@@ -129,11 +129,12 @@ def open_store(url: str, who: str, *, create: bool = True):
     """The state store at `url` (a URL from state_url); StateError (exit 10) naming `who` (e.g.
     "tenant 'acme'") and the store, without its password, when it cannot be opened. `create=False`:
     to read only (engine.state.StateStore), no table created."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
     from engine.errors import StateError
     from engine.redact import redact
-    from engine.state import StateStore
+    from engine.state import StateStore, diagnose
     try:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -142,10 +143,11 @@ def open_store(url: str, who: str, *, create: bool = True):
         return store
     except (OSError, SQLAlchemyError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else redact(str(exc)).splitlines()[0][:200]
-        raise StateError(f"{who}: cannot open the state store {shown_url(url)}: {reason}",
-                         hint="check --state / $IDWELL_STATE_URL (or the tenant's state_url): a SQLAlchemy URL, "
-                              "an SQLite file in a folder that can be created and written, or a database server "
-                              "that is reachable") from None
+        hint = ("check --state / $IDWELL_STATE_URL (or the tenant's state_url): a SQLAlchemy URL, an SQLite file in a "
+                "folder that can be created and written, or a database server that is reachable")
+        if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlite_errorname", None):
+            reason, hint = diagnose(make_url(url), exc)     # a damaged or locked file: what the store says once open
+        raise StateError(f"{who}: cannot open the state store {shown_url(url)}: {reason}", hint=hint) from None
 
 
 def shown_url(url: str) -> str:

@@ -1,4 +1,4 @@
-"""The state store failing after it was opened: its disk full while the run records what it wrote, its
+"""The state store failing when it is opened or after: its disk full while the run records what it wrote, its
 file damaged in the middle, its file locked by another process for longer than the store waits.
 Each is exit 10 ("the state store cannot be opened or written") with a message naming the tenant, the
 store and what to do, not exit 70 with a traceback; after the cause is gone the next run works."""
@@ -115,3 +115,35 @@ def test_a_state_store_locked_by_another_process_beyond_its_timeout_exits_10(ws)
 
     again = ws.cli("run", path, "--date", "2026-06-01")
     assert again.returncode == 0 and "lock" not in again.stderr, again.stderr
+
+
+def test_a_state_file_that_is_no_database_at_all_says_it_is_damaged_for_run_history_and_status(ws):
+    path = str(ws.tenant_file())
+    state_file(ws).write_bytes(b"\x13\x37 not an SQLite file " * 200)      # overwritten from its first byte on
+    hint = f"what to do: the file {state_file(ws)} is damaged: restore it from a backup, or move it aside"
+
+    run = ws.cli("run", path, "--date", "2026-06-01")
+    assert_state_error(run, "run", f"cannot open the state store {ws.state_url}: file is not a database", hint)
+    history = ws.cli("history", path)
+    assert_state_error(history, "history", f"cannot open the state store {ws.state_url}: file is not a database", hint)
+    status = ws.cli("status", "--tenants-dir", str(ws.root / "tenants"))
+    assert status.returncode == 10 and hint in status.stderr, status.stderr
+
+
+def test_a_state_file_locked_by_another_process_when_it_is_opened_says_so_and_what_to_do(ws):
+    path = str(ws.tenant_file())
+    ws.state().close()
+    other = sqlite3.connect(state_file(ws), isolation_level=None)
+    try:
+        other.execute("PRAGMA locking_mode = EXCLUSIVE")            # readers are kept out too, also in WAL mode
+        other.execute("BEGIN EXCLUSIVE")
+        other.execute("SELECT count(*) FROM runs").fetchone()
+        run = python(ws, SHORT_BUSY_TIMEOUT, "run", path, "--date", "2026-06-01")
+        history = python(ws, SHORT_BUSY_TIMEOUT, "history", path)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    for command, done in (("run", run), ("history", history)):
+        assert_state_error(done, command, f"cannot open the state store {ws.state_url}: database is locked "
+                           "(another process kept it locked for more than 1 s)",
+                           f"what to do: find the process that holds {state_file(ws)} open")
