@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, ValidationError, validators
 from referencing import Registry, Resource
 
 from engine.config._text import did_you_mean, quoted_list
@@ -57,12 +57,18 @@ def schema(kind: str) -> dict[str, Any]:
     return json.loads(text)
 
 
+_Validator = validators.extend(Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)))
+"""JSON Schema counts 50.0 and 5e1 as integers; the engine would use them as floats (a batch size of
+1000.0 fails the run's first query), so an integer field takes only a number written as one."""
+
+
 @cache
 def _validator(kind: str) -> Draft202012Validator:
     registry = Registry().with_resources(
         (BASE + name, Resource.from_contents({**schema(k), "$id": BASE + name}))
         for k, name in SCHEMA_FILES.items())
-    return Draft202012Validator({**schema(kind), "$id": BASE + SCHEMA_FILES[kind]}, registry=registry)
+    return _Validator({**schema(kind), "$id": BASE + SCHEMA_FILES[kind]}, registry=registry)
 
 
 def validate(kind: str, data: Any) -> list[Raw]:
@@ -135,6 +141,8 @@ def _type(error: ValidationError, path: tuple) -> Iterator[Raw]:
     if "boolean" in wanted and isinstance(error.instance, str) and error.instance.lower() in _YAML11_BOOLEANS:
         hint = f": write {'true' if error.instance.lower() in _YAML11_TRUE else 'false'} (these files are " \
                f"YAML 1.2, where {error.instance!r} is text)"
+    elif wanted == ["integer"] and isinstance(error.instance, float) and error.instance.is_integer():
+        hint = f": write {int(error.instance)}, without a decimal point or exponent"
     yield path, f"expected {names}, got {_describe(error.instance)}{hint}"
 
 
