@@ -518,6 +518,23 @@ def _accepted(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
     return {e: dict(c) for e, c in counts.items()}
 
 
+@contextmanager
+def _refusal_recorded(state, tenant_id: str, allow_deletes: bool) -> Iterator[None]:
+    """A run refused because another run of the tenant holds its lock (exit 7) is a row of the run
+    history (status `locked`): the night's run did not start, and `status` says so instead of
+    calling its cron time missed."""
+    from engine.errors import LockedError, StateError, failure_message
+    try:
+        yield
+    except LockedError as exc:
+        try:
+            with whole():
+                state.record_locked(tenant_id, failure_message(exc), allow_deletes=allow_deletes)
+        except StateError as err:
+            log.warning("%s", err)              # the lock is what the run reports
+        raise
+
+
 def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_deletes: bool = False,
                progress: Progress | None = None, target=None) -> RunResult:
     """The whole run under the tenant's lock, recorded in the run history."""
@@ -525,7 +542,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
     from engine.report import summary
     from engine.targets import open_target
 
-    with state.lock(tenant.id):
+    with _refusal_recorded(state, tenant.id, allow_deletes), state.lock(tenant.id):
         status, prepared, applied, failure = "failed", None, None, None     # failure: why, for the history
         own_target, run_id, answered = target is None, None, None
         try:

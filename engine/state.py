@@ -268,6 +268,16 @@ class StateStore:
         self._run_tenants[run_id] = tenant
         return run_id
 
+    def record_locked(self, tenant: str, message: str, *, allow_deletes: bool = False) -> None:
+        """A run that did not start because another run of the tenant held its lock: a closed row of
+        its own (status `locked`), so that `status` and `history` show the night's run was refused,
+        not missed."""
+        now = _now()
+        with self._failing(tenant, "record a run refused by the run lock in"), self.engine.begin() as c:
+            c.execute(self._runs.insert().values(run_id=uuid.uuid4().hex, tenant=tenant, status="locked",
+                                                started_at=now, finished_at=now, allow_deletes=allow_deletes,
+                                                host=_HOST, pid=os.getpid(), message=_clip(message)))
+
     def finish_run(self, run_id: str, *, status: str, summary: Mapping[str, Any] | None = None,
                    extracted: Mapping[str, int] | None = None, counts: Mapping[str, Mapping[str, int]] | None = None,
                    findings: Mapping[str, int] | None = None, message: str | None = None) -> None:

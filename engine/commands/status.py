@@ -9,7 +9,7 @@ each store is opened once for all its tenants. Nothing connects to an ERP or a p
 A verdict per tenant (judge): `running` while a live run holds the tenant's lock; `missed` when
 the tenant's most recent cron time that is --grace minutes past (due's cron code, in the
 schedule's time zone) lies after the start of its last run, or it never ran; else the status of
-its last run (`ok`, `failed`, `rejected`, `deletes_held`; a run whose end was never recorded and
+its last run (`ok`, `failed`, `locked`, `rejected`, `deletes_held`; a run whose end was never recorded and
 whose lock is gone or stale: `failed`), or `never`. A tenant file that cannot be read is
 `unreadable`; a tenant whose state store cannot be opened or read is `unknown`.
 
@@ -33,7 +33,7 @@ from engine.commands.history import count_text, duration_text, history_entry, ut
 from engine.errors import ExitCode, StateError, SyncError
 
 HELP = "every tenant's last run and which need attention (reads only the tenant files and the state stores)"
-ORDER = ("ok", "running", "never", "failed", "rejected", "deletes_held", "missed", "unreadable", "unknown")
+ORDER = ("ok", "running", "never", "failed", "locked", "rejected", "deletes_held", "missed", "unreadable", "unknown")
 ATTENTION = frozenset(ORDER[3:])
 """The verdicts that need attention: exit code 1 (unknown: 10)."""
 SHOWN = 100

@@ -2,6 +2,7 @@
 a message naming the tenant and writes nothing; another tenant is not blocked."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -162,3 +163,25 @@ def test_a_tenant_file_outside_a_tenants_folder_keeps_its_store_beside_it(ws):
                     "--mapping-dir", str(ws.root / "mappings"))
     assert done.returncode == 0, done.stderr
     assert f"state store sqlite:///{folder / 'var' / 'state.sqlite'}" in done.stderr
+
+
+def test_a_run_refused_by_the_lock_is_in_the_history_and_status_says_it_did_not_start(ws, hold_lock):
+    """A night's run that meets the lock of a run still going (a run longer than the time between
+    its cron times) is recorded as `locked`: `status` tells the operator so, with the holder,
+    instead of calling the cron time missed, and `history` lists it."""
+    path = ws.tenant_file("acme", schedule={"cron": "30 3 * * *", "timezone": "UTC"})
+    holder = hold_lock("acme")
+    done = ws.cli("run", str(path), "--date", "2026-06-01")
+    assert done.returncode == 7, done.stderr
+    release(holder)
+    shown = json.loads(ws.cli("history", str(path), "--json").stdout)
+    assert [run["status"] for run in shown] == ["locked"]
+    assert shown[0]["writes"] is None and f"pid {holder.pid}" in shown[0]["message"]
+    verdicts = ws.cli("status", "--json", "--grace", "0")
+    assert verdicts.returncode == 1, verdicts.stderr          # needs attention
+    [acme] = [e for e in json.loads(verdicts.stdout) if e["tenant"] == "acme"]
+    assert (acme["verdict"], acme["attention"]) == ("locked", True)
+    assert "locked by another run" in acme["message"] and f"pid {holder.pid}" in acme["message"]
+    done = ws.cli("run", str(path), "--date", "2026-06-01")
+    assert done.returncode == 0, done.stderr
+    assert [run["status"] for run in json.loads(ws.cli("history", str(path), "--json").stdout)] == ["ok", "locked"]
