@@ -2,7 +2,8 @@
 
 `ApiClient.request` is the one place where the target talks to the import API. It
   * waits for the per-tenant rate limit (requests per second, shared by all worker threads);
-  * retries 5xx answers, timeouts and dropped connections with exponential backoff and jitter;
+  * retries 5xx answers, timeouts, dropped connections, a proxy that refuses the request and an
+    answer whose body cannot be decoded with exponential backoff and jitter;
   * honours Retry-After on 429, and makes every thread of the client wait that long (the limit
     is the tenant's, not the request's);
   * turns 401 and 403 into a fatal TargetError at once, naming the tenant and the token's
@@ -117,7 +118,7 @@ class ApiClient:
             try:
                 response = self._http.request(method, path.lstrip("/"), params=params, json=json, content=content,
                                               headers=headers)
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:     # a ProxyError (407) too: no answer
                 reason = type(exc).__name__        # counted by kind; the error says the whole of it
                 last = f"{reason}: {exc}" if str(exc) else reason
                 wait = backoff(attempt, self._rng, self.backoff_base)
