@@ -85,3 +85,18 @@ def test_an_answer_that_cannot_be_decoded_is_a_target_error():
             sync.close()
     assert caught.value.exit_code == ExitCode.TARGET and "(last: DecodingError: " in caught.value.message
     assert len(handler.seen) == 3
+
+
+@pytest.mark.parametrize("items", [b'[1]', b'[{"name": "Haus 1"}]', b'[{"external_id": null, "name": "Haus 1"}]'])
+def test_a_listing_whose_items_are_not_records_with_an_external_id_is_a_target_error(items):
+    """Not a crash while comparing, nor a planned delete of external_id null."""
+    handler = replying(200, b'{"items": ' + items + b', "next_cursor": null}')
+    with serving(handler) as api:
+        sync = target(f"http://127.0.0.1:{api.server_address[1]}/import/v1")
+        try:
+            with pytest.raises(TargetError) as caught:
+                list(sync.read("buildings"))
+        finally:
+            sync.close()
+    assert caught.value.exit_code == ExitCode.TARGET
+    assert "to GET /buildings: an item that is not a record with an external_id" in caught.value.message

@@ -63,6 +63,9 @@ class IdwellTarget:
             items, cursor = (page.get("items"), page.get("next_cursor")) if isinstance(page, dict) else (None, None)
             if not isinstance(items, list):
                 raise self._unexpected("GET", f"/{entity}", response, "no items list in the answer")
+            if not all(isinstance(item, dict) and isinstance(item.get("external_id"), str) for item in items):
+                raise self._unexpected("GET", f"/{entity}", response, "an item that is not a record with an "
+                                       "external_id")       # else: a crash, or a delete of external_id null
             yield from items
             if cursor is None:
                 return
