@@ -7,6 +7,7 @@ are dicts (nested JSON); mapping expressions read them with dotted paths.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import logging
 import random
 import time
@@ -320,10 +321,16 @@ def _backoff(attempt: int) -> float:
 
 
 def _retry_after(r: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), 0 to 60; None if absent or unreadable."""
+    value = r.headers.get("Retry-After", "").strip()
     try:
-        return min(60.0, float(r.headers.get("Retry-After", "")))
+        seconds = float(value)
     except ValueError:
-        return None
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(60.0, max(0.0, seconds))      # a negative one would make time.sleep fail
 
 
 _TRANSPORT_HINTS = {

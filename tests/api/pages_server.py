@@ -14,13 +14,16 @@ class Server(ServedInThread):
     """Answers GET with the page its `pages` maps the path (with query) to: (records, next link or
     None; `{other}` in a link stands for `other_url`; a next written `cursor:VALUE` is sent as the
     body's `next_cursor` instead), or what `fallback(path)` gives for a path not in `pages`; POST
-    with the first of `posts`, then with `post` (status, content type, body). `seen`: (path, X-API-Key) of every request."""
+    with the first of `posts`, then with `post` (status, content type, body); GET with the first of `gets`
+    (status, headers, body: bytes, or a function of the path giving them) while there is one.
+    `seen`: (path, X-API-Key) of every request."""
 
     def __init__(self, pages: dict[str, tuple[list[dict], str | None]]):
         self.pages, self.seen = pages, []
         self.fallback = lambda path: ([], None)
         self.post: tuple[int, str, bytes] = (404, "text/plain", b"no")
         self.posts: list[tuple[int, str, bytes]] = []       # answered first, one each, before `post`
+        self.gets: list = []                                 # answered first, one each, before `pages`
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,6 +32,16 @@ class Server(ServedInThread):
 
             def do_GET(self):
                 outer.seen.append((self.path, self.headers.get("X-API-Key")))
+                if outer.gets:
+                    answer = outer.gets.pop(0)
+                    status, headers, body = answer(self.path) if callable(answer) else answer
+                    self.send_response(status)
+                    for name, value in {"Content-Type": "application/json", **headers}.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 records, nxt = outer.pages.get(self.path) or outer.fallback(self.path)
                 cursor = nxt[len("cursor:"):] if nxt and nxt.startswith("cursor:") else None
                 nxt = None if cursor else nxt

@@ -1,0 +1,53 @@
+"""What the API source makes of answers a well-behaved API does not give, against a real HTTP
+server on 127.0.0.1: a Retry-After it cannot wait for as written, a body that cannot be decoded,
+records that are not JSON objects. Each is waited for, retried or an error of the run that says
+what happened (exit 4), never an internal error (exit 70)."""
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+
+import pytest
+
+from engine.config.model import ApiAuth
+from engine.config.secrets import Secret
+from engine.errors import ExitCode, SourceError
+from pages_server import Server, read_ids
+
+KEY = "answers-key-0815"
+OK = {"/v1/objects": ([{"id": 1}, {"id": 2}], None)}
+
+
+@pytest.fixture
+def auth(monkeypatch) -> ApiAuth:
+    monkeypatch.setenv("ANSWERS_KEY", KEY)
+    return ApiAuth(type="api_key", key=Secret("${env:ANSWERS_KEY}"))
+
+
+def throttled(retry_after: str) -> tuple[int, dict, bytes]:
+    return 429, {"Retry-After": retry_after}, b'{"error": "slow down"}'
+
+
+def test_a_negative_retry_after_is_no_wait(auth):
+    with Server(OK) as api:
+        api.gets = [throttled("-1")]
+        assert read_ids(api.url, auth) == [1, 2]
+        assert len(api.seen) == 2
+
+
+def test_a_retry_after_given_as_a_date_is_waited_for(auth):
+    """An API that throttles for 4 s, saying so as an HTTP date: six quick attempts (backoff
+    alone) would all be refused within those 4 s."""
+    until: list[float] = []
+
+    def answer(path):
+        until.append(until[0] if until else math.ceil(time.time()) + 4)
+        if time.time() < until[0]:
+            api.gets.append(answer)
+            return throttled(email.utils.formatdate(until[0], usegmt=True))
+        return 200, {}, b'{"data": [{"id": 1}]}'
+    with Server({}) as api:
+        api.gets = [answer]
+        assert read_ids(api.url, auth) == [1]
+    assert len(api.seen) <= 3
