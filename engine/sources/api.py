@@ -50,7 +50,7 @@ class _Auth(httpx.Auth):
             for attempt in range(1, MAX_ATTEMPTS + 1):     # a token endpoint is as flaky as the API
                 try:
                     r = httpx.post(a.token_url, data=data, timeout=self.source.timeout)
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                except (httpx.TransportError, httpx.DecodingError) as exc:
                     if attempt == MAX_ATTEMPTS:
                         raise _transport_error(exc, f"tenant '{self.tenant_id}': the token endpoint",
                                                a.token_url) from None
@@ -235,7 +235,7 @@ class ApiExtractor:
                 self._last = time.monotonic()
             try:
                 r = self._client.get(url, params=params)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise _transport_error(exc, f"tenant '{self.tenant_id}': entity '{entity}'",
                                            self.source.base_url) from None
@@ -339,16 +339,22 @@ _TRANSPORT_HINTS = {
                        "and whether a proxy in between replaces the certificate",
     "timeout": "the API did not answer in time: check the sync server's network path to it (proxy, "
                "firewall) and the vendor's status; raise source.timeout if it is only slow",
+    "undecodable": "the answer's body does not match its Content-Encoding (e.g. gzip): ask the vendor, or "
+                   "whoever runs a proxy or gateway in between, which of them alters it",
 }
 _UNREACHABLE_HINT = ("the API cannot be reached from the sync server: check the network path to it (proxy, "
                      "firewall) and the vendor's status")
 
 
 def _transport_error(exc: Exception, what: str, base_url: str) -> SourceError:
-    """A request that found no answer, with its cause (dns, timeout, unreachable) and what to do."""
+    """A request that found no answer (or one that cannot be decoded), with its cause (dns, timeout,
+    unreachable, undecodable) and what to do."""
     from engine.classify import classify, message_of
+    said = message_of(exc.__cause__ or exc)[:200] or type(exc).__name__
+    if isinstance(exc, httpx.DecodingError):
+        return SourceError(f"{what}: the answer from {base_url} cannot be decoded ({said})", cause="undecodable",
+                           retriable=True, hint=_TRANSPORT_HINTS["undecodable"])
     cause = "timeout" if isinstance(exc, httpx.TimeoutException) else classify(exc.__cause__ or exc).code
     cause = cause if cause in _TRANSPORT_HINTS else "unreachable"
-    said = message_of(exc.__cause__ or exc)[:200] or type(exc).__name__
     return SourceError(f"{what}: no answer from {base_url} ({cause}: {said})", cause=cause, retriable=True,
                        hint=_TRANSPORT_HINTS.get(cause, _UNREACHABLE_HINT))

@@ -51,3 +51,19 @@ def test_a_retry_after_given_as_a_date_is_waited_for(auth):
         api.gets = [answer]
         assert read_ids(api.url, auth) == [1]
     assert len(api.seen) <= 3
+
+
+def test_a_body_that_cannot_be_decoded_is_retried_then_an_error_that_says_so(auth, monkeypatch):
+    """A gateway that labels a plain body as gzip: asked again, then stopped with what to ask."""
+    monkeypatch.setattr("engine.sources.api._backoff", lambda attempt: 0.0)
+    garbled = (200, {"Content-Encoding": "gzip"}, b'{"data": [{"id": 1}]}')
+    with Server(OK) as api:
+        api.gets = [garbled]
+        assert read_ids(api.url, auth) == [1, 2], "asked again"
+        api.gets = [garbled] * 6
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, auth)
+    error = caught.value
+    assert error.exit_code == ExitCode.SOURCE and error.retriable and error.cause == "undecodable"
+    assert f"tenant 'api-test': entity 'buildings': the answer from {api.url} cannot be decoded (" in error.message
+    assert "Content-Encoding" in error.hint
