@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 import logging
 import random
 import time
@@ -159,6 +160,12 @@ class ApiExtractor:
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': the record selector "
                                   f"{entity.record_selector!r} did not yield a list from {entity.endpoint}",
                                   cause="config", hint="check record_selector against a response (idwell-sync discover)")
+            odd = next((r for r in records if not isinstance(r, dict)), records)
+            if odd is not records:
+                raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {entity.endpoint} answered "
+                                  f"a record that is not a JSON object: {json.dumps(odd)[:40]}",
+                                  cause="config", hint="check record_selector against a response (idwell-sync "
+                                                       "discover): it must select the list of the records themselves")
             if pager.type in ("page_number", "offset") and records and records == previous:
                 if len(records) < size:
                     return                      # the last page again: the API repeats it past the end

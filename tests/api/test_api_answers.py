@@ -67,3 +67,15 @@ def test_a_body_that_cannot_be_decoded_is_retried_then_an_error_that_says_so(aut
     assert error.exit_code == ExitCode.SOURCE and error.retriable and error.cause == "undecodable"
     assert f"tenant 'api-test': entity 'buildings': the answer from {api.url} cannot be decoded (" in error.message
     assert "Content-Encoding" in error.hint
+
+
+@pytest.mark.parametrize("data, shown", [(b'[1, 2]', '1'), (b'[{"id": 1}, "x"]', '"x"'),
+                                         (b'[{"id": 1}, null]', "null")])
+def test_records_that_are_not_json_objects_stop_the_extract_naming_one(auth, data, shown):
+    with Server(OK) as api:
+        api.gets = [(200, {}, b'{"data": ' + data + b'}')]
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, auth)
+    assert caught.value.exit_code == ExitCode.SOURCE
+    assert f"entity 'buildings': /v1/objects answered a record that is not a JSON object: {shown}" \
+        in caught.value.message
