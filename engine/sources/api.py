@@ -261,9 +261,12 @@ class ApiExtractor:
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {r.request.url.path}"
                                   f"{'?' + query if query else ''} answered {r.status_code}"
                                   + (f" after {attempt} attempts" if r.status_code in RETRY_STATUS else ""),
-                                  cause="unknown", retriable=r.status_code >= 500,
+                                  cause="unknown", retriable=r.status_code in RETRY_STATUS or r.status_code >= 500,
                                   hint="the API failed on its side: the next run tries again; if it goes on, ask the "
                                        "vendor" if r.status_code >= 500 else
+                                       "the API refused more requests (429 Too Many Requests): the next run tries "
+                                       "again; set source.rate_limit (requests per second) below the API's limit, "
+                                       "or ask the vendor what it is" if r.status_code == 429 else
                                        "check the endpoint and its parameters against the API's documentation "
                                        "(idwell-sync discover)")
             return r

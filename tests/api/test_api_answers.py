@@ -79,3 +79,15 @@ def test_records_that_are_not_json_objects_stop_the_extract_naming_one(auth, dat
     assert caught.value.exit_code == ExitCode.SOURCE
     assert f"entity 'buildings': /v1/objects answered a record that is not a JSON object: {shown}" \
         in caught.value.message
+
+
+def test_an_api_that_keeps_throttling_is_named_with_the_setting_that_helps(auth, monkeypatch):
+    """Not "check the endpoint and its parameters": they were right, the requests too many."""
+    monkeypatch.setattr("engine.sources.api._backoff", lambda attempt: 0.0)
+    with Server(OK) as api:
+        api.gets = [throttled("0")] * 6
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, auth)
+    error = caught.value
+    assert "GET /v1/objects answered 429 after 6 attempts" in error.message and error.retriable
+    assert "source.rate_limit" in error.hint and "check the endpoint" not in error.hint
