@@ -25,6 +25,7 @@ from engine.redact import remember
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_ATTEMPTS = 6
+_LOOK = "idwell-sync doctor TENANT asks each endpoint for its first page; discover reads SQL sources only"
 
 
 class _Auth(httpx.Auth):
@@ -159,13 +160,13 @@ class ApiExtractor:
             if not isinstance(records, list):
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': the record selector "
                                   f"{entity.record_selector!r} did not yield a list from {entity.endpoint}",
-                                  cause="config", hint="check record_selector against a response (idwell-sync discover)")
+                                  cause="config", hint=f"check record_selector against a response ({_LOOK})")
             odd = next((r for r in records if not isinstance(r, dict)), records)
             if odd is not records:
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {entity.endpoint} answered "
                                   f"a record that is not a JSON object: {json.dumps(odd)[:40]}",
-                                  cause="config", hint="check record_selector against a response (idwell-sync "
-                                                       "discover): it must select the list of the records themselves")
+                                  cause="config", hint=f"check record_selector against a response ({_LOOK}): it must "
+                                                        "select the list of the records themselves")
             if pager.type in ("page_number", "offset") and records and records == previous:
                 if len(records) < size:
                     return                      # the last page again: the API repeats it past the end
@@ -201,7 +202,7 @@ class ApiExtractor:
                 if str(cursor) in seen_cursors:
                     raise self._paging_error(entity, f"the cursor {str(cursor)[:40]!r} came back a second time: "
                                              "the pages would repeat without end",
-                                             "check cursor_path against a response (idwell-sync discover)")
+                                             f"check cursor_path against a response ({_LOOK})")
                 seen_cursors.add(str(cursor))
             else:
                 nxt = response.links.get("next", {}).get("url")
@@ -268,7 +269,7 @@ class ApiExtractor:
                                        "again; set source.rate_limit (requests per second) below the API's limit, "
                                        "or ask the vendor what it is" if r.status_code == 429 else
                                        "check the endpoint and its parameters against the API's documentation "
-                                       "(idwell-sync discover)")
+                                       f"({_LOOK})")
             return r
         raise AssertionError("unreachable")
 

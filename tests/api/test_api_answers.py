@@ -91,3 +91,14 @@ def test_an_api_that_keeps_throttling_is_named_with_the_setting_that_helps(auth,
     error = caught.value
     assert "GET /v1/objects answered 429 after 6 attempts" in error.message and error.retriable
     assert "source.rate_limit" in error.hint and "check the endpoint" not in error.hint
+
+
+@pytest.mark.parametrize("answer", [(200, {}, b'{"items": [{"id": 1}]}'), (404, {}, b'{"error": "no such endpoint"}')])
+def test_what_to_check_is_not_sent_to_discover_which_reads_sql_sources_only(auth, answer):
+    """`idwell-sync discover` refuses an API tenant; doctor reads the first page of each endpoint."""
+    with Server(OK) as api:
+        api.gets = [answer]
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, auth)
+    assert "idwell-sync doctor TENANT asks each endpoint for its first page" in caught.value.hint
+    assert "(idwell-sync discover)" not in caught.value.hint
