@@ -149,8 +149,8 @@ class ApiExtractor:
             elif pager.type == "cursor" and cursor:
                 query[pager.cursor_param or "cursor"] = cursor
             response = self._get(url, query if pager.type != "link_header" or page == pager.start else None, entity.name)
-            try:
-                body = response.json()
+            try:                            # in the charset the answer names (httpx's json() reads UTF-8 only)
+                body = json.loads(response.text) if response.charset_encoding else response.json()
             except ValueError:
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {response.request.url.path} "
                                   f"answered {response.status_code} with {response.headers.get('content-type', 'no content type')}, "

@@ -102,3 +102,11 @@ def test_what_to_check_is_not_sent_to_discover_which_reads_sql_sources_only(auth
             read_ids(api.url, auth)
     assert "idwell-sync doctor TENANT asks each endpoint for its first page" in caught.value.hint
     assert "(idwell-sync discover)" not in caught.value.hint
+
+
+def test_json_in_the_charset_its_content_type_names_is_read_in_it(auth):
+    """A legacy API that answers windows-1252 and says so: JSON all the same, umlauts included."""
+    body = '{"data": [{"id": 1, "name": "Müller"}]}'.encode("cp1252")
+    with Server(OK) as api:
+        api.gets = [(200, {"Content-Type": "application/json; charset=windows-1252"}, body)]
+        assert read_ids(api.url, auth) == [1]
