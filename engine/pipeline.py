@@ -584,7 +584,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                     if run_id is not None:              # None: its start could not be recorded
                         state.finish_run(run_id, status=status, summary=s,
                                          extracted=prepared.extracted if prepared else None,
-                                         counts=None if s is not None or not answered else _accepted(answered),
+                                         counts=None if s is not None or answered is None else _accepted(answered),
                                          message=failure or held)
             except StateError as exc:
                 if failure is None:                     # the run itself went through: the store's failure counts

@@ -30,6 +30,15 @@ class FailsHalfway:
         self.store.close()
 
 
+class FailsAtOnce(FailsHalfway):
+    """The connection 'drops' before the portal accepted anything."""
+
+    def apply(self, changes, progress=None):
+        error = TargetError("the portal stopped answering")
+        error.partial_outcomes = []
+        raise error
+
+
 def fail_part_way(ws, tenant, target_class) -> None:
     """A run of `tenant` against the portal store through `target_class`, which fails it."""
     target, state = target_class(ws.portal_path), ws.state()
@@ -124,3 +133,12 @@ def test_a_disk_that_fills_during_a_run_is_named_with_the_tenant_and_the_next_ru
     again = ws.run(tenant)
     assert again.exit_code == 0 and again.summary["writes"] > 0
     assert ws.portal()["users"]
+
+
+def test_a_run_that_failed_before_the_portal_accepted_anything_shows_no_writes_not_unknown(ws):
+    """It failed while applying: its writes are zero, as `run --json` says, not null (failed before it applied)."""
+    import json
+    tenant = ws.tenant()
+    fail_part_way(ws, tenant, FailsAtOnce)
+    [failed] = json.loads(ws.cli("history", "demo", "--json").stdout)
+    assert failed["status"] == "failed" and failed["writes"] == {"create": 0, "update": 0, "delete": 0}
