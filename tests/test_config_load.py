@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.expr.functions import Lookup, map_values
 from engine.config import ConfigError, load_tenant
 from engine.config.model import ENTITIES, ApiSource, IdwellTarget, SqlSource
 from engine.config.secrets import Secret
@@ -55,8 +56,11 @@ def test_merge_rules():
     assert users.fields["title"].source == "trim(Titel)"                   # added
     assert users.fields["last_name"].source == "trim(Nachname)"            # untouched
     assert "EmailPrivat" in users.query                                    # scalars are replaced
-    # objects merge key by key: the mapping's codes stay, the tenant's are added
-    assert dict(tenant.code_tables["roles"].values) == {"E": "owner", "M": "tenant", "V": "tenant"}
+    # objects merge key by key: the mapping's codes stay, the tenant's are added; a code the
+    # tenant writes in another case replaces the mapping's (map_values takes them for one)
+    assert dict(tenant.code_tables["roles"].values) == {"E": "owner", "V": "tenant", "m": "owner"}
+    roles = Lookup.of(tenant.code_tables["roles"].values)
+    assert [map_values(code, roles) for code in ("E", "M", "m ", "V")] == ["owner", "owner", "owner", "tenant"]
     # the regex filter the mapping defines is compiled
     assert tenant.entities["users"].filters[0].pattern.search("  Leerstand ")
 

@@ -22,6 +22,7 @@ from engine.config._text import did_you_mean, quoted_list
 from engine.config.model import ENTITIES, CodeTable
 from engine.config.sql import find_issue, select_columns
 from engine.expr import Expr, ExprError, compile_expression
+from engine.expr.functions import table_key
 
 
 @dataclass
@@ -43,12 +44,27 @@ def check_mapping(data: Any, report: Report, *, file_stem: str | None = None) ->
     for table, spec in (tables.items() if isinstance(tables, dict) else ()):
         if isinstance(spec, dict) and isinstance(spec.get("values"), dict):
             compiled.code_tables[table] = CodeTable(table, dict(spec["values"]), spec.get("default"))
+            _clashing_codes(spec["values"], ("code_tables", table, "values"), report)
     entities = data.get("entities")
     for entity in ENTITIES:
         spec = entities.get(entity) if isinstance(entities, dict) else None
         if isinstance(spec, dict):
             _Entity(entity, spec, data.get("source_type"), report, compiled).check()
     return compiled
+
+
+def _clashing_codes(values: dict, path: tuple, report: Report) -> None:
+    """Two codes of one table that map_values takes for the same (compared trimmed and lower-cased,
+    1 and '1' alike) with different values: only the last would count, without a word."""
+    first: dict[str | None, Any] = {}
+    for code, value in values.items():
+        key = table_key(code)
+        if key in first and values[first[key]] != value:
+            other = first[key]
+            report.error(path + (code,), f"code {code!r} is the same code as {other!r} for map_values (codes are "
+                                         f"compared trimmed and lower-cased), with another value ({value!r}, not "
+                                         f"{values[other]!r}): keep one of them")
+        first.setdefault(key, code)
 
 
 class _Entity:

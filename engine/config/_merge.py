@@ -1,7 +1,8 @@
 """Merge a tenant's `overrides` into its mapping profile.
 
 The rules (docs/config.md, "Overrides"):
-  * objects (entities, code tables, `values`, `params`, `fields`) merge key by key;
+  * objects (entities, code tables, `values`, `params`, `fields`) merge key by key; a code of a
+    table's `values` replaces the one map_values takes for the same code (`e` replaces `E`);
   * scalars and plain lists (`query`, `key`, `in`, ...) are replaced;
   * a key set to null is removed (e.g. `fields: {mobile: null}` unmaps the mobile field);
   * `filters` merge by `name`: the same name replaces the mapping's filter as a whole,
@@ -18,6 +19,7 @@ from typing import Any
 from engine.config._problem import Locator, Problem
 from engine.config._text import did_you_mean
 from engine.config._yaml import Document
+from engine.expr.functions import table_key
 
 FILTER_KINDS = ("in", "not_in", "flag", "regex", "range", "expr")
 
@@ -45,8 +47,13 @@ class _Merger:
         self.tenant_loc = Locator.of(tenant)
 
     def merge_dict(self, base: dict, over: dict, mpath: tuple, tpath: tuple) -> None:
+        codes = len(mpath) == 3 and mpath[0] == "code_tables" and mpath[2] == "values"
         for key, value in over.items():
             m, t = mpath + (key,), tpath + (key,)
+            if codes:                               # `e:` overrides the mapping's `E:`: the same code for map_values
+                for same in [k for k in base if k != key and table_key(k) == table_key(key)]:
+                    base.pop(same)
+                    self.loc.prune(mpath + (same,))
             if value is None:
                 base.pop(key, None)
                 self.loc.prune(m)
