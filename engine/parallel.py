@@ -72,6 +72,7 @@ class UsersResult:
     users: EntityData                    # mapped, gated and normalised
     extract_findings: list[Finding]      # mapping, filters and the gate, as extract_entity reports them
     normalise_findings: list[Finding]    # normalize_entity's
+    order: list[str]                     # the external_ids as mapped, before normalising dropped some
 
 
 class UsersWorker:
@@ -201,18 +202,21 @@ class UsersWorker:
                     return self._failed(first[1], progress)
                 users, found = _unpack_users(first[1])
                 normalised: list[Finding] = []
-                mine: list[tuple[EntityData, list[Finding]]] = []   # this process's shares, later blocks first
+                order: list[str] = []                 # the child's blocks' external_ids, as mapped
+                mine: list[tuple[EntityData, list[Finding], list[str]]] = []   # this process's shares, later blocks first
                 asking = self._ask_for_share()
                 while (message := receive(f))[0] in ("ok", "shared"):
                     if message[0] == "ok":                # a block the child normalised
                         _add_block(users, message[1], normalised)
-                        progress.stage("records in", len(users.records) + sum(len(d.records) for d, _ in mine))
+                        order.extend(message[1]["order"])
+                        progress.stage("records in", len(users.records) + sum(len(d.records) for d, _, _ in mine))
                     elif message[1] is None:              # nothing more to share
                         asking = False
                     else:                                 # blocks from the end: this process's share
                         if asking:                        # the next share arrives while this one is done
                             asking = self._ask_for_share()
-                        mine.append((_shared_blocks(message[1]), []))
+                        share = _shared_blocks(message[1])
+                        mine.append((share, [], list(share.records)))
                         normalize_entity(mine[-1][0], rules, mine[-1][1], pack=self._pack)
                         users.packed_rows.update(mine[-1][0].packed_rows)
                 if message[0] != "done":
@@ -228,14 +232,15 @@ class UsersWorker:
         finally:
             self._close_control()
             self._reap()
-        for share, share_findings in reversed(mine):
+        for share, share_findings, share_order in reversed(mine):
             users.records.update(share.records)
             users.excluded.update(share.excluded)
             users.invalid.update(share.invalid)
             normalised.extend(share_findings)
+            order.extend(share_order)
         progress.advance(users.extracted)
         progress.finish(f"({sum(users.filtered.values()):,} filtered)")
-        return UsersResult(users, found, normalised)
+        return UsersResult(users, found, normalised, order)
 
     def _failed(self, why: str, progress: Progress) -> None:
         log.warning("extracting in a second process failed (%s); extracting here", why)
@@ -327,9 +332,10 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
         block = EntityData("users", records=dict(zip(ids[starts[k]:starts[k] + BLOCK],
                                                       recs[starts[k]:starts[k] + BLOCK])))
         normalised: list[Finding] = []
+        order = list(block.records)                   # as mapped: normalising drops the invalid ones
         normalize_entity(block, tenant.rules, normalised, pack=pack)
         send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
-                           "invalid": _invalid(block), "findings": [_finding(f) for f in normalised],
+                           "order": order, "invalid": _invalid(block), "findings": [_finding(f) for f in normalised],
                            "packed": block.packed_rows}))
         recs[starts[k]:starts[k] + BLOCK] = [None] * len(recs[starts[k]:starts[k] + BLOCK])
         k += 1

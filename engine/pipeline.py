@@ -188,18 +188,21 @@ def transform_without_users(tenant: Tenant, data: dict[str, EntityData], run_dat
 def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: list[Finding],
                          users_normalised: list[Finding] | None, after: list[Finding],
                          previous_winners: dict[str, str], findings: list[Finding], holders=None,
-                         index: OccupancyIndex | None = None, last_sent: LastSent | None = None) -> dict[str, str]:
+                         index: OccupancyIndex | None = None, last_sent: LastSent | None = None,
+                         users_order: list[str] | None = None) -> dict[str, str]:
     """The rest of `transform`. `users_normalised`: the findings of normalising the users if
-    that is done already (engine.parallel), else None; `index`: index_occupancies after
-    transform_without_users, if made already (a run makes it while it waits for the users)."""
+    that is done already (engine.parallel), else None, and `users_order` their external_ids as
+    mapped; `index`: index_occupancies after transform_without_users, if made already (a run
+    makes it while it waits for the users)."""
     users, occ = data["users"], data["occupancies"]
     index = index or index_occupancies(occ, data["units"])
     findings.extend(before)
-    drop_users_without_occupancy(users, occ, tenant.rules, findings, index)
     if users_normalised is None:
+        drop_users_without_occupancy(users, occ, tenant.rules, findings, index)
         normalize_entity(users, tenant.rules, findings)
     else:
-        findings.extend(users_normalised)
+        findings.extend(_drop_normalised_users_without_occupancy(tenant, users, occ, index, users_order,
+                                                                 users_normalised, findings))
     keep_last_sent(users, last_sent, findings)
     findings.extend(after)
     dropped = resolve_occupancy_references(occ, users, data["units"], findings, index)
@@ -207,6 +210,29 @@ def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: li
     winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders, index)
     dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)
     return winners
+
+
+def _drop_normalised_users_without_occupancy(tenant: Tenant, users: EntityData, occ: EntityData,
+                                             index: OccupancyIndex, order: list[str] | None,
+                                             normalised: list[Finding], findings: list[Finding]) -> list[Finding]:
+    """drop_users_without_occupancy for users normalised already (engine.parallel), as `transform`
+    drops them before normalising: also the persons normalising refused (users.invalid), whom
+    keep_last_sent would otherwise keep in the portal without an occupancy, in the order mapped
+    (`order`); returns `normalised` without the findings of the persons dropped."""
+    invalid, records = users.invalid, users.records
+    if invalid and order is not None:       # back among the records, where they were mapped
+        users.records = {i: records[i] if i in records else invalid[i] for i in order if i in records or i in invalid}
+        users.records.update(records)       # none left out (each is in `order`)
+    before = len(findings)
+    drop_users_without_occupancy(users, occ, tenant.rules, findings, index)
+    gone_keys = {f.key for f in findings[before:]}
+    for external_id in [i for i in invalid if i in users.records]:
+        del users.records[external_id]      # still refused
+    for external_id in [i for i in invalid if users.excluded.get(i) == "user_without_occupancy"]:
+        del invalid[external_id]            # dropped: not kept as last sent either
+    if not gone_keys:
+        return normalised
+    return [f for f in normalised if f.entity != "users" or f.key not in gone_keys]
 
 
 @contextmanager
@@ -410,7 +436,7 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
         findings.extend(found[entity])
     data = {e: data[e] for e in ENTITIES}
     winners = transform_with_users(tenant, data, before, normalised, after, previous_winners, findings, holders,
-                                   index, last_sent)
+                                   index, last_sent, None if result is None else result.order)
     timings["transform"] = time.perf_counter() - t
     return data, winners
 
