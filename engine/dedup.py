@@ -167,6 +167,32 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
     return winners
 
 
+def settle_restored_partners(users: EntityData, occ: EntityData, units: EntityData, rules, findings: list[Finding]) -> None:
+    """After dedup: a refused person taken back as last merged (engine.normalize._restore_partners)
+    that dedup merged again is reported as kept (invalid_kept); one that was not merged (its
+    partner no longer shares the address or a contract) is refused again, with its occupancies:
+    a record never sent on its own stays out."""
+    if not users.restored_partners:
+        return
+    from engine.references import drop_users_without_occupancy, resolve_occupancy_references
+    alone = False
+    for external_id, (merged_id, rec) in sorted(users.restored_partners.items()):
+        if users.excluded.get(external_id) == "partnership_merged":
+            findings.append(Finding("invalid_kept", "users", rec.key,
+                                    f"not updated: merged into portal user {merged_id!r} with its data as the last "
+                                    "run sent it, until the ERP's record passes the rules again (see its "
+                                    "invalid_record finding)"))
+        else:
+            users.records.pop(external_id, None)
+            users.packed_rows.pop(external_id, None)
+            users.excluded[external_id] = "invalid_record"
+            users.invalid[external_id] = rec
+            alone = True
+    if alone:
+        dropped = resolve_occupancy_references(occ, users, units, findings)
+        drop_users_without_occupancy(users, occ, rules, findings, None, dropped)
+
+
 def _merged_id(members: Iterable[str]) -> str:
     """The external_id of the portal user a partnership is merged into: deterministic."""
     return "+".join(sorted(members))
@@ -274,6 +300,7 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
         findings.append(Finding("partnership_merged", "users", r.key,
                                 f"shares {email} and a contract with {others}; sent as one portal user {merged_id!r}"))
     users.records[merged_id] = Rec(key, data)
+    users.partners[merged_id] = datas
     users.packed_rows.pop(merged_id, None)           # a record of that id dropped earlier may have left one
     facts[merged_id] = _merged_facts([facts[m] for m in ordered])
     _rewire_occupancies(ordered, merged_id, occ, facts, findings)
@@ -333,6 +360,7 @@ def _merge_couple(email: str, a: str, b: str, users: EntityData, occ: EntityData
         findings.append(Finding("partnership_merged", "users", member.key,
                                 f"shares {email} and a contract with {other.key}{tail}"))
     records[merged_id] = Rec(key, data)
+    users.partners[merged_id] = [da, db]
     users.packed_rows.pop(merged_id, None)           # a record of that id dropped earlier may have left one
     facts[merged_id] = _merged_facts([facts[a], facts[b]])
     _rewire_occupancies((a, b), merged_id, occ, facts, findings)

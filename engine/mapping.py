@@ -46,6 +46,12 @@ class EntityData:
     """external_id -> the record as normalize_entity dropped it for breaking a rule (its ERP key
     and contract are what keep_last_sent needs, so that a record the portal has from an earlier
     run is kept as last sent instead of archived)."""
+    partners: dict = field(default_factory=dict)
+    """users: merged external_id -> the data of the persons dedup merged into it (merge_partnership),
+    which the state store keeps for a refused partner (keep_last_sent)."""
+    restored_partners: dict = field(default_factory=dict)
+    """users: external_id of a refused person taken back as the partner the engine last merged ->
+    (the merged user's external_id then, its ERP key); engine.dedup.settle_restored_partners."""
     packed_rows: dict = field(default_factory=dict)
     """external_id -> the record's row packed as the plan compares it (engine.current.pack_rows),
     made by normalize_entity where a run compares with a packed portal; code that changes a

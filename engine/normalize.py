@@ -119,6 +119,35 @@ def keep_last_sent(data: EntityData, last_sent: LastSent | None, findings: list[
         findings.append(Finding("invalid_kept", data.entity, rec.key,
                                 "not updated: the portal keeps the record as the last run sent it, until the "
                                 "ERP's record passes the rules again (see its invalid_record finding)"))
+    if data.entity == "users" and data.invalid:
+        _restore_partners(data, last_sent)
+
+
+PARTNERS = "partners"
+"""The state store's name for the persons the engine sent merged into one user (merge_partnership):
+each person's data as last merged, with `merged_into`, the merged user's external_id
+(engine.pipeline.record)."""
+
+
+def _restore_partners(users: EntityData, last_sent: LastSent) -> None:
+    """A refused person whom the engine last sent merged with a partner into one user, which the
+    portal still has, is taken back with its data as last merged, so that dedup merges the couple
+    again: one partner's bad value does not split the couple overnight (the other partner sent
+    alone, the merged user archived). engine.dedup.settle_restored_partners reports it, or drops
+    it again where it is not merged."""
+    ids = sorted(users.invalid)
+    found = last_sent(PARTNERS, ids)
+    merged = sorted({r.get("merged_into") for r in found.values() if isinstance(r.get("merged_into"), str)})
+    alive = last_sent("users", merged) if merged else {}
+    for external_id in ids:
+        record = found.get(external_id)
+        if record is None or record.get("merged_into") not in alive:
+            continue
+        rec = users.invalid.pop(external_id)
+        del users.excluded[external_id]
+        data = {name: value for name, value in record.items() if name != "merged_into"}
+        users.records[external_id] = Rec(rec.key, data, rec.contract)
+        users.restored_partners[external_id] = (record["merged_into"], rec)
 
 
 def _normalize_chunk(entity: str, recs: list, rules: Rules,

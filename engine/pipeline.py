@@ -23,10 +23,10 @@ from engine.config.model import ENTITIES, Tenant
 from engine import parallel
 from engine._stop import whole
 from engine.current import CurrentState, reader_command
-from engine.dedup import dedup_emails, dedup_phones
+from engine.dedup import dedup_emails, dedup_phones, settle_restored_partners
 from engine.findings import Finding
 from engine.mapping import EntityData, Mapper, kept_values
-from engine.normalize import LastSent, keep_last_sent, normalize_entity
+from engine.normalize import PARTNERS, LastSent, keep_last_sent, normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
 from engine.progress import Progress
 from engine.redact import redact
@@ -208,6 +208,7 @@ def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: li
     dropped = resolve_occupancy_references(occ, users, data["units"], findings, index)
     drop_users_without_occupancy(users, occ, tenant.rules, findings, index, dropped)
     winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders, index)
+    settle_restored_partners(users, occ, data["units"], tenant.rules, findings)
     dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)
     return winners
 
@@ -491,6 +492,11 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
                 written[c.entity][c.external_id] = c.record
     refused_ids = {(o.change.entity, o.change.external_id) for o in applied.rejected}
     tenant_id = prepared.tenant.id
+    partners = prepared.data["users"].partners       # each merged user written: its persons as merged
+    merged = [{**person, "merged_into": merged_id} for merged_id in written["users"] if merged_id in partners
+              for person in partners[merged_id]]
+    if merged:
+        state.remember_written(tenant_id, PARTNERS, merged)
     for entity in ENTITIES:
         pending = state.pending_written(tenant_id, entity) if complete else {}
         records = prepared.data[entity].records

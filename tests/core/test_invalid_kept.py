@@ -133,3 +133,59 @@ def test_a_refused_field_names_the_mapping_that_makes_it_from_the_erp(ws):
     [invalid] = [f for f in result.findings if f.key == f"{contract}/{person}"]
     assert (invalid.code, invalid.field) == ("invalid_record", "role")
     assert invalid.message.endswith("(role = map_values(Art, 'roles'))"), invalid.message
+
+
+def a_couple(portal) -> tuple[str, str, str]:
+    """A couple the demo portal has as one merged user: (merged external_id, one person, the other)."""
+    merged = next(u for u in sorted(portal["users"]) if u.count("+") == 1)
+    first, second = merged.split("+")
+    return merged, first, second
+
+
+def test_a_refused_partner_keeps_the_couple_merged_as_last_sent(ws, both):
+    """merge_partnership: one partner's language becomes 'fr'. The couple stays one portal user,
+    its refused partner's part as last merged, instead of the other partner being sent alone and
+    the couple archived overnight; the other partner's changes still go out."""
+    ws.run()
+    before = ws.portal()
+    merged, one, other = a_couple(before)
+    ws.erp_execute(("UPDATE adresse SET sprache = 'fr' WHERE adressnr = ?", (int(other),)))
+
+    second = ws.run()
+    assert second.summary["writes"] == 0, second.summary["entities"]
+    after = ws.portal()
+    assert after["users"][merged] == before["users"][merged]
+    assert one not in after["users"] and other not in after["users"]
+    found = Findings(second.findings)
+    assert found.codes("users", other) >= {"invalid_record", "invalid_kept", "partnership_merged"}
+    [kept] = found.of("users", other, "invalid_kept")
+    assert merged in kept.message
+
+    ws.erp_execute(("UPDATE adresse SET vorname = 'Zacharias' WHERE adressnr = ?", (int(one),)))
+    third = ws.run()
+    assert {a: n for a, n in third.summary["entities"]["users"].items() if a in ("create", "update", "delete")} \
+        == {"create": 0, "update": 1, "delete": 0}
+    user = ws.portal()["users"][merged]
+    assert "Zacharias" in f"{user['first_name']} {user['last_name']}"
+    assert user["language"] == before["users"][merged]["language"]
+
+    ws.erp_execute(("UPDATE adresse SET sprache = 'de' WHERE adressnr = ?", (int(other),)))
+    fixed = ws.run()
+    assert "invalid_kept" not in fixed.summary["findings"] and "invalid_record" not in fixed.summary["findings"]
+    assert merged in ws.portal()["users"]
+
+
+def test_a_refused_partner_whose_couple_parts_stays_out(ws, both):
+    """Taken back only to merge the couple again: once the partners no longer share the address,
+    the refused one is not sent on its own with old data, nor its occupancies."""
+    ws.run()
+    merged, one, other = a_couple(ws.portal())
+    ws.erp_execute(("UPDATE adresse SET sprache = 'fr' WHERE adressnr = ?", (int(other),)),
+                   ("UPDATE adresse SET email = 'nur.einer@example.de' WHERE adressnr = ?", (int(one),)))
+    second = ws.run(allow_deletes=True)
+    portal = ws.portal()
+    assert one in portal["users"] and other not in portal["users"] and merged not in portal["users"]
+    assert not [o for o, rec in portal["occupancies"].items() if rec["user_id"] in (other, merged)]
+    found = Findings(second.findings)
+    assert "invalid_kept" not in found.codes("users", other)
+    assert "invalid_record" in found.codes("users", other)
