@@ -73,9 +73,8 @@ def test_a_proxy_that_refuses_the_connection_is_a_target_error_naming_its_answer
     assert TOKEN not in str(caught.value)
 
 
-def test_an_answer_that_cannot_be_decoded_is_a_target_error():
-    """A gateway that labels a plain body as gzip: httpx cannot decode it."""
-    handler = replying(200, b'{"items": [], "next_cursor": null}', {"Content-Encoding": "gzip"})
+def reading_buildings_fails(handler) -> pytest.ExceptionInfo:
+    """Reads the portal's buildings from a server answering with `handler`; the TargetError it raises."""
     with serving(handler) as api:
         sync = target(f"http://127.0.0.1:{api.server_address[1]}/import/v1")
         try:
@@ -83,6 +82,13 @@ def test_an_answer_that_cannot_be_decoded_is_a_target_error():
                 list(sync.read("buildings"))
         finally:
             sync.close()
+    return caught
+
+
+def test_an_answer_that_cannot_be_decoded_is_a_target_error():
+    """A gateway that labels a plain body as gzip: httpx cannot decode it."""
+    handler = replying(200, b'{"items": [], "next_cursor": null}', {"Content-Encoding": "gzip"})
+    caught = reading_buildings_fails(handler)
     assert caught.value.exit_code == ExitCode.TARGET and "(last: DecodingError: " in caught.value.message
     assert len(handler.seen) == 3
 
@@ -90,13 +96,6 @@ def test_an_answer_that_cannot_be_decoded_is_a_target_error():
 @pytest.mark.parametrize("items", [b'[1]', b'[{"name": "Haus 1"}]', b'[{"external_id": null, "name": "Haus 1"}]'])
 def test_a_listing_whose_items_are_not_records_with_an_external_id_is_a_target_error(items):
     """Not a crash while comparing, nor a planned delete of external_id null."""
-    handler = replying(200, b'{"items": ' + items + b', "next_cursor": null}')
-    with serving(handler) as api:
-        sync = target(f"http://127.0.0.1:{api.server_address[1]}/import/v1")
-        try:
-            with pytest.raises(TargetError) as caught:
-                list(sync.read("buildings"))
-        finally:
-            sync.close()
+    caught = reading_buildings_fails(replying(200, b'{"items": ' + items + b', "next_cursor": null}'))
     assert caught.value.exit_code == ExitCode.TARGET
     assert "to GET /buildings: an item that is not a record with an external_id" in caught.value.message
