@@ -152,6 +152,13 @@ class ApiExtractor:
             try:                            # in the charset the answer names (httpx's json() reads UTF-8 only)
                 body = json.loads(response.text) if response.charset_encoding else response.json()
             except ValueError:
+                if response.is_redirect:
+                    raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {response.request.url.path} "
+                                      f"answered {response.status_code}, a redirect to "
+                                      f"{response.headers.get('location')}", cause="config",
+                                      hint="set base_url to the address it redirects to (often https:// for http://); "
+                                           "the engine does not follow redirects, so that the API's credentials "
+                                           "never go to another address") from None
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {response.request.url.path} "
                                   f"answered {response.status_code} with {response.headers.get('content-type', 'no content type')}, "
                                   "not JSON", cause="unknown",

@@ -110,3 +110,15 @@ def test_json_in_the_charset_its_content_type_names_is_read_in_it(auth):
     with Server(OK) as api:
         api.gets = [(200, {"Content-Type": "application/json; charset=windows-1252"}, body)]
         assert read_ids(api.url, auth) == [1]
+
+
+def test_a_redirect_names_where_it_points_and_what_to_set(auth):
+    """http:// where the API moved to https://: the error names the new address and base_url, not
+    'answered 301 with no content type, not JSON'."""
+    with Server(OK) as api:
+        api.gets = [(301, {"Location": "https://api.example.invalid/v1/objects"}, b"")]
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, auth)
+    assert caught.value.exit_code == ExitCode.SOURCE
+    assert "/v1/objects answered 301, a redirect to https://api.example.invalid/v1/objects" in caught.value.message
+    assert "set base_url" in caught.value.hint and KEY not in str(caught.value)
