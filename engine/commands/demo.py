@@ -13,8 +13,10 @@ HELP = "generate the demo ERP (if missing) and run the demo tenant into the loca
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant", type=Path, default=Path("tenants/demo.yaml"), help="the demo tenant file")
-    parser.add_argument("--size", choices=["S", "M", "L"], default="S", help="demo ERP size (default S, ~300 units)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--size", choices=["S", "M", "L"], default=None,
+                        help="demo ERP size (default S, ~300 units); an existing demo ERP of another size or "
+                             "seed is generated anew, its portal store and state with it, as with --fresh")
+    parser.add_argument("--seed", type=int, default=None, help="the generator's seed (default 42)")
     parser.add_argument("--fresh", action="store_true",
                         help="regenerate the ERP and start with an empty portal store and state")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -36,14 +38,21 @@ def main(args) -> int:
         print(f"idwell-sync demo: {args.tenant} must read a SQLite file (source.url sqlite:///...)", file=sys.stderr)
         return ExitCode.USAGE
     erp = Path(url[len("sqlite:///"):])
+    size = args.size or "S"
+    seed = 42 if args.seed is None else args.seed
+    if not args.fresh and erp.exists() and (args.size or args.seed is not None) \
+            and _generated_as(erp) != (size, seed):
+        print(f"idwell-sync demo: {erp} is not a demo ERP of size {size}, seed {seed}: generating it anew, "
+              "with an empty portal store and state (as --fresh)", file=sys.stderr)
+        args.fresh = True
     if args.fresh:
         for p in (erp, getattr(tenant.target, "path", None)):
             if p is not None and Path(p).exists():
                 Path(p).unlink()
     if not erp.exists():
         erp.parent.mkdir(parents=True, exist_ok=True)
-        print(f"generating demo ERP (size {args.size}, seed {args.seed}) into {erp} ...", file=sys.stderr)
-        generate(url, size=args.size, seed=args.seed)
+        print(f"generating demo ERP (size {size}, seed {seed}) into {erp} ...", file=sys.stderr)
+        generate(url, size=size, seed=seed)
     args.state, args.tenant_id = None, tenant.id
     state = open_state(args, tenant)        # the store `idwell-sync run demo` uses: one history, one lock
     if args.fresh:
@@ -71,6 +80,16 @@ def main(args) -> int:
         print(f"idwell-sync demo: error: {report_failed}", file=sys.stderr)
         return int(report_failed.exit_code)
     return result.exit_code
+
+
+def _generated_as(erp: Path) -> tuple[str, int] | None:
+    """The size and seed the demo ERP at `erp` was generated with (its manifest), or None."""
+    from engine.demo.manifest import Manifest
+    try:
+        manifest = Manifest.load(erp.with_name(erp.name + ".manifest.json"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return manifest.size, manifest.seed
 
 
 def _hard_cases(erp: Path, tenant, findings) -> list[str]:

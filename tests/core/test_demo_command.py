@@ -4,10 +4,13 @@ running it again reports zero writes."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from engine.demo import Manifest
+
+from conftest import MAPPINGS, REPO, Workspace
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +85,26 @@ def test_the_demo_and_run_demo_share_one_history_and_fresh_forgets_it(demo_dir, 
     assert json.loads(done.stdout)["writes"] > 1000
     history = json.loads(demo_dir.cli("history", "demo", "--json").stdout)
     assert len(history) == 1
+
+
+def test_demo_with_another_seed_generates_that_erp_instead_of_reusing_the_old_one(tmp_path):
+    """`idwell-sync demo --seed N` (or `--size`) after a demo of another seed used to run the old
+    ERP without a word: the options took effect only when no ERP was there yet. Now an ERP whose
+    manifest names another size or seed is generated anew, with its portal store and state."""
+    shutil.copytree(REPO / "tenants", tmp_path / "tenants")
+    shutil.copytree(MAPPINGS, tmp_path / "mappings")
+    ws = Workspace(tmp_path, tmp_path / "var" / "demo" / "erp.sqlite", None)
+    manifest_path = ws.erp.with_name("erp.sqlite.manifest.json")
+    assert ws.cli("demo", "--json").returncode == 0
+    assert Manifest.load(manifest_path).seed == 42
+    done = ws.cli("demo", "--seed", "7", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "generating it anew" in done.stderr
+    assert Manifest.load(manifest_path).seed == 7
+    assert json.loads(done.stdout)["writes"] > 1000, "a new portal store, filled from the new ERP"
+    again = ws.cli("demo", "--seed", "7", "--json")       # the same seed: the ERP is kept
+    assert again.returncode == 0 and "anew" not in again.stderr
+    assert json.loads(again.stdout)["writes"] == 0
+    plain = ws.cli("demo", "--json")                      # no --size/--seed: whatever ERP is there
+    assert plain.returncode == 0 and json.loads(plain.stdout)["writes"] == 0
+    assert Manifest.load(manifest_path).seed == 7
