@@ -115,5 +115,17 @@ def write(path: Path = DOC_PATH) -> None:
     path.write_text(render() + END_MARKER + (kept or "\n"), encoding="utf-8")
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m engine.expr.docs",
+                                     description="Rewrite the generated part of docs/functions.md from the "
+                                                 "FUNCTIONS registry (run from the repository root).")
+    parser.add_argument("path", nargs="?", type=Path, default=DOC_PATH,
+                        help=f"the file to rewrite (default: {DOC_PATH})")
+    args = parser.parse_args(argv)
+    write(args.path)
+    return 0
+
+
 if __name__ == "__main__":
-    write(Path(sys.argv[1]) if len(sys.argv) > 1 else DOC_PATH)
+    sys.exit(main())

@@ -104,3 +104,20 @@ def test_the_engines_functions_give_a_value_for_any_input_instead_of_raising(nam
         compile_expression(text, code_tables=tables).evaluate({"v": value})
         if high is None or high > low:
             compile_expression(f"{name}({', '.join(['v'] * (low + 1))})").evaluate({"v": value})
+
+
+def test_the_generator_answers_help_instead_of_writing_a_file_named_help(tmp_path):
+    """`python -m engine.expr.docs --help` used to take --help for the output path and write the
+    reference into a file named '--help'."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "engine.expr.docs", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    out = tmp_path / "functions.md"
+    done = subprocess.run([sys.executable, "-m", "engine.expr.docs", str(out)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text(encoding="utf-8").startswith("# Expression functions")
