@@ -214,8 +214,11 @@ def _url_engine(url_text: str, query_timeout: int, references: list[str]) -> "sq
     backend = url.get_backend_name()
     if backend == "sqlite":
         url = _sqlite_read_only(url)
-    elif backend == "postgresql" and "options" not in url.query:
-        connect_args["options"] = f"-c default_transaction_read_only=on -c statement_timeout={int(query_timeout) * 1000}"
+    elif backend == "postgresql":
+        # After the URL's own options (a search_path, say), so that read-only and the timeout hold with them.
+        given = url.query.get("options") or ()
+        connect_args["options"] = " ".join([*([given] if isinstance(given, str) else given),
+                                            f"-c default_transaction_read_only=on -c statement_timeout={int(query_timeout) * 1000}"])
     elif backend == "mssql" and url.get_driver_name() == "pyodbc" and "odbc_connect" not in url.query:
         check_driver(str(url.query.get("driver", "")) or "ODBC Driver 18 for SQL Server")
     try:

@@ -1,0 +1,52 @@
+"""The SQL source against the PostgreSQL server on 127.0.0.1:5432: what the URL's own options leave
+in force."""
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+
+from engine.config.model import EntityMapping, SqlSource
+from engine.config.secrets import Secret
+from engine.errors import SourceError
+from engine.sources.sql import SqlExtractor
+from pgcluster import require
+
+pytestmark = pytest.mark.postgres
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+@pytest.fixture(autouse=True)
+def server_up():
+    try:
+        with psycopg.connect(ADMIN, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # the reason is shown in the skip message
+        require(False, f"PostgreSQL on 127.0.0.1:5432 (db test) is not reachable: {exc}")
+
+
+def entity(query: str) -> EntityMapping:
+    return EntityMapping(name="buildings", fields={}, key=(), query=query)
+
+
+def extractor(url: str, **source) -> SqlExtractor:
+    return SqlExtractor(SqlSource(type="sql", url=Secret(url), **source), "acme", run_date=dt.date(2026, 6, 1))
+
+
+def test_a_url_with_its_own_options_keeps_the_query_timeout_and_read_only():
+    """The demo on PostgreSQL (and any schema other than public) sets search_path in the URL's
+    options; the session must still be read-only and stop a query at query_timeout."""
+    source = extractor(f"{PG_URL}?options=-csearch_path%3Dpg_catalog", query_timeout=1)
+    try:
+        settings = entity("SELECT current_setting('search_path'), current_setting('default_transaction_read_only'), "
+                          "current_setting('statement_timeout')")
+        assert [rows for _, rows in source.batches(settings, {})] == [[("pg_catalog", "on", "1s")]]
+        with pytest.raises(SourceError) as info:
+            list(source.batches(entity("SELECT pg_sleep(5)"), {}))
+    finally:
+        source.close()
+    assert info.value.cause == "timeout" and info.value.retriable
+    assert "tenant 'acme'" in info.value.message and "query_timeout" in info.value.hint
