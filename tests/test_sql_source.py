@@ -1,8 +1,9 @@
-"""The SQL source against the PostgreSQL server on 127.0.0.1:5432: what the URL's own options leave
-in force."""
+"""The SQL source against the PostgreSQL server on 127.0.0.1:5432: what the URL's own options
+leave in force, and a server that drops the connection in the middle of an extract."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import psycopg
 import pytest
@@ -50,3 +51,37 @@ def test_a_url_with_its_own_options_keeps_the_query_timeout_and_read_only():
         source.close()
     assert info.value.cause == "timeout" and info.value.retriable
     assert "tenant 'acme'" in info.value.message and "query_timeout" in info.value.hint
+
+
+def _terminate(pid: int) -> None:
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+
+
+def test_a_connection_dropped_mid_extract_is_a_retriable_error_without_a_logged_traceback(caplog):
+    """The server goes away between two batches (a restart, a nightly backup): the run gets one
+    classified error and the log no 'Exception during reset' traceback from SQLAlchemy's pool."""
+    source = extractor(PG_URL, batch_size=1)
+    batches = source.batches(entity("SELECT g FROM generate_series(1, 3) g"), {})
+    with caplog.at_level(logging.WARNING):
+        try:
+            assert next(batches) == (["g"], [(1,)])
+            _terminate(source._connection().connection.dbapi_connection.info.backend_pid)
+            with pytest.raises(SourceError) as info:
+                list(batches)
+        finally:
+            source.close()
+    assert info.value.cause == "server_shutting_down" and info.value.retriable, str(info.value)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_connection_dropped_while_idle_is_closed_without_a_logged_traceback(caplog):
+    """The parallel run's parent holds its connection while a worker reads; the server drops it."""
+    source = extractor(PG_URL)
+    with caplog.at_level(logging.WARNING):
+        try:
+            assert [rows for _, rows in source.batches(entity("SELECT 1"), {})] == [[(1,)]]
+            _terminate(source._connection().connection.dbapi_connection.info.backend_pid)
+        finally:
+            source.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

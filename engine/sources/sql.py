@@ -95,6 +95,13 @@ class SqlExtractor:
 
     def close(self) -> None:
         if self._conn is not None:
+            # The queries ran on the DBAPI connection, out of SQLAlchemy's sight: a connection the server dropped
+            # (a query that failed with it, or one idle meanwhile) is discarded here, not handed back to the pool,
+            # whose reset would log the failed rollback as an ERROR with a traceback.
+            try:
+                self._conn.connection.dbapi_connection.rollback()
+            except Exception:
+                self._conn.invalidate()
             self._conn.close()
         self._engine.dispose()
 
