@@ -99,3 +99,37 @@ def test_postgres_lists_schemas_and_samples_a_qualified_table(pg_erp, tmp_path, 
     assert data["objects"][0]["columns"][0] == {"name": "objektnr", "type": "INTEGER", "nullable": False}
     code, out, _ = discover(capsys, str(path), "public.MIETER")   # the default schema may be named, any case
     assert code == 0 and out.startswith("view mieter\n") and "Öztürk" in out
+
+
+MISSING_DRIVER = "ODBC Driver 18 for SQL Server"
+
+
+@pytest.mark.parametrize("command", ["discover", "plan"])
+def test_every_error_before_the_connection_names_the_tenant(tmp_path, capsys, monkeypatch, command):
+    """The scheduler's log holds hundreds of tenants: a driver that is not installed, a secret that is
+    not set and (discover) a table that is not there are told with the tenant they belong to."""
+    from engine.sources.connect import import_pyodbc
+    if MISSING_DRIVER in import_pyodbc().drivers():
+        pytest.skip(f"'{MISSING_DRIVER}' is installed here")
+    monkeypatch.chdir(tmp_path)
+    path = write_tenant(tmp_path, "postgresql+psycopg://reader:${env:ACME_DISCOVER_PW}@127.0.0.1:1/erp")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["target"] = {"type": "local", "path": str(tmp_path / "portal.sqlite")}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    monkeypatch.delenv("ACME_DISCOVER_PW", raising=False)
+    code = cli.main([command, str(path)])
+    assert code == 3 and "tenant 'acme': source.url: environment variable ACME_DISCOVER_PW" in capsys.readouterr().err
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["source"] = {"type": "sql", "host": "127.0.0.1", "database": "DOMUS", "username": "reader",
+                     "password": "${env:ACME_DISCOVER_PW}", "driver": MISSING_DRIVER}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    code = cli.main([command, str(path)])
+    err = capsys.readouterr().err
+    assert code == 4 and f"tenant 'acme': the ODBC driver '{MISSING_DRIVER}' is not installed" in err, err
+    assert "msodbcsql18" in err
+
+
+def test_an_unknown_table_names_the_tenant(sqlite_tenant, capsys):
+    path, _ = sqlite_tenant
+    code, _, err = discover(capsys, str(path), "Adressen")
+    assert code == 4 and "tenant 'acme': no table or view named 'Adressen'" in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.errors import ExitCode, SourceError
+from engine.errors import ExitCode, SourceError, SyncError
 
 HELP = "list the source database's tables, views and columns, or show a few rows of one table (read-only)"
 
@@ -31,19 +31,22 @@ def _row_count(text: str) -> int:
 def main(args) -> int:
     from engine.commands._common import load
     from engine import discover as d
-    from engine.sources.connect import connect_error, create_sql_engine
+    from engine.sources.connect import connect_error, create_sql_engine, for_tenant
 
     tenant = load(args)
     if tenant.source.type != "sql":
         raise SourceError(f"tenant '{tenant.id}': discover reads SQL sources; this tenant reads an API",
                           cause="config", hint=f"`idwell-sync doctor {args.tenant}` shows the first page of each endpoint")
-    engine = create_sql_engine(tenant.source)
+    try:
+        engine = create_sql_engine(tenant.source)
+    except SyncError as exc:
+        raise for_tenant(exc, tenant.id) from None
     try:
         try:
             relations = d.list_objects(engine, columns=True)
             picked = d.sample(engine, d.find_relation(relations, args.table), args.rows) if args.table else None
-        except SourceError:
-            raise
+        except SourceError as exc:
+            raise for_tenant(exc, tenant.id) from None
         except Exception as exc:
             raise connect_error(exc, f"tenant '{tenant.id}': discover", engine, tenant.source) from None
     finally:

@@ -144,6 +144,18 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
     return error
 
 
+def for_tenant(exc: SyncError, tenant_id: str) -> SyncError:
+    """`exc` (of create_sql_engine, which knows no tenant) with the tenant named first."""
+    message = f"tenant '{tenant_id}': {exc.message}"
+    if isinstance(exc, SourceError):
+        return SourceError(message, cause=exc.cause, hint=exc.hint, retriable=exc.retriable, in_query=exc.in_query)
+    if isinstance(exc, ConfigError):
+        return ConfigError(exc.problems, message, hint=exc.hint)
+    if isinstance(exc, SecretReferenceError):
+        return SecretReferenceError(message, hint=exc.hint)
+    return exc
+
+
 def secret_error(exc: SecretError, what: str) -> SecretReferenceError:
     """A secret the source references cannot be resolved: a configuration problem of the
     machine that runs the sync (exit code 3), not a connection problem of the ERP (4)."""

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from sqlalchemy import text
 
 from engine.config.model import EntityMapping, SqlSource
-from engine.errors import ConfigError, SecretReferenceError, SourceError
+from engine.errors import SourceError, SyncError
 
 log = logging.getLogger(__name__)
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
@@ -35,16 +35,14 @@ class SqlExtractor:
     """Opens one connection for the whole run; `batches` yields (column names, list of row tuples)."""
 
     def __init__(self, source: SqlSource, tenant_id: str, *, run_date: dt.date):
-        from engine.sources.connect import create_sql_engine
+        from engine.sources.connect import create_sql_engine, for_tenant
         self.source = source
         self.tenant_id = tenant_id
         self.run_date = run_date
         try:
             self._engine = create_sql_engine(source)
-        except SecretReferenceError as exc:
-            raise SecretReferenceError(f"tenant '{tenant_id}': {exc.message}", hint=exc.hint) from None
-        except ConfigError as exc:          # a URL whose dialect SQLAlchemy cannot load
-            raise ConfigError([], f"tenant '{tenant_id}': {exc.message}", hint=exc.hint) from None
+        except SyncError as exc:    # a secret, a URL SQLAlchemy cannot load, a driver that is not installed
+            raise for_tenant(exc, tenant_id) from None
         self._conn = None
 
     def _connection(self):
