@@ -112,17 +112,18 @@ def test_secret_is_resolved_when_connecting_not_when_the_engine_is_made(monkeypa
 
 
 def test_failed_connect_through_freetds_does_not_show_the_password(monkeypatch):
+    """(A password FreeTDS can be given: one with `}` as well is refused before connecting.)"""
     require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
-    monkeypatch.setenv("T_ODBC_PW", "p;a}r{t =1")
+    monkeypatch.setenv("T_ODBC_PW", "p;a{r=t 1")
     port = _closed_port()
     engine = create_sql_engine(SqlSource(type="sql", server=server(driver="FreeTDS", host="127.0.0.1", port=port, login_timeout=5)))
     with pytest.raises(Exception) as info:
         engine.connect()
     exc = info.value
     texts = [str(exc), repr(exc), repr(getattr(exc, "orig", None)), repr(exc.args)]
-    assert not [t for t in texts if "r{t" in t or "p;a" in t]
+    assert not [t for t in texts if "a{r" in t or "p;a" in t]
     err = source_error(exc, "tenant 'acme': connect")
-    assert err.cause == "unreachable" and "1433" in err.hint and "r{t" not in str(err)
+    assert err.cause == "unreachable" and "1433" in err.hint and "a{r" not in str(err)
     assert "Adaptive Server is unavailable" in str(err)
 
 
@@ -182,7 +183,7 @@ def test_a_host_name_that_does_not_resolve_is_reported_as_dns_not_as_a_firewall(
     import datetime as dt
     from engine.sources.sql import SqlExtractor
     require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
-    monkeypatch.setenv("T_ODBC_PW", "p;a}r{t =1")
+    monkeypatch.setenv("T_ODBC_PW", "p;a{r=t 1")
     for host, cause in (("sql.nosuch.invalid", "dns"), ("127.0.0.1", "unreachable")):
         source = SqlSource(type="sql", server=server(driver="FreeTDS", host=host, port=_closed_port(), login_timeout=5))
         extractor = SqlExtractor(source, "acme", run_date=dt.date(2026, 6, 1))
@@ -194,3 +195,46 @@ def test_a_host_name_that_does_not_resolve_is_reported_as_dns_not_as_a_firewall(
             assert "sql.nosuch.invalid does not resolve" in str(info.value) and "firewall" not in info.value.hint
         else:
             assert "firewall" in info.value.hint
+
+
+FREETDS_PASSWORDS = ["semi;colon", "a}b", "}", "x=y", " lead", "trail ", "tab\tin", "a{b", "{lead", "ü€ß}",
+                     "q'\"@%=/:?#", "plain"]
+
+
+@pytest.mark.parametrize("password", FREETDS_PASSWORDS)
+def test_freetds_sends_the_password_as_it_is(monkeypatch, password):
+    """The login FreeTDS (Debian's tdsodbc) sends, read by a listener on 127.0.0.1: FreeTDS does not
+    undouble `}}` inside braces, so `a}b` arrived as `a}}b` and the login failed."""
+    import sqlalchemy as sa
+    from tds_listener import TdsLoginListener
+    require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    monkeypatch.setenv("T_ODBC_PW", password)
+    with TdsLoginListener() as listener:
+        source = SqlSource(type="sql", server=server(driver="FreeTDS", host="127.0.0.1", port=listener.port,
+                                                     database="DOMUS_KÜ", encrypt="no", login_timeout=5))
+        engine = create_sql_engine(source)
+        with pytest.raises(sa.exc.DBAPIError):
+            engine.connect()
+        engine.dispose()
+    assert listener.logins == [{"user": "idwell_sync", "password": password, "database": "DOMUS_KÜ"}]
+
+
+def test_freetds_refuses_a_password_no_freetds_string_can_carry(monkeypatch):
+    """`}` in a value that must be braced: FreeTDS 1.3 keeps `}}`, 1.4 reads `}`; nothing is sent
+    (a wrong password each night would lock the SQL login), and the message says why, not what."""
+    from engine.sources.sql import SqlExtractor
+    from tds_listener import TdsLoginListener
+    import datetime as dt
+    require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    monkeypatch.setenv("T_ODBC_PW", "p;a}r{t =1")
+    with TdsLoginListener() as listener:
+        source = SqlSource(type="sql", server=server(driver="FreeTDS", host="127.0.0.1", port=listener.port,
+                                                     encrypt="no", login_timeout=5))
+        extractor = SqlExtractor(source, "acme", run_date=dt.date(2026, 6, 1))
+        with pytest.raises(SourceError) as info:
+            extractor._connection()
+        extractor.close()
+    assert listener.logins == []
+    text = str(info.value)
+    assert "tenant 'acme'" in text and "PWD: FreeTDS cannot be given a value that holds '}' together with ';'" in text
+    assert "ODBC Driver 18" in text and "r{t" not in text

@@ -3,7 +3,8 @@
 An ODBC connection string is `key=value;key=value`. A value that contains `;`, `{`, `}`, `=` or
 whitespace must be wrapped in braces, and a `}` inside braces is written twice:
 `PWD={p;a}}r{t =1}` is the password `p;a}r{t =1`. `format_connection_string` does that for every
-value, so passwords with any of these characters are a non-issue.
+value, so passwords with any of these characters are a non-issue. FreeTDS reads braces its own way
+(`escape_freetds_value`): its values are braced only for a `;` or a leading `{`.
 
 `sql_server_connection_string` turns structured settings (`engine.config.model.SqlServer`) into
 the attribute names of the driver they name: Microsoft's ODBC Driver 18/17 for SQL Server, or
@@ -14,7 +15,7 @@ logs and messages; engine.redact masks a PWD value in any message that quotes a 
 from __future__ import annotations
 
 import re
-from typing import Iterable, Literal, Mapping
+from typing import Callable, Iterable, Literal, Mapping
 
 from engine.config.model import SqlServer
 
@@ -35,7 +36,25 @@ def escape_value(value: object) -> str:
     return text
 
 
-def format_connection_string(attributes: Mapping[str, object] | Iterable[tuple[str, object]]) -> str:
+def escape_freetds_value(value: object) -> str:
+    """One attribute value as FreeTDS reads it. FreeTDS takes an unbraced value up to the next `;` as it is,
+    spaces, `=` and `}` included; inside braces, FreeTDS 1.3 (Debian's tdsodbc) reads up to the first `};` and
+    keeps `}}` doubled, FreeTDS 1.4 reads `}}` as `}`. So a value is braced only when it must be (a `;`, a
+    leading `{`), and one that must be braced and holds a `}` is refused: no spelling reaches both versions."""
+    text = _as_text(value)
+    if "\x00" in text:
+        raise ValueError("an ODBC connection string value cannot contain a NUL character")
+    if ";" not in text and not text.startswith("{"):
+        return text
+    if "}" in text:
+        raise ValueError("FreeTDS cannot be given a value that holds '}' together with ';' (or that starts with "
+                         "'{'): FreeTDS versions read '}' inside braces differently. Use a password without one "
+                         "of them, or Microsoft's ODBC Driver 18 for SQL Server")
+    return "{" + text + "}"
+
+
+def format_connection_string(attributes: Mapping[str, object] | Iterable[tuple[str, object]],
+                             escape: Callable[[object], str] = escape_value) -> str:
     """`key=value;...` from attributes in order; None values are left out, every value escaped."""
     items = attributes.items() if isinstance(attributes, Mapping) else attributes
     parts = []
@@ -44,7 +63,10 @@ def format_connection_string(attributes: Mapping[str, object] | Iterable[tuple[s
             continue
         if not _KEY.match(key):
             raise ValueError(f"not a valid ODBC attribute name: {key!r}")
-        parts.append(f"{key}={escape_value(value)}")
+        try:
+            parts.append(f"{key}={escape(value)}")
+        except ValueError as exc:       # the message names the attribute, never its value
+            raise ValueError(f"{key}: {exc}") from None
     return ";".join(parts)
 
 
@@ -94,15 +116,20 @@ def sql_server_attributes(server: SqlServer, *, password: str | None) -> list[tu
 
 def sql_server_connection_string(server: SqlServer) -> str:
     """The full connection string, password included. Call it only where the connection is made."""
-    return format_connection_string(sql_server_attributes(server, password=server.password.resolve()))
+    return format_connection_string(sql_server_attributes(server, password=server.password.resolve()),
+                                    _escape_for(server))
 
 
 def describe_sql_server(server: SqlServer) -> str:
     """The connection string with the password masked: safe for logs, plans and messages."""
     attrs = sql_server_attributes(server, password=None)
     at = next(i for i, (k, _) in enumerate(attrs) if k == "UID") + 1
-    text = format_connection_string(attrs[:at] + [("PWD", MASK)] + attrs[at:])
+    text = format_connection_string(attrs[:at] + [("PWD", MASK)] + attrs[at:], _escape_for(server))
     return text
+
+
+def _escape_for(server: SqlServer) -> Callable[[object], str]:
+    return escape_freetds_value if driver_kind(server.driver) == "freetds" else escape_value
 
 
 def _freetds_encryption(server: SqlServer) -> str:
