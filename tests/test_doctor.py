@@ -177,6 +177,24 @@ class socket_listening:
         self.sock.close()
 
 
+def test_a_port_that_accepts_tcp_but_never_answers_the_login_is_not_sent_to_the_firewall(tmp_path, capsys, monkeypatch):
+    """Step 3 connected, so the firewall lets the sync server through: the login's timeout means that
+    something else listens there (another service, a proxy holding the connection), not a closed port."""
+    import pyodbc
+    require("FreeTDS" in pyodbc.drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    monkeypatch.setenv("ACME_SQL_PW", "p;a{r=t 1")
+    with socket_listening() as port:
+        path = write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": port, "database": "DOMUS",
+                                       "username": "idwell_reader", "password": "${env:ACME_SQL_PW}",
+                                       "driver": "FreeTDS", "login_timeout": 2})
+        code, report, steps = doctor(capsys, path)
+    assert code == 1 and first_failure(report)["name"] == "login", report
+    assert steps["tcp"]["status"] == "ok" and steps["login"]["detail"].startswith("unreachable")
+    assert f"127.0.0.1:{port} accepts TCP connections but did not answer the login" in steps["login"]["hint_en"]
+    assert "open TCP" not in steps["login"]["hint_en"] and "Firewall und NAT" not in steps["login"]["hint_de"]
+    assert f"{port} der Port der SQL-Server-Instanz" in steps["login"]["hint_de"]
+
+
 # --- PostgreSQL (the private cluster) ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
