@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from engine.classify import CAUSES, Cause
 from engine.config.model import IdwellTarget, LocalTarget, Tenant
 from engine.config.secrets import MISSING_SECRET_HINT, Secret, SecretError
+from engine.redact import redact
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -39,8 +40,9 @@ class Step:
 
 def step(name: str, title: str, status: Status, detail: str, hint: Cause | tuple[str, str] | None = None,
          seconds: float | None = None) -> Step:
+    """A step's result; its detail masked (engine.redact), as it may quote a driver's message."""
     en, de = (hint.hint_en, hint.hint_de) if isinstance(hint, Cause) else (hint or ("", ""))
-    return Step(name, title, status, detail, en, de, None if seconds is None else round(seconds, 3))
+    return Step(name, title, status, redact(detail), en, de, None if seconds is None else round(seconds, 3))
 
 
 def skipped(name: str, title: str, why: str) -> Step:

@@ -460,3 +460,21 @@ def test_sql_server_handshake_and_login_failures_land_on_their_step(sqlstate, me
         assert failed.detail.startswith("windows_auth_used") and "SQL Server and Windows Authentication mode" in failed.hint_en
     else:
         assert failed.detail.startswith("login_failed") and "user name and the password" in failed.hint_en
+
+
+def test_a_driver_message_that_quotes_a_secret_is_masked_in_every_step(tmp_path, capsys, monkeypatch, import_api):
+    """The query, permissions, umlaut and clock steps quote the driver's message; a secret the
+    tenant references never shows there (here the query names a table spelled as the token)."""
+    erp = tmp_path / "erp.sqlite"
+    sqlite_domus(erp)
+    token = "tok-acme-0815-geheim"
+    monkeypatch.setenv("ACME_IDWELL_TOKEN", token)
+    path = write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{erp}"},
+                        {"type": "idwell", "base_url": import_api, "token": "${env:ACME_IDWELL_TOKEN}"})
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["overrides"] = {"entities": {"users": {"query": f'SELECT * FROM "{token}"'}}}
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    code, report, steps = doctor(capsys, path)
+    assert code == 1 and steps["query:users"]["status"] == "fail"
+    assert "no such table: ***" in steps["query:users"]["detail"], steps["query:users"]
+    assert token not in json.dumps(report)
