@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt as exc:
         by, code = ("stopped (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted (Ctrl-C)", 130)
-        whose = f" tenant '{args.tenant_id}'" if getattr(args, "tenant_id", None) else ""
-        print(f"idwell-sync {args.command}{whose}: {by}", file=sys.stderr)
-        print_failure(args, code, by, "the next run starts again; what the portal accepted is remembered",
+        whose = f" tenant '{args.tenant_id}':" if getattr(args, "tenant_id", None) else ""
+        print(f"idwell-sync {args.command}:{whose} {by}", file=sys.stderr)
+        print_failure(args, code, by, "the next run starts again; what the portal accepted is remembered"
+                      if args.command == "run" else "nothing was written to the portal",
                       getattr(exc, "partial_outcomes", None))
         return code
     except BrokenPipeError:

@@ -55,7 +55,7 @@ def test_sigterm_during_the_writes_ends_the_run_cleanly(tmp_path):
     run.send_signal(signal.SIGTERM)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 143, err
-    assert "tenant 'demo': stopped (SIGTERM)" in err and "Traceback" not in err
+    assert "idwell-sync run: tenant 'demo': stopped (SIGTERM)" in err and "Traceback" not in err
 
     state = StateStore(state_url)
     try:
@@ -73,6 +73,19 @@ def test_sigterm_during_the_writes_ends_the_run_cleanly(tmp_path):
     assert "lock" not in again.stderr                       # no stale lock to take over
     summary = yaml.safe_load(again.stdout)
     assert summary["drift"] == {} and summary["status"] == "ok"
+
+    plan = subprocess.Popen([sys.executable, "-m", "engine", "plan", str(tenant), "--date", "2026-06-01", "--json",
+                             "-v"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in plan.stderr:                                # stopped once it reads the ERP
+        seen.append(line)
+        if "engine.progress: extract" in line:
+            break
+    plan.send_signal(signal.SIGTERM)
+    out, err = plan.communicate(timeout=60)
+    assert plan.returncode == 143, "".join(seen) + err
+    assert "idwell-sync plan: tenant 'demo': stopped (SIGTERM)" in err
+    assert yaml.safe_load(out)["error"]["hint"] == "nothing was written to the portal"
     assert summary["writes"] == 71_744 - sum(map(len, in_portal.values()))
 
 
