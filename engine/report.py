@@ -65,7 +65,8 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
     lines.append(f"  {s['writes']:,} writes {verb}.")
     if s.get("retries"):
         r = s["retries"]
-        lines.append(f"  the import API was asked again {r['requests']:,} times ("
+        times = "once" if r["requests"] == 1 else f"{r['requests']:,} times"
+        lines.append(f"  the import API was asked again {times} ("
                      + ", ".join(f"{why} {n:,}" for why, n in r["by_reason"].items())
                      + f"), {r['waited_s']:,} s waiting: the portal or the network was throttling or failing")
     if s["deletes_held"]:

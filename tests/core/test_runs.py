@@ -421,3 +421,11 @@ def test_refused_records_do_not_hide_deletes_held_back_in_the_same_run(ws):
     assert entry["verdict"] == "rejected"
     assert entry["message"].startswith("the portal refused 1 records; the next run sends them again; "
                                        "deletes held back: units: ")
+
+
+def test_one_retry_reads_once(ws):
+    """The summary's retry line for a single request asked again says so in words."""
+    summary = dict(ws.run().summary, retries={"requests": 1, "waited_s": 0.5, "by_reason": {"503": 1}})
+    assert "the import API was asked again once (503 1), 0.5 s waiting" in render_text(summary, [])
+    summary["retries"] = {"requests": 12, "waited_s": 3.0, "by_reason": {"429": 12}}
+    assert "the import API was asked again 12 times (429 12), 3.0 s waiting" in render_text(summary, [])

@@ -65,7 +65,8 @@ def test_faults_do_not_change_the_result_nor_write_anything_twice(portal_state, 
     assert retries["requests"] == sum(retries["by_reason"].values()) > 0 and retries["waited_s"] > 0
     assert {"429 rate_limited", "503 unavailable"} <= set(retries["by_reason"]), retries
     from engine.report import render_text
-    assert f"the import API was asked again {retries['requests']:,} times (" in render_text(run.summary, [])
+    times = "once" if retries["requests"] == 1 else f"{retries['requests']:,} times"
+    assert f"the import API was asked again {times} (" in render_text(run.summary, [])
     total = sum(len(r) for r in expected_portal.values())
     writes = writes_by_record(sb.write_log)
     assert len(writes) == total
