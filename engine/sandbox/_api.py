@@ -136,6 +136,10 @@ class ImportApi:
             return problem
         if not isinstance(payload, dict):
             return error(400, "invalid", "the batch body must be an object with 'upsert' and/or 'delete'")
+        unknown = sorted(set(payload) - {"upsert", "delete"})
+        if unknown:             # a client's misspelt 'upserts' would otherwise pass as an empty batch
+            return error(400, "invalid", f"unknown key {unknown[0]!r} in the batch body: it holds 'upsert' "
+                                         "and/or 'delete'", unknown[0])
         upsert, delete = payload.get("upsert", []), payload.get("delete", [])
         if not isinstance(upsert, list):
             return error(400, "invalid", "'upsert' must be a list of records", "upsert")

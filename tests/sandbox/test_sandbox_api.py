@@ -115,6 +115,8 @@ def test_a_repeated_idempotency_key_returns_the_first_answer_and_writes_once(api
 def test_malformed_requests_are_400_not_500(api):
     assert api.post("users/batch", content=b"{not json").status_code == 400
     assert api.post("users/batch", json={"delete": [1, 2]}).status_code == 400
+    misspelt = api.post("users/batch", json={"upserts": [{"external_id": "P1", "last_name": "Müller"}]})
+    assert misspelt.status_code == 400 and misspelt.json()["error"]["field"] == "upserts"   # not an empty batch
     assert api.put("users/P1", content=b'{"external_id": "P1", "last_name": "\\ud800"}').status_code == 400
     assert api.get("rooms").status_code == 404
     assert api.patch("users/P1", json={}).status_code == 405
