@@ -175,22 +175,11 @@ def _connect_steps(engine, source: SqlSource, t: Probe):
             from engine.sources.connect import SQLITE_FILE_HINT
             hint = SQLITE_FILE_HINT
         elif cause.code == "unreachable" and t.endpoint is not None:
-            hint = _no_answer_hint(*t.endpoint)     # the TCP step connected: the firewall lets it through
+            from engine.sources.connect import no_answer_hint
+            hint = no_answer_hint(*t.endpoint)      # the TCP step connected: the firewall lets it through
         return None, [enc, step("login", login_title, "fail", f"{cause.code}: {text}", hint, took)]
     took = time.perf_counter() - t0
     return conn, [_encryption(conn, source, t), step("login", login_title, "ok", _who(conn, t), seconds=took)]
-
-
-def _no_answer_hint(host: str, port: int) -> tuple[str, str]:
-    """What to do when host:port accepts TCP (the TCP step passed) but the login gets no database's answer."""
-    return (f"{host}:{port} accepts TCP connections but did not answer the login as the database server: check that "
-            f"{port} is the port of the SQL Server instance (not of another service), and that no firewall, proxy or "
-            "intrusion prevention between holds the connection without passing it on; a server that answers slowly "
-            "needs a higher login_timeout",
-            f"{host}:{port} nimmt TCP-Verbindungen an, hat auf die Anmeldung aber nicht als Datenbankserver geantwortet: "
-            f"prüfen, dass {port} der Port der SQL-Server-Instanz ist (nicht eines anderen Dienstes) und dass keine "
-            "Firewall, kein Proxy und kein Intrusion-Prevention-System dazwischen die Verbindung annimmt, ohne sie "
-            "weiterzuleiten; ein langsam antwortender Server braucht ein höheres login_timeout")
 
 
 def _scalar_row(conn, sql: str) -> tuple:

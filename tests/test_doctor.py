@@ -195,6 +195,23 @@ def test_a_port_that_accepts_tcp_but_never_answers_the_login_is_not_sent_to_the_
     assert f"{port} der Port der SQL-Server-Instanz" in steps["login"]["hint_de"]
 
 
+def test_plan_against_a_port_that_accepts_tcp_but_never_answers_is_not_sent_to_the_firewall(tmp_path, capsys,
+                                                                                             monkeypatch):
+    """The nightly run says what doctor says: something listens there, the firewall is not the cause."""
+    import pyodbc
+    require("FreeTDS" in pyodbc.drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    monkeypatch.setenv("ACME_SQL_PW", "p;a{r=t 1")
+    with socket_listening() as port:
+        path = write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": port, "database": "DOMUS",
+                                       "username": "idwell_reader", "password": "${env:ACME_SQL_PW}",
+                                       "driver": "FreeTDS", "login_timeout": 2})
+        code = cli.main(["plan", str(path), "--no-out"])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert f"127.0.0.1:{port} accepts TCP connections but did not answer as the database server" in err
+    assert "open TCP" not in err and "p;a{r=t 1" not in err
+
+
 # --- PostgreSQL (the private cluster) ---------------------------------------------------------
 
 @pytest.fixture(scope="module")

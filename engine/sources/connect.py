@@ -141,7 +141,35 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
         said = redact(message_of(exc))[:300]
         return SourceError(f"{what} failed (dns): the host name {host} does not resolve (the driver said: {said})",
                            cause="dns", hint=CAUSES["dns"].hint_en, retriable=CAUSES["dns"].retriable)
+    port = source.server.port if source.server is not None else engine.url.port
+    if error.cause == "unreachable" and host and port and accepts_tcp(host, port):
+        said = redact(message_of(exc))[:300]        # not the firewall: something answers TCP there
+        return SourceError(f"{what} failed (unreachable): {host}:{port} accepts TCP connections but did not answer "
+                           f"as the database server (the driver said: {said})", cause="unreachable",
+                           hint=no_answer_hint(host, port)[0], retriable=True)
     return error
+
+
+def accepts_tcp(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to host:port can be made from here now."""
+    import socket
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def no_answer_hint(host: str, port: int) -> tuple[str, str]:
+    """What to do when host:port accepts TCP but the login gets no database's answer (English, German)."""
+    return (f"{host}:{port} accepts TCP connections but did not answer the login as the database server: check that "
+            f"{port} is the port of the SQL Server instance (not of another service), and that no firewall, proxy or "
+            "intrusion prevention between holds the connection without passing it on; a server that answers slowly "
+            "needs a higher login_timeout",
+            f"{host}:{port} nimmt TCP-Verbindungen an, hat auf die Anmeldung aber nicht als Datenbankserver geantwortet: "
+            f"prüfen, dass {port} der Port der SQL-Server-Instanz ist (nicht eines anderen Dienstes) und dass keine "
+            "Firewall, kein Proxy und kein Intrusion-Prevention-System dazwischen die Verbindung annimmt, ohne sie "
+            "weiterzuleiten; ein langsam antwortender Server braucht ein höheres login_timeout")
 
 
 def for_tenant(exc: SyncError, tenant_id: str) -> SyncError:
