@@ -6,10 +6,12 @@ installed, and a small HTTP server standing in for the import API's token check.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -177,16 +179,23 @@ class socket_listening:
         self.sock.close()
 
 
-def test_a_port_that_accepts_tcp_but_never_answers_the_login_is_not_sent_to_the_firewall(tmp_path, capsys, monkeypatch):
-    """Step 3 connected, so the firewall lets the sync server through: the login's timeout means that
-    something else listens there (another service, a proxy holding the connection), not a closed port."""
+@contextlib.contextmanager
+def silent_sql_server(tmp_path: Path, monkeypatch) -> Iterator[tuple[Path, int]]:
+    """A FreeTDS tenant (login_timeout 2 s) pointed at a port that accepts TCP and never answers:
+    (its tenant file, the port)."""
     import pyodbc
     require("FreeTDS" in pyodbc.drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
     monkeypatch.setenv("ACME_SQL_PW", "p;a{r=t 1")
     with socket_listening() as port:
-        path = write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": port, "database": "DOMUS",
-                                       "username": "idwell_reader", "password": "${env:ACME_SQL_PW}",
-                                       "driver": "FreeTDS", "login_timeout": 2})
+        yield write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": port, "database": "DOMUS",
+                                      "username": "idwell_reader", "password": "${env:ACME_SQL_PW}",
+                                      "driver": "FreeTDS", "login_timeout": 2}), port
+
+
+def test_a_port_that_accepts_tcp_but_never_answers_the_login_is_not_sent_to_the_firewall(tmp_path, capsys, monkeypatch):
+    """Step 3 connected, so the firewall lets the sync server through: the login's timeout means that
+    something else listens there (another service, a proxy holding the connection), not a closed port."""
+    with silent_sql_server(tmp_path, monkeypatch) as (path, port):
         code, report, steps = doctor(capsys, path)
     assert code == 1 and first_failure(report)["name"] == "login", report
     assert steps["tcp"]["status"] == "ok" and steps["login"]["detail"].startswith("unreachable")
@@ -198,13 +207,7 @@ def test_a_port_that_accepts_tcp_but_never_answers_the_login_is_not_sent_to_the_
 def test_plan_against_a_port_that_accepts_tcp_but_never_answers_is_not_sent_to_the_firewall(tmp_path, capsys,
                                                                                              monkeypatch):
     """The nightly run says what doctor says: something listens there, the firewall is not the cause."""
-    import pyodbc
-    require("FreeTDS" in pyodbc.drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
-    monkeypatch.setenv("ACME_SQL_PW", "p;a{r=t 1")
-    with socket_listening() as port:
-        path = write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": port, "database": "DOMUS",
-                                       "username": "idwell_reader", "password": "${env:ACME_SQL_PW}",
-                                       "driver": "FreeTDS", "login_timeout": 2})
+    with silent_sql_server(tmp_path, monkeypatch) as (path, port):
         code = cli.main(["plan", str(path), "--no-out"])
     err = capsys.readouterr().err
     assert code == 4, err
