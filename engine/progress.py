@@ -9,11 +9,11 @@ log = logging.getLogger("engine.progress")
 
 
 class Progress:
-    def __init__(self, enabled: bool | None = None, stream=sys.stderr, level: int = logging.INFO):
-        """`level`: of the log line of each finished phase (a second process's: DEBUG, so that
-        -v shows each phase once, as the run reports it)."""
-        self.stream, self.level = stream, level
-        self.enabled = stream.isatty() if enabled is None else enabled
+    def __init__(self, enabled: bool | None = None, stream=None, level: int = logging.INFO):
+        """`stream`: standard error as it is now (default); `level`: of the log line of each finished
+        phase (a second process's: DEBUG, so that -v shows each phase once, as the run reports it)."""
+        self.stream, self.level = sys.stderr if stream is None else stream, level
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self._label, self._done, self._total, self._last, self._t0 = "", 0, None, 0.0, 0.0
         self._stage = ""
 
