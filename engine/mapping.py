@@ -57,6 +57,15 @@ class EntityData:
     made by normalize_entity where a run compares with a packed portal; code that changes a
     record's data afterwards (dedup) removes its entry."""
 
+    def settle_duplicates(self) -> None:
+        """An external_id both sent (a record) and excluded (another row with the same key,
+        filtered out or stopped by a gate): that row is counted apart (`unkeyed`), as a key
+        excluded twice is, so that a later step dropping the record counts it under its own
+        reason instead of overwriting the other row's (one row fewer in the summary)."""
+        if self.excluded and self.records:
+            for external_id in self.excluded.keys() & self.records.keys():
+                self.unkeyed[self.excluded.pop(external_id)] += 1
+
 
 def _defaults(entity: str) -> dict[str, Any]:
     """Spec defaults for fields whose schema does not allow null (e.g. units.type -> 'other')."""

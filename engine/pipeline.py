@@ -101,6 +101,7 @@ def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: 
             batch_mapper, halves = pending.pop()
             batch_mapper.second_half(halves)
             progress.stage("mapped", out.extracted, rows_read)
+    out.settle_duplicates()
     if not keep_gated:
         gated_findings(tenant, out, run_date, findings)
     progress.finish(f"({sum(out.filtered.values()):,} filtered)")

@@ -614,6 +614,25 @@ def test_a_duplicate_key_says_which_row_was_sent_and_which_was_not(ws):
     assert ws.portal()["users"][str(nr)]["last_name"] == first["nachname"].strip()
 
 
+@pytest.mark.parametrize("filtered_first", [False, True])
+def test_the_balance_holds_when_a_repeated_key_is_filtered_in_one_row_and_dropped_later(ws, filtered_first):
+    """An ERP view that repeats the orphan unit's key in a row the phantom filter excludes: the
+    filtered row and the orphan are two rows, each counted under its own reason (the orphan's
+    exclusion replaced the filtered row's, so the summary lost a row)."""
+    [orphan] = ws.manifest.keys("orphan_unit", "einheitid")
+    units = "SELECT e.EinheitID, e.ObjektNr, e.EinheitNr, e.Bezeichnung, e.TypCode, e.Fiktiv, e.Etage, e.Flaeche FROM Einheit e"
+    phantom = (f"SELECT e.EinheitID, e.ObjektNr, e.EinheitNr, 'Heizzentrale' AS Bezeichnung, 90 AS TypCode, e.Fiktiv, e.Etage, e.Flaeche "
+               f"FROM Einheit e WHERE e.EinheitID = {orphan}")
+    query = f"{phantom} UNION ALL {units}" if filtered_first else f"{units} UNION ALL {phantom}"
+    result = ws.run(ws.tenant(overrides={"entities": {"units": {"query": query}}}))
+    c = result.summary["entities"]["units"]
+    assert c["extracted"] == sum(c["excluded"].values()) + c["desired"], c
+    codes = [f.code for f in result.findings if f.entity == "units" and f.key == str(orphan)]
+    assert sorted(codes) == ["orphan_unit", "phantom_unit"]
+    assert c["excluded"]["orphan_unit"] == 1
+    assert c["excluded"]["phantom_unit"] == result.summary["findings"]["phantom_unit"]
+
+
 def test_a_row_without_a_key_is_described_by_its_values(ws):
     query = ("SELECT a.AdressNr, a.Anrede, a.Titel, a.Vorname, a.Nachname, a.Email, a.Telefon, a.Mobil, a.Sprache "
              "FROM Adresse a UNION ALL SELECT NULL, 'Frau', NULL, 'Ohne', 'Schluessel', 'ohne@example.de', NULL, "
