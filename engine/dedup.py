@@ -176,16 +176,16 @@ def settle_restored_partners(users: EntityData, occ: EntityData, units: EntityDa
         return
     from engine.references import drop_users_without_occupancy, resolve_occupancy_references
     alone = False
-    for external_id, (merged_id, rec) in sorted(users.restored_partners.items()):
+    for external_id, (merged_id, rec, reason) in sorted(users.restored_partners.items()):
         if users.excluded.get(external_id) == "partnership_merged":
             findings.append(Finding("invalid_kept", "users", rec.key,
                                     f"not updated: merged into portal user {merged_id!r} with its data as the last "
                                     "run sent it, until the ERP's record passes the rules again (see its "
-                                    "invalid_record finding)"))
+                                    f"{reason} finding)"))
         else:
             users.records.pop(external_id, None)
             users.packed_rows.pop(external_id, None)
-            users.excluded[external_id] = "invalid_record"
+            users.excluded[external_id] = reason
             users.invalid[external_id] = rec
             alone = True
     if alone:

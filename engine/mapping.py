@@ -51,7 +51,8 @@ class EntityData:
     which the state store keeps for a refused partner (keep_last_sent)."""
     restored_partners: dict = field(default_factory=dict)
     """users: external_id of a refused person taken back as the partner the engine last merged ->
-    (the merged user's external_id then, its ERP key); engine.dedup.settle_restored_partners."""
+    (the merged user's external_id then, its record as refused, the code it was refused with);
+    engine.dedup.settle_restored_partners."""
     packed_rows: dict = field(default_factory=dict)
     """external_id -> the record's row packed as the plan compares it (engine.current.pack_rows),
     made by normalize_entity where a run compares with a packed portal; code that changes a

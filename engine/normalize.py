@@ -79,16 +79,16 @@ def normalize_entity(data: EntityData, rules: Rules, findings: list[Finding], *,
     order, as if the records were treated one by one.
     """
     ids, recs = list(data.records), list(data.records.values())
-    dropped: list[int] = []
+    dropped: list[tuple[int, str]] = []
     for start in range(0, len(recs), CHUNK):
         chunk_findings, chunk_dropped, packed = _normalize_chunk(data.entity, recs[start:start + CHUNK], rules, pack)
         findings.extend(chunk_findings)
-        dropped.extend(start + i for i in chunk_dropped)
+        dropped.extend((start + i, reason) for i, reason in chunk_dropped)
         if packed is not None:
             data.packed_rows.update(zip(ids[start:start + CHUNK], packed))
-    for i in dropped:
+    for i, reason in dropped:             # the code of the record's finding: invalid_record or name_too_long
         data.invalid[ids[i]] = data.records.pop(ids[i])
-        data.excluded[ids[i]] = "invalid_record"
+        data.excluded[ids[i]] = reason
         data.packed_rows.pop(ids[i], None)
 
 
@@ -114,11 +114,11 @@ def keep_last_sent(data: EntityData, last_sent: LastSent | None, findings: list[
         if record is None:
             continue
         rec = data.invalid.pop(external_id)
-        del data.excluded[external_id]
+        reason = data.excluded.pop(external_id)
         data.records[external_id] = Rec(rec.key, dict(record), rec.contract)
         findings.append(Finding("invalid_kept", data.entity, rec.key,
                                 "not updated: the portal keeps the record as the last run sent it, until the "
-                                "ERP's record passes the rules again (see its invalid_record finding)"))
+                                f"ERP's record passes the rules again (see its {reason} finding)"))
     if data.entity == "users" and data.invalid:
         _restore_partners(data, last_sent)
 
@@ -144,10 +144,10 @@ def _restore_partners(users: EntityData, last_sent: LastSent) -> None:
         if record is None or record.get("merged_into") not in alive:
             continue
         rec = users.invalid.pop(external_id)
-        del users.excluded[external_id]
+        reason = users.excluded.pop(external_id)
         data = {name: value for name, value in record.items() if name != "merged_into"}
         users.records[external_id] = Rec(rec.key, data, rec.contract)
-        users.restored_partners[external_id] = (record["merged_into"], rec)
+        users.restored_partners[external_id] = (record["merged_into"], rec, reason)
 
 
 def _normalize_chunk(entity: str, recs: list, rules: Rules,
@@ -254,7 +254,8 @@ def _normalize_chunk(entity: str, recs: list, rules: Rules,
             invalid.add(i)
             break
     found.sort(key=itemgetter(0, 1))
-    return [f for _, _, f in found], sorted(rejected | invalid), _packed(entity, datas, cache) if pack else None
+    return ([f for _, _, f in found], sorted([(i, "name_too_long") for i in rejected] + [(i, "invalid_record") for i in invalid]),
+            _packed(entity, datas, cache) if pack else None)
 
 
 def _packed(entity: str, datas: list[dict[str, Any]], cache: dict[str, tuple[list[Any], bool]]) -> list[bytes] | None:

@@ -335,7 +335,8 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
         order = list(block.records)                   # as mapped: normalising drops the invalid ones
         normalize_entity(block, tenant.rules, normalised, pack=pack)
         send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
-                           "order": order, "invalid": _invalid(block), "findings": [_finding(f) for f in normalised],
+                           "order": order, "invalid": _invalid(block), "refused": block.excluded,
+                           "findings": [_finding(f) for f in normalised],
                            "packed": block.packed_rows}))
         recs[starts[k]:starts[k] + BLOCK] = [None] * len(recs[starts[k]:starts[k] + BLOCK])
         k += 1
@@ -556,5 +557,5 @@ def _add_block(users: EntityData, block: dict, normalised: list[Finding]) -> Non
     users.records.update(_records(block))
     users.packed_rows.update(block["packed"])                     # empty where not packing
     users.invalid.update(_records(block["invalid"]))
-    users.excluded.update((i, "invalid_record") for i in block["invalid"]["ids"])
+    users.excluded.update(block["refused"])             # invalid_record or name_too_long, as normalize_entity set
     normalised.extend(starmap(Finding, block["findings"]))

@@ -62,6 +62,25 @@ def test_one_bad_value_keeps_the_record_as_last_sent_with_everything_under_it(ws
     assert "invalid_kept" not in fixed.summary["findings"]
 
 
+def test_a_name_refused_as_too_long_is_kept_under_its_own_code(ws, both):
+    """A name made longer than the portal allows, under long_names: reject: the person is counted
+    and kept under its finding's code (name_too_long), and invalid_kept points to that finding,
+    not to an invalid_record finding the report does not have."""
+    reject = ws.tenant(rules={"long_names": "reject", "users_without_occupancy": "skip"})
+    ws.run(reject)
+    _, _, _, users = building_with_residents(ws.portal())
+    person = next(u for u in sorted(users) if "+" not in u)
+    ws.erp_execute(("UPDATE adresse SET vorname = ? WHERE adressnr = ?", ("Sehr" * 20, int(person))))
+    second = ws.run(reject)
+    found = Findings(second.findings)
+    assert found.codes("users", person) >= {"name_too_long", "invalid_kept"}
+    assert "invalid_record" not in found.codes("users", person)
+    [kept] = found.of("users", person, "invalid_kept")
+    assert kept.message.endswith("(see its name_too_long finding)")
+    assert second.summary["entities"]["users"]["excluded"].get("name_too_long") == \
+        second.summary["findings"]["name_too_long"] - 1, "the kept person is among `desired`"
+
+
 def test_an_invalid_record_never_sent_is_not_created(ws, both):
     ws.run()
     number = ws.erp_rows("SELECT max(objektnr) + 1 AS k FROM objekt WHERE objektnr < 9000")[0]["k"]

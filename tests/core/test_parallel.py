@@ -63,7 +63,7 @@ def test_users_handed_over_in_many_blocks_give_the_same_plan(ws, monkeypatch, sp
     serial, par = both_ways(ws, monkeypatch, tenant)
     assert spy == [True]
     assert len(par["data"]["users"][0]) > 10 * parallel.BLOCK
-    assert any(reason == "invalid_record" for _, reason in par["data"]["users"][1])
+    assert any(reason == "name_too_long" for _, reason in par["data"]["users"][1])
     assert par == serial
 
 
