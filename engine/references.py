@@ -277,8 +277,14 @@ def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rule
         unoccupied = list(filter(lost.__contains__, users.records))
     else:
         unoccupied = list(filterfalse(occupied_users(occ).__contains__, users.records))
+    why: dict[Any, set[str]] = {}      # a person whose contracts in the window were dropped just now: why
+    for occupancy_id, user_id in dropped or ():
+        why.setdefault(user_id, set()).add(occ.excluded.get(occupancy_id, ""))
     for external_id in unoccupied:
         rec = users.records.pop(external_id)
+        reasons = why.get(external_id)
         findings.append(Finding("user_without_occupancy", "users", rec.key,
+                                f"no occupancy left: its contracts in the contract window are not sent "
+                                f"({', '.join(sorted(reasons))}); not sent" if reasons else
                                 "no contract in the contract window; not sent"))
         users.excluded[external_id] = "user_without_occupancy"
