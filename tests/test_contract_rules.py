@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 
 from engine.contract import RESOURCES, record_schema
-from engine.contract.rules import check_record
+from engine.contract.rules import check_record, suspects
 
 VALID = {
     "buildings": {"external_id": "B1", "name": "Lindenstraße 4", "street": "Lindenstraße", "house_number": "4",
@@ -97,6 +97,8 @@ def test_limits_come_from_the_spec():
     ("users", {"emial": "x@y.de"}, "emial", "unknown_field"),
     ("units", {"area_m2": -3}, "area_m2", "minimum"),
     ("units", {"area_m2": True}, "area_m2", "type"),
+    ("units", {"area_m2": float("nan")}, "area_m2", "type"),       # JSON has no NaN nor Infinity
+    ("units", {"area_m2": float("inf")}, "area_m2", "type"),
     ("occupancies", {"end_date": "31.12.2024"}, "end_date", "format"),
     ("occupancies", {"start_date": "2023-02-29"}, "start_date", "format"),
     ("buildings", {"country": "de"}, "country", "pattern"),
@@ -105,6 +107,11 @@ def test_each_rule_names_the_field(entity, changes, field, code):
     [violation] = check_record(entity, dict(VALID[entity], **changes))
     assert (violation.field, violation.code) == (field, code)
     assert repr(field) in violation.message
+
+
+def test_suspects_include_a_nan_or_an_infinite_number():
+    records = [dict(VALID["units"], area_m2=a) for a in (71.5, float("nan"), 60.0, float("inf"), -2.0)]
+    assert suspects("units", records) == [1, 3, 4]
 
 
 def test_missing_required_fields_are_each_reported():

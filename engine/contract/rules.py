@@ -15,11 +15,14 @@ Where python-jsonschema is laxer than the standard, the rules follow the standar
   * `pattern` is an ECMA 262 regex, whose `$` matches only at the very end (Python's `$` also
     matches before a trailing newline), so a trailing `$` is compiled as `\\Z`;
   * `format: email` wants `local@domain.tld` without whitespace inside (python-jsonschema only
-    looks for an '@'); surrounding whitespace is tolerated, as the spec compares logins trimmed.
+    looks for an '@'); surrounding whitespace is tolerated, as the spec compares logins trimmed;
+  * a number is finite: JSON has no NaN or Infinity (python-jsonschema takes float('nan') for a
+    number), so such a value cannot reach the portal at all.
 """
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from itertools import compress, repeat
@@ -128,6 +131,7 @@ def _compile_field(entity: str, name: str, schema: dict[str, Any]) -> _Field:
                 free.update(_JSON_TYPES[t])
     elif None in enum and (not types or "null" in types):
         free.add(type(None))
+    free.discard(float)                           # a float may be NaN or infinite: never free
 
     def bad(code: str, message: str) -> Violation:
         return Violation(name, code, f"{name!r} {message}")
@@ -139,6 +143,8 @@ def _compile_field(entity: str, name: str, schema: dict[str, Any]) -> _Field:
         tv = type(value)
         if types and tv not in exact and not any(_is_type(value, t) for t in types):
             return bad("type", f"must be {allowed}, got {_describe(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            return bad("type", f"must be a finite number (JSON has no NaN or Infinity), got {value!r}")
         if enum is not None:
             if not ((tv is str and value in enum_hashable)
                     or (tv is not str and any(_json_equal(value, e) for e in enum))):
@@ -203,6 +209,12 @@ def _compile_field(entity: str, name: str, schema: dict[str, Any]) -> _Field:
         return sorted(bad)
 
     def _number_suspects(numbers: list[Any]) -> list[int]:
+        floats = [v for v in numbers if type(v) is float]
+        if floats and not math.isfinite(sum(floats)):          # a NaN or an infinity among them (or a large sum)
+            odd = {k for k, v in enumerate(numbers) if type(v) is float and not math.isfinite(v)}
+            if odd:
+                rest = [0 if k in odd else v for k, v in enumerate(numbers)]
+                return sorted(odd | set(_number_suspects(rest)))
         low = minimum is not None and not min(numbers) >= minimum
         high = maximum is not None and not max(numbers) <= maximum
         if not (low or high):

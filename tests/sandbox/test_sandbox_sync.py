@@ -121,6 +121,26 @@ def test_refused_records_are_reported_and_retried_on_the_next_run(portal_state, 
     assert portal_state(sandbox.data) == expected_portal
 
 
+def test_an_area_that_is_not_a_number_ends_alike_against_the_local_store_and_the_sandbox(
+        portal_state, workspace, sandbox):
+    """'NaN' and 'inf' in the ERP's text become floats JSON cannot carry: the sandbox run crashed
+    (exit 70) on sending them, the local store kept NaN as null and updated it on every run."""
+    workspace.erp_execute("UPDATE Einheit SET Flaeche = CASE EinheitID % 2 WHEN 0 THEN 'NaN' ELSE 'inf' END "
+                          "WHERE EinheitID IN (SELECT EinheitID FROM Einheit WHERE Fiktiv = 0 "
+                          "AND Flaeche IS NOT NULL LIMIT 2)")
+    local = workspace.run()
+    local_state = portal_state(workspace.root / "var/portal/demo.sqlite")
+    workspace.use_sandbox(sandbox.base_url)
+    remote = workspace.run()
+    assert (local.code, remote.code) == (ExitCode.OK, ExitCode.OK), remote.stderr
+    assert portal_state(sandbox.data) == local_state
+    assert local.summary["entities"]["units"]["desired"] == remote.summary["entities"]["units"]["desired"]
+    assert all(u["area_m2"] is None or 0 <= u["area_m2"] < 1e9 for u in local_state["units"].values())
+    assert workspace.run().summary["writes"] == 0
+    workspace.use_local()
+    assert workspace.run().summary["writes"] == 0
+
+
 def test_a_refused_token_stops_the_run_with_exit_5_naming_the_reference(portal_state, workspace, sandbox):
     workspace.use_sandbox(sandbox.base_url)
     run = workspace.run(token="not-the-right-token-4711")
