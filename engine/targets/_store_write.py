@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
 from engine.contract.rules import check_record
+from engine import contract
 from engine.contract import email_key
 from engine.targets._store_schema import CHILDREN, DEFAULTS, FIELDS, ID_MAX, ID_MIN, REFERENCES, SINGULAR, q, rollback
 
@@ -51,6 +52,14 @@ class Result:
 
 
 _CREATED, _REPLACED, _ARCHIVED = Result(201), Result(200), Result(204)
+_INT_MIN, _INT_MAX = -2**63, 2**63 - 1
+"""The whole numbers the store (an SQLite INTEGER) holds: a larger one is refused as invalid, one
+operation, not a failed transaction (a server error for the whole batch)."""
+_NUMBERS: dict[str, tuple[int, ...]] = {
+    r: tuple(i for i, f in enumerate(FIELDS[r]) if {"number", "integer"} & set(
+        [t] if isinstance(t := contract.record_schema(r)["properties"][f].get("type"), str) else t or ()))
+    for r in FIELDS}
+"""resource -> the positions of its fields that may hold a number."""
 
 
 @dataclass(slots=True)
@@ -142,6 +151,10 @@ class _Batch:
         else:
             defaults = DEFAULTS[resource]
             values = tuple(record[f] if f in record else defaults.get(f) for f in fields)
+        for at in _NUMBERS[resource]:
+            if type(v := values[at]) is int and not _INT_MIN <= v <= _INT_MAX:
+                return Result(400, "invalid", f"{name}: {fields[at]!r} must be from {_INT_MIN} to {_INT_MAX}, the "
+                                              f"portal's largest whole numbers; got {v}", fields[at])
         refs = []
         for f, parent in REFERENCES[resource]:
             value = record.get(f)

@@ -122,6 +122,17 @@ def test_malformed_requests_are_400_not_500(api):
     assert api.patch("users/P1", json={}).status_code == 405
 
 
+def test_a_number_too_large_for_the_store_is_refused_alone_not_a_server_error(api):
+    api.put("buildings/B1", json=building(1))
+    huge = {"external_id": "U2", "building_id": "B1", "number": "2", "area_m2": 10**20}
+    one = api.put("units/U2", json=huge)
+    assert (one.status_code, one.json()["error"]["code"], one.json()["error"]["field"]) == (400, "invalid", "area_m2")
+    r = api.post("units/batch", json={"upsert": [{"external_id": "U1", "building_id": "B1", "number": "1"}, huge]})
+    assert r.status_code == 200
+    assert [(x["external_id"], x["status"]) for x in r.json()["results"]] == [("U1", 201), ("U2", 400)]
+    assert [u["external_id"] for u in api.get("units").json()["items"]] == ["U1"]
+
+
 def test_fault_injection(tmp_path):
     with sandbox_process(tmp_path / "a.sqlite", "--fail-429", "1", "--retry-after", "3", token=TOKEN) as sb, \
             httpx.Client(base_url=sb.base_url + "/", headers=AUTH, timeout=10) as c:
