@@ -183,6 +183,10 @@ class _Batch:
         return _REPLACED if replaced else _CREATED
 
     def delete(self, resource: str, ext: str) -> Result:
+        if not ID_MIN <= len(ext) <= ID_MAX:          # as DELETE /{resource}/{external_id} answers it
+            shown = repr(ext) if len(ext) <= 40 else repr(ext[:40]) + "..."
+            return Result(400, "invalid", f"{resource} {shown}: an external_id has {ID_MIN} to {ID_MAX} "
+                                          f"characters, this one {len(ext)}", "external_id")
         name = f"{resource} {ext!r}"
         row = self.rows.get((resource, ext))
         if row is None:

@@ -94,6 +94,15 @@ def test_put_and_delete_one_record(api):
     assert api.put("buildings/B1", json=building(1)).status_code == 201          # a later PUT restores it
 
 
+def test_a_batch_delete_answers_an_impossible_external_id_as_the_single_delete_does(api):
+    long = "x" * 201
+    single = api.delete(f"buildings/{long}")
+    r = api.post("buildings/batch", json={"delete": [long, ""]})
+    assert (single.status_code, single.json()["error"]["code"]) == (400, "invalid")
+    assert [(x["status"], x["error"]["code"], x["error"]["field"]) for x in r.json()["results"]] == \
+        [(400, "invalid", "external_id")] * 2
+
+
 def test_over_500_operations_is_413(api):
     r = api.post("buildings/batch", json={"upsert": [building(i) for i in range(300)], "delete": [f"X{i}" for i in range(201)]})
     assert (r.status_code, r.json()["error"]["code"]) == (413, "too_large")
