@@ -64,11 +64,14 @@ class _Handler(BaseHTTPRequestHandler):
             size = int(length) if length else 0
         except ValueError:
             size = -1
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():     # a client streaming its body
+            size, body = self._read_chunked()
+        else:
+            body = self.rfile.read(size) if 0 < size <= MAX_BODY else b""
         if not 0 <= size <= MAX_BODY:
             self.close_connection = True
             return self._send(error(413 if size > MAX_BODY else 400, "too_large" if size > MAX_BODY else "invalid",
-                                    "the body is too large or its Content-Length is unreadable"))
-        body = self.rfile.read(size) if size else b""
+                                    "the body is too large or its Content-Length (or chunked encoding) is unreadable"))
         path = self.path.split("?", 1)[0]
         if self.command == "GET" and path in ("/", "/index.html"):
             page = render_page(self.server.api.store, self.server.base_url)
@@ -95,6 +98,29 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "drop":
             return self._drop()
         self._send(reply)
+
+    def _read_chunked(self) -> tuple[int, bytes]:
+        """(its size, the body) of a body sent with Transfer-Encoding: chunked; the size is -1 if
+        the encoding is malformed, and over MAX_BODY (without reading further) if it is too large."""
+        parts, total = [], 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                n = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                return -1, b""
+            if n < 0:
+                return -1, b""
+            if n == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):     # trailers, then the end
+                    pass
+                return total, b"".join(parts)
+            total += n
+            if total > MAX_BODY:
+                return total, b""
+            parts.append(self.rfile.read(n))
+            if self.rfile.readline(1024) not in (b"\r\n", b"\n"):           # each chunk ends with CRLF
+                return -1, b""
 
     def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)

@@ -142,6 +142,18 @@ def test_a_number_too_large_for_the_store_is_refused_alone_not_a_server_error(ap
     assert [u["external_id"] for u in api.get("units").json()["items"]] == ["U1"]
 
 
+def test_a_body_sent_in_chunks_is_read_like_any_other(api):
+    """Transfer-Encoding: chunked (a client streaming its request, as HTTP/1.1 allows) was read
+    as an empty body: 400 'must be an object', and the chunks were left on the connection."""
+    def chunks():
+        yield b'{"upsert": [{"external_id": "B1",'
+        yield b' "name": "Haus 1"}]}'
+    r = api.post("buildings/batch", content=chunks())
+    assert r.request.headers["transfer-encoding"] == "chunked"
+    assert (r.status_code, r.json()["results"][0]["status"]) == (200, 201)
+    assert [b["name"] for b in api.get("buildings").json()["items"]] == ["Haus 1"]
+
+
 def test_fault_injection(tmp_path):
     with sandbox_process(tmp_path / "a.sqlite", "--fail-429", "1", "--retry-after", "3", token=TOKEN) as sb, \
             httpx.Client(base_url=sb.base_url + "/", headers=AUTH, timeout=10) as c:
