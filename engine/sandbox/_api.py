@@ -180,7 +180,7 @@ def _applied(results: list, upsert: list) -> list[tuple[str, str, int, Any]]:
 
 def _read_json(body: bytes) -> tuple[Any, Reply | None]:
     try:
-        value = json.loads(body.decode("utf-8")) if body else None
+        value = json.loads(body.decode("utf-8"), parse_constant=_not_json) if body else None
     except (UnicodeDecodeError, ValueError) as exc:
         return None, error(400, "invalid", f"the body is not JSON in UTF-8: {exc}")
     if _SURROGATE_ESCAPE.search(body):
@@ -189,6 +189,11 @@ def _read_json(body: bytes) -> tuple[Any, Reply | None]:
         except UnicodeEncodeError:
             return None, error(400, "invalid", "the body contains an unpaired UTF-16 surrogate escape")
     return value, None
+
+
+def _not_json(name: str) -> Any:
+    """Python's json reads NaN, Infinity and -Infinity; JSON has no such values."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _not_allowed(allow: str) -> Reply:

@@ -128,6 +128,11 @@ def test_malformed_requests_are_400_not_500(api):
     assert misspelt.status_code == 400 and misspelt.json()["error"]["field"] == "upserts"   # not an empty batch
     assert api.put("users/P1", content=b'{"external_id": "P1", "last_name": "\\ud800"}').status_code == 400
     assert api.get("rooms").status_code == 404
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):        # Python's json reads them; JSON has none
+        nan = api.post("buildings/batch", content=b'{"upsert": [{"external_id": "B1", "name": "Haus"}, '
+                                                  b'{"external_id": "B2", "name": ' + literal + b'}]}')
+        assert (nan.status_code, nan.json()["error"]["code"]) == (400, "invalid")
+    assert api.get("buildings").json()["items"] == []
     assert api.patch("users/P1", json={}).status_code == 405
 
 
