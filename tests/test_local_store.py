@@ -191,6 +191,18 @@ def test_apply_returns_outcomes_in_order_and_refusals_do_not_stop_the_others(tmp
     target.close()
 
 
+def test_a_text_that_is_not_unicode_is_refused_alone_not_with_its_whole_chunk(local):
+    """A lone surrogate (from an API source's JSON "\\ud800") cannot be stored: the write of the
+    whole chunk failed with UnicodeEncodeError, where the import API refuses that record alone."""
+    changes = [put("buildings", building(1)), put("buildings", building(2, city="K\ud800ln")),
+               put("users", user(1, "a@web.de")), put("users", user(2, "b\udc00@web.de"))]
+    outcomes = local.apply(changes)
+    assert [(o.ok, o.status, o.code, o.field) for o in outcomes] == [
+        (True, 201, None, None), (False, 400, "invalid", "city"), (True, 201, None, None), (False, 400, "invalid", "email")]
+    assert [b["external_id"] for b in local.read("buildings")] == ["B1"]
+    assert [u["external_id"] for u in local.read("users")] == ["P1"]
+
+
 def test_read_yields_exactly_the_specs_fields_of_managed_active_records(local):
     local.apply([put("buildings", building(1)), put("buildings", building(2)), delete("buildings", "B2")])
     local.add_manual_user(last_name="Hand")

@@ -69,13 +69,25 @@ class _Row:
     email_key: str | None = None
 
 
+def _not_utf8(record: dict[str, Any]) -> str | None:
+    """The first field whose text cannot be encoded as UTF-8, or None."""
+    for name, value in record.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return name
+    return None
+
+
 def _in(column: str) -> str:
     return f"{q(column)} IN (SELECT value FROM json_each(?))"
 
 
 class _Batch:
-    def __init__(self, conn: sqlite3.Connection, ops: Sequence[Op]):
+    def __init__(self, conn: sqlite3.Connection, ops: Sequence[Op], check_texts: bool = False):
         self.conn = conn
+        self.check_texts = check_texts               # refuse texts that are not UTF-8 (only after one failed)
         self.rows: dict[tuple[str, str], _Row] = {}
         self.holders: dict[str, set] = {}            # email_key -> {external_id, or -id of a manual user}
         self.deps: dict[tuple[str, str], int] = {}   # (resource, external_id) -> active children
@@ -145,6 +157,9 @@ class _Batch:
             v = violations[0]
             more = f" (and {len(violations) - 1} more problem(s))" if len(violations) > 1 else ""
             return Result(400, "invalid", f"{name}: {v.message}{more}", v.field or None)
+        if self.check_texts and (bad := _not_utf8(record)) is not None:
+            return Result(400, "invalid", f"{resource} {ext!r}: {bad!r} holds a text that is not valid Unicode "
+                                          "(a lone surrogate)", bad)
         fields = FIELDS[resource]
         if len(record) == len(fields):               # no unknown field, so every field is present
             values = tuple(map(record.__getitem__, fields))
@@ -222,9 +237,16 @@ class _Batch:
 
 def write(conn: sqlite3.Connection, ops: Sequence[Op]) -> list[Result]:
     """Apply `ops` in order in one transaction; one Result per operation."""
+    try:
+        return _write(conn, ops, False)
+    except UnicodeEncodeError:       # a text SQLite cannot store (a lone surrogate): refuse its operation alone
+        return _write(conn, ops, True)
+
+
+def _write(conn: sqlite3.Connection, ops: Sequence[Op], check_texts: bool) -> list[Result]:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        batch = _Batch(conn, ops)
+        batch = _Batch(conn, ops, check_texts)
         results = [batch.put(o.resource, o.external_id, o.record) if o.op == "put"
                    else batch.delete(o.resource, o.external_id) for o in ops]
         batch.flush()
