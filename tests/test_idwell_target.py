@@ -177,3 +177,13 @@ def test_a_wrong_base_url_says_so(sandbox, monkeypatch):
             list(t.read("users"))
     finally:
         t.close()
+
+
+def test_a_text_that_is_not_unicode_is_refused_alone_not_a_crash(target, sandbox):
+    """A lone surrogate (an API source's JSON '\\ud800') cannot be encoded as UTF-8: the batch goes
+    out with its texts escaped, and the portal refuses that record alone."""
+    by_id = {o.change.external_id: o for o in target.apply([
+        create("buildings", building(1, city="K\ud800ln")), create("buildings", building(2, city="Köln"))])}
+    assert (by_id["B1"].ok, by_id["B1"].status, by_id["B1"].code, by_id["B1"].field) == (False, 400, "invalid", "city")
+    assert by_id["B2"].ok
+    assert [r["city"] for r in target.read("buildings")] == ["Köln"]

@@ -125,7 +125,10 @@ class IdwellTarget:
         entity, deleting = batch[0].entity, batch[0].action == "delete"
         body = {"delete": [c.external_id for c in batch]} if deleting else {"upsert": [_record(c) for c in batch]}
         path = f"/{entity}/batch"
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        try:
+            content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        except UnicodeEncodeError:      # a text that is no Unicode (a lone surrogate from an API source's JSON)
+            return _without_unencodable(batch, lambda rest: self._send(rest, call))
         response = self.client.request("POST", path, content=content, headers={
             "Content-Type": "application/json", "Idempotency-Key": self._key(entity, call, content)})
         status = response.status_code
@@ -183,6 +186,29 @@ def _groups(changes: Sequence[Change]) -> Iterator[tuple[int, int]]:
             end += 1
         yield start, end
         start = end
+
+
+def _without_unencodable(batch: Sequence[Change], send) -> list[Outcome]:
+    """The changes of a batch whose texts UTF-8 cannot encode (a lone surrogate) refused here, as
+    the portal refuses a record it cannot read, each naming its field; the others sent (`send`)."""
+    refused, rest = [], []
+    for c in batch:
+        values = {"external_id": c.external_id} if c.action == "delete" else _record(c)
+        bad = next((name for name, value in values.items() if isinstance(value, str) and not _utf8(value)), None)
+        if bad is None:
+            rest.append(c)
+        else:
+            refused.append(Outcome(c, False, 400, "invalid", f"'{bad}' is not valid Unicode (it holds a lone "
+                                                             "surrogate): correct the text in the ERP", bad))
+    return refused + (send(rest) if rest else [])
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _record(c: Change) -> dict[str, Any]:
