@@ -284,7 +284,7 @@ class Mapper:
 
     def _unkeyed(self, key: str, row: Any) -> None:
         values = row if self._source_columns is None else dict(zip(self._source_columns, row))
-        self.findings.append(Finding("invalid_record", self.mapping.name, "(empty)" if key in (None, "None", "") else key,
+        self.findings.append(Finding("invalid_record", self.mapping.name, EMPTY_KEY if key in (None, "") else key,
                                      f"external_id maps to an empty value; the row: {_described(values, 4)}",
                                      field="external_id"))
         self.out.unkeyed["invalid_record"] += 1
@@ -354,6 +354,14 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def _key_part(value: Any) -> str:
+    """One column of an ERP key as findings show it: an empty one as '(empty)', not Python's 'None'."""
+    return EMPTY_KEY if value is None or value == "" else _as_text(value)
+
+
+EMPTY_KEY = "(empty)"
+
+
 def _field_getter(name: str, columns: Sequence[str] | None):
     from engine.expr import compile_expression
     return compile_expression(name).bind(columns)
@@ -363,11 +371,11 @@ def _key_getter(key: Sequence[str], columns: Sequence[str] | None):
     getters = [_field_getter(k, columns) for k in key]
     if len(getters) == 1:
         g = getters[0]
-        return lambda row: _as_text(g(row))
+        return lambda row: _key_part(g(row))
     if len(getters) == 2:
         g1, g2 = getters
-        return lambda row: f"{_as_text(g1(row))}/{_as_text(g2(row))}"
-    return lambda row: "/".join([_as_text(g(row)) for g in getters])
+        return lambda row: f"{_key_part(g1(row))}/{_key_part(g2(row))}"
+    return lambda row: "/".join([_key_part(g(row)) for g in getters])
 
 
 class _Batch(NamedTuple):
@@ -544,8 +552,8 @@ def _key_columns(key: Sequence[str], columns: Sequence[str]):
 def _texts(values: Sequence[Any]) -> Sequence[str]:
     from engine.expr._columns import whole_numbers_as_text
     types = set(map(type, values))
-    if types == {str}:
+    if types == {str} and "" not in values:
         return values
     if types == {int}:
         return whole_numbers_as_text(values)
-    return list(map(_as_text, values))
+    return list(map(_key_part, values))

@@ -208,3 +208,16 @@ def test_a_refused_partner_whose_couple_parts_stays_out(ws, both):
     found = Findings(second.findings)
     assert "invalid_kept" not in found.codes("users", other)
     assert "invalid_record" in found.codes("users", other)
+
+
+def test_a_contract_without_a_party_is_named_by_what_the_erp_shows(ws, both):
+    """A contract with no VertragPartner row, read through a LEFT JOIN: its AdressNr is NULL, and its
+    findings' ERP key shows that part as '(empty)', which a property manager can look for in DOMUS,
+    not Python's 'None'."""
+    unit = ws.erp_rows("SELECT min(einheitid) AS u FROM einheit WHERE fiktiv = 0 AND typcode = 1")[0]["u"]
+    contract = ws.add_contract(unit, "M", "01.01.2026", None, [])
+    query = ("SELECT v.VertragNr, p.AdressNr, v.EinheitID, v.Art, v.Beginn, v.Ende FROM Vertrag v "
+             "LEFT JOIN VertragPartner p ON p.VertragNr = v.VertragNr")
+    tenant = ws.tenant(overrides={"entities": {"occupancies": {"query": query}}})
+    keys = {f.key for f in ws.plan(tenant).findings if f.key.startswith(f"{contract}/")}
+    assert keys == {f"{contract}/(empty)"}, keys
