@@ -49,3 +49,15 @@ def references(entity: str) -> dict[str, str]:
     """Fields that hold another resource's external_id: field -> resource."""
     return {"units": {"building_id": "buildings"},
             "occupancies": {"user_id": "users", "unit_id": "units"}}.get(entity, {})
+
+
+def not_utf8(record: dict[str, Any]) -> str | None:
+    """The first field of a record whose text UTF-8 cannot encode (a lone surrogate, which an API
+    source's JSON '\\ud800' gives), or None: the portal cannot read such a record."""
+    for name, value in record.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return name
+    return None

@@ -69,17 +69,6 @@ class _Row:
     email_key: str | None = None
 
 
-def _not_utf8(record: dict[str, Any]) -> str | None:
-    """The first field whose text cannot be encoded as UTF-8, or None."""
-    for name, value in record.items():
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return name
-    return None
-
-
 def _in(column: str) -> str:
     return f"{q(column)} IN (SELECT value FROM json_each(?))"
 
@@ -157,7 +146,7 @@ class _Batch:
             v = violations[0]
             more = f" (and {len(violations) - 1} more problem(s))" if len(violations) > 1 else ""
             return Result(400, "invalid", f"{name}: {v.message}{more}", v.field or None)
-        if self.check_texts and (bad := _not_utf8(record)) is not None:
+        if self.check_texts and (bad := contract.not_utf8(record)) is not None:
             return Result(400, "invalid", f"{resource} {ext!r}: {bad!r} holds a text that is not valid Unicode "
                                           "(a lone surrogate)", bad)
         fields = FIELDS[resource]

@@ -28,6 +28,7 @@ from typing import Any, Iterator, Sequence
 import httpx
 
 from engine.config.secrets import SecretError
+from engine.contract import not_utf8
 from engine.errors import SecretReferenceError, TargetError
 from engine.targets._http_client import ApiClient
 from engine.targets.base import Change, Outcome, Progress
@@ -194,21 +195,13 @@ def _without_unencodable(batch: Sequence[Change], send) -> list[Outcome]:
     refused, rest = [], []
     for c in batch:
         values = {"external_id": c.external_id} if c.action == "delete" else _record(c)
-        bad = next((name for name, value in values.items() if isinstance(value, str) and not _utf8(value)), None)
+        bad = not_utf8(values)
         if bad is None:
             rest.append(c)
         else:
             refused.append(Outcome(c, False, 400, "invalid", f"'{bad}' is not valid Unicode (it holds a lone "
                                                              "surrogate): correct the text in the ERP", bad))
     return refused + (send(rest) if rest else [])
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _record(c: Change) -> dict[str, Any]:
