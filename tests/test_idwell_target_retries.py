@@ -46,6 +46,16 @@ def test_retry_after_is_honoured_on_429():
     assert len(seen) == 2 and 7.0 in sleeps
 
 
+def test_retry_after_is_honoured_on_503_and_holds_every_thread():
+    handler, seen = answers((503, {"Retry-After": "12"}), 200)
+    sleeps, clock = [], [100.0]
+    api = client(handler, sleeps)
+    api.limiter._clock = lambda: clock[0]
+    assert api.request("GET", "/users").status_code == 200
+    assert len(seen) == 2 and 12.0 in sleeps
+    assert api.limiter._next >= 112.0        # the next request of any thread waits for the outage too
+
+
 def test_5xx_timeouts_and_dropped_connections_are_retried_with_growing_waits():
     handler, seen = answers(503, httpx.RemoteProtocolError, httpx.ReadTimeout, 502, 504, 200)
     sleeps = []

@@ -4,8 +4,9 @@
   * waits for the per-tenant rate limit (requests per second, shared by all worker threads);
   * retries 5xx answers, timeouts, dropped connections, a proxy that refuses the request and an
     answer whose body cannot be decoded with exponential backoff and jitter;
-  * honours Retry-After on 429, and makes every thread of the client wait that long (the limit
-    is the tenant's, not the request's);
+  * honours Retry-After on 429, and on a 5xx that sends one (a 503 for maintenance), and makes
+    every thread of the client wait that long (the limit, or the outage, is the tenant's, not
+    the request's); a 5xx without it waits the backoff;
   * turns 401 and 403 into a fatal TargetError at once, naming the tenant and the token's
     reference (e.g. ${env:IDWELL_TOKEN_ACME}), never the token;
   * gives up after `max_retries` retries with a retriable TargetError;
@@ -134,7 +135,12 @@ class ApiClient:
                 continue
             if status in RETRY_STATUSES:
                 last = reason = f"{status} {_error_code(response) or response.reason_phrase}"
-                wait = backoff(attempt, self._rng, self.backoff_base)
+                after = retry_after(response)
+                if after is None:
+                    wait = backoff(attempt, self._rng, self.backoff_base)
+                else:
+                    wait = after
+                    self.limiter.pause(wait)
                 continue
             return response
         raise TargetError(
