@@ -1,7 +1,6 @@
 """The run summary: a documented JSON object (docs/summary.md) and its text rendering."""
 from __future__ import annotations
 
-import csv
 import os
 import stat
 from collections import Counter, defaultdict
@@ -94,31 +93,20 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
     return "\n".join(lines)
 
 
-def write_findings_csv(findings: list[Finding], path: Path) -> None:
-    """The data-quality report for the property manager: one row per finding, UTF-8 with a
-    byte order mark (without it Excel, where the report is usually opened, reads umlauts as
-    two characters each)."""
-    def write(fh) -> None:
-        w = csv.writer(fh)
-        w.writerow(["severity", "code", "entity", "erp_key", "field", "message", "what_to_fix"])
-        for f in findings:
-            w.writerow([f.severity, f.code, f.entity, f.key, f.field or "", f.message, f.fix])
-    write_whole(path, write, encoding="utf-8-sig", newline="")
-
-
-def write_whole(path: Path, write: Callable[[Any], None], *, encoding: str = "utf-8", newline: str | None = None) -> None:
+def write_whole(path: Path, write: Callable[[Any], None], *, encoding: str = "utf-8", newline: str | None = None,
+                errors: str = "strict") -> None:
     """Write a file whole or not at all: into a temporary file beside it, then renamed over it,
     so that a reader (a mail job sending the report, a review tool) never sees half a file,
     and a failure leaves the previous one."""
     path = path.resolve() if path.is_symlink() else path       # the file a link names is the one replaced
     if path.exists() and not path.is_file():                   # /dev/stdout, a pipe: written as it is
-        with path.open("w", encoding=encoding, newline=newline) as fh:
+        with path.open("w", encoding=encoding, newline=newline, errors=errors) as fh:
             write(fh)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with temporary.open("w", encoding=encoding, newline=newline) as fh:
+        with temporary.open("w", encoding=encoding, newline=newline, errors=errors) as fh:
             write(fh)
         if path.exists():                                      # keeps the permissions it was given
             os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))

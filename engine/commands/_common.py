@@ -223,7 +223,7 @@ def write_report(findings, path: Path | None, option: str, result):
     not asked for), else the UsageError to print, which says that the run itself stands as
     recorded (its status unchanged) and only the report failed. The command exits 2 then, as for
     any output file that cannot be written (README, "Exit codes"), whatever the run's own code was."""
-    from engine.report import write_findings_csv
+    from engine.findings_report import write_findings_csv
     if path is None:
         return None
     try:

@@ -24,7 +24,8 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from engine.pipeline import prepare
     from engine.progress import Progress
-    from engine.report import render_text, summary, write_findings_csv
+    from engine.findings_report import write_findings_csv
+    from engine.report import render_text, summary
     from engine.targets import open_target
 
     check_output(args.findings, "--findings")

@@ -368,7 +368,7 @@ def test_a_report_path_that_is_a_link_replaces_the_file_it_names_and_keeps_its_p
     """The findings CSV written to a link into a share: the shared file gets the new report
     (the link stays a link), with the permissions it was given."""
     from engine.findings import Finding
-    from engine.report import write_findings_csv
+    from engine.findings_report import write_findings_csv
     share = tmp_path / "share" / "acme.csv"
     share.parent.mkdir()
     share.write_text("old", encoding="utf-8")
