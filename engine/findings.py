@@ -84,3 +84,10 @@ class Finding:
 
 def count_by_code(findings: Iterable[Finding]) -> dict[str, int]:
     return dict(sorted(Counter(f.code for f in findings).items()))
+
+
+def by_severity(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """(code, count) pairs as the summary and the report list them: errors first, then warnings,
+    then info, each by code."""
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(counts.items(), key=lambda kv: (order.get(CATALOGUE.get(kv[0], ("warning",))[0], 1), kv[0]))

@@ -1,19 +1,40 @@
-"""The data-quality report for the property manager (`--findings FILE`): one row per finding, as CSV.
+"""The data-quality report for the property manager (`--findings FILE`): one row per finding, as
+CSV or, for a file named `.xlsx`, as an Excel workbook (docs/summary.md, "The data-quality report").
 
 The report holds values from the ERP (keys, names, the portal's messages) and is opened in
-Excel: a cell that starts like a formula must never run as one there, so the CSV gives such a
-cell a leading apostrophe.
+Excel: a cell that starts like a formula must never run as one there. The CSV gives such a
+cell a leading apostrophe; the workbook stores it as text, as it is.
 """
 from __future__ import annotations
 
 import csv
+import io
+import re
 from pathlib import Path
 
-from engine.findings import Finding
+from engine.findings import CATALOGUE, Finding, by_severity, count_by_code
 from engine.report import write_whole
 
 COLUMNS = ("severity", "code", "entity", "erp_key", "field", "message", "what_to_fix")
+CODE_COLUMNS = ("severity", "code", "findings", "what_to_fix")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")     # what a spreadsheet reads as the start of a formula (OWASP)
+SHEET_ROWS = 1_048_576                               # the rows of an Excel sheet, its header included
+WIDEST = 80                                          # a column's width at most, in characters
+# what an .xlsx file cannot hold: XML 1.0's control characters, and lone surrogates (UTF-8 cannot encode them)
+NOT_IN_XLSX = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def write_findings(findings: list[Finding], path: Path) -> None:
+    """The report in the format its file name asks for: `.xlsx` (in any case) a workbook, any
+    other name CSV."""
+    if is_workbook(path):
+        write_findings_xlsx(findings, path)
+    else:
+        write_findings_csv(findings, path)
+
+
+def is_workbook(path: Path) -> bool:
+    return path.suffix.lower() == ".xlsx"
 
 
 def row(f: Finding) -> tuple[str, ...]:
@@ -36,3 +57,65 @@ def write_findings_csv(findings: list[Finding], path: Path) -> None:
 
 def not_formula(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_START) else cell
+
+
+def write_findings_xlsx(findings: list[Finding], path: Path, *, sheet_rows: int = SHEET_ROWS) -> None:
+    """An Excel workbook: the sheet `findings` (COLUMNS, one row per finding) and the sheet
+    `per code` (CODE_COLUMNS, one row per code, errors first), each with a bold header row that
+    stays in view, an autofilter, and columns as wide as their text (up to WIDEST). Every cell
+    but the counts is text: an ERP key 0012 stays 0012, 1/12 is no date, and a cell starting
+    with one of FORMULA_START is stored as text and marked to stay text when edited (Excel's
+    leading apostrophe, which it does not show). More findings than a sheet holds
+    (`sheet_rows`, with the header) go on to `findings 2`, `findings 3`, ..."""
+    from openpyxl import Workbook
+    book = Workbook(write_only=True)
+    rows = [tuple(xlsx_text(cell) for cell in row(f)) for f in findings]
+    per_sheet = sheet_rows - 1
+    for n, start in enumerate(range(0, max(len(rows), 1), per_sheet), 1):
+        _add_sheet(book, "findings" if n == 1 else f"findings {n}", COLUMNS, rows[start:start + per_sheet])
+    counts = []
+    for code, n in by_severity(count_by_code(findings)):
+        severity, _, fix = CATALOGUE.get(code, ("warning", False, "check the record in the ERP"))
+        counts.append((severity, code, n, fix))
+    _add_sheet(book, "per code", CODE_COLUMNS, counts)
+    whole = io.BytesIO()        # then one write: a full disk fails that, not openpyxl's save halfway
+    book.save(whole)
+    write_whole(path, lambda fh: fh.write(whole.getbuffer()), binary=True)
+
+
+def xlsx_text(cell: str) -> str | None:
+    """A cell's text as the workbook can hold it: empty is no value; a character XML or UTF-8
+    cannot carry is written as its escape (`\\x0b`, `\\ud800`)."""
+    if not cell:
+        return None
+    return NOT_IN_XLSX.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), cell)
+
+
+def _add_sheet(book, title: str, header: tuple[str, ...], rows: list[tuple]) -> None:
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+    bold = Font(bold=True)
+    sheet = book.create_sheet(title)
+    sheet.freeze_panes = "A2"
+    for i, name in enumerate(header):
+        longest = max((len(str(r[i])) for r in rows if r[i] is not None), default=0)
+        sheet.column_dimensions[get_column_letter(i + 1)].width = min(max(longest, len(name)), WIDEST) + 2
+    sheet.append([_cell(sheet, name, font=bold) for name in header])
+    for r in rows:
+        if any(isinstance(v, str) and v.startswith(FORMULA_START) for v in r):
+            r = [_cell(sheet, v, text=True) if isinstance(v, str) and v.startswith(FORMULA_START) else v for v in r]
+        sheet.append(r)
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(header))}{len(rows) + 1}"
+
+
+def _cell(sheet, value: str, *, font=None, text: bool = False):
+    """A cell with a style of its own (write-only sheets take plain values or such cells).
+    `text`: kept as text by Excel, also once edited, where openpyxl would make `=...` a formula."""
+    from openpyxl.cell import WriteOnlyCell
+    cell = WriteOnlyCell(sheet, value)
+    if font is not None:
+        cell.font = font
+    if text:
+        cell.data_type = "s"
+        cell.quotePrefix = True
+    return cell

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.config.model import ENTITIES
-from engine.findings import CATALOGUE, Finding, count_by_code
+from engine.findings import CATALOGUE, Finding, by_severity, count_by_code
 
 SUMMARY_VERSION = 1
 
@@ -84,8 +84,7 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
         by_code: dict[str, list[Finding]] = defaultdict(list)
         for f in findings:
             by_code[f.code].append(f)
-        order = {"error": 0, "warning": 1, "info": 2}
-        for code, n in sorted(s["findings"].items(), key=lambda kv: (order.get(CATALOGUE.get(kv[0], ("warning",))[0], 1), kv[0])):
+        for code, n in by_severity(s["findings"]):
             sev, _, fix = CATALOGUE.get(code, ("warning", False, "check the record in the ERP"))
             lines.append(f"    {sev:<8}{code:<28}{n:>7,}  {fix}")
             for f in by_code[code][:examples]:
@@ -94,19 +93,21 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
 
 
 def write_whole(path: Path, write: Callable[[Any], None], *, encoding: str = "utf-8", newline: str | None = None,
-                errors: str = "strict") -> None:
+                errors: str = "strict", binary: bool = False) -> None:
     """Write a file whole or not at all: into a temporary file beside it, then renamed over it,
     so that a reader (a mail job sending the report, a review tool) never sees half a file,
-    and a failure leaves the previous one."""
+    and a failure leaves the previous one. `binary`: `write` gets a file open for bytes (and
+    `encoding`, `newline`, `errors` do not apply)."""
+    how = {"mode": "wb"} if binary else {"mode": "w", "encoding": encoding, "newline": newline, "errors": errors}
     path = path.resolve() if path.is_symlink() else path       # the file a link names is the one replaced
     if path.exists() and not path.is_file():                   # /dev/stdout, a pipe: written as it is
-        with path.open("w", encoding=encoding, newline=newline, errors=errors) as fh:
+        with path.open(**how) as fh:
             write(fh)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with temporary.open("w", encoding=encoding, newline=newline, errors=errors) as fh:
+        with temporary.open(**how) as fh:
             write(fh)
         if path.exists():                                      # keeps the permissions it was given
             os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))

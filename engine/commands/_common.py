@@ -219,15 +219,15 @@ def writing(path: Path, option: str) -> Iterator[None]:
 
 
 def write_report(findings, path: Path | None, option: str, result):
-    """The findings CSV of a run that has been applied and recorded: None when it is written (or
+    """The findings report of a run that has been applied and recorded: None when it is written (or
     not asked for), else the UsageError to print, which says that the run itself stands as
     recorded (its status unchanged) and only the report failed. The command exits 2 then, as for
     any output file that cannot be written (README, "Exit codes"), whatever the run's own code was."""
-    from engine.findings_report import write_findings_csv
+    from engine.findings_report import write_findings
     if path is None:
         return None
     try:
-        write_findings_csv(findings, path)
+        write_findings(findings, path)
     except OSError as exc:
         status = result.summary["status"]
         return output_error(exc, path, f"tenant '{result.summary['tenant']}': {option}",

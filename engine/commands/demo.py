@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="regenerate the ERP and start with an empty portal store and state")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--findings", type=Path, default=Path("var/demo/findings.csv"),
-                        help="where to write the data-quality report (default: var/demo/findings.csv)")
+    parser.add_argument("--findings", type=Path, default=Path("var/demo/findings.csv"), metavar="FILE",
+                        help="where to write the data-quality report (default: var/demo/findings.csv; "
+                             "FILE.xlsx: an Excel workbook)")
 
 
 def main(args) -> int:

@@ -18,13 +18,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write the plan as JSON (default: var/plans/<tenant>.json)")
     parser.add_argument("--no-out", action="store_true", help="do not write a plan file")
-    parser.add_argument("--findings", type=Path, default=None, help="also write every finding as CSV")
+    parser.add_argument("--findings", type=Path, default=None, metavar="FILE",
+                        help="also write every finding as CSV (FILE.xlsx: as an Excel workbook)")
 
 
 def main(args) -> int:
     from engine.pipeline import prepare
     from engine.progress import Progress
-    from engine.findings_report import write_findings_csv
+    from engine.findings_report import write_findings
     from engine.report import render_text, summary
     from engine.targets import open_target
 
@@ -48,7 +49,7 @@ def main(args) -> int:
             write_plan(prepared, tenant, out)
     if args.findings:
         with writing(args.findings, "--findings"):
-            write_findings_csv(prepared.findings, args.findings)
+            write_findings(prepared.findings, args.findings)
     status = "deletes_held" if prepared.plan.held_reasons else "ok"
     s = summary(prepared, mode="plan", status=status, plan_file=str(out) if out else None, retries=retries)
     if args.json:

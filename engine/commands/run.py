@@ -16,8 +16,9 @@ def add_arguments(parser) -> None:
     add_tenant_arguments(parser)
     parser.add_argument("--allow-deletes", action="store_true",
                         help="release deletes that the deletion guard would hold back (recorded in the run history)")
-    parser.add_argument("--findings", type=Path, default=None,
-                        help="write every finding as CSV (the data-quality report for the property manager)")
+    parser.add_argument("--findings", type=Path, default=None, metavar="FILE",
+                        help="write every finding as CSV (FILE.xlsx: as an Excel workbook), the data-quality report "
+                             "for the property manager")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print the summary only when the run does not end with exit code 0 (for a scheduler "
                              "that mails what a job prints); warnings and errors still go to standard error")

