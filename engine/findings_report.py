@@ -24,13 +24,13 @@ WIDEST = 80                                          # a column's width at most,
 NOT_IN_XLSX = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
-def write_findings(findings: list[Finding], path: Path) -> None:
+def write_findings(findings: list[Finding], path: Path, *, delimiter: str = ",") -> None:
     """The report in the format its file name asks for: `.xlsx` (in any case) a workbook, any
-    other name CSV."""
+    other name CSV with `delimiter` between the cells."""
     if is_workbook(path):
         write_findings_xlsx(findings, path)
     else:
-        write_findings_csv(findings, path)
+        write_findings_csv(findings, path, delimiter=delimiter)
 
 
 def is_workbook(path: Path) -> bool:
@@ -42,13 +42,13 @@ def row(f: Finding) -> tuple[str, ...]:
     return (f.severity, f.code, f.entity, f.key, f.field or "", f.message, f.fix)
 
 
-def write_findings_csv(findings: list[Finding], path: Path) -> None:
-    """UTF-8 with a byte order mark (without it Excel reads umlauts as two characters each); a
-    cell starting with one of FORMULA_START gets a leading apostrophe, so that Excel shows it as
+def write_findings_csv(findings: list[Finding], path: Path, *, delimiter: str = ",") -> None:
+    """UTF-8 with a byte order mark (without it Excel reads umlauts as two characters each),
+    `delimiter` between the cells (a German Excel expects ';'); a cell starting with one of FORMULA_START gets a leading apostrophe, so that Excel shows it as
     text instead of running it (`'=HYPERLINK(...)`, `'-5`). Text that UTF-8 cannot encode (a lone
     surrogate from an API source's JSON) is written as its escape, `\\ud800`."""
     def write(fh) -> None:
-        w = csv.writer(fh)
+        w = csv.writer(fh, delimiter=delimiter)
         w.writerow(COLUMNS)
         for f in findings:
             w.writerow([not_formula(cell) for cell in row(f)])

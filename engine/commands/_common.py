@@ -180,6 +180,27 @@ def missing_store(url: str) -> str | None:
     return None
 
 
+DELIMITERS = (",", ";")          # of the findings CSV
+
+
+def add_findings_delimiter(parser: argparse.ArgumentParser) -> None:
+    """--findings-delimiter, beside each command's --findings."""
+    parser.add_argument("--findings-delimiter", choices=DELIMITERS, default=None, metavar="CHAR",
+                        help="what separates the cells of a CSV report: ',' (default) or ';', which a German Excel "
+                             "expects (it opens a ',' file with everything in one column)")
+
+
+def check_findings(args) -> None:
+    """--findings and --findings-delimiter before the run: the file can be written (check_output),
+    and a delimiter is asked for a CSV only (exit code 2)."""
+    from engine.errors import UsageError
+    from engine.findings_report import is_workbook
+    check_output(args.findings, "--findings")
+    if args.findings_delimiter is not None and args.findings is not None and is_workbook(args.findings):
+        raise UsageError(f"--findings-delimiter {args.findings_delimiter}: --findings {args.findings} is an Excel "
+                         "workbook, which has no delimiter; leave the option out, or name a .csv file")
+
+
 def check_output(path: Path | None, option: str) -> None:
     """Fail before the run, not after it, when an output file cannot be written (exit code 2).
     `option` names the file in the message: `--findings`, `--out`, `the plan file`."""
@@ -218,7 +239,7 @@ def writing(path: Path, option: str) -> Iterator[None]:
         raise output_error(exc, path, option) from None
 
 
-def write_report(findings, path: Path | None, option: str, result):
+def write_report(findings, path: Path | None, option: str, result, *, delimiter: str | None = None):
     """The findings report of a run that has been applied and recorded: None when it is written (or
     not asked for), else the UsageError to print, which says that the run itself stands as
     recorded (its status unchanged) and only the report failed. The command exits 2 then, as for
@@ -227,7 +248,7 @@ def write_report(findings, path: Path | None, option: str, result):
     if path is None:
         return None
     try:
-        write_findings(findings, path)
+        write_findings(findings, path, delimiter=delimiter or ",")
     except OSError as exc:
         status = result.summary["status"]
         return output_error(exc, path, f"tenant '{result.summary['tenant']}': {option}",

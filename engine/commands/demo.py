@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from engine.commands._common import add_findings_delimiter
 from engine.errors import ExitCode
 
 HELP = "generate the demo ERP (if missing) and run the demo tenant into the local portal store"
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--findings", type=Path, default=Path("var/demo/findings.csv"), metavar="FILE",
                         help="where to write the data-quality report (default: var/demo/findings.csv; "
                              "FILE.xlsx: an Excel workbook)")
+    add_findings_delimiter(parser)
 
 
 def main(args) -> int:
@@ -31,8 +33,8 @@ def main(args) -> int:
     from engine.pipeline import run_tenant
     from engine.progress import Progress
     from engine.report import render_text
-    from engine.commands._common import check_output, open_state, with_failure, write_report
-    check_output(args.findings, "--findings")
+    from engine.commands._common import check_findings, open_state, with_failure, write_report
+    check_findings(args)
     tenant = load_tenant(args.tenant)
     url = str(tenant.source.url) if tenant.source.type == "sql" and tenant.source.url else None
     if not url or not url.startswith("sqlite:///"):
@@ -62,7 +64,8 @@ def main(args) -> int:
         result = run_tenant(tenant, state, progress=Progress())
     finally:
         state.close()
-    report_failed = write_report(result.findings, args.findings, "--findings", result)
+    report_failed = write_report(result.findings, args.findings, "--findings", result,
+                                 delimiter=args.findings_delimiter)
     cases = _hard_cases(erp, tenant, result.findings)
     if args.json:
         json.dump(with_failure(result.summary, report_failed), sys.stdout, ensure_ascii=False, indent=2)

@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from engine.commands._common import add_tenant_arguments, check_output, load, open_state, writing
+from engine.commands._common import (add_findings_delimiter, add_tenant_arguments, check_findings, check_output, load,
+                                     open_state, writing)
 from engine.errors import ExitCode
 from engine.targets.base import retries_of
 
@@ -20,6 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-out", action="store_true", help="do not write a plan file")
     parser.add_argument("--findings", type=Path, default=None, metavar="FILE",
                         help="also write every finding as CSV (FILE.xlsx: as an Excel workbook)")
+    add_findings_delimiter(parser)
 
 
 def main(args) -> int:
@@ -29,7 +31,7 @@ def main(args) -> int:
     from engine.report import render_text, summary
     from engine.targets import open_target
 
-    check_output(args.findings, "--findings")
+    check_findings(args)
     if not args.no_out:
         check_output(args.out, "--out")
     tenant = load(args)
@@ -49,7 +51,7 @@ def main(args) -> int:
             write_plan(prepared, tenant, out)
     if args.findings:
         with writing(args.findings, "--findings"):
-            write_findings(prepared.findings, args.findings)
+            write_findings(prepared.findings, args.findings, delimiter=args.findings_delimiter or ",")
     status = "deletes_held" if prepared.plan.held_reasons else "ok"
     s = summary(prepared, mode="plan", status=status, plan_file=str(out) if out else None, retries=retries)
     if args.json:

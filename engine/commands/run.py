@@ -5,8 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from engine.commands._common import (add_tenant_arguments, check_output, load, open_state, tenant_path, with_failure,
-                                     write_report)
+from engine.commands._common import (add_findings_delimiter, add_tenant_arguments, check_findings, load, open_state,
+                                     tenant_path, with_failure, write_report)
 from engine.errors import ConfigError
 
 HELP = "sync one tenant: extract, map, plan and apply to the target"
@@ -19,6 +19,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--findings", type=Path, default=None, metavar="FILE",
                         help="write every finding as CSV (FILE.xlsx: as an Excel workbook), the data-quality report "
                              "for the property manager")
+    add_findings_delimiter(parser)
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print the summary only when the run does not end with exit code 0 (for a scheduler "
                              "that mails what a job prints); warnings and errors still go to standard error")
@@ -29,7 +30,7 @@ def main(args) -> int:
     from engine.progress import Progress
     from engine.report import render_text
 
-    check_output(args.findings, "--findings")
+    check_findings(args)
     try:
         tenant = load(args)
     except ConfigError as exc:
@@ -40,7 +41,8 @@ def main(args) -> int:
         result = run_tenant(tenant, state, run_date=args.date, allow_deletes=args.allow_deletes, progress=Progress())
     finally:
         state.close()
-    report_failed = write_report(result.findings, args.findings, "--findings", result)
+    report_failed = write_report(result.findings, args.findings, "--findings", result,
+                                 delimiter=args.findings_delimiter)
     code = int(report_failed.exit_code) if report_failed else result.exit_code
     if args.json:
         json.dump(with_failure(result.summary, report_failed), sys.stdout, ensure_ascii=False, indent=2)

@@ -141,3 +141,38 @@ def test_more_findings_than_a_sheet_holds_go_on_to_the_next_sheet(tmp_path):
     keys = [[r[3] for r in book[name].iter_rows(values_only=True)] for name in book.sheetnames[:3]]
     assert keys == [["erp_key", "1000000", "1000001"], ["erp_key", "1000002", "1000003"], ["erp_key", "1000004"]]
     assert list(book["per code"].iter_rows(values_only=True))[1][1:3] == ("user_without_occupancy", 5)
+
+
+def test_findings_delimiter_semicolon_writes_the_csv_a_german_excel_opens_in_columns(ws, manifest):
+    """`--findings-delimiter ';'`: the same CSV with ';' between the cells; a message holding a
+    ';' is quoted and reads back as one cell. Without the option the CSV keeps its ','."""
+    path = ws.tenant_file()
+    code, summary, err = ws.cli_json("plan", str(path), "--no-out", "--date", "2026-06-01",
+                                     "--findings", "report.csv", "--findings-delimiter", ";")
+    assert code == 0, err
+    report = ws.root / "report.csv"
+    assert report.read_bytes().startswith(b"\xef\xbb\xbfseverity;code;entity;erp_key;field;message;what_to_fix\r\n")
+    rows = read_csv(report, delimiter=";")
+    assert len(rows) == sum(summary["findings"].values()) and set(rows[0]) == set(COLUMNS)
+    garbage = manifest.cases["phone_garbage"][0]
+    (p,), raw = garbage["adressnr"], garbage["raw"]
+    [row] = [r for r in rows if (r["code"], r["erp_key"], r["field"]) == ("phone_invalid", str(p), "phone")]
+    assert row["message"] == f"{raw!r} is not a phone number; sent empty"
+    assert row["what_to_fix"] == CATALOGUE["phone_invalid"][2]
+
+    code, _, err = ws.cli_json("plan", str(path), "--no-out", "--date", "2026-06-01", "--findings", "default.csv")
+    assert code == 0, err
+    assert (ws.root / "default.csv").read_text("utf-8-sig").startswith("severity,code,entity,erp_key,")
+
+
+def test_a_delimiter_for_a_workbook_is_refused_before_the_run(ws):
+    """A workbook has no delimiter: the option with --findings FILE.xlsx is a usage error (exit 2,
+    one line), before anything is run or written."""
+    path = ws.tenant_file()
+    code, summary, err = ws.cli_json("run", str(path), "--date", "2026-06-01",
+                                     "--findings", "report.xlsx", "--findings-delimiter", ";")
+    line = ("--findings-delimiter ;: --findings report.xlsx is an Excel workbook, which has no delimiter; "
+            "leave the option out, or name a .csv file")
+    assert (code, err) == (2, f"idwell-sync run: error: {line}\n")
+    assert (summary["status"], summary["error"]["message"]) == ("failed", line)
+    assert not (ws.root / "report.xlsx").exists() and not ws.portal_path.exists()
