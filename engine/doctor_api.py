@@ -3,7 +3,6 @@ authentication, and the first page of every endpoint against the mapping's field
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import time
 from typing import Iterator
 
@@ -31,9 +30,10 @@ def api_steps(tenant: Tenant, transport=None) -> Iterator[Step]:
         yield skipped("auth", "authentication / Anmeldung", why)
         yield from _endpoints_not_run(tenant, why)
         return
+    from engine.references import tenant_today
     from engine.sources.api import ApiExtractor
     small = dataclasses.replace(source, page_size=min(source.page_size, PAGE), rate_limit=None)
-    extractor = ApiExtractor(small, tenant.id, run_date=dt.date.today(), transport=transport)
+    extractor = ApiExtractor(small, tenant.id, run_date=tenant_today(tenant), transport=transport)
     try:
         first = True
         for entity in tenant.entities.values():

@@ -274,10 +274,10 @@ def _permissions(conn, t: Probe) -> Step:
 
 def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
     from sqlalchemy import text
-    from engine.references import window_bounds
+    from engine.references import tenant_today, window_bounds
     from engine.sources.sql import query_params
     title = _query_title(entity)
-    ref, end_from, start_until = window_bounds(tenant.window, dt.date.today())
+    ref, end_from, start_until = window_bounds(tenant.window, tenant_today(tenant))
     params = {"ref_date": ref, "window_end_from": end_from, "window_start_until": start_until,
               **tenant.source.params, **entity.params}
     t0 = time.perf_counter()

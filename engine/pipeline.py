@@ -32,7 +32,7 @@ from engine.progress import Progress
 from engine.redact import redact
 from engine.references import (OccupancyIndex, apply_window, drop_users_without_occupancy, index_occupancies,
                                occupancy_gate, occupied_users, resolve_occupancy_references, resolve_units,
-                               window_bounds, window_findings, window_gate)
+                               tenant_today, window_bounds, window_findings, window_gate)
 from engine.targets.base import Change, Outcome, retries_of
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
             progress: Progress | None = None) -> Prepared:
     """Everything up to and including the plan. Writes nothing anywhere."""
     progress = progress or Progress(enabled=False)
-    run_date = run_date or dt.date.today()
+    run_date = run_date or tenant_today(tenant)
     findings: list[Finding] = []
     timings: dict[str, float] = {}
     t = time.perf_counter()

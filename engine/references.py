@@ -15,9 +15,20 @@ from itertools import compress, filterfalse, repeat
 from operator import and_, attrgetter, itemgetter, not_
 from typing import Any, Callable, NamedTuple, Sequence
 
-from engine.config.model import ContractWindow, Rules
+from engine.config.model import ContractWindow, Rules, Tenant
 from engine.findings import Finding
 from engine.mapping import EntityData
+
+
+def tenant_today(tenant: Tenant) -> dt.date:
+    """The day it is now for the tenant: in its schedule's time zone (the one its cron times are
+    in), so that a run after the tenant's midnight measures its window from the tenant's day, not
+    from the sync server's (a server in UTC is still on the day before until 01:00 or 02:00
+    Berlin time); on this machine's clock for a tenant without a schedule."""
+    if tenant.schedule is None:
+        return dt.date.today()
+    import zoneinfo
+    return dt.datetime.now(zoneinfo.ZoneInfo(tenant.schedule.timezone)).date()
 
 
 def window_bounds(window: ContractWindow, run_date: dt.date) -> tuple[dt.date, dt.date, dt.date]:

@@ -15,7 +15,7 @@ from engine.errors import ConfigError
 def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
     add_tenant_argument(parser)
     parser.add_argument("--date", type=run_date, default=None,
-                        help="run as of this date (YYYY-MM-DD; default: today)")
+                        help="run as of this date (YYYY-MM-DD; default: today in the time zone of the tenant's schedule)")
     add_state_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (docs/summary.md)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zoneinfo
 
 import pytest
 
@@ -85,3 +86,24 @@ def test_without_a_reference_date_the_run_date_is_the_reference(ws, manifest):
         plan = json.loads(out.read_text("utf-8"))
         planned = {c["external_id"].split("-")[0] for c in plan["changes"] if c["entity"] == "occupancies"}
         assert (str(v) in planned) is grace_edge_kept, run_date
+
+
+@pytest.mark.parametrize("tenant_zone, machine_zone", [("Pacific/Kiritimati", "Pacific/Pago_Pago"),
+                                                       ("Pacific/Pago_Pago", "Pacific/Kiritimati")])
+def test_without_date_a_run_is_as_of_the_day_in_the_tenants_time_zone(ws, monkeypatch, tenant_zone, machine_zone):
+    """The run date, and with it the window of a tenant without reference_date, is the day it is in
+    the time zone of the tenant's schedule, not on the sync server: a server in UTC that runs a
+    Berlin tenant at 00:30 Berlin time is still on the day before. UTC+14 and UTC-11 are 25 hours
+    apart, so the two days differ at any moment, whatever the clock of the machine that tests."""
+    path = ws.tenant_file(contract_window={"reference_date": None, "grace_days": GRACE_DAYS,
+                                           "future_days": FUTURE_DAYS},
+                          schedule={"cron": "30 3 * * *", "timezone": tenant_zone, "window": None})
+    monkeypatch.setenv("TZ", machine_zone)            # the machine's own clock: the other day
+    days = lambda: {dt.datetime.now(zoneinfo.ZoneInfo(tenant_zone)).date().isoformat()}   # noqa: E731
+    before = days()
+    code, summary, err = ws.cli_json("plan", str(path), "--no-out")
+    assert code == 0, err
+    assert summary["run_date"] in before | days(), (summary["run_date"], tenant_zone, machine_zone)
+    assert summary["reference_date"] == summary["run_date"]
+    machine = dt.datetime.now(zoneinfo.ZoneInfo(machine_zone)).date().isoformat()
+    assert summary["run_date"] != machine
