@@ -361,3 +361,22 @@ def test_a_store_that_was_written_to_or_was_there_before_stays(tmp_path):
     existing = LocalStore(path)
     existing.close()
     assert len(list(LocalStore(path).read("buildings"))) == 1
+
+
+def test_a_read_only_store_says_so_not_to_check_the_disk_space(tmp_path):
+    """A store the user that runs the sync cannot write (a file or folder without write access, a
+    file system mounted read-only; here SQLite's query_only on the store's own connection, which
+    answers as they do: 'attempt to write a readonly database') names what to change, not the
+    disk space and locks of a full disk."""
+    path = tmp_path / "portal.sqlite"
+    target = LocalStore(path, tenant="acme")
+    target.apply([put("buildings", building(1))])
+    target.store.conn.execute("PRAGMA query_only = 1")
+    with pytest.raises(TargetError) as err:
+        target.apply([put("buildings", building(i)) for i in range(2, 5)])
+    assert str(err.value).startswith(f"tenant 'acme': writing to the local portal store {path} failed after 0 of 3 "
+                                     "changes: attempt to write a readonly database"), str(err.value)
+    assert err.value.hint.startswith(f"{path} is read-only for the user that runs idwell-sync"), err.value.hint
+    assert "free disk space" not in err.value.hint
+    assert err.value.hint.endswith("the next run resumes where this one stopped")
+    target.close()

@@ -76,8 +76,7 @@ class LocalStore:
                     except sqlite3.Error as exc:
                         raise TargetError(f"{self.who}writing to the local portal store {self.path} failed after "
                                           f"{start} of {len(changes)} changes: {exc}",
-                                          hint="check free disk space and that no other program locks the file; "
-                                               "the next run resumes where this one stopped") from exc
+                                          hint=_write_hint(exc, self.path)) from exc
                     outcomes.extend(Outcome(c, r.ok, r.status, r.code, r.message, r.field)
                                     for c, r in zip(chunk, results))
                 if progress is not None:
@@ -115,6 +114,17 @@ class LocalStore:
                 folder.rmdir()
             except OSError:                     # not empty (something else put a file there), or gone
                 return
+
+
+def _write_hint(exc: sqlite3.Error, path: Path) -> str:
+    """What to do when a chunk could not be written to the store at `path`."""
+    if (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_READONLY"):
+        why = (f"{path} is read-only for the user that runs idwell-sync (the file, its folder, where SQLite "
+               f"writes its journal, or the file system): let that user write to the file and its folder, or "
+               f"change target.path in the tenant file")
+    else:
+        why = "check free disk space and that no other program locks the file"
+    return f"{why}; the next run resumes where this one stopped"
 
 
 def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
