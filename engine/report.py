@@ -52,14 +52,37 @@ def held_along(s: dict[str, Any]) -> list[str]:
     return [e for e, c in s["entities"].items() if c["held"] and e not in tripped]
 
 
+_LEFT = (("read", 8, "extracted"), ("excluded", 10, None), ("to send", 9, "desired"))
+_RIGHT = (("create", 7, "create"), ("update", 7, "update"), ("delete", 7, "delete"), ("same", 8, "unchanged"),
+          ("held", 6, "held"), ("refused", 8, "rejected"))
+
+
+def _entity_table(entities: dict[str, dict[str, Any]]) -> list[str]:
+    """The counts per entity and action, each column as wide as its largest figure needs (at
+    least two spaces before it), so that a large tenant's figures never run together."""
+    def cells(columns, c):
+        return [f"{sum(c['excluded'].values()) if key is None else c[key]:,}" for _, _, key in columns]
+
+    def widths(columns, rows):
+        return [max(least, len(title) + 1, *(len(r[k]) + 2 for r in rows)) for k, (title, least, _) in enumerate(columns)]
+
+    left = [cells(_LEFT, c) for c in entities.values()]
+    right = [cells(_RIGHT, c) for c in entities.values()]
+    lw, rw = widths(_LEFT, left), widths(_RIGHT, right)
+
+    def line(name, lcells, rcells):
+        return (f"  {name:<12}" + "".join(f"{v:>{w}}" for v, w in zip(lcells, lw)) + " | "
+                + "".join(f"{v:>{w}}" for v, w in zip(rcells, rw)))
+
+    head = line("entity", [t for t, _, _ in _LEFT], [t for t, _, _ in _RIGHT])
+    return [head, "  " + "-" * (len(head) - 2),
+            *(line(e, lc, rc) for e, lc, rc in zip(entities, left, right))]
+
+
 def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3) -> str:
     verb = "planned" if s["mode"] == "plan" else "applied"
     lines = [f"tenant {s['tenant']}: {s['mode']} {s['status']} (reference date {s['reference_date']})", ""]
-    head = f"  {'entity':<12}{'read':>8}{'excluded':>10}{'to send':>9} | {'create':>7}{'update':>7}{'delete':>7}{'same':>8}{'held':>6}{'refused':>8}"
-    lines += [head, "  " + "-" * (len(head) - 2)]
-    for e, c in s["entities"].items():
-        lines.append(f"  {e:<12}{c['extracted']:>8,}{sum(c['excluded'].values()):>10,}{c['desired']:>9,} | "
-                     f"{c['create']:>7,}{c['update']:>7,}{c['delete']:>7,}{c['unchanged']:>8,}{c['held']:>6,}{c['rejected']:>8,}")
+    lines += _entity_table(s["entities"])
     lines.append("")
     lines.append(f"  {s['writes']:,} writes {verb}.")
     if s.get("retries"):

@@ -429,3 +429,18 @@ def test_one_retry_reads_once(ws):
     assert "the import API was asked again once (503 1), 0.5 s waiting" in render_text(summary, [])
     summary["retries"] = {"requests": 12, "waited_s": 3.0, "by_reason": {"429": 12}}
     assert "the import API was asked again 12 times (429 12), 3.0 s waiting" in render_text(summary, [])
+
+
+def test_large_figures_in_the_summary_table_keep_their_columns_apart(ws):
+    """A tenant of size M or L has six-digit counts in columns sized for the demo; each figure
+    must stay readable on its own (they ran together as '2918,715' in the held column)."""
+    summary = ws.run().summary
+    units = summary["entities"]["units"]
+    units.update(extracted=1_234_567, desired=1_200_000, create=215_001, update=99_999, delete=0,
+                 unchanged=2_900_000, held=18_715, rejected=1_000_000)
+    table = [line for line in render_text(summary, []).splitlines() if line.startswith("  units ")]
+    assert table[0].split() == ["units", "1,234,567", f"{sum(units['excluded'].values()):,}", "1,200,000", "|",
+                                "215,001", "99,999", "0", "2,900,000", "18,715", "1,000,000"]
+    lines = render_text(summary, []).splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("  entity"))
+    assert len({len(line) for line in lines[head:head + 6]}) == 1, "header, rule and rows are equally wide"
