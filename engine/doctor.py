@@ -98,8 +98,23 @@ def check_secrets(tenant: Tenant) -> Step:
             problems.append(f"{where}: {exc}")
     if problems:
         return step("secrets", title, "fail", "; ".join(problems), MISSING_SECRET_HINT)
+    if problem := password_problem(tenant):
+        return step("secrets", title, "fail", *problem)
     names = ", ".join(r for _, s in refs for r in s.references)
     return step("secrets", title, "ok", f"{len(refs)} reference(s) resolve: {names}")
+
+
+def password_problem(tenant: Tenant) -> tuple[str, tuple[str, str]] | None:
+    """Why the SQL Server password, which resolves, cannot be written into the connection string of
+    the tenant's driver (FreeTDS and a '}'), and what to do; None when it can, or does not resolve."""
+    from engine.sources.odbc import password_problem as problem
+    server = getattr(tenant.source, "server", None)
+    if server is None:
+        return None
+    try:
+        return problem(server, server.password.resolve())
+    except SecretError:
+        return None
 
 
 DNS_HINT_API = ("the host name does not resolve: check the host in source.base_url, or ask the vendor for "

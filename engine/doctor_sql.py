@@ -12,7 +12,7 @@ from engine.classify import CAUSES, classify, message_of
 from engine.config.dialects import URL_FORM, dialect_problem
 from engine.config.model import EntityMapping, SqlSource, Tenant
 from engine.config.secrets import SecretError
-from engine.doctor import Step, check_dns, check_tcp, skipped, step
+from engine.doctor import Step, check_dns, check_tcp, password_problem, skipped, step
 from engine.errors import SourceError
 from engine.redact import redact
 from engine.sources import odbc
@@ -99,6 +99,8 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
     yield drv
     if drv.status == "fail":
         blocked = blocked or "the driver is missing"
+    if password_problem(tenant):                # nothing is sent: the secrets step says why
+        blocked = blocked or f"driver '{source.server.driver}' cannot be given the password (see secrets)"
     if blocked:
         for name, title in (("encryption", "encryption / Verschlüsselung"), ("login", "login / Anmeldung")):
             yield skipped(name, title, f"not run: {blocked}")

@@ -133,7 +133,7 @@ def test_unresolvable_secret_fails_first(tmp_path, capsys, monkeypatch):
 def test_closed_port_fails_at_tcp_with_the_firewall_hint(tmp_path, capsys, monkeypatch):
     import pyodbc
     require("FreeTDS" in pyodbc.drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
-    monkeypatch.setenv("ACME_SQL_PW", "p;a}r{t =1")
+    monkeypatch.setenv("ACME_SQL_PW", "p;a{r=t 1")      # one FreeTDS can be given (see the next test)
     port = free_port()
     path = write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": port, "database": "DOMUS",
                                    "username": "idwell_reader", "password": "${env:ACME_SQL_PW}", "driver": "FreeTDS"})
@@ -148,7 +148,36 @@ def test_closed_port_fails_at_tcp_with_the_firewall_hint(tmp_path, capsys, monke
     for name in later[3:-1]:
         assert steps[name]["status"] == "skip" and steps[name]["detail"] == "not run: TCP failed", steps[name]
     assert steps["login"]["status"] == "skip" and steps["driver"]["status"] == "ok"
-    assert "r{t" not in json.dumps(report)
+    assert "a{r" not in json.dumps(report)
+
+
+def test_a_password_freetds_cannot_be_given_fails_the_secrets_step_and_nothing_is_sent(tmp_path, capsys, monkeypatch):
+    """A '}' with a ';' (or a leading '{'): FreeTDS versions read it differently, so doctor says so at
+    step 1, naming the reference, not the password, and tries no login that would count against the
+    SQL login; the network steps still run, so the customer's IT can work through them meanwhile."""
+    import pyodbc
+    from tds_listener import TdsLoginListener
+    require("FreeTDS" in pyodbc.drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    password = "Wq7;Zk}Xv{9"
+    monkeypatch.setenv("ACME_SQL_PW", password)
+    with TdsLoginListener() as listener:
+        path = write_tenant(tmp_path, {"type": "sql", "host": "127.0.0.1", "port": listener.port, "database": "DOMUS",
+                                       "username": "idwell_reader", "password": "${env:ACME_SQL_PW}",
+                                       "driver": "FreeTDS", "encrypt": "no", "login_timeout": 5})
+        code, text = doctor(capsys, path, fmt="text")
+        code_json, report, steps = doctor(capsys, path)
+    assert listener.logins == []
+    assert code == code_json == 1 and first_failure(report)["name"] == "secrets"
+    assert steps["secrets"]["detail"].startswith("source.password ${env:ACME_SQL_PW} cannot be given to FreeTDS")
+    assert "without '}'" in steps["secrets"]["hint_en"] and "ODBC Driver 18" in steps["secrets"]["hint_en"]
+    assert "ohne '}'" in steps["secrets"]["hint_de"]
+    assert [steps[n]["status"] for n in ("dns", "tcp", "driver")] == ["ok", "ok", "ok"]
+    assert steps["login"] == {**steps["login"], "status": "skip",
+                              "detail": "not run: driver 'FreeTDS' cannot be given the password (see secrets)"}
+    assert "[FAIL]  1. secrets resolve / Secrets auflösbar: source.password ${env:ACME_SQL_PW} cannot be given" in text
+    assert "doctor FAILED: 1 failed" in text
+    for said in (text, json.dumps(report)):
+        assert not [password[i:i + 3] for i in range(len(password) - 2) if password[i:i + 3] in said]
 
 
 def test_missing_driver_fails_at_driver_and_names_the_package(tmp_path, capsys, monkeypatch):

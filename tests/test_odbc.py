@@ -221,7 +221,9 @@ def test_freetds_sends_the_password_as_it_is(monkeypatch, password):
 
 def test_freetds_refuses_a_password_no_freetds_string_can_carry(monkeypatch):
     """`}` in a value that must be braced: FreeTDS 1.3 keeps `}}`, 1.4 reads `}`; nothing is sent
-    (a wrong password each night would lock the SQL login), and the message says why, not what."""
+    (a wrong password each night would lock the SQL login), and the message says why, not what: a
+    secret whose value cannot be used (exit code 3), not an ERP that cannot be reached (4)."""
+    from engine.errors import ExitCode, SecretReferenceError
     from engine.sources.sql import SqlExtractor
     from tds_listener import TdsLoginListener
     import datetime as dt
@@ -231,10 +233,74 @@ def test_freetds_refuses_a_password_no_freetds_string_can_carry(monkeypatch):
         source = SqlSource(type="sql", server=server(driver="FreeTDS", host="127.0.0.1", port=listener.port,
                                                      encrypt="no", login_timeout=5))
         extractor = SqlExtractor(source, "acme", run_date=dt.date(2026, 6, 1))
-        with pytest.raises(SourceError) as info:
+        with pytest.raises(SecretReferenceError) as info:
             extractor._connection()
         extractor.close()
     assert listener.logins == []
+    assert info.value.exit_code == ExitCode.CONFIG
     text = str(info.value)
-    assert "tenant 'acme'" in text and "PWD: FreeTDS cannot be given a value that holds '}' together with ';'" in text
-    assert "ODBC Driver 18" in text and "r{t" not in text
+    assert "tenant 'acme': connect: source.password ${env:T_ODBC_PW} cannot be given to FreeTDS" in text
+    assert "FreeTDS versions read such a password differently" in text
+    assert "ODBC Driver 18" in info.value.hint and "without '}'" in info.value.hint and "r{t" not in text
+
+
+def test_a_password_with_a_nul_character_names_its_reference(monkeypatch):
+    monkeypatch.setenv("T_ODBC_PW", "x")            # an environment variable cannot hold NUL; a file can
+    for driver in ("FreeTDS", "ODBC Driver 18 for SQL Server"):
+        problem = odbc.password_problem(server(driver=driver), "ab\x00cd")
+        assert problem is not None and problem[0] == ("source.password ${env:T_ODBC_PW} holds a NUL character, "
+                                                      "which no ODBC connection string can carry")
+    assert odbc.password_problem(server(driver="ODBC Driver 18 for SQL Server"), "p;a}r{t =1") is None
+    assert odbc.password_problem(server(driver="FreeTDS"), "p;a{r=t 1") is None
+
+
+UNSENDABLE = "Wq7;Zk}Xv{9"
+"""A password FreeTDS cannot be given, of letters that no message holds by chance."""
+
+
+def _pieces(secret: str, size: int = 3) -> set[str]:
+    return {secret[i:i + size] for i in range(len(secret) - size + 1)}
+
+
+@pytest.mark.parametrize("command", [("run",), ("run", "--json"), ("plan",), ("discover",)])
+def test_run_plan_and_discover_stop_with_exit_3_for_a_password_freetds_cannot_be_given(tmp_path, command):
+    """Through the command line, against a listener that reads what FreeTDS would send: exit 3,
+    the tenant and the password's reference named with why and what to do, nothing sent, and no
+    three characters of the password in the output, the plan file, or the state store."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    import yaml
+    from tds_listener import TdsLoginListener
+    require("FreeTDS" in _drivers(), "the FreeTDS ODBC driver is not installed (Debian: tdsodbc)")
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "tenants").mkdir()
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "domus-sql.yaml").write_bytes((repo / "mappings" / "domus-sql.yaml").read_bytes())
+    with TdsLoginListener() as listener:
+        doc = {"id": "kunde", "name": "Kunde", "mapping": "domus-sql",
+               "source": {"type": "sql", "host": "127.0.0.1", "port": listener.port, "database": "DOMUS",
+                          "username": "idwell_reader", "password": "${env:DOMUS_PASSWORD}", "driver": "FreeTDS",
+                          "encrypt": "no", "login_timeout": 5},
+               "target": {"type": "local", "path": "var/portal.sqlite"}}
+        tenant = tmp_path / "tenants" / "kunde.yaml"
+        tenant.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "engine", command[0], str(tenant), *command[1:]], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOMUS_PASSWORD": UNSENDABLE})
+    assert listener.logins == []
+    assert done.returncode == 3, done.stderr
+    said = done.stderr + done.stdout
+    assert "tenant 'kunde'" in said and "source.password ${env:DOMUS_PASSWORD} cannot be given to FreeTDS" in said
+    assert "FreeTDS versions read such a password differently" in said and "nothing was sent to the server" in said
+    assert "what to do: change the SQL login's password to one without '}'" in done.stderr
+    assert "ODBC Driver 18 for SQL Server" in done.stderr
+    assert "Traceback" not in done.stderr and "(unknown)" not in said
+    written = [f for f in tmp_path.rglob("*") if f.is_file() and f.suffix != ".yaml"]
+    assert not (tmp_path / "var" / "plans" / "kunde.json").exists()
+    for text in [said] + [f.read_bytes().decode("utf-8", "replace") for f in written]:
+        assert not [piece for piece in _pieces(UNSENDABLE) if piece in text]
+    if command[0] == "run":          # the failed run is in the history, for `status` in the morning
+        history = subprocess.run([sys.executable, "-m", "engine", "history", str(tenant)], cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert "failed" in history.stdout and "${env:DOMUS_PASSWORD} cannot be given to FreeTDS" in history.stdout

@@ -185,9 +185,10 @@ def for_tenant(exc: SyncError, tenant_id: str) -> SyncError:
 
 
 def secret_error(exc: SecretError, what: str) -> SecretReferenceError:
-    """A secret the source references cannot be resolved: a configuration problem of the
-    machine that runs the sync (exit code 3), not a connection problem of the ERP (4)."""
-    return SecretReferenceError(f"{what}: {exc}")          # its hint: what to provide
+    """A secret the source references cannot be resolved, or its value cannot be used (a password
+    FreeTDS cannot be given): a configuration problem of the machine that runs the sync or of the
+    tenant (exit code 3), not a connection problem of the ERP (4)."""
+    return SecretReferenceError(f"{what}: {exc}", hint=exc.hint)   # without a hint of its own: what to provide
 
 
 def source_error(exc: BaseException, what: str) -> SyncError:

@@ -8,9 +8,11 @@ value, so passwords with any of these characters are a non-issue. FreeTDS reads 
 
 `sql_server_connection_string` turns structured settings (`engine.config.model.SqlServer`) into
 the attribute names of the driver they name: Microsoft's ODBC Driver 18/17 for SQL Server, or
-FreeTDS. The password is a `Secret`; it is resolved only inside that call, and only the string it
-returns contains it. `describe_sql_server` gives the same string with the password masked, for
-logs and messages; engine.redact masks a PWD value in any message that quotes a connection string.
+FreeTDS. The password is a `Secret`; it is resolved only inside that call (`server_password`), and
+only the string it returns contains it. A password that FreeTDS cannot be given is a `SecretError`
+naming its reference (exit code 3, as for a reference that cannot be resolved): nothing is sent.
+`describe_sql_server` gives the same string with the password masked, for logs and messages;
+engine.redact masks a PWD value in any message that quotes a connection string.
 """
 from __future__ import annotations
 
@@ -18,12 +20,24 @@ import re
 from typing import Callable, Iterable, Literal, Mapping
 
 from engine.config.model import SqlServer
+from engine.config.secrets import SecretError
 
 DriverKind = Literal["msodbc18", "msodbc17", "freetds"]
 
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*$")
 _NEEDS_BRACES = re.compile(r"[;{}=\s]")
 MASK = "***"
+FREETDS_PASSWORD_HINT = (
+    "change the SQL login's password to one without '}' (a ';' or a leading '{' alone is fine) and store the new "
+    "one where the tenant's reference points; or install Microsoft's ODBC Driver 18 for SQL Server (msodbcsql18, "
+    "from packages.microsoft.com) and set source.driver: ODBC Driver 18 for SQL Server, which takes any password",
+    "das Passwort des SQL-Logins in eines ohne '}' ändern (ein ';' oder ein '{' am Anfang allein geht) und das neue "
+    "dort ablegen, wohin die Referenz des Tenants zeigt; oder Microsofts ODBC Driver 18 for SQL Server installieren "
+    "(msodbcsql18, von packages.microsoft.com) und source.driver: ODBC Driver 18 for SQL Server setzen, der jedes "
+    "Passwort annimmt")
+"""What to do about a password FreeTDS cannot be given (English, German)."""
+NUL_PASSWORD_HINT = ("store the password without the NUL character (a ${file:...} secret holds only the password)",
+                     "das Passwort ohne das NUL-Zeichen ablegen (ein ${file:...}-Secret enthält nur das Passwort)")
 
 
 def escape_value(value: object) -> str:
@@ -116,8 +130,35 @@ def sql_server_attributes(server: SqlServer, *, password: str | None) -> list[tu
 
 def sql_server_connection_string(server: SqlServer) -> str:
     """The full connection string, password included. Call it only where the connection is made."""
-    return format_connection_string(sql_server_attributes(server, password=server.password.resolve()),
+    return format_connection_string(sql_server_attributes(server, password=server_password(server)),
                                     _escape_for(server))
+
+
+def server_password(server: SqlServer) -> str:
+    """The password, resolved; a SecretError naming its reference (never the value) when it cannot be
+    resolved, or cannot be written into this driver's connection string (`password_problem`)."""
+    password = server.password.resolve()
+    if problem := password_problem(server, password):
+        raise SecretError(problem[0], hint=problem[1][0])
+    return password
+
+
+def password_problem(server: SqlServer, password: str) -> tuple[str, tuple[str, str]] | None:
+    """Why `password` cannot be written into the connection string for `server`'s driver (a NUL
+    character; for FreeTDS a '}' in a value that must be braced), naming its reference, never its
+    value, and what to do (English, German); None when it can."""
+    try:
+        _escape_for(server)(password)
+        return None
+    except ValueError:
+        pass
+    if "\x00" in password:
+        return (f"source.password {server.password} holds a NUL character, which no ODBC connection string can "
+                "carry", NUL_PASSWORD_HINT)
+    return (f"source.password {server.password} cannot be given to FreeTDS (driver '{server.driver}'): the password "
+            "holds a '}' and a ';' (or starts with '{'), and FreeTDS versions read such a password differently "
+            "(inside braces 1.3 keeps '}}' doubled, 1.4 reads '}'), so the SQL login would get a wrong one; nothing "
+            "was sent to the server", FREETDS_PASSWORD_HINT)
 
 
 def describe_sql_server(server: SqlServer) -> str:
