@@ -202,3 +202,16 @@ def test_command_line_mistakes_say_what_to_write(capsys):
         main(["--version"])
     from importlib.metadata import version
     assert caught.value.code == 0 and capsys.readouterr().out.strip() == f"idwell-sync {version('idwell-sync')}"
+
+
+def test_a_tab_after_a_colon_is_named_with_file_line_col_and_what_to_write(workdir, capsys):
+    """`host:<TAB>db.example`, as an editor that keeps tabs writes it: PyYAML says "found character
+    '\\t' that cannot start any token"; validate says where the tab is and what to write instead."""
+    (workdir / "tenants" / "acme.yaml").write_text(BROKEN.replace("  host: sql.acme.example", "  host:\tsql.acme.example"))
+    code, out, _ = run(capsys, "tenants/acme.yaml")
+    assert code == 1
+    assert out.splitlines() == [
+        "tenants/acme.yaml:6:8 $: invalid YAML: a tab character after 'host:': YAML needs spaces; write a space "
+        "between 'host:' and its value",
+        "1 error in 1 of 1 file",
+    ]

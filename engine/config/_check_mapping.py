@@ -18,7 +18,7 @@ from jmespath.exceptions import JMESPathError
 from engine import contract
 from engine.config._merge import FILTER_KINDS
 from engine.config._report import Report
-from engine.config._text import did_you_mean, quoted_list
+from engine.config._text import clash_message, did_you_mean, quoted_list
 from engine.config.model import ENTITIES, CodeTable
 from engine.config.sql import find_issue, select_columns
 from engine.expr import Expr, ExprError, compile_expression
@@ -55,15 +55,20 @@ def check_mapping(data: Any, report: Report, *, file_stem: str | None = None) ->
 
 def _clashing_codes(values: dict, path: tuple, report: Report) -> None:
     """Two codes of one table that map_values takes for the same (compared trimmed and lower-cased,
-    1 and '1' alike) with different values: only the last would count, without a word."""
+    1 and '1' alike) with different values: only the last would count, without a word. A code YAML
+    reads as null (`null:`, `~:`) never matches: map_values gives the default for null."""
     first: dict[str | None, Any] = {}
     for code, value in values.items():
         key = table_key(code)
+        if code is None:
+            report.warning(path + (code,), "code null (a key written null or ~) never matches: map_values gives the "
+                                           "table's default for a missing value; set 'default' for that, or quote the "
+                                           "key (\"null\":) if the ERP writes the text null")
         if key in first and values[first[key]] != value:
             other = first[key]
-            report.error(path + (code,), f"code {code!r} is the same code as {other!r} for map_values (codes are "
-                                         f"compared trimmed and lower-cased), with another value ({value!r}, not "
-                                         f"{values[other]!r}): keep one of them")
+            seen, here = report.loc.problem(path + (other,), ""), report.loc.problem(path + (code,), "")
+            where = f"line {seen.line}" if seen.file == here.file else f"{seen.file}:{seen.line}"
+            report.error(path + (code,), clash_message(code, other, value, values[other], where))
         first.setdefault(key, code)
 
 

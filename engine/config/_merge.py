@@ -17,7 +17,7 @@ import copy
 from typing import Any
 
 from engine.config._problem import Locator, Problem
-from engine.config._text import did_you_mean
+from engine.config._text import clash_message, did_you_mean
 from engine.config._yaml import Document
 from engine.expr.functions import table_key
 
@@ -52,6 +52,10 @@ class _Merger:
             m, t = mpath + (key,), tpath + (key,)
             if codes:                               # `e:` overrides the mapping's `E:`: the same code for map_values
                 for same in [k for k in base if k != key and table_key(k) == table_key(key)]:
+                    if same in over and over[same] != value:    # two codes of this override: the last would win
+                        seen = self.tenant_loc.problem(tpath + (same,), "")
+                        self.problems.append(self.tenant_loc.problem(
+                            t, clash_message(key, same, value, over[same], f"line {seen.line}")))
                     base.pop(same)
                     self.loc.prune(mpath + (same,))
             if value is None:

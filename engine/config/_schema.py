@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 from jsonschema import Draft202012Validator, ValidationError, validators
 from referencing import Registry, Resource
 
-from engine.config._text import did_you_mean, quoted_list
+from engine.config._text import did_you_mean, key_text, quoted_list
 
 BASE = "https://idwell-sync.invalid/schema/"
 SCHEMA_FILES = {"tenant": "tenant.schema.json", "mapping": "mapping.schema.json"}
@@ -110,11 +110,11 @@ def _additional(error: ValidationError, path: tuple) -> Iterator[Raw]:
     for key in error.instance:
         if key in known:
             continue
-        hint = did_you_mean(str(key), known)
+        hint = did_you_mean(key_text(key), known)
         if hint:
-            yield Raw(path + (key,), f"unknown field '{key}'. {hint}", suggests=hint.split("'")[1])
+            yield Raw(path + (key,), f"unknown field '{key_text(key)}'. {hint}", suggests=hint.split("'")[1])
         else:
-            yield path + (key,), f"unknown field '{key}'. Valid fields are: {quoted_list(known)}"
+            yield path + (key,), f"unknown field '{key_text(key)}'. Valid fields are: {quoted_list(known)}"
 
 
 def _required(error: ValidationError, path: tuple) -> Iterator[Raw]:

@@ -117,7 +117,8 @@ def load_document(path: Path, file: str | None = None) -> Document:
         doc.error = (dup.mark, dup.message, dup.path)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        doc.error = (_mark(mark) if mark else Mark(1, 1), "invalid YAML: " + (_deeper_key(text, mark) or _explain(exc)), ())
+        doc.error = (_mark(mark) if mark else Mark(1, 1),
+                     "invalid YAML: " + (_deeper_key(text, mark) or _tab(text, mark) or _explain(exc)), ())
     except yaml.YAMLError as exc:
         doc.error = (Mark(1, 1), f"invalid YAML: {exc}", ())
     return doc
@@ -128,7 +129,7 @@ _YAML_PROBLEMS = (
     ("expected <block end>", "this line is not indented like the lines around it"),
     ("mapping values are not allowed here", "unexpected ':' (quote a value that contains ': ')"),
     ("could not find expected ':'", "a line without 'key: value' (is a ':' missing?)"),
-    ("found character '\\t' that cannot start any token", "a tab character: indent with spaces"),
+    ("found character '\\t' that cannot start any token", "a tab character: YAML needs spaces; write spaces instead"),
     ("found undefined alias", "an undefined alias (*name)"),
     ("found unexpected end of stream", "the file ends inside a quoted value (is a closing quote missing?)"),
 )
@@ -171,6 +172,31 @@ def _deeper_key(text: str, mark: yaml.Mark | None) -> str | None:
     return None
 
 
+_KEY_BEFORE = re.compile(r"([^\s{,\[]+:)[ \t]*$")
+
+
+def _tab(text: str, mark: yaml.Mark | None) -> str | None:
+    """For a tab PyYAML cannot read (it takes none outside quotes; YAML 1.2 allows some): where the tab
+    sits in its line, said the way a person fixes it. None: not a tab."""
+    if mark is None:
+        return None
+    lines = text.splitlines()
+    if mark.line >= len(lines) or mark.column >= len(lines[mark.line]) or lines[mark.line][mark.column] != "\t":
+        return None
+    before, after = lines[mark.line][:mark.column], lines[mark.line][mark.column:].lstrip(" \t")
+    if not before.strip():
+        return "a tab character in the indentation: YAML needs spaces; indent with spaces"
+    if not after:
+        return f"a tab character at the end of the line, after '{before.strip()}': YAML needs spaces; remove the tab"
+    if after.startswith("#"):
+        return "a tab character before the comment: YAML needs spaces; write a space instead"
+    if key := _KEY_BEFORE.search(before):
+        return (f"a tab character after '{key.group(1)}': YAML needs spaces; write a space between "
+                f"'{key.group(1)}' and its value")
+    return (f"a tab character after '{before.strip()}': YAML needs spaces outside quotes; write a space instead "
+            "(a value that must hold a tab goes in quotes)")
+
+
 class _Duplicate(Exception):
     def __init__(self, mark: Mark, message: str, path: Path_ = ()):
         self.mark, self.message, self.path = mark, message, path
@@ -183,15 +209,17 @@ def _mark(m: yaml.Mark) -> Mark:
 def _convert(node: yaml.Node, path: Path_, spots: dict[Path_, Spot], loader: _Loader) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
+        firsts: dict[Any, tuple[Any, yaml.Node]] = {}
         for key_node, value_node in node.value:
             key = _convert(key_node, path, {}, loader)
             if isinstance(key, (dict, list)):
                 raise _Duplicate(_mark(key_node.start_mark), "invalid YAML: a key must be a plain value", path)
             if key in out:
-                first = spots[path + (key,)].key
-                raise _Duplicate(_mark(key_node.start_mark),
-                                 f"duplicate key '{key}' (first defined on line {first.line}): remove one of them",
-                                 path + (key,))
+                first_key, first_node = firsts[key]
+                shown = key if type(key) in (str, int) else key_node.value
+                raise _Duplicate(_mark(key_node.start_mark), _duplicate(key, key_node, first_key, first_node),
+                                 path + (shown,))
+            firsts[key] = (key, key_node)
             child = path + (key,)
             spots[child] = _spot(value_node, _mark(key_node.start_mark))
             out[key] = _convert(value_node, child, spots, loader)
@@ -204,6 +232,31 @@ def _convert(node: yaml.Node, path: Path_, spots: dict[Path_, Spot], loader: _Lo
             items.append(_convert(item, child, spots, loader))
         return items
     return loader.construct_object(node, deep=True)
+
+
+def _duplicate(key: Any, node: yaml.Node, first_key: Any, first_node: yaml.Node) -> str:
+    """A key that is already in its mapping, named as written: `true` and `True` are one key to YAML,
+    `true` and `1` (or `1` and `1.0`) two keys that Python's dict cannot keep apart."""
+    written, first = node.value, first_node.value
+    line = first_node.start_mark.line + 1
+    if written == first:
+        return f"duplicate key '{written}' (first defined on line {line}): remove one of them"
+    if type(key) is type(first_key):
+        return (f"duplicate key '{written}' (first defined on line {line} as '{first}'; YAML reads both as "
+                f"{_reads_as(key)}): remove one of them")
+    return (f"duplicate key '{written}' (first defined on line {line} as '{first}'; YAML reads '{first}' as "
+            f"{_reads_as(first_key)} and '{written}' as {_reads_as(key)}, which count as one key here): remove one "
+            f"of them, or quote both (\"{first}\": and \"{written}\":) if they are two keys")
+
+
+def _reads_as(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return f"the text '{value}'"
 
 
 def _spot(node: yaml.Node, key: Mark | None) -> Spot:
