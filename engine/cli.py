@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         by, code = ("stopped (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted (Ctrl-C)", 130)
         whose = f" tenant '{args.tenant_id}':" if getattr(args, "tenant_id", None) else ""
-        print(f"idwell-sync {args.command}:{whose} {by}", file=sys.stderr)
-        print_failure(args, code, by, "the next run starts again; what the portal accepted is remembered"
-                      if args.command == "run" else "nothing was written to the portal",
-                      getattr(exc, "partial_outcomes", None))
+        hint = ("the next run starts again; what the portal accepted is remembered" if args.command in ("run", "demo")
+                else "nothing was written to the portal" if args.command == "plan" else None)
+        print(f"idwell-sync {args.command}:{whose} {by}" + (f"\n  what to do: {hint}" if hint else ""), file=sys.stderr)
+        print_failure(args, code, by, hint, getattr(exc, "partial_outcomes", None))
         return code
     except BrokenPipeError:
         if not _reader_gone(sys.stdout):

@@ -55,7 +55,8 @@ def test_sigterm_during_the_writes_ends_the_run_cleanly(tmp_path):
     run.send_signal(signal.SIGTERM)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 143, err
-    assert "idwell-sync run: tenant 'demo': stopped (SIGTERM)" in err and "Traceback" not in err
+    assert "idwell-sync run: tenant 'demo': stopped (SIGTERM)\n  what to do: the next run starts again" in err
+    assert "Traceback" not in err
 
     state = StateStore(state_url)
     try:
@@ -84,7 +85,7 @@ def test_sigterm_during_the_writes_ends_the_run_cleanly(tmp_path):
     plan.send_signal(signal.SIGTERM)
     out, err = plan.communicate(timeout=60)
     assert plan.returncode == 143, "".join(seen) + err
-    assert "idwell-sync plan: tenant 'demo': stopped (SIGTERM)" in err
+    assert "idwell-sync plan: tenant 'demo': stopped (SIGTERM)\n  what to do: nothing was written to the portal" in err
     assert yaml.safe_load(out)["error"]["hint"] == "nothing was written to the portal"
     assert summary["writes"] == 71_744 - sum(map(len, in_portal.values()))
 
