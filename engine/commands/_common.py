@@ -181,6 +181,8 @@ def missing_store(url: str) -> str | None:
 
 
 DELIMITERS = (",", ";")          # of the findings CSV
+OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".ods")
+"""Spreadsheet formats the report is not written in: a name with one of them is refused."""
 
 
 def add_findings_delimiter(parser: argparse.ArgumentParser) -> None:
@@ -196,6 +198,11 @@ def check_findings(args) -> None:
     from engine.errors import UsageError
     from engine.findings_report import is_workbook
     check_output(args.findings, "--findings")
+    suffix = args.findings.suffix.lower() if args.findings is not None else ""
+    if suffix in OTHER_SPREADSHEETS:
+        raise UsageError(f"--findings {args.findings}: the report is written as an Excel workbook (.xlsx) or as CSV, "
+                         f"not as {suffix} (a CSV under that name makes the spreadsheet program warn that the file is "
+                         "not what its name says); name the file .xlsx or .csv")
     if args.findings_delimiter is not None and args.findings is not None and is_workbook(args.findings):
         raise UsageError(f"--findings-delimiter {args.findings_delimiter}: --findings {args.findings} is an Excel "
                          "workbook, which has no delimiter; leave the option out, or name a .csv file")

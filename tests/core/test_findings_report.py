@@ -121,7 +121,7 @@ def test_a_workbook_keeps_erp_keys_as_they_are_and_never_stores_a_formula(tmp_pa
 
 
 @pytest.mark.parametrize("name, workbook", [("report.xlsx", True), ("REPORT.XLSX", True), ("report.csv", False),
-                                            ("report.txt", False), ("report", False), ("report.xls", False)])
+                                            ("report.txt", False), ("report", False)])
 def test_the_file_name_chooses_the_format_a_workbook_only_for_xlsx(tmp_path, name, workbook):
     """.xlsx in any case is a workbook; any other name is the CSV, as before there was a workbook."""
     report = tmp_path / name
@@ -176,3 +176,15 @@ def test_a_delimiter_for_a_workbook_is_refused_before_the_run(ws):
     assert (code, err) == (2, f"idwell-sync run: error: {line}\n")
     assert (summary["status"], summary["error"]["message"]) == ("failed", line)
     assert not (ws.root / "report.xlsx").exists() and not ws.portal_path.exists()
+
+
+@pytest.mark.parametrize("name", ["report.xls", "Bericht.ODS"])
+def test_a_spreadsheet_format_the_report_is_not_written_in_is_refused_before_the_run(ws, name):
+    """A CSV named .xls opens in Excel only after a warning that the file is not what its name
+    says: such a name is a usage error (exit 2, one line), before anything is run or written."""
+    code, summary, err = ws.cli_json("run", str(ws.tenant_file()), "--date", "2026-06-01", "--findings", name)
+    suffix = name.rsplit(".", 1)[1].lower()
+    assert code == 2 and err.startswith(f"idwell-sync run: error: --findings {name}: the report is written as an "
+                                        f"Excel workbook (.xlsx) or as CSV, not as .{suffix}")
+    assert err.rstrip().endswith("name the file .xlsx or .csv") and err.count("\n") == 1
+    assert summary["status"] == "failed" and not (ws.root / name).exists() and not ws.portal_path.exists()
