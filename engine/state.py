@@ -320,19 +320,21 @@ class StateStore:
         last = self.last_successful_run(tenant)
         return dict(last.extracted or {}) if last else {}
 
-    def last_runs(self, tenants: Iterable[str]) -> dict[str, RunRecord]:
+    def last_runs(self, tenants: Iterable[str], *, skip: Iterable[str] = ()) -> dict[str, RunRecord]:
         """Each tenant's latest run (the one `runs` lists first), for those of `tenants` that have
-        any: one query per 500 tenants (`idwell-sync status`)."""
+        any: one query per 500 tenants (`idwell-sync status`). `skip`: statuses passed over (e.g.
+        `locked`: the latest run that was not refused by the run lock)."""
         if self._runs.name in self._missing:
             return {}
         r = self._runs.c
         names = list(dict.fromkeys(tenants))
+        skipped = list(skip)
         out: dict[str, RunRecord] = {}
         with self._failing(None, "read the run history from"), self.engine.connect() as c:
             for start in range(0, len(names), 500):
                 newest = sa.func.row_number().over(partition_by=r.tenant, order_by=(r.started_at.desc(), r.run_id))
                 ranked = sa.select(self._runs, newest.label("newest")) \
-                    .where(r.tenant.in_(names[start:start + 500])).subquery()
+                    .where(r.tenant.in_(names[start:start + 500]), r.status.not_in(skipped)).subquery()
                 rows = c.execute(sa.select(*(ranked.c[col.name] for col in self._runs.columns))
                                  .where(ranked.c.newest == 1)).mappings().all()
                 out.update((row["tenant"], self._run(row)) for row in rows)

@@ -54,11 +54,15 @@ def default_store(folder: Path) -> str:
 
 def record(url: str, tenant: str, status: str, started: str, *, seconds: float = 200, **finish) -> None:
     """A run of `tenant` that started at `started` (UTC) and ended `seconds` later with `status`
-    (`running`: never ended), recorded through the state store as `run` records it."""
+    (`running`: never ended; `locked`: refused by the run lock, `message` naming the holder),
+    recorded through the state store as `run` records it."""
     start = dt.datetime.fromisoformat(started.rstrip("Z"))
     store = StateStore(url)
     try:
         with mock.patch.object(engine.state, "_now", lambda: start):
+            if status == "locked":
+                store.record_locked(tenant, finish["message"])
+                return
             run_id = store.start_run(tenant)
         if status != "running":
             with mock.patch.object(engine.state, "_now", lambda: start + dt.timedelta(seconds=seconds)):
@@ -116,7 +120,8 @@ def test_json_has_one_object_per_tenant_with_the_last_run_as_history_shows_it(tm
     assert set(entries) == {"acme", "bau", "city", "dach", "ohne"}
     acme = entries["acme"]
     assert set(acme) == {"tenant", "file", "verdict", "attention", "message", "schedule", "scheduled_at",
-                         "state_store", "last_run", "lock"}
+                         "state_store", "last_run", "holder_run", "lock"}
+    assert acme["holder_run"] is None                                   # its last run was not refused
     assert (acme["verdict"], acme["attention"], acme["message"], acme["lock"]) == ("ok", False, None, None)
     assert acme["file"] == "tenants/acme.yaml" and acme["state_store"] == default_store(folder)
     assert acme["schedule"] == {"cron": "30 3 * * *", "timezone": "Europe/Berlin"}
@@ -234,6 +239,56 @@ def test_a_killed_run_is_failed_whether_its_lock_was_left_behind_or_not(tmp_path
     assert (bau["verdict"], bau["lock"]) == ("failed", None)
     assert bau["message"] == ("ended without finishing (no run holds the tenant's lock); "
                               "the next run records it as failed")
+
+
+REFUSED = "2026-12-03T03:30:02Z"                  # a later tick's run, refused: the night's run held the lock
+HELD = "tenant '{}' is locked by another run: host 'sync1', pid 4711, since 2026-12-03 02:30:04 UTC (59 min ago)"
+
+
+@pytest.mark.parametrize("holder, verdict, message", [
+    (dict(status="failed", seconds=3600, message="stopped (SIGTERM)"), "failed",
+     "stopped (SIGTERM); the run at 2026-12-03T03:30:02Z did not start (`locked`, exit 7): this one still held "
+     "the lock"),
+    (dict(status="running"), "failed",                 # killed (kill -9) after the refusal, its lock gone
+     "ended without finishing (no run holds the tenant's lock); the next run records it as failed; the run at "
+     "2026-12-03T03:30:02Z did not start (`locked`, exit 7): this one still held the lock"),
+    (dict(status="deletes_held", seconds=3600, counts={"units": {"held": 40}}, findings={},
+          message="deletes held back: units: 40 of 100 records would be archived (max_share 0.1)"), "deletes_held",
+     "deletes held back: units: 40 of 100 records would be archived (max_share 0.1); the run at "
+     "2026-12-03T03:30:02Z did not start (`locked`, exit 7): this one still held the lock"),
+    (dict(status="ok", seconds=3600, counts={"users": {"create": 3}}, findings={}), "locked",
+     HELD.format("acme") + "; that run has since ended ok (at 2026-12-03T03:30:04Z, after 1 h 00 min)"),
+])
+def test_a_run_refused_by_the_lock_is_judged_by_the_run_that_held_it_once_that_run_ended(tmp_path, holder, verdict,
+                                                                                          message):
+    """The night's run still held the lock at the next cron time (a later tick's run exits 7 and is
+    recorded `locked`), then ended. The verdict is what became of that run: a failure, a kill, held
+    deletes need attention as such (status said `locked`, naming a process long gone, and only
+    `history` showed the failure); one that ended ok leaves `locked`: the runs overlap the schedule."""
+    tenants(tmp_path, {"acme.yaml": "id: acme\nschedule: {cron: '30 3,4 * * *', timezone: Europe/Berlin}\n"})
+    url = default_store(tmp_path)
+    record(url, "acme", "ok", "2026-12-02T02:30:04Z")                  # the night before
+    record(url, "acme", started=LAST_NIGHT, **holder)
+    record(url, "acme", "locked", REFUSED, message=HELD.format("acme"))
+    entries = status_json(tmp_path, "--at", AT)
+    acme = entries["acme"]
+    assert (acme["verdict"], acme["attention"], acme["message"]) == (verdict, True, message)
+    assert acme["last_run"]["status"] == "locked" and acme["last_run"]["started_at"] == REFUSED
+    assert (acme["holder_run"]["status"], acme["holder_run"]["started_at"]) == (holder["status"], LAST_NIGHT)
+    line = row(status(tmp_path, "--at", AT).stdout, "acme")
+    assert line[:2] == ["acme", verdict]
+    assert line[2] == (REFUSED if verdict == "locked" else LAST_NIGHT), "the line shows the run the verdict is about"
+
+
+def test_a_lock_held_without_a_run_leaves_the_refused_run_locked(tmp_path):
+    """A refusal whose lock was held by no recorded run (the run before it had ended before the
+    refusal: e.g. a tool held the lock) is `locked`, naming the holder, not judged by that run."""
+    tenants(tmp_path, {"acme.yaml": "id: acme\nschedule: {cron: '30 3,4 * * *', timezone: Europe/Berlin}\n"})
+    url = default_store(tmp_path)
+    record(url, "acme", "failed", LAST_NIGHT, seconds=60, message="the ERP cannot be reached")
+    record(url, "acme", "locked", REFUSED, message=HELD.format("acme"))
+    acme = status_json(tmp_path, "--at", AT)["acme"]
+    assert (acme["verdict"], acme["message"], acme["holder_run"]) == ("locked", HELD.format("acme"), None)
 
 
 def test_unreadable_files_are_named_with_the_reason_and_the_others_still_shown(tmp_path):

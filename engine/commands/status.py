@@ -10,7 +10,10 @@ A verdict per tenant (judge): `running` while a live run holds the tenant's lock
 the tenant's most recent cron time that is --grace minutes past (due's cron code, in the
 schedule's time zone) lies after the start of its last run, or it never ran; else the status of
 its last run (`ok`, `failed`, `locked`, `rejected`, `deletes_held`; a run whose end was never recorded and
-whose lock is gone or stale: `failed`), or `never`. A tenant file that cannot be read is
+whose lock is gone or stale: `failed`), or `never`. A last run refused by the run lock (`locked`)
+is judged by the run that held the lock (holder_of) once that run has ended: its `failed`,
+`rejected` or `deletes_held` is the verdict, with a note on the refused run; a holder that ended
+ok leaves `locked` (the runs overlap the schedule). A tenant file that cannot be read is
 `unreadable`; a tenant whose state store cannot be opened or read is `unknown`.
 
 Exit code: 10 when a state store cannot be opened or read (the error on standard error names the
@@ -117,7 +120,7 @@ def _entry(tenant: str, path: Path, *, verdict: str | None = None, message: str 
            schedule: dict | None = None, scheduled_at: dt.datetime | None = None) -> dict[str, Any]:
     return {"tenant": tenant, "file": str(path), "verdict": verdict, "attention": None,       # set by main
             "message": message, "schedule": schedule, "scheduled_at": scheduled_at, "state_store": None,
-            "last_run": None, "lock": None}
+            "last_run": None, "holder_run": None, "lock": None}
 
 
 def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError]) -> str:
@@ -127,13 +130,14 @@ def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError
     names = [e["tenant"] for e in group]
     who = _who(names)
     where = shown_url(url)
-    runs, locks, store = {}, {}, None
+    runs, locks, holders, store = {}, {}, {}, None
     try:
         if missing_store(url) is None:                  # an SQLite file not there yet holds no runs: not created
             store = open_store(url, who, create=False)
             where = store.where
             try:
                 runs, locks = _runs_and_locks(store, names)
+                holders = _holders(store, runs)
             except StateError as exc:
                 raise StateError(f"{who}: {exc.message}", hint=exc.hint) from None
     except StateError as exc:
@@ -148,9 +152,12 @@ def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError
             stale = store.stale(lock) if store is not None and lock is not None else None
             e["state_store"] = where
             e["last_run"] = history_entry(runs[e["tenant"]]) if e["tenant"] in runs else None
+            holder = holders.get(e["tenant"])
+            e["holder_run"] = history_entry(holder) if holder is not None else None
             e["lock"] = {"host": lock.host, "pid": lock.pid, "since": utc_text(lock.since), "stale": stale} \
                 if lock else None
-            verdict, message = judge(runs.get(e["tenant"]), lock, stale, e["scheduled_at"], e["schedule"])
+            verdict, message = judge(runs.get(e["tenant"]), lock, stale, e["scheduled_at"], e["schedule"],
+                                     holder=holder)
             e.update(verdict=verdict, message=message)
     finally:
         if store is not None:
@@ -185,6 +192,21 @@ def _runs_and_locks(store, names: list[str]) -> tuple[dict, dict]:
     return runs, locks
 
 
+def _holders(store, runs: dict) -> dict:
+    """tenant -> the run that held the lock when the tenant's last run was refused (`locked`), for
+    those whose last run was: the latest run before it that the lock did not refuse, if that run
+    was still under way then (not ended before the refusal; a lock held without a run of its own,
+    e.g. by a tool, has none). Read after the locks: a run closes its row before it releases its
+    lock, so a holder whose lock was gone is read as it ended."""
+    refused = {n: run for n, run in runs.items() if run.status == "locked"}
+    if not refused:
+        return {}
+    found = store.last_runs(list(refused), skip=("locked",))
+    return {n: run for n, run in found.items()
+            if run.started_at <= refused[n].started_at
+            and (run.finished_at is None or run.finished_at >= refused[n].started_at)}
+
+
 def _who(names: list[str]) -> str:
     shown = ", ".join(f"'{n}'" for n in names[:5])
     return f"tenant {shown}" if len(names) == 1 else \
@@ -192,10 +214,11 @@ def _who(names: list[str]) -> str:
 
 
 def judge(last, lock, stale: str | None, scheduled_at: dt.datetime | None,
-          schedule: dict | None) -> tuple[str, str | None]:
+          schedule: dict | None, *, holder=None) -> tuple[str, str | None]:
     """(verdict, why) for a tenant: its last run (engine.state.RunRecord or None), the lock held
     now (LockInfo or None) and why it is stale (None: live), and its most recent cron time that
-    is --grace minutes past (None: no schedule)."""
+    is --grace minutes past (None: no schedule). `holder`: when the last run is `locked`, the run
+    that held the lock then (_holders), if known."""
     if lock is not None and stale is None:
         return "running", f"a run holds the lock (host {lock.host!r}, pid {lock.pid}, since {utc_text(lock.since)})"
     if scheduled_at is not None and (last is None or last.started_at < scheduled_at):
@@ -204,6 +227,23 @@ def judge(last, lock, stale: str | None, scheduled_at: dt.datetime | None,
                           f"({utc_text(scheduled_at)})")
     if last is None:
         return "never", None
+    if last.status == "locked" and holder is not None:  # the holder has ended (no live lock): what became of it
+        verdict, why = _outcome(holder, stale)
+        if verdict == "ok":                             # it ended well, but the runs overlap the schedule
+            return "locked", f"{last.message}; that run has since ended ok ({_ended(holder)})"
+        return verdict, (f"{why or 'the run ' + verdict}; the run at {utc_text(last.started_at)} did not start "
+                         f"(`locked`, exit 7): this one still held the lock")
+    return _outcome(last, stale)
+
+
+def _ended(run) -> str:
+    if run.finished_at is None:
+        return "its end was not recorded"
+    return f"at {utc_text(run.finished_at)}, after {duration_text((run.finished_at - run.started_at).total_seconds())}"
+
+
+def _outcome(last, stale: str | None) -> tuple[str, str | None]:
+    """(verdict, why) from a run's own status, no live lock held."""
     if last.status == "running":                        # no live run holds the lock: it ended without a word
         why = f"its lock is stale: {stale}" if stale else "no run holds the tenant's lock"
         return "failed", f"ended without finishing ({why}); the next run records it as failed"
@@ -219,6 +259,14 @@ def _cut_note(tenants: list[str]) -> str:
     return f"the message of {shown} is cut" if len(tenants) == 1 else f"the messages of {shown} are cut"
 
 
+def _shown_run(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The run a tenant's line shows: the one its verdict is about. That is its last run, except
+    where the last run was refused by the lock and the verdict is that of the run that held it."""
+    if entry["holder_run"] is not None and entry["verdict"] in ("failed", "rejected", "deletes_held"):
+        return entry["holder_run"]
+    return entry["last_run"]
+
+
 def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, wheres: list[str],
                   *, only_attention: bool = False) -> str:
     counts = Counter(e["verdict"] for e in entries)
@@ -230,7 +278,7 @@ def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, 
         head = ("tenant", "verdict", "started (UTC)", "duration", "status", "writes", "findings", "message")
         rows = [head]
         for e in shown:
-            run = e["last_run"] or {}
+            run = _shown_run(e) or {}
             writes = sum(run["writes"].values()) if run.get("writes") else None
             message = e["message"] or ""
             rows.append((e["tenant"], e["verdict"], run.get("started_at") or "-", duration_text(run.get("duration_s")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -185,3 +186,50 @@ def test_a_run_refused_by_the_lock_is_in_the_history_and_status_says_it_did_not_
     done = ws.cli("run", str(path), "--date", "2026-06-01")
     assert done.returncode == 0, done.stderr
     assert [run["status"] for run in json.loads(ws.cli("history", str(path), "--json").stdout)] == ["ok", "locked"]
+
+
+def test_a_run_that_failed_after_a_later_run_met_its_lock_is_what_status_shows(ws):
+    """The night's run is stopped while it holds the lock (SIGSTOP: a hung run), the next cron
+    time's run meets the lock (exit 7, `locked`), then the first run is ended by SIGTERM (exit 143,
+    `failed`). The morning check showed `locked`, naming a process long gone, and only `history`
+    showed the failure: status shows the failed run and its reason, and that a later run was
+    refused because it still held the lock."""
+    path = ws.tenant_file("acme", schedule={"cron": "30 3 * * *", "timezone": "UTC"})
+    env = {k: v for k, v in os.environ.items() if k != "IDWELL_STATE_URL"}
+    first = subprocess.Popen([sys.executable, "-m", "engine", "run", str(path), "--date", "2026-06-01", "-v"],
+                             cwd=ws.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in first.stderr:                       # it holds the lock and reads the ERP (the store idle)
+            seen.append(line)
+            if "engine.progress: extract" in line:
+                break
+        first.send_signal(signal.SIGSTOP)
+        assert first.poll() is None, "the run ended before it could be stopped: " + "".join(seen)
+        refused = ws.cli("run", str(path), "--date", "2026-06-01")
+        assert refused.returncode == 7, refused.stderr
+        first.send_signal(signal.SIGTERM)
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=60)
+        assert first.returncode == 143, "".join(seen) + err
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGCONT)
+            first.kill()
+            first.communicate(timeout=30)
+    runs = json.loads(ws.cli("history", str(path), "--json").stdout)
+    assert [(r["status"], r["message"].split(":")[0]) for r in runs] == \
+        [("locked", "tenant 'acme' is locked by another run"), ("failed", "stopped (SIGTERM)")]
+
+    verdicts = ws.cli("status", "--json", "--grace", "0")
+    assert verdicts.returncode == 1, verdicts.stderr
+    [acme] = [e for e in json.loads(verdicts.stdout) if e["tenant"] == "acme"]
+    assert (acme["verdict"], acme["attention"], acme["lock"]) == ("failed", True, None), json.dumps(acme)
+    assert acme["message"] == (f"stopped (SIGTERM); the run at {runs[0]['started_at']} did not start "
+                               f"(`locked`, exit 7): this one still held the lock")
+    assert acme["last_run"] == runs[0] and acme["holder_run"] == runs[1]
+    table = ws.cli("status", "--quiet")
+    assert table.returncode == 1, table.stderr
+    [line] = [line.split() for line in table.stdout.splitlines() if line.split()[:1] == ["acme"]]
+    assert line[:3] == ["acme", "failed", runs[1]["started_at"]] and "stopped (SIGTERM); the run at" in \
+        " ".join(line), "the line shows the run that failed"
