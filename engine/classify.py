@@ -66,6 +66,12 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "map the login to a user in that database (with db_datareader)",
           "die Datenbank existiert nicht oder der Login hat keinen Zugriff darauf: source.database "
           "prüfen und dem Login in dieser Datenbank einen Benutzer zuordnen (mit db_datareader)"),
+    Cause("database_damaged",
+          "the database file is not a database, or is damaged: check that source.url names the ERP's database "
+          "file; if it does, copy it again from the ERP or restore it from a backup",
+          "die Datenbankdatei ist keine Datenbank oder ist beschädigt: prüfen, dass source.url die "
+          "Datenbankdatei des ERP nennt; wenn ja, sie erneut aus dem ERP kopieren oder aus einer Sicherung "
+          "wiederherstellen"),
     Cause("permission_denied",
           "the login may not read this object: grant db_datareader (or SELECT on the tables the queries use)",
           "der Login darf dieses Objekt nicht lesen: db_datareader (oder SELECT auf die Tabellen der "
@@ -111,6 +117,8 @@ _RULES: list[tuple[str, frozenset[str], re.Pattern[str] | None]] = [(code, froze
      r"untrusted domain|not associated with a trusted sql server connection|sspi|kerberos|"
      r"configured for (windows|integrated) authentication only|login failed for user '[^']*\\[^']*'|"
      r"nt authority\\anonymous logon|\(18452\)"),
+    ("database_damaged", set(),
+     r"file is not a database|database disk image is malformed"),
     ("database_missing", set(),
      r"cannot open database|database \"[^\"]*\" does not exist|unknown database|\(4060\)|"
      r"unable to open database file"),

@@ -172,14 +172,15 @@ def _connect_steps(engine, source: SqlSource, t: Probe):
             enc = step("encryption", enc_title, "ok", "the TLS handshake passed (the server answered the login)")
         else:
             enc = skipped("encryption", enc_title, "not checked: no connection")
-        hint = cause
-        if t.backend == "sqlite" and cause.code == "database_missing":
-            from engine.sources.connect import SQLITE_FILE_HINT
-            hint = SQLITE_FILE_HINT
+        hint, code = cause, cause.code
+        if t.backend == "sqlite":
+            from engine.sources.connect import sqlite_file_problem
+            if problem := sqlite_file_problem(exc, engine):
+                code, text, hint = problem[0], problem[1], problem[2]
         elif cause.code == "unreachable" and t.endpoint is not None:
             from engine.sources.connect import no_answer_hint
             hint = no_answer_hint(*t.endpoint)      # the TCP step connected: the firewall lets it through
-        return None, [enc, step("login", login_title, "fail", f"{cause.code}: {text}", hint, took)]
+        return None, [enc, step("login", login_title, "fail", f"{code}: {text}", hint, took)]
     took = time.perf_counter() - t0
     return conn, [_encryption(conn, source, t), step("login", login_title, "ok", _who(conn, t), seconds=took)]
 

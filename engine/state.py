@@ -148,6 +148,11 @@ def diagnose(url: sa.URL, exc: DBAPIError, busy_timeout: float | None = None) ->
         return reason, (f"the file {where} is damaged: restore it from a backup, or move it aside so that "
                         f"the next run starts a new, empty store (which forgets the run history, the e-mail "
                         f"winners and what the engine last wrote); then run again")
+    if url.get_backend_name() == "sqlite" and where and Path(where).is_dir():
+        return (f"{reason} ({where} is a directory, not an SQLite file)",
+                f"name the store's file, not a directory, with --state / $IDWELL_STATE_URL / the tenant's "
+                f"state_url (e.g. sqlite:///{Path(where) / 'state.sqlite'}), or move the directory {where} out of "
+                f"the way; then run again")
     if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return (f"{reason} (another process kept it locked for more than {busy_timeout:g} s)",
                 f"find the process that holds {where} open (e.g. `fuser {where}`), let it finish or stop it, "

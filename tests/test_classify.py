@@ -100,6 +100,11 @@ def test_sqlite_and_socket_errors(tmp_path):
     with pytest.raises(sqlite3.OperationalError) as info:
         con.execute("select * from Objekt")
     assert classify(info.value).code == "object_missing"
+    (tmp_path / "no.sqlite").write_bytes(b"x\n")                 # `echo x > erp.sqlite`
+    with pytest.raises(sqlite3.DatabaseError) as info:
+        sqlite3.connect(tmp_path / "no.sqlite").execute("select * from sqlite_master")
+    assert classify(info.value).code == "database_damaged"
+    assert classify("database disk image is malformed").code == "database_damaged"
     assert classify(socket.gaierror(-2, "Name or service not known")).code == "dns"
     assert classify(ConnectionRefusedError(111, "Connection refused")).code == "unreachable"
 

@@ -166,7 +166,8 @@ def shown_url(url: str) -> str:
 
 def missing_store(url: str) -> str | None:
     """The file of an SQLite store at `url` that does not exist (opening it would create it
-    empty); None for a store that exists, or is not a plain SQLite file."""
+    empty); None for a store that exists (a directory in its place too: opening it says so),
+    or is not a plain SQLite file."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
     try:
@@ -175,7 +176,7 @@ def missing_store(url: str) -> str | None:
         return None                             # open_store says what is wrong with it
     db = parsed.database
     if parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:") \
-            and not Path(db).is_file():
+            and not Path(db).exists():
         return db
     return None
 

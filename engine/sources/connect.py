@@ -3,7 +3,9 @@
 `create_sql_engine(source)`:
   - url sources: `sqlalchemy.create_engine(url)` with the URL's secrets resolved. SQLite files are
     opened read-only (a missing file is an error, never silently created; relative paths are
-    relative to the working directory); PostgreSQL sessions are read-only with a statement timeout.
+    relative to the working directory) and read on connecting, so that a file that is no database
+    fails as the connection (sqlite_file_problem names the file: missing, a directory, damaged);
+    PostgreSQL sessions are read-only with a statement timeout.
   - server sources (structured SQL Server settings): `mssql+pyodbc` with `odbc_connect`. The
     password is resolved in SQLAlchemy's `do_connect` hook, at the moment each connection is made,
     so neither the engine, its URL nor its repr ever holds it. Each connection gets the query
@@ -91,6 +93,47 @@ SQLITE_FILE_HINT = ("the SQLite file does not exist or cannot be read: check the
 """What to do when a SQLite source's file cannot be opened (English, German)."""
 
 
+SQLITE_DIRECTORY_HINT = ("source.url names a directory: name the SQLite file itself (relative paths start in the "
+                         "directory idwell-sync runs in)",
+                         "source.url nennt ein Verzeichnis: die SQLite-Datei selbst angeben (relative Pfade gelten ab "
+                         "dem Verzeichnis, in dem idwell-sync läuft)")
+SQLITE_DAMAGED_HINT = ("check that source.url names the ERP's SQLite file, not another file; if it does, copy the file "
+                       "again from the ERP (a copy cut short, or taken while the ERP wrote it, is damaged) or restore "
+                       "it from a backup",
+                       "prüfen, dass source.url die SQLite-Datei des ERP nennt, keine andere Datei; wenn ja, die Datei "
+                       "erneut aus dem ERP kopieren (eine abgebrochene oder während des Schreibens gezogene Kopie ist "
+                       "beschädigt) oder aus einer Sicherung wiederherstellen")
+
+
+def sqlite_file_problem(exc: BaseException, engine: "sqlalchemy.Engine") -> tuple[str, str, tuple[str, str]] | None:
+    """(cause, what is wrong, (hint in English, in German)) when a SQLite source's file cannot be
+    opened or read: missing or unreadable, a directory, not a database or damaged. None for any
+    other failure, or a source that is not a SQLite file."""
+    from pathlib import Path
+    path = sqlite_file(engine)
+    if path is None:
+        return None
+    if Path(path).is_dir():                     # SQLite says "disk I/O error" or "unable to open database file"
+        return "database_missing", f"{path} is a directory, not an SQLite file", SQLITE_DIRECTORY_HINT
+    cause = classify(exc).code
+    if cause == "database_missing":
+        return cause, f"cannot open the SQLite file {path}", SQLITE_FILE_HINT
+    if cause == "database_damaged":
+        said = redact(message_of(exc))[:300]
+        return cause, f"the SQLite file {path} is not an SQLite database, or is damaged (SQLite said: {said})", \
+            SQLITE_DAMAGED_HINT
+    return None
+
+
+def sqlite_file_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine") -> SourceError | None:
+    """sqlite_file_problem as the SourceError of `what` (e.g. "tenant 'acme': connect")."""
+    problem = sqlite_file_problem(exc, engine)
+    if problem is None:
+        return None
+    cause, text, hint = problem
+    return SourceError(f"{what} failed ({cause}): {text}", cause=cause, hint=hint[0])
+
+
 def sqlite_file(engine: "sqlalchemy.Engine") -> str | None:
     """The file a SQLite engine reads, as an absolute path (None: not a SQLite file)."""
     from pathlib import Path
@@ -133,9 +176,8 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
     error = source_error(exc, what)
     if not isinstance(error, SourceError):
         return error
-    if error.cause == "database_missing" and (path := sqlite_file(engine)):
-        return SourceError(f"{what} failed ({error.cause}): cannot open the SQLite file {path}", cause=error.cause,
-                           hint=SQLITE_FILE_HINT[0])
+    if sqlite := sqlite_file_error(exc, what, engine):
+        return sqlite
     host = source.server.host if source.server is not None else engine.url.host
     if error.cause == "unreachable" and host and not resolves(host):
         said = redact(message_of(exc))[:300]
@@ -273,6 +315,14 @@ def _url_engine(url_text: str, query_timeout: int, references: list[str]) -> "sq
         @event.listens_for(engine, "connect")
         def _query_timeout(dbapi_connection, conn_rec):
             _set_query_timeout(dbapi_connection, query_timeout)
+    if backend == "sqlite":
+        from sqlalchemy import event
+
+        @event.listens_for(engine, "connect")
+        def _read_the_header(dbapi_connection, conn_rec):
+            # SQLite opens a file on its first read: a file that is no database (or is damaged at its
+            # start) fails here, as a connection, not in the first entity's query
+            dbapi_connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     return engine
 
 

@@ -81,7 +81,10 @@ class SqlExtractor:
         except SourceError:
             raise
         except Exception as exc:
-            error = _source_error(exc, self.tenant_id, f"query of entity '{entity.name}'")
+            from engine.sources.connect import sqlite_file_error
+            what = f"query of entity '{entity.name}'"     # a SQLite file damaged past its first page: named
+            error = sqlite_file_error(exc, f"tenant '{self.tenant_id}': {what}", self._engine) or \
+                _source_error(exc, self.tenant_id, what)
             error.in_query = True
             raise error from None
         finally:

@@ -42,6 +42,9 @@ class LocalStore:
             if not self.path.exists() and (why := _in_the_way(self.path)):
                 raise TargetError(f"{self.who}cannot create the local portal store {self.path}: {why[0]}",
                                   hint=why[1]) from exc
+            if why := _not_a_store(self.path, exc):
+                raise TargetError(f"{self.who}cannot open the local portal store {self.path.absolute()}: {why[0]}",
+                                  hint=why[1]) from exc
             reason = f"cannot create the folder {exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else exc
             raise TargetError(f"{self.who}cannot open the local portal store {self.path}: {reason}",
                               hint="check free disk space, that the path is writable and that it is an SQLite file") from exc
@@ -114,6 +117,21 @@ class LocalStore:
                 folder.rmdir()
             except OSError:                     # not empty (something else put a file there), or gone
                 return
+
+
+def _not_a_store(path: Path, exc: BaseException) -> tuple[str, str] | None:
+    """Why the store `path`, which exists, cannot be opened, and what to do, when it is no SQLite
+    file: a directory, or a file that is not a database or is damaged; None for other failures."""
+    if path.is_dir():
+        return ("it is a directory, not an SQLite file",
+                f"change target.path in the tenant file to name the store's file (e.g. {path.absolute() / 'portal.sqlite'}), "
+                f"or move the directory out of the way")
+    if (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return (f"the file is not an SQLite database, or is damaged (SQLite said: {exc})",
+                "if target.path names another file, correct it in the tenant file; if it is the store, restore it "
+                "from a backup, or move it aside: the next run then creates a new, empty store and sends every "
+                "record again")
+    return None
 
 
 def _write_hint(exc: sqlite3.Error, path: Path) -> str:

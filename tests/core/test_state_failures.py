@@ -147,3 +147,20 @@ def test_a_state_file_locked_by_another_process_when_it_is_opened_says_so_and_wh
         assert_state_error(done, command, f"cannot open the state store {ws.state_url}: database is locked "
                            "(another process kept it locked for more than 1 s)",
                            f"what to do: find the process that holds {state_file(ws)} open")
+
+
+def test_a_directory_where_the_state_file_should_be_says_so_for_run_history_and_status(ws):
+    """status and history took a directory for a store not there yet ("no runs recorded", "there
+    is no state store"), and run said only 'unable to open database file' and to check the rights."""
+    path = str(ws.tenant_file())
+    state_file(ws).mkdir()
+    says = f"({state_file(ws)} is a directory, not an SQLite file)"
+    hint = (f"what to do: name the store's file, not a directory, with --state / $IDWELL_STATE_URL / the tenant's "
+            f"state_url (e.g. sqlite:///{state_file(ws) / 'state.sqlite'}), or move the directory {state_file(ws)} "
+            f"out of the way; then run again")
+    assert_state_error(ws.cli("run", path, "--date", "2026-06-01"), "run",
+                       f"cannot open the state store {ws.state_url}: ", says, hint)
+    assert_state_error(ws.cli("history", path), "history", f"cannot open the state store {ws.state_url}: ", says, hint)
+    status = ws.cli("status", "--tenants-dir", str(ws.root / "tenants"))
+    assert status.returncode == 10 and says in status.stderr and hint in status.stderr, status.stdout + status.stderr
+    assert "no runs recorded" not in status.stdout
