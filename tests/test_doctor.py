@@ -289,6 +289,10 @@ def test_missing_database_fails_at_login_with_its_own_hint(pg_erp, tmp_path, cap
     assert code == 1 and first_failure(report)["name"] == "login"
     assert steps["login"]["detail"].startswith("database_missing") and "domus_fehlt" in steps["login"]["detail"]
     assert "db_datareader" in steps["login"]["hint_en"]
+    # the tenant gives a URL: the hint names it and its database, not source.database, which it does not have
+    assert steps["login"]["hint_en"].startswith("the database 'domus_fehlt' named in source.url does not exist")
+    assert "source.database" not in steps["login"]["hint_en"] + steps["login"]["hint_de"]
+    assert "Datenbanknamen in source.url" in steps["login"]["hint_de"]
 
 
 def test_closed_postgres_port_fails_at_tcp(tmp_path, capsys, monkeypatch):

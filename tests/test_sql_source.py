@@ -85,3 +85,20 @@ def test_a_connection_dropped_while_idle_is_closed_without_a_logged_traceback(ca
         finally:
             source.close()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_url_to_a_database_that_does_not_exist_says_to_check_the_url_not_source_database():
+    """A tenant with source.url has no source.database: the hint named that field all the same."""
+    source = extractor("postgresql+psycopg://postgres@127.0.0.1:5432/idwell_no_such_db")
+    try:
+        with pytest.raises(SourceError) as info:
+            list(source.batches(entity("SELECT 1"), {}))
+    finally:
+        source.close()
+    error = info.value
+    assert error.cause == "database_missing" and not error.retriable
+    assert error.message.startswith("tenant 'acme': connect failed (database_missing): ")
+    assert 'database "idwell_no_such_db" does not exist' in error.message
+    assert error.hint.startswith("the database 'idwell_no_such_db' named in source.url does not exist on that "
+                                 "server, or its user may not connect to it: check the database name in source.url")
+    assert "source.database" not in error.hint

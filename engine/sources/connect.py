@@ -134,6 +134,23 @@ def sqlite_file_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine"
     return SourceError(f"{what} failed ({cause}): {text}", cause=cause, hint=hint[0])
 
 
+def url_database_hint(engine: "sqlalchemy.Engine", source: SqlSource) -> tuple[str, str] | None:
+    """What to do when the database of a source given as source.url does not exist or its user may
+    not connect to it (English, German): the database named in the URL, not source.database,
+    which such a tenant does not have. None for structured server settings (CAUSES' hint)."""
+    if source.server is not None:
+        return None
+    database = engine.url.database
+    which = f"'{database}' " if database else ""
+    return (f"the database {which}named in source.url does not exist on that server, or its user may not connect to "
+            f"it: check the database name in source.url (the part after the last /), and that the user may connect "
+            f"to that database and read its tables (SQL Server: a user in that database with db_datareader)",
+            f"die in source.url genannte Datenbank {which}existiert auf diesem Server nicht, oder ihr Benutzer darf "
+            f"sich nicht mit ihr verbinden: den Datenbanknamen in source.url prüfen (der Teil nach dem letzten /) und "
+            f"ob der Benutzer sich mit dieser Datenbank verbinden und ihre Tabellen lesen darf (SQL Server: ein "
+            f"Benutzer in dieser Datenbank mit db_datareader)")
+
+
 def sqlite_file(engine: "sqlalchemy.Engine") -> str | None:
     """The file a SQLite engine reads, as an absolute path (None: not a SQLite file)."""
     from pathlib import Path
@@ -178,6 +195,8 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
         return error
     if sqlite := sqlite_file_error(exc, what, engine):
         return sqlite
+    if error.cause == "database_missing" and (hint := url_database_hint(engine, source)):
+        return SourceError(error.message, cause=error.cause, hint=hint[0], retriable=error.retriable)
     host = source.server.host if source.server is not None else engine.url.host
     if error.cause == "unreachable" and host and not resolves(host):
         said = redact(message_of(exc))[:300]
