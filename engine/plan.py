@@ -152,14 +152,14 @@ def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], ext
         rows, before = extracted.get(entity, 0), previous.get(entity)
         if n_managed and rows == 0:
             reasons.append(f"{entity}: the source returned no rows (incomplete extract?)")
-        elif before and rows < policy.min_source_ratio * before:
-            reasons.append(f"{entity}: the source returned {rows} rows, fewer than {policy.min_source_ratio:.0%} "
-                           f"of the {before} of the last successful run (incomplete extract?)")
+        elif before and rows < policy.min_source_ratio * before:       # counts as the summary prints them: 20,003
+            reasons.append(f"{entity}: the source returned {rows:,} rows, fewer than {policy.min_source_ratio:.0%} "
+                           f"of the {before:,} of the last successful run (incomplete extract?)")
         if n_del > policy.max_count:
-            reasons.append(f"{entity}: {n_del} deletes exceed the limit of {policy.max_count} per run")
+            reasons.append(f"{entity}: {n_del:,} deletes exceed the limit of {policy.max_count:,} per run")
         elif n_managed and n_del > policy.max_share * n_managed:
-            reasons.append(f"{entity}: {n_del} deletes are {n_del / n_managed:.0%} of {n_managed} managed records, "
-                           f"more than the limit of {policy.max_share:.0%}")
+            reasons.append(f"{entity}: {n_del:,} deletes are {n_del / n_managed:.0%} of {n_managed:,} managed "
+                           f"records, more than the limit of {policy.max_share:.0%}")
     if allow or not any(deletes.values()):
         return []
     return reasons

@@ -256,6 +256,23 @@ def test_max_count_and_a_shrunken_extract_trip_the_guard(ws):
                for r in shrunk.summary["deletes_held"]), shrunk.summary["deletes_held"]
 
 
+def test_the_guards_reasons_print_their_counts_as_the_summary_table_does():
+    """A large tenant's held deletes: the reasons said '20003 deletes' and '18715 rows' under a
+    summary table that prints 20,003."""
+    from engine.config.model import Deletion
+    from engine.plan import guard_deletes
+    from engine.targets.base import Change
+    deletes = {"units": [Change("units", "delete", str(i)) for i in range(20_003)]}
+    shrunk = guard_deletes(deletes, {"units": 187_150}, {"units": 18_715}, {"units": 187_150},
+                           Deletion(max_count=1_000, max_share=1.0, min_source_ratio=0.5), allow=False)
+    assert shrunk == ["units: the source returned 18,715 rows, fewer than 50% of the 187,150 of the last successful "
+                      "run (incomplete extract?)",
+                      "units: 20,003 deletes exceed the limit of 1,000 per run"]
+    share = guard_deletes(deletes, {"units": 187_150}, {"units": 167_147}, {"units": 187_150},
+                          Deletion(max_count=50_000, max_share=0.1, min_source_ratio=0.5), allow=False)
+    assert share == ["units: 20,003 deletes are 11% of 187,150 managed records, more than the limit of 10%"]
+
+
 def test_a_failed_run_still_prints_a_summary_object_with_json(ws):
     """A scheduler reading `--json` learns why a run failed: status failed, the exit code, the
     error and what to do (docs/summary.md), for a run stopped by the dedup policy `fail` and for
