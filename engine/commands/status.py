@@ -11,7 +11,7 @@ the tenant's most recent cron time that is --grace minutes past (due's cron code
 schedule's time zone) lies after the start of its last run, or it never ran; else the status of
 its last run (`ok`, `failed`, `locked`, `rejected`, `deletes_held`; a run whose end was never recorded and
 whose lock is gone or stale: `failed`), or `never`. A last run refused by the run lock (`locked`)
-is judged by the run that held the lock (holder_of) once that run has ended: its `failed`,
+is judged by the run that held the lock (_holders) once that run has ended: its `failed`,
 `rejected` or `deletes_held` is the verdict, with a note on the refused run; a holder that ended
 ok leaves `locked` (the runs overlap the schedule). A tenant file that cannot be read is
 `unreadable`; a tenant whose state store cannot be opened or read is `unknown`.
