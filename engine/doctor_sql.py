@@ -300,6 +300,11 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
     except Exception as exc:
         conn.rollback()
         cause = classify(exc)
+        if t.backend == "sqlite":               # an empty or damaged file: named, with what to do
+            from engine.sources.connect import sqlite_file_problem
+            if problem := sqlite_file_problem(exc, conn.engine):
+                return step(f"query:{entity.name}", title, "fail", f"{problem[0]}: {problem[1]}", problem[2],
+                            time.perf_counter() - t0)
         return step(f"query:{entity.name}", title, "fail", f"{cause.code}: {message_of(exc)[:300]}", cause,
                     time.perf_counter() - t0)
     took = time.perf_counter() - t0

@@ -104,6 +104,11 @@ SQLITE_DAMAGED_HINT = ("check that source.url names the ERP's SQLite file, not a
                        "erneut aus dem ERP kopieren (eine abgebrochene oder während des Schreibens gezogene Kopie ist "
                        "beschädigt) oder aus einer Sicherung wiederherstellen")
 
+SQLITE_EMPTY_HINT = ("copy the ERP's SQLite file again (a copy cut short, or a file created before the export wrote "
+                     "it, is empty), or check that source.url names the ERP's file",
+                     "die SQLite-Datei des ERP erneut kopieren (eine abgebrochene Kopie oder eine Datei, die vor dem "
+                     "Export angelegt wurde, ist leer), oder prüfen, dass source.url die Datei des ERP nennt")
+
 
 def sqlite_file_problem(exc: BaseException, engine: "sqlalchemy.Engine") -> tuple[str, str, tuple[str, str]] | None:
     """(cause, what is wrong, (hint in English, in German)) when a SQLite source's file cannot be
@@ -116,6 +121,10 @@ def sqlite_file_problem(exc: BaseException, engine: "sqlalchemy.Engine") -> tupl
     if Path(path).is_dir():                     # SQLite says "disk I/O error" or "unable to open database file"
         return "database_missing", f"{path} is a directory, not an SQLite file", SQLITE_DIRECTORY_HINT
     cause = classify(exc).code
+    if cause == "object_missing" and Path(path).is_file() and Path(path).stat().st_size == 0:
+        # SQLite takes an empty file for an empty database: the first query finds no table
+        return "database_damaged", (f"the SQLite file {path} is empty (0 bytes), so it has none of the "
+                                    "queries' tables"), SQLITE_EMPTY_HINT
     if cause == "database_missing":
         return cause, f"cannot open the SQLite file {path}", SQLITE_FILE_HINT
     if cause == "database_damaged":

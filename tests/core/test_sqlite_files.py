@@ -74,6 +74,24 @@ def test_an_erp_path_that_is_a_directory_says_so(ws):
     assert login["detail"] == f"database_missing: {ws.erp} is a directory, not an SQLite file", login
 
 
+def test_an_empty_erp_file_says_it_is_empty_not_that_a_table_is_missing(ws):
+    """SQLite takes a 0-byte file (a copy cut short, a file created before the export wrote it) for
+    an empty database, so the first query finds no table: the run and doctor's query steps say the
+    file is empty instead of sending the user to compare the query with discover."""
+    path = ws.tenant_file("acme")
+    ws.erp.write_bytes(b"")
+    done = ws.cli("run", str(path), "--date", "2026-06-01")
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.splitlines()[0].endswith(
+        f"failed (database_damaged): the SQLite file {ws.erp} is empty (0 bytes), so it has none of the queries' "
+        "tables"), done.stderr
+    assert done.stderr.splitlines()[1].startswith("  what to do: copy the ERP's SQLite file again")
+    doctor = ws.cli("doctor", str(path), "--format", "json")
+    queries = [s for s in json.loads(doctor.stdout)["steps"] if s["name"].startswith("query:")]
+    assert queries and all(s["status"] == "fail" and s["detail"].startswith(
+        f"database_damaged: the SQLite file {ws.erp} is empty (0 bytes)") for s in queries), queries
+
+
 @pytest.mark.parametrize("how", ["no database", "directory"])
 def test_a_local_portal_store_that_is_no_database_or_a_directory_says_so(ws, how):
     path = ws.tenant_file("acme")
