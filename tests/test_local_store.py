@@ -380,3 +380,39 @@ def test_a_read_only_store_says_so_not_to_check_the_disk_space(tmp_path):
     assert "free disk space" not in err.value.hint
     assert err.value.hint.endswith("the next run resumes where this one stopped")
     target.close()
+
+
+
+def test_a_store_on_a_read_only_file_system_says_it_is_read_only_when_it_is_opened(tmp_path):
+    """A store that cannot be written fails when it is opened, before any change is written
+    (opening takes a write lock, and SQLite wants to write a WAL store's -shm file): a file system
+    mounted read-only, a folder without write access. The error says what to change, as at a
+    write; not to check the disk space. The folder is made read-only with a read-only bind mount
+    in a mount namespace of its own (root could write past file permissions)."""
+    folder = tmp_path / "portal"
+    path = folder / "demo.sqlite"
+    writer = LocalStore(path, tenant="acme")
+    writer.apply([put("buildings", building(1))])
+    writer.close()
+    script = textwrap.dedent("""
+        import sys
+        from engine.errors import TargetError
+        from engine.targets.local import LocalStore
+        try:
+            LocalStore(sys.argv[1], tenant="acme").close()
+        except TargetError as exc:
+            print(exc)
+            print("what to do:", exc.hint)
+    """)
+    shell = (f"mount --bind -o ro {folder} {folder} && touch {folder}/probe 2>/dev/null && exit 99; "
+             f"{sys.executable} -c '{script}' {path}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", shell], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 or not done.stdout:
+        reason = f"a read-only bind mount is not possible here: {done.stderr.strip()[-200:]} (exit {done.returncode})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    message, hint = done.stdout.rstrip("\n").split("\nwhat to do: ")
+    assert message.startswith(f"tenant 'acme': cannot open the local portal store {path}: "), done.stdout
+    assert hint.startswith(f"{path} is read-only for the user that runs idwell-sync"), hint
+    assert "free disk space" not in hint and hint.endswith("or change target.path in the tenant file"), hint

@@ -46,8 +46,9 @@ class LocalStore:
                 raise TargetError(f"{self.who}cannot open the local portal store {self.path.absolute()}: {why[0]}",
                                   hint=why[1]) from exc
             reason = f"cannot create the folder {exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else exc
-            raise TargetError(f"{self.who}cannot open the local portal store {self.path}: {reason}",
-                              hint="check free disk space, that the path is writable and that it is an SQLite file") from exc
+            hint = _read_only(self.path) if isinstance(exc, sqlite3.Error) and _is_read_only(exc, self.path) else \
+                "check free disk space, that the path is writable and that it is an SQLite file"
+            raise TargetError(f"{self.who}cannot open the local portal store {self.path}: {reason}", hint=hint) from exc
         self.chunk_size = chunk_size
 
     def read(self, entity: str) -> Iterator[dict[str, Any]]:
@@ -136,13 +137,23 @@ def _not_a_store(path: Path, exc: BaseException) -> tuple[str, str] | None:
 
 def _write_hint(exc: sqlite3.Error, path: Path) -> str:
     """What to do when a chunk could not be written to the store at `path`."""
-    if (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_READONLY"):
-        why = (f"{path} is read-only for the user that runs idwell-sync (the file, its folder, where SQLite "
-               f"writes its journal, or the file system): let that user write to the file and its folder, or "
-               f"change target.path in the tenant file")
-    else:
-        why = "check free disk space and that no other program locks the file"
+    why = _read_only(path) if _is_read_only(exc, path) else "check free disk space and that no other program locks the file"
     return f"{why}; the next run resumes where this one stopped"
+
+
+def _is_read_only(exc: sqlite3.Error, path: Path) -> bool:
+    """SQLite could not write the store at `path` because it is read-only: SQLite says so, or (a
+    WAL store on a file system mounted read-only: 'unable to open database file') the file or its
+    folder cannot be written."""
+    if (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_READONLY"):
+        return True
+    return path.exists() and not (os.access(path, os.W_OK) and os.access(path.absolute().parent, os.W_OK))
+
+
+def _read_only(path: Path) -> str:
+    return (f"{path} is read-only for the user that runs idwell-sync (the file, its folder, where SQLite writes "
+            f"its journal, or the file system): let that user write to the file and its folder, or change "
+            f"target.path in the tenant file")
 
 
 def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
