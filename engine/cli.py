@@ -93,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         whose = f" tenant '{args.tenant_id}':" if getattr(args, "tenant_id", None) else ""
         hint = ("the next run starts again; what the portal accepted is remembered" if args.command in ("run", "demo")
                 else "nothing was written to the portal" if args.command == "plan" else None)
+        summary, after = getattr(exc, "recorded_run", (None, None))   # stopped while its report was written
+        if after:
+            by, hint = f"{by} {after}", "the next run writes the report again"
         print(f"idwell-sync {args.command}:{whose} {by}" + (f"\n  what to do: {hint}" if hint else ""), file=sys.stderr)
-        print_failure(args, code, by, hint, getattr(exc, "partial_outcomes", None))
+        print_failure(args, code, f"{whose.strip()} {by}".lstrip() if after else by, hint,
+                      getattr(exc, "partial_outcomes", None), summary=summary)
         return code
     except BrokenPipeError:
         if not _reader_gone(sys.stdout):
@@ -194,11 +198,13 @@ SUMMARY_COMMANDS = {"plan": "plan", "run": "run", "demo": "run"}
 
 
 def print_failure(args: argparse.Namespace, code: int, message: str, hint: str | None,
-                  partial_outcomes: list | None = None) -> None:
+                  partial_outcomes: list | None = None, summary: dict | None = None) -> None:
     """With --json, a plan or run that fails still prints one summary object on standard output
     (status `failed`, the exit code, the error and what to do), so that a scheduler or monitor
     reading it learns why; the error is on standard error as well. Messages hold no secrets.
-    `partial_outcomes`: a run that failed while applying; its `writes` are what the portal accepted."""
+    `partial_outcomes`: a run that failed while applying; its `writes` are what the portal accepted.
+    `summary`: a run that was recorded before the command stopped (while writing its report): its
+    own summary, with the exit code and the error added, as for a report that cannot be written."""
     if not getattr(args, "json", False) or args.command not in SUMMARY_COMMANDS:
         return
     import json
@@ -206,6 +212,8 @@ def print_failure(args: argparse.Namespace, code: int, message: str, hint: str |
     tenant = getattr(args, "tenant_id", None) or str(args.tenant)     # the id once the file has loaded
     failure = {"version": SUMMARY_VERSION, "tenant": tenant, "mode": SUMMARY_COMMANDS[args.command],
                "status": "failed", "exit_code": code, "error": {"message": message, "hint": hint}}
+    if summary is not None:
+        failure = {**summary, "exit_code": code, "error": failure["error"]}
     if partial_outcomes is not None:
         failure["writes"] = sum(1 for o in partial_outcomes if o.ok)
     try:

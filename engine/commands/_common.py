@@ -251,12 +251,20 @@ def write_report(findings, path: Path | None, option: str, result, *, delimiter:
     """The findings report of a run that has been applied and recorded: None when it is written (or
     not asked for), else the UsageError to print, which says that the run itself stands as
     recorded (its status unchanged) and only the report failed. The command exits 2 then, as for
-    any output file that cannot be written (README, "Exit codes"), whatever the run's own code was."""
+    any output file that cannot be written (README, "Exit codes"), whatever the run's own code was.
+    A stop (SIGTERM, Ctrl-C) while the report is written is raised with `recorded_run`: the run's
+    summary and what to say of it (engine.cli), since the run stands as recorded."""
     from engine.findings_report import write_findings
     if path is None:
         return None
     try:
         write_findings(findings, path, delimiter=delimiter or ",")
+    except KeyboardInterrupt as exc:     # SIGTERM or Ctrl-C while it is written (a large workbook takes a while)
+        status = result.summary["status"]
+        exc.recorded_run = (result.summary, (
+            f"while writing {option} {path}; the run itself was applied and recorded (status {status}, exit code "
+            f"{result.exit_code} without this), only the report file was not written"))
+        raise
     except OSError as exc:
         status = result.summary["status"]
         return output_error(exc, path, f"tenant '{result.summary['tenant']}': {option}",

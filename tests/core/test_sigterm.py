@@ -4,6 +4,8 @@ what the portal accepted before the stop, so that the next run neither waits for
 calls the stopped run's writes drift."""
 from __future__ import annotations
 
+import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -162,3 +164,45 @@ def test_a_stop_as_the_run_is_written_to_the_history_is_recorded_as_failed_not_l
         assert state.locks(["demo"]) == {}
     finally:
         state.close()
+
+
+def test_sigterm_while_the_findings_report_is_written_leaves_the_run_as_recorded(ws):
+    """The run was applied and recorded; then its report is written, which for a workbook of many
+    findings takes a while (docs/summary.md: about 10 s per 100,000), and a scheduler ending its
+    window may stop it there. Exit 143 as for any stop, but the error says that the run itself
+    stands as recorded (its history says ok) and only the report was not written; the --json
+    summary is the run's own, with the exit code and the error added. It said 'stopped (SIGTERM)'
+    and 'the next run starts again', and --json said status failed, without writes."""
+    ws.erp_execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
+                   "INSERT INTO Adresse (adressnr, nachname, vorname) SELECT 9000000 + i, 'Muster ' || i, 'Max' FROM n")
+    path = ws.tenant_file()
+    state = ws.state_url.removeprefix("sqlite:///")
+
+    def recorded() -> bool:
+        try:
+            with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as con:
+                return any(s != "running" for s, in con.execute("SELECT status FROM runs"))
+        except sqlite3.Error:          # not created yet
+            return False
+
+    env = {k: v for k, v in os.environ.items() if k != "IDWELL_STATE_URL"}
+    run = subprocess.Popen([sys.executable, "-m", "engine", "run", str(path), "--date", "2026-06-01",
+                            "--findings", "report.xlsx", "--json"],
+                           cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not recorded() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)                      # into the report: 200,000 findings take seconds to lay out
+    assert run.poll() is None, "the run ended before its report could be stopped"
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 143, err
+    message = ("tenant 'demo': stopped (SIGTERM) while writing --findings report.xlsx; the run itself was applied "
+               "and recorded (status ok, exit code 0 without this), only the report file was not written")
+    assert err == f"idwell-sync run: {message}\n  what to do: the next run writes the report again\n"
+    summary = json.loads(out)
+    assert (summary["status"], summary["exit_code"], summary["error"]) == (
+        "ok", 143, {"message": message, "hint": "the next run writes the report again"})
+    latest = json.loads(ws.cli("history", str(path), "--json").stdout)[0]
+    assert (latest["status"], latest["writes"]["create"]) == ("ok", summary["writes"]) and summary["writes"] > 0
+    assert not (ws.root / "report.xlsx").exists() and not list(ws.root.glob(".report.xlsx.*"))
