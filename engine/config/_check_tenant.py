@@ -150,11 +150,35 @@ def _source(source: Any, report: Report, mapping: dict) -> None:
                                                    "or the SQL Server fields (host, database, username, password, ...)")
             if isinstance(source["url"], str) and (problem := url_dialect_problem(source["url"])):
                 report.error(("source", "url"), problem)
+        else:
+            _freetds_values(source, report)
     params = source.get("params")
     for key, value in (params.items() if isinstance(params, dict) else ()):
         if isinstance(value, str) and _SECRET_KEY.search(str(key)) and value and not REFERENCE.fullmatch(value):
             report.error(("source", "params", key), f"'{key}' looks like a secret: params are sent as written, "
                                                     "so credentials belong in the source's auth settings")
+
+
+def _freetds_values(source: dict, report: Report) -> None:
+    """An error for a host, database or username that FreeTDS cannot be given: FreeTDS versions
+    read a '}' inside a braced value differently (engine.sources.odbc.escape_freetds_value), so
+    the run could only refuse it at the connection. The password is a secret and is checked when
+    it is resolved."""
+    from engine.sources.odbc import driver_kind, escape_freetds_value
+    driver = source.get("driver")
+    if not isinstance(driver, str) or driver_kind(driver) != "freetds":
+        return
+    for name in ("host", "database", "username"):
+        value = source.get(name)
+        if not isinstance(value, str) or REFERENCE.search(value):
+            continue
+        try:
+            escape_freetds_value(value)
+        except ValueError:
+            report.error(("source", name), f"FreeTDS (driver '{driver}') cannot be given this {name}: it holds a "
+                                           "'}' together with a ';' (or starts with '{'), which FreeTDS versions "
+                                           f"read differently; use Microsoft's ODBC Driver 18 for SQL Server "
+                                           f"(source.driver), or a {name} without one of those characters")
 
 
 def _dedup(dedup: Any, report: Report, mapping: dict) -> None:
