@@ -19,6 +19,7 @@ COLUMNS = ("severity", "code", "entity", "erp_key", "field", "message", "what_to
 CODE_COLUMNS = ("severity", "code", "findings", "what_to_fix")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")     # what a spreadsheet reads as the start of a formula (OWASP)
 SHEET_ROWS = 1_048_576                               # the rows of an Excel sheet, its header included
+CELL_LIMIT = 32_767                                  # the characters an Excel cell holds
 WIDEST = 80                                          # a column's width at most, in characters
 # what an .xlsx file cannot hold: XML 1.0's control characters, and lone surrogates (UTF-8 cannot encode them)
 NOT_IN_XLSX = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
@@ -56,7 +57,9 @@ def write_findings_csv(findings: list[Finding], path: Path, *, delimiter: str = 
 
 
 def not_formula(cell: str) -> str:
-    return "'" + cell if cell.startswith(FORMULA_START) else cell
+    """The cell as a spreadsheet shows it as text; a lone '-' (the key of a finding about a whole
+    entity) is text already."""
+    return "'" + cell if cell.startswith(FORMULA_START) and cell != "-" else cell
 
 
 def write_findings_xlsx(findings: list[Finding], path: Path, *, sheet_rows: int = SHEET_ROWS) -> None:
@@ -88,7 +91,11 @@ def xlsx_text(cell: str) -> str | None:
     cannot carry is written as its escape (`\\x0b`, `\\ud800`)."""
     if not cell:
         return None
-    return NOT_IN_XLSX.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), cell)
+    cell = NOT_IN_XLSX.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), cell)
+    if len(cell) > CELL_LIMIT:              # Excel's limit; openpyxl would cut it without a mark
+        mark = f" [... cut: {len(cell):,} characters, the CSV report has them all]"
+        cell = cell[:CELL_LIMIT - len(mark)] + mark
+    return cell
 
 
 def _add_sheet(book, title: str, header: tuple[str, ...], rows: list[tuple]) -> None:

@@ -198,7 +198,6 @@ def check_findings(args) -> None:
     and a delimiter is asked for a CSV only (exit code 2)."""
     from engine.errors import UsageError
     from engine.findings_report import is_workbook
-    check_output(args.findings, "--findings")
     suffix = args.findings.suffix.lower() if args.findings is not None else ""
     if suffix in OTHER_SPREADSHEETS:
         raise UsageError(f"--findings {args.findings}: the report is written as an Excel workbook (.xlsx) or as CSV, "
@@ -207,6 +206,7 @@ def check_findings(args) -> None:
     if args.findings_delimiter is not None and args.findings is not None and is_workbook(args.findings):
         raise UsageError(f"--findings-delimiter {args.findings_delimiter}: --findings {args.findings} is an Excel "
                          "workbook, which has no delimiter; leave the option out, or name a .csv file")
+    check_output(args.findings, "--findings")         # last: it may make the file's folder
 
 
 def check_output(path: Path | None, option: str) -> None:

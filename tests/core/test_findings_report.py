@@ -19,6 +19,7 @@ HOSTILE = {                          # ERP key -> what the report's cell must ho
     "\t=1+1": "'\t=1+1",
     "0012": "0012",                   # harmless: kept as it is
     "a=b": "a=b",
+    "-": "-",                         # the key of a finding about a whole entity (deletes_held): text as it is
 }
 
 
@@ -188,3 +189,25 @@ def test_a_spreadsheet_format_the_report_is_not_written_in_is_refused_before_the
                                         f"Excel workbook (.xlsx) or as CSV, not as .{suffix}")
     assert err.rstrip().endswith("name the file .xlsx or .csv") and err.count("\n") == 1
     assert summary["status"] == "failed" and not (ws.root / name).exists() and not ws.portal_path.exists()
+
+
+def test_a_cell_longer_than_excel_holds_is_cut_with_a_mark_in_the_workbook(tmp_path):
+    """An Excel cell holds 32,767 characters; openpyxl cut a longer one without a word. The
+    workbook's cell ends saying it was cut and how long it was; the CSV keeps it whole."""
+    long_value = "0171 " * 9_000                    # 45,000 characters of a phone field gone wrong
+    findings = [Finding("phone_invalid", "users", "1000019", f"{long_value!r} is not a phone number", "phone")]
+    write_findings(findings, tmp_path / "r.xlsx")
+    write_findings(findings, tmp_path / "r.csv")
+    cell = load_workbook(tmp_path / "r.xlsx")["findings"]["F2"].value
+    whole = len(findings[0].message)
+    assert len(cell) == 32_767 and cell.endswith(f" [... cut: {whole:,} characters, the CSV report has them all]")
+    assert cell.startswith("'0171 0171 ")
+    assert read_csv(tmp_path / "r.csv")[0]["message"] == findings[0].message
+
+
+def test_a_refused_report_name_makes_no_folder(ws):
+    """--findings newdir/x.xls is refused before the run (exit 2) and leaves nothing behind, not
+    even the folder the file would have gone into."""
+    code, _, err = ws.cli_json("plan", str(ws.tenant_file()), "--date", "2026-06-01", "--findings", "neu/x.xls")
+    assert code == 2 and "not as .xls" in err
+    assert not (ws.root / "neu").exists()
