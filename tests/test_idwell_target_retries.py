@@ -56,6 +56,13 @@ def test_retry_after_is_honoured_on_503_and_holds_every_thread():
     assert api.limiter._next >= 112.0        # the next request of any thread waits for the outage too
 
 
+def test_a_retry_after_of_0_on_a_5xx_still_waits_the_backoff():
+    handler, seen = answers((503, {"Retry-After": "0"}), (503, {"Retry-After": "0"}), 200)
+    sleeps = []
+    assert client(handler, sleeps).request("GET", "/users").status_code == 200
+    assert len(seen) == 3 and all(s > 0 for s in sleeps) and sleeps[1] > sleeps[0] / 2
+
+
 def test_5xx_timeouts_and_dropped_connections_are_retried_with_growing_waits():
     handler, seen = answers(503, httpx.RemoteProtocolError, httpx.ReadTimeout, 502, 504, 200)
     sleeps = []

@@ -6,7 +6,7 @@
     answer whose body cannot be decoded with exponential backoff and jitter;
   * honours Retry-After on 429, and on a 5xx that sends one (a 503 for maintenance), and makes
     every thread of the client wait that long (the limit, or the outage, is the tenant's, not
-    the request's); a 5xx without it waits the backoff;
+    the request's); a 5xx waits at least the backoff;
   * turns 401 and 403 into a fatal TargetError at once, naming the tenant and the token's
     reference (e.g. ${env:IDWELL_TOKEN_ACME}), never the token;
   * gives up after `max_retries` retries with a retriable TargetError;
@@ -136,10 +136,9 @@ class ApiClient:
             if status in RETRY_STATUSES:
                 last = reason = f"{status} {_error_code(response) or response.reason_phrase}"
                 after = retry_after(response)
-                if after is None:
-                    wait = backoff(attempt, self._rng, self.backoff_base)
-                else:
-                    wait = after
+                wait = backoff(attempt, self._rng, self.backoff_base)
+                if after is not None and after > wait:      # never sooner than the backoff: a failing
+                    wait = after                            # server saying 0 is not hammered
                     self.limiter.pause(wait)
                 continue
             return response
