@@ -59,6 +59,25 @@ def test_broken_file_names_file_line_col_and_json_path(workdir, capsys):
     ]
 
 
+def test_a_problem_in_the_tenants_mapping_counts_that_file(workdir, capsys):
+    """The tenant's query override drops a column that the mapping's field reads: the error is at the
+    mapping's line, so the count names two files, not '2 of 1 file'."""
+    (workdir / "tenants" / "acme.yaml").write_text(
+        "id: acme\nmapping: sql-basic\nsource: {type: sql, url: '${env:ACME_URL}'}\n"
+        "target: {type: local, path: var/portal/acme.sqlite}\n"
+        "overrides:\n  entities:\n    users:\n"
+        "      query: SELECT a.AdressNr, a.Vorname, a.Nachname, a.EmailAdresse, a.Mobil FROM Adresse a\n"
+        "      fields: {emial: EmailAdresse}\n")
+    code, out, _ = run(capsys, "tenants/acme.yaml")
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == 3
+    assert lines[0].startswith("mappings/sql-basic.yaml:") and "column 'Email' is not in the query's select list" in lines[0]
+    assert lines[1].startswith("tenants/acme.yaml:9:16 $.overrides.entities.users.fields.emial: unknown field 'emial'")
+    assert lines[2] == "2 errors in 2 of 2 files"
+    code, out, _ = run(capsys, "--format", "json", "tenants/acme.yaml")
+    assert json.loads(out)["files"] == 2
+
+
 def test_github_format_gives_annotations(workdir, capsys):
     (workdir / "tenants" / "acme.yaml").write_text(BROKEN)
     code, out, _ = run(capsys, "--format", "github", "tenants")
