@@ -5,6 +5,8 @@ be told to the property manager in the ERP's terms ("Einheit 4711: Fiktiv = 1").
 """
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
 from typing import Any, Callable, Sequence
 
 from engine.config.model import FilterRule
@@ -89,7 +91,16 @@ def describe(rule: FilterRule, value: Any) -> str:
              "not_in": f"is not one of the filter's values ({listed})",
              "regex": f"matches /{rule.pattern.pattern if rule.pattern else ''}/",
              "range": f"is in the range {_bound(rule.min)}..{_bound(rule.max)}"}[rule.kind]
-    return f"excluded by filter '{rule.name}': {rule.field} = {value!r} {shown}"
+    return f"excluded by filter '{rule.name}': {rule.field} = {_shown(value)} {shown}"
+
+
+def _shown(value: Any) -> str:
+    """The value as the ERP holds it: text quoted, a DECIMAL or a date as digits (not Python's
+    `Decimal('185.35')` or `datetime.date(2024, 1, 31)`, which PostgreSQL and SQL Server return)."""
+    if isinstance(value, (Decimal, dt.date)):
+        from engine.expr.functions import as_text
+        return as_text(value)
+    return repr(value)
 
 
 def _bound(number: float | None) -> str:

@@ -89,3 +89,19 @@ def test_the_same_tenant_fills_the_portal_identically_on_sqlite_and_postgresql(w
         assert records, entity
     again = ws.run(ws.tenant("demo-pg", source_url=source_url(schema), portal=pg_portal))
     assert again.summary["writes"] == 0, "a rerun against PostgreSQL makes zero writes too"
+
+
+def test_a_filter_finding_shows_a_decimal_as_the_erp_holds_it(ws, pg_erp):
+    """PostgreSQL (as SQL Server) returns a DECIMAL column as Decimal: the property manager reads
+    `Flaeche = 185.35`, not Python's `Decimal('185.35')`."""
+    schema, _ = pg_erp
+    rule = {"name": "big_units", "reason": "big_unit", "field": "Flaeche", "range": {"min": 150}}
+    pg = ws.plan(ws.tenant("demo-pg", source_url=source_url(schema), portal=ws.root / "pg.sqlite",
+                           overrides={"entities": {"units": {"filters": [rule]}}}), portal=ws.root / "pg.sqlite")
+    found = {f.key: f.message for f in pg.findings if f.code == "big_unit"}
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test") as conn:
+        areas = {str(k): v for k, v in conn.execute(
+            sql.SQL("SELECT einheitid, flaeche FROM {}.einheit WHERE flaeche >= 150").format(sql.Identifier(schema)))}
+    assert found and set(found) <= set(areas)
+    for key, message in found.items():
+        assert message == f"excluded by filter 'big_units': Flaeche = {areas[key]} is in the range 150..", message
