@@ -30,6 +30,7 @@ class Compiled:
     code_tables: dict[str, CodeTable] = field(default_factory=dict)
     exprs: dict[tuple, Expr] = field(default_factory=dict)      # path of the text -> compiled
     columns: dict[str, list[str] | None] = field(default_factory=dict)
+    reported: set[tuple] = field(default_factory=set)     # code-table entries already reported
 
 
 def check_mapping(data: Any, report: Report, *, file_stem: str | None = None) -> Compiled:
@@ -142,11 +143,39 @@ class _Entity:
                 hint = did_you_mean(str(name), known) or f"The import API's {self.name} fields are: {quoted_list(known)}"
                 self.report.error(path, f"unknown field '{name}' for {self.name}. {hint}")
             self._expression(path)
+            if name in known:
+                self._code_values(name, fields[name])
         for name in contract.required(self.name):
             if name not in fields:
                 removed = self.path + ("fields", name)   # unmapped by an override (null): report there
                 where = removed if self.report.loc.origin(removed) else self.path + ("fields",)
                 self.report.error(where, f"the import API requires '{name}' for {self.name}: map it")
+
+    def _code_values(self, name: str, text: Any) -> None:
+        """A field that is map_values(..., 'table') gives the table's values: each one the import API
+        does not accept for the field (a typo, 'hobby' for a unit type) would refuse every record
+        with that code and send the property manager to fix an ERP that is right."""
+        allowed = contract.record_schema(self.name)["properties"][name].get("enum")
+        try:
+            parsed = jmespath.compile(text).parsed if isinstance(text, str) and allowed else None
+        except JMESPathError:
+            return
+        if not parsed or parsed.get("type") != "function_expression" or parsed.get("value") != "map_values":
+            return
+        argument = parsed["children"][1] if len(parsed["children"]) == 2 else {}
+        table = self.compiled.code_tables.get(argument.get("value")) if argument.get("type") == "literal" else None
+        if table is None:
+            return
+        values = [e for e in allowed if e is not None]
+        tables = ("code_tables", table.name)
+        wrong = [(tables + ("values", code), f"code '{code}' gives", value) for code, value in table.values.items()]
+        wrong.append((tables + ("default",), "the default is", table.default))
+        for path, what, value in wrong:
+            if value is not None and value not in allowed and path not in self.compiled.reported:
+                self.compiled.reported.add(path)
+                hint = did_you_mean(str(value), values) or f"The import API's values are: {quoted_list(values)}"
+                self.report.error(path, f"{what} {value!r}, which the import API does not accept for {self.name}."
+                                        f"{name} (map_values in {'.'.join(self.path)}.fields.{name}). {hint}")
 
     def _filters(self, filters: list) -> None:
         seen: set[str] = set()
