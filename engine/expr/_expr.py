@@ -204,6 +204,8 @@ def _parse_message(error: jp_exceptions.ParseError) -> str:
         wanted = " or ".join(_TOKEN_TEXT.get(t.strip(" '"), t.strip(" '")) for t in expected.split(","))
         return f"syntax error: expected {wanted}, found {found}"
     if msg in ("invalid token", "Invalid jmespath expression") or msg.startswith("Unexpected token"):
+        if error.token_type == "NUMBER":      # jmespath reads numbers only in backticks
+            return f"syntax error: unexpected {found} (a number is written in backticks: `{error.token_value}`)"
         return f"syntax error: unexpected {found}"
     return f"syntax error: {msg[:1].lower()}{msg[1:]}"
 
