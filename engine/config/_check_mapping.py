@@ -232,14 +232,16 @@ class _Entity:
             return
         self.compiled.exprs[path] = expr
         for column in sorted(expr.columns or ()):
-            self._column(path, column, "column", offset=_word_offset(text, column))
+            quoted = f'"{column}"' in text      # "de" is a column in jmespath, as in T-SQL; text is 'de'
+            self._column(path, column, "column", offset=_word_offset(text, column),
+                         text_hint=f"Text is written in single quotes: '{column}'. " if quoted else "")
 
-    def _column(self, path: tuple, name: str, what: str, offset: int | None = None) -> None:
+    def _column(self, path: tuple, name: str, what: str, offset: int | None = None, text_hint: str = "") -> None:
         if self.columns is None or name in self.columns:
             return
         if name.casefold() in {c.casefold() for c in self.columns}:
             return  # SQL Server and the engine compare column names case-insensitively
-        hint = did_you_mean(name, self.columns) or f"The query selects: {quoted_list(self.columns)}"
+        hint = text_hint + (did_you_mean(name, self.columns) or f"The query selects: {quoted_list(self.columns)}")
         self.report.error(path, f"{what} '{name}' is not in the query's select list. {hint}", offset=offset)
 
     def _jmespath(self, path: tuple, text: Any) -> None:
