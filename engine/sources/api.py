@@ -148,21 +148,8 @@ class ApiExtractor:
                 query[pager.size_param or "limit"] = size
             elif pager.type == "cursor" and cursor:
                 query[pager.cursor_param or "cursor"] = cursor
-            response = self._get(url, query if pager.type != "link_header" or page == pager.start else None, entity.name)
-            try:                            # in the charset the answer names (httpx's json() reads UTF-8 only)
-                body = json.loads(response.text) if response.charset_encoding else response.json()
-            except ValueError:
-                if response.is_redirect:
-                    raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {response.request.url.path} "
-                                      f"answered {response.status_code}, a redirect to "
-                                      f"{response.headers.get('location')}", cause="config",
-                                      hint="set base_url to the address it redirects to (often https:// for http://); "
-                                           "the engine does not follow redirects, so that the API's credentials "
-                                           "never go to another address") from None
-                raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {response.request.url.path} "
-                                  f"answered {response.status_code} with {response.headers.get('content-type', 'no content type')}, "
-                                  "not JSON", cause="unknown",
-                                  hint="check base_url and endpoint: is it the API, not a login or proxy page?") from None
+            response, body = self._get_json(url, query if pager.type != "link_header" or page == pager.start else None,
+                                            entity.name)
             records = selector.search(body) if selector else body
             if not isinstance(records, list):
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': the record selector "
@@ -221,6 +208,41 @@ class ApiExtractor:
                                              "pages would repeat without end", "ask the vendor about the API's Link header")
                 seen_cursors.add(url)
         raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': pagination did not end", cause="config")
+
+    def _get_json(self, url: str, params: dict | None, entity: str) -> tuple[httpx.Response, Any]:
+        """A page and its body. A body that its content type calls JSON but that does not parse (cut
+        off or garbled on its way, by a gateway or proxy or the API itself) is asked for again, as a
+        body that cannot be decoded is; any other answer that is not JSON stops the extract at once."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            response = self._get(url, params, entity)
+            try:                            # in the charset the answer names (httpx's json() reads UTF-8 only)
+                return response, json.loads(response.text) if response.charset_encoding else response.json()
+            except ValueError as exc:
+                if response.is_redirect:
+                    raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': {response.request.url.path} "
+                                      f"answered {response.status_code}, a redirect to "
+                                      f"{response.headers.get('location')}", cause="config",
+                                      hint="set base_url to the address it redirects to (often https:// for http://); "
+                                           "the engine does not follow redirects, so that the API's credentials "
+                                           "never go to another address") from None
+                content_type = response.headers.get("content-type", "no content type")
+                if not _says_json(content_type):
+                    raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': {response.request.url.path} "
+                                      f"answered {response.status_code} with {content_type}, not JSON", cause="unknown",
+                                      hint="check base_url and endpoint: is it the API, not a login or proxy page?") from None
+                if attempt < MAX_ATTEMPTS:
+                    time.sleep(_backoff(attempt))
+                    continue
+                query = response.request.url.query.decode("ascii", "replace")
+                raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {response.request.url.path}"
+                                  f"{'?' + query if query else ''} answered {response.status_code} with {content_type}, "
+                                  f"but the body is not valid JSON after {attempt} attempts "
+                                  f"({len(response.content)} bytes: {str(exc)[:120]})", cause="undecodable",
+                                  retriable=True,
+                                  hint="the answer was cut off or garbled on its way (by a proxy or gateway in between, "
+                                       "or by the API itself): the next run tries again; if it goes on, ask the vendor, "
+                                       "or whoever runs the proxy or gateway") from None
+        raise AssertionError("unreachable")
 
     def _paging_error(self, entity: EntityMapping, problem: str, hint: str) -> SourceError:
         """Paging that cannot end well: stopped, so that the run neither loops for hours nor takes a
@@ -336,6 +358,12 @@ class UnreadPaths:
 
 def _backoff(attempt: int) -> float:
     return min(30.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
+def _says_json(content_type: str) -> bool:
+    """application/json, or a JSON type such as application/problem+json, by the Content-Type header."""
+    kind = content_type.split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
 
 
 def _retry_after(r: httpx.Response) -> float | None:

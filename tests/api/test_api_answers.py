@@ -122,3 +122,33 @@ def test_a_redirect_names_where_it_points_and_what_to_set(auth):
     assert caught.value.exit_code == ExitCode.SOURCE
     assert "/v1/objects answered 301, a redirect to https://api.example.invalid/v1/objects" in caught.value.message
     assert "set base_url" in caught.value.hint and KEY not in str(caught.value)
+
+
+def test_a_json_answer_cut_off_is_asked_again_then_an_error_that_says_so(auth, monkeypatch):
+    """A body that its content type calls JSON but that ends mid-way (a gateway or proxy that
+    cut it off): asked again, then stopped saying so, not sent to check base_url for a login page."""
+    monkeypatch.setattr("engine.sources.api._backoff", lambda attempt: 0.0)
+    cut = (200, {}, b'{"data": [{"id": 1}, {"i')
+    with Server(OK) as api:
+        api.gets = [cut]
+        assert read_ids(api.url, auth) == [1, 2], "asked again"
+        api.gets = [cut] * 6
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, auth)
+        assert len(api.seen) == 2 + 6
+    error = caught.value
+    assert error.exit_code == ExitCode.SOURCE and error.retriable and error.cause == "undecodable"
+    assert "entity 'buildings': GET /v1/objects answered 200 with application/json, but the body is not " \
+           "valid JSON after 6 attempts (24 bytes: " in error.message
+    assert "next run tries again" in error.hint and "base_url" not in error.hint
+
+
+def test_a_page_that_is_not_json_is_named_with_its_content_type(auth):
+    """A login or maintenance page in HTML: not asked again, named as what it is."""
+    with Server(OK) as api:
+        api.gets = [(200, {"Content-Type": "text/html"}, b"<html>Wartung</html>")]
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, auth)
+        assert len(api.seen) == 1
+    assert "entity 'buildings': /v1/objects answered 200 with text/html, not JSON" in caught.value.message
+    assert "check base_url and endpoint" in caught.value.hint
