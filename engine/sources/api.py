@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import hashlib
 import json
 import logging
 import random
@@ -116,10 +117,21 @@ class ApiExtractor:
         error, it reads as null in every record (for a query, binding a column that the query
         does not return fails instead)."""
         unread, seen = UnreadPaths(entity), 0
+        numbered = entity.paginator is not None and entity.paginator.type in ("page_number", "offset")
+        read: set[bytes] = set()                # page_number, offset: a digest of each record read
+        again: list[dict] = []                  # records that came again on a later page
         for _, records in self._pages(entity):
+            if numbered:
+                records = _once(records, read, again)
             unread.see(records)
             seen += len(records)
             yield None, records
+        if again:
+            log.warning("tenant '%s': %s: %d record%s from %s came again on a later page (%s): the records changed "
+                        "while their pages were read (a record added before them moves them on); each is read once. "
+                        "One removed meanwhile moves them back, so that a record may be missing from this run: "
+                        "the next run reads it again", self.tenant_id, entity.name, len(again),
+                        "" if len(again) == 1 else "s", entity.endpoint, _key_of(entity, again[0]))
         missing = unread.missing() if seen else []
         if missing:
             log.warning("tenant '%s': %s: no record from %s has %s; what reads it is null in every record. "
@@ -358,6 +370,25 @@ class UnreadPaths:
 
 def _backoff(attempt: int) -> float:
     return min(30.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
+def _key_of(entity: EntityMapping, record: dict) -> str:
+    """The record's ERP key as findings name it: `key 100100`, `key 5000045/1000040`."""
+    from engine.expr import compile_expression
+    return "key " + "/".join(str(compile_expression(name).evaluate(record)) for name in entity.key)
+
+
+def _once(records: list[dict], read: set[bytes], again: list[dict]) -> list[dict]:
+    """The records not read before (by a digest of their JSON in `read`); those that were go to `again`."""
+    fresh = []
+    for record in records:
+        digest = hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=16).digest()
+        if digest in read:
+            again.append(record)
+        else:
+            read.add(digest)
+            fresh.append(record)
+    return fresh
 
 
 def _says_json(content_type: str) -> bool:

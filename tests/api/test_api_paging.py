@@ -120,3 +120,21 @@ def test_a_link_header_back_to_a_page_read_already_stops_the_extract(monkeypatch
         with pytest.raises(SourceError) as caught:
             extract(api.url, monkeypatch)
         assert "the next-page link points to a page read already" in caught.value.message
+
+
+@pytest.mark.parametrize("paginator", ["page_number", "offset"])
+def test_a_record_that_moves_to_the_next_page_while_the_pages_are_read_is_read_once(monkeypatch, caplog, paginator):
+    """A record added in the ERP between two pages pushes the last record of page 1 onto page 2:
+    read twice, it was a duplicate_key error telling the property manager to make a unique key
+    unique. It is read once, and the run says that the pages moved."""
+    def shifted(path):
+        first = "page=1&" in path or "offset=0&" in path
+        more = "page=2&" in path or "offset=2&" in path
+        return (ids(1, 2), None) if first else (ids(2, 2), None) if more else ([], None)  # id 0 added before them
+    with Server({}) as api:
+        api.fallback = shifted
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), paginator, page_size=2)
+    assert got == [1, 2, 3]
+    assert "tenant 'api-test': buildings: 1 record from /v1/objects came again on a later page (key 2): " \
+           "the records changed while their pages were read" in caplog.text
