@@ -48,6 +48,7 @@ class Prepared:
     findings: list[Finding]
     winners: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
+    source_retries: dict | None = None      # the source's requests sent again (ApiExtractor.retries); None: none
 
     @property
     def extracted(self) -> dict[str, int]:
@@ -132,9 +133,12 @@ def users_gate(tenant: Tenant, occ: EntityData | set[str]):
     return occupancy_gate(occ) if tenant.rules.users_without_occupancy == "skip" else None
 
 
-def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding], progress: Progress) -> dict[str, EntityData]:
+def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding],
+            progress: Progress) -> tuple[dict[str, EntityData], dict | None]:
     """extract -> map -> filter, entity by entity, streamed in batches. Contracts outside the
-    window, and persons without a contract in it, are recognised early and not mapped in full."""
+    window, and persons without a contract in it, are recognised early and not mapped in full.
+    Also returns the requests the source sent again (an API source's, engine.sources.api; None
+    when none were, or for a source that retries nothing, as an SQL source)."""
     from engine.sources import open_source
     params = window_params(tenant, run_date)
     data: dict[str, EntityData] = {}
@@ -146,7 +150,7 @@ def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding], progress
             data[entity] = extract_entity(tenant, entity, source, params, run_date, gate, findings, progress)
     finally:
         source.close()
-    return {e: data[e] for e in ENTITIES}
+    return {e: data[e] for e in ENTITIES}, retries_of(source)
 
 
 def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, previous_winners: dict[str, str],
@@ -299,15 +303,16 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         """The e-mail each user holds in the portal, as the engine last wrote it."""
         return {i: (r.get("email") or "").strip().lower() or None for i, r in last_sent("users", ids).items()}
     previous_winners = state.winners(tenant.id) if state else {}
+    source_retries = None
     if worker is None:
-        data = extract(tenant, run_date, findings, progress)
+        data, source_retries = extract(tenant, run_date, findings, progress)
         timings["extract"] = time.perf_counter() - t
         t = time.perf_counter()
         progress.start("normalise, resolve, dedup")
         winners = transform(tenant, data, run_date, previous_winners, findings, holders if state else None,
                             last_sent if state else None)
         timings["transform"] = time.perf_counter() - t
-    else:     # sets both timings: normalising overlaps extracting there
+    else:     # sets both timings: normalising overlaps extracting there; SQL sources only, which retry nothing
         data, winners = _extract_transform_parallel(tenant, run_date, worker, findings, progress, previous_winners,
                                                     holders if state else None, timings, portal.start, pack,
                                                     last_sent if state else None)
@@ -346,7 +351,7 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         findings.append(Finding("deletes_held", reason.split(":")[0], "-", reason))
     timings["plan"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    return Prepared(tenant, run_date, data, plan, findings, winners, timings)
+    return Prepared(tenant, run_date, data, plan, findings, winners, timings, source_retries)
 
 
 def _filters_that_exclude_all(data: dict[str, EntityData]) -> list[Finding]:

@@ -16,7 +16,8 @@ SUMMARY_VERSION = 1
 def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | None = None,
             allow_deletes: bool = False, retries: dict | None = None) -> dict[str, Any]:
     """The documented summary object (docs/summary.md). `retries`: the import API's requests sent
-    again (engine.targets.idwell.IdwellTarget.retries), None when there were none."""
+    again (engine.targets.idwell.IdwellTarget.retries), None when there were none; the source's
+    (an API source's, engine.sources.api.ApiExtractor.retries) come with `prepared`."""
     plan = prepared.plan
     excluded: dict[str, Counter] = {e: Counter(d.excluded.values()) + d.unkeyed for e, d in prepared.data.items()}
     rejected = Counter(o.change.entity for o in applied.rejected) if applied else Counter()
@@ -41,6 +42,7 @@ def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | 
         "findings": count_by_code(prepared.findings),
         "plan_file": plan_file,
         "retries": retries,
+        "source_retries": prepared.source_retries,
         "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
     }
 
@@ -79,18 +81,23 @@ def _entity_table(entities: dict[str, dict[str, Any]]) -> list[str]:
             *(line(e, lc, rc) for e, lc, rc in zip(entities, left, right))]
 
 
+def _retry_line(asked: str, r: dict[str, Any], who: str) -> str:
+    """`the import API was asked again 12 times (429 rate_limited 12), 3.0 s waiting: ...`"""
+    times = "once" if r["requests"] == 1 else f"{r['requests']:,} times"
+    return (f"  {asked} was asked again {times} (" + ", ".join(f"{why} {n:,}" for why, n in r["by_reason"].items())
+            + f"), {r['waited_s']:,} s waiting: {who} was throttling or failing")
+
+
 def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3) -> str:
     verb = "planned" if s["mode"] == "plan" else "applied"
     lines = [f"tenant {s['tenant']}: {s['mode']} {s['status']} (reference date {s['reference_date']})", ""]
     lines += _entity_table(s["entities"])
     lines.append("")
     lines.append(f"  {s['writes']:,} writes {verb}.")
+    if s.get("source_retries"):
+        lines.append(_retry_line("the ERP's API", s["source_retries"], "the ERP's server or the network"))
     if s.get("retries"):
-        r = s["retries"]
-        times = "once" if r["requests"] == 1 else f"{r['requests']:,} times"
-        lines.append(f"  the import API was asked again {times} ("
-                     + ", ".join(f"{why} {n:,}" for why, n in r["by_reason"].items())
-                     + f"), {r['waited_s']:,} s waiting: the portal or the network was throttling or failing")
+        lines.append(_retry_line("the import API", s["retries"], "the portal or the network"))
     if s["deletes_held"]:
         lines.append("  DELETES HELD BACK (if they are intended: `idwell-sync run` the tenant with --allow-deletes):")
         lines += [f"    - {r}" for r in s["deletes_held"]]

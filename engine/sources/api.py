@@ -13,7 +13,9 @@ import json
 import logging
 import random
 import time
-from typing import Any, Iterator
+from collections import Counter
+from http import HTTPStatus
+from typing import Any, Callable, Iterator
 
 import httpx
 import jmespath
@@ -30,10 +32,11 @@ _LOOK = "idwell-sync doctor TENANT asks each endpoint for its first page; discov
 
 
 class _Auth(httpx.Auth):
-    """API key header, bearer token, or OAuth2 client credentials (token fetched and refreshed)."""
+    """API key header, bearer token, or OAuth2 client credentials (token fetched and refreshed).
+    `retry(reason, seconds)` waits before a token request is sent again, and counts it."""
 
-    def __init__(self, source: ApiSource, tenant_id: str):
-        self.source, self.tenant_id = source, tenant_id
+    def __init__(self, source: ApiSource, tenant_id: str, retry: Callable[[str, float], None]):
+        self.source, self.tenant_id, self._retry = source, tenant_id, retry
         self._token: str | None = None
         self._expires = 0.0
 
@@ -56,11 +59,11 @@ class _Auth(httpx.Auth):
                 except (httpx.TransportError, httpx.DecodingError) as exc:
                     if attempt == MAX_ATTEMPTS:
                         raise _transport_error(exc, f"tenant '{self.tenant_id}': the token endpoint",
-                                               a.token_url) from None
-                    time.sleep(_backoff(attempt))
+                                               a.token_url, attempts=attempt) from None
+                    self._retry(f"token {_transport_reason(exc)}", _backoff(attempt))
                     continue
                 if r.status_code in RETRY_STATUS and attempt < MAX_ATTEMPTS:
-                    time.sleep(_retry_after(r) or _backoff(attempt))
+                    self._retry(f"token {_status_reason(r.status_code)}", _retry_after(r) or _backoff(attempt))
                     continue
                 break
             if r.status_code in RETRY_STATUS or r.status_code >= 500:
@@ -105,11 +108,28 @@ class _Auth(httpx.Auth):
 class ApiExtractor:
     def __init__(self, source: ApiSource, tenant_id: str, *, run_date: dt.date, transport: httpx.BaseTransport | None = None):
         self.source, self.tenant_id, self.run_date = source, tenant_id, run_date
-        self._client = httpx.Client(base_url=source.base_url.rstrip("/") + "/", auth=_Auth(source, tenant_id),
+        self.retried: Counter = Counter()       # why a request was sent again -> how often
+        self.waited = 0.0                       # seconds spent waiting before those retries
+        self._client = httpx.Client(base_url=source.base_url.rstrip("/") + "/",
+                                    auth=_Auth(source, tenant_id, self._wait_to_retry),
                                     timeout=source.timeout, transport=transport,
                                     headers={"Accept": "application/json", "User-Agent": "idwell-sync"})
         self._interval = 1.0 / source.rate_limit if source.rate_limit else 0.0
         self._last = 0.0
+
+    def retries(self) -> dict | None:
+        """The requests sent again so far (429, 5xx, timeouts, dropped connections, bodies that
+        cannot be read; a token request as `token ...`) and the time waited before them, for the
+        run summary (`source_retries`, docs/summary.md); None when each was answered the first time."""
+        if not self.retried:
+            return None
+        return {"requests": sum(self.retried.values()), "waited_s": round(self.waited, 1),
+                "by_reason": dict(self.retried.most_common())}
+
+    def _wait_to_retry(self, reason: str, seconds: float) -> None:
+        self.retried[reason] += 1
+        self.waited += seconds
+        time.sleep(seconds)
 
     def batches(self, entity: EntityMapping, extra_params: dict[str, Any]) -> Iterator[tuple[None, list[dict]]]:
         """The entity's records page by page. Once every page is read, a name the mapping reads
@@ -243,7 +263,7 @@ class ApiExtractor:
                                       f"answered {response.status_code} with {content_type}, not JSON", cause="unknown",
                                       hint="check base_url and endpoint: is it the API, not a login or proxy page?") from None
                 if attempt < MAX_ATTEMPTS:
-                    time.sleep(_backoff(attempt))
+                    self._wait_to_retry("body not valid JSON", _backoff(attempt))
                     continue
                 query = response.request.url.query.decode("ascii", "replace")
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {response.request.url.path}"
@@ -287,11 +307,11 @@ class ApiExtractor:
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise _transport_error(exc, f"tenant '{self.tenant_id}': entity '{entity}'",
-                                           self.source.base_url) from None
-                time.sleep(_backoff(attempt))
+                                           self.source.base_url, attempts=attempt) from None
+                self._wait_to_retry(_transport_reason(exc), _backoff(attempt))
                 continue
             if r.status_code in RETRY_STATUS and attempt < MAX_ATTEMPTS:
-                time.sleep(_retry_after(r) or _backoff(attempt))
+                self._wait_to_retry(_status_reason(r.status_code), _retry_after(r) or _backoff(attempt))
                 continue
             if r.status_code in (401, 403):
                 ref = self.source.auth.key or self.source.auth.token or self.source.auth.client_secret
@@ -423,15 +443,40 @@ _UNREACHABLE_HINT = ("the API cannot be reached from the sync server: check the 
                      "firewall) and the vendor's status")
 
 
-def _transport_error(exc: Exception, what: str, base_url: str) -> SourceError:
+def _transport_error(exc: Exception, what: str, base_url: str, *, attempts: int | None = None) -> SourceError:
     """A request that found no answer (or one that cannot be decoded), with its cause (dns, timeout,
-    unreachable, undecodable) and what to do."""
+    unreachable, undecodable), how many times it was sent (`attempts`) and what to do."""
     from engine.classify import classify, message_of
     said = message_of(exc.__cause__ or exc)[:200] or type(exc).__name__
+    tries = f" after {attempts} attempts" if attempts and attempts > 1 else ""
     if isinstance(exc, httpx.DecodingError):
-        return SourceError(f"{what}: the answer from {base_url} cannot be decoded ({said})", cause="undecodable",
-                           retriable=True, hint=_TRANSPORT_HINTS["undecodable"])
+        return SourceError(f"{what}: the answer from {base_url} cannot be decoded{tries} ({said})",
+                           cause="undecodable", retriable=True, hint=_TRANSPORT_HINTS["undecodable"])
     cause = "timeout" if isinstance(exc, httpx.TimeoutException) else classify(exc.__cause__ or exc).code
     cause = cause if cause in _TRANSPORT_HINTS else "unreachable"
-    return SourceError(f"{what}: no answer from {base_url} ({cause}: {said})", cause=cause, retriable=True,
+    return SourceError(f"{what}: no answer from {base_url}{tries} ({cause}: {said})", cause=cause, retriable=True,
                        hint=_TRANSPORT_HINTS.get(cause, _UNREACHABLE_HINT))
+
+
+def _status_reason(status: int) -> str:
+    """A retried answer as the run summary counts it: `429 Too Many Requests`, `503 Service
+    Unavailable` (the standard phrase, not the server's, so that runs count alike)."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def _transport_reason(exc: Exception) -> str:
+    """A request retried without an answer, as the run summary counts it."""
+    if isinstance(exc, httpx.DecodingError):
+        return "body not decodable"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.CloseError)):
+        return "dropped connection"
+    if isinstance(exc, httpx.ConnectError):
+        return "no connection"
+    if isinstance(exc, httpx.ProxyError):
+        return "proxy refused"
+    return type(exc).__name__

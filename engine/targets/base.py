@@ -50,6 +50,7 @@ class Target(Protocol):
 
 def retries_of(target: Any) -> dict | None:
     """The requests a target sent again so far (a target over HTTP has `retries()`, e.g.
-    engine.targets.idwell.IdwellTarget), for the summary; None for one that retries nothing."""
+    engine.targets.idwell.IdwellTarget), for the summary; None for one that retries nothing.
+    The same for a source (engine.sources.api.ApiExtractor; an SQL source retries nothing)."""
     retries = getattr(target, "retries", None)
     return retries() if retries is not None else None

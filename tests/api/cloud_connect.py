@@ -3,13 +3,15 @@
 Serves a demo ERP database (engine.demo) as paged JSON over real HTTP on 127.0.0.1, in the
 shape mappings/domus-api.yaml reads: /objects, /units and /contracts/parties paged by page
 number, /persons by cursor. Requests need the header X-API-Key. `fail_every` answers every n-th
-request with 503 (or 429 with Retry-After) first, to exercise the client's retries.
+request with 503 (or 429; `fail_status` may be several, taken in turn) with a Retry-After of
+`retry_after` seconds, to exercise the client's retries; `failed` counts them by status.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -34,11 +36,14 @@ QUERIES = {
 
 
 class CloudConnect(ServedInThread):
-    def __init__(self, database: str, api_key: str, *, fail_every: int = 0, fail_status: int = 503):
+    def __init__(self, database: str, api_key: str, *, fail_every: int = 0, fail_status: int | tuple[int, ...] = 503,
+                 retry_after: str = "0"):
         self.database, self.api_key = database, api_key
-        self.fail_every, self.fail_status = fail_every, fail_status
+        self.fail_every, self.retry_after = fail_every, retry_after
+        self.fail_statuses = fail_status if isinstance(fail_status, tuple) else (fail_status,)
         self.requests = 0
         self.failures = 0
+        self.failed: Counter = Counter()            # status -> requests answered with it
         self._lock = threading.Lock()
         server = self
 
@@ -71,8 +76,10 @@ class CloudConnect(ServedInThread):
             return self._answer(h, 401, {"error": "invalid API key"})
         if fail:
             with self._lock:
+                status = self.fail_statuses[self.failures % len(self.fail_statuses)]
                 self.failures += 1
-            return self._answer(h, self.fail_status, {"error": "try again"}, {"Retry-After": "0"})
+                self.failed[status] += 1
+            return self._answer(h, status, {"error": "try again"}, {"Retry-After": self.retry_after})
         url = urlparse(h.path)
         path = url.path.removeprefix("/api/v1")
         if path not in QUERIES:

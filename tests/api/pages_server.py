@@ -15,7 +15,8 @@ class Server(ServedInThread):
     None; `{other}` in a link stands for `other_url`; a next written `cursor:VALUE` is sent as the
     body's `next_cursor` instead), or what `fallback(path)` gives for a path not in `pages`; POST
     with the first of `posts`, then with `post` (status, content type, body); GET with the first of `gets`
-    (status, headers, body: bytes, or a function of the path giving them) while there is one.
+    (status, headers, body: bytes, or a function of the path giving them; None: the connection is
+    closed without an answer) while there is one.
     `seen`: (path, X-API-Key) of every request."""
 
     def __init__(self, pages: dict[str, tuple[list[dict], str | None]]):
@@ -34,6 +35,9 @@ class Server(ServedInThread):
                 outer.seen.append((self.path, self.headers.get("X-API-Key")))
                 if outer.gets:
                     answer = outer.gets.pop(0)
+                    if answer is None:
+                        self.close_connection = True
+                        return
                     status, headers, body = answer(self.path) if callable(answer) else answer
                     self.send_response(status)
                     for name, value in {"Content-Type": "application/json", **headers}.items():

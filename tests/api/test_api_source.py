@@ -78,6 +78,8 @@ def test_api_and_sql_give_the_same_portal(erp, tmp_path, monkeypatch):
     assert api_findings == sql_findings
     assert pages > 20, "the paginators should have walked many pages"
     assert api_result.summary["entities"] == sql_result.summary["entities"]
+    assert api_result.summary["source_retries"] is None, "every page was answered the first time"
+    assert sql_result.summary["source_retries"] is None, "an SQL source retries nothing"
 
 
 def test_a_name_no_api_record_has_is_warned_about_with_the_name_it_may_mean(erp, tmp_path, monkeypatch, caplog):

@@ -448,6 +448,21 @@ def test_one_retry_reads_once(ws):
     assert "the import API was asked again 12 times (429 12), 3.0 s waiting" in render_text(summary, [])
 
 
+def test_the_erp_apis_retries_have_a_line_before_the_import_apis_and_an_sql_source_none(ws):
+    """An SQL source retries nothing: its summary's source_retries is null and there is no line.
+    An API source's retries come first (the extract comes before the apply), in the same words."""
+    summary = ws.run().summary
+    assert summary["source_retries"] is None
+    assert "asked again" not in render_text(summary, [])
+    summary.update(source_retries={"requests": 1, "waited_s": 0.4, "by_reason": {"timeout": 1}},
+                   retries={"requests": 2, "waited_s": 1.0, "by_reason": {"429 rate_limited": 2}})
+    lines = [line for line in render_text(summary, []).splitlines() if "asked again" in line]
+    assert lines == ["  the ERP's API was asked again once (timeout 1), 0.4 s waiting: the ERP's server or the "
+                     "network was throttling or failing",
+                     "  the import API was asked again 2 times (429 rate_limited 2), 1.0 s waiting: the portal or "
+                     "the network was throttling or failing"]
+
+
 def test_large_figures_in_the_summary_table_keep_their_columns_apart(ws):
     """A tenant of size M or L has six-digit counts in columns sized for the demo; each figure
     must stay readable on its own (they ran together as '2918,715' in the held column)."""
