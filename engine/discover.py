@@ -111,12 +111,17 @@ def format_sample(s: Sample, width: int = 40) -> str:
     for c in rel.columns:
         lines.append(f"  {c.name:<30} {c.type}{'' if c.nullable else ' NOT NULL'}")
     lines.append(f"first {len(s.rows)} rows:")
-    cells = [[_cell(v, width) for v in row] for row in s.rows]
-    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(s.columns)]
-    lines.append("  " + " | ".join(n.ljust(w) for n, w in zip(s.columns, widths)))
-    lines.append("  " + "-+-".join("-" * w for w in widths))
-    lines += [("  " + " | ".join(v.ljust(w) for v, w in zip(row, widths))).rstrip() for row in cells]
+    lines += format_table(s.columns, [[_cell(v, width) for v in row] for row in s.rows])
     return "\n".join(lines)
+
+
+def format_table(columns: list[str], cells: list[list[str]]) -> list[str]:
+    """A header line, a rule and one line per row, each column as wide as its widest cell
+    (the SQL sample's rows, the API sample's records)."""
+    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(columns)]
+    lines = ["  " + " | ".join(n.ljust(w) for n, w in zip(columns, widths)),
+             "  " + "-+-".join("-" * w for w in widths)]
+    return lines + [("  " + " | ".join(v.ljust(w) for v, w in zip(row, widths))).rstrip() for row in cells]
 
 
 def to_jsonable(relations: list[Relation], s: Sample | None = None) -> dict[str, Any]:

@@ -1,20 +1,27 @@
 """`idwell-sync discover TENANT [TABLE]`: the source's schemas, tables, views and columns, and a
-few rows of one table, to write queries for an unfamiliar installation (see engine.discover)."""
+few rows of one table, to write queries for an unfamiliar installation (see engine.discover); for
+an API source, the fields of each endpoint the mapping reads, and a few records of one
+(engine.discover_api)."""
 from __future__ import annotations
 
 import json
 
 from engine.errors import ExitCode, SourceError, SyncError
 
-HELP = "list the source database's tables, views and columns, or show a few rows of one table (read-only)"
+HELP = ("list the source database's tables, views and columns, or show a few rows of one table; for an API "
+        "source, the fields of each endpoint's first page, or a few records of one endpoint (read-only)")
 
 
 def add_arguments(parser) -> None:
     from engine.commands._common import add_tenant_argument
     add_tenant_argument(parser)
-    parser.add_argument("table", nargs="?", help="a table or view (name or schema.name): its columns and first rows")
-    parser.add_argument("--rows", type=_row_count, default=5, help="rows to show of TABLE (default: 5)")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.add_argument("table", nargs="?", metavar="TABLE",
+                        help="a table or view (name or schema.name): its columns and first rows; for an API source, "
+                             "an entity (users) or its endpoint (/persons): its fields and first records")
+    parser.add_argument("--rows", type=_row_count, default=5, help="rows (records) to show of TABLE (default: 5)")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="output format (default: text; json is described in docs/config.md, "
+                             "\"idwell-sync discover\")")
 
 
 def _row_count(text: str) -> int:
@@ -34,9 +41,8 @@ def main(args) -> int:
     from engine.sources.connect import connect_error, create_sql_engine, for_tenant
 
     tenant = load(args)
-    if tenant.source.type != "sql":
-        raise SourceError(f"tenant '{tenant.id}': discover reads SQL sources; this tenant reads an API",
-                          cause="config", hint=f"`idwell-sync doctor {args.tenant}` shows the first page of each endpoint")
+    if tenant.source.type == "api":
+        return _discover_api(args, tenant)
     try:
         engine = create_sql_engine(tenant.source)
     except SyncError as exc:
@@ -57,4 +63,39 @@ def main(args) -> int:
         print(d.format_sample(picked))
     else:
         print(d.format_objects(relations))
+    return int(ExitCode.OK)
+
+
+def _discover_api(args, tenant) -> int:
+    """The endpoints the mapping reads: the first page of each (its fields), or the first records of
+    one. Credentials refused, a secret not set, no answer: stop at once, as a run stops. Another
+    failure of one endpoint (404, not JSON, a record_selector that selects no list) is shown in its
+    place and the others are read; the command then stops with that error (exit 4)."""
+    from engine import discover_api as d
+    from engine.redact import redact
+
+    picked = d.find_entity(tenant, args.table) if args.table else None
+    entities = [picked] if picked else list(tenant.entities.values())
+    extractor = d.extractor_for(tenant, max(args.rows, d.PAGE) if picked else d.PAGE)
+    samples = []
+    try:
+        for entity in entities:
+            try:
+                samples.append(d.sample_endpoint(extractor, entity, args.rows if picked else 1))
+            except SourceError as exc:
+                if exc.cause in d.STOP or picked:
+                    raise
+                samples.append(d.failed_endpoint(entity, exc))
+    finally:
+        extractor.close()
+    if args.format == "json":
+        text = json.dumps(d.to_jsonable(samples, samples[0] if picked else None, args.rows), ensure_ascii=False, indent=2)
+    elif picked:
+        text = d.format_records(samples[0], args.rows)
+    else:
+        text = d.format_endpoints(samples)
+    print(redact(text))             # an API that echoes a credential in its records does not show it here
+    failed = next((s.error for s in samples if s.error is not None), None)
+    if failed is not None:
+        raise failed
     return int(ExitCode.OK)

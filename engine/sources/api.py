@@ -28,7 +28,8 @@ from engine.redact import remember
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_ATTEMPTS = 6
-_LOOK = "idwell-sync doctor TENANT asks each endpoint for its first page; discover reads SQL sources only"
+_LOOK = ("idwell-sync doctor TENANT asks each endpoint for its first page; idwell-sync discover TENANT lists the "
+         "fields of the records each endpoint answers")
 
 
 class _Auth(httpx.Auth):

@@ -95,14 +95,15 @@ def test_an_api_that_keeps_throttling_is_named_with_the_setting_that_helps(auth,
 
 
 @pytest.mark.parametrize("answer", [(200, {}, b'{"items": [{"id": 1}]}'), (404, {}, b'{"error": "no such endpoint"}')])
-def test_what_to_check_is_not_sent_to_discover_which_reads_sql_sources_only(auth, answer):
-    """`idwell-sync discover` refuses an API tenant; doctor reads the first page of each endpoint."""
+def test_what_to_check_names_doctor_and_discover_for_a_response(auth, answer):
+    """Doctor reads the first page of each endpoint; discover lists the fields of its records."""
     with Server(OK) as api:
         api.gets = [answer]
         with pytest.raises(SourceError) as caught:
             read_ids(api.url, auth)
     assert "idwell-sync doctor TENANT asks each endpoint for its first page" in caught.value.hint
-    assert "(idwell-sync discover)" not in caught.value.hint
+    assert "idwell-sync discover TENANT lists the fields of the records each endpoint answers" in caught.value.hint
+    assert "SQL sources only" not in caught.value.hint
 
 
 def test_json_in_the_charset_its_content_type_names_is_read_in_it(auth):

@@ -1,0 +1,166 @@
+"""`idwell-sync discover` for an API source, against the DOMUS Cloud Connect stand-in on 127.0.0.1:
+the fields of each endpoint's first page, a few records of one, and the errors a run would give."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+import yaml
+
+from cloud_connect import CloudConnect
+from engine import cli
+from engine.demo import generate
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "cc-Disc0ver-K3y/4711+x"
+
+
+@pytest.fixture(scope="module")
+def erp(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("erp") / "erp.sqlite"
+    generate(f"sqlite:///{path}", size="S", seed=7)
+    return path
+
+
+@pytest.fixture
+def api(erp):
+    with CloudConnect(str(erp), KEY) as cc:
+        yield cc
+
+
+def write_tenant(folder: Path, base_url: str, **overrides) -> Path:
+    (folder / "tenants").mkdir(parents=True, exist_ok=True)
+    if not (folder / "mappings").exists():
+        shutil.copytree(ROOT / "mappings", folder / "mappings")
+    doc = yaml.safe_load((ROOT / "tenants" / "demo.yaml").read_text(encoding="utf-8"))
+    doc.update(id="kunde", mapping="domus-api",
+               source={"type": "api", "base_url": base_url, "auth": {"type": "api_key", "key": "${env:KUNDE_CC_KEY}"}},
+               target={"type": "local", "path": str(folder / "portal.sqlite")})
+    doc["overrides"]["entities"]["buildings"]["filters"][0]["field"] = "client"
+    doc["overrides"]["entities"].update(overrides)
+    path = folder / "tenants" / "kunde.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def discover(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["discover", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def key_set(monkeypatch):
+    monkeypatch.setenv("KUNDE_CC_KEY", KEY)
+
+
+def test_lists_the_field_paths_of_each_endpoint_the_mapping_reads(api, tmp_path, capsys, key_set):
+    tenant = write_tenant(tmp_path, api.url, users={"fields": {"email": "contact.Email"}})
+    code, out, _ = discover(capsys, str(tenant))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "endpoint /objects (buildings): 11 records on the first page, 8 fields"
+    assert any(line.split() == ["address.city", "string", "11/11", "*"] for line in lines), out
+    assert "endpoint /persons (users): 200 records on the first page, 9 fields" in lines   # a cursor's page is the API's
+    email = next(line.split() for line in lines if line.lstrip().startswith("contact.email"))
+    assert email[1:4] == ["string,", "null", "159/200"] and email[-1] != "*"    # the mapping reads contact.Email
+    assert "  the mapping reads, but no record here has: 'contact.Email' (did you mean 'email'?)" in lines
+    assert any(line.split() == ["end", "null", "0/20", "*"] for line in lines)    # a field no record has a value in
+    assert lines[-1] == "4 endpoints; * marks a path the mapping reads"
+    assert api.requests == 4, "one page per endpoint, not every page"
+
+
+def test_shows_the_first_records_of_one_entity_by_name_or_endpoint(api, tmp_path, capsys, key_set):
+    tenant = write_tenant(tmp_path, api.url)
+    code, out, _ = discover(capsys, str(tenant), "users", "--rows", "2")
+    assert code == 0
+    assert out.startswith("endpoint /persons (users): 200 records on the first page, 9 fields\n")
+    table = out.split("first 2 records:\n")[1].splitlines()
+    assert [c.strip() for c in table[0].split("|")][:6] == ["id", "salutation", "title", "firstName", "lastName",
+                                                            "contact.email"]
+    assert len(table) == 4 and "Müller" in table[2] and "hans.mueller@web.de" in table[2]
+    code, same, _ = discover(capsys, str(tenant), "/persons", "--rows", "2")
+    assert code == 0 and same == out
+
+
+def test_json_format_parses_and_holds_the_records_as_the_api_sent_them(api, tmp_path, capsys, key_set):
+    tenant = write_tenant(tmp_path, api.url)
+    code, out, _ = discover(capsys, str(tenant), "--format", "json")
+    assert code == 0
+    listing = json.loads(out)
+    assert [e["entity"] for e in listing["endpoints"]] == ["buildings", "units", "users", "occupancies"]
+    assert "sample" not in listing
+    units = listing["endpoints"][1]
+    assert (units["endpoint"], units["records"], units["pages"], units["error"]) == ("/units", 20, 1, None)
+    assert {"path": "area", "types": ["integer", "number", "null"], "item_types": [], "present": 13,
+            "read": True} in units["fields"]
+    code, out, _ = discover(capsys, str(tenant), "persons", "--rows", "3", "--format", "json")
+    assert code == 0
+    picked = json.loads(out)
+    assert [e["entity"] for e in picked["endpoints"]] == ["users"]
+    assert picked["sample"]["endpoint"] == "/persons" and len(picked["sample"]["records"]) == 3
+    assert picked["sample"]["records"][0]["contact"]["email"] == "hans.mueller@web.de"
+
+
+def test_an_unknown_name_lists_the_known_ones_before_any_request(api, tmp_path, capsys, key_set):
+    tenant = write_tenant(tmp_path, api.url)
+    code, out, err = discover(capsys, str(tenant), "/persns")
+    assert code == 2 and out == ""
+    assert "tenant 'kunde': no entity or endpoint named '/persns'; the mapping reads buildings (/objects), units " \
+           "(/units), users (/persons), occupancies (/contracts/parties)" in err
+    assert "Did you mean '/persons'?" in err
+    assert api.requests == 0
+
+
+def test_an_endpoint_that_fails_is_shown_in_its_place_and_the_others_are_read(api, tmp_path, capsys, key_set):
+    tenant = write_tenant(tmp_path, api.url, units={"endpoint": "/unitz"})
+    code, out, err = discover(capsys, str(tenant))
+    assert code == 4
+    assert "endpoint /unitz (units): not read: tenant 'kunde': entity 'units': GET /api/v1/unitz" in out
+    assert "answered 404" in err and "endpoint /contracts/parties (occupancies): 20 records" in out
+
+
+def _cli(folder: Path, *args: str, key: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=folder, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(folder), "KUNDE_CC_KEY": key})
+
+
+def test_a_refused_key_stops_as_a_run_stops_and_no_key_is_shown_at_any_verbosity(api, tmp_path):
+    """401: the run's message and exit code (4), naming the reference; the key set through
+    ${env:...} is in no output, also with -vv (httpx's and httpcore's debug logs)."""
+    tenant = write_tenant(tmp_path, api.url)
+    listing = _cli(tmp_path, "-vv", "discover", str(tenant), key=KEY)
+    sample = _cli(tmp_path, "-vv", "discover", str(tenant), "buildings", "--format", "json", key=KEY)
+    wrong_key = KEY.replace("4711", "0815")
+    refused = _cli(tmp_path, "-vv", "discover", str(tenant), key=wrong_key)
+    run = _cli(tmp_path, "run", str(tenant), "--state", f"sqlite:///{tmp_path / 'state.sqlite'}", key=wrong_key)
+    assert listing.returncode == 0 and "DEBUG" in listing.stderr, listing.stderr
+    assert sample.returncode == 0 and json.loads(sample.stdout)["sample"]["records"]
+    assert refused.returncode == 4 == run.returncode
+    said = f"tenant 'kunde': the API refused the credentials (401) for {api.url}\n" \
+           "  what to do: check the credential referenced as ${env:KUNDE_CC_KEY}"
+    assert said in refused.stderr and said in run.stderr
+    assert refused.stdout == ""
+    for secret in (KEY, wrong_key):
+        for form in (secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]):
+            for done in (listing, sample, refused):
+                assert form not in done.stdout + done.stderr
+
+
+def test_field_paths_name_nested_objects_and_lists_as_expressions_read_them():
+    from engine.discover_api import field_paths
+    records = [{"id": 1, "address": {"city": "Köln"}, "parties": [{"name": "A"}, {"name": None}], "tags": ["x", 2],
+                "first name": "Jo"},
+               {"id": 2, "address": None, "parties": [], "tags": None},
+               {"id": 3.5, "address": {"city": None, "geo": {}}, "parties": [{"name": "B", "role": "E"}]}]
+    got = {f.path: (f.type_text, f.present) for f in field_paths(records, {("id",), ("parties",)})}
+    assert got == {"id": ("integer, number", 3), "address": ("object, null", 2), "address.city": ("string, null", 1),
+                   "address.geo": ("object", 1), "parties[]": ("array", 3), "parties[].name": ("string, null", 2),
+                   "parties[].role": ("string", 1), "tags[]": ("array of string|integer, null", 1),
+                   '"first name"': ("string", 1)}
+    assert [f.path for f in field_paths(records, {("id",), ("parties",)}) if f.read] == ["id", "parties[]"]
