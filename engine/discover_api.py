@@ -22,7 +22,8 @@ from engine.errors import SourceError, UsageError
 from engine.sources.api import ApiExtractor, UnreadPaths, read_paths
 
 STOP = {"login_failed", "dns", "unreachable", "timeout", "tls_certificate"}
-"""Causes that every endpoint would fail with alike: the listing stops at the first."""
+"""Causes that every endpoint would fail with alike: the listing stops at the first (as it stops
+at an error that the retries did not overcome: 5xx, 429, no answer)."""
 TYPES = ["string", "integer", "number", "boolean", "object", "array", "null"]
 """JSON types as JSON Schema names them (integer apart from number), in the order they are shown."""
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -32,7 +33,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class FieldPath:
     path: str                       # as an expression reads it: address.city, parties[], parties[].name
     names: tuple[str, ...]          # the keys up to the first list: ('address', 'city'), ('parties',)
-    types: list[str] = field(default_factory=list)        # JSON types seen, in the order first seen
+    types: list[str] = field(default_factory=list)        # JSON types seen, in the order of TYPES
     item_types: list[str] = field(default_factory=list)   # a list's items that are not objects
     present: int = 0                # records with a value here (not null, not absent)
     read: bool = False              # the mapping reads this path
@@ -100,6 +101,12 @@ def sample_endpoint(extractor: ApiExtractor, entity: EntityMapping, limit: int) 
     unread.see(records)
     return EndpointSample(entity, records, field_paths(records, read_paths(entity)),
                           unread.missing() if records else [], pages)
+
+
+def stops_all(error: SourceError) -> bool:
+    """Whether the other endpoints would fail alike (refused credentials, no answer, an API that
+    keeps failing), so that reading them is no use."""
+    return error.cause in STOP or error.retriable
 
 
 def failed_endpoint(entity: EntityMapping, error: SourceError) -> EndpointSample:

@@ -68,9 +68,10 @@ def main(args) -> int:
 
 def _discover_api(args, tenant) -> int:
     """The endpoints the mapping reads: the first page of each (its fields), or the first records of
-    one. Credentials refused, a secret not set, no answer: stop at once, as a run stops. Another
-    failure of one endpoint (404, not JSON, a record_selector that selects no list) is shown in its
-    place and the others are read; the command then stops with that error (exit 4)."""
+    one. Credentials refused, a secret not set, no answer, an API that keeps failing: stop at once,
+    as a run stops. Another failure of one endpoint (404, not JSON, a record_selector that selects
+    no list) is shown in its place and the others are read; the command then stops with that error
+    (exit 4)."""
     from engine import discover_api as d
     from engine.redact import redact
 
@@ -83,7 +84,7 @@ def _discover_api(args, tenant) -> int:
             try:
                 samples.append(d.sample_endpoint(extractor, entity, args.rows if picked else 1))
             except SourceError as exc:
-                if exc.cause in d.STOP or picked:
+                if picked or d.stops_all(exc):
                     raise
                 samples.append(d.failed_endpoint(entity, exc))
     finally:
