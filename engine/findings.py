@@ -42,6 +42,10 @@ CATALOGUE: dict[str, tuple[str, bool, str]] = {
     "partnership_not_merged": ("warning", False, "the merged user's external_id is another ERP record's: make the keys unique in the ERP"),
     "phone_invalid": ("warning", False, "correct the phone number in the ERP (German or international format)"),
     "phone_shared": ("warning", False, "give each person their own phone number"),
+    # code tables
+    "code_not_in_table": ("warning", False, "if the code is valid, add it to the tenant's code table override "
+                          "(overrides.code_tables, docs/config.md); else correct it in the ERP. Until then the "
+                          "field takes the table's default, which the message names"),
     # the import API's record rules
     "name_truncated": ("warning", False, "shorten the field in the ERP to the portal's limit, which the message names"),
     "name_too_long": ("error", True, "shorten the field in the ERP to the portal's limit, which the message names"),

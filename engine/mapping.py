@@ -16,6 +16,7 @@ from engine import contract
 from engine.config.model import EntityMapping
 from engine.filters import compile_filter, describe
 from engine.findings import Finding
+from engine.unknown_codes import UnknownCodes, carriers, code_column
 
 
 class Rec(NamedTuple):
@@ -57,6 +58,9 @@ class EntityData:
     """external_id -> the record's row packed as the plan compares it (engine.current.pack_rows),
     made by normalize_entity where a run compares with a packed portal; code that changes a
     record's data afterwards (dedup) removes its entry."""
+    unknown_codes: UnknownCodes | None = None
+    """The records whose fields met a code that their code table does not hold (Mapper);
+    unknown_code_findings reports them once the entity's records are settled."""
 
     def settle_duplicates(self) -> None:
         """An external_id both sent (a record) and excluded (another row with the same key,
@@ -101,8 +105,13 @@ class Mapper:
         self.mapping, self.out, self.findings = mapping, out, findings
         gate_fields, self._gate = gate if gate else ((), None)
         names = [f for f in contract.fields(mapping.name) if f in mapping.fields and f != "external_id"]
-        self._early = [(n, mapping.fields[n].bind(columns)) for n in names if n in gate_fields]
-        self._getters = [(n, mapping.fields[n].bind(columns)) for n in names if n not in gate_fields]
+        if out.unknown_codes is None:
+            out.unknown_codes = UnknownCodes(out.entity)
+        self._notes: list[tuple[str, str, Any]] = []     # (field, code table, code): map_values' misses
+        noted = {n: _noter(self._notes, n) for n in names if mapping.fields[n].notes_codes}
+        self._early = [(n, mapping.fields[n].bind(columns, noted.get(n))) for n in names if n in gate_fields]
+        self._getters = [(n, mapping.fields[n].bind(columns, noted.get(n))) for n in names if n not in gate_fields]
+        self._raw = {n: code_column(mapping.fields[n], columns) for n in noted}
         self._unmapped = {n: None for n in contract.fields(mapping.name) if n not in mapping.fields}
         self._defaults = list(_defaults(mapping.name).items())
         self._id = mapping.fields["external_id"].bind(columns)
@@ -111,7 +120,9 @@ class Mapper:
                           _field_getter(rule.field, columns) if rule.field else None)
                          for rule in mapping.filters]
         self._key = _key_getter(mapping.key, columns)
-        self._columns = None if columns is None else _ColumnBindings(mapping, columns, names, gate_fields)
+        self._columns = None if columns is None else \
+            _ColumnBindings(mapping, columns, names, gate_fields, self._notes, noted,
+                            {n: get for n, get in self._early + self._getters if n in noted}, self._raw)
         self._source_columns = columns
 
     def map_rows(self, rows: Sequence[Any]) -> None:
@@ -162,6 +173,8 @@ class Mapper:
         id_of, key_of, contract_of = self._id, self._key, self._contract
         filters = self._filters
         one_filter = filters[0][1] if len(filters) == 1 else None
+        notes = self._notes
+        notes.clear()
         out.extracted += len(rows)
         for row in rows:
             external_id = id_of(row)
@@ -178,6 +191,8 @@ class Mapper:
                     data[name] = get(row)
                 reason = gate(data)
                 if reason is not None:
+                    if notes:
+                        notes.clear()
                     self._gated(external_id, key_of(row), reason, data if early else None)
                     continue
             for name, get in getters:
@@ -187,15 +202,29 @@ class Mapper:
             for name, default in defaults:
                 if data[name] is None:
                     data[name] = default
+            if notes:                                   # a code that a code table does not hold
+                self._note_codes(row, external_id, key_of(row), data)
             if external_id in records:
                 self._duplicate(external_id, key_of(row), data)
                 continue
             records[external_id] = Rec(key_of(row), data, contract_of(row) if contract_of else None)
 
+    def _note_codes(self, row: Any, external_id: str, key: str, data: dict[str, Any]) -> None:
+        """The codes this row's fields met that their code tables do not hold (self._notes)."""
+        note, notes = self.out.unknown_codes.note, self._notes
+        for name, table, code in notes:
+            label, raw_of = self._raw[name]
+            note(name, label, table, code, code if raw_of is None else raw_of(row), data[name], external_id, key)
+        notes.clear()
+
     def _take(self, rows: Sequence[Any], b: "_Batch") -> None:
         """Record what a batch evaluated column by column gives, exactly as _map_each would."""
         out, records = self.out, self.out.records
         out.extracted += len(rows)
+        if b.misses:
+            note = out.unknown_codes.note
+            for miss in b.misses:
+                note(*miss)
         ids, keys, kept_ids = b.ids, b.keys, b.kept_ids
         if records.keys().isdisjoint(kept_ids) and len(set(kept_ids)) == len(kept_ids):
             if not self._exclude_at_once(rows, b):
@@ -346,6 +375,17 @@ def kept_values(halves: Iterable[tuple[Sequence[Any], "_Gated | None"]], name: s
     return set(dict(zip(reversed(ids), reversed(values))).values())     # the first of each id wins
 
 
+def _noter(notes: list, name: str) -> Callable[[str, Any], None]:
+    """Expr.bind's `note` for field `name`: appends (name, table, code) to `notes`."""
+    return lambda table, code: notes.append((name, table, code))
+
+
+def unknown_code_findings(data: EntityData) -> list[Finding]:
+    """The codes the entity's records met that their code tables do not hold, one finding per
+    field and code (engine.unknown_codes), counting the records the entity keeps."""
+    return data.unknown_codes.findings(data.records) if data.unknown_codes is not None else []
+
+
 def _as_text(value: Any) -> str:
     if value.__class__ is str:
         return value
@@ -391,6 +431,7 @@ class _Batch(NamedTuple):
     kept_keys: Sequence[str]
     datas: list[dict[str, Any]]     # their records
     contracts: Sequence[Any]
+    misses: list                    # UnknownCodes.note's arguments, per kept row and code a code table lacks
 
 
 class _Gated(NamedTuple):
@@ -405,6 +446,7 @@ class _Gated(NamedTuple):
     sub: list                       # the kept rows' columns
     pick: Callable                  # a column's values -> the kept rows' values
     computed: dict[str, Sequence]   # field -> its values over the kept rows, computed already
+    noted: set[str]                 # fields that met a code their code table does not hold
 
 
 class _ColumnBindings:
@@ -412,15 +454,21 @@ class _ColumnBindings:
     field is computed for the whole batch in a few C-level passes; a record dict is built only
     for the rows that pass the filters and the gate."""
 
-    def __init__(self, mapping: EntityMapping, columns: Sequence[str], names: list[str], gate_fields: Sequence[str]):
+    def __init__(self, mapping: EntityMapping, columns: Sequence[str], names: list[str], gate_fields: Sequence[str],
+                 notes: list, noted: dict[str, Callable], by_row: dict[str, Callable],
+                 raw: dict[str, tuple[str, Callable | None]]):
+        """`notes`: where the fields in `noted` (field -> its Expr.bind note) put the codes their
+        code tables do not hold; `by_row`: those fields bound row by row with the same note,
+        `raw` their column (Mapper._raw), to find the rows that carry such a code."""
         from engine.filters import compile_filter_columns
         fields = mapping.fields
-        self.early = [(n, fields[n].bind_columns(columns)) for n in names if n in gate_fields]
-        self.getters = [(n, fields[n].bind_columns(columns)) for n in names if n not in gate_fields]
+        self.notes, self.by_row, self.raw = notes, by_row, raw
+        self.early = [(n, fields[n].bind_columns(columns, noted.get(n))) for n in names if n in gate_fields]
+        self.getters = [(n, fields[n].bind_columns(columns, noted.get(n))) for n in names if n not in gate_fields]
         unmapped = [n for n in contract.fields(mapping.name) if n not in fields]
         self.names = ("external_id", *(n for n, _ in self.early), *(n for n, _ in self.getters), *unmapped)
         self.unmapped = len(unmapped)
-        position = {n: k for k, n in enumerate(self.names)}
+        self.position = position = {n: k for k, n in enumerate(self.names)}
         self._defaults_by_name = _defaults(mapping.name)
         self.defaults = [(position[n], default) for n, default in self._defaults_by_name.items()]
         self.id = fields["external_id"].bind_columns(columns)
@@ -437,6 +485,7 @@ class _ColumnBindings:
         """The first half of `evaluate`: which rows are filtered out, lack a key, are stopped by
         the gate or kept, and the `wanted` fields of the kept rows (computed once: `rest` uses them)."""
         n = len(rows)
+        self.notes.clear()                      # what a failed evaluation left
         cols = list(zip(*rows))
         ids = self.id(cols, n)
         if not set(map(type, ids)) <= _TEXT_OR_NULL:
@@ -468,11 +517,13 @@ class _ColumnBindings:
             pick = itemgetter(*kept) if m > 1 else lambda values: [values[i] for i in kept]
             sub = [pick(c) for c in cols]
         computed = {name: self._default(name, get(sub, m)) for name, get in self.getters if name in wanted}
-        return _Gated(ids, keys, filtered, unkeyed, gated, early, kept, sub, pick, computed)
+        noted = self._drain()
+        return _Gated(ids, keys, filtered, unkeyed, gated, early, kept, sub, pick, computed, noted)
 
     def rest(self, g: _Gated) -> _Batch:
         """The second half of `evaluate`: the records of the kept rows."""
         m, sub, pick, computed = len(g.kept), g.sub, g.pick, g.computed
+        self.notes.clear()                      # first() of another batch may have run since g's
         kept_ids = pick(g.ids)
         values = [kept_ids, *(pick(g.early[name]) for name, _ in self.early),
                   *(computed[name] if name in computed else get(sub, m) for name, get in self.getters)]
@@ -484,8 +535,30 @@ class _ColumnBindings:
         rows_of_values = zip(*values, *[repeat(None)] * self.unmapped)
         datas = list(map(dict, map(zip, repeat(self.names), rows_of_values)))
         contracts = self.contract(sub, m) if self.contract is not None else [None] * m
-        return _Batch(g.ids, g.keys, g.filtered, g.unkeyed, g.gated, g.early, g.kept, kept_ids, pick(g.keys), datas,
-                      contracts)
+        kept_keys = pick(g.keys)
+        noted = g.noted | self._drain()
+        misses = self._misses(noted, sub, m, values, kept_ids, kept_keys) if noted else []
+        return _Batch(g.ids, g.keys, g.filtered, g.unkeyed, g.gated, g.early, g.kept, kept_ids, kept_keys, datas,
+                      contracts, misses)
+
+    def _drain(self) -> set[str]:
+        """The fields whose evaluation since the last call met a code missing from a code table."""
+        if not self.notes:
+            return set()
+        noted = {name for name, _, _ in self.notes}
+        self.notes.clear()
+        return noted
+
+    def _misses(self, noted: set[str], sub: list, m: int, values: list, kept_ids: Sequence[str],
+                kept_keys: Sequence[str]) -> list[tuple]:
+        """Which kept rows carry the codes missing from the code tables of the `noted` fields, as
+        Mapper._note_codes notes them (only in a batch where a code was missing)."""
+        rows = list(zip(*sub)) if sub else [()] * m
+        misses: list[tuple] = []
+        for name in sorted(noted, key=self.position.__getitem__):
+            misses.extend(carriers(name, self.by_row[name], self.raw[name], self.notes, rows,
+                                   values[self.position[name]], kept_ids, kept_keys))
+        return misses
 
     def _default(self, name: str, values: Sequence[Any]) -> Sequence[Any]:
         """A field's values as the record gets them: null where the spec has a default is the default."""

@@ -46,7 +46,7 @@ from typing import BinaryIO, Sequence
 from engine._pipe import encode, end_child, pipe, receive, send
 from engine.errors import SourceError
 from engine.findings import Finding
-from engine.mapping import EntityData, Rec, as_recs
+from engine.mapping import EntityData, Rec, as_recs, unknown_code_findings
 from engine.normalize import CHUNK, normalize_entity
 from engine.progress import Progress
 
@@ -304,6 +304,7 @@ def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> Non
             if gate is not None and not _gate_afterwards(users, gate, gated, late.rows_before):
                 users, findings = extract("users", ((), gate))  # where the order of rows matters: gate while mapping
             else:                                         # the ones the gate stopped while mapping come after
+                findings.extend(unknown_code_findings(users))     # counted over the persons the gate kept
                 for external_id, key, reason, _ in users.gated:
                     gated[0].append(external_id)
                     gated[1].append(key)

@@ -25,7 +25,7 @@ from engine._stop import whole
 from engine.current import CurrentState, reader_command
 from engine.dedup import dedup_emails, dedup_phones, settle_restored_partners
 from engine.findings import Finding
-from engine.mapping import EntityData, Mapper, kept_values
+from engine.mapping import EntityData, Mapper, kept_values, unknown_code_findings
 from engine.normalize import PARTNERS, LastSent, keep_last_sent, normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
 from engine.progress import Progress
@@ -103,7 +103,8 @@ def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: 
             batch_mapper.second_half(halves)
             progress.stage("mapped", out.extracted, rows_read)
     out.settle_duplicates()
-    if not keep_gated:
+    if not keep_gated:                  # else the caller reports both once the gate is settled
+        findings.extend(unknown_code_findings(out))
         gated_findings(tenant, out, run_date, findings)
     progress.finish(f"({sum(out.filtered.values()):,} filtered)")
     return out
@@ -411,6 +412,7 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
         if not gates:                   # not known before the contracts' records were made
             send_gate(occupied_users(data["occupancies"]))
         gate = gates[0]
+        found["occupancies"].extend(unknown_code_findings(data["occupancies"]))
         gated_findings(tenant, data["occupancies"], run_date, found["occupancies"])
         others = worker.others(progress)
         normalised: dict[str, list[Finding]] = {}          # entity -> normalize_entity's findings, where done

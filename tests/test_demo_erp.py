@@ -303,6 +303,11 @@ def test_vacancies_owners_tenants_and_persons(demo):
     assert all(re.search("[äöüÄÖÜßÇçıİşŞ]", f"{person[p][3]} {person[p][4]}")
                for p in manifest.keys("umlaut_names", "adressnr"))
     assert {"Herr", "Frau", "Herrn Dr.", "Firma", "Eheleute", "Fam."} <= {row[1] for row in person.values()}
+    salutations = {str(code).strip().lower() for code in MAPPING["code_tables"]["salutations"]["values"]}
+    assert {p for p, row in person.items() if (row[1] or "").strip() and row[1].strip().lower() not in salutations} \
+        == set(manifest.keys("salutation_not_in_table", "adressnr"))
+    assert all(person[p][1] == case["raw"] for case in manifest.cases["salutation_not_in_table"]
+               for p in case["adressnr"])
 
 
 def test_size_m_has_realistic_shares(tmp_path):

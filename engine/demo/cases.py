@@ -200,7 +200,9 @@ class Showcase:
         # notice given: the tenant moves out after the reference date, the successor moves in the day after
         leaving = REF + dt.timedelta(days=20)
         old = b.contract(cu[15], "M", D(2018, 4, 1), leaving, [tenant("Monika", "Brandt", "monika.brandt@gmx.net")])
-        new = b.contract(cu[15], "M", leaving + _DAY, None, [tenant("Felix", "Wagner", "felix.wagner@web.de", "Herr")])
+        felix = tenant("Felix", "Wagner", "felix.wagner@web.de", "Herr Dipl.-Ing.")       # a salutation no table knows
+        new = b.contract(cu[15], "M", leaving + _DAY, None, [felix])
+        m.add("salutation_not_in_table", adressnr=[felix], field="anrede", raw="Herr Dipl.-Ing.")
         m.add("tenant_change", einheitid=[cu[15]], vertragnr=[old, new])
         child = tenant("Julia", "Schubert", "familie.schubert@t-online.de")
         b.contract(cu[10], "M", D(2020, 2, 1), None, [child])

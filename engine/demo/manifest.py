@@ -33,6 +33,7 @@ CODES: tuple[str, ...] = (
     "party_unknown_person",
     # persons
     "umlaut_names", "name_over_70", "company_person", "couple_as_one_address", "person_without_contract",
+    "salutation_not_in_table",
 )
 
 

@@ -16,15 +16,16 @@ projections, comparisons) run the row function over the batch's rows.
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 
 from jmespath.functions import Functions
 
 from engine._table import ValueTable
-from engine.expr._compile import Compiler
+from engine.expr._compile import Compiler, Note
 from engine.expr.functions import (FUNCTIONS, Lookup, _date_from_text, as_text, concat, lower, map_values,
-                                   to_date, trim, upper)
+                                   map_values_noting, to_date, trim, upper)
 
 Columns = Sequence[Sequence[Any]]
 ColumnFunction = Callable[[Columns, int], Sequence[Any]]
@@ -37,7 +38,7 @@ _WHOLE_NUMBERS = {int}
 # Value types that may share a cache entry only with equal values of the same type and give the
 # same result for equal values (not float or Decimal: 1.0 == 1, and Decimal('1.0') reads '1.0';
 # not bool: True == 1).
-_MEMO_TYPES = frozenset({str, int, _NONE, dt.date})
+MEMO_TYPES = frozenset({str, int, _NONE, dt.date})
 # Results that rows may share: immutable values only (a list must stay each row's own).
 _SHARED_RESULTS = frozenset({str, int, float, bool, _NONE, Decimal, dt.date, dt.datetime})
 _MEMO_MIN_ROWS = 32
@@ -54,9 +55,9 @@ def map_memo(fn: Callable[[Any], Any], values: Sequence[Any], *, costly: bool = 
     if n < _MEMO_MIN_ROWS:
         return None
     probe = values[:_PROBE]
-    if not set(map(type, probe)) <= _MEMO_TYPES or (not costly and len(set(probe)) > share * len(probe)):
+    if not set(map(type, probe)) <= MEMO_TYPES or (not costly and len(set(probe)) > share * len(probe)):
         return None                                 # the first values are mostly distinct
-    if not set(map(type, values)) <= _MEMO_TYPES:
+    if not set(map(type, values)) <= MEMO_TYPES:
         return None
     distinct = set(values)
     if len(distinct) > share * n:
@@ -137,13 +138,18 @@ COLUMN_VERSIONS: dict[str, Callable[..., Sequence[Any]]] = {
 }
 
 
+def _translate_noting(value: Any, lookup: Lookup, tell: Callable[[Any], None]) -> Any:
+    return map_values_noting(value, lookup, tell)
+
+
 class ColumnCompiler:
     """Compiles an AST into a ColumnFunction; nodes without a column form use `rows`' compiler."""
 
-    def __init__(self, functions: Functions, positions: Mapping[str, int]):
+    def __init__(self, functions: Functions, positions: Mapping[str, int], note: Note | None = None):
         self.functions = functions
         self.positions = positions
-        self.rows = Compiler(functions, positions)      # raises NeedsRecord where a row needs a dict
+        self.note = note
+        self.rows = Compiler(functions, positions, note)   # raises NeedsRecord where a row needs a dict
         self.lookups: Mapping[str, Lookup] = getattr(functions, "lookups", {})
 
     def compile(self, node: dict) -> ColumnFunction:
@@ -172,6 +178,8 @@ class ColumnCompiler:
 
             def translate(value):
                 return map_values(value, lookup)
+            if isinstance(table, str) and self.note is not None:     # with map_memo: told once per distinct code
+                translate = partial(_translate_noting, lookup=lookup, tell=partial(self.note, table))  # noqa: F811
 
             def map_column(cols, n):
                 values = value_of(cols, n)

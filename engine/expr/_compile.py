@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import operator
 from numbers import Number
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from jmespath.functions import Functions
 from jmespath.visitor import Options, TreeInterpreter, _Expression
 
-from engine.expr.functions import FUNCTIONS, Lookup, map_values
+from engine.expr.functions import FUNCTIONS, Lookup, map_values, map_values_noting
 
 Compiled = Callable[[Any], Any]
+Note = Callable[[str, Any], None]
+"""note(table, code): map_values met a code that the named code table does not hold."""
 
 
 class NeedsRecord(Exception):
@@ -61,10 +64,12 @@ _ORDER = {"lt": operator.lt, "gt": operator.gt, "lte": operator.le, "gte": opera
 
 
 class Compiler:
-    def __init__(self, functions: Functions, positions: Mapping[str, int] | None = None):
+    def __init__(self, functions: Functions, positions: Mapping[str, int] | None = None, note: Note | None = None):
         """positions: column name (as the expression spells it) -> index in the row tuple;
-        None: the compiled function reads dict records."""
+        None: the compiled function reads dict records. `note`: told each code that a named
+        code table does not hold (map_values_noting)."""
         self.functions = functions
+        self.note = note
         self.lookups: Mapping[str, Lookup] = getattr(functions, "lookups", {})
         self.interpreter = TreeInterpreter(Options(custom_functions=functions))
         self.positions = positions
@@ -149,6 +154,9 @@ class Compiler:
             table = children[1]["value"]
             lookup = self.lookups[table] if isinstance(table, str) else Lookup.of(table)
             value_of = args[0]
+            if isinstance(table, str) and self.note is not None:
+                tell = partial(self.note, table)
+                return lambda value: map_values_noting(value_of(value), lookup, tell)
             return lambda value: map_values(value_of(value), lookup)
         if name in FUNCTIONS:
             impl = FUNCTIONS[name].impl

@@ -19,7 +19,7 @@ from jmespath.lexer import Lexer
 from jmespath.parser import Parser
 
 from engine.expr._columns import SELF_MEMO, ColumnCompiler, map_memo
-from engine.expr._compile import Compiler, NeedsRecord
+from engine.expr._compile import Compiler, NeedsRecord, Note
 from engine.expr.functions import BUILTIN_NAMES, FUNCTIONS, make_functions
 
 Row = Sequence[Any]
@@ -46,7 +46,7 @@ class Expr:
     _ast: dict = field(repr=False, compare=False, hash=False)
     _functions: Any = field(repr=False, compare=False, hash=False)
 
-    def bind(self, columns: Sequence[str] | None) -> Callable[[Any], Any]:
+    def bind(self, columns: Sequence[str] | None, note: Note | None = None) -> Callable[[Any], Any]:
         """A function of one row: a tuple in `columns` order, or (columns None) a dict record.
 
         Column names match the expression's names exactly or, failing that, case-insensitively
@@ -58,18 +58,31 @@ class Expr:
         jmespath.exceptions.JMESPathTypeError from a built-in given the wrong type (join over
         an array with a null), a TypeError for '<' between text and a number. The engine's own
         functions never raise on unexpected values; they give null.
+
+        `note(table, code)` is told each code that map_values meets and that the named code
+        table does not hold (not null or blank text), as the row is read (engine.mapping).
         """
+        note = note if self.notes_codes else None
         if columns is None:
-            return self._for_records
+            return self._for_records if note is None else Compiler(self._functions, note=note).compile(self._ast)
         positions = self._positions(list(columns))
         if self.columns is not None:
             try:
-                return Compiler(self._functions, positions).compile(self._ast)
+                return Compiler(self._functions, positions, note).compile(self._ast)
             except NeedsRecord:
                 pass
-        return self._via_record(list(columns), positions)
+        return self._via_record(list(columns), positions, note)
 
-    def bind_columns(self, columns: Sequence[str]) -> Callable[[Sequence[Sequence[Any]], int], Sequence[Any]]:
+    @property
+    def notes_codes(self) -> bool:
+        """Whether the expression translates through a named code table (`note` of bind)."""
+        return "map_values" in self.functions and any(
+            n["type"] == "function_expression" and n["value"] == "map_values"
+            and n["children"][1]["type"] == "literal" and isinstance(n["children"][1]["value"], str)
+            for n in _nodes(self._ast))
+
+    def bind_columns(self, columns: Sequence[str], note: Note | None = None
+                     ) -> Callable[[Sequence[Sequence[Any]], int], Sequence[Any]]:
         """A function of a whole batch: `evaluate(cols, n)` with one sequence per column (in
         `columns` order, e.g. `list(zip(*rows))`), each of length n; it returns a sequence of n
         values, each the value `bind(columns)` gives for that row (see engine.expr._columns).
@@ -77,9 +90,14 @@ class Expr:
         An expression of one column that calls functions is computed once per distinct value
         when the column's values repeat. If the column-wise evaluation raises, the batch is
         evaluated row by row, so that what is raised is what the row binding raises.
+
+        `note` as for bind, told at least once for each code missing from a code table in the
+        batch, and, where the values repeat, about once per distinct code: which rows carry it
+        is for the caller to find, only where a code is missing (engine.mapping).
         """
         columns = list(columns)
-        row = self.bind(columns)                 # checks the names; the fallback
+        note = note if self.notes_codes else None
+        row = self.bind(columns, note)           # checks the names; the fallback
 
         def by_row(cols: Sequence[Sequence[Any]], n: int) -> list:
             return list(map(row, zip(*cols)))
@@ -87,14 +105,14 @@ class Expr:
             return by_row
         positions = self._positions(columns)
         try:
-            direct = ColumnCompiler(self._functions, positions).compile(self._ast)
+            direct = ColumnCompiler(self._functions, positions, note).compile(self._ast)
         except NeedsRecord:
             return by_row
         one = None
         if len(self.columns) == 1 and self.functions and not _memoised_by_column(self._ast):
             (name,) = self.columns
             position = positions[name]
-            single = Compiler(self._functions, {name: 0}).compile(self._ast)
+            single = Compiler(self._functions, {name: 0}, note).compile(self._ast)
             one = lambda value: single((value,))  # noqa: E731
 
         def evaluate(cols: Sequence[Sequence[Any]], n: int) -> Sequence[Any]:
@@ -150,13 +168,14 @@ class Expr:
                                 _name_column(self.source, name), self.source)
         return positions
 
-    def _via_record(self, columns: list[str], positions: dict[str, int]) -> Callable[[Row], Any]:
+    def _via_record(self, columns: list[str], positions: dict[str, int], note: Note | None = None
+                    ) -> Callable[[Row], Any]:
         # '@' or '*' at the top: one dict per row, keyed by the query's names plus the names the
         # expression spells differently; then the dict-record function.
         keys = columns + [name for name in positions if name not in columns]
         indexes = list(range(len(columns))) + [positions[n] for n in keys[len(columns):]]
         pick = operator.itemgetter(*indexes) if len(indexes) > 1 else (lambda row: (row[indexes[0]],))
-        evaluate = self._for_records
+        evaluate = self._for_records if note is None else Compiler(self._functions, note=note).compile(self._ast)
         return lambda row: evaluate(dict(zip(keys, pick(row))))
 
 

@@ -180,6 +180,24 @@ def map_values(value: Any, table: Lookup | Mapping[str, Any]) -> Any:
     return table.values.get(key, table.default)
 
 
+_MISSING = object()
+
+
+def map_values_noting(value: Any, table: Lookup, note: Callable[[Any], None]) -> Any:
+    """map_values that calls note(value) for a code the table does not hold: the engine then
+    reports the code (engine.unknown_codes). Null and blank text are no unknown codes: that
+    the table's default stands for them is intended."""
+    key = table_key(value)
+    if key is None:
+        return table.default
+    found = table.values.get(key, _MISSING)
+    if found is _MISSING:
+        if key:
+            note(value)
+        return table.default
+    return found
+
+
 _TYPE_CODES = {"1": "apartment", "3": "parking"}
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in [
@@ -236,7 +254,9 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
              "Translates a code through a table: the name of one of the mapping's code tables in "
              "quotes, or an object literal. Keys are compared as trimmed, lower-cased text; a code "
              "that is not in the table, and null, give the table's default (an object literal's "
-             "default is null).",
+             "default is null). A run reports each code that a named code table does not hold "
+             "(finding code_not_in_table: the field, the code, the value it became, how many "
+             "records carry it); null and blank text are not reported, the default is meant for them.",
              (((1, _TYPE_CODES), "apartment"), ((" 3 ", _TYPE_CODES), "parking"),
               ((9, _TYPE_CODES), None), (("E", {"E": "owner", "M": "tenant"}), "owner"))),
     Function("truncate", truncate, (2, 2),

@@ -82,6 +82,38 @@ def test_api_and_sql_give_the_same_portal(erp, tmp_path, monkeypatch):
     assert sql_result.summary["source_retries"] is None, "an SQL source retries nothing"
 
 
+def test_codes_missing_from_code_tables_are_reported_alike_from_the_api(erp, tmp_path, monkeypatch):
+    """Records read from JSON, mapped row by row, give the same code_not_in_table findings as
+    the SQL rows mapped column by column: the same records, counts and example keys (the
+    field's name is the API's: typeCode, salutation)."""
+    import sqlite3
+    altered = tmp_path / "erp.sqlite"
+    shutil.copyfile(erp, altered)
+    con = sqlite3.connect(altered)
+    with con:
+        con.execute("UPDATE einheit SET typcode = 6 WHERE typcode IN (4, 5) OR einheitid % 13 = 0")
+        con.execute("UPDATE adresse SET anrede = 'Eheleute Dr.' WHERE anrede IN ('Eheleute', 'Familie')")
+    con.close()
+    monkeypatch.setenv("CC_KEY", KEY)
+    sql = _tenant(tmp_path, "via-sql", {"type": "sql", "url": f"sqlite:///{altered}"}, "domus-sql", "Mandant")
+    with CloudConnect(str(altered), KEY) as cc:
+        api = _tenant(tmp_path, "via-api", {"type": "api", "base_url": cc.url, "page_size": 50,
+                                            "auth": {"type": "api_key", "header": "X-API-Key", "key": "${env:CC_KEY}"}},
+                      "domus-api", "client")
+        api_result = _sync(api, tmp_path)[0]
+    sql_result = _sync(sql, tmp_path)[0]
+
+    def unknown(result):
+        return [(f.entity, f.key, f.field, f.message.split(" ", 1)[1]) for f in result.findings
+                if f.code == "code_not_in_table"]
+    assert [(entity, name, message.split(" is ")[0]) for entity, _, name, message in unknown(sql_result)] == [
+        ("units", "type", "6"), ("users", "salutation", "'Eheleute Dr.'"),
+        ("users", "salutation", "'Herr Dipl.-Ing.'")]                  # the last: the demo's own
+    assert all(", ...)" in message for *_, message in unknown(sql_result)[:2])   # more than three records each
+    assert unknown(api_result) == unknown(sql_result)
+    assert api_result.summary["findings"] == sql_result.summary["findings"]
+
+
 def test_a_name_no_api_record_has_is_warned_about_with_the_name_it_may_mean(erp, tmp_path, monkeypatch, caplog):
     """JSON does not fail on a misspelt or wrongly cased name as a query fails on an unknown
     column: it reads null in every record. The run says which name and what it may mean."""

@@ -52,6 +52,7 @@ def test_the_demo_summary_counts_the_hard_cases(demo_dir, first_demo):
         "name_truncated": len(m.cases["name_over_70"]),
         "phone_invalid": len(m.cases["phone_garbage"]),
         "email_annotated": len(m.cases["email_annotated"]),
+        "code_not_in_table": len({case["raw"].strip().lower() for case in m.cases["salutation_not_in_table"]}),
     }
     assert {code: found.get(code, 0) for code in expected} == expected
     for code in ("email_invalid", "email_multiple", "email_shared", "partnership_merged",

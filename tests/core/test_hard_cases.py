@@ -476,6 +476,20 @@ def check_couple_as_one_address(run, inst) -> bool:
     return True
 
 
+def check_salutation_not_in_table(run, inst) -> bool:
+    (p,) = inst["adressnr"]
+    assert person(run, p)["anrede"] == inst["raw"]
+    user = run.portal["users"].get(str(p))
+    if user is None:
+        return False
+    assert user["salutation"] is None
+    [finding] = run.findings.of("users", p, "code_not_in_table")
+    assert finding.field == "salutation"
+    assert finding.message == (f"Anrede {inst['raw']!r} is not in the code table 'salutations': salutation became "
+                               f"null (1 record: {p})")
+    return True
+
+
 def check_person_without_contract(run, inst) -> bool:
     (p,) = inst["adressnr"]
     assert not run.ws.erp_rows("SELECT 1 FROM vertragpartner WHERE adressnr = ?", (p,))
@@ -523,6 +537,7 @@ CHECKS = {
     "company_person": check_company,
     "couple_as_one_address": check_couple_as_one_address,
     "person_without_contract": check_person_without_contract,
+    "salutation_not_in_table": check_salutation_not_in_table,
 }
 
 

@@ -149,9 +149,11 @@ def test_a_refused_field_names_the_mapping_that_makes_it_from_the_erp(ws):
     person = ws.add_person("Codefehler", "Carl")
     contract = ws.add_contract(unit, "X", "01.01.2026", None, [person])
     result = ws.run()
-    [invalid] = [f for f in result.findings if f.key == f"{contract}/{person}"]
+    [unknown, invalid] = [f for f in result.findings if f.key == f"{contract}/{person}"]
     assert (invalid.code, invalid.field) == ("invalid_record", "role")
     assert invalid.message.endswith("(role = map_values(Art, 'roles'))"), invalid.message
+    assert (unknown.code, unknown.field) == ("code_not_in_table", "role")         # what made it null
+    assert unknown.message.startswith("Art 'X' is not in the code table 'roles': role became null"), unknown.message
 
 
 def a_couple(portal) -> tuple[str, str, str]:

@@ -138,6 +138,41 @@ def test_a_rerun_is_the_same_with_the_second_process(ws, monkeypatch, spy):
     assert any(a == "update" for _, a, *_ in par["plan"])
 
 
+def test_codes_missing_from_code_tables_are_reported_alike(ws, monkeypatch, spy, tmp_path):
+    """Salutations, unit types and contract kinds that the code tables lack, spread over many
+    batches: the child's misses reach the run, counted over the same records as in the serial
+    path, also where the child mapped persons before the gate arrived (they are not counted:
+    the serial path never maps them), and with the same example keys where the contracts'
+    second halves are made in reverse order."""
+    import select
+    looked = []
+    look = parallel._LateGate._look
+
+    def late_look(self):                              # in the child: the gate is taken at the 4th look
+        looked.append(1)
+        if len(looked) < 4:
+            return
+        if len(looked) == 4 and not self._arrived:
+            (tmp_path / "waited").write_text(str(self.rows_before))
+            select.select([self._control], [], [], 30)
+        return look(self)
+    monkeypatch.setattr(parallel._LateGate, "_look", late_look)
+    ws.erp_execute("UPDATE adresse SET anrede = 'Eheleute Dr.' WHERE anrede IN ('Eheleute', 'Herrn Dr.')",
+                   "UPDATE adresse SET anrede = 'Herr Dipl.-Ing.' WHERE adressnr % 7 = 0 AND anrede = 'Herr'",
+                   "UPDATE einheit SET typcode = 6 WHERE typcode = 4 OR einheitid % 11 = 0",
+                   "UPDATE vertrag SET art = 'W' WHERE art = 'M' AND vertragnr % 5 = 0")
+    tenant = ws.tenant(source={"batch_size": 50})
+    serial, par = both_ways(ws, monkeypatch, tenant)
+    assert spy == [True]
+    assert par == serial
+    unknown = [(entity, field, message) for code, entity, _, message, field in par["findings"]
+               if code == "code_not_in_table"]
+    assert [(e, f) for e, f, _ in unknown] == [("units", "type"), ("occupancies", "role"), ("users", "salutation"),
+                                               ("users", "salutation")]
+    assert all("records: " in m and m.endswith(", ...)") for _, _, m in unknown), unknown
+    assert int((tmp_path / "waited").read_text()) > 0, "the child mapped persons before it took the gate"
+
+
 COLUMNS = "a.AdressNr, a.Anrede, a.Titel, a.Vorname, {last}, a.Email, a.Telefon, a.Mobil, a.Sprache"
 
 

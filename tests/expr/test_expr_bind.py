@@ -102,3 +102,34 @@ def test_an_expr_survives_pickling_for_worker_processes():
     assert copy == expr
     assert copy.evaluate({"Art": "E"}) == "owner"
     assert copy.bind(["ART"])(("x",)) == "other"
+
+
+@pytest.mark.parametrize("text", ["map_values(to_text(TypCode), 'unit_types')",      # one column: memoised
+                                  "map_values(coalesce(TypCode, Alt), 'unit_types')",   # two: column-wise
+                                  "[map_values(TypCode, 'unit_types')][0]"])            # row by row
+def test_a_code_the_code_table_lacks_is_told_in_every_binding_and_null_or_blank_is_not(text):
+    """`note(table, code)`: the codes map_values sends the table's default for, although the
+    table does not say so; row by row for each row, over a batch at least once per code (the
+    caller finds the rows). Null and blank text get the default as intended: not told."""
+    expr = compile_expression(text, code_tables=UNIT_TYPES)
+    assert expr.notes_codes
+    column = [1, 6, None, "  ", 6, 7, 1] * 10
+    told = []
+    note = lambda table, code: told.append((table, code))  # noqa: E731
+    values = expr.bind_columns(["TypCode", "Alt"], note)([column, [None] * 70], 70)
+    assert list(values) == ["apartment", "other", "other", "other", "other", "other", "apartment"] * 10
+    assert {(t, str(c)) for t, c in told} == {("unit_types", "6"), ("unit_types", "7")}
+    told.clear()
+    read = expr.bind(["TypCode", "Alt"], note)
+    assert [read((v, None)) for v in [1, 6, None, "  ", " 7 "]] == ["apartment", "other", "other", "other", "other"]
+    assert [(t, str(c)) for t, c in told] == [("unit_types", "6"), ("unit_types", " 7 ")]
+    told.clear()
+    assert expr.bind(None, note)({"TypCode": 6}) == "other" and told == [("unit_types", 6) if "to_text" not in text
+                                                                        else ("unit_types", "6")]
+
+
+def test_a_table_written_in_the_expression_has_no_name_to_report():
+    expr = compile_expression("map_values(Art, `{\"E\": \"owner\"}`)")
+    assert not expr.notes_codes
+    told = []
+    assert expr.bind(["Art"], lambda *a: told.append(a))(("X",)) is None and told == []
