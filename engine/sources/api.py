@@ -400,15 +400,18 @@ def _key_of(entity: EntityMapping, record: dict) -> str:
 
 
 def _once(records: list[dict], read: set[bytes], again: list[dict]) -> list[dict]:
-    """The records not read before (by a digest of their JSON in `read`); those that were go to `again`."""
-    fresh = []
+    """The records not read on an earlier page (by a digest of their JSON in `read`); those that
+    were go to `again`. A record twice within one page did not move between pages: it stays, and
+    is reported as the ERP's duplicate key, as an SQL source's would be."""
+    fresh, digests = [], []
     for record in records:
         digest = hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=16).digest()
         if digest in read:
             again.append(record)
         else:
-            read.add(digest)
+            digests.append(digest)
             fresh.append(record)
+    read.update(digests)
     return fresh
 
 
