@@ -74,16 +74,34 @@ def write_findings_xlsx(findings: list[Finding], path: Path, *, sheet_rows: int 
     book = Workbook(write_only=True)
     rows = [tuple(xlsx_text(cell) for cell in row(f)) for f in findings]
     per_sheet = sheet_rows - 1
-    for n, start in enumerate(range(0, max(len(rows), 1), per_sheet), 1):
-        _add_sheet(book, "findings" if n == 1 else f"findings {n}", COLUMNS, rows[start:start + per_sheet])
-    counts = []
-    for code, n in by_severity(count_by_code(findings)):
-        severity, _, fix = CATALOGUE.get(code, ("warning", False, "check the record in the ERP"))
-        counts.append((severity, code, n, fix))
-    _add_sheet(book, "per code", CODE_COLUMNS, counts)
     whole = io.BytesIO()        # then one write: a full disk fails that, not openpyxl's save halfway
-    book.save(whole)
+    try:
+        for n, start in enumerate(range(0, max(len(rows), 1), per_sheet), 1):
+            _add_sheet(book, "findings" if n == 1 else f"findings {n}", COLUMNS, rows[start:start + per_sheet])
+        counts = []
+        for code, n in by_severity(count_by_code(findings)):
+            severity, _, fix = CATALOGUE.get(code, ("warning", False, "check the record in the ERP"))
+            counts.append((severity, code, n, fix))
+        _add_sheet(book, "per code", CODE_COLUMNS, counts)
+        book.save(whole)
+    except BaseException:       # a stop (SIGTERM, Ctrl-C) or an error halfway: nothing to say at exit
+        _abandon(book)
+        raise
     write_whole(path, lambda fh: fh.write(whole.getbuffer()), binary=True)
+
+
+def _abandon(book) -> None:
+    """Close the row writers of a workbook left halfway. A write-only sheet writes through
+    generators into a temporary file; left open, each is closed when it is collected, after that
+    file is gone, and Python prints "Exception ignored ... I/O operation on closed file" with a
+    traceback on standard error below the message that says why the report was not written."""
+    import contextlib
+    for sheet in book.worksheets:
+        writer = getattr(sheet, "_writer", None)
+        for generator in (getattr(sheet, "_rows", None), getattr(writer, "xf", None)):
+            if generator is not None:
+                with contextlib.suppress(Exception):
+                    generator.close()
 
 
 def xlsx_text(cell: str) -> str | None:

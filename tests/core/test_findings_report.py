@@ -211,3 +211,37 @@ def test_a_refused_report_name_makes_no_folder(ws):
     code, _, err = ws.cli_json("plan", str(ws.tenant_file()), "--date", "2026-06-01", "--findings", "neu/x.xls")
     assert code == 2 and "not as .xls" in err
     assert not (ws.root / "neu").exists()
+
+
+INTERRUPTED_WORKBOOK = """
+import sys
+from pathlib import Path
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from engine.findings import Finding
+from engine.findings_report import write_findings_xlsx
+append, calls = WriteOnlyWorksheet.append, [0]
+def interrupted(self, row):                  # a SIGTERM or Ctrl-C lands between two rows
+    calls[0] += 1
+    if calls[0] == 500:
+        raise KeyboardInterrupt
+    return append(self, row)
+WriteOnlyWorksheet.append = interrupted
+findings = [Finding("phone_invalid", "users", str(1000000 + i), "'keine' is not a phone number", "phone")
+            for i in range(2000)]
+try:
+    write_findings_xlsx(findings, Path(sys.argv[1]))
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_a_workbook_stopped_halfway_leaves_no_traceback_on_standard_error(tmp_path):
+    """A stop while the workbook is laid out: its half-written sheets' row writers were closed at
+    exit after their temporary file, and Python printed 'Exception ignored ... I/O operation on
+    closed file' with a traceback below the message that says the report was not written."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_WORKBOOK, str(tmp_path / "r.xlsx")],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "interrupted\n", "")
+    assert not (tmp_path / "r.xlsx").exists()
