@@ -394,9 +394,10 @@ def _backoff(attempt: int) -> float:
 
 
 def _key_of(entity: EntityMapping, record: dict) -> str:
-    """The record's ERP key as findings name it: `key 100100`, `key 5000045/1000040`."""
-    from engine.expr import compile_expression
-    return "key " + "/".join(str(compile_expression(name).evaluate(record)) for name in entity.key)
+    """The record's ERP key as findings name it (the mapping's own key getter): `key 100100`,
+    `key 5000045/1000040`, an empty part as `(empty)`."""
+    from engine.mapping import _key_getter
+    return "key " + _key_getter(entity.key, None)(record)
 
 
 def _once(records: list[dict], read: set[bytes], again: list[dict]) -> list[dict]:
