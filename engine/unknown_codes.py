@@ -38,10 +38,8 @@ EXAMPLES = 3
 class _Code:
     """The records of one entity whose field met one code that its code table does not hold."""
     label: str                                          # what the field reads, e.g. 'TypCode'
-    ids: list = field(default_factory=list)             # per record noted: external_id, ERP key,
-    keys: list = field(default_factory=list)            # the code as the ERP holds it, the value sent
-    raws: list = field(default_factory=list)
-    sents: list = field(default_factory=list)
+    noted: list = field(default_factory=list)           # per record noted: (external_id, ERP key,
+                                                        # the code as the ERP holds it, the value sent)
 
 
 @dataclass
@@ -57,10 +55,7 @@ class UnknownCodes:
         entry = self.codes.get((name, table, table_key(code)))
         if entry is None:
             entry = self.codes[(name, table, table_key(code))] = _Code(label)
-        entry.ids.append(external_id)
-        entry.keys.append(key)
-        entry.raws.append(raw)
-        entry.sents.append(sent)
+        entry.noted.append((external_id, key, raw, sent))
 
     def findings(self, records: Mapping[str, Any]) -> list[Finding]:
         """One finding per field and code, counting the records among `records` (external_id ->
@@ -70,7 +65,7 @@ class UnknownCodes:
         for (name, table, code), entry in sorted(self.codes.items(),
                                                  key=lambda kv: (order.get(kv[0][0], len(order)), kv[0])):
             carried: dict[str, tuple[str, str, Any, Any]] = {}   # external_id -> (key, id, raw, sent): once
-            for external_id, key, raw, sent in zip(entry.ids, entry.keys, entry.raws, entry.sents):
+            for external_id, key, raw, sent in entry.noted:
                 rec = records.get(external_id)
                 if rec is not None and rec.key == key and external_id not in carried:
                     carried[external_id] = (key, external_id, raw, sent)
