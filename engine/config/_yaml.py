@@ -117,6 +117,9 @@ def load_document(path: Path, file: str | None = None) -> Document:
         doc.error = (dup.mark, dup.message, dup.path)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if opened := _open_quote(text, exc):
+            doc.error = (opened[0], "invalid YAML: " + opened[1], ())
+            return doc
         doc.error = (_mark(mark) if mark else Mark(1, 1),
                      "invalid YAML: " + (_deeper_key(text, mark) or _tab(text, mark) or _explain(exc)), ())
     except yaml.YAMLError as exc:
@@ -133,6 +136,33 @@ _YAML_PROBLEMS = (
     ("found undefined alias", "an undefined alias (*name)"),
     ("found unexpected end of stream", "the file ends inside a quoted value (is a closing quote missing?)"),
 )
+
+
+def _open_quote(text: str, exc: yaml.MarkedYAMLError) -> tuple[Mark, str] | None:
+    """For a quote that is never closed: where it opens, which is where the fix goes. PyYAML
+    points at the end of the file, or, when a later value is quoted, at the line after that
+    value's first quote, which closed the open one: a line that has nothing wrong with it."""
+    if exc.context == "while scanning a quoted scalar" and exc.context_mark is not None \
+            and (exc.problem or "").startswith("found unexpected end of stream"):
+        return (_mark(exc.context_mark), "this quoted value has no closing quote: the file ends inside it; "
+                                         "add the closing quote")
+    problem = exc.problem_mark
+    if problem is None or (exc.problem or "").startswith("mapping values are not allowed here"):
+        return None                     # a quoted value over two lines, then ': ': the quote is closed
+    before = None
+    try:
+        for token in yaml.scan(text):
+            if token.start_mark.index >= problem.index:
+                break
+            before = token
+    except yaml.YAMLError:
+        pass
+    if not isinstance(before, yaml.ScalarToken) or before.style not in ("'", '"') \
+            or before.start_mark.line == before.end_mark.line:
+        return None
+    start, end = before.start_mark, before.end_mark
+    return (_mark(start), f"the quoted value that starts here runs on to line {end.line + 1}, where the next "
+                          f"{before.style} closes it: is the closing {before.style} missing on this line?")
 
 
 def _explain(exc: yaml.MarkedYAMLError) -> str:
