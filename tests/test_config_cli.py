@@ -234,3 +234,23 @@ def test_a_tab_after_a_colon_is_named_with_file_line_col_and_what_to_write(workd
         "between 'host:' and its value",
         "1 error in 1 of 1 file",
     ]
+
+
+def test_a_mistyped_tenant_id_is_answered_with_the_id_it_may_mean(workdir, capsys):
+    (workdir / "tenants" / "kunde-nord.yaml").write_text(BROKEN.replace("id: acme", "id: kunde-nord"))
+    code = main(["plan", "kunde-nrod"])
+    _, err = capsys.readouterr()
+    assert code == 3
+    assert err.splitlines() == [
+        "idwell-sync plan: error: tenant 'kunde-nrod': no tenant file at tenants/kunde-nrod.yaml",
+        "  what to do: Did you mean 'kunde-nord'? (a tenant id is its file's name in tenants/)",
+    ]
+
+
+def test_a_tenant_id_given_outside_the_tenants_folders_parent_says_where_it_was_looked_for(tmp_path, monkeypatch,
+                                                                                           capsys):
+    monkeypatch.chdir(tmp_path)          # e.g. a scheduler entry without its `cd`
+    code = main(["run", "kunde-nord"])
+    _, err = capsys.readouterr()
+    assert code == 3
+    assert f"there is no folder tenants in {tmp_path}: run the command in the folder that holds tenants/" in err

@@ -56,8 +56,23 @@ def tenant_path(args) -> Path:
             raise ConfigError([], f"tenant '{args.tenant}': two tenant files, {found[0]} and {found[1]}: keep one")
         path = found[0] if found else Path(args.tenants_dir) / f"{args.tenant}.yaml"
     if not path.is_file():
-        raise ConfigError([], f"tenant '{args.tenant}': no tenant file at {path}")
+        raise ConfigError([], f"tenant '{args.tenant}': no tenant file at {path}",
+                          hint=None if path is given else _missing_tenant_hint(args.tenant, Path(args.tenants_dir)))
     return path
+
+
+def _missing_tenant_hint(tenant: str, folder: Path) -> str:
+    """What to do about a tenant id whose file is not there: the id it may mean, or the folder it
+    was looked up in (a scheduler entry without its `cd` runs in another directory)."""
+    from engine.config._text import did_you_mean
+    if not folder.is_dir():
+        return (f"there is no folder {folder} in {Path.cwd()}: run the command in the folder that holds {folder}/ "
+                "(a scheduler entry: `cd` there first), or give --tenants-dir or the tenant file's path")
+    ids = sorted({p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml")})
+    close = did_you_mean(tenant, ids)
+    if close:
+        return f"{close} (a tenant id is its file's name in {folder}/)"
+    return f"check the id: no file in {folder}/ is named {tenant}.yaml ({len(ids)} tenant files are there)"
 
 
 def load(args):
