@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -175,11 +176,26 @@ def _pattern(error: ValidationError, path: tuple) -> Iterator[Raw]:
         yield path, f"'{error.instance}' is not valid: expected {hint}"
 
 
+_SHELL_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CASED_REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}", re.IGNORECASE)
+
+
 def secret_message(value: Any) -> str:
-    """Why a secret field's value is refused. Never repeats the value."""
+    """Why a secret field's value is refused. Never repeats the value; a reference written as a shell
+    or another tool writes it (`${NAME}`, `${ENV:NAME}`) is shown as it must be written, since its
+    text is a variable's name, not a secret."""
+    if isinstance(value, str) and (m := _SHELL_REFERENCE.fullmatch(value.strip())):
+        return (f"${{{m.group(1)}}} is a shell's way to write a variable, which is not read here: write "
+                f"${{env:{m.group(1)}}}")
+    if isinstance(value, str) and (m := _CASED_REFERENCE.fullmatch(value.strip())) \
+            and m.group(1) != m.group(1).lower():
+        return f"write the reference in lower case: ${{{m.group(1).lower()}:{m.group(2)}}}"
     if isinstance(value, str) and "${" in value:
         return ("not a valid secret reference: write the whole value as ${env:NAME} or ${file:PATH} "
                 "(e.g. ${env:ACME_SQL_PASSWORD})")
+    if isinstance(value, str) and re.fullmatch(r"\$[A-Za-z_]\w*", value.strip()):
+        return ("a literal secret is not allowed ($NAME, as a shell writes a variable, is not read here): write "
+                "${env:NAME} or ${file:PATH} (e.g. ${env:ACME_SQL_PASSWORD})")
     return ("a literal secret is not allowed: put it in an environment variable or file and write "
             "${env:NAME} or ${file:PATH} here (e.g. ${env:ACME_SQL_PASSWORD})")
 
