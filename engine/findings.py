@@ -59,6 +59,11 @@ CATALOGUE: dict[str, tuple[str, bool, str]] = {
 }
 
 
+FILTER_REASONS = ("phantom_unit", "test_object", "out_of_scope", "pseudo_person", "vacancy_contract", "filtered")
+"""The catalogue's codes for records a filter excludes (a filter may name another: its records are
+reported as a warning, 'check the record in the ERP')."""
+
+
 @dataclass(slots=True)
 class Finding:
     """Treat as immutable (not frozen only because frozen dataclasses are slow to create, and a

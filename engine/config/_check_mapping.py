@@ -23,6 +23,7 @@ from engine.config.model import ENTITIES, CodeTable
 from engine.config.sql import find_issue, select_columns
 from engine.expr import Expr, ExprError, compile_expression
 from engine.expr.functions import table_key
+from engine.findings import CATALOGUE, FILTER_REASONS
 
 
 @dataclass
@@ -189,6 +190,12 @@ class _Entity:
                     self.report.error(path + ("name",), f"the filter name '{name}' is used twice in {self.name}: "
                                                         "give each filter its own name")
                 seen.add(name)
+            reason = spec.get("reason")
+            if isinstance(reason, str) and reason not in CATALOGUE \
+                    and (close := did_you_mean(reason, FILTER_REASONS)):
+                self.report.warning(path + ("reason",), f"'{reason}' is none of the report's reason codes, so the "
+                                    "data-quality report lists each record the filter excludes as a warning "
+                                    f"('check the record in the ERP'). {close}")
             kinds = [k for k in FILTER_KINDS if k in spec]
             if not kinds:
                 self.report.error(path, "the filter needs one of: " + ", ".join(FILTER_KINDS))
