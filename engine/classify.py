@@ -152,6 +152,17 @@ _CONNECT_TIMEOUT = re.compile(r"login timeout expired|timeout expired.*SQLDriver
 _SQLSTATE_IN_TEXT = re.compile(r"^\(?'?\[?([0-9A-Z]{5})\]?")
 
 
+def hints_for(cause: Cause, tenant_id: str, query_at: str | None = None) -> tuple[str, str]:
+    """The cause's advice (English, German) with the tenant's id in its commands (`idwell-sync
+    discover acme`), and for a query that failed on what it names (a table, a column, a right, its
+    syntax), where the query is written."""
+    en, de = (h.replace(" TENANT`", f" {tenant_id}`").replace(" TENANT ", f" {tenant_id} ")
+              for h in (cause.hint_en, cause.hint_de))
+    if query_at and cause.code in ("object_missing", "permission_denied", "unknown"):
+        en, de = f"{en} (the query is written at {query_at})", f"{de} (die Abfrage steht in {query_at})"
+    return en, de
+
+
 def classify(error: BaseException | str) -> Cause:
     """The cause of a driver error (an exception or its message). Never raises."""
     state, text = _state_and_text(error)

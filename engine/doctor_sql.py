@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from engine.classify import CAUSES, classify, message_of
+from engine.classify import CAUSES, classify, hints_for, message_of
 from engine.config.dialects import URL_FORM, dialect_problem
 from engine.config.model import EntityMapping, SqlSource, Tenant
 from engine.config.secrets import SecretError
@@ -305,8 +305,8 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
             if problem := sqlite_file_problem(exc, conn.engine):
                 return step(f"query:{entity.name}", title, "fail", f"{problem[0]}: {problem[1]}", problem[2],
                             time.perf_counter() - t0)
-        return step(f"query:{entity.name}", title, "fail", f"{cause.code}: {message_of(exc)[:300]}", cause,
-                    time.perf_counter() - t0)
+        return step(f"query:{entity.name}", title, "fail", f"{cause.code}: {message_of(exc)[:300]}",
+                    hints_for(cause, tenant.id, entity.query_at), time.perf_counter() - t0)
     took = time.perf_counter() - t0
     detail = f"{rows} rows in {took:.2f} s, {len(columns)} columns"
     used = entity.source_names()
@@ -316,9 +316,9 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
         return step(f"query:{entity.name}", title, "fail",
                     f"{detail}; the mapping reads {', '.join(missing)}, which the query does not return",
                     ("add the columns to the query's SELECT list, or correct the mapping "
-                     "(`idwell-sync discover TENANT TABLE` lists a table's columns)",
+                     f"(`idwell-sync discover {tenant.id} TABLE` lists a table's columns)",
                      "die Spalten in die SELECT-Liste der Abfrage aufnehmen oder das Mapping korrigieren "
-                     "(`idwell-sync discover TENANT TABELLE` zeigt die Spalten einer Tabelle)"), took)
+                     f"(`idwell-sync discover {tenant.id} TABELLE` zeigt die Spalten einer Tabelle)"), took)
     detail += "; every column the mapping reads is there" if used is not None else ""
     if rows == 0:
         return step(f"query:{entity.name}", title, "warn", f"{detail}; the query returns no rows",

@@ -116,6 +116,25 @@ def test_query_on_a_missing_column_fails_at_that_query(tmp_path, capsys):
     code, report, steps = doctor(capsys, write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{erp}"}))
     assert code == 1 and first_failure(report)["name"] == "query:units"
     assert "object_missing" in steps["query:units"]["detail"] and "discover" in steps["query:units"]["hint_en"]
+
+
+def test_a_query_that_names_a_missing_column_says_where_it_is_written(tmp_path, capsys, monkeypatch):
+    import sqlite3
+    erp = tmp_path / "erp.sqlite"
+    sqlite_domus(erp)
+    with sqlite3.connect(erp) as con:
+        con.execute("ALTER TABLE Einheit DROP COLUMN Fiktiv")
+    con.close()
+    path = write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{erp}"})
+    lines = (tmp_path / "mappings" / "domus-sql.yaml").read_text(encoding="utf-8").splitlines()
+    at = next(i for i in range(lines.index("  units:"), len(lines)) if lines[i].startswith("    query:")) + 1
+    monkeypatch.chdir(tmp_path)
+    advice = ("a table, view or column of the query does not exist: compare the query with `idwell-sync discover "
+              f"acme` (the query is written at mappings/domus-sql.yaml:{at})")
+    code, report, steps = doctor(capsys, path)
+    assert code == 1 and steps["query:units"]["hint_en"] == advice
+    assert cli.main(["plan", "acme", "--no-out"]) == 4
+    assert capsys.readouterr().err.splitlines()[-1] == f"  what to do: {advice}"
     assert steps["query:users"]["status"] == "ok"
 
 

@@ -16,10 +16,11 @@ from engine.config._check_mapping import Compiled
 from engine.config.secrets import SECRET_FIELDS, Secret
 
 
-def compile_tenant(data: dict, mapping: dict, compiled: Compiled, path: Path) -> m.Tenant:
+def compile_tenant(data: dict, mapping: dict, compiled: Compiled, path: Path,
+                   query_at: dict[str, str] | None = None) -> m.Tenant:
     base = path.parent
-    entities = {name: _entity(name, mapping["entities"][name], compiled) for name in m.ENTITIES
-                if name in mapping["entities"]}
+    entities = {name: _entity(name, mapping["entities"][name], compiled, (query_at or {}).get(name))
+                for name in m.ENTITIES if name in mapping["entities"]}
     dedup = data.get("dedup", {})
     email = dedup.get("email", {})
     schedule = data.get("schedule")
@@ -82,7 +83,7 @@ def _schedule(spec: dict) -> m.Schedule:
                       window_end=dt.time.fromisoformat(window["end"]) if window else None)
 
 
-def _entity(name: str, spec: dict, compiled: Compiled) -> m.EntityMapping:
+def _entity(name: str, spec: dict, compiled: Compiled, query_at: str | None = None) -> m.EntityMapping:
     path = ("entities", name)
     key = spec["key"]
     paginator = spec.get("paginator")
@@ -99,6 +100,7 @@ def _entity(name: str, spec: dict, compiled: Compiled) -> m.EntityMapping:
         paginator=m.Paginator(**paginator) if paginator else None,
         params=dict(spec.get("params", {})),
         contract=compiled.exprs.get(path + ("contract",)),
+        query_at=query_at,
     )
 
 

@@ -86,7 +86,17 @@ def check_tenant_file(path: Path, mapping_dirs: list[Path] | None = None) -> tup
     problems = sort_problems(problems + report.problems)
     if any(p.severity == "error" for p in problems) or merged is None:
         return problems, None
-    return problems, compile_tenant(data, merged, compiled, path)
+    return problems, compile_tenant(data, merged, compiled, path, query_at=_queries_at(merged, loc))
+
+
+def _queries_at(merged: dict, loc: Locator) -> dict[str, str]:
+    """file:line of each entity's query, the tenant's override or the mapping's: named when it fails."""
+    found = {}
+    for name, spec in (merged.get("entities") or {}).items():
+        if isinstance(spec, dict) and isinstance(spec.get("query"), str):
+            where = loc.problem(("entities", name, "query"), "")
+            found[name] = f"{where.file}:{where.line}"
+    return found
 
 
 def mapping_candidates(name: str, tenant_path: Path, mapping_dirs: list[Path]) -> list[Path]:

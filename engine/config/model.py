@@ -75,6 +75,7 @@ class EntityMapping:
     paginator: Paginator | None = None         # api sources
     params: Mapping[str, Any] = field(default_factory=dict)  # bound query params / API params
     contract: "Expr | None" = None             # occupancies: the ERP contract (for partnerships)
+    query_at: str | None = None                # sql sources: where the query is written (file:line)
 
     def source_names(self) -> set[str] | None:
         """The source's names the mapping reads (columns of a query, or the top-level keys and

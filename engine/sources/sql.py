@@ -84,7 +84,7 @@ class SqlExtractor:
             from engine.sources.connect import sqlite_file_error
             what = f"query of entity '{entity.name}'"     # a SQLite file damaged past its first page: named
             error = sqlite_file_error(exc, f"tenant '{self.tenant_id}': {what}", self._engine) or \
-                _source_error(exc, self.tenant_id, what)
+                _source_error(exc, self.tenant_id, what, entity.query_at)
             error.in_query = True
             raise error from None
         finally:
@@ -107,9 +107,9 @@ class SqlExtractor:
         self._engine.dispose()
 
 
-def _source_error(exc: Exception, tenant_id: str, what: str) -> SourceError:
-    from engine.classify import classify
+def _source_error(exc: Exception, tenant_id: str, what: str, query_at: str | None = None) -> SourceError:
+    from engine.classify import classify, hints_for
     cause = classify(exc)
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return SourceError(f"tenant '{tenant_id}': {what} failed: {cause.code}: {first_line[:300]}",
-                       cause=cause.code, hint=cause.hint_en, retriable=cause.retriable)
+                       cause=cause.code, hint=hints_for(cause, tenant_id, query_at)[0], retriable=cause.retriable)
