@@ -4,12 +4,12 @@
 
 One process, the engine's own parts where they work on columns already: the same extraction
 (engine.sources), the mapping's compiled column expressions, filters and gates
-(mapping._ColumnBindings.first, then every field's column over the kept rows), the e-mail and
-phone normalisation over whole columns (analyze_emails, normalize_phones), and each kept record
-packed as the diff against a packed portal compares it (marshal, format 0), built from the
-columns. What it leaves out, and a columnar core would still have to do: findings as objects (it
-counts them), references between entities, dedup, the diff itself and the records of the
-changes. So its time is a lower bound of such a core's serial work, and the ratio to the raw
+(mapping_columns._ColumnBindings.first, then every field's column over the kept rows), the
+e-mail and phone normalisation over whole columns (analyze_emails, normalize_phones), and each
+kept record packed as the diff against a packed portal compares it (marshal, format 0), built
+from the columns. What it leaves out, and a columnar core would still have to do: findings as
+objects (it counts them), references between entities, dedup, the diff itself and the records of
+the changes. So its time is a lower bound of such a core's serial work, and the ratio to the raw
 fetch of the same rows says whether a rewrite could reach the targets of issue 3 at all: the
 plan's target is 3.0x the raw fetch with two cores.
 """
@@ -30,7 +30,8 @@ def floor(db: str, size: str = "L") -> dict:
     from engine.config import load_tenant
     from engine.expr.emails import analyze_emails
     from engine.expr.phones import normalize_phones
-    from engine.mapping import SLICE, _ColumnBindings
+    from engine.mapping import SLICE
+    from engine.mapping_columns import _ColumnBindings
     from engine.pipeline import window_params
     from engine.references import occupancy_gate, window_gate
     from engine.sources import open_source

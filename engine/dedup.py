@@ -20,9 +20,9 @@ from operator import attrgetter, gt, itemgetter
 from typing import Any, Callable, Iterable
 
 from engine.config.model import EmailDedup, PhoneDedup
+from engine.entity_data import EntityData, Rec
 from engine.errors import DedupFailed
 from engine.findings import Finding
-from engine.mapping import EntityData, Rec
 from engine.references import OccupancyIndex
 
 ROLE_RANK = {"owner": 0, "tenant": 1}

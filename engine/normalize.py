@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from engine import contract
 from engine.config.model import Rules
+from engine.entity_data import EntityData, Rec
 from engine.findings import Finding
-from engine.mapping import EntityData, Rec
 
 E164 = r"^\+[1-9][0-9]{6,14}$"
 

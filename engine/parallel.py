@@ -44,9 +44,10 @@ from operator import attrgetter, is_not
 from typing import BinaryIO, Sequence
 
 from engine._pipe import encode, end_child, pipe, receive, send
+from engine.entity_data import EntityData, Rec, as_recs
 from engine.errors import SourceError
 from engine.findings import Finding
-from engine.mapping import EntityData, Rec, as_recs, unknown_code_findings
+from engine.mapping import unknown_code_findings
 from engine.normalize import CHUNK, normalize_entity
 from engine.progress import Progress
 

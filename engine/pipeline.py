@@ -24,8 +24,9 @@ from engine import parallel
 from engine._stop import whole
 from engine.current import CurrentState, reader_command
 from engine.dedup import dedup_emails, dedup_phones, settle_restored_partners
+from engine.entity_data import EntityData
 from engine.findings import Finding
-from engine.mapping import EntityData, Mapper, kept_values, unknown_code_findings
+from engine.mapping import Mapper, kept_values, unknown_code_findings
 from engine.normalize import PARTNERS, LastSent, keep_last_sent, normalize_entity
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
 from engine.progress import Progress

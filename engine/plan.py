@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, Mapping
 from engine import contract
 from engine.config.model import ENTITIES, Deletion
 from engine.current import Packed, Rows, pack_rows, tuples
+from engine.entity_data import Rec
 from engine.findings import Finding
-from engine.mapping import Rec
 from engine.targets.base import Change
 
 ACTIONS = ("create", "update", "delete")

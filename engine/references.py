@@ -16,8 +16,8 @@ from operator import and_, attrgetter, itemgetter, not_
 from typing import Any, Callable, NamedTuple, Sequence
 
 from engine.config.model import ContractWindow, Rules, Tenant
+from engine.entity_data import EntityData
 from engine.findings import Finding
-from engine.mapping import EntityData
 
 
 def tenant_today(tenant: Tenant) -> dt.date:

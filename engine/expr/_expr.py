@@ -93,7 +93,7 @@ class Expr:
 
         `note` as for bind, told at least once for each code missing from a code table in the
         batch, and, where the values repeat, about once per distinct code: which rows carry it
-        is for the caller to find, only where a code is missing (engine.mapping).
+        is for the caller to find, only where a code is missing (engine.mapping_columns).
         """
         columns = list(columns)
         note = note if self.notes_codes else None

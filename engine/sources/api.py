@@ -396,7 +396,7 @@ def _backoff(attempt: int) -> float:
 def _key_of(entity: EntityMapping, record: dict) -> str:
     """The record's ERP key as findings name it (the mapping's own key getter): `key 100100`,
     `key 5000045/1000040`, an empty part as `(empty)`."""
-    from engine.mapping import _key_getter
+    from engine.erp_keys import _key_getter
     return "key " + _key_getter(entity.key, None)(record)
 
 

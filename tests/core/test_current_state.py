@@ -135,7 +135,7 @@ def test_a_value_that_cannot_be_packed_is_compared_as_a_row():
     """A date left in a record (an expression without to_date) cannot be packed: the diff then
     reads the portal's rows in full and compares them as they are, with the same result."""
     import datetime as dt
-    from engine.mapping import Rec
+    from engine.entity_data import Rec
     from engine.plan import compare_packed, diff_entity
     names = contract.fields("occupancies")
     portal = {"o1": ("o1", "u1", "n1", "tenant", "2024-01-01", None),

@@ -310,7 +310,7 @@ def test_a_partnership_is_not_merged_onto_an_erp_records_id():
     remembered hold their addresses in the records sent, with and without the holders lookup."""
     from engine.config.model import EmailDedup
     from engine.dedup import dedup_emails
-    from engine.mapping import EntityData, Rec
+    from engine.entity_data import EntityData, Rec
 
     def user(external_id: str, email: str, last: str) -> Rec:
         return Rec("k" + external_id, {"external_id": external_id, "email": email, "first_name": "A", "last_name": last,

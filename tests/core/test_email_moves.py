@@ -98,7 +98,7 @@ def test_addresses_swapped_between_records_in_another_order_are_released(packed)
     addresses and their holders are the same, must not take this for a rerun)."""
     from engine import contract
     from engine.current import Packed, pack_rows
-    from engine.mapping import Rec
+    from engine.entity_data import Rec
     from engine.plan import email_releases
     names = contract.fields("users")
 

@@ -95,7 +95,7 @@ def test_a_partnership_whose_merged_id_an_erp_record_has_is_sent_apart():
     from engine.current import pack_rows, tuples
     from engine.contract import fields
     from engine.dedup import dedup_emails
-    from engine.mapping import EntityData, Rec
+    from engine.entity_data import EntityData, Rec
 
     def user(external_id, first, email):
         return {"external_id": external_id, "salutation": "ms", "title": None, "first_name": first,

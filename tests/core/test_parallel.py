@@ -242,7 +242,7 @@ def test_the_switch_and_the_source_type_decide(ws, monkeypatch):
 
 def test_gating_afterwards_declines_where_row_order_matters():
     """The child's shortcut (map every person, gate afterwards) is taken only where it cannot differ."""
-    from engine.mapping import EntityData, Rec
+    from engine.entity_data import EntityData, Rec
     from engine.references import OccupancyGate
 
     def users(**extra) -> EntityData:
@@ -262,7 +262,7 @@ def test_gating_afterwards_declines_where_row_order_matters():
 def test_gating_afterwards_looks_only_at_the_records_mapped_before_the_gate():
     """Records made after the gate arrived passed it while mapping; the first `rows_before` are
     gated afterwards, and the rest keep their order."""
-    from engine.mapping import EntityData, Rec
+    from engine.entity_data import EntityData, Rec
     from engine.references import OccupancyGate
     records = {i: Rec(i, {"external_id": i}) for i in "12345"}
     users, gated = EntityData("users", records=dict(records)), ([], [], [])
@@ -294,7 +294,7 @@ def test_the_gate_crosses_to_the_child_unchanged(wanted):
     {},
 ])
 def test_records_cross_to_the_parent_unchanged(records):
-    from engine.mapping import Rec
+    from engine.entity_data import Rec
     ids = list(records)
     recs = [Rec(*value) for value in records.values()]
     sent = parallel._blocks(ids, recs, 0)

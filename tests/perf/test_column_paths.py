@@ -1,10 +1,11 @@
 """The fast column-wise paths give exactly what the record-by-record paths give.
 
-The engine maps a batch of SQL rows column by column (engine.mapping._ColumnBindings), normalises
-a column at a time and checks only the records that may break a rule (engine.contract.rules.
-suspects). These tests hold each fast path against the plain one on the demo ERP's rows, with
-batches cut to awkward sizes, rows repeated (duplicate keys) and keys emptied, so that a fast path
-that drops a finding, reorders one or keeps a record it should not fails here.
+The engine maps a batch of SQL rows column by column (engine.mapping_columns._ColumnBindings),
+normalises a column at a time and checks only the records that may break a rule
+(engine.contract.rules.suspects). These tests hold each fast path against the plain one on the
+demo ERP's rows, with batches cut to awkward sizes, rows repeated (duplicate keys) and keys
+emptied, so that a fast path that drops a finding, reorders one or keeps a record it should not
+fails here.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from engine.config import load_tenant
 from engine.contract import RESOURCES, record_schema
 from engine.contract.rules import check_record, suspects
 from engine.demo import REFERENCE_DATE, generate
-from engine.mapping import EntityData, Mapper, kept_values
+from engine.entity_data import EntityData
+from engine.mapping import Mapper, kept_values
 from engine.references import occupancy_gate, window_gate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,11 +153,11 @@ def test_mapping_in_two_halves_equals_mapping_at_once(demo, entity, batch):
 def test_a_field_cannot_be_told_early_where_a_batch_is_mapped_record_by_record(demo, monkeypatch):
     """A slice whose first half raises is mapped row by row: its records are known only once
     they are made, so nothing is told early (the run then takes the gate from the records)."""
-    from engine import mapping as mapping_module
+    from engine import mapping_columns
     tenant, connection = demo
     mapping = tenant.entities["occupancies"]
     columns, rows = rows_of(connection, mapping.query)
-    first, calls = mapping_module._ColumnBindings.first, []
+    first, calls = mapping_columns._ColumnBindings.first, []
 
     def first_but_the_third_raises(self, *args, **kwargs):
         calls.append(1)
@@ -164,7 +166,7 @@ def test_a_field_cannot_be_told_early_where_a_batch_is_mapped_record_by_record(d
         return first(self, *args, **kwargs)
     gate = window_gate(tenant.window, REFERENCE_DATE)
     at_once = map_both_ways(mapping, columns, rows, gate, 10)[0]
-    monkeypatch.setattr(mapping_module._ColumnBindings, "first", first_but_the_third_raises)
+    monkeypatch.setattr(mapping_columns._ColumnBindings, "first", first_but_the_third_raises)
     in_halves, known = map_in_halves(mapping, columns, rows, gate, 10, "user_id")
     assert known is None
     assert_same(in_halves, at_once)
@@ -257,7 +259,7 @@ def test_repeated_texts_share_one_object_and_other_values_stay_as_they_are(demo)
     values stay equal to the row path's, numbers keep their type (1 and 1.0 are equal as dict
     keys, but not the same value for the portal), and a field of mostly distinct texts
     (e-mails) is not collected."""
-    from engine import mapping as mapping_module
+    from engine import mapping_columns
     tenant, connection = demo
     columns, rows = rows_of(connection, tenant.entities["units"].query)
     (columnwise, _), (rowwise, _) = map_both_ways(tenant.entities["units"], columns, rows, None, 64)
@@ -267,12 +269,12 @@ def test_repeated_texts_share_one_object_and_other_values_stay_as_they_are(demo)
     areas = [r.data["area_m2"] for r in columnwise.records.values()]
     assert list(map(type, areas)) == [type(r.data["area_m2"]) for r in rowwise.records.values()]
 
-    shared = mapping_module._SharedTexts()
+    shared = mapping_columns._SharedTexts()
     floats = shared([1.0, 2.5, None])
     assert floats == [1.0, 2.5, None] and type(shared([1, 2])[0]) is int and type(floats[0]) is float
-    unique = [f"person{i}@example.org" for i in range(mapping_module.SHARED_PROBE)]
+    unique = [f"person{i}@example.org" for i in range(mapping_columns.SHARED_PROBE)]
     assert shared(unique) == unique
     assert not shared.on                  # mostly distinct: no longer looked at
     names = [("Müller" + "x")[:-1] for _ in range(100)]     # equal texts, separate objects
-    sharing = mapping_module._SharedTexts()
+    sharing = mapping_columns._SharedTexts()
     assert len(set(map(id, sharing(names)))) == 1 and sharing.on
