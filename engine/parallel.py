@@ -28,35 +28,32 @@ customer's server, so the run stops with the child's error.
 Used only for SQL sources (their queries are independent reads; the Cloud Connect API's rate
 limit is better spent one request at a time), where os.fork exists, and unless the environment
 sets IDWELL_SYNC_PARALLEL=0.
+
+This module is the run's side (UsersWorker); the second process's side is engine.parallel_child,
+and what crosses the pipes between them is packed and rebuilt by engine.parallel_messages.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import os
-import queue
-import select
 import sys
 import threading
 from dataclasses import dataclass
-from itertools import compress, islice, repeat, starmap
-from operator import attrgetter, is_not
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 from engine._pipe import encode, end_child, pipe, receive, send
-from engine.entity_data import EntityData, Rec, as_recs
+from engine.entity_data import EntityData
 from engine.errors import SourceError
 from engine.findings import Finding
-from engine.mapping import unknown_code_findings
-from engine.normalize import CHUNK, normalize_entity
+from engine.normalize import normalize_entity
+from engine.parallel_child import _child
+from engine.parallel_messages import _add_block, _gate_message, _shared_blocks, _unpack_entity, _unpack_users
 from engine.progress import Progress
 
 log = logging.getLogger(__name__)
 
 ENVIRONMENT = "IDWELL_SYNC_PARALLEL"
-BLOCK = 16 * CHUNK
-"""Users normalised and handed over together: a whole number of normalize_entity's chunks, so
-that the findings come out as one normalize_entity over all of them would give them."""
 
 
 def possible(tenant) -> bool:
@@ -278,286 +275,3 @@ def _raise_source_error(message: tuple) -> None:
     if message[0] == "source_error":
         _, text, cause, hint, retriable = message
         raise SourceError(text, cause=cause, hint=hint, retriable=retriable, in_query=True)
-
-
-# -- the child ---------------------------------------------------------------------------------
-def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> None:
-    from engine.pipeline import extract_entity, window_params
-    from engine.sources import open_source
-    quiet = Progress(enabled=False, level=logging.DEBUG)     # the run logs these phases (-vv: the child's too)
-    params = window_params(tenant, run_date)
-    source = open_source(tenant, run_date=run_date)
-
-    def extract(entity: str, gate, keep_gated: bool = False) -> tuple[EntityData, list[Finding]]:
-        findings: list[Finding] = []
-        return extract_entity(tenant, entity, source, params, run_date, gate, findings, quiet,
-                              keep_gated=keep_gated), findings
-
-    try:
-        with _Sender(out) as send_later:
-            send_later(("ok", {entity: _normalised(tenant, *extract(entity, None), pack)
-                               for entity in ("buildings", "units")}))
-            # the persons while the parent reads the contracts: every one mapped until the gate arrives
-            late = _LateGate(tenant, control)
-            users, findings = extract("users", ((), late), keep_gated=True)
-            gate = late.wait()
-            gated: tuple[list, list, list] = ([], [], [])     # external_ids, ERP keys, reasons
-            if gate is not None and not _gate_afterwards(users, gate, gated, late.rows_before):
-                users, findings = extract("users", ((), gate))  # where the order of rows matters: gate while mapping
-            else:                                         # the ones the gate stopped while mapping come after
-                findings.extend(unknown_code_findings(users))     # counted over the persons the gate kept
-                for external_id, key, reason, _ in users.gated:
-                    gated[0].append(external_id)
-                    gated[1].append(key)
-                    gated[2].append(reason)
-            users.gated.clear()
-            _send_users(tenant, users, findings, gated, control, send_later, pack)
-    finally:
-        source.close()
-
-
-def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple, control: BinaryIO,
-                send_later, pack: bool) -> None:
-    ids, recs = list(users.records), list(users.records.values())
-    users.records = {}                                # each block's records are let go once it is sent
-    starts = list(range(0, len(ids), BLOCK))         # normalize_entity's chunks: the same findings, in order
-    send_later(("ok", {**_counts(users), "findings": [_finding(f) for f in findings], "gated": _compact(*gated)}))
-    k, end = 0, len(starts)
-    while k < end:
-        if _asked(control):                           # the parent takes a quarter of what is left
-            if end - k > 2:
-                end, stop = end - max(1, (end - k) // 4), starts[end] if end < len(starts) else len(ids)
-                send_later(("shared", _blocks(ids, recs, starts[end], stop)))
-                recs[starts[end]:stop] = [None] * (stop - starts[end])
-            else:
-                send_later(("shared", None))
-        block = EntityData("users", records=dict(zip(ids[starts[k]:starts[k] + BLOCK],
-                                                      recs[starts[k]:starts[k] + BLOCK])))
-        normalised: list[Finding] = []
-        order = list(block.records)                   # as mapped: normalising drops the invalid ones
-        normalize_entity(block, tenant.rules, normalised, pack=pack)
-        send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
-                           "order": order, "invalid": _invalid(block), "refused": block.excluded,
-                           "findings": [_finding(f) for f in normalised],
-                           "packed": block.packed_rows}))
-        recs[starts[k]:starts[k] + BLOCK] = [None] * len(recs[starts[k]:starts[k] + BLOCK])
-        k += 1
-    send_later(("done",))
-
-
-def _counts(data: EntityData) -> dict:
-    """An entity's exclusions and counts, as _unpack_counts rebuilds them."""
-    return {"excluded": data.excluded, "extracted": data.extracted, "filtered": dict(data.filtered),
-            "unkeyed": dict(data.unkeyed)}
-
-
-def _unpack_counts(entity: str, packed: dict, records: dict[str, Rec] | None = None) -> EntityData:
-    from collections import Counter
-    return EntityData(entity, records=records or {}, excluded=packed["excluded"], extracted=packed["extracted"],
-                      filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
-
-
-def _normalised(tenant, data: EntityData, findings: list[Finding], pack: bool) -> dict:
-    """An entity as extract_entity left it (its gated records already turned into findings),
-    normalised here: its values are then plain texts and numbers, which marshal sends ten times
-    faster than pickle sends a Decimal or a date from the database."""
-    normalised: list[Finding] = []
-    normalize_entity(data, tenant.rules, normalised, pack=pack)
-    return {**_blocks(list(data.records), list(data.records.values()), 0), **_counts(data),
-            "findings": [_finding(f) for f in findings], "normalised": [_finding(f) for f in normalised],
-            "packed": data.packed_rows, "invalid": _invalid(data)}
-
-
-def _unpack_entity(entity: str, packed: dict) -> tuple[EntityData, list[Finding], list[Finding]]:
-    data = _unpack_counts(entity, packed, _records(packed))
-    data.packed_rows = packed["packed"]
-    data.invalid = _records(packed["invalid"])
-    return data, list(starmap(Finding, packed["findings"])), list(starmap(Finding, packed["normalised"]))
-
-
-class _LateGate:
-    """The users' gate for a mapping that starts before the gate is known: keeps every person
-    until the parent's gate arrives (looked for between two slices of rows, without waiting),
-    then stops those the gate stops. The persons kept before it are gated afterwards."""
-
-    def __init__(self, tenant, control: BinaryIO):
-        self._tenant, self._control = tenant, control
-        self._arrived, self._gate = False, None
-        self.rows_before = 0         # rows kept without the gate: their records come first
-
-    def _look(self) -> None:
-        if not self._arrived and select.select([self._control], [], [], 0)[0]:
-            self._take()
-
-    def _take(self) -> None:
-        from engine.pipeline import users_gate
-        _, wanted = receive(self._control)
-        gate = users_gate(self._tenant, _gate_set(wanted)) if wanted is not None else None
-        self._arrived, self._gate = True, gate[1] if gate else None
-
-    def wait(self):
-        """The gate (None: the tenant sends every person), waiting for it if it has not come."""
-        if not self._arrived:
-            self._take()
-        return self._gate
-
-    def __call__(self, data: dict) -> str | None:
-        self._look()
-        if not self._arrived:
-            self.rows_before += 1
-        return self._gate(data) if self._gate is not None else None
-
-    def over_columns(self, early: dict, external_ids: Sequence[str]) -> list[str | None]:
-        self._look()
-        if not self._arrived:
-            self.rows_before += len(external_ids)
-        return self._gate.over_columns(early, external_ids) if self._gate is not None else [None] * len(external_ids)
-
-
-_SEPARATOR = "\x00"
-
-
-def _gate_message(wanted: set | None) -> str | list | None:
-    """The gate's user_ids as one text, joined by NUL (marshal writes it three times faster than
-    a list of 275,000 texts, and the child splits it in C); as a list where a user_id is not a
-    text or holds a NUL itself (a set would be written in sorted order, ten times slower)."""
-    if wanted is None:
-        return None
-    ids = list(wanted)
-    if set(map(type, ids)) <= {str}:
-        joined = _SEPARATOR.join(ids)
-        if joined.count(_SEPARATOR) == max(len(ids) - 1, 0) and ids != [""]:
-            return joined
-    return ids
-
-
-def _gate_set(message: str | list) -> set:
-    if isinstance(message, str):
-        return set(message.split(_SEPARATOR)) if message else set()
-    return set(message)
-
-
-def _asked(control: BinaryIO) -> bool:
-    """Whether the parent has asked for a share since the last look (one request a look)."""
-    if control.closed or not select.select([control], [], [], 0)[0]:
-        return False
-    try:
-        message = receive(control)
-    except EOFError:                                  # the parent closed the pipe: it asks no more
-        control.close()
-        return False
-    return message[0] == "share"
-
-
-def _blocks(ids: list[str], recs: list[Rec], start: int, stop: int | None = None) -> dict:
-    """Records from position `start` (to `stop`), as the parent rebuilds them (_records)."""
-    kept = recs[start:stop]
-    return {"ids": ids[start:stop], "keys": [r.key for r in kept], "datas": [r.data for r in kept],
-            "contracts": [r.contract for r in kept] if any(r.contract for r in kept) else None}
-
-
-class _Sender:
-    """Writes the child's messages from a thread, so that normalising goes on while the parent
-    is not reading yet (a pipe holds far less than a block); encoding stays in the caller's thread."""
-
-    def __init__(self, out):
-        self._out, self._queue = out, queue.SimpleQueue()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._write, name="users-sender", daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __call__(self, message: tuple) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(encode(message))
-
-    def _write(self) -> None:
-        while (blob := self._queue.get()) is not None:
-            try:
-                self._out.write(blob)
-                self._out.flush()
-            except BaseException as exc:              # the parent is gone
-                self._error = exc
-                return
-
-    def __exit__(self, *exc_info) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None and exc_info[0] is None:
-            raise self._error
-
-
-def _gate_afterwards(users: EntityData, gate, gated: tuple[list, list, list], rows_before: int) -> bool:
-    """Apply the users' gate to the users mapped before it arrived (made from the first
-    `rows_before` rows, so among the first `rows_before` records; those mapped later passed it),
-    as the Mapper would have applied it while mapping (the skipped ones into `gated`, their
-    excluded entries added by the parent); False (nothing changed) where that could differ: an
-    external_id produced by two rows, or one both kept and filtered out."""
-    if users.unkeyed.get("duplicate_key") or not users.excluded.keys().isdisjoint(users.records):
-        return False
-    ids = list(islice(users.records, rows_before))
-    reasons = gate.over_columns({}, ids)
-    if not any(reasons):
-        return True
-    stop = list(map(is_not, reasons, repeat(None)))
-    stopped = list(compress(ids, stop))
-    gated[0].extend(stopped)
-    gated[1].extend(map(attrgetter("key"), map(users.records.__getitem__, stopped)))
-    gated[2].extend(compress(reasons, stop))
-    for external_id in stopped:                 # the others keep their order
-        del users.records[external_id]
-    return True
-
-
-def _finding(f: Finding) -> tuple:
-    return f.code, f.entity, f.key, f.message, f.field
-
-
-def _compact(ids: list[str], keys: list[str], reasons: list[str]) -> tuple:
-    """The gated persons as they cross the pipe: their ERP keys only where they are not their
-    external_ids (the shipped mappings' persons: to_text of the key), their reason once where it
-    is the same for all (a quarter of a million texts fewer each)."""
-    return (ids, None if keys == ids else keys,
-            reasons[0] if reasons and reasons.count(reasons[0]) == len(reasons) else reasons)
-
-
-def _uncompact(ids: list[str], keys: list[str] | None, reasons: list[str] | str) -> tuple[list, list, Sequence]:
-    return ids, ids if keys is None else keys, [reasons] * len(ids) if isinstance(reasons, str) else reasons
-
-
-def _unpack_users(packed: dict) -> tuple[EntityData, list[Finding]]:
-    """The users' counts and exclusions after the gate (their records follow in blocks); the
-    extraction's findings, the gated ones last."""
-    from engine.pipeline import gated_user_findings
-    users = _unpack_counts("users", packed)
-    gated_ids, gated_keys, reasons = _uncompact(*packed["gated"])
-    users.excluded.update(zip(gated_ids, reasons))    # disjoint: _gate_afterwards declines otherwise
-    found = list(starmap(Finding, packed["findings"]))
-    found.extend(gated_user_findings(gated_keys, reasons))
-    return users, found
-
-
-def _records(packed: dict) -> dict[str, Rec]:
-    return dict(zip(packed["ids"], as_recs(packed["keys"], packed["datas"], packed["contracts"] or repeat(None))))
-
-
-def _invalid(data: EntityData) -> dict:
-    """The records normalize_entity dropped (EntityData.invalid) as _records rebuilds them: ERP
-    key and contract only, which is all keep_last_sent takes of them (their values broke a
-    rule, and may be none that marshal sends)."""
-    return _blocks(list(data.invalid), [rec._replace(data={}) for rec in data.invalid.values()], 0)
-
-
-def _shared_blocks(packed: dict) -> EntityData:
-    return EntityData("users", records=_records(packed))
-
-
-def _add_block(users: EntityData, block: dict, normalised: list[Finding]) -> None:
-    users.records.update(_records(block))
-    users.packed_rows.update(block["packed"])                     # empty where not packing
-    users.invalid.update(_records(block["invalid"]))
-    users.excluded.update(block["refused"])             # invalid_record or name_too_long, as normalize_entity set
-    normalised.extend(starmap(Finding, block["findings"]))

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from engine import parallel
+from engine import parallel, parallel_child, parallel_messages
 
 
 def outcome(prepared) -> dict:
@@ -58,11 +58,11 @@ def test_users_handed_over_in_many_blocks_give_the_same_plan(ws, monkeypatch, sp
     records that normalising drops (the findings' order is normalize_entity's chunk order)."""
     from engine import normalize
     monkeypatch.setattr(normalize, "CHUNK", 8)
-    monkeypatch.setattr(parallel, "BLOCK", 24)
+    monkeypatch.setattr(parallel_child, "BLOCK", 24)
     tenant = ws.tenant(rules={"long_names": "reject", "users_without_occupancy": "skip"})
     serial, par = both_ways(ws, monkeypatch, tenant)
     assert spy == [True]
-    assert len(par["data"]["users"][0]) > 10 * parallel.BLOCK
+    assert len(par["data"]["users"][0]) > 10 * parallel_child.BLOCK
     assert any(reason == "name_too_long" for _, reason in par["data"]["users"][1])
     assert par == serial
 
@@ -74,8 +74,8 @@ def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch,
     import select
     from engine import normalize
     monkeypatch.setattr(normalize, "CHUNK", 8)
-    monkeypatch.setattr(parallel, "BLOCK", 24)
-    asked = parallel._asked
+    monkeypatch.setattr(parallel_child, "BLOCK", 24)
+    asked = parallel_child._asked
     looks = []
 
     def wait_for_the_run(control):                    # in the child: the first time, wait for the run
@@ -83,7 +83,7 @@ def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch,
             select.select([control], [], [], 30)
         looks.append(1)
         return asked(control)
-    monkeypatch.setattr(parallel, "_asked", wait_for_the_run)
+    monkeypatch.setattr(parallel_child, "_asked", wait_for_the_run)
     shared = []
     rebuild = parallel._shared_blocks
 
@@ -105,21 +105,21 @@ def test_a_gate_arriving_while_the_persons_are_mapped_gives_the_same_plan(ws, mo
     persons before are gated afterwards, the rest while mapping; the same plan and findings."""
     import select
     looked = []
-    look = parallel._LateGate._look
+    look = parallel_child._LateGate._look
 
     def waiting_look(self):                           # in the child
         looked.append(1)
         if len(looked) == arrives and not self._arrived:
             select.select([self._control], [], [], 30)
         return look(self)
-    monkeypatch.setattr(parallel._LateGate, "_look", waiting_look)
+    monkeypatch.setattr(parallel_child._LateGate, "_look", waiting_look)
     report = tmp_path / "gated-while-mapping"
-    afterwards = parallel._gate_afterwards
+    afterwards = parallel_child._gate_afterwards
 
     def counting(users, gate, gated, rows_before):    # in the child: how many the mapping stopped
         report.write_text(str(len(users.gated)))
         return afterwards(users, gate, gated, rows_before)
-    monkeypatch.setattr(parallel, "_gate_afterwards", counting)
+    monkeypatch.setattr(parallel_child, "_gate_afterwards", counting)
     tenant = ws.tenant(source={"batch_size": 50})
     serial, par = both_ways(ws, monkeypatch, tenant)
     assert spy == [True]
@@ -146,7 +146,7 @@ def test_codes_missing_from_code_tables_are_reported_alike(ws, monkeypatch, spy,
     second halves are made in reverse order."""
     import select
     looked = []
-    look = parallel._LateGate._look
+    look = parallel_child._LateGate._look
 
     def late_look(self):                              # in the child: the gate is taken at the 4th look
         looked.append(1)
@@ -156,7 +156,7 @@ def test_codes_missing_from_code_tables_are_reported_alike(ws, monkeypatch, spy,
             (tmp_path / "waited").write_text(str(self.rows_before))
             select.select([self._control], [], [], 30)
         return look(self)
-    monkeypatch.setattr(parallel._LateGate, "_look", late_look)
+    monkeypatch.setattr(parallel_child._LateGate, "_look", late_look)
     ws.erp_execute("UPDATE adresse SET anrede = 'Eheleute Dr.' WHERE anrede IN ('Eheleute', 'Herrn Dr.')",
                    "UPDATE adresse SET anrede = 'Herr Dipl.-Ing.' WHERE adressnr % 7 = 0 AND anrede = 'Herr'",
                    "UPDATE einheit SET typcode = 6 WHERE typcode = 4 OR einheitid % 11 = 0",
@@ -202,12 +202,12 @@ def test_a_tenant_that_sends_persons_without_a_contract(ws, monkeypatch, spy):
     assert "user_without_occupancy" not in {c for c, *_ in par["findings"]}
 
 
-@pytest.mark.parametrize("where", ["_child", "_send_users"])
-def test_a_failing_second_process_leaves_the_users_to_the_run(ws, monkeypatch, spy, caplog, where):
+@pytest.mark.parametrize("module, where", [(parallel, "_child"), (parallel_child, "_send_users")])
+def test_a_failing_second_process_leaves_the_users_to_the_run(ws, monkeypatch, spy, caplog, module, where):
     """At once (the run extracts everything itself), or after buildings and units were sent."""
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure in the second process")
-    monkeypatch.setattr(parallel, where, broken)
+    monkeypatch.setattr(module, where, broken)
     with caplog.at_level(logging.WARNING, logger="engine.parallel"):
         serial, par = both_ways(ws, monkeypatch)
     assert spy == [False]
@@ -252,11 +252,11 @@ def test_gating_afterwards_declines_where_row_order_matters():
         return data
     gate = OccupancyGate({"2"})
     plain, gated = users(), ([], [], [])
-    assert parallel._gate_afterwards(plain, gate, gated, 2)
+    assert parallel_child._gate_afterwards(plain, gate, gated, 2)
     assert list(plain.records) == ["2"] and gated == (["1"], ["1"], ["user_without_occupancy"])
     from collections import Counter
-    assert not parallel._gate_afterwards(users(unkeyed=Counter(duplicate_key=1)), gate, ([], [], []), 2)
-    assert not parallel._gate_afterwards(users(excluded={"1": "pseudo_person"}), gate, ([], [], []), 2)
+    assert not parallel_child._gate_afterwards(users(unkeyed=Counter(duplicate_key=1)), gate, ([], [], []), 2)
+    assert not parallel_child._gate_afterwards(users(excluded={"1": "pseudo_person"}), gate, ([], [], []), 2)
 
 
 def test_gating_afterwards_looks_only_at_the_records_mapped_before_the_gate():
@@ -266,7 +266,7 @@ def test_gating_afterwards_looks_only_at_the_records_mapped_before_the_gate():
     from engine.references import OccupancyGate
     records = {i: Rec(i, {"external_id": i}) for i in "12345"}
     users, gated = EntityData("users", records=dict(records)), ([], [], [])
-    assert parallel._gate_afterwards(users, OccupancyGate({"2", "4"}), gated, 3)
+    assert parallel_child._gate_afterwards(users, OccupancyGate({"2", "4"}), gated, 3)
     assert list(users.records) == ["2", "4", "5"]
     assert gated == (["1", "3"], ["1", "3"], ["user_without_occupancy"] * 2)
 
@@ -276,8 +276,8 @@ def test_the_gate_crosses_to_the_child_unchanged(wanted):
     """The users' gate goes as one NUL-joined text where that is unambiguous, else as a list."""
     import io
     from engine._pipe import encode, receive
-    message = receive(io.BytesIO(encode(("gate", parallel._gate_message(wanted)))))
-    assert parallel._gate_set(message[1]) == wanted
+    message = receive(io.BytesIO(encode(("gate", parallel_messages._gate_message(wanted)))))
+    assert parallel_messages._gate_set(message[1]) == wanted
 
 
 @pytest.mark.parametrize("records", [
@@ -297,10 +297,10 @@ def test_records_cross_to_the_parent_unchanged(records):
     from engine.entity_data import Rec
     ids = list(records)
     recs = [Rec(*value) for value in records.values()]
-    sent = parallel._blocks(ids, recs, 0)
+    sent = parallel_messages._blocks(ids, recs, 0)
     from engine._pipe import encode
     import marshal
-    rebuilt = parallel._records(marshal.loads(encode(sent)[9:]))
+    rebuilt = parallel_messages._records(marshal.loads(encode(sent)[9:]))
     assert [(i, r.key, r.data, list(r.data), r.contract) for i, r in rebuilt.items()] == \
         [(i, r.key, r.data, list(r.data), r.contract) for i, r in zip(ids, recs)]
 
@@ -313,8 +313,8 @@ def test_records_cross_to_the_parent_unchanged(records):
 def test_the_gated_persons_cross_to_the_parent_unchanged(gated):
     import marshal
     from engine._pipe import encode
-    sent = marshal.loads(encode(parallel._compact(*gated))[9:])
-    assert tuple(map(list, parallel._uncompact(*sent))) == gated
+    sent = marshal.loads(encode(parallel_messages._compact(*gated))[9:])
+    assert tuple(map(list, parallel_messages._uncompact(*sent))) == gated
 
 
 def test_persons_whose_only_contract_is_refused_give_the_same_run(ws, monkeypatch, spy):

@@ -1,0 +1,215 @@
+"""The second process of a run with two cores (engine.parallel), forked by UsersWorker.start.
+
+It opens its own connection to the source, extracts and normalises buildings and units and
+sends them, then maps every person while the run extracts the contracts. The users' gate is
+looked for between slices of rows (_LateGate); the persons mapped before it arrived are gated
+afterwards (_gate_afterwards), or the users are extracted again with the gate where that could
+differ. Then it normalises the users block by block and sends each block, and hands the run a
+share of the blocks it has not reached yet whenever the run asks (_asked). Its messages are
+written by a thread (_Sender), in the formats of engine.parallel_messages.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import select
+import threading
+from itertools import compress, islice, repeat
+from operator import attrgetter, is_not
+from typing import BinaryIO, Sequence
+
+from engine._pipe import encode, receive
+from engine.entity_data import EntityData
+from engine.findings import Finding
+from engine.mapping import unknown_code_findings
+from engine.normalize import CHUNK, normalize_entity
+from engine.parallel_messages import _blocks, _compact, _counts, _finding, _gate_set, _invalid
+from engine.progress import Progress
+
+BLOCK = 16 * CHUNK
+"""Users normalised and handed over together: a whole number of normalize_entity's chunks, so
+that the findings come out as one normalize_entity over all of them would give them."""
+
+
+def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> None:
+    from engine.pipeline import extract_entity, window_params
+    from engine.sources import open_source
+    quiet = Progress(enabled=False, level=logging.DEBUG)     # the run logs these phases (-vv: the child's too)
+    params = window_params(tenant, run_date)
+    source = open_source(tenant, run_date=run_date)
+
+    def extract(entity: str, gate, keep_gated: bool = False) -> tuple[EntityData, list[Finding]]:
+        findings: list[Finding] = []
+        return extract_entity(tenant, entity, source, params, run_date, gate, findings, quiet,
+                              keep_gated=keep_gated), findings
+
+    try:
+        with _Sender(out) as send_later:
+            send_later(("ok", {entity: _normalised(tenant, *extract(entity, None), pack)
+                               for entity in ("buildings", "units")}))
+            # the persons while the parent reads the contracts: every one mapped until the gate arrives
+            late = _LateGate(tenant, control)
+            users, findings = extract("users", ((), late), keep_gated=True)
+            gate = late.wait()
+            gated: tuple[list, list, list] = ([], [], [])     # external_ids, ERP keys, reasons
+            if gate is not None and not _gate_afterwards(users, gate, gated, late.rows_before):
+                users, findings = extract("users", ((), gate))  # where the order of rows matters: gate while mapping
+            else:                                         # the ones the gate stopped while mapping come after
+                findings.extend(unknown_code_findings(users))     # counted over the persons the gate kept
+                for external_id, key, reason, _ in users.gated:
+                    gated[0].append(external_id)
+                    gated[1].append(key)
+                    gated[2].append(reason)
+            users.gated.clear()
+            _send_users(tenant, users, findings, gated, control, send_later, pack)
+    finally:
+        source.close()
+
+
+def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple, control: BinaryIO,
+                send_later, pack: bool) -> None:
+    ids, recs = list(users.records), list(users.records.values())
+    users.records = {}                                # each block's records are let go once it is sent
+    starts = list(range(0, len(ids), BLOCK))         # normalize_entity's chunks: the same findings, in order
+    send_later(("ok", {**_counts(users), "findings": [_finding(f) for f in findings], "gated": _compact(*gated)}))
+    k, end = 0, len(starts)
+    while k < end:
+        if _asked(control):                           # the parent takes a quarter of what is left
+            if end - k > 2:
+                end, stop = end - max(1, (end - k) // 4), starts[end] if end < len(starts) else len(ids)
+                send_later(("shared", _blocks(ids, recs, starts[end], stop)))
+                recs[starts[end]:stop] = [None] * (stop - starts[end])
+            else:
+                send_later(("shared", None))
+        block = EntityData("users", records=dict(zip(ids[starts[k]:starts[k] + BLOCK],
+                                                      recs[starts[k]:starts[k] + BLOCK])))
+        normalised: list[Finding] = []
+        order = list(block.records)                   # as mapped: normalising drops the invalid ones
+        normalize_entity(block, tenant.rules, normalised, pack=pack)
+        send_later(("ok", {**_blocks(list(block.records), list(block.records.values()), 0),
+                           "order": order, "invalid": _invalid(block), "refused": block.excluded,
+                           "findings": [_finding(f) for f in normalised],
+                           "packed": block.packed_rows}))
+        recs[starts[k]:starts[k] + BLOCK] = [None] * len(recs[starts[k]:starts[k] + BLOCK])
+        k += 1
+    send_later(("done",))
+
+
+def _normalised(tenant, data: EntityData, findings: list[Finding], pack: bool) -> dict:
+    """An entity as extract_entity left it (its gated records already turned into findings),
+    normalised here: its values are then plain texts and numbers, which marshal sends ten times
+    faster than pickle sends a Decimal or a date from the database."""
+    normalised: list[Finding] = []
+    normalize_entity(data, tenant.rules, normalised, pack=pack)
+    return {**_blocks(list(data.records), list(data.records.values()), 0), **_counts(data),
+            "findings": [_finding(f) for f in findings], "normalised": [_finding(f) for f in normalised],
+            "packed": data.packed_rows, "invalid": _invalid(data)}
+
+
+
+class _LateGate:
+    """The users' gate for a mapping that starts before the gate is known: keeps every person
+    until the parent's gate arrives (looked for between two slices of rows, without waiting),
+    then stops those the gate stops. The persons kept before it are gated afterwards."""
+
+    def __init__(self, tenant, control: BinaryIO):
+        self._tenant, self._control = tenant, control
+        self._arrived, self._gate = False, None
+        self.rows_before = 0         # rows kept without the gate: their records come first
+
+    def _look(self) -> None:
+        if not self._arrived and select.select([self._control], [], [], 0)[0]:
+            self._take()
+
+    def _take(self) -> None:
+        from engine.pipeline import users_gate
+        _, wanted = receive(self._control)
+        gate = users_gate(self._tenant, _gate_set(wanted)) if wanted is not None else None
+        self._arrived, self._gate = True, gate[1] if gate else None
+
+    def wait(self):
+        """The gate (None: the tenant sends every person), waiting for it if it has not come."""
+        if not self._arrived:
+            self._take()
+        return self._gate
+
+    def __call__(self, data: dict) -> str | None:
+        self._look()
+        if not self._arrived:
+            self.rows_before += 1
+        return self._gate(data) if self._gate is not None else None
+
+    def over_columns(self, early: dict, external_ids: Sequence[str]) -> list[str | None]:
+        self._look()
+        if not self._arrived:
+            self.rows_before += len(external_ids)
+        return self._gate.over_columns(early, external_ids) if self._gate is not None else [None] * len(external_ids)
+
+
+def _asked(control: BinaryIO) -> bool:
+    """Whether the parent has asked for a share since the last look (one request a look)."""
+    if control.closed or not select.select([control], [], [], 0)[0]:
+        return False
+    try:
+        message = receive(control)
+    except EOFError:                                  # the parent closed the pipe: it asks no more
+        control.close()
+        return False
+    return message[0] == "share"
+
+
+class _Sender:
+    """Writes the child's messages from a thread, so that normalising goes on while the parent
+    is not reading yet (a pipe holds far less than a block); encoding stays in the caller's thread."""
+
+    def __init__(self, out):
+        self._out, self._queue = out, queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name="users-sender", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __call__(self, message: tuple) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(encode(message))
+
+    def _write(self) -> None:
+        while (blob := self._queue.get()) is not None:
+            try:
+                self._out.write(blob)
+                self._out.flush()
+            except BaseException as exc:              # the parent is gone
+                self._error = exc
+                return
+
+    def __exit__(self, *exc_info) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc_info[0] is None:
+            raise self._error
+
+
+def _gate_afterwards(users: EntityData, gate, gated: tuple[list, list, list], rows_before: int) -> bool:
+    """Apply the users' gate to the users mapped before it arrived (made from the first
+    `rows_before` rows, so among the first `rows_before` records; those mapped later passed it),
+    as the Mapper would have applied it while mapping (the skipped ones into `gated`, their
+    excluded entries added by the parent); False (nothing changed) where that could differ: an
+    external_id produced by two rows, or one both kept and filtered out."""
+    if users.unkeyed.get("duplicate_key") or not users.excluded.keys().isdisjoint(users.records):
+        return False
+    ids = list(islice(users.records, rows_before))
+    reasons = gate.over_columns({}, ids)
+    if not any(reasons):
+        return True
+    stop = list(map(is_not, reasons, repeat(None)))
+    stopped = list(compress(ids, stop))
+    gated[0].extend(stopped)
+    gated[1].extend(map(attrgetter("key"), map(users.records.__getitem__, stopped)))
+    gated[2].extend(compress(reasons, stop))
+    for external_id in stopped:                 # the others keep their order
+        del users.records[external_id]
+    return True
