@@ -8,7 +8,8 @@ One process, the engine's own parts where they work on columns already: the same
 e-mail and phone normalisation over whole columns (analyze_emails, normalize_phones), and each
 kept record packed as the diff against a packed portal compares it (marshal, format 0), built
 from the columns. What it leaves out, and a columnar core would still have to do: findings as
-objects (it counts them), references between entities, dedup, the diff itself and the records of
+objects (it counts them), the check of codes a code table does not hold (code_not_in_table),
+references between entities, dedup, the diff itself and the records of
 the changes. So its time is a lower bound of such a core's serial work, and the ratio to the raw
 fetch of the same rows says whether a rewrite could reach the targets of issue 3 at all: the
 plan's target is 3.0x the raw fetch with two cores.
@@ -70,7 +71,7 @@ def floor(db: str, size: str = "L") -> dict:
         s0 = time.process_time()
         for columns, rows in source.batches(mapping, params):
             if bindings is None or columns != seen_columns:
-                bindings, seen_columns = _ColumnBindings(mapping, columns, names, gate_fields), columns
+                bindings, seen_columns = _ColumnBindings(mapping, columns, names, gate_fields, [], {}, {}, {}), columns
             for start in range(0, len(rows), SLICE):
                 g = bindings.first(rows[start:start + SLICE], gate_fn)
                 m = len(g.kept)
