@@ -1,6 +1,6 @@
 """How fast could a plan be without a dict per record? A floor for a columnar core, on size L.
 
-    python -m benchmarks.floor [--db sqlite|postgresql]     (after `python -m benchmarks.run --sizes L`)
+    python -m benchmarks.floor [--db sqlite|postgresql] [--size L]     (after `python -m benchmarks.run --sizes L`)
 
 One process, the engine's own parts where they work on columns already: the same extraction
 (engine.sources), the mapping's compiled column expressions, filters and gates
@@ -106,10 +106,12 @@ def floor(db: str, size: str = "L") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--size", choices=("S", "M", "L"), default="L",
+                        help="a size `python -m benchmarks.run --sizes SIZE` has generated (default L)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     for _ in range(args.repeat):
-        print(json.dumps(floor(args.db)), flush=True)
+        print(json.dumps(floor(args.db, args.size)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""The benchmark commands of docs/benchmarks.md run, on size S (their figures are not judged
+here: tests never assert timings). A change to the engine's internals broke
+`python -m benchmarks.floor` once without any test noticing."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_run_and_floor_report_their_figures_on_size_s(tmp_path):
+    done = _bench("benchmarks.run", "--sizes", "S", "--repeat", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rounds = [json.loads(line) for line in (done.stdout + done.stderr).splitlines() if line.startswith("{")]
+    assert len(rounds) == 1
+    figures = rounds[0]
+    assert figures["raw"]["rows"] == figures["plan"]["rows"] > 0
+    assert figures["plan"]["writes"] > 0             # into an empty store
+    assert figures["noop"]["writes"] == 0            # against the store the apply filled
+    table_row = next(line for line in done.stdout.splitlines() if line.startswith("| S |"))
+    assert f"{figures['plan']['writes']:,} writes" in table_row
+    assert (tmp_path / "var" / "bench" / "erp-S.sqlite").exists()
+
+    floor = _bench("benchmarks.floor", "--size", "S", "--repeat", "1", cwd=tmp_path)
+    assert floor.returncode == 0, floor.stderr[-2000:]
+    result = json.loads(floor.stdout.strip().splitlines()[-1])
+    assert set(result["kept"]) == {"buildings", "units", "users", "occupancies"}
+    assert all(result["kept"][e] > 0 for e in result["kept"])
+    # every row the raw fetch read is kept or excluded by the floor's mapping, gates and filters
+    assert sum(result["kept"].values()) + sum(result["excluded"].values()) == figures["raw"]["rows"]
