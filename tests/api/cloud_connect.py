@@ -5,6 +5,8 @@ shape mappings/domus-api.yaml reads: /objects, /units and /contracts/parties pag
 number, /persons by cursor. Requests need the header X-API-Key. `fail_every` answers every n-th
 request with 503 (or 429; `fail_status` may be several, taken in turn) with a Retry-After of
 `retry_after` seconds, to exercise the client's retries; `failed` counts them by status.
+`before(path, query)`, when set, is called before each page is answered (path without
+/api/v1, query as a dict), so that a test can change the ERP while a run reads its pages.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import sqlite3
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import parse_qs, urlparse
 
 from local_http import ServedInThread
@@ -44,6 +47,7 @@ class CloudConnect(ServedInThread):
         self.requests = 0
         self.failures = 0
         self.failed: Counter = Counter()            # status -> requests answered with it
+        self.before: Callable[[str, dict], None] | None = None
         self._lock = threading.Lock()
         server = self
 
@@ -85,6 +89,9 @@ class CloudConnect(ServedInThread):
         if path not in QUERIES:
             return self._answer(h, 404, {"error": f"no endpoint {path}"})
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if self.before is not None:
+            with self._lock:
+                self.before(path, q)
         sql, shape = QUERIES[path]
         con = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)
         try:
