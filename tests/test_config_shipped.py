@@ -120,7 +120,8 @@ def test_the_documented_defaults_are_what_a_tenant_that_leaves_them_out_gets(tmp
     objects = {"source (type: sql)": (s.source, s.source.server), "source (type: api)": (a.source,),
                "source.auth (type: api_key)": (a.source.auth,), "dedup.email": (s.email_dedup,),
                "dedup.phone": (s.phone_dedup,), "contract_window": (s.window,), "rules": (s.rules,),
-               "deletion": (s.deletion,), "target (type: idwell)": (a.target,), "schedule": (s.schedule,)}
+               "deletion": (s.deletion,), "target (type: idwell)": (a.target,), "schedule": (s.schedule,),
+               "entities.<entity>.paginator": (a.entities["buildings"].paginator,)}
     checked = 0
     for title, targets in objects.items():
         for key, documented in defaults(title).items():

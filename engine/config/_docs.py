@@ -115,7 +115,8 @@ def _models() -> dict[str, tuple[type, ...]]:
     return {"source (type: sql)": (m.SqlSource, m.SqlServer), "source (type: api)": (m.ApiSource,),
             "source.auth (type: api_key)": (m.ApiAuth,), "dedup.email": (m.EmailDedup,),
             "dedup.phone": (m.PhoneDedup,), "contract_window": (m.ContractWindow,), "rules": (m.Rules,),
-            "deletion": (m.Deletion,), "target (type: idwell)": (m.IdwellTarget,), "schedule": (m.Schedule,)}
+            "deletion": (m.Deletion,), "target (type: idwell)": (m.IdwellTarget,), "schedule": (m.Schedule,),
+            "entities.<entity>.paginator": (m.Paginator,), "overrides.entities.<entity>.paginator": (m.Paginator,)}
 
 
 def defaults(title: str) -> dict[str, Any]:

@@ -111,6 +111,7 @@ class ApiExtractor:
         self.source, self.tenant_id, self.run_date = source, tenant_id, run_date
         self.retried: Counter = Counter()       # why a request was sent again -> how often
         self.waited = 0.0                       # seconds spent waiting before those retries
+        self.recovered: dict[str, int] = {}     # entity -> records only the second reading of its pages had
         self._client = httpx.Client(base_url=source.base_url.rstrip("/") + "/",
                                     auth=_Auth(source, tenant_id, self._wait_to_retry),
                                     timeout=source.timeout, transport=transport,
@@ -136,29 +137,74 @@ class ApiExtractor:
         """The entity's records page by page. Once every page is read, a name the mapping reads
         that no record had is warned about: in JSON a misspelt or wrongly cased name is not an
         error, it reads as null in every record (for a query, binding a column that the query
-        does not return fails instead)."""
+        does not return fails instead).
+
+        Pages by position (page_number, offset) are read a second time, unless the paginator's
+        `verify` is false: a record removed in the ERP while the pages are read moves the ones
+        after it back, so that the first record of the next page lands on a page read already
+        and the first reading misses it. Taken for deleted, it would be archived in the portal
+        until the next run. The second reading yields each record whose ERP key (the mapping's
+        `key`) the first did not have; a record in both keeps the first reading's version. A
+        record removed for good is in neither and is deleted as before; one removed while the
+        pages are read is at worst deleted a run later. A cursor names the last record read, so
+        that nothing moves under it, and so does a next-page link with most APIs: read once."""
         unread, seen = UnreadPaths(entity), 0
         numbered = entity.paginator is not None and entity.paginator.type in ("page_number", "offset")
+        verify = numbered and entity.paginator.verify
         read: set[bytes] = set()                # page_number, offset: a digest of each record read
         again: list[dict] = []                  # records that came again on a later page
+        keys: set[str] = set()                  # verify: the ERP key of each record of the first reading
+        key_of = _key_getter(entity.key)
         for _, records in self._pages(entity):
             if numbered:
                 records = _once(records, read, again)
+            if verify:
+                keys.update(map(key_of, records))
             unread.see(records)
             seen += len(records)
             yield None, records
         if again:
             log.warning("tenant '%s': %s: %d record%s from %s came again on a later page (%s): the records changed "
                         "while their pages were read (a record added before them moves them on); each is read once. "
-                        "One removed meanwhile moves them back, so that a record may be missing from this run: "
-                        "the next run reads it again", self.tenant_id, entity.name, len(again),
-                        "" if len(again) == 1 else "s", entity.endpoint, _key_of(entity, again[0]))
+                        + ("A record removed meanwhile moves them back: the second reading of the pages finds what "
+                           "that made the first miss" if verify else
+                           "One removed meanwhile moves them back, so that a record may be missing from this run "
+                           "(the paginator's verify is off): the next run reads it again"),
+                        self.tenant_id, entity.name, len(again), "" if len(again) == 1 else "s", entity.endpoint,
+                        _key_of(entity, again[0]))
+        if verify:
+            read.clear()
+            for records in self._missed(entity, keys):
+                unread.see(records)
+                seen += len(records)
+                yield None, records
         missing = unread.missing() if seen else []
         if missing:
             log.warning("tenant '%s': %s: no record from %s has %s; what reads it is null in every record. "
                         "Correct the name in the mapping (names are case-sensitive), unless the API leaves "
                         "the field out when it is empty", self.tenant_id, entity.name, entity.endpoint,
                         "; ".join(missing))
+
+    def _missed(self, entity: EntityMapping, keys: set[str]) -> Iterator[list[dict]]:
+        """The second reading of pages by position (batches): page by page, the records whose ERP
+        key the first reading (`keys`) did not have; how many there were goes to `recovered`,
+        and a warning names the first."""
+        key_of, read = _key_getter(entity.key), set()
+        missed, first = 0, None
+        for _, records in self._pages(entity):
+            records = [r for r in _once(records, read, []) if key_of(r) not in keys]
+            if records:
+                missed += len(records)
+                first = records[0] if first is None else first
+                yield records
+        if missed:
+            self.recovered[entity.name] = missed
+            one = missed == 1
+            log.warning("tenant '%s': %s: the second reading of %s found %d record%s that the first had missed (%s): "
+                        "records were removed in the ERP while the pages were read, moving the ones after them back "
+                        "onto pages read already (or %s added meanwhile); %s synced, not taken for deleted",
+                        self.tenant_id, entity.name, entity.endpoint, missed, "" if one else "s",
+                        _key_of(entity, first), "it was" if one else "they were", "it is" if one else "they are")
 
     def _pages(self, entity: EntityMapping) -> Iterator[tuple[None, list[dict]]]:
         params = {**self.source.params, **entity.params}
@@ -393,11 +439,16 @@ def _backoff(attempt: int) -> float:
     return min(30.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
 
-def _key_of(entity: EntityMapping, record: dict) -> str:
-    """The record's ERP key as findings name it (the mapping's own key getter): `key 100100`,
-    `key 5000045/1000040`, an empty part as `(empty)`."""
+def _key_getter(key: tuple[str, ...]) -> Callable[[dict], str]:
+    """The ERP key of a record as findings name it (the mapping's own key getter): `100100`,
+    `5000045/1000040`, an empty part as `(empty)`."""
     from engine.erp_keys import _key_getter
-    return "key " + _key_getter(entity.key, None)(record)
+    return _key_getter(key, None)
+
+
+def _key_of(entity: EntityMapping, record: dict) -> str:
+    """`key 100100`, `key 5000045/1000040`, for a warning."""
+    return "key " + _key_getter(entity.key)(record)
 
 
 def _once(records: list[dict], read: set[bytes], again: list[dict]) -> list[dict]:

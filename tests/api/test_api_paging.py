@@ -81,7 +81,8 @@ def test_the_last_short_page_ends_the_extract_after_one_empty_page(monkeypatch):
         monkeypatch.setenv("PAGING_KEY", KEY)
         assert read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number",
                         page_size=100) == list(range(1, 131))
-        assert [p for p, _ in api.seen] == [f"/v1/objects?page={n}&pageSize=100" for n in (1, 2, 3)]
+        assert [p for p, _ in api.seen] == [f"/v1/objects?page={n}&pageSize=100" for n in (1, 2, 3)] * 2, \
+            "read to the end twice: the second reading finds what a record removed meanwhile moved back"
 
 
 @pytest.mark.parametrize("paginator", ["page_number", "offset"])
@@ -153,3 +154,44 @@ def test_a_record_twice_on_one_page_is_not_taken_for_one_that_moved(monkeypatch,
         got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), paginator, page_size=3)
     assert got == [1, 1]
     assert "came again on a later page" not in caplog.text
+
+
+def erp_losing(removed: int, after_requests: int, total: int, size: int):
+    """An endpoint of records 1..total in pages of `size` (by page number or offset) that loses
+    the record `removed` once `after_requests` pages are answered; its `asked` lists the requests."""
+    from urllib.parse import parse_qs, urlsplit
+    asked: list[str] = []
+
+    def answer(path):
+        q = {k: int(v[0]) for k, v in parse_qs(urlsplit(path).query).items()}
+        records = [r for r in ids(1, total) if r["id"] != removed or len(asked) < after_requests]
+        asked.append(path)
+        start = q["offset"] if "offset" in q else (q["page"] - 1) * size
+        return records[start:start + size], None
+    answer.asked = asked
+    return answer
+
+
+@pytest.mark.parametrize("paginator", ["page_number", "offset"])
+def test_a_record_removed_while_the_pages_are_read_does_not_hide_the_one_after_it(monkeypatch, caplog, paginator):
+    """Record 1 is removed after page 1 (1, 2) is read: 3 moves onto page 1, and page 2 answers
+    4, 5. The second reading of the pages has 3; 1, read before it was removed, stays."""
+    with Server({}) as api:
+        api.fallback = erp_losing(removed=1, after_requests=1, total=5, size=2)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), paginator, page_size=2)
+    assert got == [1, 2, 4, 5, 3]
+    assert "tenant 'api-test': buildings: the second reading of /v1/objects found 1 record that the first had " \
+           "missed (key 3): records were removed in the ERP while the pages were read" in caplog.text
+    assert len(api.fallback.asked) == 3 + 3
+
+
+def test_records_read_by_cursor_are_read_once(monkeypatch, caplog):
+    """A cursor names the last record read: a record removed meanwhile moves nothing under it."""
+    with Server({}) as api:
+        api.pages.update({"/v1/objects": (ids(1, 2), "cursor:2"), "/v1/objects?cursor=2": (ids(3, 1), None)})
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "cursor")
+    assert got == [1, 2, 3]
+    assert [path for path, _ in api.seen] == ["/v1/objects", "/v1/objects?cursor=2"]
+    assert "second reading" not in caplog.text
