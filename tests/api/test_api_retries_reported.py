@@ -47,7 +47,7 @@ def _failed_during(cc: CloudConnect, *args) -> tuple[subprocess.CompletedProcess
 
 
 def test_throttling_and_failures_of_the_erp_api_are_counted_in_summary_text_and_run_history(erp, tmp_path):
-    with CloudConnect(str(erp), KEY, fail_every=7, fail_status=(429, 503), retry_after="1") as cc:
+    with CloudConnect(str(erp), KEY, fail_every=14, fail_status=(429, 503), retry_after="1") as cc:
         tenant = _api_tenant(tmp_path, cc)
         proc, failed = _failed_during(cc, tmp_path, "run", str(tenant), "--json")
         assert proc.returncode == 0, proc.stderr
