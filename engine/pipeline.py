@@ -50,6 +50,7 @@ class Prepared:
     winners: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
     source_retries: dict | None = None      # the source's requests sent again (ApiExtractor.retries); None: none
+    source_recovered: dict | None = None    # entity -> records only a second reading of its pages had (ApiExtractor)
 
     @property
     def extracted(self) -> dict[str, int]:
@@ -136,11 +137,13 @@ def users_gate(tenant: Tenant, occ: EntityData | set[str]):
 
 
 def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding],
-            progress: Progress) -> tuple[dict[str, EntityData], dict | None]:
+            progress: Progress) -> tuple[dict[str, EntityData], dict | None, dict | None]:
     """extract -> map -> filter, entity by entity, streamed in batches. Contracts outside the
     window, and persons without a contract in it, are recognised early and not mapped in full.
     Also returns the requests the source sent again (an API source's, engine.sources.api; None
-    when none were, or for a source that retries nothing, as an SQL source)."""
+    when none were, or for a source that retries nothing, as an SQL source), and per entity the
+    records that only the second reading of pages paged by position had (ApiExtractor.batches;
+    None when there were none)."""
     from engine.sources import open_source
     params = window_params(tenant, run_date)
     data: dict[str, EntityData] = {}
@@ -152,7 +155,7 @@ def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding],
             data[entity] = extract_entity(tenant, entity, source, params, run_date, gate, findings, progress)
     finally:
         source.close()
-    return {e: data[e] for e in ENTITIES}, retries_of(source)
+    return {e: data[e] for e in ENTITIES}, retries_of(source), dict(getattr(source, "recovered", {})) or None
 
 
 def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, previous_winners: dict[str, str],
@@ -305,9 +308,9 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         """The e-mail each user holds in the portal, as the engine last wrote it."""
         return {i: (r.get("email") or "").strip().lower() or None for i, r in last_sent("users", ids).items()}
     previous_winners = state.winners(tenant.id) if state else {}
-    source_retries = None
+    source_retries = source_recovered = None
     if worker is None:
-        data, source_retries = extract(tenant, run_date, findings, progress)
+        data, source_retries, source_recovered = extract(tenant, run_date, findings, progress)
         timings["extract"] = time.perf_counter() - t
         t = time.perf_counter()
         progress.start("normalise, resolve, dedup")
@@ -353,7 +356,7 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         findings.append(Finding("deletes_held", reason.split(":")[0], "-", reason))
     timings["plan"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    return Prepared(tenant, run_date, data, plan, findings, winners, timings, source_retries)
+    return Prepared(tenant, run_date, data, plan, findings, winners, timings, source_retries, source_recovered)
 
 
 def _filters_that_exclude_all(data: dict[str, EntityData]) -> list[Finding]:

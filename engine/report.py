@@ -43,6 +43,7 @@ def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | 
         "plan_file": plan_file,
         "retries": retries,
         "source_retries": prepared.source_retries,
+        "source_recovered": prepared.source_recovered,
         "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
     }
 
@@ -96,6 +97,10 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
     lines.append(f"  {s['writes']:,} writes {verb}.")
     if s.get("source_retries"):
         lines.append(_retry_line("the ERP's API", s["source_retries"], "the ERP's server or the network"))
+    if s.get("source_recovered"):
+        lines.append("  the second reading of the ERP's pages found records the first had missed ("
+                     + ", ".join(f"{e} {n:,}" for e, n in s["source_recovered"].items())
+                     + "): records were removed in the ERP while the pages were read; they are synced, not archived")
     if s.get("retries"):
         lines.append(_retry_line("the import API", s["retries"], "the portal or the network"))
     if s["deletes_held"]:

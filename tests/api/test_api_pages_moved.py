@@ -117,7 +117,9 @@ def _first_run(cc: CloudConnect, folder: Path, tenant: Path) -> list[str]:
     cc.before = lambda path, query: asked.append(f"page={query['page']}") if path == PARTIES else None
     proc = _cli(folder, "run", str(tenant), "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["entities"]["occupancies"]["create"] > 400
+    summary = json.loads(proc.stdout)
+    assert summary["entities"]["occupancies"]["create"] > 400
+    assert summary["source_recovered"] is None
     assert "second reading" not in proc.stderr and "came again" not in proc.stderr
     return asked
 
@@ -146,7 +148,11 @@ def test_a_contract_removed_while_its_pages_are_read_does_not_archive_the_one_af
         assert proc.returncode == 0, proc.stderr
         assert _portal(tmp_path, "occupancies") == before, "nothing is archived: the moved contract still exists"
         assert _portal(tmp_path, "users") == residents, "its resident keeps the login"
-        assert _recorded(tmp_path)["entities"]["occupancies"]["delete"] == 0
+        summary = _recorded(tmp_path)
+        assert summary["entities"]["occupancies"]["delete"] == 0
+        assert summary["source_recovered"] == {"occupancies": 1}
+        assert ("  the second reading of the ERP's pages found records the first had missed (occupancies 1): "
+                "records were removed in the ERP while the pages were read" in proc.stdout)
         assert (f"tenant 'moving': occupancies: the second reading of {PARTIES} found 1 record that the first "
                 f"had missed (key {moved[0]}/{moved[1]}): records were removed in the ERP while the pages were "
                 "read" in proc.stderr)
@@ -157,6 +163,7 @@ def test_a_contract_removed_while_its_pages_are_read_does_not_archive_the_one_af
     assert before - after == {_occupancy(removed)}, "the next run archives the removed contract, and only it"
     assert residents - _portal(tmp_path, "users") <= {str(removed[1])}
     assert str(moved[1]) in _portal(tmp_path, "users")
+    assert json.loads(proc.stdout)["source_recovered"] is None
     assert "second reading" not in proc.stderr
 
 
@@ -173,7 +180,7 @@ def test_verify_false_reads_the_pages_once_and_leaves_the_gap(erp, tmp_path):
         proc = _cli(tmp_path, "run", str(tenant), "--json")
         assert proc.returncode == 0, proc.stderr
         assert before - _portal(tmp_path, "occupancies") == {_occupancy(moved)}
-        assert "second reading" not in proc.stderr
+        assert json.loads(proc.stdout)["source_recovered"] is None
         proc = _cli(tmp_path, "run", str(tenant), "--json")
     assert proc.returncode == 0, proc.stderr
     assert before - _portal(tmp_path, "occupancies") == {_occupancy(removed)}, "the next run brings it back"

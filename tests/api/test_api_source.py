@@ -80,6 +80,8 @@ def test_api_and_sql_give_the_same_portal(erp, tmp_path, monkeypatch):
     assert api_result.summary["entities"] == sql_result.summary["entities"]
     assert api_result.summary["source_retries"] is None, "every page was answered the first time"
     assert sql_result.summary["source_retries"] is None, "an SQL source retries nothing"
+    assert api_result.summary["source_recovered"] is None, "the ERP did not change: both readings of the pages agree"
+    assert sql_result.summary["source_recovered"] is None
 
 
 def test_codes_missing_from_code_tables_are_reported_alike_from_the_api(erp, tmp_path, monkeypatch):
