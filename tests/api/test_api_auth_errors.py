@@ -67,10 +67,9 @@ def test_a_token_endpoint_that_keeps_failing_does_not_send_the_team_to_check_the
 
 
 def test_a_token_endpoint_that_is_not_there_is_named_not_base_url():
-    with socket.socket() as s:
+    with socket.socket() as s, Server({}) as api:      # bound, not listening: refused, and no one else's port
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    with Server({}) as api:
         with pytest.raises(SourceError) as caught:
             read_ids(api.url, oauth(f"http://127.0.0.1:{closed}/token"))
     assert f"the token endpoint: no answer from http://127.0.0.1:{closed}/token" in str(caught.value)
