@@ -28,18 +28,31 @@ from engine.redact import remember
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_ATTEMPTS = 6
+TOKEN_MARGIN = 30.0          # seconds: an OAuth token is replaced this long before it ends, at most ...
+TOKEN_MARGIN_SHARE = 0.25    # ... and at most this share of its lifetime (expires_in 20: used for 15 s)
+TOKEN_LIFETIME = 3600.0      # seconds, for a token whose expires_in is missing or unusable
 _LOOK = ("idwell-sync doctor TENANT asks each endpoint for its first page; idwell-sync discover TENANT lists the "
          "fields of the records each endpoint answers")
 
 
 class _Auth(httpx.Auth):
     """API key header, bearer token, or OAuth2 client credentials (token fetched and refreshed).
-    `retry(reason, seconds)` waits before a token request is sent again, and counts it."""
+    `retry(reason, seconds)` waits before a token request is sent again, and counts it.
+
+    An OAuth token is used until shortly before it ends: `expires_in` seconds after its request
+    was sent, less the smaller of TOKEN_MARGIN and a quarter of that lifetime, so that a token
+    that lives 20 s is used for 15 s, one that lives an hour for 59.5 min. A token whose
+    expires_in is missing or null is used for TOKEN_LIFETIME (RFC 6749 leaves its lifetime to the
+    server's documentation); so is one whose expires_in is not a number of seconds above 0
+    (`"soon"`, 0, -5, true), with a warning: fetching a token for every request because of it
+    would flood the login service. A numeric string ("20") is a number. Whatever the lifetime,
+    an API that refuses the token (401) gets a new one, once per request."""
 
     def __init__(self, source: ApiSource, tenant_id: str, retry: Callable[[str, float], None]):
         self.source, self.tenant_id, self._retry = source, tenant_id, retry
         self._token: str | None = None
         self._expires = 0.0
+        self._warned = False
 
     def _secret(self, secret, *, header: bool = False) -> str:
         try:
@@ -48,13 +61,14 @@ class _Auth(httpx.Auth):
             raise SecretReferenceError(f"tenant '{self.tenant_id}': source auth: {exc}", hint=exc.hint) from None
 
     def _oauth_token(self, force: bool = False) -> str:
-        if force or self._token is None or time.monotonic() > self._expires:
+        if force or self._token is None or time.monotonic() >= self._expires:
             a = self.source.auth
             data = {"grant_type": "client_credentials", "client_id": a.client_id,
                     "client_secret": self._secret(a.client_secret)}
             if a.scope:
                 data["scope"] = a.scope
             for attempt in range(1, MAX_ATTEMPTS + 1):     # a token endpoint is as flaky as the API
+                sent = time.monotonic()
                 try:
                     r = httpx.post(a.token_url, data=data, timeout=self.source.timeout)
                 except (httpx.TransportError, httpx.DecodingError) as exc:
@@ -78,7 +92,7 @@ class _Auth(httpx.Auth):
                                   hint=f"check client_id and the secret {a.client_secret}")
             try:
                 body = r.json()
-                token, lifetime = body["access_token"], float(body.get("expires_in", 3600))
+                token, expires_in = body["access_token"], body.get("expires_in")
                 if not isinstance(token, str) or not token:
                     raise TypeError
             except (ValueError, TypeError, KeyError, AttributeError):
@@ -89,7 +103,16 @@ class _Auth(httpx.Auth):
                                        "page or proxy?") from None
             self._token = token
             remember(self._token)           # a secret too, for as long as it is valid
-            self._expires = time.monotonic() + lifetime - 30
+            lifetime = _lifetime(expires_in)
+            if lifetime is None:
+                if expires_in is not None and not self._warned:
+                    self._warned = True
+                    log.warning("tenant '%s': the token endpoint %s gave its token an expires_in of %s, not a "
+                                "number of seconds above 0: the token is used for up to %d minutes, and replaced "
+                                "sooner if the API refuses it", self.tenant_id, a.token_url,
+                                json.dumps(expires_in)[:40], TOKEN_LIFETIME // 60)
+                lifetime = TOKEN_LIFETIME
+            self._expires = sent + lifetime - min(TOKEN_MARGIN, lifetime * TOKEN_MARGIN_SHARE)
         return self._token
 
     def auth_flow(self, request: httpx.Request):
@@ -471,6 +494,18 @@ def _says_json(content_type: str) -> bool:
     """application/json, or a JSON type such as application/problem+json, by the Content-Type header."""
     kind = content_type.split(";")[0].strip().lower()
     return kind == "application/json" or kind.endswith("+json")
+
+
+def _lifetime(expires_in: Any) -> float | None:
+    """A token's lifetime in seconds from its expires_in (a number, or a numeric string), if it is
+    one above 0 and finite; else None."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float, str)):
+        return None
+    try:
+        seconds = float(expires_in)
+    except (ValueError, OverflowError):
+        return None
+    return seconds if 0 < seconds < float("inf") else None
 
 
 def _retry_after(r: httpx.Response) -> float | None:
