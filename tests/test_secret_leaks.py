@@ -212,6 +212,70 @@ def test_a_gateway_that_echoes_the_token_does_not_bring_it_into_the_error(tmp_pa
     assert_hidden(TOKEN, stdout=run.stdout, stderr=run.stderr, history=history.stdout)
 
 
+# -- servers that ask to wait too long, an identity provider with an odd token lifetime ---------
+ACCESS_TOKEN = "at-Hx+/=%2F;{x}}@:-0815"
+
+
+class WaitingServer(ServedInThread):
+    """Issues ACCESS_TOKEN with an expires_in of "soon" (POST), and answers every GET with
+    `status` and a Retry-After of an hour, echoing the Authorization header it received (in a
+    response header and in the body), as a gateway in maintenance mode may."""
+
+    def __init__(self, status: int):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.answer(200, {"access_token": ACCESS_TOKEN, "expires_in": "soon"}, {})
+
+            def do_GET(self):
+                said = self.headers.get("Authorization", "")
+                self.answer(status, {"error": {"code": "unavailable", "message": f"later ({said})"}},
+                            {"Retry-After": "3600", "X-Echo-Authorization": said})
+
+            def answer(self, code: int, body: dict, headers: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self.httpd.server_address[1]}"
+
+
+def test_an_erp_api_asking_to_wait_too_long_shows_neither_the_client_secret_nor_the_token(tmp_path):
+    """The expires_in warning, the error that names the server's wait, -vv's log of the answers."""
+    root = workspace(tmp_path)
+    with WaitingServer(503) as api:
+        tenant = write_tenant(root, "kunde", source={"type": "api", "base_url": f"{api.url}/api/v1", "auth": {
+            "type": "oauth2_client_credentials", "token_url": f"{api.url}/token", "client_id": "sync",
+            "client_secret": "${env:KUNDE_CLIENT_SECRET}"}})
+        run = cli(root, "run", str(tenant), "--json", "-vv", KUNDE_CLIENT_SECRET=HOSTILE)
+    history = cli(root, "history", str(tenant), "--json")
+    assert run.returncode == 4, run.stderr
+    assert 'gave its token an expires_in of "soon"' in run.stderr
+    assert "answered 503 and asked to wait 3600 s (Retry-After: 3600)" in run.stderr
+    for secret in (HOSTILE, ACCESS_TOKEN):
+        assert_hidden(secret, stdout=run.stdout, stderr=run.stderr, history=history.stdout)
+
+
+def test_a_portal_asking_to_wait_too_long_does_not_show_the_token(tmp_path):
+    root = workspace(tmp_path)
+    with WaitingServer(429) as portal:
+        tenant = write_tenant(root, "kunde", target={"type": "idwell", "base_url": f"{portal.url}/import/v1",
+                                                     "token": "${env:KUNDE_TOKEN}"})
+        run = cli(root, "run", str(tenant), "--json", "-vv", KUNDE_TOKEN=TOKEN)
+    history = cli(root, "history", str(tenant), "--json")
+    assert run.returncode == 5, run.stderr
+    assert "with 429 rate_limited and asked to wait 3600 s (Retry-After: 3600)" in run.stderr
+    assert_hidden(TOKEN, stdout=run.stdout, stderr=run.stderr, history=history.stdout)
+
 # -- the masking itself ---------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [HOSTILE, "p;a}r{t =1", "Grüße aus Köln 2026", TOKEN])
 def test_a_resolved_secret_is_masked_in_every_form(monkeypatch, value):

@@ -7,7 +7,6 @@ are dicts (nested JSON); mapping expressions read them with dotted paths.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import hashlib
 import json
 import logging
@@ -24,6 +23,7 @@ from engine.config.model import ApiSource, EntityMapping, Paginator
 from engine.config.secrets import SecretError
 from engine.errors import SecretReferenceError, SourceError
 from engine.redact import remember
+from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -77,9 +77,16 @@ class _Auth(httpx.Auth):
                                                a.token_url, attempts=attempt) from None
                     self._retry(f"token {_transport_reason(exc)}", _backoff(attempt))
                     continue
-                if r.status_code in RETRY_STATUS and attempt < MAX_ATTEMPTS:
-                    self._retry(f"token {_status_reason(r.status_code)}", _retry_after(r) or _backoff(attempt))
-                    continue
+                if r.status_code in RETRY_STATUS:
+                    after = retry_after(r)
+                    if too_long(after):
+                        raise SourceError(f"tenant '{self.tenant_id}': the token endpoint {a.token_url} answered "
+                                          f"{r.status_code} and asked {asked(r, after)}, longer than the "
+                                          f"{RETRY_AFTER_MAX:.0f} s a run waits for an answer: the run stops here",
+                                          cause="unknown", retriable=True, hint=_WAIT_HINTS["token"])
+                    if attempt < MAX_ATTEMPTS:
+                        self._retry(f"token {_status_reason(r.status_code)}", wait_for(after, _backoff(attempt)))
+                        continue
                 break
             if r.status_code in RETRY_STATUS or r.status_code >= 500:
                 raise SourceError(f"tenant '{self.tenant_id}': the token endpoint {a.token_url} answered "
@@ -130,8 +137,10 @@ class _Auth(httpx.Auth):
 
 
 class ApiExtractor:
-    def __init__(self, source: ApiSource, tenant_id: str, *, run_date: dt.date, transport: httpx.BaseTransport | None = None):
+    def __init__(self, source: ApiSource, tenant_id: str, *, run_date: dt.date, transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.source, self.tenant_id, self.run_date = source, tenant_id, run_date
+        self._sleep = sleep                     # the waits before retries
         self.retried: Counter = Counter()       # why a request was sent again -> how often
         self.waited = 0.0                       # seconds spent waiting before those retries
         self.recovered: dict[str, int] = {}     # entity -> records only the second reading of its pages had
@@ -154,7 +163,7 @@ class ApiExtractor:
     def _wait_to_retry(self, reason: str, seconds: float) -> None:
         self.retried[reason] += 1
         self.waited += seconds
-        time.sleep(seconds)
+        self._sleep(seconds)
 
     def batches(self, entity: EntityMapping, extra_params: dict[str, Any]) -> Iterator[tuple[None, list[dict]]]:
         """The entity's records page by page. Once every page is read, a name the mapping reads
@@ -380,9 +389,18 @@ class ApiExtractor:
                                            self.source.base_url, attempts=attempt) from None
                 self._wait_to_retry(_transport_reason(exc), _backoff(attempt))
                 continue
-            if r.status_code in RETRY_STATUS and attempt < MAX_ATTEMPTS:
-                self._wait_to_retry(_status_reason(r.status_code), _retry_after(r) or _backoff(attempt))
-                continue
+            if r.status_code in RETRY_STATUS:
+                after = retry_after(r)
+                if too_long(after):
+                    query = r.request.url.query.decode("ascii", "replace")
+                    raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {r.request.url.path}"
+                                      f"{'?' + query if query else ''} answered {r.status_code} and asked "
+                                      f"{asked(r, after)}, longer than the {RETRY_AFTER_MAX:.0f} s a run waits for "
+                                      "an answer: the run stops here", cause="unknown", retriable=True,
+                                      hint=_WAIT_HINTS[429 if r.status_code == 429 else 503])
+                if attempt < MAX_ATTEMPTS:
+                    self._wait_to_retry(_status_reason(r.status_code), wait_for(after, _backoff(attempt)))
+                    continue
             if r.status_code in (401, 403):
                 ref = self.source.auth.key or self.source.auth.token or self.source.auth.client_secret
                 raise SourceError(f"tenant '{self.tenant_id}': the API refused the credentials ({r.status_code}) "
@@ -508,17 +526,14 @@ def _lifetime(expires_in: Any) -> float | None:
     return seconds if 0 < seconds < float("inf") else None
 
 
-def _retry_after(r: httpx.Response) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), 0 to 60; None if absent or unreadable."""
-    value = r.headers.get("Retry-After", "").strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(60.0, max(0.0, seconds))      # a negative one would make time.sleep fail
+_WAIT_HINTS = {
+    429: "the API limits requests and will not answer sooner: the next run tries again; set source.rate_limit "
+         "(requests per second) below the API's limit, or ask the vendor what it is",
+    503: "the API is down (maintenance?) for longer than a run waits: the next run tries again; if it goes on, "
+         "ask the vendor",
+    "token": "the API's login service is down or limits requests for longer than a run waits: the next run "
+             "tries again; if it goes on, ask the vendor",
+}
 
 
 _TRANSPORT_HINTS = {

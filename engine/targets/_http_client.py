@@ -4,9 +4,10 @@
   * waits for the per-tenant rate limit (requests per second, shared by all worker threads);
   * retries 5xx answers, timeouts, dropped connections, a proxy that refuses the request and an
     answer whose body cannot be decoded with exponential backoff and jitter;
-  * honours Retry-After on 429, and on a 5xx that sends one (a 503 for maintenance), and makes
-    every thread of the client wait that long (the limit, or the outage, is the tenant's, not
-    the request's); a 5xx waits at least the backoff;
+  * honours Retry-After on 429, and on a 5xx that sends one (a 503 for maintenance), as the API
+    source does (engine.retry_after: the longer of the backoff and the Retry-After; one longer
+    than RETRY_AFTER_MAX gives up at once, naming the server's wait), and makes every thread of
+    the client wait that long (the limit, or the outage, is the tenant's, not the request's);
   * turns 401 and 403 into a fatal TargetError at once, naming the tenant and the token's
     reference (e.g. ${env:IDWELL_TOKEN_ACME}), never the token;
   * gives up after `max_retries` retries with a retriable TargetError;
@@ -16,7 +17,6 @@ Every other answer (2xx, 400, 404, 409, 413, ...) goes back to the caller as it 
 """
 from __future__ import annotations
 
-import email.utils
 import random
 import threading
 from collections import Counter
@@ -26,11 +26,11 @@ from typing import Any, Callable
 import httpx
 
 from engine.errors import TargetError
+from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 BACKOFF_BASE = 0.25        # seconds before the first retry (before jitter)
-BACKOFF_MAX = 30.0         # the longest wait between two attempts
-RETRY_AFTER_MAX = 300.0    # a longer Retry-After is cut to this
+BACKOFF_MAX = 30.0         # the longest backoff between two attempts
 
 
 class RateLimiter:
@@ -54,23 +54,6 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         with self._lock:
             self._next = max(self._next, self._clock() + seconds)
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
 
 
 def backoff(attempt: int, rng: random.Random, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
@@ -127,19 +110,22 @@ class ApiClient:
             status = response.status_code
             if status in (401, 403):
                 raise self._auth_error(response)
-            if status == 429:
-                last = reason = "429 rate_limited"
+            if status == 429 or status in RETRY_STATUSES:
+                last = reason = "429 rate_limited" if status == 429 else \
+                    f"{status} {_error_code(response) or response.reason_phrase}"
                 after = retry_after(response)
-                wait = after if after is not None else backoff(attempt, self._rng, self.backoff_base)
-                self.limiter.pause(wait)
-                continue
-            if status in RETRY_STATUSES:
-                last = reason = f"{status} {_error_code(response) or response.reason_phrase}"
-                after = retry_after(response)
-                wait = backoff(attempt, self._rng, self.backoff_base)
-                if after is not None and after > wait:      # never sooner than the backoff: a failing
-                    wait = after                            # server saying 0 is not hammered
-                    self.limiter.pause(wait)
+                if too_long(after):
+                    raise TargetError(
+                        f"tenant '{self.tenant}': the import API at {self.base_url} answered {method} "
+                        f"/{path.lstrip('/')} with {last} and asked {asked(response, after)}, longer than the "
+                        f"{RETRY_AFTER_MAX:.0f} s a run waits for an answer: the run stops here",
+                        hint="the portal limits this tenant's requests and will not answer sooner; the next run "
+                             "writes what this one did not" if status == 429 else
+                             "the portal is down (maintenance?) for longer than a run waits; the next run writes "
+                             "what this one did not", retriable=True)
+                wait = wait_for(after, backoff(attempt, self._rng, self.backoff_base))
+                if status == 429 or after is not None:
+                    self.limiter.pause(wait)    # the limit, or the outage, holds every thread
                 continue
             return response
         raise TargetError(
