@@ -323,9 +323,11 @@ class ApiExtractor:
     def _get_json(self, url: str, params: dict | None, entity: str) -> tuple[httpx.Response, Any]:
         """A page and its body. A body that its content type calls JSON but that does not parse (cut
         off or garbled on its way, by a gateway or proxy or the API itself) is asked for again, as a
-        body that cannot be decoded is; any other answer that is not JSON stops the extract at once."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            response = self._get(url, params, entity)
+        body that cannot be decoded is; any other answer that is not JSON stops the extract at once.
+        The page has MAX_ATTEMPTS in all, whatever made it ask again."""
+        attempt = 0
+        while attempt < MAX_ATTEMPTS:
+            response, attempt = self._get(url, params, entity, attempt + 1)
             try:                            # in the charset the answer names (httpx's json() reads UTF-8 only)
                 return response, json.loads(response.text) if response.charset_encoding else response.json()
             except ValueError as exc:
@@ -374,8 +376,10 @@ class ApiExtractor:
                                    "API's own, make it the source's base_url")
         return str(link)
 
-    def _get(self, url: str, params: dict | None, entity: str) -> httpx.Response:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+    def _get(self, url: str, params: dict | None, entity: str, first: int = 1) -> tuple[httpx.Response, int]:
+        """The answer to GET `url` and the attempt it came with: from `first` (the page's attempts
+        so far, plus one) up to MAX_ATTEMPTS."""
+        for attempt in range(first, MAX_ATTEMPTS + 1):
             if self._interval:
                 wait = self._last + self._interval - time.monotonic()
                 if wait > 0:
@@ -419,7 +423,7 @@ class ApiExtractor:
                                        "or ask the vendor what it is" if r.status_code == 429 else
                                        "check the endpoint and its parameters against the API's documentation "
                                        f"({_LOOK})")
-            return r
+            return r, attempt
         raise AssertionError("unreachable")
 
     def close(self) -> None:

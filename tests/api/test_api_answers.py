@@ -154,3 +154,22 @@ def test_a_page_that_is_not_json_is_named_with_its_content_type(auth):
         assert len(api.seen) == 1
     assert "entity 'buildings': /v1/objects answered 200 with text/html, not JSON" in caught.value.message
     assert "check base_url and endpoint" in caught.value.hint
+
+
+def test_a_page_has_six_attempts_in_all_whatever_made_it_ask_again(auth, monkeypatch):
+    """A 503 and a body cut off, by turns: six attempts for the page, as for one kind alone, not
+    six for each cut-off body's request (up to 36, each after a Retry-After of up to 5 minutes)."""
+    monkeypatch.setattr("engine.sources.api._backoff", lambda attempt: 0.0)
+    unavailable, cut = (503, {}, b'{"error": "try again"}'), (200, {}, b'{"data": [{"id": 1}, {"i')
+    with Server(OK) as api:
+        api.gets = [unavailable, cut] * 3
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, auth)
+        assert len(api.seen) == 6
+    assert "the body is not valid JSON after 6 attempts" in caught.value.message
+    with Server(OK) as api:
+        api.gets = [cut, unavailable] * 3
+        with pytest.raises(SourceError) as caught:
+            read_ids(api.url, auth)
+        assert len(api.seen) == 6
+    assert "GET /v1/objects answered 503 after 6 attempts" in caught.value.message
