@@ -99,3 +99,30 @@ def test_a_listing_whose_items_are_not_records_with_an_external_id_is_a_target_e
     caught = reading_buildings_fails(replying(200, b'{"items": ' + items + b', "next_cursor": null}'))
     assert caught.value.exit_code == ExitCode.TARGET
     assert "to GET /buildings: an item that is not a record with an external_id" in caught.value.message
+
+
+@pytest.mark.parametrize("status, code, hint", [
+    (503, "unavailable", "the portal or the network is down or overloaded"),
+    (429, "rate_limited", "set target.rate_limit (requests per second) below the portal's limit")])
+def test_a_portal_that_answers_a_retried_status_to_the_end_is_named_with_its_answer(status, code, hint):
+    """It answered, so not 'did not answer'; the API source says 'answered 503 after 6 attempts'
+    alike. A 429 names the setting that helps, as the source's does."""
+    handler = replying(status, b'{"error": {"code": "%s", "message": "later"}}' % code.encode())
+    caught = reading_buildings_fails(handler)
+    assert len(handler.seen) == 3
+    error = caught.value
+    assert error.exit_code == ExitCode.TARGET and error.retriable
+    assert f"answered GET /buildings with {status} {code} after 3 attempts" in error.message
+    assert "did not answer" not in error.message and hint in error.hint
+
+
+def test_a_5xx_that_is_not_retried_is_the_portals_failure_not_a_wrong_base_url():
+    """507 Insufficient Storage: given up at once (as the API source does), and the hint does not
+    send anyone to check base_url."""
+    handler = replying(507, b'{"error": {"code": "unavailable", "message": "disk full"}}')
+    caught = reading_buildings_fails(handler)
+    assert len(handler.seen) == 1
+    error = caught.value
+    assert error.exit_code == ExitCode.TARGET and error.retriable
+    assert "answered GET /buildings with 507 unavailable: disk full" in error.message
+    assert "failed on its side" in error.hint and "base_url" not in error.hint

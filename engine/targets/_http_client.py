@@ -88,6 +88,7 @@ class ApiClient:
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json: Any = None, content: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
         last = reason = ""
+        answered: int | None = None         # the last attempt's status; None: it had no answer
         for attempt in range(self.max_retries + 1):
             if attempt:
                 with self._counted:
@@ -105,6 +106,7 @@ class ApiClient:
             except (httpx.TransportError, httpx.DecodingError) as exc:     # a ProxyError (407) too: no answer
                 reason = type(exc).__name__        # counted by kind; the error says the whole of it
                 last = f"{reason}: {exc}" if str(exc) else reason
+                answered = None
                 wait = backoff(attempt, self._rng, self.backoff_base)
                 continue
             status = response.status_code
@@ -113,6 +115,7 @@ class ApiClient:
             if status == 429 or status in RETRY_STATUSES:
                 last = reason = "429 rate_limited" if status == 429 else \
                     f"{status} {_error_code(response) or response.reason_phrase}"
+                answered = status
                 after = retry_after(response)
                 if too_long(after):
                     raise TargetError(
@@ -128,10 +131,17 @@ class ApiClient:
                     self.limiter.pause(wait)    # the limit, or the outage, holds every thread
                 continue
             return response
+        request = f"{method} /{path.lstrip('/')}"
+        if answered is None:
+            what = f"did not answer {request} after {self.max_retries + 1} attempts (last: {last})"
+        else:
+            what = f"answered {request} with {last} after {self.max_retries + 1} attempts"
         raise TargetError(
-            f"tenant '{self.tenant}': the import API at {self.base_url} did not answer {method} /{path.lstrip('/')} "
-            f"after {self.max_retries + 1} attempts (last: {last})",
-            hint="the portal or the network is down or overloaded; the next run retries everything not written",
+            f"tenant '{self.tenant}': the import API at {self.base_url} {what}",
+            hint="the portal refused more requests: the next run retries everything not written; set "
+                 "target.rate_limit (requests per second) below the portal's limit, or ask iDWELL what it is"
+            if answered == 429 else
+            "the portal or the network is down or overloaded; the next run retries everything not written",
             retriable=True)
 
     def _auth_error(self, response: httpx.Response) -> TargetError:

@@ -158,6 +158,11 @@ class IdwellTarget:
         error = _error(_json(response))
         detail = why or f"{response.status_code} {error.get('code') or response.reason_phrase}" + \
             (f": {error['message']}" if error.get("message") else "")
+        if response.status_code >= 500 and why is None:     # one not retried: 501, 505, 507, ...
+            return TargetError(f"tenant '{self.tenant}': the import API at {self.client.base_url} answered "
+                               f"{method} {path} with {detail}", retriable=True,
+                               hint="the portal failed on its side: the next run retries everything not written; "
+                                    "if it goes on, ask iDWELL")
         return TargetError(f"tenant '{self.tenant}': unexpected answer from the import API at "
                            f"{self.client.base_url} to {method} {path}: {detail}",
                            hint="check the target's base_url (it ends in /import/v1)")
