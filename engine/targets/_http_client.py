@@ -2,8 +2,8 @@
 
 `ApiClient.request` is the one place where the target talks to the import API. It
   * waits for the per-tenant rate limit (requests per second, shared by all worker threads);
-  * retries 5xx answers, timeouts, dropped connections, a proxy that refuses the request and an
-    answer whose body cannot be decoded with exponential backoff and jitter;
+  * retries 429 and 500/502/503/504 answers, timeouts, dropped connections, a proxy that refuses
+    the request and an answer whose body cannot be decoded with exponential backoff and jitter;
   * honours Retry-After on 429, and on a 5xx that sends one (a 503 for maintenance), as the API
     source does (engine.retry_after: the longer of the backoff and the Retry-After; one longer
     than RETRY_AFTER_MAX gives up at once, naming the server's wait), and makes every thread of
