@@ -363,6 +363,26 @@ def test_a_store_that_was_written_to_or_was_there_before_stays(tmp_path):
     assert len(list(LocalStore(path).read("buildings"))) == 1
 
 
+def test_a_store_opened_to_read_reads_and_refuses_to_write(tmp_path):
+    """`plan` opens the store read-only: it reads what is committed and refuses to apply, saying
+    why; the store is unchanged."""
+    path = tmp_path / "portal.sqlite"
+    writer = LocalStore(path)
+    writer.apply([put("buildings", building(1)), put("buildings", building(2))])
+    writer.close()
+    before = path.read_bytes()
+    reader = LocalStore(path, tenant="acme", read_only=True)
+    try:
+        assert [b["external_id"] for b in reader.read("buildings")] == ["B1", "B2"]
+        assert [row[0] for row in reader.read_rows("buildings", ["B2"])] == ["B2"]
+        with pytest.raises(TargetError, match=f"tenant 'acme': the local portal store {path} was opened to plan, "
+                                              "not to write"):
+            reader.apply([put("buildings", building(3))])
+    finally:
+        reader.close()
+    assert path.read_bytes() == before
+
+
 def test_a_read_only_store_says_so_not_to_check_the_disk_space(tmp_path):
     """A store the user that runs the sync cannot write (a file or folder without write access, a
     file system mounted read-only; here SQLite's query_only on the store's own connection, which

@@ -22,7 +22,8 @@ from typing import Any, Collection, Iterable, Iterator, Sequence
 
 from engine import contract
 from engine.contract import email_key
-from engine.targets._store_schema import DEFAULTS, FIELDS, LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN, connect, q
+from engine.targets._store_schema import (DEFAULTS, FIELDS, LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN, connect,
+                                          connect_read_only, q)
 from engine.targets._store_write import Op, Result, write
 
 __all__ = ["PortalStore", "Op", "Result", "read_rows"]
@@ -32,9 +33,10 @@ MANAGED = "archived = 0 AND external_id IS NOT NULL"
 
 
 class PortalStore:
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, read_only: bool = False):
+        """`read_only`: the store, which exists, only to read (connect_read_only): its writes fail."""
         self.path = Path(path)
-        self._conn: sqlite3.Connection | None = connect(self.path)
+        self._conn: sqlite3.Connection | None = connect_read_only(self.path) if read_only else connect(self.path)
         self._lock = threading.RLock()      # one connection, shared by the sandbox's request threads
 
     @property
@@ -191,7 +193,7 @@ def read_row_batches(path: Path | str, resource: str, size: int = 20_000) -> Ite
 
 def _read_only(path: Path | str, resource: str) -> sqlite3.Connection:
     _check_resource(resource)
-    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    return connect_read_only(Path(path))
 
 
 def _all_rows(conn: sqlite3.Connection, resource: str) -> sqlite3.Cursor:

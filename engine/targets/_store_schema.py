@@ -90,6 +90,60 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open the store only to read (`plan`, the background reader): SQLite's read-only mode, so
+    that nothing is created, extended or locked against a writer. It works where the store
+    cannot be written: a file or folder without write access, a file system mounted read-only,
+    a store another process holds a write lock on (a WAL store's readers do not wait for its
+    writer). A store laid out by an earlier version (a field the spec gained since, or a table
+    missing, as in an empty file) reads as `connect` would extend it, without extending it:
+    through temporary views of the same names, which live in the connection, not in the file.
+
+    A WAL store is read through its -shm file, which SQLite creates beside it (and leaves there:
+    SQLite's own companion files, taken away by the next writer that closes the store) unless
+    the folder cannot be written. There the store is opened `immutable` (no -shm needed), which
+    is safe where no -wal file is there: no writer has the store open (a writer keeps its -wal
+    file until it closes). With a writer at work, its -wal and -shm files are there to read with."""
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    try:
+        conn = _open(uri)
+    except sqlite3.OperationalError:
+        if not Path(path).exists() or Path(f"{path}-wal").exists():
+            raise
+        conn = _open(uri + "&immutable=1")
+    try:
+        _view_current_layout(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open(uri: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()     # SQLite opens the file on first use
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _view_current_layout(conn: sqlite3.Connection) -> None:
+    """Temporary views over the tables that lack what this version's layout has: a missing
+    field reads as null (what `connect`'s ALTER TABLE gives the rows there), a missing table as
+    empty. Unqualified names find the temporary view before the table."""
+    for entity in contract.RESOURCES:
+        have = {row[1] for row in conn.execute(f"PRAGMA main.table_info({q(entity)})")}
+        want = ["id", "external_id", *(f for f in FIELDS[entity] if f != "external_id"), "archived"]
+        want += ["email_key"] if entity == "users" else []
+        if set(want) <= have:
+            continue
+        cols = ", ".join(q(c) if c in have else f"NULL AS {q(c)}" for c in want)
+        source = f" FROM main.{q(entity)}" if have else " WHERE 0"
+        conn.execute(f"CREATE TEMP VIEW {q(entity)} AS SELECT {cols}{source}")
+
+
 def rollback(conn: sqlite3.Connection, failure: BaseException) -> None:
     """Undo the open transaction after `failure`, which the caller re-raises. SQLite has rolled
     back by itself after some errors (a full disk, an I/O error), and a ROLLBACK that fails must

@@ -3,7 +3,8 @@
 The demo syncs into it, tests inspect it, and `idwell-sync sandbox` serves the same store over
 HTTP. The rules live in the store (engine.targets._store_portal); this module adapts it to the
 Target protocol: `read` lists the managed records, `apply` writes changes in chunks, one
-transaction per chunk, and turns the store's answers into Outcomes.
+transaction per chunk, and turns the store's answers into Outcomes. `plan` opens the store only
+to read (`open_local(..., read_only=True)`): it creates, extends and locks nothing.
 """
 from __future__ import annotations
 
@@ -26,19 +27,26 @@ starting that process costs more than reading the store in the foreground."""
 class LocalStore:
     name = "local"
 
-    def __init__(self, path: Path | str, *, chunk_size: int = CHUNK, tenant: str | None = None):
-        """`tenant`: the id of the tenant whose target this is; its errors name it."""
+    def __init__(self, path: Path | str, *, chunk_size: int = CHUNK, tenant: str | None = None,
+                 read_only: bool = False):
+        """`tenant`: the id of the tenant whose target this is; its errors name it. `read_only`
+        (plan): the store, which exists, is opened only to read (_store_schema.connect_read_only),
+        so that a store this user may not write, or that another process is writing, can be
+        planned against; `apply` refuses."""
         self.path = Path(path)
         self.who = _who(tenant)
+        self.read_only = read_only
         # what opening creates (the file, folders): taken away again by close() if nothing was
         # written, so that a run that failed before writing (its source could not be read, say,
         # or it was started in the wrong folder) leaves no empty store behind for the next to find
-        self._made = [] if self.path.exists() else \
+        self._made = [] if read_only or self.path.exists() else \
             [self.path, *[p for p in self.path.absolute().parents if not p.exists()]]
         self._wrote = False
         try:
-            self.store = PortalStore(self.path)
+            self.store = PortalStore(self.path, read_only=read_only)
         except (OSError, sqlite3.Error) as exc:      # OSError: creating its folder failed
+            if read_only:
+                raise _not_readable(self.path, exc, self.who) from exc
             if not self.path.exists() and (why := _in_the_way(self.path)):
                 raise TargetError(f"{self.who}cannot create the local portal store {self.path}: {why[0]}",
                                   hint=why[1]) from exc
@@ -67,6 +75,8 @@ class LocalStore:
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> list[Outcome]:
         """One transaction per chunk; a failure or an interruption part-way carries the outcomes
         of the chunks written before it (`partial_outcomes`, see base.Target.apply)."""
+        if self.read_only:
+            raise TargetError(f"{self.who}the local portal store {self.path} was opened to plan, not to write")
         outcomes: list[Outcome] = []
         self._wrote = self._wrote or bool(changes)
         try:
@@ -135,6 +145,15 @@ def _not_a_store(path: Path, exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
+def _not_readable(path: Path, exc: BaseException, who: str) -> TargetError:
+    """The error of a store, which exists, that cannot be opened to read it."""
+    if why := _not_a_store(path, exc):
+        return TargetError(f"{who}cannot open the local portal store {path.absolute()}: {why[0]}", hint=why[1])
+    return TargetError(f"{who}cannot open the local portal store {path} to read it: {exc}",
+                       hint=f"check that the user that runs idwell-sync can read {path} and its folder, and that "
+                            f"it is an SQLite file; or change target.path in the tenant file")
+
+
 def _write_hint(exc: sqlite3.Error, path: Path) -> str:
     """What to do when a chunk could not be written to the store at `path`."""
     why = _read_only(path) if _is_read_only(exc, path) else "check free disk space and that no other program locks the file"
@@ -158,13 +177,14 @@ def _read_only(path: Path) -> str:
 
 def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
     """The TARGETS entry: the tenant's `target: {type: local, path: ...}`. `read_only` (plan):
-    a store that does not exist yet is not created, and reads as empty."""
+    the store is opened only to read, and one that does not exist yet is not created: it reads
+    as empty."""
     path = Path(tenant.target.path)
     if read_only and not path.exists():
         if why := _in_the_way(path):                  # the first run could not create it
             raise TargetError(f"{_who(tenant.id)}cannot create the local portal store {path}: {why[0]}", hint=why[1])
         return NoStoreYet(path, tenant.id)
-    return LocalStore(path, tenant=tenant.id)
+    return LocalStore(path, tenant=tenant.id, read_only=read_only)
 
 
 def _in_the_way(path: Path) -> tuple[str, str] | None:

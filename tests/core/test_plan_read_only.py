@@ -1,0 +1,175 @@
+"""`plan` writes nothing to the target, so it plans against a local portal store that it may only
+read: one that another process is writing (a write lock held), one on a file system mounted
+read-only, one an earlier version laid out, one that is an empty file, one not there yet. Each
+plan reads what the store holds, as a run would find it, and leaves the store as it was.
+
+Tests run as root, which file permissions do not stop: the store is made unwritable by a write
+lock another process holds, or by a read-only bind mount in a mount namespace of its own."""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ARGS = ("--date", "2026-06-01", "--no-out")
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def counts(summary: dict) -> dict:
+    return {e: {a: c[a] for a in ("create", "update", "delete", "unchanged")} for e, c in summary["entities"].items()}
+
+
+@pytest.fixture
+def edited(ws):
+    """A store the demo tenant was run into, with one user's first name then changed in the portal
+    (committed): a plan that reads the store plans one update; one that did not would plan creates."""
+    path = ws.tenant_file(portal=ws.root / "portal" / "demo.sqlite")
+    code, summary, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
+    assert code == 0 and summary["writes"] > 0, err
+    store = sqlite3.connect(ws.root / "portal" / "demo.sqlite")
+    with store:
+        store.execute("UPDATE users SET first_name = 'Geändert' WHERE id = (SELECT min(id) FROM users "
+                      "WHERE external_id IS NOT NULL AND archived = 0 AND first_name IS NOT NULL)")
+    store.close()
+    return path
+
+
+def assert_plans_the_edit(summary: dict) -> None:
+    assert summary["mode"] == "plan" and summary["status"] == "ok", summary
+    assert summary["writes"] == 1 and summary["entities"]["users"]["update"] == 1, counts(summary)
+    assert summary["drift"] == {"users": {"first_name": 1}}, summary["drift"]
+
+
+def test_plan_reads_a_store_that_another_process_holds_a_write_lock_on(ws, edited):
+    """Another process (a run applying, a person's tool) holds the store's write lock, with a
+    change not committed yet: the plan neither waits for the lock nor fails on it, and plans
+    against what is committed."""
+    store = ws.root / "portal" / "demo.sqlite"
+    before = digest(store)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sqlite3, sys
+        conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE users SET archived = 1")          # not committed while the plan runs
+        print("locked", flush=True)
+        sys.stdin.readline()
+        conn.execute("ROLLBACK")
+        print("released", flush=True)
+    """), str(store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
+        assert code == 0, err
+        assert_plans_the_edit(summary)
+        assert holder.poll() is None, "the process holding the lock is still there"
+        out, _ = holder.communicate("\n", timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    assert out == "released\n" and holder.returncode == 0
+    assert digest(store) == before, "the plan changed the store"
+
+
+def in_read_only_folder(ws, folder, *args: str) -> subprocess.CompletedProcess:
+    """`python -m engine ARGS --json` in this workspace, with `folder` mounted read-only (a bind
+    mount in a mount namespace of its own: root cannot write there either); skipped where such a
+    mount cannot be made (outside CI; in CI it must work)."""
+    env = {k: v for k, v in os.environ.items() if k != "IDWELL_STATE_URL"}
+    shell = (f"mount --bind -o ro '{folder}' '{folder}' || exit 97; touch '{folder}/probe' 2>/dev/null && exit 99; "
+             f'exec "$@"')
+    done = subprocess.run(["unshare", "-m", "sh", "-c", shell, "sh", sys.executable, "-m", "engine", *args, "--json"],
+                          cwd=ws.root, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode in (97, 99) or (done.returncode == 1 and not done.stdout and "unshare" in done.stderr):
+        reason = f"a read-only bind mount is not possible here: {done.stderr.strip()[-200:]} (exit {done.returncode})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return done
+
+
+@pytest.mark.parametrize("companions", [False, True], ids=["store-alone", "with-wal-and-shm"])
+def test_plan_reads_a_store_on_a_read_only_file_system_and_a_run_still_says_it_is_read_only(ws, edited, companions):
+    """The store's folder on a file system mounted read-only (as for a user without write access
+    to the file and its folder): the plan reads the store, whether or not SQLite's -wal and -shm
+    files are beside it (left by an earlier reader; without them SQLite cannot make its -shm
+    there). A run there fails as before: exit 5, naming the store and that it is read-only, having
+written nothing."""
+    import json
+    folder = ws.root / "portal"
+    store = folder / "demo.sqlite"
+    if companions:
+        reader = sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True)
+        reader.execute("SELECT count(*) FROM users").fetchone()
+        reader.close()
+    assert sorted(p.name for p in folder.iterdir()) == \
+        (["demo.sqlite", "demo.sqlite-shm", "demo.sqlite-wal"] if companions else ["demo.sqlite"])
+    before = digest(store)
+    done = in_read_only_folder(ws, folder, "plan", str(edited), *ARGS)
+    assert done.returncode == 0, done.stderr
+    assert_plans_the_edit(json.loads(done.stdout))
+    run = in_read_only_folder(ws, folder, "run", str(edited), "--date", "2026-06-01")
+    assert run.returncode == 5, run.stderr
+    said = run.stderr.splitlines()[0]        # when it is opened, or (SQLite opens it read-only) at the first write
+    assert said.startswith((f"idwell-sync run: error: tenant 'demo': cannot open the local portal store {store}: ",
+                            f"idwell-sync run: error: tenant 'demo': writing to the local portal store {store} failed "
+                            "after 0 of ")), run.stderr
+    assert f"what to do: {store} is read-only for the user that runs idwell-sync" in run.stderr, run.stderr
+    assert digest(store) == before
+
+
+def test_plan_reads_a_store_an_earlier_version_laid_out_without_extending_it(ws):
+    """A store made before the spec gained a field (here: buildings without `city`) is extended
+    by the next run, which then finds that field empty in the portal; the plan finds the same,
+    the same writes, without extending the store."""
+    store = ws.root / "portal" / "demo.sqlite"
+    path = ws.tenant_file(portal=store)
+    assert ws.cli_json("run", str(path), "--date", "2026-06-01")[0] == 0
+    conn = sqlite3.connect(store)
+    conn.execute("ALTER TABLE buildings DROP COLUMN city")
+    conn.close()
+    before = digest(store)
+    code, plan, err = ws.cli_json("plan", str(path), *ARGS)
+    assert code == 0, err
+    assert plan["entities"]["buildings"]["update"] > 0, counts(plan)
+    assert digest(store) == before, "the plan extended the store"
+    code, run, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
+    assert code == 0, err
+    assert counts(run) == counts(plan) and run["drift"] == plan["drift"]
+
+
+def test_plan_against_an_empty_store_file_plans_every_record_and_leaves_the_file_empty(ws):
+    """A store file of 0 bytes (made by hand, or a copy cut short) is an empty store to SQLite:
+    the first run creates the tables in it and every record; the plan plans that, and the file
+    stays empty."""
+    store = ws.root / "portal" / "demo.sqlite"
+    store.parent.mkdir()
+    store.write_bytes(b"")
+    path = ws.tenant_file(portal=store)
+    code, plan, err = ws.cli_json("plan", str(path), *ARGS)
+    assert code == 0, err
+    assert plan["writes"] > 0 and plan["writes"] == sum(e["create"] for e in plan["entities"].values()), counts(plan)
+    assert store.stat().st_size == 0 and sorted(p.name for p in store.parent.iterdir()) == ["demo.sqlite"]
+    code, run, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
+    assert code == 0 and counts(run) == counts(plan), err
+
+
+def test_plan_on_the_first_night_creates_neither_the_store_nor_its_folders(ws):
+    """The store and the folders it goes in are not there yet: the plan plans every record as a
+    create against an empty portal and makes nothing; the first run makes them."""
+    store = ws.root / "var" / "portal" / "demo.sqlite"
+    path = ws.tenant_file(portal=store)
+    code, plan, err = ws.cli_json("plan", str(path), *ARGS)
+    assert code == 0, err
+    assert plan["writes"] > 0 and plan["writes"] == sum(e["create"] for e in plan["entities"].values()), counts(plan)
+    assert not (ws.root / "var").exists(), "the plan made the store's folder"
+    code, run, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
+    assert code == 0 and run["writes"] == plan["writes"] and store.exists(), err
