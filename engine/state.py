@@ -116,7 +116,7 @@ def _dump(record: Mapping[str, Any]) -> str:
 
 
 def _read_only_sqlite(path: Path, timeout: float):
-    """An SQLite state store opened only to read (`status`, `history`), also by a user who may
+    """An SQLite state store opened only to read (`status`, `history`, `plan`), also by a user who may
     not write its folder (a monitoring account): a store in WAL mode needs its -shm file, which
     SQLite creates beside it unless the store is opened `immutable`. That is safe where no -wal
     file is there: no run has the store open to write (a run's connection keeps its -wal file
@@ -168,8 +168,8 @@ class StateStore:
     def __init__(self, url: str = DEFAULT_URL, *, prefix: str = "", schema: str | None = None,
                  lock_max_age: dt.timedelta = dt.timedelta(hours=6), busy_timeout: float | None = None,
                  create: bool = True):
-        """`create=False`: only to read (`history`, `status`), e.g. as a role that may only SELECT:
-        nothing is created, and a table that is not there reads as empty."""
+        """`create=False`: only to read (`history`, `status`, `plan`), e.g. as a role that may only
+        SELECT: nothing is created, and a table that is not there reads as empty."""
         self.url = sa.make_url(url)
         self.lock_max_age = lock_max_age
         self.busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
@@ -230,7 +230,7 @@ class StateStore:
             self._create(schema)
         else:                                       # a failure here is one to open the store (open_store)
             inspector = sa.inspect(self.engine)
-            self._missing = {t.name for t in (self._runs, self._locks, self._pending)
+            self._missing = {t.name for t in (self._runs, self._winners, self._written, self._pending, self._locks)
                              if not inspector.has_table(t.name, schema=schema)}
 
     def _create(self, schema: str | None) -> None:
@@ -314,6 +314,8 @@ class StateStore:
         return [self._run(row) for row in rows]
 
     def last_successful_run(self, tenant: str) -> RunRecord | None:
+        if self._runs.name in self._missing:
+            return None
         r = self._runs.c
         with self._failing(tenant, "read the last successful run from"), self.engine.connect() as c:
             row = c.execute(sa.select(self._runs).where(r.tenant == tenant, r.status.in_(SUCCESSFUL))
@@ -360,6 +362,8 @@ class StateStore:
 
     # -- e-mail winners ----------------------------------------------------------------------
     def winners(self, tenant: str) -> dict[str, str]:
+        if self._winners.name in self._missing:
+            return {}
         w = self._winners.c
         with self._failing(tenant, "read the e-mail winners from"), self.engine.connect() as c:
             return dict(c.execute(sa.select(w.email, w.external_id).where(w.tenant == tenant)).all())
@@ -374,6 +378,8 @@ class StateStore:
     # -- what the engine last wrote ----------------------------------------------------------
     def last_written(self, tenant: str, entity: str, external_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """external_id -> the record the engine last wrote, for those of `external_ids` it wrote."""
+        if self._written.name in self._missing:
+            return {}
         w = self._written.c
         ids = list(external_ids)
         out: dict[str, dict[str, Any]] = {}
@@ -385,6 +391,8 @@ class StateStore:
         return out
 
     def iter_written(self, tenant: str, entity: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self._written.name in self._missing:
+            return
         w = self._written.c
         with self._failing(tenant, f"read what the engine last wrote ({entity}) from"), self.engine.connect() as c:
             rows = c.execution_options(stream_results=True, yield_per=_CHUNK).execute(

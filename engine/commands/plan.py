@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sys
 from pathlib import Path
 
 from engine.commands._common import (add_findings_delimiter, add_tenant_arguments, check_findings, check_output, load,
-                                     open_state, writing)
+                                     missing_store, open_store, shown_url, state_url, writing)
 from engine.errors import ExitCode
 from engine.targets.base import retries_of
 
@@ -39,13 +40,20 @@ def main(args) -> int:
     out_option = "--out" if args.out else "the plan file"
     if out is not None and args.out is None:
         check_output(out, out_option)             # the default folder var/plans: a file of that name, say
-    state, target = open_state(args, tenant), open_target(tenant, read_only=True)
+    state = read_state(args, tenant)
+    try:
+        target = open_target(tenant, read_only=True)
+    except BaseException:
+        if state is not None:
+            state.close()
+        raise
     try:
         prepared = prepare(tenant, target, state, run_date=args.date, progress=Progress())
         retries = retries_of(target)
     finally:
         target.close()
-        state.close()
+        if state is not None:
+            state.close()
     if out:
         with writing(out, out_option):
             write_plan(prepared, tenant, out)
@@ -64,6 +72,19 @@ def main(args) -> int:
         if args.findings:
             print(f"  findings written to {args.findings}")
     return ExitCode.OK
+
+
+def read_state(args, tenant):
+    """The tenant's state store, opened only to read: a plan records no run, takes no lock and
+    creates nothing in it (engine.state.StateStore, create=False), so that a user who may only
+    read it can plan. None for an SQLite store not there yet (before the first run): the engine
+    remembers nothing yet, and the plan does not create the file."""
+    url = state_url(args, tenant)
+    if missing_store(url) is not None:
+        logging.getLogger(__name__).info("tenant '%s': state store %s not there yet: nothing remembered",
+                                         tenant.id, shown_url(url))
+        return None
+    return open_store(url, f"tenant '{tenant.id}'", create=False)
 
 
 def write_plan(prepared, tenant, path: Path) -> None:

@@ -1,7 +1,9 @@
 """`plan` writes nothing to the target, so it plans against a local portal store that it may only
 read: one that another process is writing (a write lock held), one on a file system mounted
 read-only, one an earlier version laid out, one that is an empty file, one not there yet. Each
-plan reads what the store holds, as a run would find it, and leaves the store as it was.
+plan reads what the store holds, as a run would find it, and leaves the store as it was. It
+records no run and takes no lock, and only reads the state store too: a user who may only read
+var/ (both stores) can plan.
 
 Tests run as root, which file permissions do not stop: the store is made unwritable by a write
 lock another process holds, or by a read-only bind mount in a mount namespace of its own."""
@@ -27,14 +29,22 @@ def counts(summary: dict) -> dict:
     return {e: {a: c[a] for a in ("create", "update", "delete", "unchanged")} for e, c in summary["entities"].items()}
 
 
+def var_tenant(ws):
+    """The demo tenant with both stores below var/, as by default: var/portal/demo.sqlite and
+    var/state.sqlite."""
+    var = ws.root / "var"
+    return ws.tenant_file(portal=var / "portal" / "demo.sqlite", state_url=f"sqlite:///{var / 'state.sqlite'}")
+
+
 @pytest.fixture
 def edited(ws):
     """A store the demo tenant was run into, with one user's first name then changed in the portal
-    (committed): a plan that reads the store plans one update; one that did not would plan creates."""
-    path = ws.tenant_file(portal=ws.root / "portal" / "demo.sqlite")
+    (committed): a plan that reads the store plans one update, and (from the state store: what the
+    run wrote) calls it drift; one that did not read the store would plan creates."""
+    path = var_tenant(ws)
     code, summary, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
     assert code == 0 and summary["writes"] > 0, err
-    store = sqlite3.connect(ws.root / "portal" / "demo.sqlite")
+    store = sqlite3.connect(ws.root / "var" / "portal" / "demo.sqlite")
     with store:
         store.execute("UPDATE users SET first_name = 'Geändert' WHERE id = (SELECT min(id) FROM users "
                       "WHERE external_id IS NOT NULL AND archived = 0 AND first_name IS NOT NULL)")
@@ -52,7 +62,7 @@ def test_plan_reads_a_store_that_another_process_holds_a_write_lock_on(ws, edite
     """Another process (a run applying, a person's tool) holds the store's write lock, with a
     change not committed yet: the plan neither waits for the lock nor fails on it, and plans
     against what is committed."""
-    store = ws.root / "portal" / "demo.sqlite"
+    store = ws.root / "var" / "portal" / "demo.sqlite"
     before = digest(store)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import sqlite3, sys
@@ -104,7 +114,7 @@ def test_plan_reads_a_store_on_a_read_only_file_system_and_a_run_still_says_it_i
     there). A run there fails as before: exit 5, naming the store and that it is read-only, having
 written nothing."""
     import json
-    folder = ws.root / "portal"
+    folder = ws.root / "var" / "portal"
     store = folder / "demo.sqlite"
     if companions:
         reader = sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True)
@@ -124,6 +134,25 @@ written nothing."""
                             "after 0 of ")), run.stderr
     assert f"what to do: {store} is read-only for the user that runs idwell-sync" in run.stderr, run.stderr
     assert digest(store) == before
+
+
+def test_plan_only_reads_the_state_store(ws, edited):
+    """A plan records no run and takes no lock: it reads what the engine remembers (here: what the
+    run wrote, which makes the edit drift) and changes nothing in the state store, so that it also
+    plans with var/, which holds both stores, mounted read-only."""
+    import json
+    state = ws.root / "var" / "state.sqlite"
+    assert not state.with_name("state.sqlite-shm").exists()      # SQLite cannot make it on the read-only mount
+    before = digest(state)
+    done = in_read_only_folder(ws, ws.root / "var", "plan", str(edited), *ARGS)
+    assert done.returncode == 0, done.stderr
+    assert_plans_the_edit(json.loads(done.stdout))
+    code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
+    assert code == 0, err
+    assert_plans_the_edit(summary)
+    assert digest(state) == before, "the plan changed the state store"
+    history = ws.cli("history", str(edited), "--json")
+    assert [r["status"] for r in json.loads(history.stdout)] == ["ok"], history.stderr    # the run only
 
 
 def test_plan_reads_a_store_an_earlier_version_laid_out_without_extending_it(ws):
@@ -162,14 +191,15 @@ def test_plan_against_an_empty_store_file_plans_every_record_and_leaves_the_file
     assert code == 0 and counts(run) == counts(plan), err
 
 
-def test_plan_on_the_first_night_creates_neither_the_store_nor_its_folders(ws):
-    """The store and the folders it goes in are not there yet: the plan plans every record as a
-    create against an empty portal and makes nothing; the first run makes them."""
+def test_plan_on_the_first_night_creates_neither_the_stores_nor_their_folders(ws):
+    """The portal store, the state store and the folder var/ they go in are not there yet: the plan
+    plans every record as a create against an empty portal, with nothing remembered, and makes
+    nothing; the first run makes them."""
     store = ws.root / "var" / "portal" / "demo.sqlite"
-    path = ws.tenant_file(portal=store)
+    path = var_tenant(ws)
     code, plan, err = ws.cli_json("plan", str(path), *ARGS)
     assert code == 0, err
     assert plan["writes"] > 0 and plan["writes"] == sum(e["create"] for e in plan["entities"].values()), counts(plan)
-    assert not (ws.root / "var").exists(), "the plan made the store's folder"
+    assert not (ws.root / "var").exists(), "the plan made var/ or a store in it"
     code, run, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
     assert code == 0 and run["writes"] == plan["writes"] and store.exists(), err
