@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except SyncError as exc:
         print(f"idwell-sync {args.command}: error: {exc}", file=sys.stderr)
-        print_failure(args, int(exc.exit_code), exc.message, exc.hint, getattr(exc, "partial_outcomes", None))
+        print_failure(args, int(exc.exit_code), exc.message, exc.hint, getattr(exc, "partial_outcomes", None),
+                      in_flight=getattr(exc, "in_flight", None))
         return int(exc.exit_code)
     except KeyboardInterrupt as exc:
         by, code = ("stopped (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted (Ctrl-C)", 130)
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             by, hint = f"{by} {after}", "the next run writes the report again"
         print(f"idwell-sync {args.command}:{whose} {by}" + (f"\n  what to do: {hint}" if hint else ""), file=sys.stderr)
         print_failure(args, code, f"{whose.strip()} {by}".lstrip() if after else by, hint,
-                      getattr(exc, "partial_outcomes", None), summary=summary)
+                      getattr(exc, "partial_outcomes", None), summary=summary,
+                      in_flight=getattr(exc, "in_flight", None))
         return code
     except BrokenPipeError:
         if not _reader_gone(sys.stdout):
@@ -198,11 +200,13 @@ SUMMARY_COMMANDS = {"plan": "plan", "run": "run", "demo": "run"}
 
 
 def print_failure(args: argparse.Namespace, code: int, message: str, hint: str | None,
-                  partial_outcomes: list | None = None, summary: dict | None = None) -> None:
+                  partial_outcomes: list | None = None, summary: dict | None = None,
+                  in_flight: list | None = None) -> None:
     """With --json, a plan or run that fails still prints one summary object on standard output
     (status `failed`, the exit code, the error and what to do), so that a scheduler or monitor
     reading it learns why; the error is on standard error as well. Messages hold no secrets.
-    `partial_outcomes`: a run that failed while applying; its `writes` are what the portal accepted.
+    `partial_outcomes`: a run that failed while applying; its `writes` are what the portal accepted,
+    its `unconfirmed` the writes sent without an answer (`in_flight`).
     `summary`: a run that was recorded before the command stopped (while writing its report): its
     own summary, with the exit code and the error added, as for a report that cannot be written."""
     if not getattr(args, "json", False) or args.command not in SUMMARY_COMMANDS:
@@ -216,6 +220,7 @@ def print_failure(args: argparse.Namespace, code: int, message: str, hint: str |
         failure = {**summary, "exit_code": code, "error": failure["error"]}
     if partial_outcomes is not None:
         failure["writes"] = sum(1 for o in partial_outcomes if o.ok)
+        failure["unconfirmed"] = len(in_flight or ())
     try:
         print(json.dumps(failure, ensure_ascii=False, indent=2), flush=True)
     except BrokenPipeError:           # nobody reads standard output: the error is on standard error

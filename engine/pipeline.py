@@ -31,6 +31,7 @@ from engine.normalize import PARTNERS, LastSent, keep_last_sent, normalize_entit
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
 from engine.progress import Progress
 from engine.redact import redact
+from engine.report import SETTLED
 from engine.references import (OccupancyIndex, apply_window, drop_users_without_occupancy, index_occupancies,
                                occupancy_gate, occupied_users, resolve_occupancy_references, resolve_units,
                                tenant_today, window_bounds, window_findings, window_gate)
@@ -486,12 +487,20 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
 
 
 def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete: bool = True,
-           in_flight: list[Change] = ()) -> None:
+           in_flight: list[Change] = (), earlier: dict[str, set[str]] | None = None) -> dict[str, dict[str, int]]:
     """Remember what was written (drift detection) and, after a complete apply, the e-mail winners.
-    `in_flight`: changes sent without an answer (a run stopped part-way), remembered as pending.
+    `in_flight`: changes sent without an answer (a run stopped part-way), remembered as pending;
+    `earlier`: entity -> the external_ids that were pending before this run noted its own writes
+    (note_writes_ahead). A run stopped part-way keeps pending only those and its writes in flight:
+    what it answered is recorded, what it never sent the portal does not hold.
     A complete run settles the pending records: one it did not write again and the portal did not
     refuse is as desired in the portal now (the plan found it unchanged), so that is what the
-    engine last wrote; then the pending records are forgotten."""
+    engine last wrote; then the pending records are forgotten. Returns, for a complete run, how it
+    found the writes earlier runs left unconfirmed, per entity (SETTLED; only entities that had
+    any): `landed` (the portal held them as this run wants them), `sent_again` (it did not: this
+    run wrote them), `refused` (this run's write was refused) and `gone` (no longer among the
+    records the run sends)."""
+    earlier = earlier or {}
     written: dict[str, dict[str, dict]] = {e: {} for e in ENTITIES}   # the last accepted write per record
     gone: dict[str, list[str]] = {e: [] for e in ENTITIES}
     for o in applied.outcomes:
@@ -509,6 +518,7 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
               for person in partners[merged_id]]
     if merged:
         state.remember_written(tenant_id, PARTNERS, merged)
+    outcome: dict[str, dict[str, int]] = {}
     for entity in ENTITIES:
         pending = state.pending_written(tenant_id, entity) if complete else {}
         records = prepared.data[entity].records
@@ -517,30 +527,48 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
         state.remember_written(tenant_id, entity, [*written[entity].values(), *settled], gone[entity])
         if pending:
             state.forget_pending(tenant_id, entity)
+        if complete and earlier.get(entity):
+            found = Counter("sent_again" if i in written[entity] else "refused" if (entity, i) in refused_ids
+                            else "landed" if i in records else "gone" for i in earlier[entity])
+            outcome[entity] = {k: found[k] for k in SETTLED}
         if not complete:
-            state.remember_pending(tenant_id, entity, [c.record for c in in_flight
-                                                       if c.entity == entity and c.action != "delete"])
+            sent = {c.external_id for c in in_flight if c.entity == entity}
+            state.forget_pending(tenant_id, entity, [c.external_id for c in prepared.plan.changes
+                                                     if c.entity == entity and c.action != "delete"
+                                                     and c.external_id not in sent
+                                                     and c.external_id not in earlier.get(entity, ())])
+            for action in ("create", "update"):
+                state.remember_pending(tenant_id, entity, [c.record for c in in_flight
+                                                           if c.entity == entity and c.action == action],
+                                       action=action)
     if complete:
         refused = {o.change.external_id for o in applied.rejected if o.change.entity == "users"}
         state.replace_winners(prepared.tenant.id, {email: winner for email, winner in prepared.winners.items()
                                                    if winner not in refused})
+    return outcome
 
 
-def note_updates_ahead(prepared: Prepared, state) -> None:
-    """The plan's updates noted as pending (StateStore.remember_pending) before anything is sent.
-    A run killed outright (kill -9, the out-of-memory killer, the machine going down) cannot
-    record what the portal accepted; without this, the next change the ERP makes to such a
-    record would find the portal holding the killed run's value, not the one the engine last
-    recorded, and report the engine's own write as an edit made in the portal. The next complete
-    run settles the pending records (record). Creates are not noted: a record the engine has not
-    recorded writing has no drift check yet (engine.plan.diff_entity), so there is nothing to
-    mistake; its check starts with its next recorded write."""
-    updates: dict[str, list[dict]] = {}
+def pending_before(prepared: Prepared, state) -> dict[str, set[str]]:
+    """entity -> the external_ids of the writes earlier runs left unconfirmed (pending), read
+    before this run notes its own (note_writes_ahead)."""
+    return {e: state.pending_ids(prepared.tenant.id, e) for e in ENTITIES}
+
+
+def note_writes_ahead(prepared: Prepared, state) -> None:
+    """The plan's creates and updates noted as pending (StateStore.remember_pending) before
+    anything is sent. A run killed outright (kill -9, the out-of-memory killer, the machine
+    going down) cannot record what the portal accepted. Without the updates noted, the next
+    change the ERP makes to such a record would find the portal holding the killed run's value,
+    not the one the engine last recorded, and report the engine's own write as an edit made in
+    the portal. Without the creates noted, a record the killed run created would have no drift
+    check until the engine next wrote it: an edit in the portal before that was overwritten
+    without a word. The next complete run settles the pending records (record)."""
+    noted: dict[tuple[str, str], list[dict]] = {}
     for c in prepared.plan.changes:
-        if c.action == "update":
-            updates.setdefault(c.entity, []).append(c.record)
-    for entity, records in updates.items():
-        state.remember_pending(prepared.tenant.id, entity, records)
+        if c.action != "delete":
+            noted.setdefault((c.entity, c.action), []).append(c.record)
+    for (entity, action), records in noted.items():
+        state.remember_pending(prepared.tenant.id, entity, records, action=action)
 
 
 @dataclass
@@ -552,13 +580,17 @@ class RunResult:
     applied: Applied
 
 
-def _accepted(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
+def _accepted(outcomes: list[Outcome], in_flight: list[Change] = ()) -> dict[str, dict[str, int]]:
     """What the portal accepted of a run that failed or was stopped while applying, per entity and
-    action, for the run history (its writes are not null: the portal did change)."""
+    action, for the run history (its writes are not null: the portal did change); and, as
+    `unconfirmed`, the writes sent without an answer (`in_flight`): the portal may have made them
+    or not, the next complete run finds out (record)."""
     counts: dict[str, Counter] = {}
     for o in outcomes:
         if o.ok:
             counts.setdefault(o.change.entity, Counter())[o.change.action] += 1
+    for c in in_flight:
+        counts.setdefault(c.entity, Counter())["unconfirmed"] += 1
     return {e: dict(c) for e, c in counts.items()}
 
 
@@ -588,7 +620,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
 
     with _refusal_recorded(state, tenant.id, allow_deletes), state.lock(tenant.id):
         status, prepared, applied, failure = "failed", None, None, None     # failure: why, for the history
-        own_target, run_id, answered = target is None, None, None
+        own_target, run_id, answered, in_flight, settled = target is None, None, None, [], None
         try:
             with whole():               # a stop as the row is written takes effect here, so the row is closed
                 run_id = state.start_run(tenant.id, allow_deletes=allow_deletes)
@@ -596,21 +628,21 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             prepared = prepare(tenant, target, state, run_date=run_date, allow_deletes=allow_deletes, progress=progress)
             t = time.perf_counter()
             with whole():
-                note_updates_ahead(prepared, state)
+                earlier = pending_before(prepared, state)
+                note_writes_ahead(prepared, state)
             try:
                 applied = apply(prepared, target, progress)
             except BaseException as exc:                # an interruption too (SIGTERM, Ctrl-C)
                 answered = getattr(exc, "partial_outcomes", None)
                 in_flight = getattr(exc, "in_flight", None) or []
-                if answered or in_flight:  # remember what the portal accepted, or the next run calls it drift
-                    with whole():
-                        record(prepared, Applied(answered or [], []), state, run_id, complete=False,
-                               in_flight=in_flight)
+                with whole():           # remember what the portal accepted, or the next run calls it drift
+                    record(prepared, Applied(answered or [], []), state, run_id, complete=False,
+                           in_flight=in_flight, earlier=earlier)
                 raise
             prepared.timings["apply"] = time.perf_counter() - t
             prepared.timings["total"] += prepared.timings["apply"]
             with whole():                               # a stop waits until every entity is noted
-                record(prepared, applied, state, run_id)
+                settled = record(prepared, applied, state, run_id, earlier=earlier)
             status = "rejected" if applied.rejected else "deletes_held" if prepared.plan.held_reasons else "ok"
         except BaseException as exc:
             failure = failure_message(exc)
@@ -620,7 +652,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             try:                                        # the history first: closing a target may wait
                 with whole():                           # a stop while the summary is made waits for the row too
                     s = summary(prepared, mode="run", status=status, applied=applied, allow_deletes=allow_deletes,
-                                retries=retries_of(target)) \
+                                retries=retries_of(target), settled=settled) \
                         if prepared and applied else None
                     held = "deletes held back: " + "; ".join(prepared.plan.held_reasons) \
                         if status in ("deletes_held", "rejected") and prepared.plan.held_reasons else None
@@ -628,7 +660,8 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                     if run_id is not None:              # None: its start could not be recorded
                         state.finish_run(run_id, status=status, summary=s,
                                          extracted=prepared.extracted if prepared else None,
-                                         counts=None if s is not None or answered is None else _accepted(answered),
+                                         counts=None if s is not None or (answered is None and not in_flight)
+                                         else _accepted(answered or [], in_flight),
                                          message=failure or held)
             except StateError as exc:
                 if failure is None:                     # the run itself went through: the store's failure counts

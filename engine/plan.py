@@ -57,8 +57,10 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     `known`: desired records packed already (EntityData.packed_rows). `last_written(ids)`
     returns what the engine last wrote for those ids; it is asked only for the records that
     differ, so a run that changes little reads little of the state store. `pending(ids)`: what
-    the engine sent without an answer (a run stopped mid-batch): a portal value equal to it is
-    the engine's own write, not an edit in the portal."""
+    the engine sent without an answer (engine.state.PendingWrite: a run stopped mid-batch, or
+    killed after noting its writes): a portal value equal to it is the engine's own write, not an
+    edit in the portal; a record such a run created, which the engine has not recorded writing,
+    is compared with what was sent (the portal can hold nothing else of the engine's)."""
     names = contract.fields(entity)
     drift: Counter = Counter()
     ids, recs = list(desired), list(desired.values())
@@ -92,10 +94,12 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     last = last_written([c.external_id for c in updates]) if updates else {}
     sent = pending([c.external_id for c in updates]) if updates and pending is not None else {}
     for c in updates:
-        before = last.get(c.external_id)
+        before, unanswered = last.get(c.external_id), sent.get(c.external_id)
         if before is None:
-            continue
-        maybe = sent.get(c.external_id, before)
+            if unanswered is None or unanswered.action != "create":
+                continue                      # the engine's last write is not known: no drift check
+            before = unanswered.record
+        maybe = unanswered.record if unanswered is not None else before
         edited = [n for n in c.changed if c.before.get(n) != before.get(n) and c.before.get(n) != maybe.get(n)]
         if edited:
             drift.update(edited)

@@ -11,13 +11,17 @@ from engine.config.model import ENTITIES
 from engine.findings import CATALOGUE, Finding, by_severity, count_by_code
 
 SUMMARY_VERSION = 1
+SETTLED = ("landed", "sent_again", "refused", "gone")
+"""How a complete run finds the writes earlier runs left unconfirmed (engine.pipeline.record)."""
 
 
 def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | None = None,
-            allow_deletes: bool = False, retries: dict | None = None) -> dict[str, Any]:
+            allow_deletes: bool = False, retries: dict | None = None,
+            settled: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
     """The documented summary object (docs/summary.md). `retries`: the import API's requests sent
     again (engine.targets.idwell.IdwellTarget.retries), None when there were none; the source's
-    (an API source's, engine.sources.api.ApiExtractor.retries) come with `prepared`."""
+    (an API source's, engine.sources.api.ApiExtractor.retries) come with `prepared`. `settled`:
+    how a run found the writes earlier runs left unconfirmed (engine.pipeline.record), per entity."""
     plan = prepared.plan
     excluded: dict[str, Counter] = {e: Counter(d.excluded.values()) + d.unkeyed for e, d in prepared.data.items()}
     rejected = Counter(o.change.entity for o in applied.rejected) if applied else Counter()
@@ -44,6 +48,7 @@ def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | 
         "retries": retries,
         "source_retries": prepared.source_retries,
         "source_recovered": prepared.source_recovered,
+        "settled": settled or None,
         "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
     }
 
@@ -82,6 +87,21 @@ def _entity_table(entities: dict[str, dict[str, Any]]) -> list[str]:
             *(line(e, lc, rc) for e, lc, rc in zip(entities, left, right))]
 
 
+def settled_text(found: dict[str, int]) -> str:
+    """`40 writes an earlier run left unconfirmed: 37 had landed, 3 sent again` (history and summary)."""
+    total = sum(found.values())
+    said = dict(zip(SETTLED, ("had landed", "sent again", "refused now", "no longer sent")))
+    parts = [f"{found[k]:,} {said[k]}" for k in SETTLED if found.get(k)]
+    return f"{total:,} write{'s' if total != 1 else ''} an earlier run left unconfirmed: " + ", ".join(parts)
+
+
+def settled_line(settled: dict[str, dict[str, int]]) -> str:
+    found = Counter()
+    for counts in settled.values():
+        found.update(counts)
+    return "  " + settled_text(found) + " (sent without an answer; now settled)"
+
+
 def _retry_line(asked: str, r: dict[str, Any], who: str) -> str:
     """`the import API was asked again 12 times (429 rate_limited 12), 3.0 s waiting: ...`"""
     times = "once" if r["requests"] == 1 else f"{r['requests']:,} times"
@@ -103,6 +123,8 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
                      + "): records were removed in the ERP while the pages were read; they are synced, not archived")
     if s.get("retries"):
         lines.append(_retry_line("the import API", s["retries"], "the portal or the network"))
+    if s.get("settled"):
+        lines.append(settled_line(s["settled"]))
     if s["deletes_held"]:
         lines.append("  DELETES HELD BACK (if they are intended: `idwell-sync run` the tenant with --allow-deletes):")
         lines += [f"    - {r}" for r in s["deletes_held"]]

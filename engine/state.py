@@ -28,7 +28,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -62,6 +62,12 @@ class RunRecord:
     extracted: dict[str, int] | None
     summary: dict[str, Any] | None
     message: str | None
+
+
+class PendingWrite(NamedTuple):
+    """A write sent to the portal without an answer (StateStore.remember_pending)."""
+    action: str                       # create | update (a row of a version before the column: update)
+    record: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,8 @@ class StateStore:
             sa.Column("tenant", sa.String(200), primary_key=True),
             sa.Column("entity", sa.String(20), primary_key=True),
             sa.Column("external_id", sa.String(200), primary_key=True),
-            sa.Column("record", sa.Text, nullable=False))
+            sa.Column("record", sa.Text, nullable=False),
+            sa.Column("action", sa.String(10)))         # added later: NULL in older rows (update)
         self._locks = sa.Table(
             f"{p}locks", m,
             sa.Column("tenant", sa.String(200), primary_key=True),
@@ -240,6 +247,24 @@ class StateStore:
                     if schema:
                         c.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
                     self.metadata.create_all(c)
+                break
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a store was made (pending_writes.action), added to its table in place;
+        a second process adding the same column at once is no failure."""
+        table = self._pending
+        for attempt in (1, 2):
+            have = {c["name"] for c in sa.inspect(self.engine).get_columns(table.name, schema=table.schema)}
+            if "action" in have:
+                return
+            try:
+                with self.engine.begin() as c:
+                    c.exec_driver_sql(f"ALTER TABLE {self.engine.dialect.identifier_preparer.format_table(table)} "
+                                      f"ADD COLUMN action VARCHAR(10)")
                 return
             except DBAPIError:
                 if attempt == 2:
@@ -290,6 +315,8 @@ class StateStore:
         `message` says why a run failed (one line, at most MESSAGE_LIMIT characters are kept)."""
         if counts is None and summary is not None:
             counts = {e: {a: c.get(a, 0) for a in _ACTIONS} for e, c in summary.get("entities", {}).items()}
+            for e, found in (summary.get("settled") or {}).items():      # writes earlier runs left unconfirmed
+                counts.setdefault(e, {}).update({f"settled_{k}": n for k, n in found.items()})
         if findings is None and summary is not None:
             findings = summary.get("findings")
         with self._failing(self._run_tenants.get(run_id), f"record the end of run {run_id} in"), \
@@ -426,40 +453,62 @@ class StateStore:
             with self._failing(tenant, doing), self.engine.begin() as c:
                 c.exec_driver_sql(f"ANALYZE {table.fullname}")
 
-    def remember_pending(self, tenant: str, entity: str, records: Iterable[Mapping[str, Any]]) -> None:
-        """Records sent to the portal whose answer never came (a run stopped with batches in flight):
-        the portal may hold them or not. The next run's drift check takes such a value for one the
-        engine wrote, not for an edit in the portal; the next complete run settles them
-        (engine.pipeline.record) and forgets them (forget_pending)."""
-        stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record"])
-        rows = [{"tenant": tenant, "entity": entity, "external_id": r["external_id"], "record": _dump(r)}
-                for r in records]
+    def remember_pending(self, tenant: str, entity: str, records: Iterable[Mapping[str, Any]], *,
+                         action: str = "update") -> None:
+        """Records sent to the portal whose answer never came (a run stopped with batches in flight,
+        or killed after it noted its writes ahead): the portal may hold them or not. `action`: how
+        they were sent (`create`, `update`). The next run's drift check takes such a value for one
+        the engine wrote, not for an edit in the portal, and compares a record created so with what
+        was sent; the next complete run settles them (engine.pipeline.record) and forgets them
+        (forget_pending)."""
+        stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record", "action"])
+        rows = [{"tenant": tenant, "entity": entity, "external_id": r["external_id"], "record": _dump(r),
+                 "action": action} for r in records]
         if rows:
             with self._failing(tenant, f"record the writes in flight ({entity}) in"), self.engine.begin() as c:
-                c.execute(stmt, rows)
+                for start in range(0, len(rows), _CHUNK):
+                    c.execute(stmt, rows[start:start + _CHUNK])
 
     def pending_written(self, tenant: str, entity: str,
-                        external_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """external_id -> the record sent without an answer (remember_pending), for those of
-        `external_ids` (None: all of the entity's; they are few, a run's batches in flight)."""
+                        external_ids: Iterable[str] | None = None) -> dict[str, PendingWrite]:
+        """external_id -> the write sent without an answer (remember_pending), for those of
+        `external_ids` (None: all of the entity's: a run's batches in flight, or the writes a run
+        noted ahead)."""
         if self._pending.name in self._missing:
             return {}
         q, out = self._pending.c, {}
         where = [q.tenant == tenant, q.entity == entity]
+        columns = (q.external_id, q.action, q.record)
         with self._failing(tenant, f"read the writes in flight ({entity}) from"), self.engine.connect() as c:
             if external_ids is None:
-                return {i: json.loads(rec) for i, rec in c.execute(sa.select(q.external_id, q.record).where(*where))}
+                rows = c.execute(sa.select(*columns).where(*where))
+                return {i: PendingWrite(a or "update", json.loads(rec)) for i, a, rec in rows}
             ids = list(external_ids)
             for start in range(0, len(ids), 2000):
-                rows = c.execute(sa.select(q.external_id, q.record).where(
-                    *where, q.external_id.in_(ids[start:start + 2000])))
-                out.update((i, json.loads(rec)) for i, rec in rows)
+                rows = c.execute(sa.select(*columns).where(*where, q.external_id.in_(ids[start:start + 2000])))
+                out.update((i, PendingWrite(a or "update", json.loads(rec))) for i, a, rec in rows)
         return out
 
-    def forget_pending(self, tenant: str, entity: str) -> None:
+    def pending_ids(self, tenant: str, entity: str) -> set[str]:
+        """The external_ids of the entity's writes sent without an answer (remember_pending)."""
+        if self._pending.name in self._missing:
+            return set()
         q = self._pending.c
+        with self._failing(tenant, f"read the writes in flight ({entity}) from"), self.engine.connect() as c:
+            return set(c.execute(sa.select(q.external_id).where(q.tenant == tenant, q.entity == entity)).scalars())
+
+    def forget_pending(self, tenant: str, entity: str, external_ids: Iterable[str] | None = None) -> None:
+        """Forget the entity's pending writes (remember_pending): all, or those of `external_ids`."""
+        q = self._pending.c
+        where = [q.tenant == tenant, q.entity == entity]
+        ids = None if external_ids is None else list(external_ids)
+        if ids == []:
+            return
         with self._failing(tenant, f"forget the writes in flight ({entity}) in"), self.engine.begin() as c:
-            c.execute(self._pending.delete().where(q.tenant == tenant, q.entity == entity))
+            if ids is None:
+                c.execute(self._pending.delete().where(*where))
+            for start in range(0, len(ids or ()), 500):
+                c.execute(self._pending.delete().where(*where, q.external_id.in_(ids[start:start + 500])))
 
     def _upsert(self, table: sa.Table, keys: list[str], values: list[str]):
         name = self.engine.dialect.name

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -116,6 +117,36 @@ def test_last_written_upserts_forgets_and_reads_back_by_id(state):
     assert state.last_written("acme", "units", ["P1"]) == {"P1": {"external_id": "P1", "number": "007"}}
     assert state.last_written("other", "users", ["P1"]) == {}
     assert sum(1 for _ in state.iter_written("acme", "users")) == 11_998
+
+
+def test_pending_writes_keep_how_they_were_sent_and_a_store_made_before_that_gains_the_column(db):
+    """pending_writes.action (create or update) came after stores were in use: a store whose table
+    lacks it gets it when it is opened, and its rows read as updates, as they were noted."""
+    url, prefix = db
+    engine = sa.create_engine(url)
+    old = sa.Table(f"{prefix}pending_writes", sa.MetaData(),
+                   *(sa.Column(n, sa.String(200), primary_key=True) for n in ("tenant", "entity", "external_id")),
+                   sa.Column("record", sa.Text, nullable=False))
+    if url.startswith("sqlite"):
+        (Path(engine.url.database).parent).mkdir(parents=True, exist_ok=True)
+    with engine.begin() as c:                       # as a version before the column made it
+        old.create(c)
+        c.execute(old.insert().values(tenant="acme", entity="users", external_id="P1", record='{"external_id": "P1"}'))
+    engine.dispose()
+    state = StateStore(url, prefix=prefix)
+    try:
+        assert state.pending_written("acme", "users") == {"P1": ("update", {"external_id": "P1"})}
+        state.remember_pending("acme", "users", [{"external_id": "P2", "last_name": "Neu"}], action="create")
+        state.remember_pending("acme", "users", [{"external_id": "P1", "last_name": "Alt"}])
+        got = state.pending_written("acme", "users", ["P1", "P2", "P3"])
+        assert got == {"P1": ("update", {"external_id": "P1", "last_name": "Alt"}),
+                       "P2": ("create", {"external_id": "P2", "last_name": "Neu"})}
+        assert got["P2"].action == "create" and state.pending_ids("acme", "users") == {"P1", "P2"}
+        state.forget_pending("acme", "users", ["P2"])
+        assert state.pending_ids("acme", "users") == {"P1"}
+        StateStore(url, prefix=prefix).close()      # opened again: the column is there already
+    finally:
+        state.close()
 
 
 def test_two_stores_with_different_prefixes_are_independent(tmp_path):

@@ -16,6 +16,7 @@ from typing import Any
 from engine.commands._common import (add_state_argument, add_tenant_argument, load, missing_store, open_state,
                                      state_url, tenant_path)
 from engine.errors import ConfigError, ExitCode, StateError
+from engine.report import SETTLED, settled_text
 
 HELP = "show a tenant's last runs from the run history (reads only the state store)"
 WRITES = ("create", "update", "delete")
@@ -95,6 +96,9 @@ def history_entry(run) -> dict[str, Any]:
         "writes": {a: total(a) for a in WRITES} if total else None,
         "held": total("held") if total else None,
         "rejected": total("rejected") if total else None,
+        "unconfirmed": total("unconfirmed") if total else None,
+        "settled": {k: total(f"settled_{k}") for k in SETTLED}
+        if counts and any(f"settled_{k}" in c for c in counts.values() for k in SETTLED) else None,
         "findings": sum(run.findings.values()) if run.findings is not None else None,
         "message": run.message,
     }
@@ -123,6 +127,11 @@ def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]]) ->
         lines.append(line(r))
         if e["message"]:
             lines.append(f"      {e['message']}")
+        if e["unconfirmed"]:
+            lines.append(f"      {e['unconfirmed']:,} write{'s' if e['unconfirmed'] != 1 else ''} sent without an "
+                         f"answer (unconfirmed): the portal may have made them; the next complete run settles them")
+        if e["settled"]:
+            lines.append(f"      {settled_text(e['settled'])}")
     return "\n".join(lines)
 
 

@@ -142,3 +142,39 @@ def test_a_run_that_failed_before_the_portal_accepted_anything_shows_no_writes_n
     fail_part_way(ws, tenant, FailsAtOnce)
     [failed] = json.loads(ws.cli("history", "demo", "--json").stdout)
     assert failed["status"] == "failed" and failed["writes"] == {"create": 0, "update": 0, "delete": 0}
+
+
+def test_writes_in_flight_when_a_run_stopped_are_counted_unconfirmed_and_settled_by_the_next_run(ws):
+    """The history of a run stopped with batches in flight counts them apart, as `unconfirmed`,
+    beside what the portal accepted; the next complete run says how it found them: landed here
+    (the portal wrote them), and the writes that were never sent it sends as its own."""
+    import json
+    tenant = ws.tenant()
+    assert ws.run(tenant).exit_code == 0
+    people = [r["adressnr"] for r in ws.erp_rows("SELECT adressnr FROM adresse ORDER BY adressnr")]
+    ws.erp_execute(*[("UPDATE adresse SET nachname = nachname || ' I' WHERE adressnr = ?", (p,)) for p in people])
+    target, state = LandsUnanswered(ws.portal_path), ws.state()
+    try:
+        with pytest.raises(TargetError):
+            run_tenant(tenant, state, run_date=RUN_DATE, target=target)
+    finally:
+        target.close()
+        state.close()
+    planned = ws.plan(tenant)                   # what the stopped run sent: planned again, minus what landed
+    [stopped, _] = json.loads(ws.cli("history", "demo", "--json").stdout)
+    assert stopped["status"] == "failed"
+    answered, unconfirmed = stopped["writes"]["update"], stopped["unconfirmed"]
+    assert answered > 0 and unconfirmed > 0, stopped
+    assert stopped["settled"] is None
+    never_sent = planned.plan.writes
+    night = ws.run(tenant)
+    assert night.exit_code == 0 and night.summary["writes"] == never_sent > 0
+    assert night.summary["settled"] == {"users": {"landed": unconfirmed, "sent_again": 0, "refused": 0, "gone": 0}}
+    [settling, again, _] = json.loads(ws.cli("history", "demo", "--json").stdout)
+    assert settling["settled"] == night.summary["settled"]["users"] and settling["unconfirmed"] == 0
+    assert again == stopped
+    text = ws.cli("history", "demo").stdout
+    assert f"{unconfirmed:,} writes sent without an answer (unconfirmed)" in text
+    assert f"{unconfirmed:,} writes an earlier run left unconfirmed: {unconfirmed:,} had landed" in text
+    quiet = ws.run(tenant)                      # settled: the next run finds nothing left to settle
+    assert quiet.summary["settled"] is None and quiet.summary["writes"] == 0

@@ -217,6 +217,7 @@ def test_a_run_stopped_with_batches_in_flight_does_not_report_its_own_writes_as_
             assert engine.returncode == 143, "the run finished before it could be stopped"
             failure = json.loads(out)                  # --json: what the portal accepted before the stop
             assert (failure["status"], failure["exit_code"]) == ("failed", 143) and failure["writes"] > 0
+            assert failure["unconfirmed"] > 0          # and the batches it sent without an answer
         else:
             assert engine.returncode == -signal.SIGKILL, "the run finished before it could be killed"
         wait_until_quiet(sb.write_log)                 # the batches in flight land
@@ -225,8 +226,60 @@ def test_a_run_stopped_with_batches_in_flight_does_not_report_its_own_writes_as_
         workspace.use_sandbox(sb.base_url, batch_size=20, concurrency=2)
         rest = workspace.run()                         # after kill -9: takes over the lock the run left
         assert rest.code == ExitCode.OK and rest.summary["drift"] == {}, rest.stderr
+        settled = rest.summary["settled"]["users"]     # how it found the writes left unconfirmed
+        if stop == signal.SIGTERM:                     # those in flight, which all landed
+            assert settled == {"landed": failure["unconfirmed"], "sent_again": 0, "refused": 0, "gone": 0}
+        else:                                          # every update noted before the first was sent
+            assert settled["landed"] > 0 and settled["sent_again"] == rest.summary["writes"] > 0, settled
         workspace.erp_execute("UPDATE adresse SET telefon = '030 9999' || adressnr")
         night = workspace.run()
         assert night.code == ExitCode.OK, night.stderr
         assert night.summary["entities"]["users"]["update"] > 0
         assert night.summary["drift"] == {}, night.summary["drift"]
+
+
+def kill_the_first_run_part_way(workspace, sb, total: int) -> None:
+    """The tenant's first run (every record a create) against `sb`, killed with kill -9 once a
+    third of the records are in the portal; returns when the batch in flight has landed."""
+    workspace.use_sandbox(sb.base_url, batch_size=10, concurrency=1)
+    engine = subprocess.Popen(workspace.command(), cwd=workspace.root, env=workspace.env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and engine.poll() is None:
+            if sb.write_log.exists() and sum(1 for _ in read_write_log(sb.write_log)) >= total // 3:
+                break
+            time.sleep(0.02)
+        engine.kill()
+    finally:
+        engine.wait(timeout=30)
+    assert engine.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    wait_until_quiet(sb.write_log)
+
+
+def test_records_a_killed_run_created_are_checked_for_drift_by_the_next_runs(portal_state, workspace, tmp_path,
+                                                                             expected_portal):
+    """kill -9 while creates are on their way: the run records nothing of what the portal accepted.
+    A record it created and a person then edited in the portal is drift for the next run, as any
+    record the engine wrote; one found as sent is drift for the run after, once edited."""
+    total = sum(len(r) for r in expected_portal.values())
+    with sandbox_process(tmp_path / "slow.sqlite", "--latency-ms", "30", token="t-sandbox-1") as sb:
+        kill_the_first_run_part_way(workspace, sb, total)
+        landed = portal_state(sb.data)
+        entity = next(e for e in ("units", "buildings") if len(landed[e]) >= 2)
+        first, second = sorted(landed[entity])[:2]
+        store = sb.store()
+        store.edit(entity, first, name="renamed in the portal before the next run")
+        store.close()
+        rest = workspace.run()                         # takes over the killed run's lock, writes the rest
+        assert rest.code == ExitCode.OK, rest.stderr
+        assert rest.summary["drift"] == {entity: {"name": 1}}, rest.summary["drift"]
+        assert portal_state(sb.data) == expected_portal
+        store = sb.store()
+        store.edit(entity, second, name="renamed in the portal after it")
+        store.close()
+        night = workspace.run()
+        assert night.code == ExitCode.OK, night.stderr
+        assert night.summary["drift"] == {entity: {"name": 1}}, night.summary["drift"]
+        assert night.summary["entities"][entity]["update"] == 1
+        assert portal_state(sb.data) == expected_portal
