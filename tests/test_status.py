@@ -176,6 +176,36 @@ def test_a_tenant_whose_cron_time_passed_without_a_run_is_missed(tmp_path):
     assert entries["neu"]["scheduled_at"] == "2026-12-03T02:30:00Z" and entries["neu"]["last_run"] is None
 
 
+def test_a_missed_tenant_says_what_to_do_with_its_cron_time_in_its_time_zone(tmp_path):
+    """The night operator learns where to look (cron, the tick's mail, not the lock) and how to
+    start the run; the `due --at` it names does list the tenant."""
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}", "ok.yaml": f"id: ok\n{NIGHTLY}"})
+    record(default_store(tmp_path), "acme", "ok", "2026-12-02T02:30:04Z")         # the night before
+    record(default_store(tmp_path), "ok", "ok", LAST_NIGHT)
+    done = status(tmp_path, "--at", AT, "--quiet")
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    head = lines.index("what to do, missed (acme at 2026-12-03 03:30 Europe/Berlin): no run was started at its "
+                       "cron time")
+    advice = "\n".join(lines[head + 1:head + 6])
+    assert all(line.startswith("  - ") for line in lines[head + 1:head + 6]) and lines[head + 6] == ""
+    assert "`idwell-sync due` entry" in advice and "crontab -l" in advice and "journalctl -u cron" in advice
+    assert "`idwell-sync due --at 2026-12-03T03:30+01:00` prints 'acme'" in advice
+    assert "the mail cron sent for that tick" in advice and "a run it refused is shown as `locked`" in advice
+    assert lines[head + 5] == "  - then start the run by hand: `idwell-sync run acme`"
+    due = subprocess.run([sys.executable, "-m", "engine", "due", "--at", "2026-12-03T03:30+01:00"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert due.returncode == 0 and due.stdout.split() == ["acme", "ok"], due.stderr
+    tenants(tmp_path, {"neu.yaml": "id: neu\nschedule: {cron: '0 2 * * *', timezone: America/New_York}\n"})
+    many = status(tmp_path, "--at", "2026-12-03T09:00:00Z").stdout
+    assert ("what to do, missed (acme at 2026-12-03 03:30 Europe/Berlin, neu at 2026-12-03 02:00 America/New_York): "
+            "no run of these tenants was started at their cron time") in many
+    assert "  - then start the run by hand: `idwell-sync run TENANT` for each" in many
+    assert status_json(tmp_path, "--at", AT)["acme"]["message"] == \
+        "no run started since its cron time 2026-12-03 03:30 Europe/Berlin (2026-12-03T02:30:00Z)"
+    assert "what to do" not in status(night(tmp_path / "other"), "--at", AT).stdout, "only for missed"
+
+
 @pytest.mark.parametrize("cron, started, at, grace, verdict", [
     # grace: a cron time counts as missed once it is --grace minutes past (default 15)
     ("30 3 * * *", "2026-12-02T02:30:04Z", "2026-12-03T02:40:00Z", None, "ok"),

@@ -16,6 +16,10 @@ is judged by the run that held the lock (_holders) once that run has ended: its 
 ok leaves `locked` (the runs overlap the schedule). A tenant file that cannot be read is
 `unreadable`; a tenant whose state store cannot be opened or read is `unknown`.
 
+Under the table, the `missed` tenants get what to do (what_to_do_missed): each one's cron time
+in its time zone, where to look (cron, the tick's mail, `due --at`), and the run to start by
+hand. `--json` has no field for it, as for no other verdict.
+
 Exit code: 10 when a state store cannot be opened or read (the error on standard error names the
 store and its tenants); else 1 when a tenant needs attention (ATTENTION); else 0.
 """
@@ -267,6 +271,38 @@ def _shown_run(entry: dict[str, Any]) -> dict[str, Any] | None:
     return entry["last_run"]
 
 
+def _cron_time(entry: dict[str, Any]) -> dt.datetime:
+    """The missed cron time of a tenant's entry, in its schedule's time zone."""
+    return dt.datetime.fromisoformat(entry["scheduled_at"]).astimezone(zoneinfo.ZoneInfo(entry["schedule"]["timezone"]))
+
+
+def what_to_do_missed(missed: list[dict[str, Any]]) -> list[str]:
+    """What the night operator checks for the tenants whose cron time passed without a run
+    (`missed`), under the table: the scheduler, the tick's mail, the lock, then the run by hand.
+    Each tenant's cron time in its own time zone; `due --at` with the first one's."""
+    first = missed[0]
+    when = _cron_time(first)
+    named = ", ".join(f"{e['tenant']} at {_cron_time(e):%Y-%m-%d %H:%M} {e['schedule']['timezone']}"
+                      for e in missed[:3]) + (f" and {len(missed) - 3} more" if len(missed) > 3 else "")
+    one = len(missed) == 1
+    return [
+        f"what to do, missed ({named}): no run {'was' if one else 'of these tenants was'} started at "
+        f"{'its' if one else 'their'} cron time",
+        "  - check that cron ran the `idwell-sync due` entry then: the sync user's `crontab -l`, and cron's lines "
+        "in the system log of the sync host (`journalctl -u cron`, /var/log/syslog)",
+        f"  - `idwell-sync due --at {when.isoformat(timespec='minutes')}` prints "
+        + (f"'{first['tenant']}' if that tick was to start it" if one else
+           f"the tenants that tick was to start ({first['tenant']}'s cron time; each line shows the tenant's own)")
+        + " (a tenant file it cannot read, it names on standard error)",
+        "  - the run's output, in the mail cron sent for that tick: a run that stopped before it was recorded "
+        "says why there (its state store could not be opened, exit 10; `idwell-sync` not found)",
+        "  - the lock is not the cause: a run it refused is shown as `locked`, and a lock left behind by a killed "
+        "run is taken over by the next run",
+        "  - then start the run by hand: " + (f"`idwell-sync run {first['tenant']}`" if one else
+                                              "`idwell-sync run TENANT` for each"),
+    ]
+
+
 def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, wheres: list[str],
                   *, only_attention: bool = False) -> str:
     counts = Counter(e["verdict"] for e in entries)
@@ -292,6 +328,9 @@ def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, 
         cut = [e["tenant"] for e in shown if len(e["message"] or "") > SHOWN]
         if cut:
             lines += ["", f"({_cut_note(cut)}: `idwell-sync history TENANT` or `status --json` has the whole text)"]
+        missed = [e for e in shown if e["verdict"] == "missed"]
+        if missed:
+            lines += ["", *what_to_do_missed(missed)]
     attention = sum(counts[v] for v in ATTENTION)
     tally = ", ".join(f"{counts[v]} {v}" for v in ORDER if counts[v])
     lines += ["", f"{tally or 'no tenants'}; "
