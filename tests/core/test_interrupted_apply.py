@@ -153,13 +153,7 @@ def test_writes_in_flight_when_a_run_stopped_are_counted_unconfirmed_and_settled
     assert ws.run(tenant).exit_code == 0
     people = [r["adressnr"] for r in ws.erp_rows("SELECT adressnr FROM adresse ORDER BY adressnr")]
     ws.erp_execute(*[("UPDATE adresse SET nachname = nachname || ' I' WHERE adressnr = ?", (p,)) for p in people])
-    target, state = LandsUnanswered(ws.portal_path), ws.state()
-    try:
-        with pytest.raises(TargetError):
-            run_tenant(tenant, state, run_date=RUN_DATE, target=target)
-    finally:
-        target.close()
-        state.close()
+    fail_part_way(ws, tenant, LandsUnanswered)
     planned = ws.plan(tenant)                   # what the stopped run sent: planned again, minus what landed
     [stopped, _] = json.loads(ws.cli("history", "demo", "--json").stdout)
     assert stopped["status"] == "failed"

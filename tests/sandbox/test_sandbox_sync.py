@@ -78,20 +78,7 @@ def test_faults_do_not_change_the_result_nor_write_anything_twice(portal_state, 
 def test_a_run_killed_during_apply_converges_when_started_again(portal_state, workspace, tmp_path, expected_portal):
     total = sum(len(r) for r in expected_portal.values())
     with sandbox_process(tmp_path / "slow.sqlite", "--latency-ms", "30", token="t-sandbox-1") as sb:
-        workspace.use_sandbox(sb.base_url, batch_size=10, concurrency=1)
-        engine = subprocess.Popen(workspace.command(), cwd=workspace.root, env=workspace.env(),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and engine.poll() is None:
-                if sb.write_log.exists() and sum(1 for _ in read_write_log(sb.write_log)) >= total // 3:
-                    break
-                time.sleep(0.02)
-            engine.send_signal(signal.SIGKILL)
-        finally:
-            engine.wait(timeout=30)
-        assert engine.returncode == -signal.SIGKILL, "the engine finished before it could be interrupted"
-        wait_until_quiet(sb.write_log)                 # the batch in flight when the engine died may still land
+        kill_the_first_run_part_way(workspace, sb, total)   # returns once the batch in flight has landed
         written = sum(len(r) for r in portal_state(sb.data).values())
         assert 0 < written < total
         rerun = workspace.run()
