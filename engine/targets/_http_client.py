@@ -3,7 +3,11 @@
 `ApiClient.request` is the one place where the target talks to the import API. It
   * waits for the per-tenant rate limit (requests per second, shared by all worker threads);
   * retries 429 and 500/502/503/504 answers, timeouts, dropped connections, a proxy that refuses
-    the request and an answer whose body cannot be decoded with exponential backoff and jitter;
+    the request, an answer whose body cannot be decoded and one whose Content-Type says JSON but
+    whose body does not parse (cut off or garbled on its way, as the API source asks again for
+    one) with exponential backoff and jitter. A retry sends the same request, headers included:
+    a batch keeps its Idempotency-Key, so that one the portal applied but whose answer was lost
+    or cut is answered from the portal's memory of the key, not applied twice;
   * honours Retry-After on 429, and on a 5xx that sends one (a 503 for maintenance), as the API
     source does (engine.retry_after: the longer of the backoff and the Retry-After; one longer
     than RETRY_AFTER_MAX gives up at once, naming the server's wait), and makes every thread of
@@ -13,7 +17,8 @@
   * gives up after `max_retries` retries with a retriable TargetError;
   * stops retrying once `stop()` was called (the target is closed: a run stopped by SIGTERM or
     a failure elsewhere), also in the middle of a wait, so that closing never waits for backoffs.
-Every other answer (2xx, 400, 404, 409, 413, ...) goes back to the caller as it came.
+Every other answer (2xx, 400, 404, 409, 413, ...) goes back to the caller as it came; its body,
+if it says JSON, parses (one that is not JSON at all, an HTML page, is for the caller to name).
 """
 from __future__ import annotations
 
@@ -130,12 +135,27 @@ class ApiClient:
                 if status == 429 or after is not None:
                     self.limiter.pause(wait)    # the limit, or the outage, holds every thread
                 continue
+            cut = _not_valid_json(response)
+            if cut is not None:             # cut off or garbled on its way: lost like a dropped connection
+                reason = "body not valid JSON"
+                last = f"{status} with {cut}"
+                answered = status
+                wait = backoff(attempt, self._rng, self.backoff_base)
+                continue
             return response
         request = f"{method} /{path.lstrip('/')}"
+        attempts = self.max_retries + 1
+        if reason == "body not valid JSON":
+            raise TargetError(
+                f"tenant '{self.tenant}': the import API at {self.base_url} answered {request}, but the answer "
+                f"could not be read as JSON after {attempts} attempts (last: {last})",
+                hint="the answer was cut off or garbled on its way, by a proxy or gateway between the sync server "
+                     "and the portal (or by the portal itself): the next run retries everything not written; if it "
+                     "goes on, ask whoever runs the proxy or gateway, or iDWELL", retriable=True)
         if answered is None:
-            what = f"did not answer {request} after {self.max_retries + 1} attempts (last: {last})"
+            what = f"did not answer {request} after {attempts} attempts (last: {last})"
         else:
-            what = f"answered {request} with {last} after {self.max_retries + 1} attempts"
+            what = f"answered {request} with {last} after {attempts} attempts"
         raise TargetError(
             f"tenant '{self.tenant}': the import API at {self.base_url} {what}",
             hint="the portal refused more requests: the next run retries everything not written; set "
@@ -162,6 +182,28 @@ class ApiClient:
     def close(self) -> None:
         self.stop()
         self._http.close()
+
+
+def says_json(response: httpx.Response) -> bool:
+    """application/json, or a JSON type such as application/problem+json, by the Content-Type
+    header (as the API source reads it)."""
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _not_valid_json(response: httpx.Response) -> str | None:
+    """What is wrong with a body that its Content-Type calls JSON but that does not parse
+    (`812 bytes of application/json: Expecting ',' delimiter: line 1 column 813 (char 812)`,
+    which quotes none of the body); None for a body that parses, an empty one, and one that
+    does not claim to be JSON (an HTML page: the caller says what it is)."""
+    if not response.content or not says_json(response):
+        return None
+    try:
+        response.json()
+    except ValueError as exc:           # UnicodeDecodeError too
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        return f"{len(response.content)} bytes of {kind}: {str(exc)[:120]}"
+    return None
 
 
 def _error_code(response: httpx.Response) -> str | None:

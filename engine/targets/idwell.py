@@ -8,9 +8,9 @@
                   holds. Upserts send the full record, deletes the external_ids.
 
 Every batch carries an Idempotency-Key: a hash of the tenant, this run (a random id drawn when the
-target is opened), the apply call and the batch's content. A batch retried after a lost answer
-gets the first answer back instead of being applied twice; a later run, or the pipeline's second
-attempt at refused records, writes again.
+target is opened), the apply call and the batch's content. A batch retried after a lost or cut-off
+answer gets the first answer back instead of being applied twice; a later run, or the pipeline's
+second attempt at refused records, writes again.
 
 Retries, Retry-After, the rate limit and 401/403 live in engine.targets._http_client. Refusals
 of single records (400 invalid, 404 not_found, 409 email_taken, unknown_reference,
@@ -30,7 +30,7 @@ import httpx
 from engine.config.secrets import SecretError
 from engine.contract import not_utf8
 from engine.errors import SecretReferenceError, TargetError
-from engine.targets._http_client import ApiClient
+from engine.targets._http_client import ApiClient, says_json
 from engine.targets.base import Change, Outcome, Progress
 
 PAGE_SIZE = 1000
@@ -60,7 +60,7 @@ class IdwellTarget:
             response = self.client.request("GET", f"/{entity}", params=params)
             if response.status_code != 200:
                 raise self._unexpected("GET", f"/{entity}", response)
-            page = _json(response)
+            page = self._payload("GET", f"/{entity}", response)
             items, cursor = (page.get("items"), page.get("next_cursor")) if isinstance(page, dict) else (None, None)
             if not isinstance(items, list):
                 raise self._unexpected("GET", f"/{entity}", response, "no items list in the answer")
@@ -137,12 +137,12 @@ class IdwellTarget:
             half = len(batch) // 2
             return self._send(batch[:half], call) + self._send(batch[half:], call)
         if status == 400:
-            error = _error(_json(response))
+            error = _error(self._payload("POST", path, response))
             return [Outcome(c, False, 400, error.get("code") or "invalid", error.get("message"), error.get("field"))
                     for c in batch]
         if status != 200:
             raise self._unexpected("POST", path, response)
-        payload = _json(response)
+        payload = self._payload("POST", path, response)
         results = payload.get("results") if isinstance(payload, dict) else None
         if not isinstance(results, list):
             raise self._unexpected("POST", path, response, "no results list in the answer")
@@ -153,6 +153,20 @@ class IdwellTarget:
         h = hashlib.sha256(f"{self.tenant}\0{self.run_id}\0{call}\0{entity}\0".encode())
         h.update(content)
         return h.hexdigest()[:40]
+
+    def _payload(self, method: str, path: str, response: httpx.Response) -> Any:
+        """The answer's JSON body. One that is not JSON at all (an HTML page: a proxy's error or
+        login page, a web server at the wrong base_url) stops the run at once, unretried, as it
+        stops the API source: asking again brings the same page. (A body that says JSON but does
+        not parse, cut off on its way, was asked for again by the client.)"""
+        if response.content and not says_json(response):
+            kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+            raise TargetError(f"tenant '{self.tenant}': the import API at {self.client.base_url} answered "
+                              f"{method} {path} with {response.status_code} and {kind}, not JSON",
+                              hint="check the target's base_url (it ends in /import/v1): is it the import API, "
+                                   "not a login page or a proxy's page? If a proxy between the sync server and "
+                                   "the portal answers, ask whoever runs it")
+        return _json(response)
 
     def _unexpected(self, method: str, path: str, response: httpx.Response, why: str | None = None) -> TargetError:
         error = _error(_json(response))
@@ -168,8 +182,8 @@ class IdwellTarget:
                            hint="check the target's base_url (it ends in /import/v1)")
 
     def retries(self) -> dict | None:
-        """The requests sent again so far (timeouts, 429, 5xx) and the time waited before them;
-        None when every request was answered the first time."""
+        """The requests sent again so far (timeouts, 429, 5xx, answers cut off on their way) and
+        the time waited before them; None when every request was answered the first time."""
         client = self.client
         if not client.retried:
             return None
