@@ -52,6 +52,9 @@ def add_arguments(parser) -> None:
     faults.add_argument("--fail-503", type=_share, default=0.0, metavar="SHARE", help="share answered 503")
     faults.add_argument("--drop", type=_share, default=0.0, metavar="SHARE",
                         help="share of connections closed without an answer (writes are applied first)")
+    faults.add_argument("--cut", type=_share, default=0.0, metavar="SHARE",
+                        help="share of answers whose body is cut in half, as a proxy that passes on what it got "
+                             "(writes are applied first)")
     faults.add_argument("--latency-ms", type=_non_negative, default=0, metavar="N", help="delay of every API request")
     faults.add_argument("--seed", type=int, default=None, help="seed of the fault draws (repeatable runs)")
 
@@ -61,7 +64,8 @@ def main(args) -> int:
     from engine.sandbox import Faults, default_write_log, start_sandbox, stop_sandbox
 
     try:
-        faults = Faults(args.fail_429, args.fail_503, args.drop, args.latency_ms, args.retry_after, args.seed)
+        faults = Faults(args.fail_429, args.fail_503, args.drop, args.latency_ms, args.retry_after, args.seed,
+                        share_cut=args.cut)
     except ValueError as exc:
         print(f"idwell-sync sandbox: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE

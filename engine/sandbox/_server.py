@@ -97,6 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = error(500, "unavailable", "internal error of the sandbox (see its log)")
         if fault == "drop":
             return self._drop()
+        if fault == "cut" and reply.body:       # a proxy that passes on the part it got
+            reply = Reply(reply.status, reply.body[:len(reply.body) // 2], reply.headers)
         self._send(reply)
 
     def _read_chunked(self) -> tuple[int, bytes]:

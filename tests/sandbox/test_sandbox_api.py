@@ -171,6 +171,12 @@ def test_fault_injection(tmp_path):
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.post(sb.base_url + "/buildings/batch", headers=AUTH, json={"upsert": [building(1)]})
         assert sb.store().get("buildings", "B1") is not None                   # the answer was lost, not the write
+    with sandbox_process(tmp_path / "d.sqlite", "--cut", "1", token=TOKEN) as sb:
+        r = httpx.post(sb.base_url + "/buildings/batch", headers=AUTH, json={"upsert": [building(1)]})
+        assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+        with pytest.raises(ValueError):
+            r.json()                                                            # half a body, whole as HTTP goes
+        assert sb.store().get("buildings", "B1") is not None                   # the answer was cut, not the write
 
 
 def test_the_page_lists_buildings_units_and_users(api, sandbox):

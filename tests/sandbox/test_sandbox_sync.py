@@ -55,7 +55,7 @@ def test_demo_tenant_pointed_at_the_sandbox_gives_the_local_store_state(
 
 def test_faults_do_not_change_the_result_nor_write_anything_twice(portal_state, workspace, tmp_path, expected_portal):
     with sandbox_process(tmp_path / "faulty.sqlite", "--fail-429", "0.2", "--fail-503", "0.1", "--drop", "0.05",
-                         "--seed", "11", token="t-sandbox-1") as sb:
+                         "--cut", "0.05", "--seed", "11", token="t-sandbox-1") as sb:
         workspace.use_sandbox(sb.base_url, batch_size=40, concurrency=4, max_retries=15)
         run = workspace.run()
         assert run.code == ExitCode.OK, run.stderr
@@ -63,7 +63,7 @@ def test_faults_do_not_change_the_result_nor_write_anything_twice(portal_state, 
         log = list(read_write_log(sb.write_log))
     retries = run.summary["retries"]                     # the run says the portal throttled and failed
     assert retries["requests"] == sum(retries["by_reason"].values()) > 0 and retries["waited_s"] > 0
-    assert {"429 rate_limited", "503 unavailable"} <= set(retries["by_reason"]), retries
+    assert {"429 rate_limited", "503 unavailable", "body not valid JSON"} <= set(retries["by_reason"]), retries
     from engine.report import render_text
     times = "once" if retries["requests"] == 1 else f"{retries['requests']:,} times"
     assert f"the import API was asked again {times} (" in render_text(run.summary, [])
