@@ -21,6 +21,7 @@ import jmespath
 
 from engine.config.model import ApiSource, EntityMapping, Paginator
 from engine.config.secrets import SecretError
+from engine.content_type import says_json
 from engine.errors import SecretReferenceError, SourceError
 from engine.redact import remember
 from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
@@ -339,7 +340,7 @@ class ApiExtractor:
                                            "the engine does not follow redirects, so that the API's credentials "
                                            "never go to another address") from None
                 content_type = response.headers.get("content-type", "no content type")
-                if not _says_json(content_type):
+                if not says_json(content_type):
                     raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': {response.request.url.path} "
                                       f"answered {response.status_code} with {content_type}, not JSON", cause="unknown",
                                       hint="check base_url and endpoint: is it the API, not a login or proxy page?") from None
@@ -510,12 +511,6 @@ def _once(records: list[dict], read: set[bytes], again: list[dict]) -> list[dict
             fresh.append(record)
     read.update(digests)
     return fresh
-
-
-def _says_json(content_type: str) -> bool:
-    """application/json, or a JSON type such as application/problem+json, by the Content-Type header."""
-    kind = content_type.split(";")[0].strip().lower()
-    return kind == "application/json" or kind.endswith("+json")
 
 
 def _lifetime(expires_in: Any) -> float | None:

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import httpx
 
+from engine import content_type
 from engine.errors import TargetError
 from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
 
@@ -185,10 +186,8 @@ class ApiClient:
 
 
 def says_json(response: httpx.Response) -> bool:
-    """application/json, or a JSON type such as application/problem+json, by the Content-Type
-    header (as the API source reads it)."""
-    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    return kind == "application/json" or kind.endswith("+json")
+    """The answer's Content-Type says JSON (engine.content_type.says_json, as the API source reads it)."""
+    return content_type.says_json(response.headers.get("content-type", ""))
 
 
 def _not_valid_json(response: httpx.Response) -> str | None:
