@@ -31,9 +31,9 @@ def floor(db: str, size: str = "L") -> dict:
     from engine.config import load_tenant
     from engine.expr.emails import analyze_emails
     from engine.expr.phones import normalize_phones
+    from engine.extract import window_params
     from engine.mapping import SLICE
     from engine.mapping_columns import _ColumnBindings
-    from engine.pipeline import window_params
     from engine.references import occupancy_gate, window_gate
     from engine.sources import open_source
     from engine.sources.connect import create_sql_engine

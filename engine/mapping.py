@@ -80,7 +80,7 @@ class Mapper:
 
     def first_half(self, rows: Sequence[Any], wanted: Sequence[str]) -> list[tuple[Sequence[Any], "_Gated | None"]]:
         """map_rows in two halves, for a caller that needs `wanted` fields of the records-to-be
-        before the records are made (engine.pipeline.extract_entity's `early`): this half
+        before the records are made (engine.extract.extract_entity's `early`): this half
         changes nothing and gives each slice of rows with which of them become records and
         their `wanted` values (None: the slice is mapped row by row); second_half makes the
         records. Together they record exactly what map_rows would."""

@@ -126,7 +126,7 @@ def keep_last_sent(data: EntityData, last_sent: LastSent | None, findings: list[
 PARTNERS = "partners"
 """The state store's name for the persons the engine sent merged into one user (merge_partnership):
 each person's data as last merged, with `merged_into`, the merged user's external_id
-(engine.pipeline.record)."""
+(engine.record.record)."""
 
 
 def _restore_partners(users: EntityData, last_sent: LastSent) -> None:

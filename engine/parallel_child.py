@@ -33,7 +33,7 @@ that the findings come out as one normalize_entity over all of them would give t
 
 
 def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> None:
-    from engine.pipeline import extract_entity, window_params
+    from engine.extract import extract_entity, window_params
     from engine.sources import open_source
     quiet = Progress(enabled=False, level=logging.DEBUG)     # the run logs these phases (-vv: the child's too)
     params = window_params(tenant, run_date)
@@ -123,7 +123,7 @@ class _LateGate:
             self._take()
 
     def _take(self) -> None:
-        from engine.pipeline import users_gate
+        from engine.extract import users_gate
         _, wanted = receive(self._control)
         gate = users_gate(self._tenant, _gate_set(wanted)) if wanted is not None else None
         self._arrived, self._gate = True, gate[1] if gate else None

@@ -105,7 +105,7 @@ def _uncompact(ids: list[str], keys: list[str] | None, reasons: list[str] | str)
 def _unpack_users(packed: dict) -> tuple[EntityData, list[Finding]]:
     """The users' counts and exclusions after the gate (their records follow in blocks); the
     extraction's findings, the gated ones last."""
-    from engine.pipeline import gated_user_findings
+    from engine.extract import gated_user_findings
     users = _unpack_counts("users", packed)
     gated_ids, gated_keys, reasons = _uncompact(*packed["gated"])
     users.excluded.update(zip(gated_ids, reasons))    # disjoint: _gate_afterwards declines otherwise

@@ -4,7 +4,10 @@
 
 Only extraction (engine.sources) and apply (engine.targets) do I/O, plus the state store at the
 two ends; every step between is a pure function over records. `plan` is this path stopping
-before apply.
+before apply. This module strings the steps together (prepare: up to the plan; apply;
+run_tenant: the whole run); each step is a module of its own: engine.extract (extract, map,
+filter), engine.transform (normalise, resolve, dedup; engine.parallel_prepare for both with a
+second process), engine.plan, engine.record and engine.report.
 """
 from __future__ import annotations
 
@@ -16,26 +19,23 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import repeat
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterator
 
 from engine.config.model import ENTITIES, Tenant
 from engine import parallel
 from engine._stop import whole
 from engine.current import CurrentState, reader_command
-from engine.dedup import dedup_emails, dedup_phones, settle_restored_partners
 from engine.entity_data import EntityData
+from engine.extract import extract
 from engine.findings import Finding
-from engine.mapping import Mapper, kept_values, unknown_code_findings
-from engine.normalize import PARTNERS, LastSent, keep_last_sent, normalize_entity
+from engine.parallel_prepare import _extract_transform_parallel
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
 from engine.progress import Progress
+from engine.record import _accepted, note_writes_ahead, pending_before, record
 from engine.redact import redact
-from engine.report import SETTLED
-from engine.references import (OccupancyIndex, apply_window, drop_users_without_occupancy, index_occupancies,
-                               occupancy_gate, occupied_users, resolve_occupancy_references, resolve_units,
-                               tenant_today, window_bounds, window_findings, window_gate)
+from engine.references import tenant_today
 from engine.targets.base import Change, Outcome, retries_of
+from engine.transform import transform
 
 log = logging.getLogger(__name__)
 
@@ -62,189 +62,6 @@ class Prepared:
 class Applied:
     outcomes: list[Outcome]
     rejected: list[Outcome]
-
-
-EXTRACT_ORDER = ("buildings", "units", "occupancies", "users")
-"""Occupancies before users: a person is mapped completely only if a contract in the window names it."""
-
-
-def window_params(tenant: Tenant, run_date: dt.date) -> dict[str, dt.date]:
-    """The bound parameters every query may use (:ref_date, :window_end_from, :window_start_until)."""
-    ref, earliest_end, latest_start = window_bounds(tenant.window, run_date)
-    return {"ref_date": ref, "window_end_from": earliest_end, "window_start_until": latest_start}
-
-
-def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: dt.date, gate,
-                   findings: list[Finding], progress: Progress, *, keep_gated: bool = False,
-                   early: tuple[str, Callable[[set | None], None]] | None = None) -> EntityData:
-    """extract -> map -> filter for one entity, streamed in batches; `gate` (see Mapper) skips
-    what is not wanted early, each skipped record a finding (`keep_gated`: left in `gated` for
-    the caller, engine.parallel). `early` (field, tell): tell(the set of the field's values over
-    the records) is called as soon as every row is read and it is known which become records,
-    before they are made (None: it cannot be known before; the caller takes it from the
-    records), so that a second process waiting for it starts sooner (the users' gate)."""
-    out = EntityData(entity)
-    mapper, columns_seen = None, None
-    progress.start(f"extract {entity}")
-    pending: list[tuple[Mapper, list]] = []         # with `early`: the first halves, in order
-    rows_read = 0
-    for columns, rows in source.batches(tenant.entities[entity], params):
-        if mapper is None or columns != columns_seen:
-            mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings, gate), columns
-        if early is None:
-            mapper.map_rows(rows)
-        else:
-            pending.append((mapper, mapper.first_half(rows, (early[0],))))
-        rows_read += len(rows)
-        progress.advance(len(rows))
-    if early is not None:
-        early[1](kept_values((half for _, halves in pending for half in halves), early[0]))
-        pending.reverse()
-        progress.stage("mapped", 0, rows_read)      # the live line moves through the second half too
-        while pending:                  # each batch's rows let go once its records are made
-            batch_mapper, halves = pending.pop()
-            batch_mapper.second_half(halves)
-            progress.stage("mapped", out.extracted, rows_read)
-    out.settle_duplicates()
-    if not keep_gated:                  # else the caller reports both once the gate is settled
-        findings.extend(unknown_code_findings(out))
-        gated_findings(tenant, out, run_date, findings)
-    progress.finish(f"({sum(out.filtered.values()):,} filtered)")
-    return out
-
-
-def gated_findings(tenant: Tenant, out: EntityData, run_date: dt.date, findings: list[Finding]) -> None:
-    """A finding for every record a gate skipped (contracts outside the window, persons without one)."""
-    if out.entity == "occupancies":
-        findings.extend(window_findings([(key, reason, early) for _, key, reason, early in out.gated],
-                                        tenant.window, run_date))
-    else:
-        findings.extend(gated_user_findings([key for _, key, _, _ in out.gated],
-                                            [reason for _, _, reason, _ in out.gated]))
-    out.gated.clear()
-
-
-GATED_USER_MESSAGE = "no contract in the contract window; not sent"
-
-
-def gated_user_findings(keys: Iterable[str], reasons: Iterable[str]) -> Iterator[Finding]:
-    """The finding of each person the users' gate stopped (ERP key, reason)."""
-    return map(Finding, reasons, repeat("users"), keys, repeat(GATED_USER_MESSAGE))
-
-
-def users_gate(tenant: Tenant, occ: EntityData | set[str]):
-    """The users' gate: persons without a contract in the window are skipped (unless the tenant sends them)."""
-    return occupancy_gate(occ) if tenant.rules.users_without_occupancy == "skip" else None
-
-
-def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding],
-            progress: Progress) -> tuple[dict[str, EntityData], dict | None, dict | None]:
-    """extract -> map -> filter, entity by entity, streamed in batches. Contracts outside the
-    window, and persons without a contract in it, are recognised early and not mapped in full.
-    Also returns the requests the source sent again (an API source's, engine.sources.api; None
-    when none were, or for a source that retries nothing, as an SQL source), and per entity the
-    records that only the second reading of pages paged by position had (ApiExtractor.batches;
-    None when there were none)."""
-    from engine.sources import open_source
-    params = window_params(tenant, run_date)
-    data: dict[str, EntityData] = {}
-    source = open_source(tenant, run_date=run_date)
-    try:
-        for entity in EXTRACT_ORDER:
-            gate = window_gate(tenant.window, run_date) if entity == "occupancies" else \
-                users_gate(tenant, data["occupancies"]) if entity == "users" else None
-            data[entity] = extract_entity(tenant, entity, source, params, run_date, gate, findings, progress)
-    finally:
-        source.close()
-    return {e: data[e] for e in ENTITIES}, retries_of(source), dict(getattr(source, "recovered", {})) or None
-
-
-def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, previous_winners: dict[str, str],
-              findings: list[Finding], holders=None, last_sent: LastSent | None = None) -> dict[str, str]:
-    """normalise -> resolve references and time -> dedup. Pure: changes `data` in place.
-
-    The window and the persons without a contract are applied again here (a no-op after
-    `extract`, which skips them early), so that this step is complete on its own. `last_sent`:
-    what the engine last wrote, for the records that break a rule now (keep_last_sent)."""
-    before, after = transform_without_users(tenant, data, run_date, last_sent=last_sent)
-    return transform_with_users(tenant, data, before, None, after, previous_winners, findings, holders,
-                                last_sent=last_sent)
-
-
-def transform_without_users(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, *,
-                            pack: bool = False, normalised: dict[str, list[Finding]] | None = None,
-                            last_sent: LastSent | None = None) -> tuple[list[Finding], list[Finding]]:
-    """The steps of `transform` that do not look at the users (so a run can do them while the
-    users are still being extracted). Their findings come in two lists, those that come before
-    the users' normalisation and those after, the order `transform` reports them in. `pack`:
-    pack each record as normalised (EntityData.packed_rows), for a diff against a packed portal;
-    `normalised`: entity -> normalize_entity's findings of the entities normalised already
-    (buildings and units, by engine.parallel's second process)."""
-    before: list[Finding] = []
-    after: list[Finding] = []
-    buildings, units, occ = data["buildings"], data["units"], data["occupancies"]
-    for entity in ("buildings", "units"):
-        if normalised and entity in normalised:
-            before.extend(normalised[entity])
-        else:
-            normalize_entity(data[entity], tenant.rules, before, pack=pack)
-        keep_last_sent(data[entity], last_sent, before)
-    resolve_units(units, buildings, before)
-    apply_window(occ, tenant.window, run_date, before)
-    normalize_entity(occ, tenant.rules, after, pack=pack)
-    keep_last_sent(occ, last_sent, after)
-    return before, after
-
-
-def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: list[Finding],
-                         users_normalised: list[Finding] | None, after: list[Finding],
-                         previous_winners: dict[str, str], findings: list[Finding], holders=None,
-                         index: OccupancyIndex | None = None, last_sent: LastSent | None = None,
-                         users_order: list[str] | None = None) -> dict[str, str]:
-    """The rest of `transform`. `users_normalised`: the findings of normalising the users if
-    that is done already (engine.parallel), else None, and `users_order` their external_ids as
-    mapped; `index`: index_occupancies after transform_without_users, if made already (a run
-    makes it while it waits for the users)."""
-    users, occ = data["users"], data["occupancies"]
-    index = index or index_occupancies(occ, data["units"])
-    findings.extend(before)
-    if users_normalised is None:
-        drop_users_without_occupancy(users, occ, tenant.rules, findings, index)
-        normalize_entity(users, tenant.rules, findings)
-    else:
-        findings.extend(_drop_normalised_users_without_occupancy(tenant, users, occ, index, users_order,
-                                                                 users_normalised, findings))
-    keep_last_sent(users, last_sent, findings)
-    findings.extend(after)
-    dropped = resolve_occupancy_references(occ, users, data["units"], findings, index)
-    drop_users_without_occupancy(users, occ, tenant.rules, findings, index, dropped)
-    winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders, index)
-    settle_restored_partners(users, occ, data["units"], tenant.rules, findings)
-    dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)
-    return winners
-
-
-def _drop_normalised_users_without_occupancy(tenant: Tenant, users: EntityData, occ: EntityData,
-                                             index: OccupancyIndex, order: list[str] | None,
-                                             normalised: list[Finding], findings: list[Finding]) -> list[Finding]:
-    """drop_users_without_occupancy for users normalised already (engine.parallel), as `transform`
-    drops them before normalising: also the persons normalising refused (users.invalid), whom
-    keep_last_sent would otherwise keep in the portal without an occupancy, in the order mapped
-    (`order`); returns `normalised` without the findings of the persons dropped."""
-    invalid, records = users.invalid, users.records
-    if invalid and order is not None:       # back among the records, where they were mapped
-        users.records = {i: records[i] if i in records else invalid[i] for i in order if i in records or i in invalid}
-        users.records.update(records)       # none left out (each is in `order`)
-    before = len(findings)
-    drop_users_without_occupancy(users, occ, tenant.rules, findings, index)
-    gone_keys = {f.key for f in findings[before:]}
-    for external_id in [i for i in invalid if i in users.records]:
-        del users.records[external_id]      # still refused
-    for external_id in [i for i in invalid if users.excluded.get(i) == "user_without_occupancy"]:
-        del invalid[external_id]            # dropped: not kept as last sent either
-    if not gone_keys:
-        return normalised
-    return [f for f in normalised if f.entity != "users" or f.key not in gone_keys]
 
 
 @contextmanager
@@ -385,76 +202,6 @@ def _name_mapped_fields(tenant: Tenant, findings: list[Finding]) -> None:
                 findings[i] = Finding(f.code, f.entity, f.key, f"{f.message} ({f.field} = {expr.source})", f.field)
 
 
-def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findings: list[Finding],
-                                progress: Progress, previous_winners: dict[str, str], holders,
-                                timings: dict[str, float], portal_may_read,
-                                pack: bool, last_sent: LastSent | None = None
-                                ) -> tuple[dict[str, EntityData], dict[str, str]]:
-    """extract and transform with the users extracted by a second process (engine.parallel);
-    the same records and findings, in the same order, as extract followed by transform.
-    `portal_may_read()` is called when only the users are left to extract. `pack`: pack each
-    record as it is normalised (EntityData.packed_rows), for the diff against a packed portal:
-    the occupancies here, buildings and units by the child, the users by whoever normalises them."""
-    from engine.sources import open_source
-    t = time.perf_counter()
-    params = window_params(tenant, run_date)
-    found: dict[str, list[Finding]] = {e: [] for e in EXTRACT_ORDER}
-    data: dict[str, EntityData] = {}
-    source = open_source(tenant, run_date=run_date)
-    try:     # the occupancies here while the child extracts buildings, units and persons
-        gates: list = []         # the users' gate, sent as soon as it is known: the child waits for it
-
-        def send_gate(user_ids: set | None) -> None:
-            if user_ids is not None:
-                gates.append(users_gate(tenant, user_ids))
-                worker.send_gate(gates[0][1].wanted if gates[0] else None)
-        sends_all = users_gate(tenant, set()) is None        # the tenant sends every person: no gate to wait for
-        if sends_all:
-            send_gate(set())
-        data["occupancies"] = extract_entity(tenant, "occupancies", source, params, run_date,
-                                             window_gate(tenant.window, run_date), found["occupancies"], progress,
-                                             keep_gated=True, early=None if sends_all else ("user_id", send_gate))
-        if not gates:                   # not known before the contracts' records were made
-            send_gate(occupied_users(data["occupancies"]))
-        gate = gates[0]
-        found["occupancies"].extend(unknown_code_findings(data["occupancies"]))
-        gated_findings(tenant, data["occupancies"], run_date, found["occupancies"])
-        others = worker.others(progress)
-        normalised: dict[str, list[Finding]] = {}          # entity -> normalize_entity's findings, where done
-        for entity in ("buildings", "units"):
-            if others is None:     # the child failed: extracted here
-                data[entity] = extract_entity(tenant, entity, source, params, run_date, None, found[entity], progress)
-            else:
-                data[entity], found[entity], normalised[entity] = others[entity]
-    finally:
-        source.close()
-    before, after = transform_without_users(tenant, data, run_date, pack=pack, normalised=normalised,
-                                            last_sent=last_sent)
-    portal_may_read()               # the child normalises the users now, this process takes a share
-    index = index_occupancies(data["occupancies"], data["units"])     # while the child starts on them
-    result = worker.result(tenant.rules, progress)
-    if result is None:        # the child failed: the users are extracted here, with the same gate
-        source = open_source(tenant, run_date=run_date)
-        try:
-            data["users"] = extract_entity(tenant, "users", source, params, run_date, gate, found["users"], progress)
-        finally:
-            source.close()
-        normalised = None
-    else:
-        data["users"], normalised = result.users, result.normalise_findings
-        found["users"] = result.extract_findings
-    timings["extract"] = time.perf_counter() - t      # with normalising, which ran beside it
-    t = time.perf_counter()
-    progress.start("resolve, dedup")
-    for entity in EXTRACT_ORDER:
-        findings.extend(found[entity])
-    data = {e: data[e] for e in ENTITIES}
-    winners = transform_with_users(tenant, data, before, normalised, after, previous_winners, findings, holders,
-                                   index, last_sent, None if result is None else result.order)
-    timings["transform"] = time.perf_counter() - t
-    return data, winners
-
-
 @_without_cyclic_gc()
 def apply(prepared: Prepared, target, progress: Progress | None = None) -> Applied:
     """Apply the plan; refused writes are retried once after the deletes (an e-mail or reference
@@ -486,91 +233,6 @@ def apply(prepared: Prepared, target, progress: Progress | None = None) -> Appli
     return Applied(outcomes, rejected)
 
 
-def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete: bool = True,
-           in_flight: list[Change] = (), earlier: dict[str, set[str]] | None = None) -> dict[str, dict[str, int]]:
-    """Remember what was written (drift detection) and, after a complete apply, the e-mail winners.
-    `in_flight`: changes sent without an answer (a run stopped part-way), remembered as pending;
-    `earlier`: entity -> the external_ids that were pending before this run noted its own writes
-    (note_writes_ahead). A run stopped part-way keeps pending only those and its writes in flight:
-    what it answered is recorded, what it never sent the portal does not hold.
-    A complete run settles the pending records: one it did not write again and the portal did not
-    refuse is as desired in the portal now (the plan found it unchanged), so that is what the
-    engine last wrote; then the pending records are forgotten. Returns, for a complete run, how it
-    found the writes earlier runs left unconfirmed, per entity (SETTLED; only entities that had
-    any): `landed` (the portal held them as this run wants them), `sent_again` (it did not: this
-    run wrote them), `refused` (this run's write was refused) and `gone` (no longer among the
-    records the run sends)."""
-    earlier = earlier or {}
-    written: dict[str, dict[str, dict]] = {e: {} for e in ENTITIES}   # the last accepted write per record
-    gone: dict[str, list[str]] = {e: [] for e in ENTITIES}
-    for o in applied.outcomes:
-        if o.ok:
-            c = o.change
-            if c.action == "delete":
-                gone[c.entity].append(c.external_id)
-                written[c.entity].pop(c.external_id, None)
-            else:
-                written[c.entity][c.external_id] = c.record
-    refused_ids = {(o.change.entity, o.change.external_id) for o in applied.rejected}
-    tenant_id = prepared.tenant.id
-    partners = prepared.data["users"].partners       # each merged user written: its persons as merged
-    merged = [{**person, "merged_into": merged_id} for merged_id in written["users"] if merged_id in partners
-              for person in partners[merged_id]]
-    if merged:
-        state.remember_written(tenant_id, PARTNERS, merged)
-    outcome: dict[str, dict[str, int]] = {}
-    for entity in ENTITIES:
-        pending = state.pending_written(tenant_id, entity) if complete else {}
-        records = prepared.data[entity].records
-        settled = [records[i].data for i in pending
-                   if i in records and i not in written[entity] and (entity, i) not in refused_ids]
-        state.remember_written(tenant_id, entity, [*written[entity].values(), *settled], gone[entity])
-        if pending:
-            state.forget_pending(tenant_id, entity)
-        if complete and earlier.get(entity):
-            found = Counter("sent_again" if i in written[entity] else "refused" if (entity, i) in refused_ids
-                            else "landed" if i in records else "gone" for i in earlier[entity])
-            outcome[entity] = {k: found[k] for k in SETTLED}
-        if not complete:
-            sent = {c.external_id for c in in_flight if c.entity == entity}
-            state.forget_pending(tenant_id, entity, [c.external_id for c in prepared.plan.changes
-                                                     if c.entity == entity and c.action != "delete"
-                                                     and c.external_id not in sent
-                                                     and c.external_id not in earlier.get(entity, ())])
-            for action in ("create", "update"):
-                state.remember_pending(tenant_id, entity, [c.record for c in in_flight
-                                                           if c.entity == entity and c.action == action],
-                                       action=action)
-    if complete:
-        refused = {o.change.external_id for o in applied.rejected if o.change.entity == "users"}
-        state.replace_winners(prepared.tenant.id, {email: winner for email, winner in prepared.winners.items()
-                                                   if winner not in refused})
-    return outcome
-
-
-def pending_before(prepared: Prepared, state) -> dict[str, set[str]]:
-    """entity -> the external_ids of the writes earlier runs left unconfirmed (pending), read
-    before this run notes its own (note_writes_ahead)."""
-    return {e: state.pending_ids(prepared.tenant.id, e) for e in ENTITIES}
-
-
-def note_writes_ahead(prepared: Prepared, state) -> None:
-    """The plan's creates and updates noted as pending (StateStore.remember_pending) before
-    anything is sent. A run killed outright (kill -9, the out-of-memory killer, the machine
-    going down) cannot record what the portal accepted. Without the updates noted, the next
-    change the ERP makes to such a record would find the portal holding the killed run's value,
-    not the one the engine last recorded, and report the engine's own write as an edit made in
-    the portal. Without the creates noted, a record the killed run created would have no drift
-    check until the engine next wrote it: an edit in the portal before that was overwritten
-    without a word. The next complete run settles the pending records (record)."""
-    noted: dict[tuple[str, str], list[dict]] = {}
-    for c in prepared.plan.changes:
-        if c.action != "delete":
-            noted.setdefault((c.entity, c.action), []).append(c.record)
-    for (entity, action), records in noted.items():
-        state.remember_pending(prepared.tenant.id, entity, records, action=action)
-
-
 @dataclass
 class RunResult:
     summary: dict[str, Any]
@@ -578,20 +240,6 @@ class RunResult:
     exit_code: int
     prepared: Prepared
     applied: Applied
-
-
-def _accepted(outcomes: list[Outcome], in_flight: list[Change] = ()) -> dict[str, dict[str, int]]:
-    """What the portal accepted of a run that failed or was stopped while applying, per entity and
-    action, for the run history (its writes are not null: the portal did change); and, as
-    `unconfirmed`, the writes sent without an answer (`in_flight`): the portal may have made them
-    or not, the next complete run finds out (record)."""
-    counts: dict[str, Counter] = {}
-    for o in outcomes:
-        if o.ok:
-            counts.setdefault(o.change.entity, Counter())[o.change.action] += 1
-    for c in in_flight:
-        counts.setdefault(c.entity, Counter())["unconfirmed"] += 1
-    return {e: dict(c) for e, c in counts.items()}
 
 
 @contextmanager

@@ -210,7 +210,7 @@ class OccupancyIndex(NamedTuple):
     """The occupancies' references, read once for the steps that need the users
     (resolve_occupancy_references, drop_users_without_occupancy, dedup's facts). Made by
     index_occupancies once the occupancies are normalised; a run with a second process makes it
-    while it waits for the users (engine.pipeline)."""
+    while it waits for the users (engine.parallel_prepare)."""
     ids: list[str]                 # the occupancies' external_ids, in order
     user_ids: list                 # each one's user_id
     unit_ok: list[bool]            # whether its unit is among the units sent

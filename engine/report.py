@@ -12,7 +12,7 @@ from engine.findings import CATALOGUE, Finding, by_severity, count_by_code
 
 SUMMARY_VERSION = 1
 SETTLED = ("landed", "sent_again", "refused", "gone")
-"""How a complete run finds the writes earlier runs left unconfirmed (engine.pipeline.record)."""
+"""How a complete run finds the writes earlier runs left unconfirmed (engine.record.record)."""
 
 
 def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | None = None,
@@ -21,7 +21,7 @@ def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | 
     """The documented summary object (docs/summary.md). `retries`: the import API's requests sent
     again (engine.targets.idwell.IdwellTarget.retries), None when there were none; the source's
     (an API source's, engine.sources.api.ApiExtractor.retries) come with `prepared`. `settled`:
-    how a run found the writes earlier runs left unconfirmed (engine.pipeline.record), per entity."""
+    how a run found the writes earlier runs left unconfirmed (engine.record.record), per entity."""
     plan = prepared.plan
     excluded: dict[str, Counter] = {e: Counter(d.excluded.values()) + d.unkeyed for e, d in prepared.data.items()}
     rejected = Counter(o.change.entity for o in applied.rejected) if applied else Counter()

@@ -459,7 +459,7 @@ class StateStore:
         or killed after it noted its writes ahead): the portal may hold them or not. `action`: how
         they were sent (`create`, `update`). The next run's drift check takes such a value for one
         the engine wrote, not for an edit in the portal, and compares a record created so with what
-        was sent; the next complete run settles them (engine.pipeline.record) and forgets them
+        was sent; the next complete run settles them (engine.record.record) and forgets them
         (forget_pending)."""
         stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record", "action"])
         rows = [{"tenant": tenant, "entity": entity, "external_id": r["external_id"], "record": _dump(r),

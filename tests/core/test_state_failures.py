@@ -53,10 +53,10 @@ def assert_state_error(done: subprocess.CompletedProcess, command: str, *says: s
 
 
 def test_a_full_disk_while_the_run_records_what_it_wrote_exits_10(ws):
-    """The disk fills after the run noted its writes ahead (engine.pipeline.note_writes_ahead):
+    """The disk fills after the run noted its writes ahead (engine.record.note_writes_ahead):
     they are in the store already, as the run will note them, so that it fills as the run records
     what the portal accepted."""
-    from engine.pipeline import note_writes_ahead
+    from engine.record import note_writes_ahead
     path = str(ws.tenant_file())
     state = ws.state()
     try:

@@ -1,0 +1,111 @@
+"""extract -> map -> filter: each entity read from the source in batches and mapped into records,
+in EXTRACT_ORDER. Contracts outside the window, and persons without a contract in it, are
+recognised early (the gates) and become findings instead of records."""
+from __future__ import annotations
+
+import datetime as dt
+from itertools import repeat
+from typing import Callable, Iterable, Iterator
+
+from engine.config.model import ENTITIES, Tenant
+from engine.entity_data import EntityData
+from engine.findings import Finding
+from engine.mapping import Mapper, kept_values, unknown_code_findings
+from engine.progress import Progress
+from engine.references import occupancy_gate, window_bounds, window_findings, window_gate
+from engine.targets.base import retries_of
+
+
+EXTRACT_ORDER = ("buildings", "units", "occupancies", "users")
+"""Occupancies before users: a person is mapped completely only if a contract in the window names it."""
+
+
+def window_params(tenant: Tenant, run_date: dt.date) -> dict[str, dt.date]:
+    """The bound parameters every query may use (:ref_date, :window_end_from, :window_start_until)."""
+    ref, earliest_end, latest_start = window_bounds(tenant.window, run_date)
+    return {"ref_date": ref, "window_end_from": earliest_end, "window_start_until": latest_start}
+
+
+def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: dt.date, gate,
+                   findings: list[Finding], progress: Progress, *, keep_gated: bool = False,
+                   early: tuple[str, Callable[[set | None], None]] | None = None) -> EntityData:
+    """extract -> map -> filter for one entity, streamed in batches; `gate` (see Mapper) skips
+    what is not wanted early, each skipped record a finding (`keep_gated`: left in `gated` for
+    the caller, engine.parallel). `early` (field, tell): tell(the set of the field's values over
+    the records) is called as soon as every row is read and it is known which become records,
+    before they are made (None: it cannot be known before; the caller takes it from the
+    records), so that a second process waiting for it starts sooner (the users' gate)."""
+    out = EntityData(entity)
+    mapper, columns_seen = None, None
+    progress.start(f"extract {entity}")
+    pending: list[tuple[Mapper, list]] = []         # with `early`: the first halves, in order
+    rows_read = 0
+    for columns, rows in source.batches(tenant.entities[entity], params):
+        if mapper is None or columns != columns_seen:
+            mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings, gate), columns
+        if early is None:
+            mapper.map_rows(rows)
+        else:
+            pending.append((mapper, mapper.first_half(rows, (early[0],))))
+        rows_read += len(rows)
+        progress.advance(len(rows))
+    if early is not None:
+        early[1](kept_values((half for _, halves in pending for half in halves), early[0]))
+        pending.reverse()
+        progress.stage("mapped", 0, rows_read)      # the live line moves through the second half too
+        while pending:                  # each batch's rows let go once its records are made
+            batch_mapper, halves = pending.pop()
+            batch_mapper.second_half(halves)
+            progress.stage("mapped", out.extracted, rows_read)
+    out.settle_duplicates()
+    if not keep_gated:                  # else the caller reports both once the gate is settled
+        findings.extend(unknown_code_findings(out))
+        gated_findings(tenant, out, run_date, findings)
+    progress.finish(f"({sum(out.filtered.values()):,} filtered)")
+    return out
+
+
+def gated_findings(tenant: Tenant, out: EntityData, run_date: dt.date, findings: list[Finding]) -> None:
+    """A finding for every record a gate skipped (contracts outside the window, persons without one)."""
+    if out.entity == "occupancies":
+        findings.extend(window_findings([(key, reason, early) for _, key, reason, early in out.gated],
+                                        tenant.window, run_date))
+    else:
+        findings.extend(gated_user_findings([key for _, key, _, _ in out.gated],
+                                            [reason for _, _, reason, _ in out.gated]))
+    out.gated.clear()
+
+
+GATED_USER_MESSAGE = "no contract in the contract window; not sent"
+
+
+def gated_user_findings(keys: Iterable[str], reasons: Iterable[str]) -> Iterator[Finding]:
+    """The finding of each person the users' gate stopped (ERP key, reason)."""
+    return map(Finding, reasons, repeat("users"), keys, repeat(GATED_USER_MESSAGE))
+
+
+def users_gate(tenant: Tenant, occ: EntityData | set[str]):
+    """The users' gate: persons without a contract in the window are skipped (unless the tenant sends them)."""
+    return occupancy_gate(occ) if tenant.rules.users_without_occupancy == "skip" else None
+
+
+def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding],
+            progress: Progress) -> tuple[dict[str, EntityData], dict | None, dict | None]:
+    """extract -> map -> filter, entity by entity, streamed in batches. Contracts outside the
+    window, and persons without a contract in it, are recognised early and not mapped in full.
+    Also returns the requests the source sent again (an API source's, engine.sources.api; None
+    when none were, or for a source that retries nothing, as an SQL source), and per entity the
+    records that only the second reading of pages paged by position had (ApiExtractor.batches;
+    None when there were none)."""
+    from engine.sources import open_source
+    params = window_params(tenant, run_date)
+    data: dict[str, EntityData] = {}
+    source = open_source(tenant, run_date=run_date)
+    try:
+        for entity in EXTRACT_ORDER:
+            gate = window_gate(tenant.window, run_date) if entity == "occupancies" else \
+                users_gate(tenant, data["occupancies"]) if entity == "users" else None
+            data[entity] = extract_entity(tenant, entity, source, params, run_date, gate, findings, progress)
+    finally:
+        source.close()
+    return {e: data[e] for e in ENTITIES}, retries_of(source), dict(getattr(source, "recovered", {})) or None
