@@ -20,7 +20,7 @@ import pytest
 
 from killed_runs import kill_a_running_run
 
-import engine.state
+import engine.state_runs
 from engine.state import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,13 +59,13 @@ def record(url: str, tenant: str, status: str, started: str, *, seconds: float =
     start = dt.datetime.fromisoformat(started.rstrip("Z"))
     store = StateStore(url)
     try:
-        with mock.patch.object(engine.state, "_now", lambda: start):
+        with mock.patch.object(engine.state_runs, "_now", lambda: start):
             if status == "locked":
                 store.record_locked(tenant, finish["message"])
                 return
             run_id = store.start_run(tenant)
         if status != "running":
-            with mock.patch.object(engine.state, "_now", lambda: start + dt.timedelta(seconds=seconds)):
+            with mock.patch.object(engine.state_runs, "_now", lambda: start + dt.timedelta(seconds=seconds)):
                 store.finish_run(run_id, status=status, **finish)
     finally:
         store.close()

@@ -1,0 +1,129 @@
+"""What the engine wrote, in the state store: the record it last wrote per external_id (table
+`last_written`, for drift detection and for a record kept as last sent) and the writes sent
+without an answer (table `pending_writes`), until a complete run settles them. Part of
+engine.state.StateStore."""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+
+import sqlalchemy as sa
+
+from engine.state_rows import _CHUNK, _dump
+
+
+class PendingWrite(NamedTuple):
+    """A write sent to the portal without an answer (StateStore.remember_pending)."""
+    action: str                       # create | update (a row of a version before the column: update)
+    record: dict[str, Any]
+
+
+class WrittenRecords:
+    """The reads and writes of what the engine wrote (engine.state.StateStore)."""
+
+    def last_written(self, tenant: str, entity: str, external_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """external_id -> the record the engine last wrote, for those of `external_ids` it wrote."""
+        if self._written.name in self._missing:
+            return {}
+        w = self._written.c
+        ids = list(external_ids)
+        out: dict[str, dict[str, Any]] = {}
+        with self._failing(tenant, f"read what the engine last wrote ({entity}) from"), self.engine.connect() as c:
+            for start in range(0, len(ids), 2000):
+                rows = c.execute(sa.select(w.external_id, w.record).where(
+                    w.tenant == tenant, w.entity == entity, w.external_id.in_(ids[start:start + 2000])))
+                out.update((i, json.loads(rec)) for i, rec in rows)
+        return out
+
+    def iter_written(self, tenant: str, entity: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self._written.name in self._missing:
+            return
+        w = self._written.c
+        with self._failing(tenant, f"read what the engine last wrote ({entity}) from"), self.engine.connect() as c:
+            rows = c.execution_options(stream_results=True, yield_per=_CHUNK).execute(
+                sa.select(w.external_id, w.record).where(w.tenant == tenant, w.entity == entity))
+            for i, rec in rows:
+                yield i, json.loads(rec)
+
+    def remember_written(self, tenant: str, entity: str, records: Iterable[Mapping[str, Any]],
+                         gone: Iterable[str] = ()) -> None:
+        """Upsert the records just written (keyed by their external_id) and forget the archived ones."""
+        table, w = self._written, self._written.c
+        stmt = self._upsert(table, ["tenant", "entity", "external_id"], ["record"])
+        n = 0
+        doing = f"record what the run wrote ({entity}) in"
+        with self._failing(tenant, doing), self.engine.begin() as c:
+            chunk: list[dict[str, str]] = []
+            for rec in records:
+                chunk.append({"tenant": tenant, "entity": entity, "external_id": rec["external_id"], "record": _dump(rec)})
+                if len(chunk) >= _CHUNK:
+                    c.execute(stmt, chunk)
+                    n, chunk = n + len(chunk), []
+            if chunk:
+                c.execute(stmt, chunk)
+                n += len(chunk)
+            gone = list(gone)
+            for start in range(0, len(gone), 500):
+                c.execute(table.delete().where(w.tenant == tenant, w.entity == entity,
+                                               w.external_id.in_(gone[start:start + 500])))
+        if n >= 10_000 and self.engine.dialect.name == "postgresql":
+            # fresh statistics, or PostgreSQL's planner may scan a tenant's rows for each id lookup
+            with self._failing(tenant, doing), self.engine.begin() as c:
+                c.exec_driver_sql(f"ANALYZE {table.fullname}")
+
+    def remember_pending(self, tenant: str, entity: str, records: Iterable[Mapping[str, Any]], *,
+                         action: str = "update") -> None:
+        """Records sent to the portal whose answer never came (a run stopped with batches in flight,
+        or killed after it noted its writes ahead): the portal may hold them or not. `action`: how
+        they were sent (`create`, `update`). The next run's drift check takes such a value for one
+        the engine wrote, not for an edit in the portal, and compares a record created so with what
+        was sent; the next complete run settles them (engine.record.record) and forgets them
+        (forget_pending)."""
+        stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record", "action"])
+        rows = [{"tenant": tenant, "entity": entity, "external_id": r["external_id"], "record": _dump(r),
+                 "action": action} for r in records]
+        if rows:
+            with self._failing(tenant, f"record the writes in flight ({entity}) in"), self.engine.begin() as c:
+                for start in range(0, len(rows), _CHUNK):
+                    c.execute(stmt, rows[start:start + _CHUNK])
+
+    def pending_written(self, tenant: str, entity: str,
+                        external_ids: Iterable[str] | None = None) -> dict[str, PendingWrite]:
+        """external_id -> the write sent without an answer (remember_pending), for those of
+        `external_ids` (None: all of the entity's: a run's batches in flight, or the writes a run
+        noted ahead)."""
+        if self._pending.name in self._missing:
+            return {}
+        q, out = self._pending.c, {}
+        where = [q.tenant == tenant, q.entity == entity]
+        columns = (q.external_id, q.action, q.record)
+        with self._failing(tenant, f"read the writes in flight ({entity}) from"), self.engine.connect() as c:
+            if external_ids is None:
+                rows = c.execute(sa.select(*columns).where(*where))
+                return {i: PendingWrite(a or "update", json.loads(rec)) for i, a, rec in rows}
+            ids = list(external_ids)
+            for start in range(0, len(ids), 2000):
+                rows = c.execute(sa.select(*columns).where(*where, q.external_id.in_(ids[start:start + 2000])))
+                out.update((i, PendingWrite(a or "update", json.loads(rec))) for i, a, rec in rows)
+        return out
+
+    def pending_ids(self, tenant: str, entity: str) -> set[str]:
+        """The external_ids of the entity's writes sent without an answer (remember_pending)."""
+        if self._pending.name in self._missing:
+            return set()
+        q = self._pending.c
+        with self._failing(tenant, f"read the writes in flight ({entity}) from"), self.engine.connect() as c:
+            return set(c.execute(sa.select(q.external_id).where(q.tenant == tenant, q.entity == entity)).scalars())
+
+    def forget_pending(self, tenant: str, entity: str, external_ids: Iterable[str] | None = None) -> None:
+        """Forget the entity's pending writes (remember_pending): all, or those of `external_ids`."""
+        q = self._pending.c
+        where = [q.tenant == tenant, q.entity == entity]
+        ids = None if external_ids is None else list(external_ids)
+        if ids == []:
+            return
+        with self._failing(tenant, f"forget the writes in flight ({entity}) in"), self.engine.begin() as c:
+            if ids is None:
+                c.execute(self._pending.delete().where(*where))
+            for start in range(0, len(ids or ()), 500):
+                c.execute(self._pending.delete().where(*where, q.external_id.in_(ids[start:start + 500])))
