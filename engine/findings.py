@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 # code -> (severity, dropped?, what the property manager should fix in the ERP)
 #   severity: "info" (expected, by design), "warning" (data quality), "error" (record not sent because broken)
@@ -60,8 +60,49 @@ CATALOGUE: dict[str, tuple[str, bool, str]] = {
 
 
 FILTER_REASONS = ("phantom_unit", "test_object", "out_of_scope", "pseudo_person", "vacancy_contract", "filtered")
-"""The catalogue's codes for records a filter excludes (a filter may name another: its records are
-reported as a warning, 'check the record in the ERP')."""
+"""The catalogue's codes for records a filter excludes. A filter may name a reason of the tenant's
+own instead; its severity and advice are what the filter declares, or OWN_SEVERITY and own_advice
+(tenant_codes)."""
+
+OWN_SEVERITY = "info"
+"""The severity of a reason of the tenant's own whose filters declare none: a filter is an exclusion
+the tenant's file asks for on purpose, not a fault of the ERP's data, so the property manager is not
+sent to check records that are fine. The advice says which filter (own_advice)."""
+
+
+def own_advice(names: Iterable[str]) -> str:
+    """The advice of a reason of the tenant's own whose filters declare none: `nothing: excluded by
+    the filter 'sold_units'` (by the filters 'a' and 'b' where several name the reason)."""
+    quoted = [f"'{n}'" for n in dict.fromkeys(names)]
+    which = f"filter {quoted[0]}" if len(quoted) == 1 else f"filters {', '.join(quoted[:-1])} and {quoted[-1]}"
+    return f"nothing: excluded by the {which}"
+
+
+def tenant_codes(tenant) -> dict[str, tuple[str, bool, str]]:
+    """The catalogue as one tenant's summary and report show it: CATALOGUE, and each reason of the
+    tenant's own that its filters name, with the severity and advice a filter of that reason
+    declares (validate makes the filters of one reason agree), else OWN_SEVERITY and own_advice."""
+    codes = dict(CATALOGUE)
+    own: dict[str, list] = {}
+    for entity in tenant.entities.values():
+        for rule in entity.filters:
+            if rule.reason not in CATALOGUE:
+                own.setdefault(rule.reason, []).append(rule)
+    for reason, rules in own.items():
+        severity = next((r.severity for r in rules if r.severity), OWN_SEVERITY)
+        advice = next((r.advice for r in rules if r.advice), None) or own_advice(r.name for r in rules)
+        codes[reason] = (severity, True, advice)
+    return codes
+
+
+_UNLISTED = (OWN_SEVERITY, True, "nothing: excluded by a filter of the tenant")
+
+
+def code_info(code: str, codes: Mapping[str, tuple[str, bool, str]] = CATALOGUE) -> tuple[str, str]:
+    """(severity, what to fix) of a code as `codes` has it (a tenant's: tenant_codes). A code no
+    catalogue holds is a tenant's own filter reason, info."""
+    severity, _, fix = codes.get(code) or CATALOGUE.get(code) or _UNLISTED
+    return severity, fix
 
 
 @dataclass(slots=True)
@@ -76,11 +117,14 @@ class Finding:
 
     @property
     def severity(self) -> str:
-        return CATALOGUE.get(self.code, ("warning", False, ""))[0]
+        """The catalogue's (a reason of the tenant's own: info; code_info with tenant_codes has what
+        its filter declares)."""
+        return code_info(self.code)[0]
 
     @property
     def fix(self) -> str:
-        return CATALOGUE.get(self.code, ("", False, "check the record in the ERP"))[2]
+        """The catalogue's (a reason of the tenant's own: code_info with tenant_codes)."""
+        return code_info(self.code)[1]
 
     def as_dict(self) -> dict:
         return {"code": self.code, "severity": self.severity, "entity": self.entity, "key": self.key,
@@ -95,8 +139,8 @@ def count_by_code(findings: Iterable[Finding]) -> dict[str, int]:
     return dict(sorted(Counter(f.code for f in findings).items()))
 
 
-def by_severity(counts: dict[str, int]) -> list[tuple[str, int]]:
+def by_severity(counts: dict[str, int], codes: Mapping[str, tuple[str, bool, str]] = CATALOGUE) -> list[tuple[str, int]]:
     """(code, count) pairs as the summary and the report list them: errors first, then warnings,
-    then info, each by code."""
+    then info, each by code (the severities of `codes`, a tenant's: tenant_codes)."""
     order = {"error": 0, "warning": 1, "info": 2}
-    return sorted(counts.items(), key=lambda kv: (order.get(CATALOGUE.get(kv[0], ("warning",))[0], 1), kv[0]))
+    return sorted(counts.items(), key=lambda kv: (order.get(code_info(kv[0], codes)[0], 1), kv[0]))

@@ -11,8 +11,9 @@ import csv
 import io
 import re
 from pathlib import Path
+from typing import Mapping
 
-from engine.findings import CATALOGUE, Finding, by_severity, count_by_code
+from engine.findings import CATALOGUE, Finding, by_severity, code_info, count_by_code
 from engine.report import write_whole
 
 COLUMNS = ("severity", "code", "entity", "erp_key", "field", "message", "what_to_fix")
@@ -25,25 +26,31 @@ WIDEST = 80                                          # a column's width at most,
 NOT_IN_XLSX = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
-def write_findings(findings: list[Finding], path: Path, *, delimiter: str = ",") -> None:
+Codes = Mapping[str, tuple[str, bool, str]]
+"""code -> (severity, dropped?, what to fix): engine.findings.CATALOGUE, or a tenant's
+(engine.findings.tenant_codes), which holds its filters' own reasons with their severity and advice."""
+
+
+def write_findings(findings: list[Finding], path: Path, *, delimiter: str = ",", codes: Codes = CATALOGUE) -> None:
     """The report in the format its file name asks for: `.xlsx` (in any case) a workbook, any
     other name CSV with `delimiter` between the cells."""
     if is_workbook(path):
-        write_findings_xlsx(findings, path)
+        write_findings_xlsx(findings, path, codes=codes)
     else:
-        write_findings_csv(findings, path, delimiter=delimiter)
+        write_findings_csv(findings, path, delimiter=delimiter, codes=codes)
 
 
 def is_workbook(path: Path) -> bool:
     return path.suffix.lower() == ".xlsx"
 
 
-def row(f: Finding) -> tuple[str, ...]:
+def row(f: Finding, codes: Codes = CATALOGUE) -> tuple[str, ...]:
     """A finding's cells, in the order of COLUMNS."""
-    return (f.severity, f.code, f.entity, f.key, f.field or "", f.message, f.fix)
+    severity, fix = code_info(f.code, codes)
+    return (severity, f.code, f.entity, f.key, f.field or "", f.message, fix)
 
 
-def write_findings_csv(findings: list[Finding], path: Path, *, delimiter: str = ",") -> None:
+def write_findings_csv(findings: list[Finding], path: Path, *, delimiter: str = ",", codes: Codes = CATALOGUE) -> None:
     """UTF-8 with a byte order mark (without it Excel reads umlauts as two characters each),
     `delimiter` between the cells (a German Excel expects ';'); a cell starting with one of FORMULA_START gets a leading apostrophe, so that Excel shows it as
     text instead of running it (`'=HYPERLINK(...)`, `'-5`). Text that UTF-8 cannot encode (a lone
@@ -52,7 +59,7 @@ def write_findings_csv(findings: list[Finding], path: Path, *, delimiter: str = 
         w = csv.writer(fh, delimiter=delimiter)
         w.writerow(COLUMNS)
         for f in findings:
-            w.writerow([not_formula(cell) for cell in row(f)])
+            w.writerow([not_formula(cell) for cell in row(f, codes)])
     write_whole(path, write, encoding="utf-8-sig", newline="", errors="backslashreplace")
 
 
@@ -62,7 +69,8 @@ def not_formula(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_START) and cell != "-" else cell
 
 
-def write_findings_xlsx(findings: list[Finding], path: Path, *, sheet_rows: int = SHEET_ROWS) -> None:
+def write_findings_xlsx(findings: list[Finding], path: Path, *, sheet_rows: int = SHEET_ROWS,
+                        codes: Codes = CATALOGUE) -> None:
     """An Excel workbook: the sheet `findings` (COLUMNS, one row per finding) and the sheet
     `per code` (CODE_COLUMNS, one row per code, errors first), each with a bold header row that
     stays in view, an autofilter, and columns as wide as their text (up to WIDEST). Every cell
@@ -72,15 +80,15 @@ def write_findings_xlsx(findings: list[Finding], path: Path, *, sheet_rows: int 
     (`sheet_rows`, with the header) go on to `findings 2`, `findings 3`, ..."""
     from openpyxl import Workbook
     book = Workbook(write_only=True)
-    rows = [tuple(xlsx_text(cell) for cell in row(f)) for f in findings]
+    rows = [tuple(xlsx_text(cell) for cell in row(f, codes)) for f in findings]
     per_sheet = sheet_rows - 1
     whole = io.BytesIO()        # then one write: a full disk fails that, not openpyxl's save halfway
     try:
         for n, start in enumerate(range(0, max(len(rows), 1), per_sheet), 1):
             _add_sheet(book, "findings" if n == 1 else f"findings {n}", COLUMNS, rows[start:start + per_sheet])
         counts = []
-        for code, n in by_severity(count_by_code(findings)):
-            severity, _, fix = CATALOGUE.get(code, ("warning", False, "check the record in the ERP"))
+        for code, n in by_severity(count_by_code(findings), codes):
+            severity, fix = code_info(code, codes)
             counts.append((severity, code, n, fix))
         _add_sheet(book, "per code", CODE_COLUMNS, counts)
         book.save(whole)

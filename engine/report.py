@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.config.model import ENTITIES
-from engine.findings import CATALOGUE, Finding, by_severity, count_by_code
+from engine.findings import CATALOGUE, Finding, by_severity, code_info, count_by_code, tenant_codes
 
 SUMMARY_VERSION = 1
 SETTLED = ("landed", "sent_again", "refused", "gone")
@@ -25,6 +25,8 @@ def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | 
     plan = prepared.plan
     excluded: dict[str, Counter] = {e: Counter(d.excluded.values()) + d.unkeyed for e, d in prepared.data.items()}
     rejected = Counter(o.change.entity for o in applied.rejected) if applied else Counter()
+    findings = count_by_code(prepared.findings)
+    codes = tenant_codes(prepared.tenant)
     return {
         "version": SUMMARY_VERSION,
         "tenant": prepared.tenant.id,
@@ -43,7 +45,8 @@ def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | 
         "deletes_held": plan.held_reasons,
         "allow_deletes": allow_deletes,
         "drift": {e: dict(sorted(c.items())) for e, c in plan.drift.items() if c},
-        "findings": count_by_code(prepared.findings),
+        "findings": findings,
+        "finding_codes": {code: dict(zip(("severity", "advice"), code_info(code, codes))) for code in findings},
         "plan_file": plan_file,
         "retries": retries,
         "source_retries": prepared.source_retries,
@@ -141,8 +144,10 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
         by_code: dict[str, list[Finding]] = defaultdict(list)
         for f in findings:
             by_code[f.code].append(f)
-        for code, n in by_severity(s["findings"]):
-            sev, _, fix = CATALOGUE.get(code, ("warning", False, "check the record in the ERP"))
+        codes = {**CATALOGUE, **{code: (c["severity"], True, c["advice"])
+                                 for code, c in s.get("finding_codes", {}).items()}}
+        for code, n in by_severity(s["findings"], codes):
+            sev, fix = code_info(code, codes)
             lines.append(f"    {sev:<8}{code:<28}{n:>7,}  {fix}")
             for f in by_code[code][:examples]:
                 lines.append(f"              e.g. {f.entity} {f.key}: {f.message}")

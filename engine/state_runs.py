@@ -57,7 +57,11 @@ class RunHistory:
                    extracted: Mapping[str, int] | None = None, counts: Mapping[str, Mapping[str, int]] | None = None,
                    findings: Mapping[str, int] | None = None, message: str | None = None) -> None:
         """Close a run. counts and findings default to those of the run summary (engine.report);
-        `message` says why a run failed (one line, at most MESSAGE_LIMIT characters are kept)."""
+        `message` says why a run failed (one line, at most MESSAGE_LIMIT characters are kept). The
+        summary is kept without its `finding_codes`: the severity and advice of each code are the
+        catalogue's and the tenant file's, not the run's, and would add some kilobytes to every run."""
+        if summary is not None:
+            summary = {k: v for k, v in summary.items() if k != "finding_codes"}
         if counts is None and summary is not None:
             counts = {e: {a: c.get(a, 0) for a in _ACTIONS} for e, c in summary.get("entities", {}).items()}
             for e, found in (summary.get("settled") or {}).items():      # writes earlier runs left unconfirmed

@@ -269,11 +269,12 @@ def write_report(findings, path: Path | None, option: str, result, *, delimiter:
     any output file that cannot be written (README, "Exit codes"), whatever the run's own code was.
     A stop (SIGTERM, Ctrl-C) while the report is written is raised with `recorded_run`: the run's
     summary and what to say of it (engine.cli), since the run stands as recorded."""
+    from engine.findings import tenant_codes
     from engine.findings_report import write_findings
     if path is None:
         return None
     try:
-        write_findings(findings, path, delimiter=delimiter or ",")
+        write_findings(findings, path, delimiter=delimiter or ",", codes=tenant_codes(result.prepared.tenant))
     except KeyboardInterrupt as exc:     # SIGTERM or Ctrl-C while it is written (a large workbook takes a while)
         status = result.summary["status"]
         exc.recorded_run = (result.summary, (

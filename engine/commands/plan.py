@@ -28,6 +28,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from engine.pipeline import prepare
     from engine.progress import Progress
+    from engine.findings import tenant_codes
     from engine.findings_report import write_findings
     from engine.report import render_text, summary
     from engine.targets import open_target
@@ -59,7 +60,8 @@ def main(args) -> int:
             write_plan(prepared, tenant, out)
     if args.findings:
         with writing(args.findings, "--findings"):
-            write_findings(prepared.findings, args.findings, delimiter=args.findings_delimiter or ",")
+            write_findings(prepared.findings, args.findings, delimiter=args.findings_delimiter or ",",
+                           codes=tenant_codes(tenant))
     status = "deletes_held" if prepared.plan.held_reasons else "ok"
     s = summary(prepared, mode="plan", status=status, plan_file=str(out) if out else None, retries=retries)
     if args.json:

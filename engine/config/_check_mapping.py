@@ -52,7 +52,43 @@ def check_mapping(data: Any, report: Report, *, file_stem: str | None = None) ->
         spec = entities.get(entity) if isinstance(entities, dict) else None
         if isinstance(spec, dict):
             _Entity(entity, spec, data.get("source_type"), report, compiled).check()
+    _declared_once(entities, report)
     return compiled
+
+
+def _report_code_declared(reason: str, key: str) -> str:
+    """A filter of one of the report's own codes that declares a severity or advice: refused, since
+    the code means the same in every tenant's report (docs/summary.md) and its other filters."""
+    severity, _, advice = CATALOGUE[reason]
+    has = f"its severity, {severity}," if key == "severity" else f"its advice, '{advice}',"
+    return (f"'{reason}' is one of the report's own codes and has {has} in every report: '{key}' is for a "
+            f"reason of the tenant's own. Remove '{key}', or give the filter a reason of its own")
+
+
+def _declared_once(entities: Any, report: Report) -> None:
+    """The filters of one reason of the tenant's own (in any entity) declare the same severity and
+    advice, or leave them out: the summary and the report show one of each per code."""
+    first: dict[tuple[str, str], tuple[Any, tuple]] = {}
+    for entity in ENTITIES:
+        spec = entities.get(entity) if isinstance(entities, dict) else None
+        filters = spec.get("filters") if isinstance(spec, dict) else None
+        for i, rule in enumerate(filters if isinstance(filters, list) else ()):
+            reason = rule.get("reason") if isinstance(rule, dict) else None
+            if not isinstance(reason, str) or reason in CATALOGUE or rule.get("enabled") is False:
+                continue
+            for key in ("severity", "advice"):
+                if rule.get(key) in (None, "") or not isinstance(rule[key], str) \
+                        or (key == "severity" and rule[key] not in ("info", "warning")):   # the schema's error
+                    continue
+                path = ("entities", entity, "filters", i, key)
+                seen = first.setdefault((reason, key), (rule[key], path))
+                if seen[0] != rule[key]:
+                    there, here = report.loc.problem(seen[1], ""), report.loc.problem(path, "")
+                    where = f"line {there.line}" if there.file == here.file else f"{there.file}:{there.line}"
+                    report.error(path, f"another filter of the reason '{reason}' declares the {key} {seen[0]!r} "
+                                       f"({where}): the summary and the report show one {key} per reason; write "
+                                       f"the same, or leave '{key}' out here (the one declared counts for every "
+                                       "filter of the reason)")
 
 
 def _clashing_codes(values: dict, path: tuple, report: Report) -> None:
@@ -194,8 +230,12 @@ class _Entity:
             if isinstance(reason, str) and reason not in CATALOGUE \
                     and (close := did_you_mean(reason, FILTER_REASONS)):
                 self.report.warning(path + ("reason",), f"'{reason}' is none of the report's reason codes, so the "
-                                    "data-quality report lists each record the filter excludes as a warning "
-                                    f"('check the record in the ERP'). {close}")
+                                    "summary and the data-quality report count the records the filter excludes "
+                                    f"under a code of their own, without the report's advice. {close}")
+            if isinstance(reason, str) and reason in CATALOGUE:
+                for key in ("severity", "advice"):
+                    if key in spec:
+                        self.report.error(path + (key,), _report_code_declared(reason, key))
             kinds = [k for k in FILTER_KINDS if k in spec]
             if not kinds:
                 self.report.error(path, "the filter needs one of: " + ", ".join(FILTER_KINDS))

@@ -105,7 +105,8 @@ def _entity(name: str, spec: dict, compiled: Compiled, query_at: str | None = No
 
 
 def _filter(spec: dict, expr: Any) -> m.FilterRule:
-    common = {"name": spec["name"], "reason": spec["reason"], "description": spec.get("description")}
+    common = {"name": spec["name"], "reason": spec["reason"], "description": spec.get("description"),
+              "severity": spec.get("severity"), "advice": spec.get("advice")}
     if "flag" in spec:
         return m.FilterRule(kind="flag", field=spec["flag"], **common)
     if "expr" in spec:

@@ -49,6 +49,8 @@ class FilterRule:
     max: float | None = None
     expr: "Expr | None" = None
     description: str | None = None
+    severity: str | None = None         # a reason of the tenant's own: info or warning, as declared
+    advice: str | None = None           # a reason of the tenant's own: what to do in the ERP, as declared
 
 
 @dataclass(frozen=True)
