@@ -80,6 +80,13 @@ class Locator:
     def origin(self, path: tuple) -> tuple[Document, tuple] | None:
         return self._origin.get(tuple(path))
 
+    def in_flow(self, path: tuple) -> bool:
+        """Whether the mapping or list at `path` is written in braces or brackets, where a plain
+        value cannot hold { } [ ] , (so that `${env:NAME}` must be quoted there)."""
+        found = self._origin.get(tuple(path))
+        spot = (found[0].spots or {}).get(found[1]) if found else None
+        return bool(spot and spot.flow)
+
     def problem(self, path: tuple, message: str, severity: Severity = "error",
                 offset: int | None = None) -> Problem:
         """A problem at `path` of the document; `offset`: a character inside the value there."""

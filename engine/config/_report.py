@@ -16,9 +16,11 @@ class Report:
         self.problems.append(self.loc.problem(path, message, "warning", offset))
 
     def schema(self, raws: list) -> None:
-        """Schema problems: (path, message, ...) tuples."""
+        """Schema problems: (path, message, ...) tuples; a Raw with `in_flow` has that message for a
+        value that stands inside braces or brackets."""
         for raw in raws:
-            self.error(raw[0], raw[1])
+            in_flow = getattr(raw, "in_flow", None)
+            self.error(raw[0], in_flow if in_flow and self.loc.in_flow(raw[0][:-1]) else raw[1])
 
     @property
     def has_errors(self) -> bool:

@@ -30,6 +30,7 @@ class Raw(NamedTuple):
     message: str
     missing: str | None = None    # "missing field X" problems: X
     suggests: str | None = None   # "unknown field ... Did you mean X?" problems: X
+    in_flow: str | None = None    # the message for a value inside { } or [ ], where YAML needs quotes
 
 
 _PATTERN_HINTS = {
@@ -133,6 +134,10 @@ def _dependent(error: ValidationError, path: tuple) -> Iterator[Raw]:
 
 
 def _type(error: ValidationError, path: tuple) -> Iterator[Raw]:
+    referable = error.schema.get("pattern") == SECRET_PATTERN or (path and path[-1] in ("url", "state_url"))
+    if referable and (reference := braced_reference(error.instance)):
+        yield Raw(path, _braced_message(reference, quoted=False), in_flow=_braced_message(reference, quoted=True))
+        return
     if error.schema.get("pattern") == SECRET_PATTERN:
         yield path, secret_message(error.instance)
         return
@@ -180,6 +185,38 @@ _SHELL_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _CASED_REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}", re.IGNORECASE)
 
 
+_BRACED = re.compile(r"(env|file):(.+)", re.IGNORECASE | re.DOTALL)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def braced_reference(value: Any) -> str | None:
+    """The reference meant by one written without its '$', `{env:NAME}` or `{env: NAME}`, which
+    YAML reads as a mapping ({'env:NAME': None}, {'env': 'NAME'}): `${env:NAME}`. None for any
+    other value, and for a mapping whose text is no variable name or file path (`{Sommer2024}`):
+    it may be a secret, and is never repeated."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    [(key, item)] = value.items()
+    if not isinstance(key, str) or not (item is None or isinstance(item, str)):
+        return None
+    m = _BRACED.fullmatch(key.strip() if item is None else f"{key.strip()}:{item.strip()}")
+    if m is None:
+        return None
+    kind, target = m.group(1).lower(), m.group(2).strip()
+    if (kind == "env" and not _ENV_NAME.fullmatch(target)) or "}" in target or "\n" in target:
+        return None
+    return f"${{{kind}:{target}}}"
+
+
+def _braced_message(reference: str, *, quoted: bool) -> str:
+    """`{env:NAME}` written without its '$': the reference to write, in quotes where YAML needs
+    them (inside braces or brackets, or with ' #' or ': ' in a file's path)."""
+    if quoted or " #" in reference or ": " in reference:
+        reference = f'"{reference}"' if '"' not in reference and "\\" not in reference \
+            else "'" + reference.replace("'", "''") + "'"
+    return f"a YAML mapping, not a reference: braces without the '$' before them make a mapping; write {reference}"
+
+
 def secret_message(value: Any) -> str:
     """Why a secret field's value is refused. Never repeats the value; a reference written as a shell
     or another tool writes it (`${NAME}`, `${ENV:NAME}`) is shown as it must be written, since its
@@ -196,6 +233,9 @@ def secret_message(value: Any) -> str:
     if isinstance(value, str) and re.fullmatch(r"\$[A-Za-z_]\w*", value.strip()):
         return ("a literal secret is not allowed ($NAME, as a shell writes a variable, is not read here): write "
                 "${env:NAME} or ${file:PATH} (e.g. ${env:ACME_SQL_PASSWORD})")
+    if isinstance(value, dict):
+        return ("a YAML mapping (a value in braces), not a reference: write ${env:NAME} or ${file:PATH} here "
+                "(e.g. ${env:ACME_SQL_PASSWORD}), never the secret itself")
     return ("a literal secret is not allowed: put it in an environment variable or file and write "
             "${env:NAME} or ${file:PATH} here (e.g. ${env:ACME_SQL_PASSWORD})")
 

@@ -32,6 +32,7 @@ class Spot:
     value: Mark
     style: str | None = None       # the scalar's style: None (plain), "'", '"', "|", ">"
     single_line: bool = True
+    flow: bool = False             # a mapping or list written in braces or brackets ({a: 1}, [1, 2])
 
 
 @dataclass
@@ -291,4 +292,5 @@ def _reads_as(value: Any) -> str:
 
 def _spot(node: yaml.Node, key: Mark | None) -> Spot:
     style = getattr(node, "style", None) if isinstance(node, yaml.ScalarNode) else None
-    return Spot(key, _mark(node.start_mark), style, node.start_mark.line == node.end_mark.line)
+    return Spot(key, _mark(node.start_mark), style, node.start_mark.line == node.end_mark.line,
+                flow=bool(getattr(node, "flow_style", False)) and not isinstance(node, yaml.ScalarNode))
