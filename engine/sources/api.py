@@ -32,8 +32,12 @@ MAX_ATTEMPTS = 6
 TOKEN_MARGIN = 30.0          # seconds: an OAuth token is replaced this long before it ends, at most ...
 TOKEN_MARGIN_SHARE = 0.25    # ... and at most this share of its lifetime (expires_in 20: used for 15 s)
 TOKEN_LIFETIME = 3600.0      # seconds, for a token whose expires_in is missing or unusable
-_LOOK = ("idwell-sync doctor TENANT asks each endpoint for its first page; idwell-sync discover TENANT lists the "
-         "fields of the records each endpoint answers")
+
+
+def _look(tenant_id: str) -> str:
+    """Where to see what the API answers, with the tenant's own commands."""
+    return (f"idwell-sync doctor {tenant_id} asks each endpoint for its first page; idwell-sync discover {tenant_id} "
+            "lists the fields of the records each endpoint answers")
 
 
 class _Auth(httpx.Auth):
@@ -266,13 +270,14 @@ class ApiExtractor:
             if not isinstance(records, list):
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': the record selector "
                                   f"{entity.record_selector!r} did not yield a list from {entity.endpoint}",
-                                  cause="config", hint=f"check record_selector against a response ({_LOOK})")
+                                  cause="config", hint=f"check record_selector against a response ({_look(self.tenant_id)})")
             odd = next((r for r in records if not isinstance(r, dict)), records)
             if odd is not records:
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity.name}': {entity.endpoint} answered "
                                   f"a record that is not a JSON object: {json.dumps(odd)[:40]}",
-                                  cause="config", hint=f"check record_selector against a response ({_LOOK}): it must "
-                                                        "select the list of the records themselves")
+                                  cause="config", hint=f"check record_selector against a response "
+                                                       f"({_look(self.tenant_id)}): it must select the list of the "
+                                                       "records themselves")
             if pager.type in ("page_number", "offset") and records and records == previous:
                 if len(records) < size:
                     return                      # the last page again: the API repeats it past the end
@@ -308,7 +313,7 @@ class ApiExtractor:
                 if str(cursor) in seen_cursors:
                     raise self._paging_error(entity, f"the cursor {str(cursor)[:40]!r} came back a second time: "
                                              "the pages would repeat without end",
-                                             f"check cursor_path against a response ({_LOOK})")
+                                             f"check cursor_path against a response ({_look(self.tenant_id)})")
                 seen_cursors.add(str(cursor))
             else:
                 nxt = response.links.get("next", {}).get("url")
@@ -423,7 +428,7 @@ class ApiExtractor:
                                        "again; set source.rate_limit (requests per second) below the API's limit, "
                                        "or ask the vendor what it is" if r.status_code == 429 else
                                        "check the endpoint and its parameters against the API's documentation "
-                                       f"({_LOOK})")
+                                       f"({_look(self.tenant_id)})")
             return r, attempt
         raise AssertionError("unreachable")
 

@@ -96,13 +96,15 @@ def test_an_api_that_keeps_throttling_is_named_with_the_setting_that_helps(auth,
 
 @pytest.mark.parametrize("answer", [(200, {}, b'{"items": [{"id": 1}]}'), (404, {}, b'{"error": "no such endpoint"}')])
 def test_what_to_check_names_doctor_and_discover_for_a_response(auth, answer):
-    """Doctor reads the first page of each endpoint; discover lists the fields of its records."""
+    """Doctor reads the first page of each endpoint; discover lists the fields of its records: the
+    commands named with the tenant's id, as the user types them."""
     with Server(OK) as api:
         api.gets = [answer]
         with pytest.raises(SourceError) as caught:
             read_ids(api.url, auth)
-    assert "idwell-sync doctor TENANT asks each endpoint for its first page" in caught.value.hint
-    assert "idwell-sync discover TENANT lists the fields of the records each endpoint answers" in caught.value.hint
+    assert "idwell-sync doctor api-test asks each endpoint for its first page" in caught.value.hint
+    assert "idwell-sync discover api-test lists the fields of the records each endpoint answers" in caught.value.hint
+    assert "TENANT" not in caught.value.hint
     assert "SQL sources only" not in caught.value.hint
 
 

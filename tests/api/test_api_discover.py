@@ -123,6 +123,8 @@ def test_an_endpoint_that_fails_is_shown_in_its_place_and_the_others_are_read(ap
     assert code == 4
     assert "endpoint /unitz (units): not read: tenant 'kunde': entity 'units': GET /api/v1/unitz" in out
     assert "answered 404" in err and "endpoint /contracts/parties (occupancies): 20 records" in out
+    assert "idwell-sync doctor kunde asks each endpoint for its first page; idwell-sync discover kunde lists " \
+           "the fields" in err and "TENANT" not in err
 
 
 def test_an_api_that_keeps_failing_stops_the_listing_at_the_first_endpoint(erp, tmp_path, capsys, key_set):
