@@ -27,10 +27,16 @@ REPO = Path(__file__).resolve().parents[1]
 NIGHTLY = "schedule: {cron: '30 3 * * *', timezone: Europe/Berlin}\n"       # 02:30 UTC in winter
 
 
+OLD = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp()
+
+
 def tenants(folder: Path, files: dict[str, str]) -> Path:
+    """The tenant files, as if written on 1 November 2026, before the nights the tests judge (a
+    tenant that never ran is `new` until a cron time passes after its file changed)."""
     (folder / "tenants").mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / "tenants" / name).write_text(text, encoding="utf-8")
+        os.utime(folder / "tenants" / name, (OLD, OLD))
     return folder
 
 
@@ -204,6 +210,48 @@ def test_a_missed_tenant_says_what_to_do_with_its_cron_time_in_its_time_zone(tmp
     assert status_json(tmp_path, "--at", AT)["acme"]["message"] == \
         "no run started since its cron time 2026-12-03 03:30 Europe/Berlin (2026-12-03T02:30:00Z)"
     assert "what to do" not in status(night(tmp_path / "other"), "--at", AT).stdout, "only for missed"
+
+
+def test_a_tenant_added_after_its_cron_time_is_new_until_its_next_cron_time_passes(tmp_path):
+    """A tenant file added at 10:00 for a nightly run at 03:30 was not there when cron's tick at
+    03:30 looked: the scheduler could not have run it, and the morning after it is not `missed`
+    but `new`, naming when its first run is due; once that cron time passes without a run it is
+    `missed`. The file's modification time is all there is to go by: an edit moves it too, so a
+    tenant that never ran and whose file was edited after its cron time is `new` until the next
+    one. A tenant that has run is judged by its runs, whenever its file changed."""
+    now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+    cron_at = now - dt.timedelta(hours=3)                           # its cron time passed three hours ago
+    schedule = f"schedule: {{cron: '{cron_at.minute} {cron_at.hour} * * *', timezone: UTC}}\n"
+    tenants(tmp_path, {"neu.yaml": f"id: neu\n{schedule}", "alt.yaml": f"id: alt\n{schedule}"})
+    record(default_store(tmp_path), "alt", "ok", utc(cron_at - dt.timedelta(days=2)))   # not the night before
+
+    def changed(hours_ago: float) -> None:
+        when = (now - dt.timedelta(hours=hours_ago)).timestamp()
+        for name in ("neu.yaml", "alt.yaml"):
+            os.utime(tmp_path / "tenants" / name, (when, when))
+
+    changed(2)                                                      # added (or edited) after the cron time
+    at = utc(now)
+    done = status(tmp_path, "--at", at)
+    assert done.returncode == 1, done.stderr                        # alt: missed
+    assert row(done.stdout, "neu") == ["neu", "new", "-", "-", "-", "-", "-", "first", "run", "due",
+                                       *f"{cron_at + dt.timedelta(days=1):%Y-%m-%d %H:%M}".split(), "UTC;", "its",
+                                       "file", "changed", *f"{now - dt.timedelta(hours=2):%Y-%m-%d %H:%M},".split(),
+                                       "after", "its", "last", "cron", "time"]
+    assert row(done.stdout, "alt")[:2] == ["alt", "missed"], "an edit hides no miss of a tenant that has run"
+    assert done.stdout.splitlines()[-1] == "1 new, 1 missed; 1 needs attention"
+    assert "neu" not in status(tmp_path, "--at", at, "--quiet").stdout
+    neu = status_json(tmp_path, "--at", at)["neu"]
+    assert (neu["verdict"], neu["attention"], neu["last_run"], neu["scheduled_at"]) == ("new", False, None, utc(cron_at))
+    later = utc(cron_at + dt.timedelta(days=1, minutes=16))         # its first cron time passed without a run
+    assert status_json(tmp_path, "--at", later)["neu"]["verdict"] == "missed"
+    assert status_json(tmp_path, "--at", utc(cron_at + dt.timedelta(days=1, minutes=10)))["neu"]["verdict"] == "new"
+    changed(4)                                                      # the file was there at the cron time
+    assert status_json(tmp_path, "--at", at)["neu"]["verdict"] == "missed"
+
+
+def utc(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.mark.parametrize("cron, started, at, grace, verdict", [

@@ -6,14 +6,16 @@ equal to the file name, one file per id) and reads only their id, schedule and s
 tenant's state store is the one `run` and `history` use (engine.commands._common.state_url), and
 each store is opened once for all its tenants. Nothing connects to an ERP or a portal.
 
-A verdict per tenant (judge): `running` while a live run holds the tenant's lock; `missed` when
-the tenant's most recent cron time that is --grace minutes past (due's cron code, in the
-schedule's time zone) lies after the start of its last run, or it never ran; else the status of
-its last run (`ok`, `failed`, `locked`, `rejected`, `deletes_held`; a run whose end was never recorded and
-whose lock is gone or stale: `failed`), or `never`. A last run refused by the run lock (`locked`)
-is judged by the run that held the lock (_holders) once that run has ended: its `failed`,
-`rejected` or `deletes_held` is the verdict, with a note on the refused run; a holder that ended
-ok leaves `locked` (the runs overlap the schedule). A tenant file that cannot be read is
+A verdict per tenant (judge): `running` while a live run holds the tenant's lock; `new` when it
+never ran and its file changed (file_changed: its modification time, moved by every edit) after
+its most recent cron time that is --grace minutes past: the scheduler cannot have run it then,
+and it is not due before its next cron time; `missed` when that cron time (due's cron code, in
+the schedule's time zone) lies after the start of its last run, or it never ran; else the
+status of its last run (`ok`, `failed`, `locked`, `rejected`, `deletes_held`; a run whose end was
+never recorded and whose lock is gone or stale: `failed`), or `never`. A last run refused by the
+run lock (`locked`) is judged by the run that held the lock (_holders) once that run has ended:
+its `failed`, `rejected` or `deletes_held` is the verdict, with a note on the refused run; a
+holder that ended ok leaves `locked` (the runs overlap the schedule). A tenant file that cannot be read is
 `unreadable`; a tenant whose state store cannot be opened or read is `unknown`.
 
 Under the table, the `missed` tenants get what to do (what_to_do_missed): each one's cron time
@@ -35,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.commands._common import add_state_argument, missing_store, open_store, shown_url, state_url
-from engine.commands.due import TenantHead, instant, last_cron_time, tenant_heads
+from engine.commands.due import TenantHead, cron_times, instant, last_cron_time, tenant_heads
 from engine.commands.history import count_text, duration_text, history_entry, utc_text
 from engine.errors import ExitCode, StateError, SyncError
 
 HELP = "every tenant's last run and which need attention (reads only the tenant files and the state stores)"
-ORDER = ("ok", "running", "never", "failed", "locked", "rejected", "deletes_held", "missed", "unreadable", "unknown")
-ATTENTION = frozenset(ORDER[3:])
+ORDER = ("ok", "running", "new", "never", "failed", "locked", "rejected", "deletes_held", "missed", "unreadable",
+         "unknown")
+ATTENTION = frozenset(ORDER[4:])
 """The verdicts that need attention: exit code 1 (unknown: 10)."""
 SHOWN = 100
 """Characters of a message in the table (--json has it whole)."""
@@ -79,7 +82,7 @@ def main(args) -> int:
     if not args.tenants_dir.is_dir():
         print(f"idwell-sync status: error: no tenants folder at {args.tenants_dir} (--tenants-dir)", file=sys.stderr)
         return ExitCode.USAGE
-    entries, stores, failures = [], {}, []
+    entries, stores, failures, changed = [], {}, [], {}
     for path, head, problem in tenant_heads(args.tenants_dir):
         if head is None:
             entries.append(_entry(path.stem, path, verdict="unreadable", message=f"{path}: {problem}"))
@@ -88,6 +91,7 @@ def main(args) -> int:
                        scheduled_at=last_cron_time(head.schedule, at - dt.timedelta(minutes=args.grace))
                        if head.schedule else None)
         entries.append(entry)
+        changed[str(path)] = file_changed(path)
         try:
             url = _store_of(args, head)
         except StateError as exc:                       # e.g. two stores hold the tenant (default_state_url)
@@ -97,7 +101,7 @@ def main(args) -> int:
             entry.update(verdict="unreadable", message=f"{path}: {exc.message}")
         else:
             stores.setdefault(url, []).append(entry)
-    wheres = [_read_store(url, group, failures) for url, group in stores.items()]
+    wheres = [_read_store(url, group, failures, changed) for url, group in stores.items()]
     entries.sort(key=lambda e: (e["tenant"], e["file"]))
     for e in entries:
         e.update(attention=e["verdict"] in ATTENTION, scheduled_at=utc_text(e["scheduled_at"]))
@@ -120,6 +124,17 @@ def _store_of(args, head: TenantHead) -> str:
     return state_url(args, head)
 
 
+def file_changed(path: Path) -> dt.datetime | None:
+    """When a tenant file last changed (its modification time, UTC): when it was added, or edited
+    since. None when it cannot be read or lies ahead of the clock (a clock that was wrong: it
+    says nothing then)."""
+    try:
+        when = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+    except (OSError, ValueError, OverflowError):
+        return None
+    return when if when <= dt.datetime.now(dt.timezone.utc) else None
+
+
 def _entry(tenant: str, path: Path, *, verdict: str | None = None, message: str | None = None,
            schedule: dict | None = None, scheduled_at: dt.datetime | None = None) -> dict[str, Any]:
     return {"tenant": tenant, "file": str(path), "verdict": verdict, "attention": None,       # set by main
@@ -127,10 +142,11 @@ def _entry(tenant: str, path: Path, *, verdict: str | None = None, message: str 
             "last_run": None, "holder_run": None, "lock": None}
 
 
-def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError]) -> str:
-    """Judge the tenants of one state store from their last runs and locks; a store that cannot
-    be opened or read makes its tenants `unknown` and its error one of `failures`. Returns how
-    the header names the store."""
+def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError],
+                changed: dict[str, dt.datetime | None]) -> str:
+    """Judge the tenants of one state store from their last runs and locks (and when their files
+    changed: `changed`, by file); a store that cannot be opened or read makes its tenants
+    `unknown` and its error one of `failures`. Returns how the header names the store."""
     names = [e["tenant"] for e in group]
     who = _who(names)
     where = shown_url(url)
@@ -161,7 +177,7 @@ def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError
             e["lock"] = {"host": lock.host, "pid": lock.pid, "since": utc_text(lock.since), "stale": stale} \
                 if lock else None
             verdict, message = judge(runs.get(e["tenant"]), lock, stale, e["scheduled_at"], e["schedule"],
-                                     holder=holder)
+                                     holder=holder, changed=changed.get(e["file"]))
             e.update(verdict=verdict, message=message)
     finally:
         if store is not None:
@@ -218,13 +234,16 @@ def _who(names: list[str]) -> str:
 
 
 def judge(last, lock, stale: str | None, scheduled_at: dt.datetime | None,
-          schedule: dict | None, *, holder=None) -> tuple[str, str | None]:
+          schedule: dict | None, *, holder=None, changed: dt.datetime | None = None) -> tuple[str, str | None]:
     """(verdict, why) for a tenant: its last run (engine.state.RunRecord or None), the lock held
     now (LockInfo or None) and why it is stale (None: live), and its most recent cron time that
     is --grace minutes past (None: no schedule). `holder`: when the last run is `locked`, the run
-    that held the lock then (_holders), if known."""
+    that held the lock then (_holders), if known. `changed`: when its file last changed
+    (file_changed), if known."""
     if lock is not None and stale is None:
         return "running", f"a run holds the lock (host {lock.host!r}, pid {lock.pid}, since {utc_text(lock.since)})"
+    if last is None and scheduled_at is not None and changed is not None and changed > scheduled_at:
+        return "new", _new_text(schedule, scheduled_at, changed)
     if scheduled_at is not None and (last is None or last.started_at < scheduled_at):
         local = scheduled_at.astimezone(zoneinfo.ZoneInfo(schedule["timezone"]))
         return "missed", (f"no run started since its cron time {local:%Y-%m-%d %H:%M} {schedule['timezone']} "
@@ -238,6 +257,17 @@ def judge(last, lock, stale: str | None, scheduled_at: dt.datetime | None,
         return verdict, (f"{why or 'the run ' + verdict}; the run at {utc_text(last.started_at)} did not start "
                          f"(`locked`, exit 7): this one still held the lock")
     return _outcome(last, stale)
+
+
+def _new_text(schedule: dict, scheduled_at: dt.datetime, changed: dt.datetime) -> str:
+    """Why a tenant that never ran is `new`: when its first run is due (its next cron time after
+    the file changed), and that its file changed after its last cron time (scheduled_at, in
+    --json). Short enough for the table."""
+    zone = zoneinfo.ZoneInfo(schedule["timezone"])
+    first = next(cron_times(schedule, changed, changed + dt.timedelta(days=400)), None)
+    due = f"first run due {first.astimezone(zone):%Y-%m-%d %H:%M} {schedule['timezone']}" if first is not None \
+        else "no cron time of its schedule follows"
+    return f"{due}; its file changed {changed.astimezone(zone):%Y-%m-%d %H:%M}, after its last cron time"
 
 
 def _ended(run) -> str:
