@@ -126,7 +126,7 @@ def test_json_has_one_object_per_tenant_with_the_last_run_as_history_shows_it(tm
     assert set(entries) == {"acme", "bau", "city", "dach", "ohne"}
     acme = entries["acme"]
     assert set(acme) == {"tenant", "file", "verdict", "attention", "message", "schedule", "scheduled_at",
-                         "state_store", "last_run", "holder_run", "lock"}
+                         "state_store", "last_run", "last_outcome", "holder_run", "lock"}
     assert acme["holder_run"] is None                                   # its last run was not refused
     assert (acme["verdict"], acme["attention"], acme["message"], acme["lock"]) == ("ok", False, None, None)
     assert acme["file"] == "tenants/acme.yaml" and acme["state_store"] == default_store(folder)
@@ -252,6 +252,53 @@ def test_a_tenant_added_after_its_cron_time_is_new_until_its_next_cron_time_pass
 
 def utc(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+BEFORE = "2026-12-02T02:30:04Z"                    # the night before the one missed
+MISSED = "no run started since its cron time 2026-12-03 03:30 Europe/Berlin (2026-12-03T02:30:00Z)"
+
+
+@pytest.mark.parametrize("runs, outcome, why", [
+    ([dict(status="failed", seconds=1800, message="stopped (SIGTERM)")], "failed", "stopped (SIGTERM)"),
+    ([dict(status="running")], "failed",                     # killed: its end never recorded, its lock gone
+     "ended without finishing (no run holds the tenant's lock); the next run records it as failed"),
+    ([dict(status="rejected", counts={"users": {"create": 10, "rejected": 2}}, findings={})], "rejected",
+     "the portal refused 2 records; the next run sends them again"),
+    ([dict(status="failed", seconds=7200, message="the ERP cannot be reached"),      # a run refused by the lock
+      dict(status="locked", started="2026-12-02T03:30:02Z", message="tenant 'acme' is locked by another run")],
+     "failed", "the ERP cannot be reached; the run at 2026-12-02T03:30:02Z did not start (`locked`, exit 7): this "
+               "one still held the lock"),
+])
+def test_a_missed_tenant_whose_last_run_did_not_end_ok_says_that_too(tmp_path, runs, outcome, why):
+    """The night before, the tenant's run failed (or was killed, or the portal refused records);
+    tonight no run started. `missed` alone hid the failure: the table showed the old run's status
+    at most, the message and --json's verdict only the missed cron time, and the run by hand it
+    advises may stop the same way. The message goes on to the last run's outcome, --json has it as
+    `last_outcome`, and the advice under the table names it with its reason."""
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}", "gut.yaml": f"id: gut\n{NIGHTLY}"})
+    url = default_store(tmp_path)
+    for run in runs:
+        record(url, "acme", **{"started": BEFORE, **run})
+    record(url, "gut", "ok", BEFORE)
+    entries = status_json(tmp_path, "--at", AT)
+    acme, gut = entries["acme"], entries["gut"]
+    assert (acme["verdict"], acme["attention"], acme["last_outcome"]) == ("missed", True, outcome)
+    assert acme["message"] == f"{MISSED}; the last run (at {BEFORE}) was `{outcome}`: {why}"
+    assert (gut["verdict"], gut["last_outcome"], gut["message"]) == ("missed", "ok", MISSED), "an ok run: no note"
+    out = status(tmp_path, "--at", AT, "--quiet").stdout
+    assert row(out, "acme")[:3] == ["acme", "missed", BEFORE], "the line shows the run the note is about"
+    lines = out.splitlines()
+    advice = lines.index("  - the run before the missed cron time did not end ok: what stopped it may stop the run "
+                         "by hand too (`idwell-sync history acme` shows the runs)")
+    assert lines[advice + 1] == f"      acme: the last run (at {BEFORE}) was `{outcome}`: {why}"
+    assert lines[advice + 2] == "  - then start the run by hand: `idwell-sync run TENANT` for each"
+    assert "gut:" not in out
+
+
+def test_last_outcome_is_the_verdict_of_the_last_run_and_null_without_one(tmp_path):
+    entries = status_json(night(tmp_path), "--at", AT)
+    assert {t: e["last_outcome"] for t, e in entries.items()} == \
+        {"acme": "ok", "bau": "failed", "city": "rejected", "dach": "deletes_held", "ohne": None}
 
 
 @pytest.mark.parametrize("cron, started, at, grace, verdict", [

@@ -18,9 +18,13 @@ its `failed`, `rejected` or `deletes_held` is the verdict, with a note on the re
 holder that ended ok leaves `locked` (the runs overlap the schedule). A tenant file that cannot be read is
 `unreadable`; a tenant whose state store cannot be opened or read is `unknown`.
 
+A `missed` tenant whose last run did not end ok keeps that in sight: its message goes on to the
+last run's outcome (LAST_RUN), and `last_outcome` in --json is the verdict that run gets on its
+own (for every tenant with a run).
+
 Under the table, the `missed` tenants get what to do (what_to_do_missed): each one's cron time
-in its time zone, where to look (cron, the tick's mail, `due --at`), and the run to start by
-hand. `--json` has no field for it, as for no other verdict.
+in its time zone, where to look (cron, the tick's mail, `due --at`), the last run that did not
+end ok, and the run to start by hand. `--json` has no field for it, as for no other verdict.
 
 Exit code: 10 when a state store cannot be opened or read (the error on standard error names the
 store and its tenants); else 1 when a tenant needs attention (ATTENTION); else 0.
@@ -48,6 +52,8 @@ ATTENTION = frozenset(ORDER[4:])
 """The verdicts that need attention: exit code 1 (unknown: 10)."""
 SHOWN = 100
 """Characters of a message in the table (--json has it whole)."""
+LAST_RUN = "; the last run "
+"""Where a `missed` tenant's message goes on to its last run's outcome, when that was not ok."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,7 +145,7 @@ def _entry(tenant: str, path: Path, *, verdict: str | None = None, message: str 
            schedule: dict | None = None, scheduled_at: dt.datetime | None = None) -> dict[str, Any]:
     return {"tenant": tenant, "file": str(path), "verdict": verdict, "attention": None,       # set by main
             "message": message, "schedule": schedule, "scheduled_at": scheduled_at, "state_store": None,
-            "last_run": None, "holder_run": None, "lock": None}
+            "last_run": None, "last_outcome": None, "holder_run": None, "lock": None}
 
 
 def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError],
@@ -176,9 +182,9 @@ def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError
             e["holder_run"] = history_entry(holder) if holder is not None else None
             e["lock"] = {"host": lock.host, "pid": lock.pid, "since": utc_text(lock.since), "stale": stale} \
                 if lock else None
-            verdict, message = judge(runs.get(e["tenant"]), lock, stale, e["scheduled_at"], e["schedule"],
-                                     holder=holder, changed=changed.get(e["file"]))
-            e.update(verdict=verdict, message=message)
+            verdict, message, outcome = judge(runs.get(e["tenant"]), lock, stale, e["scheduled_at"], e["schedule"],
+                                              holder=holder, changed=changed.get(e["file"]))
+            e.update(verdict=verdict, message=message, last_outcome=outcome)
     finally:
         if store is not None:
             store.close()
@@ -234,29 +240,47 @@ def _who(names: list[str]) -> str:
 
 
 def judge(last, lock, stale: str | None, scheduled_at: dt.datetime | None,
-          schedule: dict | None, *, holder=None, changed: dt.datetime | None = None) -> tuple[str, str | None]:
-    """(verdict, why) for a tenant: its last run (engine.state.RunRecord or None), the lock held
-    now (LockInfo or None) and why it is stale (None: live), and its most recent cron time that
-    is --grace minutes past (None: no schedule). `holder`: when the last run is `locked`, the run
-    that held the lock then (_holders), if known. `changed`: when its file last changed
-    (file_changed), if known."""
+          schedule: dict | None, *, holder=None, changed: dt.datetime | None = None
+          ) -> tuple[str, str | None, str | None]:
+    """(verdict, why, last outcome) for a tenant: its last run (engine.state.RunRecord or None),
+    the lock held now (LockInfo or None) and why it is stale (None: live), and its most recent
+    cron time that is --grace minutes past (None: no schedule). `holder`: when the last run is
+    `locked`, the run that held the lock then (_holders), if known. `changed`: when its file last
+    changed (file_changed), if known. The last outcome is the verdict its last run gets on its own
+    (None: no run, or one holds the lock now): the verdict itself but for `missed`, whose message
+    adds it when it is not `ok`, so that a missed night does not hide that the run before failed."""
     if lock is not None and stale is None:
-        return "running", f"a run holds the lock (host {lock.host!r}, pid {lock.pid}, since {utc_text(lock.since)})"
-    if last is None and scheduled_at is not None and changed is not None and changed > scheduled_at:
-        return "new", _new_text(schedule, scheduled_at, changed)
-    if scheduled_at is not None and (last is None or last.started_at < scheduled_at):
-        local = scheduled_at.astimezone(zoneinfo.ZoneInfo(schedule["timezone"]))
-        return "missed", (f"no run started since its cron time {local:%Y-%m-%d %H:%M} {schedule['timezone']} "
-                          f"({utc_text(scheduled_at)})")
+        return "running", f"a run holds the lock (host {lock.host!r}, pid {lock.pid}, since {utc_text(lock.since)})", \
+            None
     if last is None:
-        return "never", None
+        if scheduled_at is None:
+            return "never", None, None
+        if changed is not None and changed > scheduled_at:
+            return "new", _new_text(schedule, scheduled_at, changed), None
+        return "missed", _missed_text(schedule, scheduled_at), None
+    verdict, why, about = _last_outcome(last, stale, holder)
+    if scheduled_at is not None and last.started_at < scheduled_at:
+        note = "" if verdict == "ok" else \
+            f"{LAST_RUN}(at {utc_text(about.started_at)}) was `{verdict}`" + (f": {why}" if why else "")
+        return "missed", _missed_text(schedule, scheduled_at) + note, verdict
+    return verdict, why, verdict
+
+
+def _missed_text(schedule: dict, scheduled_at: dt.datetime) -> str:
+    local = scheduled_at.astimezone(zoneinfo.ZoneInfo(schedule["timezone"]))
+    return f"no run started since its cron time {local:%Y-%m-%d %H:%M} {schedule['timezone']} ({utc_text(scheduled_at)})"
+
+
+def _last_outcome(last, stale: str | None, holder) -> tuple[str, str | None, object]:
+    """(verdict, why, the run it is about) from the last run, no live lock held: its own outcome,
+    or, when the lock refused it, that of the run that held the lock (`holder`) once it ended."""
     if last.status == "locked" and holder is not None:  # the holder has ended (no live lock): what became of it
         verdict, why = _outcome(holder, stale)
         if verdict == "ok":                             # it ended well, but the runs overlap the schedule
-            return "locked", f"{last.message}; that run has since ended ok ({_ended(holder)})"
+            return "locked", f"{last.message}; that run has since ended ok ({_ended(holder)})", last
         return verdict, (f"{why or 'the run ' + verdict}; the run at {utc_text(last.started_at)} did not start "
-                         f"(`locked`, exit 7): this one still held the lock")
-    return _outcome(last, stale)
+                         f"(`locked`, exit 7): this one still held the lock"), holder
+    return (*_outcome(last, stale), last)
 
 
 def _new_text(schedule: dict, scheduled_at: dt.datetime, changed: dt.datetime) -> str:
@@ -295,8 +319,9 @@ def _cut_note(tenants: list[str]) -> str:
 
 def _shown_run(entry: dict[str, Any]) -> dict[str, Any] | None:
     """The run a tenant's line shows: the one its verdict is about. That is its last run, except
-    where the last run was refused by the lock and the verdict is that of the run that held it."""
-    if entry["holder_run"] is not None and entry["verdict"] in ("failed", "rejected", "deletes_held"):
+    where the last run was refused by the lock and the verdict (or, for `missed`, the last
+    outcome) is that of the run that held it."""
+    if entry["holder_run"] is not None and entry["last_outcome"] in ("failed", "rejected", "deletes_held"):
         return entry["holder_run"]
     return entry["last_run"]
 
@@ -328,9 +353,26 @@ def what_to_do_missed(missed: list[dict[str, Any]]) -> list[str]:
         "says why there (its state store could not be opened, exit 10; `idwell-sync` not found)",
         "  - the lock is not the cause: a run it refused is shown as `locked`, and a lock left behind by a killed "
         "run is taken over by the next run",
+        *_failed_before(missed),
         "  - then start the run by hand: " + (f"`idwell-sync run {first['tenant']}`" if one else
                                               "`idwell-sync run TENANT` for each"),
     ]
+
+
+def _failed_before(missed: list[dict[str, Any]]) -> list[str]:
+    """Lines for the missed tenants whose last run, before the cron time they missed, did not end
+    ok: what it was and why (the end of their message, which the table cuts), the first three;
+    what stopped it may stop the run by hand as well."""
+    bad = [e for e in missed if e["last_outcome"] not in (None, "ok")]
+    if not bad:
+        return []
+    history = f"`idwell-sync history {bad[0]['tenant']}`" if len(bad) == 1 else "`idwell-sync history TENANT`"
+    lines = [f"  - the run before the missed cron time did not end ok: what stopped it may stop the run by hand too "
+             f"({history} shows the runs)"]
+    for e in bad[:3]:
+        why = e["tenant"] + ": the last run " + e["message"].split(LAST_RUN, 1)[1]
+        lines.append(f"      {why if len(why) <= 2 * SHOWN else why[:2 * SHOWN - 1] + chr(0x2026)}")
+    return lines + ([f"      and {len(bad) - 3} more (`status --json`)"] if len(bad) > 3 else [])
 
 
 def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, wheres: list[str],
