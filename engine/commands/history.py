@@ -1,9 +1,11 @@
 """`idwell-sync history TENANT`: the tenant's last runs, from the run history in the state store.
 
 Reads only the state store (no ERP, no portal). One line per run, newest first: when it started
-(UTC), how long it took, its status, whether --allow-deletes was given, its writes per action,
-its findings and, for a failed run, why. `--json`: a list of objects (docs/summary.md, "The run
-history").
+(UTC), how long it took, its status, whether --allow-deletes was given, its writes per action and
+those it sent without an answer (`unconfirmed`, a column of its own: a stopped run's show in a
+scan of many runs), its held deletes, refused records and findings. Lines under a run say why it
+failed or held deletes back, what its unconfirmed writes mean, and how it settled an earlier
+run's. `--json`: a list of objects (docs/summary.md, "The run history").
 """
 from __future__ import annotations
 
@@ -107,13 +109,14 @@ def history_entry(run) -> dict[str, Any]:
 def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]]) -> str:
     if not entries:
         return f"tenant '{tenant_id}': no runs in the run history of the state store {where}"
-    head = ("started (UTC)", "duration", "status", "allow-deletes", *WRITES, "held", "refused", "findings")
+    head = ("started (UTC)", "duration", "status", "allow-deletes", *WRITES, "unconfirmed", "held", "refused",
+            "findings")
     rows = []
     for e in entries:
         w = e["writes"] or {}
         rows.append((e["started_at"], duration_text(e["duration_s"]), e["status"], "yes" if e["allow_deletes"] else "no",
-                     *(count_text(w.get(a)) for a in WRITES), count_text(e["held"]), count_text(e["rejected"]),
-                     count_text(e["findings"])))
+                     *(count_text(w.get(a)) for a in WRITES), count_text(e["unconfirmed"]), count_text(e["held"]),
+                     count_text(e["rejected"]), count_text(e["findings"])))
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
     left = {0, 2, 3}                            # text columns; the numbers are right-aligned
 

@@ -1,0 +1,52 @@
+"""`idwell-sync history TENANT` as an operator scans it: one line per run, the figures in columns.
+
+Runs are recorded with the state store's own API, as tests/test_status.py records them."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from test_status import default_store, record, tenants
+
+
+def history(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k != "IDWELL_STATE_URL"}
+    return subprocess.run([sys.executable, "-m", "engine", "history", *args], cwd=folder, capture_output=True,
+                          text=True, timeout=60, env=clean)
+
+
+def table(text: str) -> list[list[str]]:
+    """The header and the run lines of the table, split into cells at two spaces or more."""
+    import re
+    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()
+            if line.startswith("  ") and not line.startswith("      ")]
+
+
+def test_writes_a_stopped_run_sent_without_an_answer_have_a_column_of_their_own(tmp_path):
+    """Among ten runs, the one stopped with batches in flight shows its unconfirmed writes in the
+    row, beside the writes the portal accepted (they were a line under the run, which a scan of
+    the columns passes over); a run with every answer shows 0, one whose writes are not known -.
+    `history --json` is as it was."""
+    tenants(tmp_path, {"acme.yaml": "id: acme\n"})
+    url = default_store(tmp_path)
+    record(url, "acme", "ok", "2026-12-01T02:30:04Z", counts={"users": {"create": 5}}, findings={})
+    record(url, "acme", "failed", "2026-12-02T02:30:04Z", seconds=1800, message="stopped (SIGTERM)",
+           counts={"users": {"create": 300, "update": 12, "unconfirmed": 1200}})
+    record(url, "acme", "failed", "2026-12-03T02:30:04Z", seconds=3, message="the ERP cannot be reached")
+    done = history(tmp_path, "acme")
+    assert done.returncode == 0, done.stderr
+    head, failed, stopped, ok = table(done.stdout)
+    assert head == ["started (UTC)", "duration", "status", "allow-deletes", "create", "update", "delete",
+                    "unconfirmed", "held", "refused", "findings"]
+    assert stopped == ["2026-12-02T02:30:04Z", "30 min 00 s", "failed", "no", "300", "12", "0", "1,200", "0", "0",
+                       "-"]
+    assert ok[4:8] == ["5", "0", "0", "0"] and failed[4:8] == ["-", "-", "-", "-"]
+    assert "      1,200 writes sent without an answer (unconfirmed): the portal may have made them; the next " \
+           "complete run settles them" in done.stdout.splitlines()
+    entries = json.loads(history(tmp_path, "acme", "--json").stdout)
+    assert [e["unconfirmed"] for e in entries] == [None, 1200, 0]
+    assert set(entries[1]) == {"run_id", "started_at", "finished_at", "duration_s", "status", "allow_deletes", "writes",
+                               "held", "rejected", "unconfirmed", "settled", "findings", "message"}
