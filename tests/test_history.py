@@ -50,3 +50,43 @@ def test_writes_a_stopped_run_sent_without_an_answer_have_a_column_of_their_own(
     assert [e["unconfirmed"] for e in entries] == [None, 1200, 0]
     assert set(entries[1]) == {"run_id", "started_at", "finished_at", "duration_s", "status", "allow_deletes", "writes",
                                "held", "rejected", "unconfirmed", "settled", "findings", "message"}
+
+
+def test_a_run_whose_end_was_never_recorded_is_unfinished_unless_a_live_run_holds_the_lock(tmp_path):
+    """A run killed with kill -9 stays `running` in the run history until the next run takes the
+    lock. The table said `running`, with no duration and no word, for a process long gone: it now
+    says `unfinished` and why under it, as `status` words it; a run under way (its lock held by a
+    live process) is `running`. `history --json` keeps the recorded status."""
+    from killed_runs import kill_a_running_run
+    from test_status import row, status
+
+    from engine.state import StateStore
+    tenants(tmp_path, {"acme.yaml": "id: acme\n", "bau.yaml": "id: bau\n", "city.yaml": "id: city\n"})
+    url = default_store(tmp_path)
+    record(url, "acme", "ok", "2026-12-02T02:30:04Z")
+    pid = kill_a_running_run(url, "acme")                           # its lock left behind, stale
+    record(url, "bau", "running", "2026-12-03T02:30:04Z")           # its end never recorded, no lock
+    done = history(tmp_path, "acme")
+    assert done.returncode == 0, done.stderr
+    killed, ok = table(done.stdout)[1:]
+    assert killed[1:3] == ["-", "unfinished"] and ok[2] == "ok"
+    [why] = [line for line in done.stdout.splitlines() if line.startswith("      ")]
+    assert why.startswith("      ended without finishing (its lock is stale: its process is gone (host ")
+    assert f"pid {pid}" in why and why.endswith("); the next run records it as failed")
+    assert [e["status"] for e in json.loads(history(tmp_path, "acme", "--json").stdout)] == ["running", "ok"]
+    bau = history(tmp_path, "bau").stdout
+    assert table(bau)[1][2] == "unfinished"
+    assert "      ended without finishing (no run holds the tenant's lock); the next run records it as failed" in \
+        bau.splitlines()
+    out = status(tmp_path).stdout
+    assert row(out, "acme")[:2] == ["acme", "failed"] and "unfinished" in row(out, "acme")
+    store = StateStore(url)
+    try:
+        with store.lock("city"):                                    # a run of this (live) process under way
+            store.start_run("city")
+            under_way = history(tmp_path, "city").stdout
+            assert table(under_way)[1][2] == "running" and "ended without finishing" not in under_way
+            assert row(status(tmp_path).stdout, "city")[:2] == ["city", "running"]
+            assert "running" in row(status(tmp_path).stdout, "city")[2:]
+    finally:
+        store.close()

@@ -51,6 +51,7 @@ def main(args) -> int:
     state = open_state(args, tenant, create=False)
     try:
         runs, where = state.runs(tenant.id, limit=args.limit), state.where
+        runs, unfinished = (runs, {}) if args.json else _unfinished(state, tenant.id, runs, args.limit)
     finally:
         state.close()
     entries = [history_entry(r) for r in runs]
@@ -58,8 +59,32 @@ def main(args) -> int:
         json.dump(entries, sys.stdout, ensure_ascii=False, indent=2)
         print()
     else:
-        print(render_history(tenant.id, where, entries))
+        print(render_history(tenant.id, where, entries, unfinished))
     return ExitCode.OK
+
+
+def _unfinished(state, tenant_id: str, runs: list, limit: int) -> tuple[list, dict[str, str]]:
+    """(the runs, run_id -> why) for the runs recorded `running` that no run is under way for:
+    the tenant's lock is gone or stale, so they ended without finishing (killed, the host went
+    down, the store failed as they ended) and the next run records them as failed. The runs are
+    read again after the lock, so that a run that ended in between shows its end; one that
+    started in between (it takes the lock, then writes its row) is not among those read first."""
+    first = {r.run_id for r in runs if r.status == "running"}
+    if not first:
+        return runs, {}
+    lock = state.locks([tenant_id]).get(tenant_id)
+    stale = state.stale(lock) if lock is not None else None
+    if lock is not None and stale is None:
+        return runs, {}
+    runs = state.runs(tenant_id, limit=limit)
+    return runs, {r.run_id: unfinished_text(stale) for r in runs if r.status == "running" and r.run_id in first}
+
+
+def unfinished_text(stale: str | None) -> str:
+    """Why a run recorded `running` is not: no live run holds the tenant's lock (`stale`: why the
+    lock left behind is stale, None: there is none)."""
+    why = f"its lock is stale: {stale}" if stale else "no run holds the tenant's lock"
+    return f"ended without finishing ({why}); the next run records it as failed"
 
 
 def _head(args, invalid: ConfigError):
@@ -106,7 +131,15 @@ def history_entry(run) -> dict[str, Any]:
     }
 
 
-def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]]) -> str:
+UNFINISHED = "unfinished"
+"""How the tables of history and status show a run recorded `running` that no live lock holds."""
+
+
+def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]],
+                   unfinished: dict[str, str] | None = None) -> str:
+    """The runs as a table; `unfinished`: run_id -> why, for the runs recorded `running` that
+    ended without finishing (_unfinished): `unfinished` in the status column, why under them."""
+    unfinished = unfinished or {}
     if not entries:
         return f"tenant '{tenant_id}': no runs in the run history of the state store {where}"
     head = ("started (UTC)", "duration", "status", "allow-deletes", *WRITES, "unconfirmed", "held", "refused",
@@ -114,7 +147,8 @@ def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]]) ->
     rows = []
     for e in entries:
         w = e["writes"] or {}
-        rows.append((e["started_at"], duration_text(e["duration_s"]), e["status"], "yes" if e["allow_deletes"] else "no",
+        status = UNFINISHED if e["run_id"] in unfinished else e["status"]
+        rows.append((e["started_at"], duration_text(e["duration_s"]), status, "yes" if e["allow_deletes"] else "no",
                      *(count_text(w.get(a)) for a in WRITES), count_text(e["unconfirmed"]), count_text(e["held"]),
                      count_text(e["rejected"]), count_text(e["findings"])))
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
@@ -128,6 +162,8 @@ def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]]) ->
              f"(state store {where})", "", line(head)]
     for e, r in zip(entries, rows):
         lines.append(line(r))
+        if e["run_id"] in unfinished:
+            lines.append(f"      {unfinished[e['run_id']]}")
         if e["message"]:
             lines.append(f"      {e['message']}")
         if e["unconfirmed"]:

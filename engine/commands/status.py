@@ -42,7 +42,7 @@ from typing import Any
 
 from engine.commands._common import add_state_argument, missing_store, open_store, shown_url, state_url
 from engine.commands.due import TenantHead, cron_times, instant, last_cron_time, tenant_heads
-from engine.commands.history import count_text, duration_text, history_entry, utc_text
+from engine.commands.history import UNFINISHED, count_text, duration_text, history_entry, unfinished_text, utc_text
 from engine.errors import ExitCode, StateError, SyncError
 
 HELP = "every tenant's last run and which need attention (reads only the tenant files and the state stores)"
@@ -303,8 +303,7 @@ def _ended(run) -> str:
 def _outcome(last, stale: str | None) -> tuple[str, str | None]:
     """(verdict, why) from a run's own status, no live lock held."""
     if last.status == "running":                        # no live run holds the lock: it ended without a word
-        why = f"its lock is stale: {stale}" if stale else "no run holds the tenant's lock"
-        return "failed", f"ended without finishing ({why}); the next run records it as failed"
+        return "failed", unfinished_text(stale)
     if last.status == "rejected":                       # with the deletes it held back, if any (its message)
         refused = history_entry(last)["rejected"]
         return "rejected", f"the portal refused {count_text(refused)} records; the next run sends them again" + \
@@ -389,8 +388,11 @@ def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, 
             run = _shown_run(e) or {}
             writes = sum(run["writes"].values()) if run.get("writes") else None
             message = e["message"] or ""
+            status = run.get("status") or "-"
+            if status == "running" and not (e["lock"] and e["lock"]["stale"] is None):
+                status = UNFINISHED                     # recorded running, but no live run holds the lock
             rows.append((e["tenant"], e["verdict"], run.get("started_at") or "-", duration_text(run.get("duration_s")),
-                         run.get("status") or "-", count_text(writes), count_text(run.get("findings")),
+                         status, count_text(writes), count_text(run.get("findings")),
                          message if len(message) <= SHOWN else message[:SHOWN - 1] + "\u2026"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         right = {5, 6}                          # the numbers
