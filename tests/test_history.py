@@ -90,3 +90,17 @@ def test_a_run_whose_end_was_never_recorded_is_unfinished_unless_a_live_run_hold
             assert "running" in row(status(tmp_path).stdout, "city")[2:]
     finally:
         store.close()
+
+
+def test_a_run_refused_by_the_lock_has_no_duration_in_the_tables(tmp_path):
+    """A run refused by the lock (exit 7) did not run: its duration is `-`, not `0.0 s`, which read
+    as a run that ended at once; --json keeps its 0 s from refusal to record."""
+    from test_status import row, status
+    tenants(tmp_path, {"acme.yaml": "id: acme\n"})
+    url = default_store(tmp_path)
+    record(url, "acme", "ok", "2026-12-02T02:30:04Z", seconds=3)
+    record(url, "acme", "locked", "2026-12-03T02:30:04Z", message="tenant 'acme' is locked by another run")
+    refused, ok = table(history(tmp_path, "acme").stdout)[1:]
+    assert (refused[1:3], ok[1:3]) == (["-", "locked"], ["3.0 s", "ok"])
+    assert json.loads(history(tmp_path, "acme", "--json").stdout)[0]["duration_s"] == 0.0
+    assert row(status(tmp_path).stdout, "acme")[:5] == ["acme", "locked", "2026-12-03T02:30:04Z", "-", "locked"]

@@ -148,7 +148,7 @@ def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]],
     for e in entries:
         w = e["writes"] or {}
         status = UNFINISHED if e["run_id"] in unfinished else e["status"]
-        rows.append((e["started_at"], duration_text(e["duration_s"]), status, "yes" if e["allow_deletes"] else "no",
+        rows.append((e["started_at"], run_duration_text(e), status, "yes" if e["allow_deletes"] else "no",
                      *(count_text(w.get(a)) for a in WRITES), count_text(e["unconfirmed"]), count_text(e["held"]),
                      count_text(e["rejected"]), count_text(e["findings"])))
     widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
@@ -177,6 +177,12 @@ def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]],
 # how history and status show a time, a duration and a count
 def utc_text(when: dt.datetime | None) -> str | None:
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else None
+
+
+def run_duration_text(entry: dict[str, Any]) -> str:
+    """A run's duration in the tables of history and status: `-` for a run refused by the lock
+    (`locked`), which did not run (its 0 s in --json are from its refusal to its record)."""
+    return "-" if entry.get("status") == "locked" else duration_text(entry.get("duration_s"))
 
 
 def duration_text(seconds: float | None) -> str:

@@ -42,7 +42,8 @@ from typing import Any
 
 from engine.commands._common import add_state_argument, missing_store, open_store, shown_url, state_url
 from engine.commands.due import TenantHead, cron_times, instant, last_cron_time, tenant_heads
-from engine.commands.history import UNFINISHED, count_text, duration_text, history_entry, unfinished_text, utc_text
+from engine.commands.history import (UNFINISHED, count_text, duration_text, history_entry, run_duration_text,
+                                     unfinished_text, utc_text)
 from engine.errors import ExitCode, StateError, SyncError
 
 HELP = "every tenant's last run and which need attention (reads only the tenant files and the state stores)"
@@ -391,7 +392,7 @@ def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, 
             status = run.get("status") or "-"
             if status == "running" and not (e["lock"] and e["lock"]["stale"] is None):
                 status = UNFINISHED                     # recorded running, but no live run holds the lock
-            rows.append((e["tenant"], e["verdict"], run.get("started_at") or "-", duration_text(run.get("duration_s")),
+            rows.append((e["tenant"], e["verdict"], run.get("started_at") or "-", run_duration_text(run),
                          status, count_text(writes), count_text(run.get("findings")),
                          message if len(message) <= SHOWN else message[:SHOWN - 1] + "\u2026"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
