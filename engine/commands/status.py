@@ -15,8 +15,8 @@ status of its last run (`ok`, `failed`, `locked`, `rejected`, `deletes_held`; a 
 never recorded and whose lock is gone or stale: `failed`), or `never`. A last run refused by the
 run lock (`locked`) is judged by the run that held the lock (_holders) once that run has ended:
 its `failed`, `rejected` or `deletes_held` is the verdict, with a note on the refused run; a
-holder that ended ok leaves `locked` (the runs overlap the schedule). A tenant file that cannot be read is
-`unreadable`; a tenant whose state store cannot be opened or read is `unknown`.
+holder that ended ok leaves `locked` (the runs overlap the schedule). A tenant file that cannot
+be read is `unreadable`; a tenant whose state store cannot be opened or read is `unknown`.
 
 A `missed` tenant whose last run did not end ok keeps that in sight: its message goes on to the
 last run's outcome (LAST_RUN), and `last_outcome` in --json is the verdict that run gets on its
@@ -269,7 +269,8 @@ def judge(last, lock, stale: str | None, scheduled_at: dt.datetime | None,
 
 def _missed_text(schedule: dict, scheduled_at: dt.datetime) -> str:
     local = scheduled_at.astimezone(zoneinfo.ZoneInfo(schedule["timezone"]))
-    return f"no run started since its cron time {local:%Y-%m-%d %H:%M} {schedule['timezone']} ({utc_text(scheduled_at)})"
+    return (f"no run started since its cron time {local:%Y-%m-%d %H:%M} {schedule['timezone']} "
+            f"({utc_text(scheduled_at)})")
 
 
 def _last_outcome(last, stale: str | None, holder) -> tuple[str, str | None, object]:
