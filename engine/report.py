@@ -123,7 +123,8 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
     if s.get("source_recovered"):
         lines.append("  the second reading of the ERP's pages found records the first had missed ("
                      + ", ".join(f"{e} {n:,}" for e, n in s["source_recovered"].items())
-                     + "): records were removed in the ERP while the pages were read; they are synced, not archived")
+                     + "): records were removed in the ERP while the pages were read; they are "
+                     + ("planned as synced, not archived" if s["mode"] == "plan" else "synced, not archived"))
     if s.get("retries"):
         lines.append(_retry_line("the import API", s["retries"], "the portal or the network"))
     if s.get("settled"):

@@ -239,7 +239,7 @@ class ApiExtractor:
             one = missed == 1
             log.warning("tenant '%s': %s: the second reading of %s found %d record%s that the first had missed (%s): "
                         "records were removed in the ERP while the pages were read, moving the ones after them back "
-                        "onto pages read already (or %s added meanwhile); %s synced, not taken for deleted",
+                        "onto pages read already (or %s added meanwhile); %s kept, not taken for deleted",
                         self.tenant_id, entity.name, entity.endpoint, missed, "" if one else "s",
                         _key_of(entity, first), "it was" if one else "they were", "it is" if one else "they are")
 

@@ -184,3 +184,18 @@ def test_verify_false_reads_the_pages_once_and_leaves_the_gap(erp, tmp_path):
         proc = _cli(tmp_path, "run", str(tenant), "--json")
     assert proc.returncode == 0, proc.stderr
     assert before - _portal(tmp_path, "occupancies") == {_occupancy(removed)}, "the next run brings it back"
+
+
+def test_a_plan_during_which_a_contract_is_removed_plans_no_archive_and_says_why(erp, tmp_path):
+    """`plan` reads the pages as a run does: the moved contract is planned as it is, and the text
+    says so as a plan (nothing is synced by a plan)."""
+    with CloudConnect(str(erp), KEY) as cc:
+        tenant = _moving_tenant(tmp_path, cc)
+        _first_run(cc, tmp_path, tenant)
+        page, removed, _ = _contract_before_a_page_end(_parties(erp), _portal(tmp_path, "occupancies"))
+        _remove_while_paging(cc, erp, page, removed[0])
+        proc = _cli(tmp_path, "plan", str(tenant))
+    assert proc.returncode == 0, proc.stderr
+    assert ("(occupancies 1): records were removed in the ERP while the pages were read; they are planned as "
+            "synced, not archived" in proc.stdout)
+    assert "0 writes planned" in proc.stdout
