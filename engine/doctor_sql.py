@@ -151,6 +151,11 @@ def _driver_step(source: SqlSource, t: Probe):
     return engine, step("driver", title, "ok", f"{engine.dialect.name}+{engine.dialect.driver} (module {module})")
 
 
+def _within_doctor(cause) -> tuple[str, str]:
+    """The cause's advice without its pointer to `idwell-sync doctor`, which is running."""
+    return tuple(h.split("; `idwell-sync doctor")[0] for h in (cause.hint_en, cause.hint_de))
+
+
 def _connect_steps(engine, source: SqlSource, t: Probe):
     enc_title, login_title = "encryption / Verschlüsselung", "login / Anmeldung"
     t0 = time.perf_counter()
@@ -173,7 +178,7 @@ def _connect_steps(engine, source: SqlSource, t: Probe):
         else:
             enc = skipped("encryption", enc_title, "not checked: no connection")
         from engine.sources.connect import url_database_hint
-        hint, code = cause, cause.code
+        hint, code = _within_doctor(cause), cause.code
         if t.backend == "sqlite":
             from engine.sources.connect import sqlite_file_problem
             if problem := sqlite_file_problem(exc, engine):

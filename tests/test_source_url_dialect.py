@@ -131,3 +131,25 @@ def test_the_dialects_are_those_sqlalchemys_registry_loads():
     finally:
         registry.deregister("acmedb")
     assert dialects.url_dialect_problem("acmedb2://h/db").startswith("unknown database dialect 'acmedb2'. ")
+
+
+def test_a_connection_the_server_refuses_for_a_reason_of_its_own_names_the_tenants_commands(tmp_path):
+    """A failure the engine has no cause of its own for (here the server refuses an unknown setting
+    in the URL's options) points plan and discover to `idwell-sync doctor kunde`, not to a
+    placeholder TENANT; doctor itself, which is running, does not point to itself."""
+    from test_state import _pg_reachable
+    from pgcluster import require
+    problem = _pg_reachable()
+    require(not problem, f"PostgreSQL on 127.0.0.1:5432 is unreachable: {problem}")
+    tenant_with_url(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-cno_such_setting%3D1")
+    for command in ("plan", "discover"):
+        done = cli(tmp_path, command, "kunde")
+        assert done.returncode == 4, done.stderr
+        assert f"tenant 'kunde': {'connect' if command == 'plan' else 'discover'} failed (unknown): " in done.stderr
+        assert ("what to do: the error quotes the database driver's own message, which says what failed; "
+                "`idwell-sync doctor kunde` checks the connection step by step") in done.stderr
+        assert "TENANT" not in done.stderr
+    done = cli(tmp_path, "doctor", "kunde")
+    assert "[FAIL]  6. login / Anmeldung: unknown: " in done.stdout
+    assert "what to do: the error quotes the database driver's own message, which says what failed\n" in done.stdout
+    assert "`idwell-sync doctor" not in done.stdout and "TENANT" not in done.stdout

@@ -54,7 +54,7 @@ def main(args) -> int:
         except SourceError as exc:
             raise for_tenant(exc, tenant.id) from None
         except Exception as exc:
-            raise connect_error(exc, f"tenant '{tenant.id}': discover", engine, tenant.source) from None
+            raise connect_error(exc, f"tenant '{tenant.id}': discover", engine, tenant.source, tenant.id) from None
     finally:
         engine.dispose()
     if args.format == "json":

@@ -22,7 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from engine.classify import CAUSES, classify, message_of
+from engine.classify import CAUSES, classify, hints_for, message_of
 from engine.config.dialects import URL_FORM, dialect_problem, known_dialects
 from engine.config.model import SqlServer, SqlSource
 from engine.config.secrets import SecretError
@@ -195,11 +195,12 @@ def resolves(host: str, timeout: float = 5.0) -> bool:
     return found[0] if found else True
 
 
-def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", source: SqlSource) -> SyncError:
+def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", source: SqlSource,
+                  tenant_id: str | None = None) -> SyncError:
     """source_error for a connection that failed, told apart further where the driver's text
     cannot tell: a SQLite file that cannot be opened (named, with what to check) and a host name
     that does not resolve (FreeTDS says "unable to connect" for it, as for a closed port)."""
-    error = source_error(exc, what)
+    error = source_error(exc, what, tenant_id)
     if not isinstance(error, SourceError):
         return error
     if sqlite := sqlite_file_error(exc, what, engine):
@@ -261,17 +262,19 @@ def secret_error(exc: SecretError, what: str) -> SecretReferenceError:
     return SecretReferenceError(f"{what}: {exc}", hint=exc.hint)   # without a hint of its own: what to provide
 
 
-def source_error(exc: BaseException, what: str) -> SyncError:
+def source_error(exc: BaseException, what: str, tenant_id: str | None = None) -> SyncError:
     """A classified SourceError for a driver exception: the cause, the driver's message, the hint
-    (a secret that cannot be resolved when the connection is made: SecretReferenceError)."""
+    with the tenant's own commands where `tenant_id` is given (a secret that cannot be resolved
+    when the connection is made: SecretReferenceError)."""
     if isinstance(exc, SyncError):
         return exc
     if isinstance(exc, SecretError):
         return secret_error(exc, what)
     cause = classify(exc)
     text = redact(message_of(exc))
+    hint = hints_for(cause, tenant_id)[0] if tenant_id else cause.hint_en
     return SourceError(f"{what} failed ({cause.code}): {text[:500]}",
-                       cause=cause.code, hint=cause.hint_en, retriable=cause.retriable)
+                       cause=cause.code, hint=hint, retriable=cause.retriable)
 
 
 def _server_engine(server: SqlServer, query_timeout: int) -> "sqlalchemy.Engine":

@@ -51,7 +51,8 @@ class SqlExtractor:
             try:
                 self._conn = self._engine.connect()
             except Exception as exc:  # the driver's own types vary; a password not resolved: exit 3
-                raise connect_error(exc, f"tenant '{self.tenant_id}': connect", self._engine, self.source) from None
+                raise connect_error(exc, f"tenant '{self.tenant_id}': connect", self._engine, self.source,
+                                    self.tenant_id) from None
         return self._conn
 
     def batches(self, entity: EntityMapping, extra_params: dict[str, Any]) -> Iterator[tuple[list[str], list[tuple]]]:
