@@ -180,8 +180,12 @@ class ApiExtractor:
         `verify` is false: a record removed in the ERP while the pages are read moves the ones
         after it back, so that the first record of the next page lands on a page read already
         and the first reading misses it. Taken for deleted, it would be archived in the portal
-        until the next run. The second reading yields each record whose ERP key (the mapping's
-        `key`) the first did not have; a record in both keeps the first reading's version. A
+        until the next run. The second reading yields each record whose external_id (as the
+        mapping makes it: the portal's identity of the record) the first did not have; a record
+        in both keeps the first reading's version. The mapping's `key` cannot tell: it names the
+        ERP record in findings, and may name less than the record (the contract of a contract's
+        parties, each a record of its own), so that a party moved onto a page read already
+        would be dropped for a sibling the first reading had. A
         record removed for good is in neither and is deleted as before; one removed while the
         pages are read is at worst deleted a run later. A cursor names the last record read, so
         that nothing moves under it, and so does a next-page link with most APIs: read once."""
@@ -190,13 +194,13 @@ class ApiExtractor:
         verify = numbered and entity.paginator.verify
         read: set[bytes] = set()                # page_number, offset: a digest of each record read
         again: list[dict] = []                  # records that came again on a later page
-        keys: set[str] = set()                  # verify: the ERP key of each record of the first reading
-        key_of = _key_getter(entity.key)
+        ids: set = set()                        # verify: the external_id of each record of the first reading
+        id_of = _id_getter(entity)
         for _, records in self._pages(entity):
             if numbered:
                 records = _once(records, read, again)
             if verify:
-                keys.update(map(key_of, records))
+                ids.update(map(id_of, records))
             unread.see(records)
             seen += len(records)
             yield None, records
@@ -211,7 +215,7 @@ class ApiExtractor:
                         _key_of(entity, again[0]))
         if verify:
             read.clear()
-            for records in self._missed(entity, keys):
+            for records in self._missed(entity, ids):
                 unread.see(records)
                 seen += len(records)
                 yield None, records
@@ -222,14 +226,14 @@ class ApiExtractor:
                         "the field out when it is empty", self.tenant_id, entity.name, entity.endpoint,
                         "; ".join(missing))
 
-    def _missed(self, entity: EntityMapping, keys: set[str]) -> Iterator[list[dict]]:
-        """The second reading of pages by position (batches): page by page, the records whose ERP
-        key the first reading (`keys`) did not have; how many there were goes to `recovered`,
-        and a warning names the first."""
-        key_of, read = _key_getter(entity.key), set()
+    def _missed(self, entity: EntityMapping, ids: set) -> Iterator[list[dict]]:
+        """The second reading of pages by position (batches): page by page, the records whose
+        external_id the first reading (`ids`) did not have; how many there were goes to
+        `recovered`, and a warning names the first (by its ERP key)."""
+        id_of, read = _id_getter(entity), set()
         missed, first = 0, None
         for _, records in self._pages(entity):
-            records = [r for r in _once(records, read, []) if key_of(r) not in keys]
+            records = _once([r for r in records if id_of(r) not in ids], read, [])
             if records:
                 missed += len(records)
                 first = records[0] if first is None else first
@@ -495,6 +499,18 @@ def _key_getter(key: tuple[str, ...]) -> Callable[[dict], str]:
     `5000045/1000040`, an empty part as `(empty)`."""
     from engine.erp_keys import _key_getter
     return _key_getter(key, None)
+
+
+def _id_getter(entity: EntityMapping) -> Callable[[dict], Any]:
+    """A record's external_id as the mapping makes it (engine.mapping.Mapper): the identity the
+    portal and the plan know the record by."""
+    from engine.erp_keys import _as_text
+    get = entity.fields["external_id"].bind(None)
+
+    def id_of(record: dict) -> Any:
+        value = get(record)
+        return value if value is None or value.__class__ is str else _as_text(value)
+    return id_of
 
 
 def _key_of(entity: EntityMapping, record: dict) -> str:

@@ -199,3 +199,36 @@ def test_a_plan_during_which_a_contract_is_removed_plans_no_archive_and_says_why
     assert ("(occupancies 1): records were removed in the ERP while the pages were read; they are planned as "
             "synced, not archived" in proc.stdout)
     assert "0 writes planned" in proc.stdout
+
+
+def test_the_second_reading_finds_a_party_whose_contract_the_first_read_for_another(erp, tmp_path):
+    """The records are the portal's by their external_id; the mapping's `key` only names the ERP
+    record in findings, and may name less of it (here the contract, whose parties are records of
+    their own). A party that moved back onto a page read already is found by the second reading
+    although the first read its contract's other party: it is not archived."""
+    with CloudConnect(str(erp), KEY) as cc:
+        tenant = _moving_tenant(tmp_path, cc, {"occupancies": {"key": "contractNumber"}})
+        _first_run(cc, tmp_path, tenant)
+        before, users = _portal(tmp_path, "occupancies"), _portal(tmp_path, "users")
+        rows = _parties(erp)
+        last = next(rows[p * SIZE - 1] for p in range(1, len(rows) // SIZE + 1)
+                    if _occupancy(rows[p * SIZE - 1]) in before and rows[p * SIZE][0] != rows[p * SIZE - 1][0])
+        other = min(int(u) for u in users if u.isdigit() and int(u) > last[1])
+        con = sqlite3.connect(erp)          # the contract gets a second party: the first of the next page
+        with con:
+            con.execute("INSERT INTO vertragpartner (vertragnr, adressnr, position) VALUES (?, ?, 9)",
+                        (last[0], other))
+        con.close()
+        assert _cli(tmp_path, "run", str(tenant)).returncode == 0
+        before, rows = _portal(tmp_path, "occupancies"), _parties(erp)
+        page = rows.index(last) // SIZE + 1
+        moved = rows[page * SIZE]
+        assert moved[:2] == (last[0], other) and _occupancy(moved) in before
+        removed = next(row for row in rows[(page - 1) * SIZE:page * SIZE - 1] if row[0] != last[0])
+        _remove_while_paging(cc, erp, page, removed[0])
+        proc = _cli(tmp_path, "run", str(tenant), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert _occupancy(moved) in _portal(tmp_path, "occupancies"), "the moved party is not archived"
+    summary = json.loads(proc.stdout)
+    assert summary["entities"]["occupancies"]["delete"] == 0
+    assert summary["source_recovered"]["occupancies"] >= 1
