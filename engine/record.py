@@ -51,7 +51,7 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
         state.remember_written(tenant_id, PARTNERS, merged)
     outcome: dict[str, dict[str, int]] = {}
     for entity in ENTITIES:
-        pending = state.pending_written(tenant_id, entity) if complete else {}
+        pending = state.pending_ids(tenant_id, entity) if complete else set()
         records = prepared.data[entity].records
         settled = [records[i].data for i in pending
                    if i in records and i not in written[entity] and (entity, i) not in refused_ids]
