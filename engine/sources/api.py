@@ -494,13 +494,6 @@ def _backoff(attempt: int) -> float:
     return min(30.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
 
-def _key_getter(key: tuple[str, ...]) -> Callable[[dict], str]:
-    """The ERP key of a record as findings name it (the mapping's own key getter): `100100`,
-    `5000045/1000040`, an empty part as `(empty)`."""
-    from engine.erp_keys import _key_getter
-    return _key_getter(key, None)
-
-
 def _id_getter(entity: EntityMapping) -> Callable[[dict], Any]:
     """A record's external_id as the mapping makes it (engine.mapping.Mapper): the identity the
     portal and the plan know the record by."""
@@ -509,13 +502,15 @@ def _id_getter(entity: EntityMapping) -> Callable[[dict], Any]:
 
     def id_of(record: dict) -> Any:
         value = get(record)
-        return value if value is None or value.__class__ is str else _as_text(value)
+        return None if value is None else _as_text(value)
     return id_of
 
 
 def _key_of(entity: EntityMapping, record: dict) -> str:
-    """`key 100100`, `key 5000045/1000040`, for a warning."""
-    return "key " + _key_getter(entity.key)(record)
+    """The record's ERP key as findings name it (the mapping's own key getter), for a warning:
+    `key 100100`, `key 5000045/1000040`, an empty part as `(empty)`."""
+    from engine.erp_keys import _key_getter
+    return "key " + _key_getter(entity.key, None)(record)
 
 
 def _once(records: list[dict], read: set[bytes], again: list[dict]) -> list[dict]:
