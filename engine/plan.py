@@ -57,10 +57,11 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     `known`: desired records packed already (EntityData.packed_rows). `last_written(ids)`
     returns what the engine last wrote for those ids; it is asked only for the records that
     differ, so a run that changes little reads little of the state store. `pending(ids)`: what
-    the engine sent without an answer (engine.state.PendingWrite: a run stopped mid-batch, or
-    killed after noting its writes): a portal value equal to it is the engine's own write, not an
-    edit in the portal; a record such a run created, which the engine has not recorded writing,
-    is compared with what was sent (the portal can hold nothing else of the engine's)."""
+    the engine sent without an answer (engine.state.PendingWrite: runs stopped mid-batch, or
+    killed after noting their writes): a portal value equal to one of those is the engine's own
+    write, not an edit in the portal; a record such a run created, which the engine has not
+    recorded writing, is compared with what was sent (the portal can hold nothing else of the
+    engine's)."""
     names = contract.fields(entity)
     drift: Counter = Counter()
     ids, recs = list(desired), list(desired.values())
@@ -95,12 +96,10 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     sent = pending([c.external_id for c in updates]) if updates and pending is not None else {}
     for c in updates:
         before, unanswered = last.get(c.external_id), sent.get(c.external_id)
-        if before is None:
-            if unanswered is None or unanswered.action != "create":
-                continue                      # the engine's last write is not known: no drift check
-            before = unanswered.record
-        maybe = unanswered.record if unanswered is not None else before
-        edited = [n for n in c.changed if c.before.get(n) != before.get(n) and c.before.get(n) != maybe.get(n)]
+        if before is None and (unanswered is None or unanswered.action != "create"):
+            continue                          # the engine's last write is not known: no drift check
+        ours = (before,) if unanswered is None else (*unanswered.records, *((before,) if before is not None else ()))
+        edited = [n for n in c.changed if all(c.before.get(n) != r.get(n) for r in ours)]
         if edited:
             drift.update(edited)
             findings.append(Finding("drift", entity, c.key,

@@ -93,7 +93,8 @@ def note_writes_ahead(prepared: Prepared, state) -> None:
     not the one the engine last recorded, and report the engine's own write as an edit made in
     the portal. Without the creates noted, a record the killed run created would have no drift
     check until the engine next wrote it: an edit in the portal before that was overwritten
-    without a word. The next complete run settles the pending records (record)."""
+    without a word. A record noted so already by a run killed before keeps that run's value too,
+    which the portal may hold instead. The next complete run settles the pending records (record)."""
     noted: dict[tuple[str, str], list[dict]] = {}
     for c in prepared.plan.changes:
         if c.action != "delete":

@@ -12,8 +12,8 @@ engine.commands._common.default_state_url); a PostgreSQL URL
   email_winners tenant, e-mail -> the user external_id that holds it (stable dedup decisions).
   last_written  tenant, entity, external_id -> the record the engine last wrote (drift detection).
   pending_writes tenant, entity, external_id -> a write sent without an answer (a run stopped or
-                killed with writes in flight, or its writes noted before they were sent), until a
-                complete run settles it.
+                killed with writes in flight, or its writes noted before they were sent), and
+                those earlier such runs sent of the record, until a complete run settles them.
   locks         one row per tenant while a run holds it; see `StateStore.lock`.
 
 This module opens the store: its tables, an SQLite store opened only to read, a failure of its
@@ -50,6 +50,9 @@ __all__ = ["BUSY_TIMEOUT", "DEFAULT_URL", "MESSAGE_LIMIT", "SUCCESSFUL", "LockIn
 DEFAULT_URL = "sqlite:///var/state.sqlite"
 BUSY_TIMEOUT = 30.0
 """Seconds an SQLite store waits for another process's write to end before it gives up."""
+ADDED_COLUMNS = (("action", "VARCHAR(10)"), ("earlier", "TEXT"))
+"""The columns of pending_writes that came after stores were in use: a run adds them to an older
+store's table (StateStore._add_missing_columns); a store opened only to read them reads NULL."""
 
 
 def _read_only_sqlite(path: Path, timeout: float):
@@ -155,7 +158,8 @@ class StateStore(RunHistory, EmailWinners, WrittenRecords, RunLock):
             sa.Column("entity", sa.String(20), primary_key=True),
             sa.Column("external_id", sa.String(200), primary_key=True),
             sa.Column("record", sa.Text, nullable=False),
-            sa.Column("action", sa.String(10)))         # added later: NULL in older rows (update)
+            sa.Column("action", sa.String(10)),         # added later: NULL in older rows (update)
+            sa.Column("earlier", sa.Text))              # added later: JSON list; NULL: none noted before
         self._locks = sa.Table(
             f"{p}locks", m,
             sa.Column("tenant", sa.String(200), primary_key=True),
@@ -164,12 +168,16 @@ class StateStore(RunHistory, EmailWinners, WrittenRecords, RunLock):
             sa.Column("since", sa.DateTime, nullable=False),
             sa.Column("token", sa.String(40), nullable=False))
         self._missing: set[str] = set()            # tables a store opened to read does not have (yet)
+        self._old_columns: set[str] = set()        # ADDED_COLUMNS it does not have (an earlier version's store)
         if create:
             self._create(schema)
         else:                                       # a failure here is one to open the store (open_store)
             inspector = sa.inspect(self.engine)
             self._missing = {t.name for t in (self._runs, self._winners, self._written, self._pending, self._locks)
                              if not inspector.has_table(t.name, schema=schema)}
+            if self._pending.name not in self._missing:
+                have = {c["name"] for c in inspector.get_columns(self._pending.name, schema=schema)}
+                self._old_columns = {name for name, _ in ADDED_COLUMNS if name not in have}
 
     def _create(self, schema: str | None) -> None:
         for attempt in (1, 2):          # two processes creating the tables at once: the loser retries
@@ -185,17 +193,19 @@ class StateStore(RunHistory, EmailWinners, WrittenRecords, RunLock):
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
-        """Columns added since a store was made (pending_writes.action), added to its table in place;
-        a second process adding the same column at once is no failure."""
+        """Columns added to pending_writes since a store was made (ADDED_COLUMNS), added to its table
+        in place; a second process adding the same columns at once is no failure."""
         table = self._pending
+        name = self.engine.dialect.identifier_preparer.format_table(table)
         for attempt in (1, 2):
             have = {c["name"] for c in sa.inspect(self.engine).get_columns(table.name, schema=table.schema)}
-            if "action" in have:
+            missing = [(column, sql_type) for column, sql_type in ADDED_COLUMNS if column not in have]
+            if not missing:
                 return
             try:
                 with self.engine.begin() as c:
-                    c.exec_driver_sql(f"ALTER TABLE {self.engine.dialect.identifier_preparer.format_table(table)} "
-                                      f"ADD COLUMN action VARCHAR(10)")
+                    for column, sql_type in missing:
+                        c.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} {sql_type}")
                 return
             except DBAPIError:
                 if attempt == 2:

@@ -13,9 +13,15 @@ from engine.state_rows import _CHUNK, _dump
 
 
 class PendingWrite(NamedTuple):
-    """A write sent to the portal without an answer (StateStore.remember_pending)."""
-    action: str                       # create | update (a row of a version before the column: update)
-    record: dict[str, Any]
+    """A write sent to the portal without an answer (StateStore.remember_pending), with what runs
+    before it sent of the record without an answer: the portal may hold any of them."""
+    action: str                       # create if one of them was (a row of a version before the column: update)
+    record: dict[str, Any]            # the last one noted
+    earlier: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def records(self) -> tuple[dict[str, Any], ...]:
+        return self.record, *self.earlier
 
 
 class WrittenRecords:
@@ -78,14 +84,26 @@ class WrittenRecords:
         they were sent (`create`, `update`). The next run's drift check takes such a value for one
         the engine wrote, not for an edit in the portal, and compares a record created so with what
         was sent; the next complete run settles them (engine.record.record) and forgets them
-        (forget_pending)."""
-        stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record", "action"])
-        rows = [{"tenant": tenant, "entity": entity, "external_id": r["external_id"], "record": _dump(r),
-                 "action": action} for r in records]
-        if rows:
-            with self._failing(tenant, f"record the writes in flight ({entity}) in"), self.engine.begin() as c:
-                for start in range(0, len(rows), _CHUNK):
-                    c.execute(stmt, rows[start:start + _CHUNK])
+        (forget_pending). A record pending already keeps what was noted of it (`earlier`; a create
+        stays one): a run killed after the portal wrote it, then another killed before it sent the
+        record's next value, leave the portal holding the first, not the last noted."""
+        stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record", "action", "earlier"])
+        rows = {r["external_id"]: {"tenant": tenant, "entity": entity, "external_id": r["external_id"],
+                                   "record": _dump(r), "action": action, "earlier": None} for r in records}
+        if not rows:
+            return
+        q = self._pending.c
+        with self._failing(tenant, f"record the writes in flight ({entity}) in"), self.engine.begin() as c:
+            noted = set(c.execute(sa.select(q.external_id).where(q.tenant == tenant, q.entity == entity)).scalars())
+            for i, was in self._pending_rows(c, tenant, entity, noted.intersection(rows)).items():
+                row = rows[i]
+                values = dict.fromkeys(map(_dump, was.records))
+                values.pop(row["record"], None)
+                row["action"] = "create" if was.action == "create" else action
+                row["earlier"] = "[" + ",".join(values) + "]" if values else None
+            rows = list(rows.values())
+            for start in range(0, len(rows), _CHUNK):
+                c.execute(stmt, rows[start:start + _CHUNK])
 
     def pending_written(self, tenant: str, entity: str,
                         external_ids: Iterable[str] | None = None) -> dict[str, PendingWrite]:
@@ -94,18 +112,25 @@ class WrittenRecords:
         noted ahead)."""
         if self._pending.name in self._missing:
             return {}
-        q, out = self._pending.c, {}
-        where = [q.tenant == tenant, q.entity == entity]
-        columns = (q.external_id, q.action, q.record)
         with self._failing(tenant, f"read the writes in flight ({entity}) from"), self.engine.connect() as c:
-            if external_ids is None:
-                rows = c.execute(sa.select(*columns).where(*where))
-                return {i: PendingWrite(a or "update", json.loads(rec)) for i, a, rec in rows}
+            return self._pending_rows(c, tenant, entity, external_ids)
+
+    def _pending_rows(self, c: sa.Connection, tenant: str, entity: str,
+                      external_ids: Iterable[str] | None) -> dict[str, PendingWrite]:
+        """pending_written on the connection `c`; the columns a store of an earlier version opened
+        to read lacks (engine.state.ADDED_COLUMNS) read as NULL."""
+        q = self._pending.c
+        where = [q.tenant == tenant, q.entity == entity]
+        columns = [q.external_id, q.record,
+                   *(sa.null().label(n) if n in self._old_columns else q[n] for n in ("action", "earlier"))]
+        if external_ids is None:
+            chunks = [c.execute(sa.select(*columns).where(*where))]
+        else:
             ids = list(external_ids)
-            for start in range(0, len(ids), 2000):
-                rows = c.execute(sa.select(*columns).where(*where, q.external_id.in_(ids[start:start + 2000])))
-                out.update((i, PendingWrite(a or "update", json.loads(rec))) for i, a, rec in rows)
-        return out
+            chunks = (c.execute(sa.select(*columns).where(*where, q.external_id.in_(ids[start:start + 2000])))
+                      for start in range(0, len(ids), 2000))
+        return {i: PendingWrite(action or "update", json.loads(rec), tuple(json.loads(earlier or "[]")))
+                for rows in chunks for i, rec, action, earlier in rows}
 
     def pending_ids(self, tenant: str, entity: str) -> set[str]:
         """The external_ids of the entity's writes sent without an answer (remember_pending)."""

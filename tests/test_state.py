@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.errors import LockedError, StateError
-from engine.state import StateStore
+from engine.state import PendingWrite, StateStore
 from pgcluster import require
 
 PG_URL = os.environ.get("IDWELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -119,32 +119,43 @@ def test_last_written_upserts_forgets_and_reads_back_by_id(state):
     assert sum(1 for _ in state.iter_written("acme", "users")) == 11_998
 
 
-def test_pending_writes_keep_how_they_were_sent_and_a_store_made_before_that_gains_the_column(db):
-    """pending_writes.action (create or update) came after stores were in use: a store whose table
-    lacks it gets it when it is opened, and its rows read as updates, as they were noted."""
+@pytest.mark.parametrize("columns", [(), ("action",)], ids=["before action", "before earlier"])
+def test_pending_writes_keep_every_value_noted_and_a_store_made_before_their_columns_gains_them(db, columns):
+    """pending_writes.action (create or update) and .earlier (what runs before noted of the record)
+    came after stores were in use. Such a store, opened only to read (plan), reads its rows as they
+    were noted: updates, nothing noted before; opened to run, its table gains the columns. A record
+    noted again keeps the values noted of it before, once each, and a create stays a create."""
     url, prefix = db
     engine = sa.create_engine(url)
     old = sa.Table(f"{prefix}pending_writes", sa.MetaData(),
                    *(sa.Column(n, sa.String(200), primary_key=True) for n in ("tenant", "entity", "external_id")),
-                   sa.Column("record", sa.Text, nullable=False))
+                   sa.Column("record", sa.Text, nullable=False), *(sa.Column(n, sa.String(10)) for n in columns))
     if url.startswith("sqlite"):
         (Path(engine.url.database).parent).mkdir(parents=True, exist_ok=True)
-    with engine.begin() as c:                       # as a version before the column made it
+    with engine.begin() as c:                       # as a version before the columns made it
         old.create(c)
         c.execute(old.insert().values(tenant="acme", entity="users", external_id="P1", record='{"external_id": "P1"}'))
     engine.dispose()
+    reader = StateStore(url, prefix=prefix, create=False)
+    try:
+        assert reader.pending_written("acme", "users", ["P1"]) == {"P1": PendingWrite("update", {"external_id": "P1"})}
+    finally:
+        reader.close()
     state = StateStore(url, prefix=prefix)
     try:
-        assert state.pending_written("acme", "users") == {"P1": ("update", {"external_id": "P1"})}
+        assert state.pending_written("acme", "users") == {"P1": PendingWrite("update", {"external_id": "P1"})}
         state.remember_pending("acme", "users", [{"external_id": "P2", "last_name": "Neu"}], action="create")
         state.remember_pending("acme", "users", [{"external_id": "P1", "last_name": "Alt"}])
+        state.remember_pending("acme", "users", [{"external_id": "P2", "last_name": "Neuer"},
+                                                 {"external_id": "P1", "last_name": "Alt"}])
         got = state.pending_written("acme", "users", ["P1", "P2", "P3"])
-        assert got == {"P1": ("update", {"external_id": "P1", "last_name": "Alt"}),
-                       "P2": ("create", {"external_id": "P2", "last_name": "Neu"})}
-        assert got["P2"].action == "create" and state.pending_ids("acme", "users") == {"P1", "P2"}
+        assert got == {"P1": PendingWrite("update", {"external_id": "P1", "last_name": "Alt"}, ({"external_id": "P1"},)),
+                       "P2": PendingWrite("create", {"external_id": "P2", "last_name": "Neuer"},
+                                          ({"external_id": "P2", "last_name": "Neu"},))}
+        assert state.pending_ids("acme", "users") == {"P1", "P2"}
         state.forget_pending("acme", "users", ["P2"])
         assert state.pending_ids("acme", "users") == {"P1"}
-        StateStore(url, prefix=prefix).close()      # opened again: the column is there already
+        StateStore(url, prefix=prefix).close()      # opened again: the columns are there already
     finally:
         state.close()
 
@@ -160,7 +171,7 @@ def test_two_stores_with_different_prefixes_are_independent(tmp_path):
 
 HOLDER = """
 import os, sys
-from engine.state import StateStore
+from engine.state import PendingWrite, StateStore
 url, prefix, mode = sys.argv[1:4]
 store = StateStore(url, prefix=prefix)
 with store.lock("acme"):

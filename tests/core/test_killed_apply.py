@@ -1,0 +1,51 @@
+"""Runs killed with kill -9 while they apply, night after night: each noted its writes ahead and
+recorded nothing else. Whichever of those writes the portal holds, the next complete run must not
+report it as an edit made in the portal (drift), nor miss an edit a person made."""
+from __future__ import annotations
+
+from conftest import Findings
+from killed_runs import kill_while_applying
+
+
+def test_a_value_a_killed_run_wrote_is_no_drift_after_another_killed_run_noted_a_newer_one(ws):
+    """The first killed run's update landed; the ERP changed the record again; the second killed
+    run noted the newer value and was killed before sending it. The portal holds the first run's
+    value: the engine's own, not an edit. A person's edit of another such record is drift."""
+    tenant = ws.tenant_file()
+    assert ws.run().exit_code == 0
+    kept, edited = [u for u in ws.portal()["users"] if "+" not in u][:2]     # persons with a user of their own
+    rename = "UPDATE adresse SET nachname = nachname || ? WHERE adressnr IN (?, ?)"
+    ws.erp_execute((rename, (" I", kept, edited)))
+    kill_while_applying(tenant, [f"users:{kept}", f"users:{edited}"])        # the portal wrote both
+    ws.erp_execute((rename, ("I", kept, edited)))
+    kill_while_applying(tenant)                                              # noted them again, sent nothing
+    ws.edit_portal(("users", edited, {"last_name": "Edited in the portal"}))
+    night = ws.run()
+    assert night.exit_code == 0
+    assert Findings(night.findings).keys("drift") == {edited}
+    assert night.summary["drift"] == {"users": {"last_name": 1}}
+    assert night.summary["entities"]["users"]["update"] == 2
+    assert ws.portal()["users"][kept]["last_name"].endswith(" II")
+    quiet = ws.run()                                                         # all settled
+    assert quiet.summary["writes"] == 0 and quiet.summary["settled"] is None
+
+
+def test_a_record_a_killed_run_created_keeps_its_drift_check_after_another_killed_run_noted_an_update(ws):
+    """The first killed run created two units; the ERP renamed them; the second killed run noted
+    the updates and was killed before sending them. The portal can hold only what the engine
+    sent of them: a person's edit of one is drift, the other is not."""
+    tenant = ws.tenant_file()
+    assert ws.run().exit_code == 0
+    building = ws.in_scope_building()
+    kept, edited = str(ws.add_unit(building, "Wohnung A")), str(ws.add_unit(building, "Wohnung B"))
+    kill_while_applying(tenant, [f"units:{kept}", f"units:{edited}"])        # the portal created both
+    ws.erp_execute(("UPDATE einheit SET bezeichnung = bezeichnung || ' (neu)' WHERE einheitid IN (?, ?)",
+                    (kept, edited)))
+    kill_while_applying(tenant)                                              # noted the updates, sent nothing
+    ws.edit_portal(("units", edited, {"name": "renamed in the portal"}))
+    night = ws.run()
+    assert night.exit_code == 0
+    assert Findings(night.findings).keys("drift") == {edited}
+    assert night.summary["drift"] == {"units": {"name": 1}}
+    units = ws.portal()["units"]
+    assert (units[kept]["name"], units[edited]["name"]) == ("Wohnung A (neu)", "Wohnung B (neu)")
