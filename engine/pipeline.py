@@ -150,6 +150,7 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     drift: dict[str, Counter] = {}
     managed: dict[str, int] = {}
     releases: list[Change] = []
+    unsent: list[Change] = []
     for entity in ENTITIES:
         progress.start(f"read portal {entity}")
         current = portal.read(entity)
@@ -166,10 +167,10 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
     held = guard_deletes(deletes, managed, {e: d.extracted for e, d in data.items()}, previous,
                          tenant.deletion, allow_deletes)
     if held and deletes["users"]:       # a user whose archiving is held keeps its login tonight
-        upserts["users"], releases, dropped = keep_held_logins(upserts["users"], releases, deletes["users"], winners,
-                                                               findings)
-        unchanged["users"] += dropped
-    plan = build_plan(tenant.id, upserts, deletes, unchanged, drift, held, releases)
+        upserts["users"], releases, unsent = keep_held_logins(upserts["users"], releases, deletes["users"], winners,
+                                                              findings)
+        unchanged["users"] += len(unsent)
+    plan = build_plan(tenant.id, upserts, deletes, unchanged, drift, held, releases, unsent)
     for reason in held:
         findings.append(Finding("deletes_held", reason.split(":")[0], "-", reason))
     timings["plan"] = time.perf_counter() - t

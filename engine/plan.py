@@ -31,6 +31,7 @@ class Plan:
     held: list[Change] = field(default_factory=list)           # deletes held back by the guard
     held_reasons: list[str] = field(default_factory=list)
     drift: dict[str, Counter] = field(default_factory=dict)    # entity -> field -> records edited in the portal
+    unsent: list[Change] = field(default_factory=list)         # keep_held_logins: the portal holds their `record`
 
     def counts(self) -> dict[str, dict[str, int]]:
         out = {e: {a: 0 for a in ACTIONS} | {"unchanged": self.unchanged.get(e, 0), "held": 0} for e in ENTITIES}
@@ -198,8 +199,8 @@ def email_releases(desired: Mapping[str, Rec], current: Rows | Packed) -> list[C
     return releases
 
 
-def keep_held_logins(upserts: list[Change], releases: list[Change], deleted: list[Change],
-                     winners: dict[str, str], findings: list[Finding]) -> tuple[list[Change], list[Change], int]:
+def keep_held_logins(upserts: list[Change], releases: list[Change], deleted: list[Change], winners: dict[str, str],
+                     findings: list[Finding]) -> tuple[list[Change], list[Change], list[Change]]:
     """(users' upserts, releases) for a run whose deletes the guard holds back: a user whose
     archiving is held keeps the portal login it has. The extract looks incomplete, so its
     address is not cleared on it and not given to another user tonight: the user who would
@@ -207,16 +208,17 @@ def keep_held_logins(upserts: list[Change], releases: list[Change], deleted: lis
     tonight, else none (an update that then changes nothing is not sent, and counts as
     unchanged), with a finding; `winners` keeps the address with its holder, so that an ERP put
     right tomorrow finds the login where it was. `deleted`: the users' deletes, all held.
-    Returns (upserts, releases, updates no longer sent)."""
+    Returns (upserts, releases, updates no longer sent): the portal holds the `record` of each of
+    those as it is, not the ERP's record, which gives it the held address."""
     held = {c.external_id for c in deleted}
     kept = {contract.email_key(r.before.get("email")): r.external_id for r in releases if r.external_id in held}
     kept.pop(None, None)
     if not kept:
-        return upserts, releases, 0
+        return upserts, releases, []
     leaving = {r.external_id for r in releases}         # their portal address goes to another user
     names = contract.fields("users")
     out: list[Change] = []
-    dropped = 0
+    unsent: list[Change] = []
     for c in upserts:
         holder = kept.get(contract.email_key(c.record.get("email")))
         if holder is None or holder == c.external_id:
@@ -231,14 +233,11 @@ def keep_held_logins(upserts: list[Change], releases: list[Change], deleted: lis
         record = {**c.record, "email": own}
         if c.action == "update":
             changed = tuple(n for n in names if record.get(n) != (c.before or {}).get(n))
-            if changed:
-                out.append(c._replace(record=record, changed=changed))
-            else:
-                dropped += 1
+            (out if changed else unsent).append(c._replace(record=record, changed=changed))
         else:
             out.append(c._replace(record=record))
     winners.update(kept)
-    return out, [r for r in releases if r.external_id not in held], dropped
+    return out, [r for r in releases if r.external_id not in held], unsent
 
 
 def _email_keys(values: list[Any]) -> list[str | None]:
@@ -250,8 +249,8 @@ def _email_keys(values: list[Any]) -> list[str | None]:
 
 def build_plan(tenant: str, upserts: dict[str, list[Change]], deletes: dict[str, list[Change]],
                unchanged: dict[str, int], drift: dict[str, Counter], held_reasons: Iterable[str],
-               releases: Iterable[Change] = ()) -> Plan:
-    plan = Plan(tenant, unchanged=dict(unchanged), drift=drift, held_reasons=list(held_reasons))
+               releases: Iterable[Change] = (), unsent: Iterable[Change] = ()) -> Plan:
+    plan = Plan(tenant, unchanged=dict(unchanged), drift=drift, held_reasons=list(held_reasons), unsent=list(unsent))
     plan.changes.extend(releases)
     for entity in ENTITIES:
         plan.changes.extend(upserts.get(entity, []))

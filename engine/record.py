@@ -26,11 +26,12 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
     what it answered is recorded, what it never sent the portal does not hold.
     A complete run settles the pending records: one it did not write again and the portal did not
     refuse is as desired in the portal now (the plan found it unchanged), so that is what the
-    engine last wrote; then the pending records are forgotten. Returns, for a complete run, how it
-    found the writes earlier runs left unconfirmed, per entity (SETTLED; only entities that had
-    any): `landed` (the portal held them as this run wants them), `sent_again` (it did not: this
-    run wrote them), `refused` (this run's write was refused) and `gone` (no longer among the
-    records the run sends)."""
+    engine last wrote; a user whose update keep_held_logins left unsent (Plan.unsent) is in the
+    portal as that update's record, with its own address, not the one the ERP gives it. Then the
+    pending records are forgotten. Returns, for a complete run, how it found the writes earlier
+    runs left unconfirmed, per entity (SETTLED; only entities that had any): `landed` (the portal
+    held them as this run wants them), `sent_again` (it did not: this run wrote them), `refused`
+    (this run's write was refused) and `gone` (no longer among the records the run sends)."""
     earlier = earlier or {}
     written: dict[str, dict[str, dict]] = {e: {} for e in ENTITIES}   # the last accepted write per record
     gone: dict[str, list[str]] = {e: [] for e in ENTITIES}
@@ -53,7 +54,8 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
     for entity in ENTITIES:
         pending = state.pending_ids(tenant_id, entity) if complete else set()
         records = prepared.data[entity].records
-        settled = [records[i].data for i in pending
+        holds = {c.external_id: c.record for c in prepared.plan.unsent if c.entity == entity}
+        settled = [holds[i] if i in holds else records[i].data for i in pending
                    if i in records and i not in written[entity] and (entity, i) not in refused_ids]
         state.remember_written(tenant_id, entity, [*written[entity].values(), *settled], gone[entity])
         if pending:

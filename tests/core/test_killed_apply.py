@@ -49,3 +49,34 @@ def test_a_record_a_killed_run_created_keeps_its_drift_check_after_another_kille
     assert night.summary["drift"] == {"units": {"name": 1}}
     units = ws.portal()["units"]
     assert (units[kept]["name"], units[edited]["name"]) == ("Wohnung A (neu)", "Wohnung B (neu)")
+
+
+HOLD_EVERY_DELETE = {"deletion": {"max_count": 0, "max_share": 1.0, "min_source_ratio": 0.0}}
+
+
+def test_a_user_who_keeps_its_login_while_an_archiving_is_held_is_settled_as_the_portal_holds_it(ws):
+    """A killed run's update of Bernd landed. Then Anna's contract vanishes (her archiving is
+    held) and Bernd's ERP record gives her address: the next run keeps his own (keep_held_logins)
+    and sends nothing for him. What it settles his pending write as is what the portal holds, not
+    his ERP record with Anna's address: the runs after, the deletes held or applied, find no drift
+    in his address."""
+    tenant = ws.tenant(**HOLD_EVERY_DELETE)
+    building = ws.in_scope_building()
+    anna = ws.add_person("Albers", "Anna", "anna@example.org")
+    bernd = ws.add_person("Berger", "Bernd", "bernd@example.org", telefon="030 1111")
+    contract = ws.add_contract(ws.add_unit(building, "Wohnung A"), "M", "2024-01-01", None, [anna])
+    ws.add_contract(ws.add_unit(building, "Wohnung B"), "M", "2024-01-01", None, [bernd])
+    assert ws.run(tenant).exit_code == 0
+    ws.erp_execute(("UPDATE adresse SET telefon = '030 2222' WHERE adressnr = ?", (bernd,)))
+    kill_while_applying(ws.tenants["demo"], [f"users:{bernd}"])                # the portal wrote it
+    ws.erp_execute(("DELETE FROM vertragpartner WHERE vertragnr = ?", (contract,)),
+                   ("UPDATE adresse SET email = ? WHERE adressnr = ?", ("anna@example.org", bernd)))
+    held = ws.run(tenant)
+    assert held.exit_code == 6 and held.summary["entities"]["users"]["update"] == 0
+    assert held.summary["settled"] == {"users": {"landed": 1, "sent_again": 0, "refused": 0, "gone": 0}}
+    again = ws.run(tenant)
+    assert again.exit_code == 6 and again.summary["drift"] == {}
+    assert Findings(again.findings).keys("email_held") == {str(bernd)}
+    released = ws.run(tenant, allow_deletes=True)
+    assert released.exit_code == 0 and released.summary["drift"] == {}
+    assert ws.portal()["users"][str(bernd)]["email"] == "anna@example.org"
