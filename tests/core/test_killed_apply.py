@@ -80,3 +80,38 @@ def test_a_user_who_keeps_its_login_while_an_archiving_is_held_is_settled_as_the
     released = ws.run(tenant, allow_deletes=True)
     assert released.exit_code == 0 and released.summary["drift"] == {}
     assert ws.portal()["users"][str(bernd)]["email"] == "anna@example.org"
+
+
+def test_a_write_a_killed_run_left_stays_the_engines_while_the_next_runs_are_refused_or_held(ws):
+    """The killed runs' updates of Anna and Bernd landed. The next run could not settle them: the
+    portal refused Bernd's next write (his new address is a portal user's login) and the deletion
+    guard held Anna's archiving. They are in the portal as the killed run wrote them; when the ERP
+    changes them again, the run after finds the engine's writes there, not edits."""
+    from engine.targets.local import LocalStore
+    tenant = ws.tenant(**HOLD_EVERY_DELETE)
+    building = ws.in_scope_building()
+    anna = ws.add_person("Albers", "Anna", "anna@example.org", telefon="030 1111")
+    bernd = ws.add_person("Berger", "Bernd", "bernd@example.org", telefon="030 1111")
+    contract = ws.add_contract(ws.add_unit(building, "Wohnung A"), "M", "2024-01-01", None, [anna])
+    ws.add_contract(ws.add_unit(building, "Wohnung B"), "M", "2024-01-01", None, [bernd])
+    assert ws.run(tenant).exit_code == 0
+    phone = "UPDATE adresse SET telefon = ? WHERE adressnr IN (?, ?)"
+    ws.erp_execute((phone, ("030 2222", anna, bernd)))
+    kill_while_applying(ws.tenants["demo"], [f"users:{anna}", f"users:{bernd}"])     # the portal wrote both
+    store = LocalStore(ws.portal_path)
+    store.add_manual_user(first_name="Carla", last_name="Cramer", email="carla@example.org")
+    store.close()
+    ws.erp_execute(("UPDATE adresse SET email = 'carla@example.org' WHERE adressnr = ?", (bernd,)),
+                   ("DELETE FROM vertragpartner WHERE vertragnr = ?", (contract,)))
+    unsettled = ws.run(tenant)
+    assert unsettled.exit_code == 9 and Findings(unsettled.findings).keys("rejected") == {str(bernd)}
+    assert unsettled.summary["entities"]["users"]["held"] == 1
+    assert unsettled.summary["settled"] == {"users": {"landed": 0, "sent_again": 0, "refused": 1, "gone": 1}}
+    ws.erp_execute(("INSERT INTO vertragpartner (vertragnr, adressnr, position) VALUES (?, ?, 1)", (contract, anna)),
+                   ("UPDATE adresse SET email = 'bernd@example.org' WHERE adressnr = ?", (bernd,)),
+                   (phone, ("030 3333", anna, bernd)))
+    night = ws.run(tenant)
+    assert night.exit_code == 0 and night.summary["entities"]["users"]["update"] == 2
+    assert night.summary["drift"] == {}, [f.message for f in night.findings if f.code == "drift"]
+    assert night.summary["settled"] == {"users": {"landed": 0, "sent_again": 2, "refused": 0, "gone": 0}}
+    assert ws.run(tenant).summary["settled"] is None
