@@ -44,8 +44,8 @@ def test_writes_a_stopped_run_sent_without_an_answer_have_a_column_of_their_own(
     assert stopped == ["2026-12-02T02:30:04Z", "30 min 00 s", "failed", "no", "300", "12", "0", "1,200", "0", "0",
                        "-"]
     assert ok[4:8] == ["5", "0", "0", "0"] and failed[4:8] == ["-", "-", "-", "-"]
-    assert "      1,200 writes sent without an answer (unconfirmed): the portal may have made them; the next " \
-           "complete run settles them" in done.stdout.splitlines()
+    assert "      1,200 writes sent without an answer (unconfirmed): the portal may or may not have made them; the " \
+           "next complete run checks them and sends again what the portal did not make" in done.stdout.splitlines()
     entries = json.loads(history(tmp_path, "acme", "--json").stdout)
     assert [e["unconfirmed"] for e in entries] == [None, 1200, 0]
     assert set(entries[1]) == {"run_id", "started_at", "finished_at", "duration_s", "status", "allow_deletes", "writes",

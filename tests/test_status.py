@@ -680,6 +680,47 @@ def test_a_message_cut_in_the_table_says_where_the_whole_text_is(tmp_path):
     assert status_json(folder, "--at", AT)["long"]["message"] == why
 
 
+UNCONFIRMED = ("sent without an answer (unconfirmed): the portal may or may not have made {}; the next complete run "
+               "checks {} and sends again what the portal did not make")
+
+
+def test_a_run_stopped_with_writes_in_flight_says_so_under_its_line(tmp_path):
+    """A run stopped (SIGTERM) with batches in flight to the portal: it may or may not have made
+    those writes. `history` and `status --json` count them (`unconfirmed`), but the table of
+    `status` said nothing of them: the night operator saw `stopped (SIGTERM)` and could not tell
+    it from a stop that left nothing open. A line under the tenant's says how many there are and
+    what happens next, also for a tenant that missed its night after such a run and with --quiet.
+    A run that failed with every answer, or ended ok, has no such line, and the table no new column."""
+    tenants(tmp_path, {f"{t}.yaml": f"id: {t}\n{NIGHTLY}" for t in ("acme", "bau", "city", "dach")})
+    url = default_store(tmp_path)
+    record(url, "acme", "ok", LAST_NIGHT, counts={"users": {"create": 5}}, findings={})
+    record(url, "bau", "failed", LAST_NIGHT, seconds=1800, message="stopped (SIGTERM)",
+           counts={"users": {"create": 300, "update": 12, "unconfirmed": 1200}})
+    record(url, "city", "failed", LAST_NIGHT, seconds=60, message="the portal stopped answering",
+           counts={"users": {"create": 10}})                    # every write it sent was answered
+    record(url, "dach", "failed", BEFORE, message="stopped (SIGTERM)", counts={"units": {"unconfirmed": 1}})
+    done = status(tmp_path, "--at", AT)
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    tenant_lines = [i for i, line in enumerate(lines) if line.startswith("  ") and line.split()[0] in
+                    ("acme", "bau", "city", "dach")]
+    assert lines[tenant_lines[0] - 1].split() == ["tenant", "verdict", "started", "(UTC)", "duration", "status",
+                                                  "writes", "findings", "message"], "no column was added"
+    assert row(done.stdout, "bau") == ["bau", "failed", LAST_NIGHT, "30", "min", "00", "s", "failed", "312", "-",
+                                       "stopped", "(SIGTERM)"]
+    many = "      1,200 writes " + UNCONFIRMED.format("them", "them")
+    assert lines[tenant_lines[1] + 1] == many
+    assert row(done.stdout, "dach")[:3] == ["dach", "missed", BEFORE], "the line shows the run the note is about"
+    assert lines[tenant_lines[3] + 1] == "      1 write " + UNCONFIRMED.format("it", "it")
+    assert [lines[i + 1] for i in (tenant_lines[0], tenant_lines[2])] == [lines[tenant_lines[1]],
+                                                                          lines[tenant_lines[3]]], "none for acme, city"
+    quiet = status(tmp_path, "--at", AT, "--quiet").stdout.splitlines()
+    assert many in quiet and not [line for line in quiet if line.split()[:1] == ["acme"]]
+    entries = status_json(tmp_path, "--at", AT)
+    assert [entries[t]["last_run"]["unconfirmed"] for t in ("acme", "bau", "city", "dach")] == [0, 1200, 0, 1]
+    assert entries["bau"]["message"] == "stopped (SIGTERM)", "--json is as it was"
+
+
 def test_a_state_store_in_a_folder_the_reader_may_not_write_is_read(tmp_path):
     """A monitoring account may read the SQLite state store but not write its folder. SQLite wants
     to create a WAL store's -shm file beside it; `status` and `history` read it all the same.

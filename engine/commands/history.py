@@ -87,6 +87,14 @@ def unfinished_text(stale: str | None) -> str:
     return f"ended without finishing ({why}); the next run records it as failed"
 
 
+def unconfirmed_text(n: int) -> str:
+    """What the writes a failed or stopped run sent without an answer mean, and what becomes of
+    them (under the run in the tables of history and status)."""
+    them = "them" if n != 1 else "it"
+    return (f"{n:,} write{'s' if n != 1 else ''} sent without an answer (unconfirmed): the portal may or may not "
+            f"have made {them}; the next complete run checks {them} and sends again what the portal did not make")
+
+
 def _head(args, invalid: ConfigError):
     """The id and state_url of a tenant file that does not load (engine.commands.due.read_head);
     the load's error when not even they can be read."""
@@ -167,8 +175,7 @@ def render_history(tenant_id: str, where: str, entries: list[dict[str, Any]],
         if e["message"]:
             lines.append(f"      {e['message']}")
         if e["unconfirmed"]:
-            lines.append(f"      {e['unconfirmed']:,} write{'s' if e['unconfirmed'] != 1 else ''} sent without an "
-                         f"answer (unconfirmed): the portal may have made them; the next complete run settles them")
+            lines.append(f"      {unconfirmed_text(e['unconfirmed'])}")
         if e["settled"]:
             lines.append(f"      {settled_text(e['settled'])}")
     return "\n".join(lines)

@@ -22,6 +22,11 @@ A `missed` tenant whose last run did not end ok keeps that in sight: its message
 last run's outcome (LAST_RUN), and `last_outcome` in --json is the verdict that run gets on its
 own (for every tenant with a run).
 
+A line whose run failed or was stopped with writes sent without an answer (`unconfirmed` in its
+history entry) has a line under it saying how many, that the portal may or may not have made
+them and that the next complete run checks them (history's words, unconfirmed_text): the other
+lines stay as they are. `--json` has them as the run's `unconfirmed`.
+
 Under the table, the `missed` tenants get what to do (what_to_do_missed): each one's cron time
 in its time zone, where to look (cron, the tick's mail, `due --at`), the last run that did not
 end ok, and the run to start by hand. `--json` has no field for it, as for no other verdict.
@@ -43,7 +48,7 @@ from typing import Any
 from engine.commands._common import add_state_argument, missing_store, open_store, shown_url, state_url
 from engine.commands.due import TenantHead, cron_times, instant, last_cron_time, tenant_heads
 from engine.commands.history import (UNFINISHED, count_text, duration_text, history_entry, run_duration_text,
-                                     unfinished_text, utc_text)
+                                     unconfirmed_text, unfinished_text, utc_text)
 from engine.errors import ExitCode, StateError, SyncError
 
 HELP = "every tenant's last run and which need attention (reads only the tenant files and the state stores)"
@@ -385,7 +390,7 @@ def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, 
     shown = [e for e in entries if e["attention"] or not only_attention]
     if shown:
         head = ("tenant", "verdict", "started (UTC)", "duration", "status", "writes", "findings", "message")
-        rows = [head]
+        rows, notes = [head], {}
         for e in shown:
             run = _shown_run(e) or {}
             writes = sum(run["writes"].values()) if run.get("writes") else None
@@ -396,11 +401,15 @@ def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, 
             rows.append((e["tenant"], e["verdict"], run.get("started_at") or "-", run_duration_text(run),
                          status, count_text(writes), count_text(run.get("findings")),
                          message if len(message) <= SHOWN else message[:SHOWN - 1] + "\u2026"))
+            if run.get("unconfirmed"):          # a failed or stopped run's writes that no answer confirmed
+                notes[len(rows) - 1] = f"      {unconfirmed_text(run['unconfirmed'])}"
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         right = {5, 6}                          # the numbers
         lines.append("")
-        lines += ["  " + "  ".join(f"{c:>{w}}" if i in right else f"{c:<{w}}"
-                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+        for n, r in enumerate(rows):
+            lines.append("  " + "  ".join(f"{c:>{w}}" if i in right else f"{c:<{w}}"
+                                          for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+            lines += [notes[n]] if n in notes else []
         cut = [e["tenant"] for e in shown if len(e["message"] or "") > SHOWN]
         if cut:
             lines += ["", f"({_cut_note(cut)}: `idwell-sync history TENANT` or `status --json` has the whole text)"]

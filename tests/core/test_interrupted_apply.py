@@ -146,8 +146,9 @@ def test_a_run_that_failed_before_the_portal_accepted_anything_shows_no_writes_n
 
 def test_writes_in_flight_when_a_run_stopped_are_counted_unconfirmed_and_settled_by_the_next_run(ws):
     """The history of a run stopped with batches in flight counts them apart, as `unconfirmed`,
-    beside what the portal accepted; the next complete run says how it found them: landed here
-    (the portal wrote them), and the writes that were never sent it sends as its own."""
+    beside what the portal accepted, and `status` says so under the tenant's line; the next
+    complete run says how it found them: landed here (the portal wrote them), and the writes that
+    were never sent it sends as its own. Then `status` has no such line."""
     import json
     tenant = ws.tenant()
     assert ws.run(tenant).exit_code == 0
@@ -160,6 +161,10 @@ def test_writes_in_flight_when_a_run_stopped_are_counted_unconfirmed_and_settled
     answered, unconfirmed = stopped["writes"]["update"], stopped["unconfirmed"]
     assert answered > 0 and unconfirmed > 0, stopped
     assert stopped["settled"] is None
+    folder = str(ws.root / "tenants")
+    said = [line for line in ws.cli("status", "--tenants-dir", folder).stdout.splitlines() if "unconfirmed" in line]
+    assert said == [f"      {unconfirmed:,} writes sent without an answer (unconfirmed): the portal may or may not "
+                    "have made them; the next complete run checks them and sends again what the portal did not make"]
     never_sent = planned.plan.writes
     night = ws.run(tenant)
     assert night.exit_code == 0 and night.summary["writes"] == never_sent > 0
@@ -167,6 +172,7 @@ def test_writes_in_flight_when_a_run_stopped_are_counted_unconfirmed_and_settled
     [settling, again, _] = json.loads(ws.cli("history", "demo", "--json").stdout)
     assert settling["settled"] == night.summary["settled"]["users"] and settling["unconfirmed"] == 0
     assert again == stopped
+    assert "unconfirmed" not in ws.cli("status", "--tenants-dir", folder).stdout, "settled: no line under the run"
     text = ws.cli("history", "demo").stdout
     assert f"{unconfirmed:,} writes sent without an answer (unconfirmed)" in text
     assert f"{unconfirmed:,} writes an earlier run left unconfirmed: {unconfirmed:,} had landed" in text
