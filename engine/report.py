@@ -11,17 +11,21 @@ from engine.config.model import ENTITIES
 from engine.findings import CATALOGUE, Finding, by_severity, code_info, count_by_code, tenant_codes
 
 SUMMARY_VERSION = 1
+STORES = {"portal": "local portal store", "state": "state store"}
+"""The stores of `unwritable`, as the text names them."""
 SETTLED = ("landed", "sent_again", "refused", "gone")
 """How a complete run finds the writes earlier runs left unconfirmed (engine.record.record)."""
 
 
 def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | None = None,
             allow_deletes: bool = False, retries: dict | None = None,
-            settled: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+            settled: dict[str, dict[str, int]] | None = None,
+            unwritable: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The documented summary object (docs/summary.md). `retries`: the import API's requests sent
     again (engine.targets.idwell.IdwellTarget.retries), None when there were none; the source's
     (an API source's, engine.sources.api.ApiExtractor.retries) come with `prepared`. `settled`:
-    how a run found the writes earlier runs left unconfirmed (engine.record.record), per entity."""
+    how a run found the writes earlier runs left unconfirmed (engine.record.record), per entity.
+    `unwritable`: the stores a plan read that the run could not write (engine.commands.plan.unwritable_stores)."""
     plan = prepared.plan
     excluded: dict[str, Counter] = {e: Counter(d.excluded.values()) + d.unkeyed for e, d in prepared.data.items()}
     rejected = Counter(o.change.entity for o in applied.rejected) if applied else Counter()
@@ -48,6 +52,7 @@ def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | 
         "findings": findings,
         "finding_codes": {code: dict(zip(("severity", "advice"), code_info(code, codes))) for code in findings},
         "plan_file": plan_file,
+        "unwritable": unwritable or None,
         "retries": retries,
         "source_retries": prepared.source_retries,
         "source_recovered": prepared.source_recovered,
@@ -118,6 +123,9 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
     lines += _entity_table(s["entities"])
     lines.append("")
     lines.append(f"  {s['writes']:,} writes {verb}.")
+    for u in s.get("unwritable") or ():
+        lines.append(f"  WARNING: a run could not write the {STORES[u['store']]} {u['path']}: {u['reason']}")
+        lines.append(f"    what to do: {u['hint']} (the plan only reads it)")
     if s.get("source_retries"):
         lines.append(_retry_line("the ERP's API", s["source_retries"], "the ERP's server or the network"))
     if s.get("source_recovered"):

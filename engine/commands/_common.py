@@ -183,6 +183,13 @@ def missing_store(url: str) -> str | None:
     """The file of an SQLite store at `url` that does not exist (opening it would create it
     empty); None for a store that exists (a directory in its place too: opening it says so),
     or is not a plain SQLite file."""
+    db = sqlite_file(url)
+    return db if db is not None and not Path(db).exists() else None
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of the state store at `url` when it is a plain SQLite file (there or not); None
+    for a database server, an in-memory store, a `file:` URI, or a URL that is none."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
     try:
@@ -190,10 +197,8 @@ def missing_store(url: str) -> str | None:
     except ArgumentError:
         return None                             # open_store says what is wrong with it
     db = parsed.database
-    if parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:") \
-            and not Path(db).exists():
-        return db
-    return None
+    return db if parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:") \
+        else None
 
 
 DELIMITERS = (",", ";")          # of the findings CSV

@@ -1,4 +1,8 @@
-"""`idwell-sync plan TENANT`: rehearse a run: everything up to the plan, nothing written to the target."""
+"""`idwell-sync plan TENANT`: rehearse a run: everything up to the plan, nothing written to the target.
+
+The plan only reads the local portal store and the state store, so it also succeeds where the
+run cannot write them; it says so (unwritable_stores: a warning in the text, `unwritable` in
+--json), so that the night's run does not fail on what the plan passed over."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,11 +12,13 @@ import sys
 from pathlib import Path
 
 from engine.commands._common import (add_findings_delimiter, add_tenant_arguments, check_findings, check_output, load,
-                                     missing_store, open_store, shown_url, state_url, writing)
+                                     missing_store, open_store, shown_url, sqlite_file, state_url, writing)
 from engine.errors import ExitCode
 from engine.targets.base import retries_of
 
 HELP = "show what a run would change (writes the plan as JSON, writes nothing to the target)"
+STATE_ELSEWHERE = "name another state store with --state / $IDWELL_STATE_URL or the tenant's state_url"
+"""What to do instead of making the SQLite state store writable."""
 
 
 def add_arguments(parser) -> None:
@@ -41,6 +47,7 @@ def main(args) -> int:
     out_option = "--out" if args.out else "the plan file"
     if out is not None and args.out is None:
         check_output(out, out_option)             # the default folder var/plans: a file of that name, say
+    unwritable = unwritable_stores(args, tenant)       # before a store is opened (why_unwritable)
     state = read_state(args, tenant)
     try:
         target = open_target(tenant, read_only=True)
@@ -63,7 +70,8 @@ def main(args) -> int:
             write_findings(prepared.findings, args.findings, delimiter=args.findings_delimiter or ",",
                            codes=tenant_codes(tenant))
     status = "deletes_held" if prepared.plan.held_reasons else "ok"
-    s = summary(prepared, mode="plan", status=status, plan_file=str(out) if out else None, retries=retries)
+    s = summary(prepared, mode="plan", status=status, plan_file=str(out) if out else None, retries=retries,
+                unwritable=unwritable)
     if args.json:
         json.dump(s, sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -74,6 +82,24 @@ def main(args) -> int:
         if args.findings:
             print(f"  findings written to {args.findings}")
     return ExitCode.OK
+
+
+def unwritable_stores(args, tenant) -> list[dict[str, str]] | None:
+    """The stores the plan only reads that a run of the tenant could not write, each with why
+    and what to do (engine.write_access): the local portal store and an SQLite state store. None
+    when a run could write them, or they are no files here (the import API, a database server).
+    The plan succeeds either way; the run would fail (exit 5, 10). Called before either store is
+    opened: looking for a lock holder drops this process's own locks on the file."""
+    from engine.targets.local import ELSEWHERE
+    from engine.write_access import why_unwritable
+    stores = []
+    if tenant.target is not None and tenant.target.type == "local":
+        stores.append(("portal", Path(tenant.target.path), ELSEWHERE))
+    if (db := sqlite_file(state_url(args, tenant))) is not None:
+        stores.append(("state", Path(db), STATE_ELSEWHERE))
+    found = [{"store": store, "path": str(path), "reason": why[0], "hint": why[1]}
+             for store, path, elsewhere in stores if (why := why_unwritable(path, elsewhere))]
+    return found or None
 
 
 def read_state(args, tenant):

@@ -17,8 +17,11 @@ from engine._stop import whole
 from engine.errors import TargetError
 from engine.targets._store_portal import Op, PortalStore, read_rows
 from engine.targets.base import Change, Outcome, Progress
+from engine.write_access import why_not_creatable
 
 CHUNK = 5000
+ELSEWHERE = "change target.path in the tenant file"
+"""What to do instead of making the store at target.path writable."""
 READ_IN_BACKGROUND_FROM = 8 * 2**20
 """Stores from this size (bytes) are read by another process while a run extracts; below it,
 starting that process costs more than reading the store in the foreground."""
@@ -47,7 +50,7 @@ class LocalStore:
         except (OSError, sqlite3.Error) as exc:      # OSError: creating its folder failed
             if read_only:
                 raise _not_readable(self.path, exc, self.who) from exc
-            if not self.path.exists() and (why := _in_the_way(self.path)):
+            if not self.path.exists() and (why := why_not_creatable(self.path, ELSEWHERE)):
                 raise TargetError(f"{self.who}cannot create the local portal store {self.path}: {why[0]}",
                                   hint=why[1]) from exc
             if why := _not_a_store(self.path, exc):
@@ -181,23 +184,10 @@ def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
     as empty."""
     path = Path(tenant.target.path)
     if read_only and not path.exists():
-        if why := _in_the_way(path):                  # the first run could not create it
+        if why := why_not_creatable(path, ELSEWHERE):               # the first run could not create it
             raise TargetError(f"{_who(tenant.id)}cannot create the local portal store {path}: {why[0]}", hint=why[1])
         return NoStoreYet(path, tenant.id)
     return LocalStore(path, tenant=tenant.id, read_only=read_only)
-
-
-def _in_the_way(path: Path) -> tuple[str, str] | None:
-    """Why the store `path`, which does not exist, cannot be created, and what to do; None when
-    its nearest existing folder is a writable folder."""
-    nearest = next(p for p in path.absolute().parents if p.exists())
-    if not nearest.is_dir():
-        return (f"{nearest} is a file, not a folder",
-                f"move {nearest} out of the way, or change target.path in the tenant file")
-    if not os.access(nearest, os.W_OK):
-        return (f"the folder {nearest} is not writable",
-                f"let the user that runs idwell-sync write to {nearest}, or change target.path in the tenant file")
-    return None
 
 
 def _who(tenant: str | None) -> str:

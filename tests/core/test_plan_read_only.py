@@ -61,7 +61,8 @@ def assert_plans_the_edit(summary: dict) -> None:
 def test_plan_reads_a_store_that_another_process_holds_a_write_lock_on(ws, edited):
     """Another process (a run applying, a person's tool) holds the store's write lock, with a
     change not committed yet: the plan neither waits for the lock nor fails on it, and plans
-    against what is committed."""
+    against what is committed. It names the process: a run would wait for the lock and fail
+    (`unwritable`, tests/core/test_plan_cannot_write.py)."""
     store = ws.root / "var" / "portal" / "demo.sqlite"
     before = digest(store)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
@@ -79,6 +80,9 @@ def test_plan_reads_a_store_that_another_process_holds_a_write_lock_on(ws, edite
         code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
         assert code == 0, err
         assert_plans_the_edit(summary)
+        [held] = summary["unwritable"]
+        assert (held["store"], held["path"]) == ("portal", str(store))
+        assert held["reason"].startswith(f"process {holder.pid} holds its write lock (for more than 1 s"), held
         assert holder.poll() is None, "the process holding the lock is still there"
         out, _ = holder.communicate("\n", timeout=30)
     finally:
@@ -111,8 +115,8 @@ def test_plan_reads_a_store_on_a_read_only_file_system_and_a_run_still_says_it_i
     """The store's folder on a file system mounted read-only (as for a user without write access
     to the file and its folder): the plan reads the store, whether or not SQLite's -wal and -shm
     files are beside it (left by an earlier reader; without them SQLite cannot make its -shm
-    there). A run there fails as before: exit 5, naming the store and that it is read-only, having
-written nothing."""
+    there), and warns that a run could not write it. A run there fails as the plan warned: exit 5,
+    naming the store and that it is read-only, having written nothing."""
     import json
     folder = ws.root / "var" / "portal"
     store = folder / "demo.sqlite"
@@ -126,6 +130,9 @@ written nothing."""
     done = in_read_only_folder(ws, folder, "plan", str(edited), *ARGS)
     assert done.returncode == 0, done.stderr
     assert_plans_the_edit(json.loads(done.stdout))
+    assert json.loads(done.stdout)["unwritable"] == [
+        {"store": "portal", "path": str(store), "reason": "it is on a file system mounted read-only",
+         "hint": "mount it read-write for the run, or change target.path in the tenant file"}]
     run = in_read_only_folder(ws, folder, "run", str(edited), "--date", "2026-06-01")
     assert run.returncode == 5, run.stderr
     said = run.stderr.splitlines()[0]        # when it is opened, or (SQLite opens it read-only) at the first write
@@ -139,7 +146,8 @@ written nothing."""
 def test_plan_only_reads_the_state_store(ws, edited):
     """A plan records no run and takes no lock: it reads what the engine remembers (here: what the
     run wrote, which makes the edit drift) and changes nothing in the state store, so that it also
-    plans with var/, which holds both stores, mounted read-only."""
+    plans with var/, which holds both stores, mounted read-only (and warns that a run could write
+    neither)."""
     import json
     state = ws.root / "var" / "state.sqlite"
     assert not state.with_name("state.sqlite-shm").exists()      # SQLite cannot make it on the read-only mount
@@ -147,9 +155,13 @@ def test_plan_only_reads_the_state_store(ws, edited):
     done = in_read_only_folder(ws, ws.root / "var", "plan", str(edited), *ARGS)
     assert done.returncode == 0, done.stderr
     assert_plans_the_edit(json.loads(done.stdout))
+    assert [(u["store"], u["path"], u["reason"]) for u in json.loads(done.stdout)["unwritable"]] == [
+        ("portal", str(ws.root / "var" / "portal" / "demo.sqlite"), "it is on a file system mounted read-only"),
+        ("state", str(state), "it is on a file system mounted read-only")]
     code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
     assert code == 0, err
     assert_plans_the_edit(summary)
+    assert summary["unwritable"] is None
     assert digest(state) == before, "the plan changed the state store"
     history = ws.cli("history", str(edited), "--json")
     assert [r["status"] for r in json.loads(history.stdout)] == ["ok"], history.stderr    # the run only
@@ -200,6 +212,7 @@ def test_plan_on_the_first_night_creates_neither_the_stores_nor_their_folders(ws
     code, plan, err = ws.cli_json("plan", str(path), *ARGS)
     assert code == 0, err
     assert plan["writes"] > 0 and plan["writes"] == sum(e["create"] for e in plan["entities"].values()), counts(plan)
+    assert plan["unwritable"] is None, "the run can create both"
     assert not (ws.root / "var").exists(), "the plan made var/ or a store in it"
     code, run, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
     assert code == 0 and run["writes"] == plan["writes"] and store.exists(), err
