@@ -7,7 +7,6 @@ are dicts (nested JSON); mapping expressions read them with dotted paths.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import random
@@ -25,6 +24,7 @@ from engine.content_type import says_json
 from engine.errors import SecretReferenceError, SourceError
 from engine.redact import remember
 from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
+from engine.sources._readings import Readings
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -180,45 +180,28 @@ class ApiExtractor:
         `verify` is false: a record removed in the ERP while the pages are read moves the ones
         after it back, so that the first record of the next page lands on a page read already
         and the first reading misses it. Taken for deleted, it would be archived in the portal
-        until the next run. The second reading yields each record whose external_id (as the
-        mapping makes it: the portal's identity of the record) the first did not have; a record
-        in both keeps the first reading's version. The mapping's `key` cannot tell: it names the
-        ERP record in findings, and may name less than the record (the contract of a contract's
-        parties, each a record of its own), so that a party moved onto a page read already
-        would be dropped for a sibling the first reading had. A
-        record removed for good is in neither and is deleted as before; one removed while the
+        until the next run. A record added moves them on, so that one comes again on the next
+        page, with other values if it changed meanwhile, as a second ERP record with its key
+        would. Which records of the two readings are mapped, and why by their external_id, not
+        by the mapping's `key` (which may name less than the record): engine.sources._readings.
+        A record removed for good is in neither and is deleted as before; one removed while the
         pages are read is at worst deleted a run later. A cursor names the last record read, so
         that nothing moves under it, and so does a next-page link with most APIs: read once."""
         unread, seen = UnreadPaths(entity), 0
-        numbered = entity.paginator is not None and entity.paginator.type in ("page_number", "offset")
-        verify = numbered and entity.paginator.verify
-        read: set[bytes] = set()                # page_number, offset: a digest of each record read
-        again: list[dict] = []                  # records that came again on a later page
-        ids: set = set()                        # verify: the external_id of each record of the first reading
-        id_of = _id_getter(entity)
+        readings = Readings(entity.paginator, _id_getter(entity))
         for _, records in self._pages(entity):
-            if numbered:
-                records = _once(records, read, again)
-            if verify:
-                ids.update(map(id_of, records))
+            records = readings.first(records)
             unread.see(records)
             seen += len(records)
             yield None, records
-        if again:
-            log.warning("tenant '%s': %s: %d record%s from %s came again on a later page (%s): the records changed "
-                        "while their pages were read (a record added before them moves them on); each is read once. "
-                        + ("A record removed meanwhile moves them back: the second reading of the pages finds what "
-                           "that made the first miss" if verify else
-                           "One removed meanwhile moves them back, so that a record may be missing from this run "
-                           "(the paginator's verify is off): the next run reads it again"),
-                        self.tenant_id, entity.name, len(again), "" if len(again) == 1 else "s", entity.endpoint,
-                        _key_of(entity, again[0]))
-        if verify:
-            read.clear()
-            for records in self._missed(entity, ids):
-                unread.see(records)
-                seen += len(records)
-                yield None, records
+        for records in self._second_reading(entity, readings):
+            unread.see(records)
+            seen += len(records)
+            yield None, records
+        records = readings.held()
+        if records:
+            yield None, records
+        self._moved(entity, readings)
         missing = unread.missing() if seen else []
         if missing:
             log.warning("tenant '%s': %s: no record from %s has %s; what reads it is null in every record. "
@@ -226,18 +209,17 @@ class ApiExtractor:
                         "the field out when it is empty", self.tenant_id, entity.name, entity.endpoint,
                         "; ".join(missing))
 
-    def _missed(self, entity: EntityMapping, ids: set) -> Iterator[list[dict]]:
-        """The second reading of pages by position (batches): page by page, the records whose
-        external_id the first reading (`ids`) did not have; how many there were goes to
-        `recovered`, and a warning names the first (by its ERP key)."""
-        id_of, read = _id_getter(entity), set()
-        missed, first = 0, None
+    def _second_reading(self, entity: EntityMapping, readings: Readings) -> Iterator[list[dict]]:
+        """The second reading of pages by position (batches), page by page, as `readings` takes
+        it; how many records the first had missed goes to `recovered`, and a warning names the
+        first (by its ERP key)."""
+        if not readings.second_reading:
+            return
         for _, records in self._pages(entity):
-            records = _once([r for r in records if id_of(r) not in ids], read, [])
+            records = readings.second(records)
             if records:
-                missed += len(records)
-                first = records[0] if first is None else first
                 yield records
+        missed = len(readings.recovered)
         if missed:
             self.recovered[entity.name] = missed
             one = missed == 1
@@ -245,7 +227,24 @@ class ApiExtractor:
                         "records were removed in the ERP while the pages were read, moving the ones after them back "
                         "onto pages read already (or %s added meanwhile); %s kept, not taken for deleted",
                         self.tenant_id, entity.name, entity.endpoint, missed, "" if one else "s",
-                        _key_of(entity, first), "it was" if one else "they were", "it is" if one else "they are")
+                        _key_of(entity, readings.recovered[0]), "it was" if one else "they were",
+                        "it is" if one else "they are")
+
+    def _moved(self, entity: EntityMapping, readings: Readings) -> None:
+        """The warning about records that came again on a later page and were read once."""
+        moved, changed = readings.moved, readings.changed
+        if not moved:
+            return
+        log.warning("tenant '%s': %s: %d record%s from %s came again on a later page (%s): the records changed "
+                    "while their pages were read (a record added before them moves them on); each is read once"
+                    + (f" ({changed} with other values, taken as the page it came on first had them: the next run "
+                       "reads the change)" if changed else "") + ". "
+                    + ("A record removed meanwhile moves them back: the second reading of the pages finds what "
+                       "that made the first miss" if readings.second_reading else
+                       "One removed meanwhile moves them back, so that a record may be missing from this run "
+                       "(the paginator's verify is off): the next run reads it again"),
+                    self.tenant_id, entity.name, len(moved), "" if len(moved) == 1 else "s", entity.endpoint,
+                    _key_of(entity, moved[0]))
 
     def _pages(self, entity: EntityMapping) -> Iterator[tuple[None, list[dict]]]:
         params = {**self.source.params, **entity.params}
@@ -511,22 +510,6 @@ def _key_of(entity: EntityMapping, record: dict) -> str:
     `key 100100`, `key 5000045/1000040`, an empty part as `(empty)`."""
     from engine.erp_keys import _key_getter
     return "key " + _key_getter(entity.key, None)(record)
-
-
-def _once(records: list[dict], read: set[bytes], again: list[dict]) -> list[dict]:
-    """The records not read on an earlier page (by a digest of their JSON in `read`); those that
-    were go to `again`. A record twice within one page did not move between pages: it stays, and
-    is reported as the ERP's duplicate key, as an SQL source's would be."""
-    fresh, digests = [], []
-    for record in records:
-        digest = hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=16).digest()
-        if digest in read:
-            again.append(record)
-        else:
-            digests.append(digest)
-            fresh.append(record)
-    read.update(digests)
-    return fresh
 
 
 def _lifetime(expires_in: Any) -> float | None:

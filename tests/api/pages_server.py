@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from engine.config.model import ApiAuth, ApiSource, EntityMapping, Paginator
@@ -11,8 +12,8 @@ from local_http import ServedInThread
 
 
 class Server(ServedInThread):
-    """Answers GET with the page its `pages` maps the path (with query) to: (records, next link or
-    None; `{other}` in a link stands for `other_url`; a next written `cursor:VALUE` is sent as the
+    """Answers GET with the page its `pages` maps the path (with query) to: (records, sent as they
+    are in JSON; next link or None; `{other}` in a link stands for `other_url`; a next written `cursor:VALUE` is sent as the
     body's `next_cursor` instead), or what `fallback(path)` gives for a path not in `pages`; POST
     with the first of `posts`, then with `post` (status, content type, body); GET with the first of `gets`
     (status, headers, body: bytes, or a function of the path giving them; None: the connection is
@@ -49,8 +50,7 @@ class Server(ServedInThread):
                 records, nxt = outer.pages.get(self.path) or outer.fallback(self.path)
                 cursor = nxt[len("cursor:"):] if nxt and nxt.startswith("cursor:") else None
                 nxt = None if cursor else nxt
-                body = ('{"data": [' + ",".join(f'{{"id": {r["id"]}}}' for r in records) + "]"
-                        + (f', "next_cursor": "{cursor}"' if cursor else "") + "}").encode()
+                body = json.dumps({"data": records, **({"next_cursor": cursor} if cursor else {})}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -74,12 +74,14 @@ class Server(ServedInThread):
         self.other_url = ""
 
 
-def read_ids(base_url: str, auth: ApiAuth, paginator: str = "none", page_size: int | None = None) -> list[int]:
-    """The ids the API source reads from /v1/objects (records under `data`) as buildings."""
+def read_ids(base_url: str, auth: ApiAuth, paginator: str = "none", page_size: int | None = None,
+             **options) -> list[int]:
+    """The ids the API source reads from /v1/objects (records under `data`) as buildings; `options`
+    for the paginator (verify)."""
     source = ApiSource(type="api", base_url=base_url, auth=auth, timeout=5,
                        **({"page_size": page_size} if page_size else {}))
     entity = EntityMapping(name="buildings", fields={"external_id": compile_expression("to_string(id)")}, key=("id",),
-                           endpoint="/v1/objects", record_selector="data", paginator=Paginator(type=paginator))
+                           endpoint="/v1/objects", record_selector="data", paginator=Paginator(type=paginator, **options))
     extractor = ApiExtractor(source, "api-test", run_date=dt.date(2026, 6, 1))
     try:
         return [r["id"] for _, records in extractor.batches(entity, {}) for r in records]

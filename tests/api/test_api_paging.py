@@ -123,22 +123,45 @@ def test_a_link_header_back_to_a_page_read_already_stops_the_extract(monkeypatch
         assert "the next-page link points to a page read already" in caught.value.message
 
 
+def erp_changing(versions: dict[int, list[dict]], size: int):
+    """An endpoint in pages of `size` (by page number or offset) whose records are versions[n] once
+    n requests are answered (the highest such n); its `asked` lists the requests."""
+    from urllib.parse import parse_qs, urlsplit
+    asked: list[str] = []
+
+    def answer(path):
+        q = {k: int(v[0]) for k, v in parse_qs(urlsplit(path).query).items()}
+        records = versions[max(n for n in versions if n <= len(asked))]
+        asked.append(path)
+        start = q["offset"] if "offset" in q else (q["page"] - 1) * size
+        return records[start:start + size], None
+    answer.asked = asked
+    return answer
+
+
 @pytest.mark.parametrize("paginator", ["page_number", "offset"])
 def test_a_record_that_moves_to_the_next_page_while_the_pages_are_read_is_read_once(monkeypatch, caplog, paginator):
     """A record added in the ERP between two pages pushes the last record of page 1 onto page 2:
     read twice, it was a duplicate_key error telling the property manager to make a unique key
-    unique. It is read once, and the run says that the pages moved."""
-    def shifted(path):
-        first = "page=1&" in path or "offset=0&" in path
-        more = "page=2&" in path or "offset=2&" in path
-        return (ids(1, 2), None) if first else (ids(2, 2), None) if more else ([], None)  # id 0 added before them
+    unique. It is read once, and the run says that the pages moved; the second reading has the
+    added record."""
     with Server({}) as api:
-        api.fallback = shifted
+        api.fallback = erp_changing({0: ids(1, 3), 1: ids(0, 4)}, size=2)
         monkeypatch.setenv("PAGING_KEY", KEY)
         got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), paginator, page_size=2)
-    assert got == [1, 2, 3]
+    assert got == [1, 2, 3, 0]
     assert "tenant 'api-test': buildings: 1 record from /v1/objects came again on a later page (key 2): " \
            "the records changed while their pages were read" in caplog.text
+
+
+def test_two_records_with_one_key_across_a_page_end_are_both_read(monkeypatch):
+    """Record 2 twice, the last of page 1 and the first of page 2, in both readings: not a record
+    that moved, but two ERP records with one key, both mapped for the run to report."""
+    with Server({}) as api:
+        api.fallback = erp_changing({0: [*ids(1, 2), *ids(2, 2)]}, size=2)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number", page_size=2)
+    assert sorted(got) == [1, 2, 2, 3]
 
 
 @pytest.mark.parametrize("paginator", ["page_number", "offset"])
@@ -156,34 +179,46 @@ def test_a_record_twice_on_one_page_is_not_taken_for_one_that_moved(monkeypatch,
     assert "came again on a later page" not in caplog.text
 
 
-def erp_losing(removed: int, after_requests: int, total: int, size: int):
-    """An endpoint of records 1..total in pages of `size` (by page number or offset) that loses
-    the record `removed` once `after_requests` pages are answered; its `asked` lists the requests."""
-    from urllib.parse import parse_qs, urlsplit
-    asked: list[str] = []
-
-    def answer(path):
-        q = {k: int(v[0]) for k, v in parse_qs(urlsplit(path).query).items()}
-        records = [r for r in ids(1, total) if r["id"] != removed or len(asked) < after_requests]
-        asked.append(path)
-        start = q["offset"] if "offset" in q else (q["page"] - 1) * size
-        return records[start:start + size], None
-    answer.asked = asked
-    return answer
-
-
 @pytest.mark.parametrize("paginator", ["page_number", "offset"])
 def test_a_record_removed_while_the_pages_are_read_does_not_hide_the_one_after_it(monkeypatch, caplog, paginator):
     """Record 1 is removed after page 1 (1, 2) is read: 3 moves onto page 1, and page 2 answers
     4, 5. The second reading of the pages has 3; 1, read before it was removed, stays."""
     with Server({}) as api:
-        api.fallback = erp_losing(removed=1, after_requests=1, total=5, size=2)
+        api.fallback = erp_changing({0: ids(1, 5), 1: ids(2, 4)}, size=2)
         monkeypatch.setenv("PAGING_KEY", KEY)
         got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), paginator, page_size=2)
     assert got == [1, 2, 4, 5, 3]
     assert "tenant 'api-test': buildings: the second reading of /v1/objects found 1 record that the first had " \
            "missed (key 3): records were removed in the ERP while the pages were read" in caplog.text
     assert len(api.fallback.asked) == 3 + 3
+
+
+@pytest.mark.parametrize("verify, got", [(None, [0, 1, 2, 3]), (False, [1, 2, 2, 3])])
+def test_a_record_that_changes_while_it_moves_onto_the_next_page_is_one_record(monkeypatch, verify, got):
+    """Record 0 is added and record 2 changes after page 1 (1, 2) is read: 2 comes again on page 2,
+    with other values, as a second ERP record with its key would. The second reading has it once:
+    it moved, and is read once, not reported as a duplicate key. Read once (`verify: false`, for an
+    API that serves a snapshot, where nothing moves), it is read twice, and reported."""
+    changed = [{"id": 0}, {"id": 1}, {"id": 2, "end": "2030-06-30"}, {"id": 3}]
+    with Server({}) as api:
+        api.fallback = erp_changing({0: ids(1, 3), 1: changed}, size=2)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        options = {} if verify is None else {"verify": verify}
+        read = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number",
+                        page_size=2, **options)
+    assert sorted(read) == got
+
+
+def test_a_record_the_second_reading_adds_is_added_once_though_it_changes_and_moves_on(monkeypatch):
+    """Record 1 is removed after page 1 is read: 3 moves back onto it, and the first reading misses
+    it. While the second reading reads, 0 is added and 3 changes, so that it comes again on the
+    second reading's page 2, with other values: it is added once."""
+    versions = {0: ids(1, 5), 1: ids(2, 4), 4: [{"id": 0}, {"id": 2}, {"id": 3, "end": "2030-06-30"}, *ids(4, 2)]}
+    with Server({}) as api:
+        api.fallback = erp_changing(versions, size=2)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number", page_size=2)
+    assert got == [1, 2, 4, 5, 3]
 
 
 def test_records_read_by_cursor_are_read_once(monkeypatch, caplog):

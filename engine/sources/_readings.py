@@ -1,0 +1,117 @@
+"""The two readings of an endpoint whose pages count positions (page_number, offset): which of
+the records read to map (ApiExtractor.batches).
+
+Positions move when the ERP changes while the pages are read. A record added before the pages
+read so far pushes the next one onto the next page, where it comes again, with other values if
+it changed meanwhile; one removed pulls the next one back onto a page read already, and the
+reading misses it. A record is told by its external_id (as the mapping makes it: the portal's
+identity of the record), one without an external_id by its content. The rules:
+
+- One page is one answer, one state of the ERP: an external_id twice on one page is two ERP
+  records with one key. Both are mapped, so that the run reports the duplicate key.
+- An external_id that came on an earlier page of the same reading is, on a later page, the record
+  that moved on, or a second ERP record with its key, alike or not. The other reading tells: two
+  records come twice in it too, a record that moved comes once (it would take a record added next
+  to it in both readings). The record keeps the values of the page it came on first, so that each
+  record's values are those of one answer; a change that came with the move is read by the next
+  run.
+- The second reading maps each record whose external_id the first reading did not have (once,
+  by the same rule), and the second of two records with one key on one page when the first
+  reading had that key once: the other moved back past the first reading (a record removed
+  before it), which had the key once, and the duplicate key is reported that night too.
+- Read once (`verify: false`, for an API that serves a snapshot, where nothing moves), a record
+  that came again alike is read once, and one that came with other values is mapped, so that
+  the run reports the duplicate key: there is no other reading to tell them apart.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Callable, Hashable
+
+from engine.config.model import Paginator
+
+
+class Readings:
+    """Takes the pages of the first reading (`first`), then of the second (`second`, when
+    `second_reading`), and last `held()`; each gives the records to map. Then `moved` holds the
+    records that came again and were read once (`changed` of them with other values), and
+    `recovered` those that only the second reading had."""
+
+    def __init__(self, paginator: Paginator | None, id_of: Callable[[dict], str | None]):
+        self.tracked = paginator is not None and paginator.type in ("page_number", "offset")
+        self.second_reading = self.tracked and paginator.verify is not False
+        self._id_of = id_of
+        self._first: dict[Hashable, bytes] = {}    # identity -> the digest of its copy the first reading mapped
+        self._doubled: set[Hashable] = set()       # identities on one page of the first reading more than once
+        self._held: dict[Hashable, list[tuple[dict, bytes]]] = {}     # identity -> its later pages' copies
+        self._copies: Counter = Counter()          # held identity -> its copies in the second reading
+        self._added: set[Hashable] = set()         # identities the second reading mapped
+        self.moved: list[dict] = []
+        self.changed = 0
+        self.recovered: list[dict] = []
+
+    def first(self, records: list[dict]) -> list[dict]:
+        """A page of the first reading: its records but those whose identity came on an earlier
+        page, which are held until the last reading tells what they are (held)."""
+        if not self.tracked:
+            return records
+        fresh, page = [], {}
+        for record in records:
+            digest = _digest(record)
+            identity = self._id_of(record) or digest
+            if identity in self._first:
+                self._held.setdefault(identity, []).append((record, digest))
+                continue
+            if identity in page:
+                self._doubled.add(identity)
+            page.setdefault(identity, digest)
+            fresh.append(record)
+        self._first.update(page)
+        return fresh
+
+    def second(self, records: list[dict]) -> list[dict]:
+        """A page of the second reading: each record whose identity the first reading lacked and
+        the second has not had on an earlier page, and the copies after the first of an identity
+        twice on the page that the first reading had once. A digest only of records without an
+        external_id."""
+        identities = [self._id_of(record) or _digest(record) for record in records]
+        on_page = Counter(identities)
+        out, added, twice = [], set(), set()
+        for record, identity in zip(records, identities):
+            if identity not in self._first:
+                if identity in self._added:
+                    continue                    # moved on while the second reading read
+                if identity not in added:
+                    self.recovered.append(record)
+                added.add(identity)
+                out.append(record)
+            elif identity in self._held:
+                self._copies[identity] += 1
+            elif on_page[identity] > 1 and identity not in self._doubled:
+                if identity in twice:
+                    out.append(record)
+                twice.add(identity)
+        self._added |= added
+        return out
+
+    def held(self) -> list[dict]:
+        """After the last reading, the held copies that are ERP records of their own: their
+        identity came more than once in the second reading, or (read once) with other values
+        than the copy mapped. The others go to `moved`."""
+        out = []
+        for identity, copies in self._held.items():
+            for record, digest in copies:
+                other = digest != self._first[identity]
+                if (self._copies[identity] > 1) if self.second_reading else other:
+                    out.append(record)
+                else:
+                    self.moved.append(record)
+                    self.changed += other
+        self._held.clear()
+        return out
+
+
+def _digest(record: dict) -> bytes:
+    return hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=16).digest()
