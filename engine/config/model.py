@@ -62,7 +62,8 @@ class Paginator:
     cursor_param: str | None = None    # cursor: the request parameter carrying the cursor
     cursor_path: str | None = None     # cursor: jmespath into the response body for the next cursor
     start: int = 1                     # page_number: first page
-    verify: bool = True                # page_number/offset: read the pages a second time (ApiExtractor.batches)
+    verify: bool | None = None         # read the pages a second time; None: page_number/offset do, link_header
+                                       # does when its links count positions (engine.sources._readings)
 
 
 @dataclass(frozen=True)

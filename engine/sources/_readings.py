@@ -1,5 +1,6 @@
-"""The two readings of an endpoint whose pages count positions (page_number, offset): which of
-the records read to map (ApiExtractor.batches).
+"""The two readings of an endpoint whose pages count positions (page_number, offset, and
+link_header whose next-page links count pages or records: `positional`): which of the records
+read to map (ApiExtractor.batches).
 
 Positions move when the ERP changes while the pages are read. A record added before the pages
 read so far pushes the next one onto the next page, where it comes again, with other values if
@@ -22,15 +23,28 @@ identity of the record), one without an external_id by its content. The rules:
 - Read once (`verify: false`, for an API that serves a snapshot, where nothing moves), a record
   that came again alike is read once, and one that came with other values is mapped, so that
   the run reports the duplicate key: there is no other reading to tell them apart.
+
+Next-page links (link_header) are read as their first link says, unless `verify` says: one that
+counts pages or records (?page=3, ?offset=200) moves as page numbers do; one that names the last
+record read (?after=5000219, ?cursor=...) does not, and is read once, as it comes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from typing import Callable, Hashable
 
+import httpx
+
 from engine.config.model import Paginator
+
+POSITIONS = frozenset({"page", "pagenumber", "pageno", "pageindex", "offset", "pageoffset", "skip", "start",
+                       "startindex"})
+"""The query parameters by which a next-page link counts pages or records, as their names read in
+lower case without other characters: ?page=3, ?offset=200, ?$skip=200 (OData), ?page[number]=3
+and ?page[offset]=200 (JSON:API), ?startIndex=201."""
 
 
 class Readings:
@@ -40,8 +54,9 @@ class Readings:
     `recovered` those that only the second reading had."""
 
     def __init__(self, paginator: Paginator | None, id_of: Callable[[dict], str | None]):
-        self.tracked = paginator is not None and paginator.type in ("page_number", "offset")
-        self.second_reading = self.tracked and paginator.verify is not False
+        kind, self._verify = (paginator.type, paginator.verify) if paginator else ("none", None)
+        self.tracked = kind in ("page_number", "offset") or (kind == "link_header" and self._verify is True)
+        self._undecided = kind == "link_header" and not self.tracked     # until the first next-page link
         self._id_of = id_of
         self._first: dict[Hashable, bytes] = {}    # identity -> the digest of its copy the first reading mapped
         self._doubled: set[Hashable] = set()       # identities on one page of the first reading more than once
@@ -52,10 +67,20 @@ class Readings:
         self.changed = 0
         self.recovered: list[dict] = []
 
-    def first(self, records: list[dict]) -> list[dict]:
-        """A page of the first reading: its records but those whose identity came on an earlier
-        page, which are held until the last reading tells what they are (held)."""
-        if not self.tracked:
+    @property
+    def second_reading(self) -> bool:
+        return self.tracked and self._verify is not False
+
+    def first(self, records: list[dict], link: httpx.URL | None) -> list[dict]:
+        """A page of the first reading (and the next-page link that led to it): its records but
+        those whose identity came on an earlier page, which are held until the last reading tells
+        what they are (held)."""
+        if self._undecided and link is not None:
+            self._undecided, self.tracked = False, positional(link)
+            if not self.tracked:
+                self._first.clear()
+                self._doubled.clear()
+        if not self.tracked and not self._undecided:
             return records
         fresh, page = [], {}
         for record in records:
@@ -115,3 +140,11 @@ class Readings:
 
 def _digest(record: dict) -> bytes:
     return hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=16).digest()
+
+
+def positional(link: httpx.URL) -> bool:
+    """Whether a next-page link counts pages or records, by a number in a parameter of POSITIONS,
+    so that its pages move as page numbers do; not one that names a record (?after=5000219,
+    ?cursor=..., $skiptoken)."""
+    return any(re.sub(r"[^a-z]", "", name.lower()) in POSITIONS and value.isdigit()
+               for name, value in link.params.multi_items())

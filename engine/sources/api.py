@@ -176,7 +176,8 @@ class ApiExtractor:
         error, it reads as null in every record (for a query, binding a column that the query
         does not return fails instead).
 
-        Pages by position (page_number, offset) are read a second time, unless the paginator's
+        Pages by position (page_number, offset, and next-page links that count pages or records:
+        engine.sources._readings.positional) are read a second time, unless the paginator's
         `verify` is false: a record removed in the ERP while the pages are read moves the ones
         after it back, so that the first record of the next page lands on a page read already
         and the first reading misses it. Taken for deleted, it would be archived in the portal
@@ -186,11 +187,12 @@ class ApiExtractor:
         by the mapping's `key` (which may name less than the record): engine.sources._readings.
         A record removed for good is in neither and is deleted as before; one removed while the
         pages are read is at worst deleted a run later. A cursor names the last record read, so
-        that nothing moves under it, and so does a next-page link with most APIs: read once."""
+        that nothing moves under it, and so does a next-page link that names one (?after=...):
+        read once."""
         unread, seen = UnreadPaths(entity), 0
         readings = Readings(entity.paginator, _id_getter(entity))
-        for _, records in self._pages(entity):
-            records = readings.first(records)
+        for link, records in self._pages(entity):
+            records = readings.first(records, link)
             unread.see(records)
             seen += len(records)
             yield None, records
@@ -246,11 +248,14 @@ class ApiExtractor:
                     self.tenant_id, entity.name, len(moved), "" if len(moved) == 1 else "s", entity.endpoint,
                     _key_of(entity, moved[0]))
 
-    def _pages(self, entity: EntityMapping) -> Iterator[tuple[None, list[dict]]]:
+    def _pages(self, entity: EntityMapping) -> Iterator[tuple[httpx.URL | None, list[dict]]]:
+        """Each page's records, with the next-page link (link_header) that led to the page: None
+        for the first page, and for the other paging styles."""
         params = {**self.source.params, **entity.params}
         selector = jmespath.compile(entity.record_selector) if entity.record_selector else None
         pager = entity.paginator or Paginator(type="none")
         url: str | None = entity.endpoint.lstrip("/")
+        link: httpx.URL | None = None
         page, offset, cursor = pager.start, 0, None
         size = self.source.page_size
         previous: list | None = None          # the last page's records: a page that repeats them ends or fails
@@ -295,7 +300,7 @@ class ApiExtractor:
                                          f"{size} would skip records",
                                          f"set source.page_size to {len(previous or ())} (or less)")
             if records:
-                yield None, records
+                yield link, records
             if pager.type == "none":
                 return
             if pager.type in ("page_number", "offset"):
@@ -322,7 +327,8 @@ class ApiExtractor:
                 nxt = response.links.get("next", {}).get("url")
                 if not nxt:
                     return
-                url, page = self._same_origin(response.url.join(nxt), entity.name), page + 1
+                link = response.url.join(nxt)
+                url, page = self._same_origin(link, entity.name), page + 1
                 if url in seen_cursors:
                     raise self._paging_error(entity, "the next-page link points to a page read already: the "
                                              "pages would repeat without end", "ask the vendor about the API's Link header")

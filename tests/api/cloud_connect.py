@@ -7,6 +7,9 @@ request with 503 (or 429; `fail_status` may be several, taken in turn) with a Re
 `retry_after` seconds, to exercise the client's retries; `failed` counts them by status.
 `before(path, query)`, when set, is called before each page is answered (path without
 /api/v1, query as a dict), so that a test can change the ERP while a run reads its pages.
+`links`: a full page of an endpoint paged by number also names the next one in a `Link:
+<...?page=N&pageSize=S>; rel="next"` header, as an API paged by `link_header` whose links count
+pages does; without page and pageSize in the query, the first page of 100 is answered.
 """
 from __future__ import annotations
 
@@ -40,8 +43,8 @@ QUERIES = {
 
 class CloudConnect(ServedInThread):
     def __init__(self, database: str, api_key: str, *, fail_every: int = 0, fail_status: int | tuple[int, ...] = 503,
-                 retry_after: str = "0"):
-        self.database, self.api_key = database, api_key
+                 retry_after: str = "0", links: bool = False):
+        self.database, self.api_key, self.links = database, api_key, links
         self.fail_every, self.retry_after = fail_every, retry_after
         self.fail_statuses = fail_status if isinstance(fail_status, tuple) else (fail_status,)
         self.requests = 0
@@ -102,6 +105,8 @@ class CloudConnect(ServedInThread):
                 return self._answer(h, 200, {"data": [shape(r) for r in rows], "meta": {"nextCursor": nxt}})
             page, size = int(q.get("page", 1)), int(q.get("pageSize", 100))
             rows = con.execute(sql + f" LIMIT {size} OFFSET {(page - 1) * size}").fetchall()
-            return self._answer(h, 200, {"data": [shape(r) for r in rows], "page": page})
+            link = f"</api/v1{path}?page={page + 1}&pageSize={size}>; rel=\"next\""
+            return self._answer(h, 200, {"data": [shape(r) for r in rows], "page": page},
+                                {"Link": link} if self.links and len(rows) == size else None)
         finally:
             con.close()

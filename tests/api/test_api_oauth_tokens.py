@@ -95,7 +95,7 @@ def read_pages(server: IdentityAndApi) -> list[int]:
     source = ApiSource(type="api", base_url=server.url, auth=auth, timeout=5)
     entity = EntityMapping(name="buildings", fields={"external_id": compile_expression("to_string(id)")},
                            key=("id",), endpoint="/v1/objects", record_selector="data",
-                           paginator=Paginator(type="link_header"))
+                           paginator=Paginator(type="link_header", verify=False))    # each page once
     extractor = ApiExtractor(source, "oauth-test", run_date=dt.date(2026, 6, 1))
     try:
         return [r["id"] for _, records in extractor.batches(entity, {}) for r in records]

@@ -1,8 +1,9 @@
 """A contract removed in the ERP while a run reads an endpoint paged by position (page_number,
-offset) moves the records after it back by one place: the first record of the next page becomes
-the last of a page read already, and the first reading of the pages does not have it. Taken for
-deleted, its occupancy (and a resident without another one) was archived in the portal until the
-next night. The second reading of the pages (the paginator's `verify`, on by default) finds it.
+offset, or next-page links that count pages) moves the records after it back by one place: the
+first record of the next page becomes the last of a page read already, and the first reading of
+the pages does not have it. Taken for deleted, its occupancy (and a resident without another one)
+was archived in the portal until the next night. The second reading of the pages (the
+paginator's `verify`, on by default) finds it.
 
 Against the Cloud Connect stand-in (a real HTTP server on 127.0.0.1) whose ERP loses a contract
 between two pages, run as the scheduler runs it (`idwell-sync run`, a process of its own), into
@@ -100,7 +101,7 @@ def _remove_while_paging(cc: CloudConnect, erp: Path, page: int, contract: int) 
     removed: list[int] = []
 
     def before(path: str, query: dict) -> None:
-        if path == PARTIES and query["page"] == str(page + 1) and not removed:
+        if path == PARTIES and query.get("page", "1") == str(page + 1) and not removed:
             con = sqlite3.connect(erp)
             with con:
                 con.execute("DELETE FROM vertragpartner WHERE vertragnr = ?", (contract,))
@@ -114,7 +115,7 @@ def _first_run(cc: CloudConnect, folder: Path, tenant: Path) -> list[str]:
     """The portal as the ERP has it: an ERP that does not change reports nothing. Returns the
     requests for /contracts/parties, as `page=N`."""
     asked: list[str] = []
-    cc.before = lambda path, query: asked.append(f"page={query['page']}") if path == PARTIES else None
+    cc.before = lambda path, query: asked.append(f"page={query.get('page', 1)}") if path == PARTIES else None
     proc = _cli(folder, "run", str(tenant), "--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -165,6 +166,24 @@ def test_a_contract_removed_while_its_pages_are_read_does_not_archive_the_one_af
     assert str(moved[1]) in _portal(tmp_path, "users")
     assert json.loads(proc.stdout)["source_recovered"] is None
     assert "second reading" not in proc.stderr
+
+
+def test_next_page_links_that_count_pages_are_read_twice_as_page_numbers_are(erp, tmp_path):
+    """An API paged by `link_header` whose links name the next page by its number (`?page=3`)
+    moves as page numbers do: the links are read a second time, and the contract that moved back
+    onto a page read already is not archived."""
+    with CloudConnect(str(erp), KEY, links=True) as cc:
+        tenant = _moving_tenant(tmp_path, cc, {"occupancies": {"paginator": {"type": "link_header"}}})
+        links = [f"page={n}" for n in range(1, len(_parties(erp)) // SIZE + 2)]      # the last one is short
+        assert _first_run(cc, tmp_path, tenant) == links + links
+        before = _portal(tmp_path, "occupancies")
+        page, removed, moved = _contract_before_a_page_end(_parties(erp), before)
+        _remove_while_paging(cc, erp, page, removed[0])
+        proc = _cli(tmp_path, "run", str(tenant), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert _portal(tmp_path, "occupancies") == before, "nothing is archived: the moved contract still exists"
+    assert json.loads(proc.stdout)["source_recovered"] == {"occupancies": 1}
+    assert f"found 1 record that the first had missed (key {moved[0]}/{moved[1]})" in proc.stderr
 
 
 def test_verify_false_reads_the_pages_once_and_leaves_the_gap(erp, tmp_path):

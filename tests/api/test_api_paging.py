@@ -123,9 +123,10 @@ def test_a_link_header_back_to_a_page_read_already_stops_the_extract(monkeypatch
         assert "the next-page link points to a page read already" in caught.value.message
 
 
-def erp_changing(versions: dict[int, list[dict]], size: int):
-    """An endpoint in pages of `size` (by page number or offset) whose records are versions[n] once
-    n requests are answered (the highest such n); its `asked` lists the requests."""
+def erp_changing(versions: dict[int, list[dict]], size: int, link: str | None = None):
+    """An endpoint in pages of `size` (by page number or offset, or by next-page links: `link` with
+    {page} and {offset} in it, on each full page) whose records are versions[n] once n requests
+    are answered (the highest such n); its `asked` lists the requests."""
     from urllib.parse import parse_qs, urlsplit
     asked: list[str] = []
 
@@ -133,8 +134,10 @@ def erp_changing(versions: dict[int, list[dict]], size: int):
         q = {k: int(v[0]) for k, v in parse_qs(urlsplit(path).query).items()}
         records = versions[max(n for n in versions if n <= len(asked))]
         asked.append(path)
-        start = q["offset"] if "offset" in q else (q["page"] - 1) * size
-        return records[start:start + size], None
+        start = next((q[k] for k in ("offset", "$skip", "startIndex") if k in q), None)
+        start = (next((q[k] for k in ("page", "page[number]") if k in q), 1) - 1) * size if start is None else start
+        page = records[start:start + size]
+        return page, link.format(page=start // size + 2, offset=start + size) if link and len(page) == size else None
     answer.asked = asked
     return answer
 
@@ -219,6 +222,33 @@ def test_a_record_the_second_reading_adds_is_added_once_though_it_changes_and_mo
         monkeypatch.setenv("PAGING_KEY", KEY)
         got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number", page_size=2)
     assert got == [1, 2, 4, 5, 3]
+
+
+@pytest.mark.parametrize("link", ["/v1/objects?page={page}", "/v1/objects?offset={offset}&limit=2",
+                                  "/v1/objects?$skip={offset}", "/v1/objects?page[number]={page}&page[size]=2",
+                                  "/v1/objects?startIndex={offset}"])
+def test_next_page_links_that_count_positions_are_read_a_second_time(monkeypatch, caplog, link):
+    """Next-page links that name a page by its number or by its first record's position move as
+    page_number and offset do: record 1 removed after page 1 is read hides 3 from the first
+    reading of the links; the second reading has it."""
+    with Server({}) as api:
+        api.fallback = erp_changing({0: ids(1, 5), 1: ids(2, 4)}, size=2, link=link)
+        assert extract(api.url, monkeypatch) == [1, 2, 4, 5, 3]
+    assert "the second reading of /v1/objects found 1 record that the first had missed (key 3)" in caplog.text
+
+
+def test_next_page_links_are_read_as_verify_says_whatever_they_look_like(monkeypatch):
+    """`verify: false` reads links that count pages once (a record removed meanwhile hides the next
+    one until the next run); `verify: true` reads links that name a record (`?after=2`) twice."""
+    monkeypatch.setenv("PAGING_KEY", KEY)
+    auth = ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}"))
+    with Server({}) as api:
+        api.fallback = erp_changing({0: ids(1, 5), 1: ids(2, 4)}, size=2, link="/v1/objects?page={page}")
+        assert read_ids(api.url, auth, "link_header", verify=False) == [1, 2, 4, 5]
+        assert len(api.fallback.asked) == 3
+    with Server({"/v1/objects": (ids(1, 2), "/v1/objects?after=2"), "/v1/objects?after=2": (ids(3, 1), None)}) as api:
+        assert read_ids(api.url, auth, "link_header", verify=True) == [1, 2, 3]
+        assert [path for path, _ in api.seen] == ["/v1/objects", "/v1/objects?after=2"] * 2
 
 
 def test_records_read_by_cursor_are_read_once(monkeypatch, caplog):
