@@ -126,8 +126,9 @@ def test_json_has_one_object_per_tenant_with_the_last_run_as_history_shows_it(tm
     assert set(entries) == {"acme", "bau", "city", "dach", "ohne"}
     acme = entries["acme"]
     assert set(acme) == {"tenant", "file", "verdict", "attention", "message", "schedule", "scheduled_at",
-                         "state_store", "last_run", "last_outcome", "holder_run", "lock"}
+                         "state_store", "last_run", "last_outcome", "holder_run", "pending_writes", "lock"}
     assert acme["holder_run"] is None                                   # its last run was not refused
+    assert (acme["pending_writes"], entries["bau"]["pending_writes"]) == (None, 0), "counted where a run failed"
     assert (acme["verdict"], acme["attention"], acme["message"], acme["lock"]) == ("ok", False, None, None)
     assert acme["file"] == "tenants/acme.yaml" and acme["state_store"] == default_store(folder)
     assert acme["schedule"] == {"cron": "30 3 * * *", "timezone": "Europe/Berlin"}
@@ -719,6 +720,68 @@ def test_a_run_stopped_with_writes_in_flight_says_so_under_its_line(tmp_path):
     entries = status_json(tmp_path, "--at", AT)
     assert [entries[t]["last_run"]["unconfirmed"] for t in ("acme", "bau", "city", "dach")] == [0, 1200, 0, 1]
     assert entries["bau"]["message"] == "stopped (SIGTERM)", "--json is as it was"
+
+
+PENDING = ("left unconfirmed (pending in the state store): the portal may or may not have made {}; the next "
+           "complete run checks {} and sends again what the portal did not make")
+
+
+def pending(url: str, tenant: str, n: int) -> None:
+    """`n` users' writes left pending in the state store, as a run that was killed or stopped
+    with writes in flight leaves them (engine.record)."""
+    store = StateStore(url)
+    try:
+        store.remember_pending(tenant, "users", [{"external_id": str(i), "email": f"p{i}@example.org"}
+                                                 for i in range(n)])
+    finally:
+        store.close()
+
+
+def test_writes_left_pending_in_the_state_store_are_shown_while_the_last_run_did_not_complete(tmp_path):
+    """status read only the last run's own `unconfirmed`: a run killed with kill -9 records none
+    (its row never ends), and a run after one stopped with writes in flight that failed before it
+    sent anything (the ERP could not be reached) records none either. The portal may hold values
+    the engine has not confirmed all the same: they are pending in the state store until a complete
+    run settles them. A tenant whose last run did not complete has a line under its own saying how
+    many (`pending_writes` in --json), also when it missed its night after such a run and with
+    --quiet; where its run's own line says as many, that line stays. A run under way (its writes
+    noted ahead) and a last run that completed (the writes the portal refused stay pending) have
+    no such line, and no line of a healthy tenant is longer."""
+    tenants(tmp_path, {f"{t}.yaml": f"id: {t}\n{NIGHTLY}" for t in ("acme", "bau", "city", "dach", "emil", "fritz")})
+    url = default_store(tmp_path)
+    for t in ("acme", "bau", "city", "dach", "emil", "fritz"):
+        record(url, t, "ok", "2026-12-01T02:30:04Z", counts={"users": {"create": 5}}, findings={})
+    record(url, "acme", "ok", LAST_NIGHT, counts={"users": {"update": 5}}, findings={})
+    record(url, "bau", "failed", LAST_NIGHT, seconds=1, message="tenant 'bau': the ERP cannot be reached")
+    pending(url, "bau", 1200)
+    record(url, "city", "running", BEFORE)                          # killed (kill -9), then the night missed
+    pending(url, "city", 1)
+    record(url, "dach", "rejected", LAST_NIGHT, counts={"users": {"update": 2, "rejected": 1}}, findings={})
+    pending(url, "dach", 1)                                         # its write refused: kept pending
+    record(url, "emil", "failed", LAST_NIGHT, message="stopped (SIGTERM)", counts={"users": {"unconfirmed": 7}})
+    pending(url, "emil", 7)
+    record(url, "fritz", "ok", LAST_NIGHT, counts={"users": {"update": 5}}, findings={})
+    pending(url, "fritz", 9)
+    store = StateStore(url)
+    try:
+        with store.lock("fritz"):                                   # a run under way, its writes noted ahead
+            done = status(tmp_path, "--at", AT)
+            entries = status_json(tmp_path, "--at", AT)
+            quiet = status(tmp_path, "--at", AT, "--quiet").stdout.splitlines()
+    finally:
+        store.close()
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    at = {line.split()[0]: i for i, line in enumerate(lines) if line.startswith("  ") and line.split()[0] in entries}
+    assert lines[at["bau"] + 1] == "      1,200 writes " + PENDING.format("them", "them")
+    assert row(done.stdout, "city")[:5] == ["city", "missed", BEFORE, "-", "unfinished"]
+    assert lines[at["city"] + 1] == "      1 write " + PENDING.format("it", "it")
+    assert lines[at["emil"] + 1] == "      7 writes " + UNCONFIRMED.format("them", "them"), "its run's own line"
+    assert [t for t, i in at.items() if lines[i + 1].startswith("      ")] == ["bau", "city", "emil"]
+    assert row(done.stdout, "acme") == ["acme", "ok", LAST_NIGHT, "3", "min", "20", "s", "ok", "5", "0"]
+    assert "      1,200 writes " + PENDING.format("them", "them") in quiet
+    assert {t: entries[t]["pending_writes"] for t in entries} == \
+        {"acme": None, "bau": 1200, "city": 1, "dach": None, "emil": 7, "fritz": None}
 
 
 def test_a_state_store_in_a_folder_the_reader_may_not_write_is_read(tmp_path):

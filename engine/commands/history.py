@@ -87,12 +87,16 @@ def unfinished_text(stale: str | None) -> str:
     return f"ended without finishing ({why}); the next run records it as failed"
 
 
-def unconfirmed_text(n: int) -> str:
+def unconfirmed_text(n: int, *, pending: bool = False) -> str:
     """What the writes a failed or stopped run sent without an answer mean, and what becomes of
-    them (under the run in the tables of history and status)."""
+    them (under the run in the tables of history and status). `pending`: the writes the state
+    store holds pending instead (status, where the last run did not complete): a run killed
+    outright noted all of its writes ahead, also those it never sent, so they are not said to be
+    sent."""
     them = "them" if n != 1 else "it"
-    return (f"{n:,} write{'s' if n != 1 else ''} sent without an answer (unconfirmed): the portal may or may not "
-            f"have made {them}; the next complete run checks {them} and sends again what the portal did not make")
+    what = "left unconfirmed (pending in the state store)" if pending else "sent without an answer (unconfirmed)"
+    return (f"{n:,} write{'s' if n != 1 else ''} {what}: the portal may or may not have made {them}; the next "
+            f"complete run checks {them} and sends again what the portal did not make")
 
 
 def _head(args, invalid: ConfigError):

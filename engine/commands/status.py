@@ -25,7 +25,10 @@ own (for every tenant with a run).
 A line whose run failed or was stopped with writes sent without an answer (`unconfirmed` in its
 history entry) has a line under it saying how many, that the portal may or may not have made
 them and that the next complete run checks them (history's words, unconfirmed_text): the other
-lines stay as they are. `--json` has them as the run's `unconfirmed`.
+lines stay as they are. `--json` has them as the run's `unconfirmed`. A run killed outright
+counts none, nor does a run that failed before it sent anything: where the last run did not
+complete, the writes pending in the state store are counted too (one query per store, no record
+read; `pending_writes` in --json), and the line says those when they are more (_open_writes).
 
 Under the table, the `missed` tenants get what to do (what_to_do_missed): each one's cron time
 in its time zone, where to look (cron, the tick's mail, `due --at`), the last run that did not
@@ -151,7 +154,7 @@ def _entry(tenant: str, path: Path, *, verdict: str | None = None, message: str 
            schedule: dict | None = None, scheduled_at: dt.datetime | None = None) -> dict[str, Any]:
     return {"tenant": tenant, "file": str(path), "verdict": verdict, "attention": None,       # set by main
             "message": message, "schedule": schedule, "scheduled_at": scheduled_at, "state_store": None,
-            "last_run": None, "last_outcome": None, "holder_run": None, "lock": None}
+            "last_run": None, "last_outcome": None, "holder_run": None, "pending_writes": None, "lock": None}
 
 
 def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError],
@@ -162,39 +165,59 @@ def _read_store(url: str, group: list[dict[str, Any]], failures: list[StateError
     names = [e["tenant"] for e in group]
     who = _who(names)
     where = shown_url(url)
-    runs, locks, holders, store = {}, {}, {}, None
+    store = None
     try:
         if missing_store(url) is None:                  # an SQLite file not there yet holds no runs: not created
             store = open_store(url, who, create=False)
             where = store.where
-            try:
-                runs, locks = _runs_and_locks(store, names)
-                holders = _holders(store, runs)
-            except StateError as exc:
-                raise StateError(f"{who}: {exc.message}", hint=exc.hint) from None
+        try:
+            found = _judged(store, group, changed)
+        except StateError as exc:
+            raise StateError(f"{who}: {exc.message}", hint=exc.hint) from None
     except StateError as exc:
         failures.append(exc)
         for e in group:
             e.update(state_store=where, verdict="unknown",
                      message="its state store cannot be read (the error is on standard error)")
         return f"{where} (cannot be read)"
-    try:
-        for e in group:
-            lock = locks.get(e["tenant"])
-            stale = store.stale(lock) if store is not None and lock is not None else None
-            e["state_store"] = where
-            e["last_run"] = history_entry(runs[e["tenant"]]) if e["tenant"] in runs else None
-            holder = holders.get(e["tenant"])
-            e["holder_run"] = history_entry(holder) if holder is not None else None
-            e["lock"] = {"host": lock.host, "pid": lock.pid, "since": utc_text(lock.since), "stale": stale} \
-                if lock else None
-            verdict, message, outcome = judge(runs.get(e["tenant"]), lock, stale, e["scheduled_at"], e["schedule"],
-                                              holder=holder, changed=changed.get(e["file"]))
-            e.update(verdict=verdict, message=message, last_outcome=outcome)
     finally:
         if store is not None:
             store.close()
+    for e, fields in zip(group, found):
+        e.update(fields, state_store=where)
     return where if store is not None else f"{where} (no such file yet: no runs recorded)"
+
+
+def _judged(store, group: list[dict[str, Any]], changed: dict[str, dt.datetime | None]) -> list[dict[str, Any]]:
+    """What the state store (None: an SQLite file not there yet) says of each tenant of `group`:
+    its last run, the run that held the lock, the lock, the verdict (judge) and, where the last
+    run did not complete (its last outcome `failed`), how many writes are pending in the store:
+    a run killed outright records no `unconfirmed`, nor does a run that failed before it sent
+    anything after one that left writes open, yet the portal may hold them. A run under way notes
+    its own writes ahead, and a complete run leaves pending only those the portal kept as they
+    were: neither is counted. All is read before an entry changes: a store that fails part-way
+    leaves its tenants `unknown`, not half judged."""
+    names = [e["tenant"] for e in group]
+    runs, locks = _runs_and_locks(store, names) if store is not None else ({}, {})
+    holders = _holders(store, runs) if store is not None else {}
+    found = []
+    for e in group:
+        lock = locks.get(e["tenant"])
+        stale = store.stale(lock) if lock is not None else None
+        holder = holders.get(e["tenant"])
+        verdict, message, outcome = judge(runs.get(e["tenant"]), lock, stale, e["scheduled_at"], e["schedule"],
+                                          holder=holder, changed=changed.get(e["file"]))
+        found.append({
+            "last_run": history_entry(runs[e["tenant"]]) if e["tenant"] in runs else None,
+            "holder_run": history_entry(holder) if holder is not None else None,
+            "lock": {"host": lock.host, "pid": lock.pid, "since": utc_text(lock.since), "stale": stale}
+            if lock else None,
+            "verdict": verdict, "message": message, "last_outcome": outcome})
+    unsettled = {e["tenant"] for e, f in zip(group, found) if f["last_outcome"] == "failed"}
+    pending = store.pending_counts(unsettled) if unsettled else {}
+    for e, f in zip(group, found):
+        f["pending_writes"] = pending.get(e["tenant"], 0) if e["tenant"] in unsettled else None
+    return found
 
 
 def _runs_and_locks(store, names: list[str]) -> tuple[dict, dict]:
@@ -381,6 +404,18 @@ def _failed_before(missed: list[dict[str, Any]]) -> list[str]:
     return lines + ([f"      and {len(bad) - 3} more (`status --json`)"] if len(bad) > 3 else [])
 
 
+def _open_writes(entry: dict[str, Any], run: dict[str, Any]) -> str | None:
+    """The line under a tenant's line about writes the portal may or may not have made: those its
+    state store holds pending (`pending_writes`, where its last run did not complete) when they
+    are more than the run the line shows sent without an answer (a killed run counts none; a run
+    that failed before it sent anything neither; earlier runs' add to a stopped run's), else that
+    run's own, in history's words; none when there are neither."""
+    sent, left = run.get("unconfirmed") or 0, entry["pending_writes"] or 0
+    if left > sent:
+        return unconfirmed_text(left, pending=True)
+    return unconfirmed_text(sent) if sent else None
+
+
 def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, wheres: list[str],
                   *, only_attention: bool = False) -> str:
     counts = Counter(e["verdict"] for e in entries)
@@ -401,8 +436,9 @@ def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, 
             rows.append((e["tenant"], e["verdict"], run.get("started_at") or "-", run_duration_text(run),
                          status, count_text(writes), count_text(run.get("findings")),
                          message if len(message) <= SHOWN else message[:SHOWN - 1] + "\u2026"))
-            if run.get("unconfirmed"):          # a failed or stopped run's writes that no answer confirmed
-                notes[len(rows) - 1] = f"      {unconfirmed_text(run['unconfirmed'])}"
+            note = _open_writes(e, run)
+            if note:
+                notes[len(rows) - 1] = f"      {note}"
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         right = {5, 6}                          # the numbers
         lines.append("")

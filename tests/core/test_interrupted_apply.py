@@ -96,6 +96,33 @@ def test_writes_that_landed_without_an_answer_are_not_reported_as_drift(ws, erp_
     assert ws.run(tenant).summary["writes"] == 0
 
 
+def test_writes_a_stopped_run_left_unconfirmed_stay_in_sight_after_a_run_that_could_not_reach_the_erp(ws):
+    """The night after a run stopped with batches in flight, the run cannot reach the ERP and fails
+    before it sends anything: its history row counts no unconfirmed writes, and `status` showed
+    `failed` with the ERP's error only, though the portal may still hold the stopped run's writes
+    unconfirmed. It says how many the state store holds pending (`pending_writes`) until a
+    complete run settles them."""
+    import json
+    tenant = ws.tenant()
+    assert ws.run(tenant).exit_code == 0
+    people = [r["adressnr"] for r in ws.erp_rows("SELECT adressnr FROM adresse ORDER BY adressnr")]
+    ws.erp_execute(*[("UPDATE adresse SET nachname = nachname || ' I' WHERE adressnr = ?", (p,)) for p in people])
+    fail_part_way(ws, tenant, LandsUnanswered)
+    [stopped, _] = json.loads(ws.cli("history", "demo", "--json").stdout)
+    ws.tenant_file(source_url="postgresql+psycopg://sync@127.0.0.1:1/erp")   # connection refused
+    assert ws.cli("run", "demo").returncode == 4
+    folder = str(ws.root / "tenants")
+    said = [line for line in ws.cli("status", "--tenants-dir", folder).stdout.splitlines() if "unconfirmed" in line]
+    assert said == [f"      {stopped['unconfirmed']:,} writes left unconfirmed (pending in the state store): the "
+                    "portal may or may not have made them; the next complete run checks them and sends again what the "
+                    "portal did not make"]
+    [entry] = json.loads(ws.cli("status", "--json", "--tenants-dir", folder).stdout)
+    assert (entry["last_run"]["unconfirmed"], entry["pending_writes"]) == (None, stopped["unconfirmed"])
+    night = ws.run(ws.tenant())
+    assert night.exit_code == 0 and night.summary["settled"]["users"]["landed"] == stopped["unconfirmed"]
+    assert "unconfirmed" not in ws.cli("status", "--tenants-dir", folder).stdout
+
+
 def test_a_run_that_failed_while_applying_shows_in_the_history_what_the_portal_accepted(ws):
     """Its writes are not null (nothing written) but what the portal accepted before the failure."""
     import json

@@ -1,7 +1,10 @@
 """Runs killed with kill -9 while they apply, night after night: each noted its writes ahead and
 recorded nothing else. Whichever of those writes the portal holds, the next complete run must not
-report it as an edit made in the portal (drift), nor miss an edit a person made."""
+report it as an edit made in the portal (drift), nor miss an edit a person made; until it has run,
+`status` says that the portal may hold writes the engine has not confirmed."""
 from __future__ import annotations
+
+import json
 
 from conftest import Findings
 from killed_runs import kill_while_applying
@@ -115,3 +118,51 @@ def test_a_write_a_killed_run_left_stays_the_engines_while_the_next_runs_are_ref
     assert night.summary["drift"] == {}, [f.message for f in night.findings if f.code == "drift"]
     assert night.summary["settled"] == {"users": {"landed": 0, "sent_again": 2, "refused": 0, "gone": 0}}
     assert ws.run(tenant).summary["settled"] is None
+
+
+UNREACHABLE = "postgresql+psycopg://sync@127.0.0.1:1/erp"       # nothing listens on port 1: connection refused
+LEFT_OPEN = ("writes left unconfirmed (pending in the state store): the portal may or may not have made them; the "
+             "next complete run checks them and sends again what the portal did not make")
+
+
+def demo_status(ws) -> tuple[list[str], dict]:
+    """The lines of `status` under the demo tenant's line (its notes), and its `status --json` object."""
+    folder = str(ws.root / "tenants")
+    lines = ws.cli("status", "--tenants-dir", folder).stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[:1] == ["demo"])
+    notes = [line.strip() for line in lines[at + 1:] if line.startswith("      ")]
+    [entry] = json.loads(ws.cli("status", "--json", "--tenants-dir", folder).stdout)
+    return notes, entry
+
+
+def test_status_shows_the_writes_a_killed_run_left_open_also_after_a_run_that_could_not_reach_the_erp(ws):
+    """A run killed with kill -9 while it applies never closes its history row: status showed it
+    `unfinished` without a word of its writes. The next night's run cannot reach the ERP and
+    fails before it sends anything: status showed `failed`, the ERP's error, nothing more. The
+    portal may hold any of the killed run's writes (here one landed), which the engine has not
+    confirmed: status says how many the state store holds pending, until a complete run settles
+    them."""
+    tenant = ws.tenant_file()
+    assert ws.run().exit_code == 0
+    people = [u for u in ws.portal()["users"] if "+" not in u][:5]       # persons with a user of their own
+    ws.erp_execute(*[("UPDATE adresse SET nachname = nachname || ' I' WHERE adressnr = ?", (p,)) for p in people])
+    planned = [c.external_id for c in ws.plan().plan.changes]
+    assert set(planned) <= set(people) and len(planned) > 1, planned
+    kill_while_applying(tenant, [f"users:{planned[0]}"])
+    notes, entry = demo_status(ws)
+    assert (entry["verdict"], entry["last_run"]["status"], entry["last_run"]["unconfirmed"]) == \
+        ("failed", "running", None)
+    assert notes == [f"{len(planned)} {LEFT_OPEN}"] and entry["pending_writes"] == len(planned)
+    ws.tenant_file(source_url=UNREACHABLE)
+    failed = ws.cli("run", "demo")
+    assert failed.returncode == 4 and "(unreachable)" in failed.stderr, failed.stderr
+    notes, entry = demo_status(ws)
+    assert (entry["verdict"], entry["last_run"]["status"], entry["last_run"]["writes"]) == ("failed", "failed", None)
+    assert "(unreachable)" in entry["message"]
+    assert notes == [f"{len(planned)} {LEFT_OPEN}"] and entry["pending_writes"] == len(planned)
+    ws.tenant_file()
+    night = ws.run()
+    assert night.exit_code == 0
+    assert night.summary["settled"] == {"users": {"landed": 1, "sent_again": len(planned) - 1, "refused": 0, "gone": 0}}
+    notes, entry = demo_status(ws)
+    assert (entry["verdict"], notes, entry["pending_writes"]) == ("ok", [], None)
