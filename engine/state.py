@@ -243,10 +243,12 @@ class StateStore(RunHistory, EmailWinners, WrittenRecords, RunLock):
 
     # -- housekeeping ------------------------------------------------------------------------
     def forget(self, tenant: str) -> None:
-        """Everything the store remembers of a tenant, except a lock: its runs, e-mail winners and
-        what was last written (`idwell-sync demo --fresh`)."""
+        """Everything the store remembers of a tenant, except a lock: its runs, e-mail winners,
+        what was last written and the writes left pending (`idwell-sync demo --fresh`). A pending
+        write kept would outlive the portal store it was sent to: the next run would count it as
+        settled and take its value for one the engine wrote."""
         with self._failing(tenant, "forget the tenant in"), self.engine.begin() as c:
-            for table in (self._runs, self._winners, self._written):
+            for table in (self._runs, self._winners, self._written, self._pending):
                 c.execute(table.delete().where(table.c.tenant == tenant))
 
     def drop(self) -> None:

@@ -109,3 +109,41 @@ def test_demo_with_another_seed_generates_that_erp_instead_of_reusing_the_old_on
     plain = ws.cli("demo", "--json")                      # no --size/--seed: whatever ERP is there
     assert plain.returncode == 0 and json.loads(plain.stdout)["writes"] == 0
     assert Manifest.load(manifest_path).seed == 7
+
+
+def test_demo_fresh_forgets_the_writes_a_killed_run_left_unconfirmed(tmp_path, monkeypatch):
+    """`demo --fresh` forgot the demo tenant's runs, e-mail winners and what the engine last wrote,
+    but not the writes a killed run left pending: the fresh run, into an empty portal store,
+    counted them as `settled` (writes an earlier run left unconfirmed, sent again), and such a
+    value could still be taken for the engine's own write. Now nothing of them is left: no
+    `settled`, nothing pending in `status`."""
+    from engine.state import StateStore
+    from killed_runs import kill_while_applying
+    shutil.copytree(REPO / "tenants", tmp_path / "tenants")
+    shutil.copytree(MAPPINGS, tmp_path / "mappings")
+    ws = Workspace(tmp_path, tmp_path / "var" / "demo" / "erp.sqlite", None)
+    tenant, url = tmp_path / "tenants" / "demo.yaml", f"sqlite:///{tmp_path / 'var' / 'state.sqlite'}"
+    with tenant.open("a", encoding="utf-8") as fh:          # the store `demo` uses, named for the killed run
+        fh.write(f"state_url: {url}\n")
+    assert ws.cli("demo", "--json").returncode == 0
+    ws.erp_execute("UPDATE adresse SET nachname = nachname || ' I'")
+    monkeypatch.chdir(tmp_path)                             # the demo tenant's paths are relative to it
+    kill_while_applying(tenant)
+    store = StateStore(url)
+    try:
+        assert store.pending_ids("demo", "users"), "the killed run noted its updates ahead"
+    finally:
+        store.close()
+    done = ws.cli("demo", "--fresh", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["writes"] > 1000 and summary["settled"] is None
+    [run] = json.loads(ws.cli("history", "demo", "--json").stdout)
+    assert run["settled"] is None and run["unconfirmed"] == 0
+    [entry] = json.loads(ws.cli("status", "--json").stdout)
+    assert (entry["verdict"], entry["pending_writes"]) == ("ok", None)
+    store = StateStore(url)
+    try:
+        assert [store.pending_ids("demo", e) for e in ("buildings", "units", "users", "occupancies")] == [set()] * 4
+    finally:
+        store.close()
