@@ -415,3 +415,15 @@ def test_a_postgresql_schema_keeps_a_store_apart(pg_url):
         with s.engine.begin() as c:
             c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         s.close()
+
+
+def test_pending_counts_count_each_tenants_writes_left_pending_and_only_theirs(state):
+    """What `idwell-sync status` asks a store for a tenant whose last run did not complete: on
+    SQLite and on PostgreSQL, a count per tenant over every entity, none for a tenant without any."""
+    state.remember_pending("acme", "users", [{"external_id": f"P{i}"} for i in range(3)], action="create")
+    state.remember_pending("acme", "units", [{"external_id": "U1"}])
+    state.remember_pending("acme", "users", [{"external_id": "P0", "last_name": "again"}])   # one write, noted twice
+    state.remember_pending("other", "buildings", [{"external_id": "B1"}])
+    assert state.pending_counts(["acme", "other", "quiet"]) == {"acme": 4, "other": 1}
+    state.forget_pending("acme", "users")
+    assert state.pending_counts(["acme"]) == {"acme": 1}
