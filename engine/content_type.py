@@ -1,5 +1,5 @@
 """What an HTTP answer's Content-Type says its body is, read the same way by the ERP's API source
-(engine.sources.api) and the import API target (engine.targets._http_client)."""
+(engine.sources._api_requests) and the import API target (engine.targets._http_client)."""
 from __future__ import annotations
 
 

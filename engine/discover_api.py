@@ -19,7 +19,8 @@ from engine.config.model import EntityMapping, Tenant
 from engine.discover import format_table
 from engine.doctor_api import PAGE          # records asked for per endpoint, as doctor asks for them
 from engine.errors import SourceError, UsageError
-from engine.sources.api import ApiExtractor, UnreadPaths, read_paths
+from engine.sources.api import ApiExtractor
+from engine.sources.unread_paths import UnreadPaths, read_paths
 
 STOP = {"login_failed", "dns", "unreachable", "timeout", "tls_certificate"}
 """Causes that every endpoint would fail with alike: the listing stops at the first (as it stops

@@ -9,7 +9,7 @@ from typing import Iterator
 from engine.config.model import ApiSource, Tenant
 from engine.doctor import DNS_HINT_API, Step, check_dns, check_tcp, endpoint_of_url, skipped, step
 from engine.errors import SecretReferenceError, SourceError
-from engine.sources.api import UnreadPaths
+from engine.sources.unread_paths import UnreadPaths
 
 PAGE = 20   # records asked for per endpoint: enough to see the fields, little load on the API
 

@@ -1,5 +1,5 @@
-"""Retry-After as both HTTP clients read it: the API source (engine.sources.api) and the import
-API target (engine.targets._http_client) follow one rule.
+"""Retry-After as both HTTP clients read it: the API source (engine.sources._api_requests) and
+the import API target (engine.targets._http_client) follow one rule.
 
   * A request answered 429 or 500/502/503/504 is sent again after the longer of the client's
     backoff and the answer's Retry-After: never sooner than the server asked, and never at once

@@ -55,7 +55,7 @@ def test_a_retry_after_given_as_a_date_is_waited_for(auth):
 
 def test_a_body_that_cannot_be_decoded_is_retried_then_an_error_that_says_so(auth, monkeypatch):
     """A gateway that labels a plain body as gzip: asked again, then stopped with what to ask."""
-    monkeypatch.setattr("engine.sources.api._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
     garbled = (200, {"Content-Encoding": "gzip"}, b'{"data": [{"id": 1}]}')
     with Server(OK) as api:
         api.gets = [garbled]
@@ -84,7 +84,7 @@ def test_records_that_are_not_json_objects_stop_the_extract_naming_one(auth, dat
 
 def test_an_api_that_keeps_throttling_is_named_with_the_setting_that_helps(auth, monkeypatch):
     """Not "check the endpoint and its parameters": they were right, the requests too many."""
-    monkeypatch.setattr("engine.sources.api._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
     with Server(OK) as api:
         api.gets = [throttled("0")] * 6
         with pytest.raises(SourceError) as caught:
@@ -131,7 +131,7 @@ def test_a_redirect_names_where_it_points_and_what_to_set(auth):
 def test_a_json_answer_cut_off_is_asked_again_then_an_error_that_says_so(auth, monkeypatch):
     """A body that its content type calls JSON but that ends mid-way (a gateway or proxy that
     cut it off): asked again, then stopped saying so, not sent to check base_url for a login page."""
-    monkeypatch.setattr("engine.sources.api._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
     cut = (200, {}, b'{"data": [{"id": 1}, {"i')
     with Server(OK) as api:
         api.gets = [cut]
@@ -161,7 +161,7 @@ def test_a_page_that_is_not_json_is_named_with_its_content_type(auth):
 def test_a_page_has_six_attempts_in_all_whatever_made_it_ask_again(auth, monkeypatch):
     """A 503 and a body cut off, by turns: six attempts for the page, as for one kind alone, not
     six for each cut-off body's request (up to 36, each after a Retry-After of up to 5 minutes)."""
-    monkeypatch.setattr("engine.sources.api._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
     unavailable, cut = (503, {}, b'{"error": "try again"}'), (200, {}, b'{"data": [{"id": 1}, {"i')
     with Server(OK) as api:
         api.gets = [unavailable, cut] * 3

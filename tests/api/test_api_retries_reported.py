@@ -121,7 +121,7 @@ def test_each_kind_of_retry_is_counted_by_its_reason_token_requests_too(monkeypa
     from engine.sources.api import ApiExtractor
     from pages_server import Server
 
-    monkeypatch.setattr("engine.sources.api._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
     monkeypatch.setenv("OAUTH_SECRET", "client-secret-4711")
     with Server({"/v1/objects": ([{"id": 1}, {"id": 2}], None)}) as api:
         api.posts = [(503, "application/json", b'{"error": "try again"}')]

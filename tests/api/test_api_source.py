@@ -180,7 +180,7 @@ def test_an_api_without_an_answer_is_told_by_its_cause(url, cause, advice):
     what to do, instead of httpx's class name; both are retried by the next night's run."""
     import httpx
     from pgcluster import free_port
-    from engine.sources.api import _transport_error
+    from engine.sources._api_requests import _transport_error
     url = url.format(port=free_port())
     with pytest.raises(httpx.TransportError) as raised:
         httpx.get(url, timeout=5)
@@ -195,7 +195,7 @@ def test_keys_and_filter_fields_are_read_as_the_engine_reads_them():
     A record that has what they read gives no warning; one that lacks it names the path."""
     from engine.config.model import EntityMapping, FilterRule
     from engine.expr import compile_expression
-    from engine.sources.api import UnreadPaths
+    from engine.sources.unread_paths import UnreadPaths
     entity = EntityMapping("users", {"external_id": compile_expression('to_text("person.id")'),
                                      "last_name": compile_expression("names[0].last")},
                            key=('"person.id"',),
