@@ -36,13 +36,16 @@ class Step:
     hint_en: str = ""
     hint_de: str = ""
     seconds: float | None = None
+    note: str = ""            # what else the step found out, on a line of its own (an endpoint's reading)
 
 
 def step(name: str, title: str, status: Status, detail: str, hint: Cause | tuple[str, str] | None = None,
-         seconds: float | None = None) -> Step:
-    """A step's result; its detail masked (engine.redact), as it may quote a driver's message."""
+         seconds: float | None = None, note: str = "") -> Step:
+    """A step's result; its detail and note masked (engine.redact), as they may quote a driver's
+    message or a link the API sent."""
     en, de = (hint.hint_en, hint.hint_de) if isinstance(hint, Cause) else (hint or ("", ""))
-    return Step(name, title, status, redact(detail), en, de, None if seconds is None else round(seconds, 3))
+    return Step(name, title, status, redact(detail), en, de, None if seconds is None else round(seconds, 3),
+                redact(note))
 
 
 def skipped(name: str, title: str, why: str) -> Step:
@@ -230,6 +233,8 @@ MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 def format_step(index: int, s: Step) -> str:
     lines = [f"[{MARK[s.status]}] {index:>2}. {s.title}: {s.detail}"]
+    if s.note:
+        lines.append(f"            {s.note}")
     if s.hint_en and s.status in ("warn", "fail"):
         lines.append(f"            what to do: {s.hint_en}")
         lines.append(f"            was tun:    {s.hint_de}")

@@ -1,14 +1,18 @@
 """Doctor steps for an API source (DOMUS Cloud Connect or any JSON REST API): DNS, TCP,
-authentication, and the first page of every endpoint against the mapping's fields."""
+authentication, and the first page of every endpoint against the mapping's fields, with how a
+run reads the endpoint's pages (once, or twice: engine.sources._readings)."""
 from __future__ import annotations
 
 import dataclasses
 import time
 from typing import Iterator
 
-from engine.config.model import ApiSource, Tenant
+import httpx
+
+from engine.config.model import ApiSource, EntityMapping, Tenant
 from engine.doctor import DNS_HINT_API, Step, check_dns, check_tcp, endpoint_of_url, skipped, step
 from engine.errors import SecretReferenceError, SourceError
+from engine.sources._readings import position_param, read_twice
 from engine.sources.unread_paths import UnreadPaths
 
 PAGE = 20   # records asked for per endpoint: enough to see the fields, little load on the API
@@ -56,11 +60,12 @@ def _endpoints_not_run(tenant: Tenant, why: str) -> Iterator[Step]:
 
 
 def _first_page(extractor, entity):
+    """(records, seconds, the next-page link the pages are judged by) of the first page, or the
+    error it failed with."""
     t0 = time.perf_counter()
     try:
-        for _, records in extractor.batches(entity, {}):
-            return records, time.perf_counter() - t0
-        return [], time.perf_counter() - t0
+        records, link = extractor.first_page(entity)
+        return records, time.perf_counter() - t0, link
     except (SourceError, SecretReferenceError) as exc:
         return exc
 
@@ -92,11 +97,12 @@ def _endpoint_step(entity, result) -> Step:
         return step(name, title, "fail", getattr(result, "message", str(result)),
                     (getattr(result, "hint", None) or "check the endpoint and record_selector in the mapping",
                      "Endpoint und record_selector im Mapping prüfen"))
-    records, took = result
+    records, took, link = result
+    reading = pages_reading(entity, link)
     if not records:
         return step(name, title, "warn", "the first page holds no records",
                     ("check the endpoint's parameters and that the account sees data",
-                     "die Parameter des Endpoints prüfen und ob das Konto Daten sieht"), took)
+                     "die Parameter des Endpoints prüfen und ob das Konto Daten sieht"), took, reading)
     used = entity.source_names()
     unread = UnreadPaths(entity)
     unread.see(records)
@@ -107,6 +113,40 @@ def _endpoint_step(entity, result) -> Step:
                     ("compare the mapping's field names with a response: names are case-sensitive "
                      "(or the field is empty on this page)",
                      "die Feldnamen des Mappings mit einer Antwort vergleichen: Groß- und Kleinschreibung "
-                     "zählt (oder das Feld ist auf dieser Seite leer)"), took)
+                     "zählt (oder das Feld ist auf dieser Seite leer)"), took, reading)
     return step(name, title, "ok", detail + ("; every field the mapping reads is there" if used is not None else ""),
-                seconds=took)
+                seconds=took, note=reading)
+
+
+_MOVE = "move when records are added or removed in the ERP while the pages are read"
+_SNAPSHOT = "(verify: false reads them once, for an API that serves a snapshot)"
+
+
+def pages_reading(entity: EntityMapping, link: httpx.URL | None) -> str:
+    """How a run reads the endpoint's pages, once or twice (engine.sources._readings.read_twice),
+    and why; for next-page links judged by `link`, the first one, what to set if that is wrong."""
+    pager = entity.paginator
+    kind, verify = (pager.type, pager.verify) if pager else ("none", None)
+    twice = read_twice(pager, link)
+    if kind == "none":
+        return "pages: read once, because the endpoint has no paginator (one request)"
+    if kind == "cursor":
+        return "pages: read once, because a cursor names the last record read, so that nothing moves under it"
+    if verify is not None:
+        return f"pages: read {'twice' if twice else 'once'}, because the paginator's verify is {str(verify).lower()}"
+    if kind in ("page_number", "offset"):
+        what = "page numbers" if kind == "page_number" else "offsets"
+        return f"pages: read twice, because {what} count positions, which {_MOVE} {_SNAPSHOT}"
+    if link is None:
+        return ("pages: read once, because the first page names no next page; with more pages a run reads "
+                "them twice if the first next-page link counts pages or records (?page=, ?offset=), else once: "
+                "set verify in the entity's paginator to decide")
+    shown = "?" + link.query.decode("ascii", "replace")
+    counter = position_param(link)
+    if counter is not None:
+        return (f"pages: read twice, because the first next-page link ({shown}) counts pages or records by "
+                f"'{counter}', and such pages {_MOVE} {_SNAPSHOT}")
+    return (f"pages: read once, because the first next-page link ({shown}) has no parameter taken to count "
+            "pages or records (such as page, offset, $skip or startIndex), so it is taken to name the last "
+            "record read. If the API's links count pages or records by another name, set verify: true in the "
+            "entity's paginator")

@@ -21,9 +21,10 @@ from engine.sources._api_requests import ApiRequests, look_hint
 log = logging.getLogger("engine.sources.api")     # the API source's log, under the name its lines have always had
 
 
-def pages(requests: ApiRequests, entity: EntityMapping) -> Iterator[tuple[httpx.URL | None, list[dict]]]:
-    """Each page's records, with the next-page link (link_header) that led to the page: None
-    for the first page, and for the other paging styles."""
+def pages(requests: ApiRequests, entity: EntityMapping) -> Iterator[tuple[httpx.URL | None, list[dict],
+                                                                           httpx.URL | None]]:
+    """Each page's records, with the next-page link (link_header) that led to the page and the one
+    the page names: None for the first page and the last, and for the other paging styles."""
     source, tenant_id = requests.source, requests.tenant_id
     params = {**source.params, **entity.params}
     selector = jmespath.compile(entity.record_selector) if entity.record_selector else None
@@ -73,8 +74,11 @@ def pages(requests: ApiRequests, entity: EntityMapping) -> Iterator[tuple[httpx.
                                 f"caps its pages at {len(previous or ())} records, so page numbers for "
                                 f"{size} would skip records",
                                 f"set source.page_size to {len(previous or ())} (or less)")
+        following = None
+        if pager.type == "link_header" and (nxt := response.links.get("next", {}).get("url")):
+            following = response.url.join(nxt)
         if records:
-            yield link, records
+            yield link, records, following
         if pager.type == "none":
             return
         if pager.type in ("page_number", "offset"):
@@ -98,10 +102,9 @@ def pages(requests: ApiRequests, entity: EntityMapping) -> Iterator[tuple[httpx.
                                     f"check cursor_path against a response ({look_hint(tenant_id)})")
             seen_cursors.add(str(cursor))
         else:
-            nxt = response.links.get("next", {}).get("url")
-            if not nxt:
+            if following is None:
                 return
-            link = response.url.join(nxt)
+            link = following
             url, page = requests.same_origin(link, entity.name), page + 1
             if url in seen_cursors:
                 raise _paging_error(tenant_id, entity, "the next-page link points to a page read already: the "

@@ -54,6 +54,8 @@ class Readings:
     `recovered` those that only the second reading had."""
 
     def __init__(self, paginator: Paginator | None, id_of: Callable[[dict], str | None]):
+        self._paginator = paginator
+        self._link: httpx.URL | None = None     # the first next-page link
         kind, self._verify = (paginator.type, paginator.verify) if paginator else ("none", None)
         self.tracked = kind in ("page_number", "offset") or (kind == "link_header" and self._verify is True)
         self._undecided = kind == "link_header" and not self.tracked     # until the first next-page link
@@ -69,12 +71,14 @@ class Readings:
 
     @property
     def second_reading(self) -> bool:
-        return self.tracked and self._verify is not False
+        return read_twice(self._paginator, self._link)
 
     def first(self, records: list[dict], link: httpx.URL | None) -> list[dict]:
         """A page of the first reading (and the next-page link that led to it): its records but
         those whose identity came on an earlier page, which are held until the last reading tells
         what they are (held)."""
+        if self._link is None:
+            self._link = link
         if self._undecided and link is not None:
             self._undecided, self.tracked = False, positional(link)
             if not self.tracked:
@@ -142,9 +146,28 @@ def _digest(record: dict) -> bytes:
     return hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=16).digest()
 
 
+def read_twice(paginator: Paginator | None, link: httpx.URL | None) -> bool:
+    """Whether an endpoint's pages are read a second time (Readings.second_reading), `link` its
+    first next-page link (None: none yet, or the endpoint has one page): never with `verify`
+    false; page_number and offset always else; link_header with `verify` true, or, unset, when
+    the link counts positions (positional); a cursor, or no paginator, never."""
+    kind, verify = (paginator.type, paginator.verify) if paginator else ("none", None)
+    if verify is False:
+        return False
+    if kind in ("page_number", "offset"):
+        return True
+    return kind == "link_header" and (verify is True or (link is not None and positional(link)))
+
+
 def positional(link: httpx.URL) -> bool:
     """Whether a next-page link counts pages or records, by a number in a parameter of POSITIONS,
     so that its pages move as page numbers do; not one that names a record (?after=5000219,
     ?cursor=..., $skiptoken)."""
-    return any(re.sub(r"[^a-z]", "", name.lower()) in POSITIONS and value.isdigit()
-               for name, value in link.params.multi_items())
+    return position_param(link) is not None
+
+
+def position_param(link: httpx.URL) -> str | None:
+    """The first parameter of a next-page link by which it counts pages or records (a number in a
+    parameter of POSITIONS: `page`, `$skip`, `page[number]`), as the link names it; None if none."""
+    return next((name for name, value in link.params.multi_items()
+                 if re.sub(r"[^a-z]", "", name.lower()) in POSITIONS and value.isdigit()), None)

@@ -66,7 +66,7 @@ class ApiExtractor:
         read once."""
         unread, seen = UnreadPaths(entity), 0
         readings = Readings(entity.paginator, _id_getter(entity))
-        for link, records in pages(self._requests, entity):
+        for link, records, _ in pages(self._requests, entity):
             records = readings.first(records, link)
             unread.see(records)
             seen += len(records)
@@ -86,13 +86,26 @@ class ApiExtractor:
                         "the field out when it is empty", self.tenant_id, entity.name, entity.endpoint,
                         "; ".join(missing))
 
+    def first_page(self, entity: EntityMapping) -> tuple[list[dict], httpx.URL | None]:
+        """The records of the entity's first page (the first that has records), as batches reads
+        them first, and the next-page link that a run judges how to read the pages by (link_header:
+        engine.sources._readings.read_twice); None for the other paging styles, and for a single
+        page. No other page is asked for."""
+        read = pages(self._requests, entity)
+        try:
+            for link, records, following in read:
+                return records, link or following
+            return [], None
+        finally:
+            read.close()
+
     def _second_reading(self, entity: EntityMapping, readings: Readings) -> Iterator[list[dict]]:
         """The second reading of pages by position (batches), page by page, as `readings` takes
         it; how many records the first had missed goes to `recovered`, and a warning names the
         first (by its ERP key)."""
         if not readings.second_reading:
             return
-        for _, records in pages(self._requests, entity):
+        for _, records, _ in pages(self._requests, entity):
             records = readings.second(records)
             if records:
                 yield records
