@@ -74,6 +74,27 @@ class ConfigError(SyncError):
         super().__init__(text, hint=hint)
 
 
+class ExpressionError(ConfigError):
+    """An expression of the tenant's mapping cannot be computed for a record of the ERP: a jmespath
+    built-in given a value it does not take (`join` over a null, `starts_with` of a null). The
+    run stops before anything is written: a record left out would be archived in the portal."""
+
+    def __init__(self, entity: str, key: str, what: str, expression: str, error: BaseException):
+        where = what if what.startswith("filter ") else f"field '{what}'"
+        super().__init__([], f"{entity} {key}: the {where} cannot be computed for this ERP record: "
+                             f"{expression} gives {type(error).__name__}: {error}", hint=EXPRESSION_HINT)
+        self.entity, self.key, self.what, self.expression = entity, key, what, expression
+
+    def for_tenant(self, tenant_id: str) -> ConfigError:
+        return ConfigError([], f"tenant '{tenant_id}': {self.message}", hint=self.hint)
+
+
+EXPRESSION_HINT = ("correct the expression in the tenant's overrides or the mapping: jmespath's own functions refuse "
+                   "a null or a number where they expect text (join, starts_with, contains, length, ...); the engine's "
+                   "functions give null instead (concat for join, to_text for to_string), and [a, b][?@] drops nulls "
+                   "from a list (docs/functions.md). Nothing was written")
+
+
 class SecretReferenceError(SyncError):
     """A secret the tenant references cannot be resolved on this machine."""
     exit_code = ExitCode.CONFIG

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Iterator
 
 from engine.config.model import ENTITIES, Tenant
 from engine.entity_data import EntityData
+from engine.errors import ExpressionError
 from engine.findings import Finding
 from engine.mapping import Mapper, kept_values, unknown_code_findings
 from engine.progress import Progress
@@ -35,6 +36,16 @@ def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: 
     the records) is called as soon as every row is read and it is known which become records,
     before they are made (None: it cannot be known before; the caller takes it from the
     records), so that a second process waiting for it starts sooner (the users' gate)."""
+    try:
+        return _extract_entity(tenant, entity, source, params, run_date, gate, findings, progress,
+                               keep_gated=keep_gated, early=early)
+    except ExpressionError as exc:      # a mapping's expression that a record of the ERP breaks
+        raise exc.for_tenant(tenant.id) from exc
+
+
+def _extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: dt.date, gate,
+                    findings: list[Finding], progress: Progress, *, keep_gated: bool,
+                    early: tuple[str, Callable[[set | None], None]] | None) -> EntityData:
     out = EntityData(entity)
     mapper, columns_seen = None, None
     progress.start(f"extract {entity}")

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 from engine import contract
 from engine.config.model import EntityMapping
 from engine.entity_data import EntityData, Rec, as_recs
+from engine.errors import ExpressionError
 from engine.erp_keys import EMPTY_KEY, _as_text, _field_getter, _key_getter
 from engine.filters import compile_filter, describe
 from engine.findings import Finding
@@ -107,6 +108,56 @@ class Mapper:
                 self._take(part, batch)
 
     def _map_each(self, rows: Sequence[Any]) -> None:
+        try:
+            self._map_each_row(rows)
+        except Exception as exc:
+            failure = self._expression_failure(rows)
+            if failure is None:         # not an expression of the mapping: a bug, reported as one
+                raise
+            raise failure from exc
+
+    def _expression_failure(self, rows: Sequence[Any]) -> ExpressionError | None:
+        """The first expression of the mapping that cannot be computed for one of `rows` (a
+        jmespath built-in given a null or a number: `join`, `starts_with`, `length`, ...), in the
+        order _map_each_row computes them (a row a filter or the gate excludes is not mapped
+        further), as an ExpressionError naming the record, the expression and where it is used;
+        None when every expression computes for every row."""
+        mapping = self.mapping
+        fields = [(name, mapping.fields[name], get) for name, get in self._early]
+        rest = [(name, mapping.fields[name], get) for name, get in self._getters]
+        if self._contract is not None:
+            rest.append(("contract", mapping.contract, self._contract))
+        for row in rows:
+            what, expr = "external_id", mapping.fields["external_id"]
+            try:
+                data = {"external_id": self._id(row)}
+                for rule, predicate, _ in self._filters:
+                    what, expr = f"filter '{rule.name}'", rule.expr.source if rule.kind == "expr" else rule.field
+                    if predicate(row):
+                        break
+                else:
+                    for what, expr, get in fields:
+                        data[what] = get(row)
+                    if self._passes_gate(data):
+                        for what, expr, get in rest:
+                            get(row)
+            except _NotAnExpression:
+                return None
+            except Exception as exc:
+                try:
+                    key = self._key(row)
+                except Exception:
+                    key = EMPTY_KEY
+                return ExpressionError(mapping.name, key, what, getattr(expr, "source", expr), exc)
+        return None
+
+    def _passes_gate(self, data: dict[str, Any]) -> bool:
+        try:
+            return self._gate is None or self._gate(data) is None
+        except Exception as exc:        # the engine's own code, not an expression of the mapping
+            raise _NotAnExpression from exc
+
+    def _map_each_row(self, rows: Sequence[Any]) -> None:
         out, records = self.out, self.out.records
         getters, early, gate, unmapped, defaults = self._getters, self._early, self._gate, self._unmapped, self._defaults
         id_of, key_of, contract_of = self._id, self._key, self._contract
@@ -282,6 +333,11 @@ class Mapper:
             self.out.unkeyed[rule.reason] += 1
         self.findings.append(Finding(rule.reason, self.mapping.name, key,
                                      describe(rule, value_of(row) if value_of else None)))
+
+
+class _NotAnExpression(Exception):
+    """Raised by the engine's own code while Mapper._expression_failure looks for the expression
+    that failed: no expression is to blame."""
 
 
 def _described(data: dict[str, Any], most: int = 3) -> str:

@@ -44,7 +44,7 @@ from typing import BinaryIO
 
 from engine._pipe import encode, end_child, pipe, receive, send
 from engine.entity_data import EntityData
-from engine.errors import SourceError
+from engine.errors import ConfigError, SourceError
 from engine.findings import Finding
 from engine.normalize import normalize_entity
 from engine.parallel_child import _child
@@ -114,6 +114,8 @@ class UsersWorker:
                 try:
                     if isinstance(exc, SourceError) and exc.in_query:   # the parent's query would fail alike
                         send(out, ("source_error", exc.message, exc.cause, exc.hint, exc.retriable))
+                    elif isinstance(exc, ConfigError):  # an expression a record breaks: alike in the parent
+                        send(out, ("config_error", exc.message, exc.hint))
                     else:
                         send(out, ("failed", f"{type(exc).__name__}: {exc}"))
                 except BaseException:
@@ -176,7 +178,7 @@ class UsersWorker:
             if message[0] != "ok":
                 _raise_source_error(message)
                 return self._failed(message[1], progress)
-        except SourceError:
+        except (SourceError, ConfigError):     # the child's query or mapping failed: alike here
             self._stop()
             raise
         except Exception as exc:
@@ -220,7 +222,7 @@ class UsersWorker:
                 if message[0] != "done":
                     _raise_source_error(message)
                     return self._failed(message[1], progress)
-        except SourceError:
+        except (SourceError, ConfigError):     # the child's query or mapping failed: alike here
             raise
         except Exception as exc:
             return self._failed(f"no answer ({type(exc).__name__}: {exc})", progress)
@@ -270,8 +272,12 @@ class UsersWorker:
 
 def _raise_source_error(message: tuple) -> None:
     """A query that failed in the child fails the run with the child's error: the same query
-    run again here would fail alike (after as long again, where it was a timeout). A child that
-    failed otherwise (its own connection refused, say) leaves the work to this process."""
+    run again here would fail alike (after as long again, where it was a timeout); so would an
+    expression of the mapping that a record breaks. A child that failed otherwise (its own
+    connection refused, say) leaves the work to this process."""
     if message[0] == "source_error":
         _, text, cause, hint, retriable = message
         raise SourceError(text, cause=cause, hint=hint, retriable=retriable, in_query=True)
+    if message[0] == "config_error":            # a mapping's expression that a record breaks
+        _, text, hint = message
+        raise ConfigError([], text, hint=hint)

@@ -52,6 +52,12 @@ jmespath's built-ins are kept unchanged. Two of them surprise with database valu
 - `join(separator, array)` requires every element to be text: a null or a number in the array
   makes the record fail with a type error. Drop nulls first, `join(' ', [Vorname, Nachname][?@])`,
   or use `concat`, which skips nulls.
+
+So do `starts_with`, `ends_with`, `contains` and `length` of a null, and the other built-ins given
+a type they do not take. validate cannot see it (it reads no data): the first ERP record an
+expression fails for stops `plan` and `run` with exit code 3 before anything is written, naming
+the record's ERP key, the field or filter and the expression (a record left out instead would be
+archived in the portal).
 """
 
 
