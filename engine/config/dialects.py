@@ -27,14 +27,24 @@ URL_FORM = "dialect+driver://user:${env:PASSWORD}@host:port/database"
 
 
 def url_dialect_problem(url: str) -> str | None:
-    """Why SQLAlchemy cannot load the dialect a URL as written names; None when it can, or when
-    the URL does not name one that can be read without resolving it (a `${env:...}` reference
-    in its place, or no `dialect://` at its start: opening it says what is wrong then).
-    Nothing is resolved: the references stay as they are."""
+    """Why SQLAlchemy cannot load the dialect a URL as written names, or why it is no URL at all
+    (no `dialect://` at its start: a file's path, `sqlite:/file`); None when it can, or when the
+    URL does not name one that can be read without resolving it (a `${env:...}` reference in
+    its place, or in a text without `dialect://`, which the reference may supply). Nothing is
+    resolved: the references stay as they are. The URL itself is not repeated: it may hold a
+    password written in the wrong place."""
     match = _SCHEME.match(url)
-    if not match or REFERENCE.search(match.group(1)):
+    if not match:
+        return None if REFERENCE.search(url) else NOT_A_URL
+    if REFERENCE.search(match.group(1)):
         return None
     return dialect_problem(match.group(1))
+
+
+NOT_A_URL = (f"not a SQLAlchemy URL: it starts with dialect[+driver]:// ({URL_FORM}); an SQLite file is "
+             "sqlite:///path/to/file.sqlite (a relative path starts in the directory idwell-sync runs in), "
+             "sqlite:////srv/erp.sqlite an absolute one")
+"""Why a URL without `dialect://` at its start cannot be opened: SQLAlchemy refuses it."""
 
 
 def dialect_problem(drivername: str) -> str | None:
