@@ -48,6 +48,9 @@ def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | No
         report.warning(("id",), "the tenant declares no target: validate, doctor and discover work without one, "
                                 "but plan and run need one (a target section, docs/config.md)")
     _source(data.get("source"), report, mapping if isinstance(mapping, dict) else {})
+    state_url = data.get("state_url")
+    if isinstance(state_url, str) and (problem := url_dialect_problem(state_url)):
+        report.error(("state_url",), problem)   # else every run, history and status stops at it (exit 10)
     for path, url in _urls(data):
         if isinstance(url, str) and url_has_literal_secret(url):
             report.error(path, "the URL contains a literal password or token: write a reference such as "
