@@ -71,7 +71,8 @@ def test_a_problem_in_the_tenants_mapping_counts_that_file(workdir, capsys):
     code, out, _ = run(capsys, "tenants/acme.yaml")
     lines = out.splitlines()
     assert code == 1 and len(lines) == 3
-    assert lines[0].startswith("mappings/sql-basic.yaml:") and "column 'Email' is not in the query's select list" in lines[0]
+    assert lines[0].startswith("mappings/sql-basic.yaml:") and "column 'Email' is not in the select list of the query at " \
+        "tenants/acme.yaml:8" in lines[0]
     assert lines[1].startswith("tenants/acme.yaml:9:16 $.overrides.entities.users.fields.emial: unknown field 'emial'")
     assert lines[2] == "2 errors in 2 of 2 files"
     code, out, _ = run(capsys, "--format", "json", "tenants/acme.yaml")

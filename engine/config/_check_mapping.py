@@ -289,7 +289,15 @@ class _Entity:
         if name.casefold() in {c.casefold() for c in self.columns}:
             return  # SQL Server and the engine compare column names case-insensitively
         hint = text_hint + (did_you_mean(name, self.columns) or f"The query selects: {quoted_list(self.columns)}")
-        self.report.error(path, f"{what} '{name}' is not in the query's select list. {hint}", offset=offset)
+        self.report.error(path, f"{what} '{name}' is not in {self._query_named(path)}. {hint}", offset=offset)
+
+    def _query_named(self, path: tuple) -> str:
+        """'the query's select list', with where the query is when another file holds it than the
+        problem at `path`: a tenant's query override that drops a column the mapping's fields read
+        has its problems reported in the mapping, which the person did not change."""
+        query, here = (self.report.loc.problem(p, "") for p in (self.path + ("query",), path))
+        return "the query's select list" if query.file == here.file \
+            else f"the select list of the query at {query.file}:{query.line}"
 
     def _jmespath(self, path: tuple, text: Any) -> None:
         if not isinstance(text, str):
