@@ -3,7 +3,8 @@
 The source matches the mapping's kind and is complete, and its URL names a database dialect that
 SQLAlchemy can load here (engine.config.dialects; references in it are not resolved); no literal
 secret hides in a URL or in params, and no reference where it would not be resolved; the dedup order names known fields; dates, the cron expression, the time zone and the
-window make sense; thresholds are plausible (implausible but possible values are warnings).
+window make sense; thresholds are plausible (implausible but possible values are warnings), and a
+code table of the overrides is one that a map_values reads (else a warning: a misspelt name).
 """
 from __future__ import annotations
 
@@ -57,10 +58,60 @@ def check_tenant(data: Any, report: Report, *, mapping: Any, file_stem: str | No
                                "${env:ACME_SQL_PASSWORD} in its place")
     _unresolved_references(data, report)
     _reference_names(data, report)
+    _unused_code_tables(data, report, mapping if isinstance(mapping, dict) else {})
     _dedup(data.get("dedup"), report, mapping if isinstance(mapping, dict) else {})
     _window(data.get("contract_window"), report)
     _deletion(data.get("deletion"), report)
     _schedule(data.get("schedule"), report)
+
+
+def _unused_code_tables(data: dict, report: Report, mapping: dict) -> None:
+    """A warning for a code table of the tenant's overrides that no map_values(..., 'table') of
+    the mapping (as merged) reads: it changes nothing, and the codes it was written for are still
+    reported as code_not_in_table every night. Almost always a misspelt table name."""
+    overrides = data.get("overrides")
+    tables = overrides.get("code_tables") if isinstance(overrides, dict) else None
+    if not isinstance(tables, dict) or not isinstance(mapping.get("entities"), dict):
+        return
+    used = _tables_read(mapping["entities"])
+    known = mapping["code_tables"] if isinstance(mapping.get("code_tables"), dict) else {}
+    for name in tables:
+        if isinstance(name, str) and name not in used:
+            hint = did_you_mean(name, sorted(set(known) - {name})) or (
+                f"The mapping reads the code tables {', '.join(map(repr, sorted(used)))}" if used
+                else "The mapping reads no code table")
+            report.warning(("overrides", "code_tables", name),
+                           f"no map_values(..., '{name}') of the mapping or the overrides reads the code table "
+                           f"'{name}', so it changes nothing. {hint}")
+
+
+def _tables_read(entities: dict) -> set[str]:
+    """The code tables that the entities' expressions (fields, contract, filter expr) name in
+    map_values(value, 'table')."""
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+    texts = []
+    for spec in entities.values():
+        if not isinstance(spec, dict):
+            continue
+        texts += list(spec["fields"].values()) if isinstance(spec.get("fields"), dict) else []
+        texts.append(spec.get("contract"))
+        texts += [f.get("expr") for f in spec.get("filters") or () if isinstance(f, dict)]
+    found: set[str] = set()
+    for text in texts:
+        try:
+            nodes = [jmespath.compile(text).parsed] if isinstance(text, str) else []
+        except JMESPathError:
+            continue                # the mapping's checks report it
+        while nodes:
+            node = nodes.pop()
+            children = node.get("children") or []
+            if node.get("type") == "function_expression" and node.get("value") == "map_values" \
+                    and len(children) == 2 and children[1].get("type") == "literal" \
+                    and isinstance(children[1].get("value"), str):
+                found.add(children[1]["value"])
+            nodes += [c for c in children if isinstance(c, dict)]
+    return found
 
 
 def _resolved_here(path: tuple) -> bool:
