@@ -215,7 +215,7 @@ def add_findings_delimiter(parser: argparse.ArgumentParser) -> None:
 
 def check_findings(args) -> None:
     """--findings and --findings-delimiter before the run: the file can be written (check_output),
-    and a delimiter is asked for a CSV only (exit code 2)."""
+    and a delimiter is asked for a CSV report only, one that --findings names (exit code 2)."""
     from engine.errors import UsageError
     from engine.findings_report import is_workbook
     suffix = args.findings.suffix.lower() if args.findings is not None else ""
@@ -223,6 +223,9 @@ def check_findings(args) -> None:
         raise UsageError(f"--findings {args.findings}: the report is written as an Excel workbook (.xlsx) or as CSV, "
                          f"not as {suffix} (a CSV under that name makes the spreadsheet program warn that the file is "
                          "not what its name says); name the file .xlsx or .csv")
+    if args.findings_delimiter is not None and args.findings is None:
+        raise UsageError(f"--findings-delimiter {args.findings_delimiter}: no report is written without --findings; "
+                         "name the CSV file, --findings FILE.csv")
     if args.findings_delimiter is not None and args.findings is not None and is_workbook(args.findings):
         raise UsageError(f"--findings-delimiter {args.findings_delimiter}: --findings {args.findings} is an Excel "
                          "workbook, which has no delimiter; leave the option out, or name a .csv file")

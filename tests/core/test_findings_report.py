@@ -179,6 +179,18 @@ def test_a_delimiter_for_a_workbook_is_refused_before_the_run(ws):
     assert not (ws.root / "report.xlsx").exists() and not ws.portal_path.exists()
 
 
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_a_delimiter_without_a_report_is_refused_before_the_run(ws, command):
+    """`--findings-delimiter ';'` alone wrote no report and said nothing, the user waiting for a CSV
+    for a German Excel: a usage error (exit 2, one line) naming --findings, before anything is run."""
+    code, summary, err = ws.cli_json(command, str(ws.tenant_file()), "--date", "2026-06-01",
+                                     "--findings-delimiter", ";")
+    line = "--findings-delimiter ;: no report is written without --findings; name the CSV file, --findings FILE.csv"
+    assert (code, err) == (2, f"idwell-sync {command}: error: {line}\n")
+    assert (summary["status"], summary["error"]["message"]) == ("failed", line)
+    assert not ws.portal_path.exists()
+
+
 @pytest.mark.parametrize("name", ["report.xls", "Bericht.ODS"])
 def test_a_spreadsheet_format_the_report_is_not_written_in_is_refused_before_the_run(ws, name):
     """A CSV named .xls opens in Excel only after a warning that the file is not what its name
