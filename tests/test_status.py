@@ -681,6 +681,20 @@ def test_a_message_cut_in_the_table_says_where_the_whole_text_is(tmp_path):
     assert status_json(folder, "--at", AT)["long"]["message"] == why
 
 
+def test_a_cut_message_of_a_file_that_cannot_be_read_is_not_sent_to_history(tmp_path):
+    """An unreadable tenant file has no run: `history TENANT` cannot show its message (it cannot
+    read the file either), so the note names `status --json` only."""
+    folder = tenants(tmp_path, {"short.yaml": "id: short\n" + NIGHTLY,
+                                "abrechnung-hausverwaltung-sued.yaml": "id: x\nsource: [\n"})
+    record(default_store(folder), "short", "failed", LAST_NIGHT, message="the ERP cannot be reached")
+    done = status(folder, "--at", AT)
+    assert done.returncode == 1, done.stderr
+    assert "\u2026" in row(done.stdout, "abrechnung-hausverwaltung-sued")[-1]
+    assert "\n(the message of abrechnung-hausverwaltung-sued is cut: `idwell-sync status --json` has the whole " \
+           "text)" in done.stdout
+    assert "history TENANT" not in done.stdout
+
+
 UNCONFIRMED = ("sent without an answer (unconfirmed): the portal may or may not have made {}; the next complete run "
                "checks {} and sends again what the portal did not make")
 

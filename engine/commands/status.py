@@ -446,9 +446,11 @@ def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, 
             lines.append("  " + "  ".join(f"{c:>{w}}" if i in right else f"{c:<{w}}"
                                           for i, (c, w) in enumerate(zip(r, widths))).rstrip())
             lines += [notes[n]] if n in notes else []
-        cut = [e["tenant"] for e in shown if len(e["message"] or "") > SHOWN]
-        if cut:
-            lines += ["", f"({_cut_note(cut)}: `idwell-sync history TENANT` or `status --json` has the whole text)"]
+        cut = [e for e in shown if len(e["message"] or "") > SHOWN]
+        if cut:     # history has a run's message; a file that cannot be read, a tenant without runs: only --json
+            where = "`idwell-sync history TENANT` or `status --json`" \
+                if all(e["verdict"] != "unreadable" and _shown_run(e) for e in cut) else "`idwell-sync status --json`"
+            lines += ["", f"({_cut_note([e['tenant'] for e in cut])}: {where} has the whole text)"]
         missed = [e for e in shown if e["verdict"] == "missed"]
         if missed:
             lines += ["", *what_to_do_missed(missed)]
