@@ -244,8 +244,8 @@ def format_step(index: int, s: Step) -> str:
 def summary_line(steps: list[Step]) -> str:
     count = {k: sum(1 for s in steps if s.status == k) for k in MARK}
     verdict = "FAILED" if count["fail"] else "passed"
-    return (f"doctor {verdict}: {count['fail']} failed, {count['warn']} warnings, {count['ok']} ok, "
-            f"{count['skip']} skipped")
+    warnings = f"{count['warn']} warning" + ("" if count["warn"] == 1 else "s")
+    return f"doctor {verdict}: {count['fail']} failed, {warnings}, {count['ok']} ok, {count['skip']} skipped"
 
 
 def to_json(tenant: Tenant, steps: list[Step]) -> str:

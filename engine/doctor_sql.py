@@ -365,7 +365,7 @@ def _umlauts(conn, t: Probe) -> Step:
         detail = f"{UMLAUTS!r} arrives intact"
     if t.garbled:
         worst = sorted(t.garbled.items(), key=lambda kv: -kv[1])[:3]
-        where = ", ".join(f"{k} ({n} values)" for k, n in worst)
+        where = ", ".join(f"{k} ({n} value{'' if n == 1 else 's'})" for k, n in worst)
         return step("umlauts", title, "warn", f"{detail}; garbled text (e.g. 'Ã¼' for 'ü') in {where}".lstrip("; "), hint)
     seen = sum(t.texts.values())
     data = f"{seen} text values with umlauts or other non-ASCII letters read cleanly" if seen else "no non-ASCII text in the data"

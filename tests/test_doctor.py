@@ -101,9 +101,12 @@ def test_mojibake_in_the_data_is_a_warning(tmp_path, capsys):
     with sqlite3.connect(erp) as con:
         con.execute("UPDATE Adresse SET Nachname = 'MÃ¼ller' WHERE AdressNr = 100")
     con.close()
-    code, report, steps = doctor(capsys, write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{erp}"}))
+    path = write_tenant(tmp_path, {"type": "sql", "url": f"sqlite:///{erp}"})
+    code, report, steps = doctor(capsys, path)
     assert code == 0 and steps["umlauts"]["status"] == "warn"
-    assert "users.Nachname (1 values)" in steps["umlauts"]["detail"]
+    assert "users.Nachname (1 value)" in steps["umlauts"]["detail"]
+    code, out = doctor(capsys, path, "text")
+    assert code == 0 and out.rstrip().endswith("doctor passed: 0 failed, 1 warning, 8 ok, 5 skipped"), out
 
 
 def test_query_on_a_missing_column_fails_at_that_query(tmp_path, capsys):
