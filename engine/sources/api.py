@@ -144,10 +144,16 @@ def _id_getter(entity: EntityMapping) -> Callable[[dict], Any]:
     """A record's external_id as the mapping makes it (engine.mapping.Mapper): the identity the
     portal and the plan know the record by."""
     from engine.erp_keys import _as_text
-    get = entity.fields["external_id"].bind(None)
+    from engine.errors import ExpressionError
+    expr = entity.fields["external_id"]
+    get = expr.bind(None)
 
     def id_of(record: dict) -> Any:
-        value = get(record)
+        try:
+            value = get(record)
+        except Exception as exc:        # a jmespath built-in given a null: as the Mapper says it (exit 3)
+            raise ExpressionError(entity.name, _key_of(entity, record).removeprefix("key "), "external_id",
+                                  expr.source, exc) from exc
         return None if value is None else _as_text(value)
     return id_of
 
