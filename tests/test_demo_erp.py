@@ -360,3 +360,30 @@ def test_mapping_queries_run_unchanged_on_sqlite_and_postgres(demo, pg_schema):
         columns, rows = results["sqlite", entity]
         assert results["postgresql", entity] == (columns, rows), entity
         assert len(rows) == manifest.counts[table], entity
+
+
+def test_a_copy_of_the_demo_tenant_plans_the_postgres_demo_with_the_documented_url(demo, pg_schema, tmp_path):
+    """docs/demo-erp.md says how a tenant reads the demo generated into a PostgreSQL schema (the
+    URL's search_path); `idwell-sync plan` with that URL reads and finds what it does from SQLite."""
+    import subprocess
+    import sys
+    doc = (ROOT / "docs" / "demo-erp.md").read_text("utf-8")
+    found = re.search(r"url: (postgresql\S*options=-csearch_path%3D)(\w+)", doc)
+    assert found, "docs/demo-erp.md shows the URL of the demo in a PostgreSQL schema"
+    _, _, path = demo
+    generate(PG_URL, "S", schema=pg_schema)
+    (tmp_path / "tenants").mkdir()
+    (tmp_path / "mappings").symlink_to(ROOT / "mappings")
+    summaries = {}
+    for name, url in (("pgdemo", found.group(1) + pg_schema), ("litedemo", f"sqlite:///{path}")):
+        tenant = dict(TENANT, id=name, source={"type": "sql", "url": url},
+                      target={"type": "local", "path": f"var/portal/{name}.sqlite"})
+        (tmp_path / "tenants" / f"{name}.yaml").write_text(yaml.safe_dump(tenant, sort_keys=False), "utf-8")
+        done = subprocess.run([sys.executable, "-m", "engine", "plan", name, "--json", "--no-out"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        summaries[name] = json.loads(done.stdout)
+    pg, lite = summaries["pgdemo"], summaries["litedemo"]
+    assert {e: v["extracted"] for e, v in pg["entities"].items()} == \
+           {e: v["extracted"] for e, v in lite["entities"].items()}
+    assert pg["findings"] == lite["findings"] and pg["writes"] == lite["writes"] > 0
