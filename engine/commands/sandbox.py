@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -71,12 +72,26 @@ def main(args) -> int:
         return ExitCode.USAGE
     tokens = args.token or [DEFAULT_TOKEN]
     write_log = args.write_log or default_write_log(args.data)
+    for option, path in (("--data", Path(args.data)), ("--write-log", Path(write_log))):
+        if path.is_dir():
+            example = path / ("portal.sqlite" if option == "--data" else "portal.writes.jsonl")
+            print(f"idwell-sync sandbox: error: {option} {path}: is a folder; name a file in it (e.g. {example})",
+                  file=sys.stderr)
+            return ExitCode.USAGE
     try:
         server = start_sandbox(data=args.data, tokens=tokens, port=args.port, customer=args.customer,
                                faults=faults, write_log=write_log)
+    except sqlite3.Error as exc:           # the store: a file that is no SQLite database, or a damaged one
+        print(f"idwell-sync sandbox: error: --data {args.data}: cannot open it as the portal store (SQLite said: "
+              f"{exc}); name another file (created if missing), or move this one aside", file=sys.stderr)
+        return ExitCode.USAGE
     except OSError as exc:
-        print(f"idwell-sync sandbox: error: cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}",
-              file=sys.stderr)
+        if exc.filename is not None:       # the store's or the write log's file or folder, not the port
+            print(f"idwell-sync sandbox: error: cannot create or open {exc.filename}: {exc.strerror or exc}; give "
+                  "--data and --write-log files in a folder that can be created and written", file=sys.stderr)
+        else:
+            print(f"idwell-sync sandbox: error: cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}",
+                  file=sys.stderr)
         return ExitCode.USAGE
     own = sum(1 for t in tokens if ":" not in t)
     print(f"idwell-sync sandbox: serving the import API at {server.base_url}")
