@@ -34,7 +34,16 @@ def tenant_today(tenant: Tenant) -> dt.date:
 def window_bounds(window: ContractWindow, run_date: dt.date) -> tuple[dt.date, dt.date, dt.date]:
     """(reference date, earliest end date kept, latest start date kept), both edges inclusive."""
     ref = window.reference_date or run_date
-    return ref, ref - dt.timedelta(days=window.grace_days), ref + dt.timedelta(days=window.future_days)
+    return ref, _shifted(ref, -window.grace_days), _shifted(ref, window.future_days)
+
+
+def _shifted(day: dt.date, days: int) -> dt.date:
+    """`day` moved by `days`; a window that reaches past the calendar (future_days: 9999999, a
+    --date in the year 9999) ends at its first or last day: no ERP date lies beyond it."""
+    try:
+        return day + dt.timedelta(days=days)
+    except OverflowError:
+        return dt.date.max if days > 0 else dt.date.min
 
 
 def _iso(value) -> str | None:

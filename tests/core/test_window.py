@@ -107,3 +107,18 @@ def test_without_date_a_run_is_as_of_the_day_in_the_tenants_time_zone(ws, monkey
     assert summary["reference_date"] == summary["run_date"]
     machine = dt.datetime.now(zoneinfo.ZoneInfo(machine_zone)).date().isoformat()
     assert summary["run_date"] != machine
+
+
+@pytest.mark.parametrize("window, run_date", [({"future_days": 3_000_000, "grace_days": 99_999_999}, None),
+                                              ({}, "9999-12-01"), ({}, "0001-01-05")])
+def test_a_window_that_reaches_past_the_calendar_ends_at_its_edge(ws, window, run_date):
+    """`future_days: 3000000` (meant as "any move-in ahead"), a huge grace or a --date near the
+    calendar's end reached past the year 9999: the plan crashed with OverflowError (exit 70). The
+    window now ends at the calendar's first or last day: no ERP date lies beyond it."""
+    changes = {"reference_date": None} if run_date else {"reference_date": REFERENCE_DATE.isoformat(), **window}
+    path = ws.tenant_file(contract_window=changes)
+    code, summary, err = ws.cli_json("plan", str(path), "--no-out", *(["--date", run_date] if run_date else []))
+    assert code == 0, err
+    assert "Traceback" not in err
+    if not run_date:            # every contract's end and start lie inside the window
+        assert "contract_future" not in summary["findings"] and "contract_ended" not in summary["findings"]
