@@ -248,6 +248,19 @@ def test_a_mistyped_tenant_id_is_answered_with_the_id_it_may_mean(workdir, capsy
     ]
 
 
+def test_a_tenant_file_name_without_its_folder_is_answered_with_the_path_and_the_id(workdir, capsys):
+    """`plan kunde-nord.yaml` typed beside tenants/ (not an id, not a path that exists): the
+    answer names the file in tenants/ and the id, where it said nothing but 'no tenant file'."""
+    (workdir / "tenants" / "kunde-nord.yaml").write_text(BROKEN.replace("id: acme", "id: kunde-nord"))
+    code = main(["plan", "kunde-nord.yaml"])
+    _, err = capsys.readouterr()
+    assert code == 3
+    assert err.splitlines() == [
+        "idwell-sync plan: error: tenant 'kunde-nord.yaml': no tenant file at kunde-nord.yaml",
+        "  what to do: did you mean tenants/kunde-nord.yaml? Give its path, or the tenant id alone: kunde-nord",
+    ]
+
+
 def test_a_tenant_id_given_outside_the_tenants_folders_parent_says_where_it_was_looked_for(tmp_path, monkeypatch,
                                                                                            capsys):
     monkeypatch.chdir(tmp_path)          # e.g. a scheduler entry without its `cd`

@@ -56,9 +56,19 @@ def tenant_path(args) -> Path:
             raise ConfigError([], f"tenant '{args.tenant}': two tenant files, {found[0]} and {found[1]}: keep one")
         path = found[0] if found else Path(args.tenants_dir) / f"{args.tenant}.yaml"
     if not path.is_file():
-        raise ConfigError([], f"tenant '{args.tenant}': no tenant file at {path}",
-                          hint=None if path is given else _missing_tenant_hint(args.tenant, Path(args.tenants_dir)))
+        folder = Path(args.tenants_dir)
+        hint = _missing_file_hint(given, folder) if path is given else _missing_tenant_hint(args.tenant, folder)
+        raise ConfigError([], f"tenant '{args.tenant}': no tenant file at {path}", hint=hint)
     return path
+
+
+def _missing_file_hint(given: Path, folder: Path) -> str | None:
+    """What to do about a tenant file's path that names no file, where the tenants folder holds a
+    file of that name (`plan kunde.yaml` typed in the folder above tenants/)."""
+    there = folder / given.name
+    if there.is_file() and there.absolute() != given.absolute():
+        return f"did you mean {there}? Give its path, or the tenant id alone: {given.stem}"
+    return None
 
 
 def _missing_tenant_hint(tenant: str, folder: Path) -> str:
