@@ -7,6 +7,7 @@ import datetime as dt
 
 from engine.config.model import Tenant
 from engine.dedup import dedup_emails, dedup_phones, settle_restored_partners
+from engine.errors import DedupFailed
 from engine.entity_data import EntityData
 from engine.findings import Finding
 from engine.normalize import LastSent, keep_last_sent, normalize_entity
@@ -73,7 +74,10 @@ def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: li
     findings.extend(after)
     dropped = resolve_occupancy_references(occ, users, data["units"], findings, index)
     drop_users_without_occupancy(users, occ, tenant.rules, findings, index, dropped)
-    winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders, index)
+    try:
+        winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders, index)
+    except DedupFailed as exc:      # named, as every failure is: a scheduler's mail holds many tenants' lines
+        raise DedupFailed(f"tenant '{tenant.id}': {exc.message}", hint=exc.hint) from None
     settle_restored_partners(users, occ, data["units"], tenant.rules, findings)
     dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)
     return winners
