@@ -11,7 +11,7 @@ import httpx
 
 from engine.config.model import ApiSource, EntityMapping, Tenant
 from engine.doctor import DNS_HINT_API, Step, check_dns, check_tcp, endpoint_of_url, skipped, step
-from engine.errors import SecretReferenceError, SourceError
+from engine.errors import ConfigError, SecretReferenceError, SourceError
 from engine.sources._readings import position_param, read_twice
 from engine.sources.unread_paths import UnreadPaths
 
@@ -66,7 +66,7 @@ def _first_page(extractor, entity):
     try:
         records, link = extractor.first_page(entity)
         return records, time.perf_counter() - t0, link
-    except (SourceError, SecretReferenceError) as exc:
+    except (SourceError, SecretReferenceError, ConfigError) as exc:    # ConfigError: an expression a record breaks
         return exc
 
 
@@ -93,6 +93,10 @@ def _endpoint_title(entity) -> str:
 
 def _endpoint_step(entity, result) -> Step:
     name, title = f"endpoint:{entity.name}", _endpoint_title(entity)
+    if isinstance(result, ConfigError):         # an expression of the mapping that a record of the page breaks
+        return step(name, title, "fail", result.message,
+                    (result.hint, "den Ausdruck in den Overrides des Tenants oder im Mapping korrigieren "
+                                  "(docs/functions.md)"))
     if isinstance(result, Exception):
         return step(name, title, "fail", getattr(result, "message", str(result)),
                     (getattr(result, "hint", None) or "check the endpoint and record_selector in the mapping",

@@ -92,7 +92,7 @@ class ExpressionError(ConfigError):
 EXPRESSION_HINT = ("correct the expression in the tenant's overrides or the mapping: jmespath's own functions refuse "
                    "a null or a number where they expect text (join, starts_with, contains, length, ...); the engine's "
                    "functions give null instead (concat for join, to_text for to_string), and [a, b][?@] drops nulls "
-                   "from a list (docs/functions.md). Nothing was written")
+                   "from a list (docs/functions.md)")
 
 
 class SecretReferenceError(SyncError):

@@ -65,7 +65,7 @@ class ApiExtractor:
         that nothing moves under it, and so does a next-page link that names one (?after=...):
         read once."""
         unread, seen = UnreadPaths(entity), 0
-        readings = Readings(entity.paginator, _id_getter(entity))
+        readings = Readings(entity.paginator, _id_getter(entity, self.tenant_id))
         for link, records, _ in pages(self._requests, entity):
             records = readings.first(records, link)
             unread.see(records)
@@ -90,10 +90,12 @@ class ApiExtractor:
         """The records of the entity's first page (the first that has records), as batches reads
         them first, and the next-page link that a run judges how to read the pages by (link_header:
         engine.sources._readings.read_twice); None for the other paging styles, and for a single
-        page. No other page is asked for."""
+        page. No other page is asked for. Each record's external_id is made as a run makes it: an
+        expression a record breaks raises the run's ConfigError."""
         read = pages(self._requests, entity)
         try:
             for link, records, following in read:
+                list(map(_id_getter(entity, self.tenant_id), records))
                 return records, link or following
             return [], None
         finally:
@@ -140,9 +142,10 @@ class ApiExtractor:
         self._requests.close()
 
 
-def _id_getter(entity: EntityMapping) -> Callable[[dict], Any]:
+def _id_getter(entity: EntityMapping, tenant_id: str) -> Callable[[dict], Any]:
     """A record's external_id as the mapping makes it (engine.mapping.Mapper): the identity the
-    portal and the plan know the record by."""
+    portal and the plan know the record by. An expression a record breaks is a ConfigError (exit
+    3) naming the tenant, the record and the expression, as the Mapper's."""
     from engine.erp_keys import _as_text
     from engine.errors import ExpressionError
     expr = entity.fields["external_id"]
@@ -153,7 +156,7 @@ def _id_getter(entity: EntityMapping) -> Callable[[dict], Any]:
             value = get(record)
         except Exception as exc:        # a jmespath built-in given a null: as the Mapper says it (exit 3)
             raise ExpressionError(entity.name, _key_of(entity, record).removeprefix("key "), "external_id",
-                                  expr.source, exc) from exc
+                                  expr.source, exc).for_tenant(tenant_id) from exc
         return None if value is None else _as_text(value)
     return id_of
 
