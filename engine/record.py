@@ -28,13 +28,14 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
     refuse is as desired in the portal now (the plan found it unchanged), so that is what the
     engine last wrote; a user whose update keep_held_logins left unsent (Plan.unsent) is in the
     portal as that update's record, with its own address, not the one the ERP gives it. Then the
-    pending records are forgotten, except those the portal kept as they were: this run's write of
-    one was refused, or the deletion guard held back its archiving; it may still hold an earlier
-    run's value of them, and the next complete run settles them. Returns, for a complete run, how
-    it found the writes earlier runs left unconfirmed, per entity (SETTLED; only entities that had
-    any): `landed` (the portal held them as this run wants them), `sent_again` (it did not: this
-    run wrote them), `refused` (this run's write was refused) and `gone` (no longer among the
-    records the run sends)."""
+    pending records are forgotten, except those earlier runs left unconfirmed that the portal kept
+    as they were: this run's write of one was refused, or the deletion guard held back its
+    archiving; it may still hold an earlier run's value of them, and the next complete run settles
+    them. A write of this run's own that the portal refused was answered: it is not kept pending.
+    Returns, for a complete run, how it found the writes earlier runs left unconfirmed, per entity
+    (SETTLED; only entities that had any): `landed` (the portal held them as this run wants
+    them), `sent_again` (it did not: this run wrote them), `refused` (this run's write was
+    refused) and `gone` (no longer among the records the run sends)."""
     earlier = earlier or {}
     written: dict[str, dict[str, dict]] = {e: {} for e in ENTITIES}   # the last accepted write per record
     gone: dict[str, list[str]] = {e: [] for e in ENTITIES}
@@ -62,7 +63,8 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
         settled = [holds[i] if i in holds else records[i].data for i in pending
                    if i in records and i not in written[entity] and (entity, i) not in refused_ids]
         state.remember_written(tenant_id, entity, [*written[entity].values(), *settled], gone[entity])
-        kept = {i for i in pending if (entity, i) in kept_ids}
+        before = earlier.get(entity, ())     # this run's own refused writes were answered: not kept
+        kept = {i for i in pending if (entity, i) in kept_ids and i in before}
         if pending:
             state.forget_pending(tenant_id, entity, pending - kept if kept else None)
         if complete and earlier.get(entity):

@@ -166,3 +166,25 @@ def test_status_shows_the_writes_a_killed_run_left_open_also_after_a_run_that_co
     assert night.summary["settled"] == {"users": {"landed": 1, "sent_again": len(planned) - 1, "refused": 0, "gone": 0}}
     notes, entry = demo_status(ws)
     assert (entry["verdict"], notes, entry["pending_writes"]) == ("ok", [], None)
+
+
+def test_a_write_the_portal_refused_is_not_left_unconfirmed_when_no_run_left_it_so(ws):
+    """No run was killed or stopped: the portal refused Bernd's write (his new address is a portal
+    user's login). It answered, so nothing of his is unconfirmed: the next run does not report
+    his write as one an earlier run left unconfirmed (settled)."""
+    from engine.targets.local import LocalStore
+    tenant = ws.tenant()
+    building = ws.in_scope_building()
+    bernd = ws.add_person("Berger", "Bernd", "bernd@example.org", telefon="030 1111")
+    ws.add_contract(ws.add_unit(building, "Wohnung B"), "M", "2024-01-01", None, [bernd])
+    assert ws.run(tenant).exit_code == 0
+    store = LocalStore(ws.portal_path)
+    store.add_manual_user(first_name="Carla", last_name="Cramer", email="carla@example.org")
+    store.close()
+    ws.erp_execute(("UPDATE adresse SET email = 'carla@example.org' WHERE adressnr = ?", (bernd,)))
+    refused = ws.run(tenant)
+    assert refused.exit_code == 9 and Findings(refused.findings).keys("rejected") == {str(bernd)}
+    assert refused.summary["settled"] is None
+    again = ws.run(tenant)
+    assert again.exit_code == 9 and Findings(again.findings).keys("rejected") == {str(bernd)}
+    assert again.summary["settled"] is None, again.summary["settled"]
