@@ -149,6 +149,24 @@ def test_wrong_arguments_are_said_as_such(tmp_path):
     assert done.returncode == 2 and "no tenants folder at nowhere" in done.stderr
 
 
+@pytest.mark.parametrize("at", ["9999-12-31T23:59Z", "0001-01-01T00:00Z"])
+def test_a_time_past_the_calendars_edge_is_a_usage_error_naming_the_range(tmp_path, at):
+    """It ended in a traceback (exit 70): the cron code went past the year 1 or 9999."""
+    done = due(tenants(tmp_path, SCHEDULES), "--at", at)
+    assert done.returncode == 2, done.stderr
+    assert f"argument --at: '{at}' is out of range: give a time in the years 1970 to 9998" in done.stderr
+
+
+def test_the_last_year_is_ticked_to_its_end_and_a_yearly_schedule_with_no_time_left_is_not_due(tmp_path):
+    folder = tenants(tmp_path, SCHEDULES | {"yearly.yaml": "id: yearly\nschedule: {cron: '0 0 1 1 *', timezone: UTC}\n",
+                                            "leap.yaml": "id: leap\nschedule: {cron: '0 0 29 2 *', timezone: UTC}\n"})
+    done = due(folder, "--at", "9998-12-31T02:32Z", "--ticks-file", ".due-ticks")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["berlin"]
+    done = due(folder, "--at", "1970-01-01T00:02Z")
+    assert done.returncode == 0 and done.stdout.split() == ["yearly"], done.stderr
+
+
 # --ticks-file: the ticks that did not happen are made up inside each tenant's window
 
 QUIET = {

@@ -104,3 +104,13 @@ def test_a_run_refused_by_the_lock_has_no_duration_in_the_tables(tmp_path):
     assert (refused[1:3], ok[1:3]) == (["-", "locked"], ["3.0 s", "ok"])
     assert json.loads(history(tmp_path, "acme", "--json").stdout)[0]["duration_s"] == 0.0
     assert row(status(tmp_path).stdout, "acme")[:5] == ["acme", "locked", "2026-12-03T02:30:04Z", "-", "locked"]
+
+
+def test_a_limit_past_what_sql_takes_is_a_usage_error_naming_the_range(tmp_path):
+    """--limit 99999999999999999999 reached the state store's LIMIT and ended in a traceback (exit 70)."""
+    tenants(tmp_path, {"acme.yaml": "id: acme\n"})
+    record(default_store(tmp_path), "acme", "ok", "2026-12-01T02:30:04Z", counts={"users": {"create": 5}}, findings={})
+    done = history(tmp_path, "acme", "--limit", "99999999999999999999")
+    assert done.returncode == 2, done.stderr
+    assert "argument --limit: '99999999999999999999' is not a number of runs: give 1 to 1,000,000,000" in done.stderr
+    assert history(tmp_path, "acme", "--limit", "1000000000").returncode == 0

@@ -559,6 +559,31 @@ def test_wrong_arguments_are_said_as_such(tmp_path):
     assert done.returncode == 2 and "no tenants folder at nowhere" in done.stderr
 
 
+@pytest.mark.parametrize("args, said", [
+    (("--grace", "999999999999"), "argument --grace: '999999999999' is not a number of minutes: give 0 to 44640"),
+    (("--at", "9999-12-31T23:59Z"), "argument --at: '9999-12-31T23:59Z' is out of range: give a time in the years "
+                                     "1970 to 9998"),
+    (("--at", "0001-01-01T00:00Z"), "argument --at: '0001-01-01T00:00Z' is out of range"),
+    (("--at", "0001-01-01T00:30+01:00"), "argument --at: '0001-01-01T00:30+01:00' is out of range"),
+])
+def test_values_past_the_calendars_edge_are_usage_errors_naming_the_option_and_the_range(tmp_path, args, said):
+    """They ended in a traceback (exit 70): the cron code went past the year 1 or 9999."""
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}"})
+    done = status(tmp_path, *args)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("at, code, verdict", [("1970-01-01T00:00Z", 0, "new"), ("9998-12-31T23:59Z", 1, "missed")])
+def test_the_first_and_last_times_status_takes_are_judged(tmp_path, at, code, verdict):
+    """The files changed in 2026, after the cron times of 1970 (`new`); in the last year a
+    schedule of 29 February has no cron time left before the calendar ends."""
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}",
+                       "yearly.yaml": "id: yearly\nschedule: {cron: '0 0 29 2 *', timezone: Pacific/Kiritimati}\n"})
+    done = status(tmp_path, "--at", at, "--grace", "44640", "--json")
+    assert done.returncode == code, done.stderr
+    assert {e["tenant"]: e["verdict"] for e in json.loads(done.stdout)} == {"acme": verdict, "yearly": verdict}
+
+
 def test_a_run_that_ends_while_status_reads_the_store_is_not_called_failed(tmp_path, monkeypatch, capsys):
     """status reads the runs, then the locks: a run that records its end and releases its lock in
     between (hundreds of tenants end their runs during the night) was judged by its row as

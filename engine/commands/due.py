@@ -85,12 +85,27 @@ def tick_end(now: dt.datetime, within: int) -> dt.datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(minutes=minute - minute % within)
 
 
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+"""The years --at may name (`due`, `status`): the cron code looks days and weeks either side of
+the time (the period, the grace, 7 days of made-up ticks, croniter's step back) and in every time
+zone, which the years 1 and 9999 leave no room for; nothing a scheduler does lies outside them."""
+
+
 def instant(text: str) -> dt.datetime:
+    """--at: an aware time (UTC when written without an offset) in the years FIRST_YEAR to LAST_YEAR."""
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a time: write e.g. 2026-12-04T03:30+01:00") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    try:
+        year = when.astimezone(dt.timezone.utc).year
+    except OverflowError:                               # 0001-01-01T00:00+01:00: before the year 1 in UTC
+        year = 0 if when.year == 1 else 10000
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: give a time in the years {FIRST_YEAR} to "
+                                         f"{LAST_YEAR}")
+    return when
 
 
 def main(args) -> int:
@@ -317,11 +332,20 @@ def cron_times(schedule: dict, after: dt.datetime, until: dt.datetime) -> Iterat
     times = croniter(schedule["cron"], after.astimezone(zone))
     hourly = schedule["cron"].split()[1].startswith("*") if not schedule["cron"].startswith("@") else \
         schedule["cron"].strip() == "@hourly"
-    while (upcoming := times.get_next(dt.datetime)) <= until:
+    while (upcoming := _next_or_none(times)) is not None and upcoming <= until:
         when = upcoming.astimezone(dt.timezone.utc)             # compared as instants: same-zone compares ignore fold
         first = upcoming.astimezone(zone).replace(tzinfo=None).replace(tzinfo=zone, fold=0).astimezone(dt.timezone.utc)
         if hourly or first >= when:                             # not the repeat of an hour gone through already
             yield when
+
+
+def _next_or_none(times) -> dt.datetime | None:
+    """The next time of a croniter, None past the calendar's end (a yearly schedule in the year
+    9998 has no cron time left: the next would be in the year 10000)."""
+    try:
+        return times.get_next(dt.datetime)
+    except (ValueError, OverflowError):
+        return None
 
 
 def last_cron_time(schedule: dict, until: dt.datetime) -> dt.datetime | None:

@@ -32,13 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the runs as a JSON list (docs/summary.md, 'The run history')")
 
 
+MAX_LIMIT = 1_000_000_000
+"""The most runs --limit may ask for: more than any store holds (a run every minute for 1,900
+years), and within the 64-bit integer SQL's LIMIT takes."""
+
+
 def _positive(text: str) -> int:
     try:
         n = int(text)
     except ValueError:
         n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of runs: give 1 or more")
+    if not 1 <= n <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of runs: give 1 to {MAX_LIMIT:,}")
     return n
 
 

@@ -82,13 +82,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(for a scheduler that mails what a job prints)")
 
 
+MAX_GRACE = 31 * 24 * 60
+"""The longest --grace, in minutes: 31 days, a month's schedule can be given a month."""
+
+
 def _grace(text: str) -> int:
     try:
         n = int(text)
     except ValueError:
         n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes: give 0 or more")
+    if not 0 <= n <= MAX_GRACE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes: give 0 to {MAX_GRACE} (31 days)")
     return n
 
 
