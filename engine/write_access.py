@@ -34,6 +34,8 @@ def why_unwritable(path: Path, elsewhere: str, *, held_for: float = LOCK_HELD_FO
     the store open nowhere: closing a descriptor of a file drops this process's locks on it,
     SQLite's as well."""
     path = Path(path).absolute()
+    if why := why_not_searchable(path, elsewhere):
+        return why
     if not path.exists():
         return why_not_creatable(path, elsewhere)
     who = f"the user that runs this plan ({_user()})"
@@ -57,6 +59,8 @@ def why_unwritable(path: Path, elsewhere: str, *, held_for: float = LOCK_HELD_FO
 def why_not_creatable(path: Path, elsewhere: str) -> tuple[str, str] | None:
     """(why the store `path`, which is not there, cannot be created; what to do, ending with
     `elsewhere`), None when its nearest existing folder is a folder that can be written."""
+    if why := why_not_searchable(path, elsewhere):
+        return why
     nearest = next(p for p in Path(path).absolute().parents if p.exists())
     if not nearest.is_dir():
         return f"{nearest} is a file, not a folder", f"move {nearest} out of the way, or {elsewhere}"
@@ -64,6 +68,25 @@ def why_not_creatable(path: Path, elsewhere: str) -> tuple[str, str] | None:
         return (f"the folder {nearest} is not writable",
                 f"let the user that runs idwell-sync write to {nearest}, or {elsewhere}")
     return None
+
+
+def why_not_searchable(path: Path, elsewhere: str) -> tuple[str, str] | None:
+    """(why the store `path` cannot be reached at all: one of its folders may not be searched (no
+    x permission), so not even whether the store is there can be known (Path.exists() raises);
+    what to do, ending with `elsewhere`), None when every folder of it that is there can be
+    searched. Asks os.access from the root down, which raises nothing."""
+    for folder in reversed(Path(path).absolute().parents):
+        if not os.path.isdir(folder):               # not there (below a folder that can be searched)
+            return None
+        if not os.access(folder, os.X_OK):
+            return (f"its folder {folder} may not be searched (no x permission) by {_runner()}: not even whether "
+                    f"the store is there can be known",
+                    f"let the user that runs idwell-sync search (x permission) {folder}, or {elsewhere}")
+    return None
+
+
+def _runner() -> str:
+    return f"the user that runs idwell-sync ({_user()})"
 
 
 def _write_lock_holder(path: Path, held_for: float) -> int | None:

@@ -150,6 +150,10 @@ def open_state(args, tenant, *, create: bool = True):
     return open_store(state_url(args, tenant), f"tenant '{tenant.id}'", create=create)
 
 
+STATE_ELSEWHERE = "name another state store with --state / $IDWELL_STATE_URL or the tenant's state_url"
+"""What to do instead of making the SQLite state store writable (or its folder searchable)."""
+
+
 def open_store(url: str, who: str, *, create: bool = True):
     """The state store at `url` (a URL from state_url); StateError (exit 10) naming `who` (e.g.
     "tenant 'acme'") and the store, without its password, when it cannot be opened. `create=False`:
@@ -160,6 +164,9 @@ def open_store(url: str, who: str, *, create: bool = True):
     from engine.errors import StateError
     from engine.redact import redact
     from engine.state import StateStore, diagnose
+    from engine.write_access import why_not_searchable
+    if (db := sqlite_file(url)) is not None and (why := why_not_searchable(Path(db), STATE_ELSEWHERE)):
+        raise StateError(f"{who}: cannot open the state store {shown_url(url)}: {why[0]}", hint=why[1])
     try:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -192,9 +199,11 @@ def shown_url(url: str) -> str:
 def missing_store(url: str) -> str | None:
     """The file of an SQLite store at `url` that does not exist (opening it would create it
     empty); None for a store that exists (a directory in its place too: opening it says so),
-    or is not a plain SQLite file."""
+    one in a folder that may not be searched (opening it says so: open_store), or is not a plain
+    SQLite file."""
+    from engine.write_access import why_not_searchable
     db = sqlite_file(url)
-    return db if db is not None and not Path(db).exists() else None
+    return db if db is not None and not why_not_searchable(Path(db), "") and not Path(db).exists() else None
 
 
 def sqlite_file(url: str) -> str | None:

@@ -11,14 +11,13 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.commands._common import (add_findings_delimiter, add_tenant_arguments, check_findings, check_output, load,
-                                     missing_store, open_store, shown_url, sqlite_file, state_url, writing)
+from engine.commands._common import (STATE_ELSEWHERE, add_findings_delimiter, add_tenant_arguments, check_findings,
+                                     check_output, load, missing_store, open_store, shown_url, sqlite_file, state_url,
+                                     writing)
 from engine.errors import ExitCode
 from engine.targets.base import retries_of
 
 HELP = "show what a run would change (writes the plan as JSON, writes nothing to the target)"
-STATE_ELSEWHERE = "name another state store with --state / $IDWELL_STATE_URL or the tenant's state_url"
-"""What to do instead of making the SQLite state store writable."""
 
 
 def add_arguments(parser) -> None:

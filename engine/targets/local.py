@@ -17,7 +17,7 @@ from engine._stop import whole
 from engine.errors import TargetError
 from engine.targets._store_portal import Op, PortalStore, read_rows
 from engine.targets.base import Change, Outcome, Progress
-from engine.write_access import why_not_creatable
+from engine.write_access import why_not_creatable, why_not_searchable
 
 CHUNK = 5000
 ELSEWHERE = "change target.path in the tenant file"
@@ -38,6 +38,7 @@ class LocalStore:
         planned against; `apply` refuses."""
         self.path = Path(path)
         self.who = _who(tenant)
+        _require_searchable(self.path, self.who)
         self.read_only = read_only
         # what opening creates (the file, folders): taken away again by close() if nothing was
         # written, so that a run that failed before writing (its source could not be read, say,
@@ -183,11 +184,19 @@ def open_local(tenant, *, read_only: bool = False) -> "LocalStore | NoStoreYet":
     the store is opened only to read, and one that does not exist yet is not created: it reads
     as empty."""
     path = Path(tenant.target.path)
+    _require_searchable(path, _who(tenant.id))
     if read_only and not path.exists():
         if why := why_not_creatable(path, ELSEWHERE):               # the first run could not create it
             raise TargetError(f"{_who(tenant.id)}cannot create the local portal store {path}: {why[0]}", hint=why[1])
         return NoStoreYet(path, tenant.id)
     return LocalStore(path, tenant=tenant.id, read_only=read_only)
+
+
+def _require_searchable(path: Path, who: str) -> None:
+    """TargetError (exit 5) when a folder of the store `path` may not be searched: nothing about
+    the store can be known, not even whether it is there (engine.write_access.why_not_searchable)."""
+    if why := why_not_searchable(path, ELSEWHERE):
+        raise TargetError(f"{who}cannot open the local portal store {path}: {why[0]}", hint=why[1])
 
 
 def _who(tenant: str | None) -> str:

@@ -184,3 +184,27 @@ def test_a_write_lock_released_while_the_plan_looks_is_not_named(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("store, code", [("portal", 5), ("state", 10)])
+def test_a_store_in_a_folder_the_user_may_not_search_is_an_error_naming_the_folder(ws, store, code):
+    """A store under a folder without x permission (it may be listed, not searched): not even
+    whether the store is there can be known. `plan` and `run` ended in a traceback (exit 70:
+    Path.exists() raised PermissionError); now they fail as the run's own errors for that store
+    do (exit 5 for the portal store, 10 for the state store), naming the folder and what to do;
+    so do `history` and `status` for the state store."""
+    path = ws.tenant_file(portal=ws.root / "var" / "portal" / "demo.sqlite",
+                          state_url=f"sqlite:///{ws.root / 'var' / 'state' / 'state.sqlite'}")
+    code_run, summary, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
+    assert code_run == 0, err
+    blocked = ws.root / "var" / store
+    blocked.chmod(0o644)
+    reads = [("history", str(path)), ("status",)] if store == "state" else []     # the state store's readers
+    try:
+        for command in (("plan", str(path), *ARGS), ("run", str(path), "--date", "2026-06-01"), *reads):
+            done = stopped_by_permissions(ws, None, *command)
+            assert done.returncode == code, done.stderr
+            assert "Traceback" not in done.stderr and str(blocked) in done.stderr, done.stderr
+            assert "let the user that runs idwell-sync search (x permission)" in done.stderr, done.stderr
+    finally:
+        blocked.chmod(0o755)
