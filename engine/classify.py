@@ -37,10 +37,12 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "der Hostname lässt sich nicht auflösen: source.host prüfen oder die IT des Kunden nach dem "
           "öffentlichen DNS-Namen bzw. der IP-Adresse des SQL Servers fragen", retriable=True),
     Cause("unreachable",
-          "the server cannot be reached: the customer's IT must open TCP 1433 (or the configured port) in the "
-          "firewall and NAT for the sync server's addresses, and the SQL Server must accept TCP/IP connections",
-          "der Server ist nicht erreichbar: die IT des Kunden muss TCP 1433 (bzw. den konfigurierten Port) in "
-          "Firewall und NAT für die Adressen des Sync-Servers freigeben, und der SQL Server muss TCP/IP annehmen",
+          "the server cannot be reached: the customer's IT must open the database server's TCP port (SQL Server: "
+          "1433, PostgreSQL: 5432, or the configured port) in the firewall and NAT for the sync server's addresses, "
+          "and the database server must accept TCP/IP connections",
+          "der Server ist nicht erreichbar: die IT des Kunden muss den TCP-Port des Datenbankservers (SQL Server: "
+          "1433, PostgreSQL: 5432, bzw. den konfigurierten Port) in Firewall und NAT für die Adressen des "
+          "Sync-Servers freigeben, und der Datenbankserver muss TCP/IP annehmen",
           retriable=True),
     Cause("tls_certificate",
           "the TLS handshake failed (self-signed or untrusted certificate, or a pre-login handshake error): "

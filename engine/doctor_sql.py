@@ -16,8 +16,8 @@ from engine.doctor import Step, check_dns, check_tcp, password_problem, skipped,
 from engine.errors import SourceError
 from engine.redact import redact
 from engine.sources import odbc
+from engine.sources.connect import DEFAULT_PORTS
 
-DEFAULT_PORTS = {"postgresql": 5432, "mssql": 1433, "mysql": 3306, "mariadb": 3306, "oracle": 1521}
 UMLAUTS = "Grüße ÄÖÜ äöü ß"
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u2026"
                       "\u2030\u2039\u203a\u20ac\u2122]|\ufffd")
@@ -187,7 +187,7 @@ def _connect_steps(engine, source: SqlSource, t: Probe):
             hint = url_hint                         # the URL names the database: no source.database to check
         elif cause.code == "unreachable" and t.endpoint is not None:
             from engine.sources.connect import no_answer_hint
-            hint = no_answer_hint(*t.endpoint)      # the TCP step connected: the firewall lets it through
+            hint = no_answer_hint(*t.endpoint, t.backend)   # the TCP step connected: the firewall lets it through
         return None, [enc, step("login", login_title, "fail", f"{code}: {text}", hint, took)]
     took = time.perf_counter() - t0
     return conn, [_encryption(conn, source, t), step("login", login_title, "ok", _who(conn, t), seconds=took)]

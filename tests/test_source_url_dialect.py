@@ -153,3 +153,18 @@ def test_a_connection_the_server_refuses_for_a_reason_of_its_own_names_the_tenan
     assert "[FAIL]  6. login / Anmeldung: unknown: " in done.stdout
     assert "what to do: the error quotes the database driver's own message, which says what failed\n" in done.stdout
     assert "`idwell-sync doctor" not in done.stdout and "TENANT" not in done.stdout
+
+
+def test_an_unreachable_server_is_named_with_the_urls_host_port_and_kind_not_sql_server_1433(tmp_path):
+    """A PostgreSQL URL on a port nothing listens on: the run's hint named "TCP 1433" and "the SQL
+    Server" whatever the URL said; it names the URL's host and port and a PostgreSQL server."""
+    import socket
+    with socket.socket() as s:                      # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tenant_with_url(tmp_path, f"postgresql+psycopg://sync:${{env:ERP_PW}}@127.0.0.1:{port}/erp")
+    done = cli(tmp_path, "run", "kunde", ERP_PW=PASSWORD)
+    assert done.returncode == 4, done.stderr
+    hint = next(line for line in done.stderr.splitlines() if "what to do" in line)
+    assert f"open TCP {port} " in hint and "127.0.0.1" in hint and "the PostgreSQL server must accept" in hint, hint
+    assert "1433" not in hint and "SQL Server" not in hint and PASSWORD not in done.stderr

@@ -207,17 +207,19 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
         return sqlite
     if error.cause == "database_missing" and (hint := url_database_hint(engine, source)):
         return SourceError(error.message, cause=error.cause, hint=hint[0], retriable=error.retriable)
-    host = source.server.host if source.server is not None else engine.url.host
+    host, port, backend = endpoint(engine, source)
     if error.cause == "unreachable" and host and not resolves(host):
         said = redact(message_of(exc))[:300]
         return SourceError(f"{what} failed (dns): the host name {host} does not resolve (the driver said: {said})",
                            cause="dns", hint=CAUSES["dns"].hint_en, retriable=CAUSES["dns"].retriable)
-    port = source.server.port if source.server is not None else engine.url.port
     if error.cause == "unreachable" and host and port and accepts_tcp(host, port):
         said = redact(message_of(exc))[:300]        # not the firewall: something answers TCP there
         return SourceError(f"{what} failed (unreachable): {host}:{port} accepts TCP connections but did not answer "
                            f"as the database server (the driver said: {said})", cause="unreachable",
-                           hint=no_answer_hint(host, port)[0], retriable=True)
+                           hint=no_answer_hint(host, port, backend)[0], retriable=True)
+    if error.cause == "unreachable" and host and port:
+        return SourceError(error.message, cause=error.cause, hint=unreachable_hint(host, port, backend)[0],
+                           retriable=error.retriable)
     return error
 
 
@@ -231,14 +233,49 @@ def accepts_tcp(host: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
-def no_answer_hint(host: str, port: int) -> tuple[str, str]:
+DEFAULT_PORTS = {"postgresql": 5432, "mssql": 1433, "mysql": 3306, "mariadb": 3306, "oracle": 1521}
+"""The port a URL without one connects to, by SQLAlchemy backend."""
+SERVER_KINDS = {"mssql": ("SQL Server", "SQL Server"), "postgresql": ("PostgreSQL server", "PostgreSQL-Server"),
+                "mysql": ("MySQL server", "MySQL-Server"), "mariadb": ("MariaDB server", "MariaDB-Server"),
+                "oracle": ("Oracle server", "Oracle-Server")}
+"""What the hints call the server of a backend (English, German); another: the database server."""
+
+
+def server_kind(backend: str) -> tuple[str, str]:
+    """The kind of server of an SQLAlchemy backend, as the hints name it (English, German)."""
+    return SERVER_KINDS.get(backend, ("database server", "Datenbankserver"))
+
+
+def endpoint(engine: "sqlalchemy.Engine", source: SqlSource) -> tuple[str | None, int | None, str]:
+    """The host, port (the backend's default where the URL gives none) and backend the source
+    connects to; host None for a file."""
+    if source.server is not None:
+        return source.server.host, source.server.port, "mssql"
+    backend = engine.url.get_backend_name()
+    return engine.url.host, engine.url.port or DEFAULT_PORTS.get(backend), backend
+
+
+def unreachable_hint(host: str, port: int, backend: str) -> tuple[str, str]:
+    """What to do when no TCP connection to host:port can be made (English, German): the
+    generic CAUSES['unreachable'] with the source's own host, port and kind of server."""
+    en, de = server_kind(backend)
+    return (f"{host}:{port} cannot be reached: the customer's IT must open TCP {port} in the firewall and NAT for the "
+            f"sync server's addresses, and the {en} must accept TCP/IP connections on that address and port",
+            f"{host}:{port} ist nicht erreichbar: die IT des Kunden muss TCP {port} in Firewall und NAT für die "
+            f"Adressen des Sync-Servers freigeben, und der {de} muss TCP/IP-Verbindungen an dieser Adresse und diesem "
+            "Port annehmen")
+
+
+def no_answer_hint(host: str, port: int, backend: str = "mssql") -> tuple[str, str]:
     """What to do when host:port accepts TCP but the login gets no database's answer (English, German)."""
+    en, de = ("SQL Server instance", "der SQL-Server-Instanz") if backend == "mssql" else \
+        (server_kind(backend)[0], f"des {server_kind(backend)[1]}s")
     return (f"{host}:{port} accepts TCP connections but did not answer the login as the database server: check that "
-            f"{port} is the port of the SQL Server instance (not of another service), and that no firewall, proxy or "
+            f"{port} is the port of the {en} (not of another service), and that no firewall, proxy or "
             "intrusion prevention between holds the connection without passing it on; a server that answers slowly "
             "needs a higher login_timeout",
             f"{host}:{port} nimmt TCP-Verbindungen an, hat auf die Anmeldung aber nicht als Datenbankserver geantwortet: "
-            f"prüfen, dass {port} der Port der SQL-Server-Instanz ist (nicht eines anderen Dienstes) und dass keine "
+            f"prüfen, dass {port} der Port {de} ist (nicht eines anderen Dienstes) und dass keine "
             "Firewall, kein Proxy und kein Intrusion-Prevention-System dazwischen die Verbindung annimmt, ohne sie "
             "weiterzuleiten; ein langsam antwortender Server braucht ein höheres login_timeout")
 
