@@ -13,7 +13,9 @@ from engine.config.dialects import URL_FORM, dialect_problem
 from engine.config.model import EntityMapping, SqlSource, Tenant
 from engine.config.secrets import SecretError
 from engine.doctor import Step, check_dns, check_tcp, password_problem, skipped, step
-from engine.errors import SourceError
+from engine.entity_data import EntityData
+from engine.errors import ExpressionError, SourceError
+from engine.mapping import Mapper
 from engine.redact import redact
 from engine.sources import odbc
 from engine.sources.connect import DEFAULT_PORTS
@@ -114,8 +116,7 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
             return
         try:
             yield _permissions(conn, t)
-            for entity in tenant.entities.values():
-                yield _query(conn, tenant, entity, t)
+            yield from _queries(conn, tenant, t)
             yield _umlauts(conn, t)
             yield _clock(conn, t)
         finally:
@@ -283,12 +284,42 @@ def _permissions(conn, t: Probe) -> Step:
     return step("permissions", title, "ok", "the login cannot write to any table")
 
 
-def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
+def _queries(conn, tenant: Tenant, t: Probe) -> Iterator[Step]:
+    """Each entity's query step, in the checklist's order; run in the order a run extracts them
+    (engine.extract.EXTRACT_ORDER), so that the users are mapped behind the same gate as in a run
+    (persons without a contract in the window are not mapped)."""
+    from engine.extract import EXTRACT_ORDER
+    mapped: dict[str, EntityData | None] = {}
+    done = {name: _query(conn, tenant, tenant.entities[name], t, mapped)
+            for name in EXTRACT_ORDER if name in tenant.entities}
+    for entity in tenant.entities.values():
+        yield done[entity.name] if entity.name in done else _query(conn, tenant, entity, t, mapped)
+
+
+def _mapper(tenant: Tenant, entity: EntityMapping, columns: list[str], mapped: dict, run_date: dt.date):
+    """The Mapper a run maps the entity's rows with (engine.extract), its gate included; None when
+    the gate cannot be known (the users' gate, when the occupancies could not be mapped)."""
+    from engine.extract import users_gate
+    from engine.references import window_gate
+    gate = None
+    if entity.name == "occupancies":
+        gate = window_gate(tenant.window, run_date)
+    elif entity.name == "users" and tenant.rules.users_without_occupancy == "skip":
+        if mapped.get("occupancies") is None:
+            return None
+        gate = users_gate(tenant, mapped["occupancies"])
+    return Mapper(entity, columns, EntityData(entity.name), [], gate)
+
+
+def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe, mapped: dict) -> Step:
+    """Runs the entity's query and maps every row it returns as a run does: an expression of the
+    mapping that a record breaks (engine.errors.ExpressionError, exit 3 in a run) fails the step."""
     from sqlalchemy import text
     from engine.references import tenant_today, window_bounds
     from engine.sources.sql import query_params
     title = _query_title(entity)
-    ref, end_from, start_until = window_bounds(tenant.window, tenant_today(tenant))
+    run_date = tenant_today(tenant)
+    ref, end_from, start_until = window_bounds(tenant.window, run_date)
     params = {"ref_date": ref, "window_end_from": end_from, "window_start_until": start_until,
               **tenant.source.params, **entity.params}
     t0 = time.perf_counter()
@@ -296,10 +327,21 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
         bound = query_params(entity.query or "", params)
         result = conn.execution_options(stream_results=True, yield_per=tenant.source.batch_size).execute(text(entity.query), bound)
         columns = list(result.keys())
+        used = entity.source_names()
+        have = {c.casefold() for c in columns}
+        missing = sorted(c for c in used or () if c.casefold() not in have)
+        mapper = None if missing else _mapper(tenant, entity, columns, mapped, run_date)
         rows = 0
         for part in result.partitions(tenant.source.batch_size):
             rows += len(part)
             _scan(entity.name, columns, part, t)
+            if mapper is not None:
+                mapper.map_rows([tuple(row) for row in part])
+    except ExpressionError as exc:              # what stops a run with exit 3 (engine.extract)
+        conn.rollback()
+        return step(f"query:{entity.name}", title, "fail", exc.message,
+                    (exc.hint, "den Ausdruck in den Overrides des Tenants oder im Mapping korrigieren "
+                               "(docs/functions.md)"), time.perf_counter() - t0)
     except SourceError as exc:
         return step(f"query:{entity.name}", title, "fail", exc.message, (exc.hint or "", exc.hint or ""))
     except Exception as exc:
@@ -313,10 +355,10 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
         return step(f"query:{entity.name}", title, "fail", f"{cause.code}: {message_of(exc)[:300]}",
                     hints_for(cause, tenant.id, entity.query_at), time.perf_counter() - t0)
     took = time.perf_counter() - t0
+    if mapper is not None:                      # every row mapped: what the users' gate is made of
+        mapper.out.settle_duplicates()
+        mapped[entity.name] = mapper.out
     detail = f"{rows} rows in {took:.2f} s, {len(columns)} columns"
-    used = entity.source_names()
-    have = {c.casefold() for c in columns}
-    missing = sorted(c for c in used or () if c.casefold() not in have)
     if missing:
         return step(f"query:{entity.name}", title, "fail",
                     f"{detail}; the mapping reads {', '.join(missing)}, which the query does not return",
@@ -325,6 +367,8 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe) -> Step:
                      "die Spalten in die SELECT-Liste der Abfrage aufnehmen oder das Mapping korrigieren "
                      f"(`idwell-sync discover {tenant.id} TABELLE` zeigt die Spalten einer Tabelle)"), took)
     detail += "; every column the mapping reads is there" if used is not None else ""
+    if mapper is None:                          # the users' gate is not known: see _mapper
+        detail += "; the mapping is not checked over the rows: the occupancies, which decide which persons are mapped, could not be"
     if rows == 0:
         return step(f"query:{entity.name}", title, "warn", f"{detail}; the query returns no rows",
                     ("check the query's WHERE clause and that the login sees the rows",

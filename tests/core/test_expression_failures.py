@@ -51,3 +51,60 @@ def test_a_field_that_a_record_breaks_stops_the_plan_naming_it(ws, monkeypatch, 
     assert row["vorname"] is None or row["nachname"] is None
     assert summary["status"] == "failed" and summary["exit_code"] == 3
     assert "concat" in summary["error"]["hint"]
+
+
+def _doctor(ws, path) -> tuple[int, dict]:
+    import json
+    done = ws.cli("doctor", str(path), "--format", "json")
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, {s["name"]: s for s in json.loads(done.stdout)["steps"]}
+
+
+@pytest.mark.parametrize("overrides, what", [
+    ({"fields": {"floor": STARTS_WITH["expr"]}}, "the field 'floor'"),
+    ({"filters": [STARTS_WITH]}, "the filter 'cellar'"),
+], ids=["field", "filter"])
+def test_doctor_fails_the_query_step_of_an_expression_a_record_breaks(ws, overrides, what):
+    """What stops `run` with exit 3 fails doctor's query step, with the record, the expression and
+    what to do; the other steps still run."""
+    path = ws.tenant_file(overrides={"entities": {"units": overrides}})
+    assert ws.cli("plan", str(path), "--no-out").returncode == 3
+
+    code, steps = _doctor(ws, path)
+    assert code == 1
+    units = steps["query:units"]
+    assert units["status"] == "fail"
+    found = re.match(r"units (\d+): " + re.escape(what) + r" cannot be computed for this ERP record: "
+                     r"starts_with\(Etage, 'K'\) gives JMESPathTypeError: ", units["detail"])
+    assert found, units["detail"]
+    [row] = ws.erp_rows("SELECT etage FROM einheit WHERE einheitid = ?", (int(found.group(1)),))
+    assert row["etage"] is None
+    assert units["hint_en"].startswith("correct the expression") and "docs/functions.md" in units["hint_en"]
+    assert [s["status"] for n, s in steps.items() if n.startswith("query:") and n != "query:units"] == ["ok"] * 3
+    assert steps["umlauts"]["status"] == "ok" and steps["target"]["status"] == "ok"
+
+
+def test_doctor_fails_a_users_field_that_a_record_the_run_maps_breaks(ws):
+    path = ws.tenant_file(overrides={"entities": {"users": {"fields": {"first_name": JOIN}}}})
+    code, steps = _doctor(ws, path)
+    assert code == 1 and steps["query:users"]["status"] == "fail"
+    assert re.match(r"users \d+: the field 'first_name' cannot be computed", steps["query:users"]["detail"])
+    assert steps["query:occupancies"]["status"] == "ok"
+
+
+def test_doctor_passes_an_expression_that_only_records_the_run_skips_break(ws):
+    """A person without a contract in the window is not mapped by a run (users_without_occupancy:
+    skip), so an expression that only such a person breaks does not fail doctor either."""
+    nr = ws.add_person("Ohnevertrag", None, "ohne.vertrag@example.org")
+    overrides = {"entities": {"users": {"fields": {
+        "first_name": f"AdressNr == `{nr}` && join(' ', [Vorname, Nachname]) || Vorname"}}}}
+    path = ws.tenant_file(overrides=overrides)
+    assert ws.cli("plan", str(path), "--no-out").returncode == 0
+    code, steps = _doctor(ws, path)
+    assert steps["query:users"]["status"] == "ok", steps["query:users"]
+    assert code == 0
+
+    sent = ws.tenant_file(overrides=overrides, rules={"users_without_occupancy": "send"})   # now mapped: both fail
+    assert ws.cli("plan", str(sent), "--no-out").returncode == 3
+    code, steps = _doctor(ws, sent)
+    assert code == 1 and steps["query:users"]["detail"].startswith(f"users {nr}: the field 'first_name'")
