@@ -7,11 +7,11 @@ PostgreSQL sessions read-only; only catalog queries and one SELECT run.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import SourceError
+from engine.config._text import did_you_mean
+from engine.errors import UsageError
 
 SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "sys", "guest", "db_owner", "db_accessadmin",
                   "db_securityadmin", "db_ddladmin", "db_backupoperator", "db_datareader", "db_datawriter",
@@ -72,10 +72,22 @@ def find_relation(relations: list[Relation], wanted: str) -> Relation:
         if w in (rel.qualified.casefold(), f"{rel.schema}.{rel.name}".casefold()) or \
                 (rel.in_default_schema and w == rel.name.casefold()):
             return rel
+    raise UsageError(f"no table or view named '{wanted}'; {_known(relations)}",
+                     hint=did_you_mean(wanted.strip().strip('"[]'), [r.qualified for r in relations])
+                     or "give a table or view (name or schema.name, any case), or leave TABLE out to list them "
+                        "with their columns")
+
+
+LISTED = 20
+"""At most this many names in the message of a TABLE the database does not have (an ERP has hundreds)."""
+
+
+def _known(relations: list[Relation]) -> str:
+    if not relations:
+        return "the database has no tables or views the login can see"
     names = [r.qualified for r in relations]
-    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(close)}?" if close else "run discover without TABLE to list them"
-    raise SourceError(f"no table or view named '{wanted}' ({len(names)} in the database)", cause="object_missing", hint=hint)
+    more = f" and {len(names) - LISTED} more (discover without TABLE lists them)" if len(names) > LISTED else ""
+    return f"the database has {len(names)} tables and views: {', '.join(names[:LISTED])}{more}"
 
 
 def sample(engine, relation: Relation, rows: int = 5) -> Sample:

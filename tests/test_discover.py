@@ -61,8 +61,8 @@ def test_sqlite_sample_shows_rows_with_umlauts(sqlite_tenant, capsys):
 def test_unknown_table_suggests_the_close_names(sqlite_tenant, capsys):
     path, _ = sqlite_tenant
     code, _, err = discover(capsys, str(path), "Adressen")
-    assert code == 4
-    assert "no table or view named 'Adressen'" in err and "did you mean Adresse?" in err
+    assert code == 2
+    assert "no table or view named 'Adressen'" in err and "Did you mean 'Adresse'?" in err
 
 
 def test_missing_sqlite_file_is_a_source_error_and_not_created(tmp_path, capsys):
@@ -132,4 +132,4 @@ def test_every_error_before_the_connection_names_the_tenant(tmp_path, capsys, mo
 def test_an_unknown_table_names_the_tenant(sqlite_tenant, capsys):
     path, _ = sqlite_tenant
     code, _, err = discover(capsys, str(path), "Adressen")
-    assert code == 4 and "tenant 'acme': no table or view named 'Adressen'" in err
+    assert code == 2 and "tenant 'acme': no table or view named 'Adressen'" in err

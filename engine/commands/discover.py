@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from engine.errors import ExitCode, SourceError, SyncError
+from engine.errors import ExitCode, SourceError, SyncError, UsageError
 
 HELP = ("list the source database's tables, views and columns, or show a few rows of one table; for an API "
         "source, the fields of each endpoint's first page, or a few records of one endpoint (read-only)")
@@ -51,7 +51,7 @@ def main(args) -> int:
         try:
             relations = d.list_objects(engine, columns=True)
             picked = d.sample(engine, d.find_relation(relations, args.table), args.rows) if args.table else None
-        except SourceError as exc:
+        except (SourceError, UsageError) as exc:     # UsageError: a TABLE the database does not have
             raise for_tenant(exc, tenant.id) from None
         except Exception as exc:
             raise connect_error(exc, f"tenant '{tenant.id}': discover", engine, tenant.source, tenant.id) from None

@@ -26,7 +26,7 @@ from engine.classify import CAUSES, classify, hints_for, message_of
 from engine.config.dialects import URL_FORM, dialect_problem, known_dialects
 from engine.config.model import SqlServer, SqlSource
 from engine.config.secrets import SecretError
-from engine.errors import ConfigError, SecretReferenceError, SourceError, SyncError
+from engine.errors import ConfigError, SecretReferenceError, SourceError, SyncError, UsageError
 from engine.redact import redact
 from engine.sources import odbc
 
@@ -289,6 +289,8 @@ def for_tenant(exc: SyncError, tenant_id: str) -> SyncError:
         return ConfigError(exc.problems, message, hint=exc.hint)
     if isinstance(exc, SecretReferenceError):
         return SecretReferenceError(message, hint=exc.hint)
+    if isinstance(exc, UsageError):
+        return UsageError(message, hint=exc.hint)
     return exc
 
 
