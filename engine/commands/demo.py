@@ -15,9 +15,10 @@ HELP = "generate the demo ERP (if missing) and run the demo tenant into the loca
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant", type=Path, default=Path("tenants/demo.yaml"), help="the demo tenant file")
     parser.add_argument("--size", choices=["S", "M", "L"], default=None,
-                        help="demo ERP size (default S, ~300 units); an existing demo ERP of another size or "
-                             "seed is generated anew, its portal store and state with it, as with --fresh")
-    parser.add_argument("--seed", type=int, default=None, help="the generator's seed (default 42)")
+                        help="demo ERP size (S, ~300 units, when generating); an existing demo ERP of another "
+                             "size or seed is generated anew, its portal store and state with it, as with "
+                             "--fresh. Without --size and --seed an existing demo ERP is kept as it is")
+    parser.add_argument("--seed", type=int, default=None, help="the generator's seed (42 when generating; see --size)")
     parser.add_argument("--fresh", action="store_true",
                         help="regenerate the ERP and start with an empty portal store and state")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
