@@ -299,15 +299,11 @@ def _queries(conn, tenant: Tenant, t: Probe) -> Iterator[Step]:
 def _mapper(tenant: Tenant, entity: EntityMapping, columns: list[str], mapped: dict, run_date: dt.date):
     """The Mapper a run maps the entity's rows with (engine.extract), its gate included; None when
     the gate cannot be known (the users' gate, when the occupancies could not be mapped)."""
-    from engine.extract import users_gate
-    from engine.references import window_gate
-    gate = None
-    if entity.name == "occupancies":
-        gate = window_gate(tenant.window, run_date)
-    elif entity.name == "users" and tenant.rules.users_without_occupancy == "skip":
-        if mapped.get("occupancies") is None:
-            return None
-        gate = users_gate(tenant, mapped["occupancies"])
+    from engine.extract import entity_gate
+    try:
+        gate = entity_gate(tenant, entity.name, run_date, mapped.get("occupancies"))
+    except LookupError:
+        return None
     return Mapper(entity, columns, EntityData(entity.name), [], gate)
 
 

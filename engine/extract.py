@@ -100,6 +100,19 @@ def users_gate(tenant: Tenant, occ: EntityData | set[str]):
     return occupancy_gate(occ) if tenant.rules.users_without_occupancy == "skip" else None
 
 
+def entity_gate(tenant: Tenant, entity: str, run_date: dt.date, occ: EntityData | None):
+    """The gate a run maps the entity's rows behind: the contract window for the occupancies, the
+    users' gate (made of the occupancies `occ`, extracted first) for the users, none for the
+    others. LookupError where the users need a gate and `occ` is None (not known)."""
+    if entity == "occupancies":
+        return window_gate(tenant.window, run_date)
+    if entity != "users" or users_gate(tenant, set()) is None:
+        return None
+    if occ is None:
+        raise LookupError("the users' gate is made of the occupancies, which are not known")
+    return users_gate(tenant, occ)
+
+
 def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding],
             progress: Progress) -> tuple[dict[str, EntityData], dict | None, dict | None]:
     """extract -> map -> filter, entity by entity, streamed in batches. Contracts outside the
@@ -114,8 +127,7 @@ def extract(tenant: Tenant, run_date: dt.date, findings: list[Finding],
     source = open_source(tenant, run_date=run_date)
     try:
         for entity in EXTRACT_ORDER:
-            gate = window_gate(tenant.window, run_date) if entity == "occupancies" else \
-                users_gate(tenant, data["occupancies"]) if entity == "users" else None
+            gate = entity_gate(tenant, entity, run_date, data.get("occupancies"))
             data[entity] = extract_entity(tenant, entity, source, params, run_date, gate, findings, progress)
     finally:
         source.close()
