@@ -37,7 +37,7 @@ def why_unwritable(path: Path, elsewhere: str, *, held_for: float = LOCK_HELD_FO
     if why := why_not_searchable(path, elsewhere):
         return why
     if not path.exists():
-        return why_not_creatable(path, elsewhere)
+        return _not_creatable(path, elsewhere)
     who = f"the user that runs this plan ({_user()})"
     if _read_only_mount(path):
         return "it is on a file system mounted read-only", f"mount it read-write for the run, or {elsewhere}"
@@ -59,8 +59,11 @@ def why_unwritable(path: Path, elsewhere: str, *, held_for: float = LOCK_HELD_FO
 def why_not_creatable(path: Path, elsewhere: str) -> tuple[str, str] | None:
     """(why the store `path`, which is not there, cannot be created; what to do, ending with
     `elsewhere`), None when its nearest existing folder is a folder that can be written."""
-    if why := why_not_searchable(path, elsewhere):
-        return why
+    return why_not_searchable(path, elsewhere) or _not_creatable(path, elsewhere)
+
+
+def _not_creatable(path: Path, elsewhere: str) -> tuple[str, str] | None:
+    """why_not_creatable where every folder of `path` that is there can be searched."""
     nearest = next(p for p in Path(path).absolute().parents if p.exists())
     if not nearest.is_dir():
         return f"{nearest} is a file, not a folder", f"move {nearest} out of the way, or {elsewhere}"
