@@ -12,7 +12,7 @@ import httpx
 from engine.config.model import ApiSource, EntityMapping, Tenant
 from engine.doctor import DNS_HINT_API, Step, check_dns, check_tcp, endpoint_of_url, skipped, step
 from engine.errors import ConfigError, SecretReferenceError, SourceError
-from engine.sources._readings import position_param, read_twice
+from engine.sources._readings import cursor_param, position_param, read_twice
 from engine.sources.unread_paths import UnreadPaths
 
 PAGE = 20   # records asked for per endpoint: enough to see the fields, little load on the API
@@ -146,7 +146,12 @@ def pages_reading(entity: EntityMapping, link: httpx.URL | None) -> str:
                 "them twice if the first next-page link counts pages or records (?page=, ?offset=), else once: "
                 "set verify in the entity's paginator to decide")
     shown = "?" + link.query.decode("ascii", "replace")
-    counter = position_param(link)
+    counter, cursor = position_param(link), cursor_param(link)
+    if cursor is not None:
+        besides = f" (its '{counter}' only numbers the page)" if counter is not None else ""
+        return (f"pages: read once, because the first next-page link ({shown}) names the last record read by "
+                f"'{cursor}'{besides}, so that nothing moves under it. If the API's pages count positions all "
+                "the same, set verify: true in the entity's paginator")
     if counter is not None:
         return (f"pages: read twice, because the first next-page link ({shown}) counts pages or records by "
                 f"'{counter}', and such pages {_MOVE} {_SNAPSHOT}")

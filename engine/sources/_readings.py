@@ -26,7 +26,8 @@ identity of the record), one without an external_id by its content. The rules:
 
 Next-page links (link_header) are read as their first link says, unless `verify` says: one that
 counts pages or records (?page=3, ?offset=200) moves as page numbers do; one that names the last
-record read (?after=5000219, ?cursor=...) does not, and is read once, as it comes.
+record read (?after=5000219, ?cursor=...) does not, and is read once, as it comes, also when it
+numbers the page as well (?cursor=...&page=3): the record it names decides where the page begins.
 """
 from __future__ import annotations
 
@@ -45,6 +46,14 @@ POSITIONS = frozenset({"page", "pagenumber", "pageno", "pageindex", "offset", "p
 """The query parameters by which a next-page link counts pages or records, as their names read in
 lower case without other characters: ?page=3, ?offset=200, ?$skip=200 (OData), ?page[number]=3
 and ?page[offset]=200 (JSON:API), ?startIndex=201."""
+
+CURSORS = frozenset({"cursor", "after", "startingafter", "afterid", "lastid", "searchafter", "skiptoken",
+                     "pagetoken", "nextpagetoken", "nexttoken", "continuation", "continuationtoken", "marker",
+                     "pagecursor", "pageafter"})
+"""The query parameters by which a next-page link names the last record read (or a place in a
+snapshot), read as POSITIONS are: ?cursor=..., ?after=5000219, ?starting_after=..., ?$skiptoken=...
+(OData), ?pageToken=..., ?page[cursor]=... and ?page[after]=... (JSON:API). A link that has one
+pages by it, whatever page number it carries besides."""
 
 
 class Readings:
@@ -161,9 +170,9 @@ def read_twice(paginator: Paginator | None, link: httpx.URL | None) -> bool:
 
 def positional(link: httpx.URL) -> bool:
     """Whether a next-page link counts pages or records, by a number in a parameter of POSITIONS,
-    so that its pages move as page numbers do; not one that names a record (?after=5000219,
-    ?cursor=..., $skiptoken)."""
-    return position_param(link) is not None
+    so that its pages move as page numbers do; not one that names a record (a parameter of
+    CURSORS: ?after=5000219, ?cursor=..., $skiptoken), even beside a page number."""
+    return position_param(link) is not None and cursor_param(link) is None
 
 
 def position_param(link: httpx.URL) -> str | None:
@@ -171,3 +180,11 @@ def position_param(link: httpx.URL) -> str | None:
     parameter of POSITIONS: `page`, `$skip`, `page[number]`), as the link names it; None if none."""
     return next((name for name, value in link.params.multi_items()
                  if re.sub(r"[^a-z]", "", name.lower()) in POSITIONS and value.isdigit()), None)
+
+
+def cursor_param(link: httpx.URL) -> str | None:
+    """The first parameter of a next-page link by which it names the last record read (a
+    parameter of CURSORS with a value: `cursor`, `after`, `$skiptoken`), as the link names it;
+    None if none."""
+    return next((name for name, value in link.params.multi_items()
+                 if re.sub(r"[^a-z]", "", name.lower()) in CURSORS and value), None)

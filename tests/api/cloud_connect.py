@@ -11,7 +11,8 @@ request with 503 (or 429; `fail_status` may be several, taken in turn) with a Re
 <...?page=N&pageSize=S>; rel="next"` header, as an API paged by `link_header` whose links count
 pages does; without page and pageSize in the query, the first page of 100 is answered.
 `link_param` names the page in those links (`?seite=N`, for an API whose links count pages by
-a name of its own); the page is read from it as from `page`.
+a name of its own); the page is read from it as from `page`. `link_extra` is added to those links
+as it is (`after=5000219`: an API whose links name the last record read besides the page).
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ QUERIES = {
 
 class CloudConnect(ServedInThread):
     def __init__(self, database: str, api_key: str, *, fail_every: int = 0, fail_status: int | tuple[int, ...] = 503,
-                 retry_after: str = "0", links: bool = False, link_param: str = "page"):
+                 retry_after: str = "0", links: bool = False, link_param: str = "page", link_extra: str = ""):
         self.database, self.api_key, self.links, self.link_param = database, api_key, links, link_param
+        self.link_extra = link_extra
         self.fail_every, self.retry_after = fail_every, retry_after
         self.fail_statuses = fail_status if isinstance(fail_status, tuple) else (fail_status,)
         self.requests = 0
@@ -107,7 +109,8 @@ class CloudConnect(ServedInThread):
                 return self._answer(h, 200, {"data": [shape(r) for r in rows], "meta": {"nextCursor": nxt}})
             page, size = int(q.get("page", q.get(self.link_param, 1))), int(q.get("pageSize", 100))
             rows = con.execute(sql + f" LIMIT {size} OFFSET {(page - 1) * size}").fetchall()
-            link = f"</api/v1{path}?{self.link_param}={page + 1}&pageSize={size}>; rel=\"next\""
+            link = (f"</api/v1{path}?{self.link_param}={page + 1}&pageSize={size}"
+                    f"{'&' + self.link_extra if self.link_extra else ''}>; rel=\"next\"")
             return self._answer(h, 200, {"data": [shape(r) for r in rows], "page": page},
                                 {"Link": link} if self.links and len(rows) == size else None)
         finally:

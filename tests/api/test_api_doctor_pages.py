@@ -41,7 +41,7 @@ def _under(out: str, endpoint: str) -> str:
     return lines[at + 1].strip()
 
 
-@pytest.mark.parametrize("link_param, paginator, shown", [
+@pytest.mark.parametrize("link_param, paginator, shown", [  # link_param: (name, more in the links)
     ("page", {"type": "link_header"},
      "pages: read twice, because the first next-page link (?page=2&pageSize=100) counts pages or records by "
      "'page', and such pages move when records are added or removed in the ERP while the pages are read "
@@ -51,12 +51,17 @@ def _under(out: str, endpoint: str) -> str:
      "count pages or records (such as page, offset, $skip or startIndex), so it is taken to name the last "
      "record read. If the API's links count pages or records by another name, set verify: true in the "
      "entity's paginator"),
+    (("page", "after=5000219"), {"type": "link_header"},
+     "pages: read once, because the first next-page link (?page=2&pageSize=100&after=5000219) names the last "
+     "record read by 'after' (its 'page' only numbers the page), so that nothing moves under it. If the API's "
+     "pages count positions all the same, set verify: true in the entity's paginator"),
     ("seite", {"type": "link_header", "verify": True}, "pages: read twice, because the paginator's verify is true"),
     ("page", {"type": "link_header", "verify": False}, "pages: read once, because the paginator's verify is false"),
-], ids=["counted-by-page", "counted-by-another-name", "verify-true", "verify-false"])
+], ids=["counted-by-page", "counted-by-another-name", "naming-a-record", "verify-true", "verify-false"])
 def test_doctor_says_how_next_page_links_are_read_from_the_first_page_alone(erp, tmp_path, link_param, paginator,
                                                                             shown):
-    with CloudConnect(str(erp), KEY, links=True, link_param=link_param) as cc:
+    link_param, extra = link_param if isinstance(link_param, tuple) else (link_param, "")
+    with CloudConnect(str(erp), KEY, links=True, link_param=link_param, link_extra=extra) as cc:
         tenant = _moving_tenant(tmp_path, cc, {"occupancies": {"paginator": paginator}})
         proc = _doctor(tmp_path, tenant)
         requests = cc.requests

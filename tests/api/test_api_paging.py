@@ -260,3 +260,21 @@ def test_records_read_by_cursor_are_read_once(monkeypatch, caplog):
     assert got == [1, 2, 3]
     assert [path for path, _ in api.seen] == ["/v1/objects", "/v1/objects?cursor=2"]
     assert "second reading" not in caplog.text
+
+
+@pytest.mark.parametrize("link", ["/v1/objects?cursor=c{last}&page={page}", "/v1/objects?page={page}&after={last}",
+                                  "/v1/objects?page[number]={page}&page[after]={last}",
+                                  "/v1/objects?$skiptoken=t{last}&pageIndex={page}"])
+def test_next_page_links_that_name_the_last_record_read_are_read_once_though_they_number_the_page(
+        monkeypatch, caplog, link):
+    """A next-page link that names the last record read (a cursor, ?after=, $skiptoken) and also
+    numbers the page (?page=2, as some APIs add for display) pages by the record it names: nothing
+    moves under it. It was read twice for its page number, every page asked for again of an API
+    that limits requests."""
+    pages = {"/v1/objects": (ids(1, 2), link.format(last=2, page=2)),
+             link.format(last=2, page=2): (ids(3, 2), link.format(last=4, page=3)),
+             link.format(last=4, page=3): (ids(5, 1), None)}
+    with Server(pages) as api:
+        assert extract(api.url, monkeypatch) == [1, 2, 3, 4, 5]
+        assert [path for path, _ in api.seen] == list(pages), "each page once"
+    assert "second reading" not in caplog.text
