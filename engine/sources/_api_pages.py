@@ -21,13 +21,17 @@ from engine.sources._api_requests import ApiRequests, look_hint
 log = logging.getLogger("engine.sources.api")     # the API source's log, under the name its lines have always had
 
 
+Place = tuple[str, "dict | None"]
+"""Where a page is asked for: the URL (relative to base_url, or a next-page link) and the query."""
+
+
 def pages(requests: ApiRequests, entity: EntityMapping) -> Iterator[tuple[httpx.URL | None, list[dict],
-                                                                           httpx.URL | None]]:
+                                                                           httpx.URL | None, Place]]:
     """Each page's records, with the next-page link (link_header) that led to the page and the one
-    the page names: None for the first page and the last, and for the other paging styles."""
+    the page names (None for the first page and the last, and for the other paging styles), and
+    where it was asked for, so that page_at can ask for it again."""
     source, tenant_id = requests.source, requests.tenant_id
     params = {**source.params, **entity.params}
-    selector = jmespath.compile(entity.record_selector) if entity.record_selector else None
     pager = entity.paginator or Paginator(type="none")
     url: str | None = entity.endpoint.lstrip("/")
     link: httpx.URL | None = None
@@ -47,20 +51,8 @@ def pages(requests: ApiRequests, entity: EntityMapping) -> Iterator[tuple[httpx.
             query[pager.size_param or "limit"] = size
         elif pager.type == "cursor" and cursor:
             query[pager.cursor_param or "cursor"] = cursor
-        response, body = requests.get_json(url, query if pager.type != "link_header" or page == pager.start else None,
-                                           entity.name)
-        records = selector.search(body) if selector else body
-        if not isinstance(records, list):
-            raise SourceError(f"tenant '{tenant_id}': entity '{entity.name}': the record selector "
-                              f"{entity.record_selector!r} did not yield a list from {entity.endpoint}",
-                              cause="config", hint=f"check record_selector against a response ({look_hint(tenant_id)})")
-        odd = next((r for r in records if not isinstance(r, dict)), records)
-        if odd is not records:
-            raise SourceError(f"tenant '{tenant_id}': entity '{entity.name}': {entity.endpoint} answered "
-                              f"a record that is not a JSON object: {json.dumps(odd)[:40]}",
-                              cause="config", hint=f"check record_selector against a response "
-                                                   f"({look_hint(tenant_id)}): it must select the list of the "
-                                                   "records themselves")
+        place = (url, query if pager.type != "link_header" or page == pager.start else None)
+        response, body, records = _ask(requests, entity, place)
         if pager.type in ("page_number", "offset") and records and records == previous:
             if len(records) < size:
                 return                      # the last page again: the API repeats it past the end
@@ -78,7 +70,7 @@ def pages(requests: ApiRequests, entity: EntityMapping) -> Iterator[tuple[httpx.
         if pager.type == "link_header" and (nxt := response.links.get("next", {}).get("url")):
             following = response.url.join(nxt)
         if records:
-            yield link, records, following
+            yield link, records, following, place
         if pager.type == "none":
             return
         if pager.type in ("page_number", "offset"):
@@ -111,6 +103,31 @@ def pages(requests: ApiRequests, entity: EntityMapping) -> Iterator[tuple[httpx.
                                     "pages would repeat without end", "ask the vendor about the API's Link header")
             seen_cursors.add(url)
     raise SourceError(f"tenant '{tenant_id}': entity '{entity.name}': pagination did not end", cause="config")
+
+
+def page_at(requests: ApiRequests, entity: EntityMapping, place: Place) -> list[dict]:
+    """The records of the page asked for at `place` (as `pages` gave it), asked for again."""
+    return _ask(requests, entity, place)[2]
+
+
+def _ask(requests: ApiRequests, entity: EntityMapping, place: Place) -> tuple[httpx.Response, object, list[dict]]:
+    """The answer to a page's request, its body and its records (the entity's record_selector);
+    a selector that yields no list of JSON objects stops the extract."""
+    tenant_id = requests.tenant_id
+    response, body = requests.get_json(place[0], place[1], entity.name)
+    records = jmespath.search(entity.record_selector, body) if entity.record_selector else body
+    if not isinstance(records, list):
+        raise SourceError(f"tenant '{tenant_id}': entity '{entity.name}': the record selector "
+                          f"{entity.record_selector!r} did not yield a list from {entity.endpoint}",
+                          cause="config", hint=f"check record_selector against a response ({look_hint(tenant_id)})")
+    odd = next((r for r in records if not isinstance(r, dict)), records)
+    if odd is not records:
+        raise SourceError(f"tenant '{tenant_id}': entity '{entity.name}': {entity.endpoint} answered "
+                          f"a record that is not a JSON object: {json.dumps(odd)[:40]}",
+                          cause="config", hint=f"check record_selector against a response "
+                                               f"({look_hint(tenant_id)}): it must select the list of the "
+                                               "records themselves")
+    return response, body, records
 
 
 def _paging_error(tenant_id: str, entity: EntityMapping, problem: str, hint: str) -> SourceError:

@@ -1,4 +1,4 @@
-"""The two readings of an endpoint whose pages count positions (page_number, offset, and
+"""The two readings (and, for a few pages, a third) of an endpoint whose pages count positions (page_number, offset, and
 link_header whose next-page links count pages or records: `positional`): which of the records
 read to map (ApiExtractor.batches).
 
@@ -11,15 +11,30 @@ identity of the record), one without an external_id by its content. The rules:
 - One page is one answer, one state of the ERP: an external_id twice on one page is two ERP
   records with one key. Both are mapped, so that the run reports the duplicate key.
 - An external_id that came on an earlier page of the same reading is, on a later page, the record
-  that moved on, or a second ERP record with its key, alike or not. The other reading tells: two
-  records come twice in it too, a record that moved comes once (it would take a record added next
-  to it in both readings). The record keeps the values of the page it came on first, so that each
-  record's values are those of one answer; a change that came with the move is read by the next
-  run.
+  that moved on, or a second ERP record with its key, alike or not. The second reading tells: two
+  records come twice in it too, a record that moved comes once. On two neighbouring pages of the
+  second reading as well, it may have moved on in both readings: those two pages are read a third
+  time, where two records come twice and one that moved once (it would take a record added next
+  to it while each of the three readings read it). On two pages far apart it is two records (a
+  record moves on by as many places as records are added while one page is read). The record
+  keeps the values of the page it came on first, so that each record's values are those of one
+  answer; a change that came with the move is read by the next run.
 - The second reading maps each record whose external_id the first reading did not have (once,
   by the same rule), and the second of two records with one key on one page when the first
   reading had that key once: the other moved back past the first reading (a record removed
-  before it), which had the key once, and the duplicate key is reported that night too.
+  before it), which had the key once, and the duplicate key is reported that night too. One the
+  first reading had once that the second has on two pages is two records of which a removal hid
+  one from the first reading, or one record that moved on while the second read it: the pages
+  it came on are read a third time, and its copies on the later pages of the second reading are
+  mapped when the third reading has it twice.
+- The third reading asks for each page in dispute once, in order, and only after the second
+  reading: in the common case the two pages of each key that straddles a page's end in both
+  readings, at most as many pages as one reading has. A record it brings that neither reading
+  had is left to the next run (added after its page was read, as any record added meanwhile).
+  Records added or removed between the readings move what they come before: should one of two
+  records with one key leave the pages read (two that follow each other, only by a page's worth
+  of records), the third reading has it once and the duplicate key is reported the next night.
+  One record comes twice only if it moves on while the third reading reads its two pages.
 - Read once (`verify: false`, for an API that serves a snapshot, where nothing moves), a record
   that came again alike is read once, and one that came with other values is mapped, so that
   the run reports the duplicate key: there is no other reading to tell them apart.
@@ -58,9 +73,10 @@ pages by it, whatever page number it carries besides."""
 
 class Readings:
     """Takes the pages of the first reading (`first`), then of the second (`second`, when
-    `second_reading`), and last `held()`; each gives the records to map. Then `moved` holds the
-    records that came again and were read once (`changed` of them with other values), and
-    `recovered` those that only the second reading had."""
+    `second_reading`), then of the third (`third`, the pages `disputed()` names, if any), and
+    last `held()`; each gives the records to map. Then `moved` holds the records that came again
+    and were read once (`changed` of them with other values), and `recovered` those that only the
+    second reading had."""
 
     def __init__(self, paginator: Paginator | None, id_of: Callable[[dict], str | None]):
         self._paginator = paginator
@@ -70,9 +86,14 @@ class Readings:
         self._undecided = kind == "link_header" and not self.tracked     # until the first next-page link
         self._id_of = id_of
         self._first: dict[Hashable, bytes] = {}    # identity -> the digest of its copy the first reading mapped
-        self._doubled: set[Hashable] = set()       # identities on one page of the first reading more than once
+        self._doubled: set[Hashable] = set()       # identities on one page of the first reading (or the second) more than once
         self._held: dict[Hashable, list[tuple[dict, bytes]]] = {}     # identity -> its later pages' copies
-        self._copies: Counter = Counter()          # held identity -> its copies in the second reading
+        self._places: list = []                    # where each page of the second reading was asked for
+        self._on: dict[Hashable, list[int]] = {}   # held identity -> the second reading's pages of its copies
+        self._met: dict[Hashable, int] = {}        # identity the first reading had once -> its second reading's page
+        self._again: dict[Hashable, tuple[list[int], list[dict]]] = {}    # such an identity on more pages: those, and its copies there
+        self._disputed: set[Hashable] = set()      # identities the third reading counts
+        self._third: Counter = Counter()           # disputed identity -> its copies in the third reading
         self._added: set[Hashable] = set()         # identities the second reading mapped
         self.moved: list[dict] = []
         self.changed = 0
@@ -109,11 +130,15 @@ class Readings:
         self._first.update(page)
         return fresh
 
-    def second(self, records: list[dict]) -> list[dict]:
-        """A page of the second reading: each record whose identity the first reading lacked and
-        the second has not had on an earlier page, and the copies after the first of an identity
-        twice on the page that the first reading had once. A digest only of records without an
-        external_id."""
+    def second(self, records: list[dict], place=None) -> list[dict]:
+        """A page of the second reading (asked for at `place`, engine.sources._api_pages): each
+        record whose identity the first reading lacked and the second has not had on an earlier
+        page, and the copies after the first of an identity twice on the page that the first
+        reading had once. Notes the pages of the identities on more than one page of the first
+        reading, and of those the first had once that come on another page again. A digest only
+        of records without an external_id."""
+        self._places.append(place)
+        number = len(self._places) - 1
         identities = [self._id_of(record) or _digest(record) for record in records]
         on_page = Counter(identities)
         out, added, twice = [], set(), set()
@@ -126,29 +151,77 @@ class Readings:
                 added.add(identity)
                 out.append(record)
             elif identity in self._held:
-                self._copies[identity] += 1
-            elif on_page[identity] > 1 and identity not in self._doubled:
+                self._on.setdefault(identity, []).append(number)
+            elif identity in self._doubled:
+                continue                        # two records, mapped from the first reading
+            elif on_page[identity] > 1:
                 if identity in twice:
                     out.append(record)
                 twice.add(identity)
+            elif self._met.setdefault(identity, number) != number:
+                pages, copies = self._again.setdefault(identity, ([self._met[identity]], []))
+                pages.append(number)
+                copies.append(record)
+        self._doubled |= twice
         self._added |= added
         return out
 
+    def disputed(self) -> list:
+        """After the second reading, where to ask for the pages to read a third time (each once,
+        in their order): those of an identity that came on two neighbouring pages of both readings
+        (two records with one key across a page's end, or one record that moved on in each
+        reading), and those of one the first reading had once and the second on more pages (two
+        records of which the first reading missed one, or one record that moved on while the
+        second read it). Another identity on two pages of the second reading, far apart, is two
+        records: a record moves on by the records added while one page is read."""
+        if not self.second_reading:
+            return []
+        pages: set[int] = set()
+        for identity, on in self._on.items():
+            if len(on) == 2 and on[1] == on[0] + 1:
+                self._disputed.add(identity)
+                pages.update(on)
+        for identity, (on, _) in self._again.items():
+            self._disputed.add(identity)
+            pages.update(on)
+        return [self._places[number] for number in sorted(pages)]
+
+    def third(self, records: list[dict]) -> None:
+        """A page of the third reading: counts the copies of the disputed identities."""
+        for record in records:
+            identity = self._id_of(record) or _digest(record)
+            if identity in self._disputed:
+                self._third[identity] += 1
+
     def held(self) -> list[dict]:
-        """After the last reading, the held copies that are ERP records of their own: their
-        identity came more than once in the second reading, or (read once) with other values
-        than the copy mapped. The others go to `moved`."""
+        """After the last reading, the copies that are ERP records of their own: their identity
+        came more than once in the second reading (and, disputed, in the third), or (read once)
+        with other values than the copy mapped; and the second reading's copies of an identity
+        the first had once that the third reading has more than once. The others go to `moved`."""
         out = []
         for identity, copies in self._held.items():
+            if identity in self._disputed:
+                two = self._third[identity] > 1
+            else:
+                two = len(self._on.get(identity, ())) > 1
             for record, digest in copies:
                 other = digest != self._first[identity]
-                if (self._copies[identity] > 1) if self.second_reading else other:
+                if two if self.second_reading else other:
                     out.append(record)
                 else:
                     self.moved.append(record)
                     self.changed += other
+        for identity, (_, copies) in self._again.items():
+            if self._third[identity] > 1:
+                out.extend(copies)
         self._held.clear()
+        self._again.clear()
         return out
+
+    @property
+    def in_dispute(self) -> int:
+        """How many identities the third reading was asked to tell (disputed)."""
+        return len(self._disputed)
 
 
 def _digest(record: dict) -> bytes:

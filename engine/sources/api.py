@@ -20,7 +20,7 @@ import httpx
 
 from engine.config.model import ApiSource, EntityMapping
 from engine.sources._api_auth import Auth
-from engine.sources._api_pages import pages
+from engine.sources._api_pages import page_at, pages
 from engine.sources._api_requests import ApiRequests
 from engine.sources._readings import Readings
 from engine.sources.unread_paths import UnreadPaths
@@ -58,15 +58,16 @@ class ApiExtractor:
         and the first reading misses it. Taken for deleted, it would be archived in the portal
         until the next run. A record added moves them on, so that one comes again on the next
         page, with other values if it changed meanwhile, as a second ERP record with its key
-        would. Which records of the two readings are mapped, and why by their external_id, not
-        by the mapping's `key` (which may name less than the record): engine.sources._readings.
+        would. Which records of the two readings are mapped, when a few pages are read a third
+        time (_third_reading), and why by their external_id, not by the mapping's `key` (which may
+        name less than the record): engine.sources._readings.
         A record removed for good is in neither and is deleted as before; one removed while the
         pages are read is at worst deleted a run later. A cursor names the last record read, so
         that nothing moves under it, and so does a next-page link that names one (?after=...):
         read once."""
         unread, seen = UnreadPaths(entity), 0
         readings = Readings(entity.paginator, _id_getter(entity, self.tenant_id))
-        for link, records, _ in pages(self._requests, entity):
+        for link, records, _, _ in pages(self._requests, entity):
             records = readings.first(records, link)
             unread.see(records)
             seen += len(records)
@@ -75,6 +76,7 @@ class ApiExtractor:
             unread.see(records)
             seen += len(records)
             yield None, records
+        self._third_reading(entity, readings)
         records = readings.held()
         if records:
             yield None, records
@@ -94,7 +96,7 @@ class ApiExtractor:
         expression a record breaks raises the run's ConfigError."""
         read = pages(self._requests, entity)
         try:
-            for link, records, following in read:
+            for link, records, following, _ in read:
                 list(map(_id_getter(entity, self.tenant_id), records))
                 return records, link or following
             return [], None
@@ -107,8 +109,8 @@ class ApiExtractor:
         first (by its ERP key)."""
         if not readings.second_reading:
             return
-        for _, records, _ in pages(self._requests, entity):
-            records = readings.second(records)
+        for _, records, _, place in pages(self._requests, entity):
+            records = readings.second(records, place)
             if records:
                 yield records
         missed = len(readings.recovered)
@@ -121,6 +123,21 @@ class ApiExtractor:
                         self.tenant_id, entity.name, entity.endpoint, missed, "" if one else "s",
                         _key_of(entity, readings.recovered[0]), "it was" if one else "they were",
                         "it is" if one else "they are")
+
+    def _third_reading(self, entity: EntityMapping, readings: Readings) -> None:
+        """The pages in dispute (Readings.disputed) read a third time, each once: an external_id
+        on two pages of the second reading that may be two ERP records with one key or one record
+        that moved on while a reading read it. Two records come twice again; one that moved, once
+        (it would take a record added next to it while each of the three readings read it)."""
+        places = readings.disputed()
+        for place in places:
+            readings.third(page_at(self._requests, entity, place))
+        if places:
+            log.info("tenant '%s': %s: read %d page%s of %s a third time, to tell %d external_id%s on two pages "
+                     "of the second reading apart: two ERP records with one key, or one record that moved on "
+                     "while the pages were read", self.tenant_id, entity.name, len(places),
+                     "" if len(places) == 1 else "s", entity.endpoint, readings.in_dispute,
+                     "" if readings.in_dispute == 1 else "s")
 
     def _moved(self, entity: EntityMapping, readings: Readings) -> None:
         """The warning about records that came again on a later page and were read once."""

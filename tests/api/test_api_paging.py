@@ -278,3 +278,43 @@ def test_next_page_links_that_name_the_last_record_read_are_read_once_though_the
         assert extract(api.url, monkeypatch) == [1, 2, 3, 4, 5]
         assert [path for path, _ in api.seen] == list(pages), "each page once"
     assert "second reading" not in caplog.text
+
+
+def test_a_record_that_moves_on_in_both_readings_is_one_record_not_a_duplicate(monkeypatch, caplog):
+    """Record 0 is added after the first reading's page 1 (1, 2) is read, and 5 after the second
+    reading's page 1 (0, 2; 1 was removed between the readings): 2 comes again on page 2 in both
+    readings, as two records with one key across a page's end would. It was reported as a
+    duplicate key. The two pages are read a third time: 2 comes once, it moved, and is read once."""
+    versions = {0: ids(1, 3), 1: ids(0, 4), 3: [{"id": 0}, *ids(2, 2)], 4: [{"id": 5}, {"id": 0}, *ids(2, 2)]}
+    with Server({}) as api:
+        api.fallback = erp_changing(versions, size=2)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number", page_size=2)
+    assert sorted(got) == [0, 1, 2, 3], "2 once: no duplicate_key"
+    assert "1 record from /v1/objects came again on a later page (key 2)" in caplog.text
+    assert api.fallback.asked[6:] == ["/v1/objects?page=1&pageSize=2", "/v1/objects?page=2&pageSize=2"], \
+        "the third reading asks for the two pages in dispute, and only them"
+
+
+def test_a_duplicate_key_that_only_the_second_reading_has_on_two_pages_is_reported_that_night(monkeypatch):
+    """Records 3 and 3 are two ERP records with one key, the first two of page 2. Record 1 is
+    removed after page 1 is read: the first 3 moves back onto page 1, read already, and the first
+    reading has the key once; the second has it on pages 1 and 2, as a record that moved on while
+    it read them would. It was reported the next night. The two pages are read a third time: 3
+    comes twice, and both records are mapped, so that the run reports the duplicate key."""
+    doubled = [{"id": 1}, {"id": 2}, {"id": 3, "unit": "A"}, {"id": 3, "unit": "B"}, {"id": 4}]
+    with Server({}) as api:
+        api.fallback = erp_changing({0: doubled, 1: doubled[1:]}, size=2)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "offset", page_size=2)
+    assert sorted(got) == [1, 2, 3, 3, 4]
+
+
+def test_a_record_that_moves_on_while_the_second_reading_reads_is_still_read_once(monkeypatch, caplog):
+    """Record 0 is added while the second reading reads: 2, last of page 1, comes again on page 2
+    of the second reading only. The third reading of the two pages has it once: one record."""
+    with Server({}) as api:
+        api.fallback = erp_changing({0: ids(1, 4), 4: ids(0, 5)}, size=2)
+        monkeypatch.setenv("PAGING_KEY", KEY)
+        got = read_ids(api.url, ApiAuth(type="api_key", key=Secret("${env:PAGING_KEY}")), "page_number", page_size=2)
+    assert sorted(got) == [1, 2, 3, 4]
