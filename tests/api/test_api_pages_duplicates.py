@@ -116,3 +116,27 @@ def test_a_real_duplicate_key_across_a_page_end_is_reported_also_when_a_record_b
     assert summary["findings"].get("duplicate_key") == 1, "reported that night too"
     assert summary["entities"]["occupancies"]["delete"] == 0
     assert _portal(tmp_path, "occupancies") == before
+
+
+def test_a_duplicate_key_whose_first_record_a_removal_moves_back_is_reported_that_night(erp, tmp_path):
+    """The ERP lists a contract's party twice, the first two records of a page. A contract before
+    them is removed before that page is read: the first of the two moves back onto the page read
+    already, the first reading has the key once, and the second reading has it on two pages, as
+    a record that moved on while the second reading read it would. The duplicate was reported the
+    next night; the third reading of those two pages has it twice, and the run reports it."""
+    with CloudConnect(str(erp), KEY) as cc:
+        tenant = _moving_tenant(tmp_path, cc)
+        _first_run(cc, tmp_path, tenant)
+        rows, portal = _parties(erp), _portal(tmp_path, "occupancies")
+        parties = Counter(row[0] for row in rows)
+        page, doubled = next((p, rows[p * SIZE]) for p in range(1, len(rows) // SIZE)
+                             if _occupancy(rows[p * SIZE]) in portal and rows[p * SIZE - 1][0] != rows[p * SIZE][0])
+        removed = next(row for row in rows[(page - 1) * SIZE:page * SIZE] if parties[row[0]] == 1)
+        _erp(erp, ("INSERT INTO vertragpartner (vertragnr, adressnr, position) VALUES (?, ?, 9)", doubled[:2]))
+        assert _parties(erp)[page * SIZE:page * SIZE + 2] == [doubled, doubled]
+        _remove_while_paging(cc, erp, page, removed[0])
+        proc = _cli(tmp_path, "run", str(tenant), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["findings"].get("duplicate_key") == 1, "reported that night"
+    assert "came again" not in proc.stderr
