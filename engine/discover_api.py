@@ -6,6 +6,10 @@ through the ApiExtractor (its auth, timeouts, retries, paginator and record_sele
 pages than `limit` records need; `field_paths(records)` lists the paths into them (nested
 objects as `address.city`, lists as `parties[]`, their objects' fields as `parties[].name`),
 with the JSON types seen and how many records have a value there. Read-only: only GETs.
+
+The records are shown as the API sent them, also those whose external_id the mapping cannot
+compute (an expression a record breaks, which stops a run with exit 3): `broken_ids` names them
+with the expression and why, so that discover shows what to correct instead of failing.
 """
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ from typing import Any
 from engine.config.model import EntityMapping, Tenant
 from engine.discover import format_table
 from engine.doctor_api import PAGE          # records asked for per endpoint, as doctor asks for them
-from engine.errors import SourceError, UsageError
-from engine.sources.api import ApiExtractor
+from engine.errors import EXPRESSION_HINT, ExpressionError, SourceError, UsageError
+from engine.sources.api import ApiExtractor, external_id_getter
 from engine.sources.unread_paths import UnreadPaths, read_paths
 
 STOP = {"login_failed", "dns", "unreachable", "timeout", "tls_certificate"}
@@ -53,6 +57,8 @@ class EndpointSample:
     unread: list[str]               # the paths the mapping reads that no record here has (doctor's words)
     pages: int = 1                  # pages read
     error: SourceError | None = None
+    broken: list[tuple[int, ExpressionError]] = field(default_factory=list)
+    """The records whose external_id the mapping cannot compute: (index in `records`, why)."""
 
 
 def find_entity(tenant: Tenant, wanted: str) -> EntityMapping:
@@ -80,13 +86,14 @@ def extractor_for(tenant: Tenant, page_size: int, transport=None) -> ApiExtracto
 
 
 def read_head(extractor: ApiExtractor, entity: EntityMapping, limit: int) -> tuple[list[dict], int]:
-    """The first page's records, and the next pages' while fewer than `limit` are read (the
-    paginator's checks apply: a page the API caps below the page size is named as in a run)."""
+    """The first page's records, and the next pages' while fewer than `limit` are read, as the API
+    sent them (the paginator's checks apply: a page the API caps below the page size is named as
+    in a run; no external_id is made: see broken_ids)."""
     records: list[dict] = []
     read = 0
-    pages = extractor.batches(entity, {})
+    pages = extractor.raw_pages(entity)
     try:
-        for _, page in pages:
+        for page in pages:
             records += page
             read += 1
             if len(records) >= limit:
@@ -101,7 +108,20 @@ def sample_endpoint(extractor: ApiExtractor, entity: EntityMapping, limit: int) 
     unread = UnreadPaths(entity)
     unread.see(records)
     return EndpointSample(entity, records, field_paths(records, read_paths(entity)),
-                          unread.missing() if records else [], pages)
+                          unread.missing() if records else [], pages, broken=broken_ids(entity, records))
+
+
+def broken_ids(entity: EntityMapping, records: list[dict]) -> list[tuple[int, ExpressionError]]:
+    """The records (their index) whose external_id the mapping's expression cannot compute, each
+    with the error a run would stop with (exit 3): its ERP key, the expression and why."""
+    id_of = external_id_getter(entity)
+    broken = []
+    for n, record in enumerate(records):
+        try:
+            id_of(record)
+        except ExpressionError as exc:
+            broken.append((n, exc))
+    return broken
 
 
 def stops_all(error: SourceError) -> bool:
@@ -198,6 +218,9 @@ def _endpoint_lines(s: EndpointSample) -> list[str]:
                      + (" *" if f.read else ""))
     if s.unread:
         lines.append(f"  the mapping reads, but no record here has: {'; '.join(s.unread)}")
+    if s.broken:
+        lines.append(f"  the mapping's external_id cannot be computed for {len(s.broken)} of these {n} records (a run "
+                     f"stops on them, exit 3); the first: {s.broken[0][1].message}")
     return lines
 
 
@@ -211,6 +234,14 @@ def format_records(s: EndpointSample, rows: int, width: int = 40) -> str:
     columns = [f for f in s.fields if "[]" not in f.path.removesuffix("[]")]
     cells = [[_cell(_text(_at(record, f.names)), width) for f in columns] for record in shown]
     lines += format_table([f.path for f in columns], cells)
+    if s.broken and rows:
+        shown = s.broken[:rows]
+        lines.append(f"{len(shown)} of the {len(s.broken)} records whose external_id the mapping cannot compute, "
+                     "as the API sent them:")
+        cells = [[_cell(_text(_at(s.records[n], f.names)), width) for f in columns] for n, _ in shown]
+        lines += format_table([f.path for f in columns], cells)
+        lines += [f"  {error.message}" for _, error in shown]
+        lines.append(f"  what to do: {EXPRESSION_HINT}")
     return "\n".join(lines)
 
 
@@ -238,8 +269,10 @@ def to_jsonable(samples: list[EndpointSample], picked: EndpointSample | None = N
         "entity": s.entity.name, "endpoint": s.entity.endpoint, "records": len(s.records), "pages": s.pages,
         "fields": [{"path": f.path, "types": f.types, "item_types": f.item_types, "present": f.present,
                     "read": f.read} for f in s.fields],
-        "unread": s.unread, "error": None if s.error is None else s.error.message} for s in samples]}
+        "unread": s.unread, "error": None if s.error is None else s.error.message,
+        "external_id_errors": [{"key": e.key, "error": e.message} for _, e in s.broken]} for s in samples]}
     if picked is not None:
         out["sample"] = {"entity": picked.entity.name, "endpoint": picked.entity.endpoint,
-                         "records": picked.records[:rows]}
+                         "records": picked.records[:rows],
+                         "broken_records": [picked.records[n] for n, _ in picked.broken[:rows]]}
     return out

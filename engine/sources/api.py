@@ -103,6 +103,17 @@ class ApiExtractor:
         finally:
             read.close()
 
+    def raw_pages(self, entity: EntityMapping) -> Iterator[list[dict]]:
+        """The entity's records page by page as the API sends them (after record_selector), read
+        once from the start, with the paginator's checks but no external_id made: discover shows
+        them, also those whose external_id the mapping cannot compute (a run stops on them)."""
+        read = pages(self._requests, entity)
+        try:
+            for _, records, _ in read:
+                yield records
+        finally:
+            read.close()
+
     def _second_reading(self, entity: EntityMapping, readings: Readings) -> Iterator[list[dict]]:
         """The second reading of pages by position (batches), page by page, as `readings` takes
         it; how many records the first had missed goes to `recovered`, and a warning names the
@@ -159,10 +170,11 @@ class ApiExtractor:
         self._requests.close()
 
 
-def _id_getter(entity: EntityMapping, tenant_id: str) -> Callable[[dict], Any]:
+def external_id_getter(entity: EntityMapping) -> Callable[[dict], Any]:
     """A record's external_id as the mapping makes it (engine.mapping.Mapper): the identity the
-    portal and the plan know the record by. An expression a record breaks is a ConfigError (exit
-    3) naming the tenant, the record and the expression, as the Mapper's."""
+    portal and the plan know the record by. An expression a record breaks raises an
+    ExpressionError naming the record (its ERP key), the field and the expression, as the
+    Mapper's (discover shows the records it is raised for)."""
     from engine.erp_keys import _as_text
     from engine.errors import ExpressionError
     expr = entity.fields["external_id"]
@@ -173,8 +185,22 @@ def _id_getter(entity: EntityMapping, tenant_id: str) -> Callable[[dict], Any]:
             value = get(record)
         except Exception as exc:        # a jmespath built-in given a null: as the Mapper says it (exit 3)
             raise ExpressionError(entity.name, _key_of(entity, record).removeprefix("key "), "external_id",
-                                  expr.source, exc).for_tenant(tenant_id) from exc
+                                  expr.source, exc) from exc
         return None if value is None else _as_text(value)
+    return id_of
+
+
+def _id_getter(entity: EntityMapping, tenant_id: str) -> Callable[[dict], Any]:
+    """external_id_getter for a run: an expression a record breaks is a ConfigError (exit 3)
+    naming the tenant, the record and the expression."""
+    from engine.errors import ExpressionError
+    get = external_id_getter(entity)
+
+    def id_of(record: dict) -> Any:
+        try:
+            return get(record)
+        except ExpressionError as exc:
+            raise exc.for_tenant(tenant_id) from exc.__cause__
     return id_of
 
 

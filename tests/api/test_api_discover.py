@@ -107,6 +107,48 @@ def test_json_format_parses_and_holds_the_records_as_the_api_sent_them(api, tmp_
     assert picked["sample"]["records"][0]["contact"]["email"] == "hans.mueller@web.de"
 
 
+BROKEN_ID = "join('-', [to_text(id), floor])"       # a unit without a floor breaks it
+
+
+def test_records_whose_external_id_the_mapping_cannot_compute_are_shown_with_the_expression_and_why(
+        api, tmp_path, capsys, key_set):
+    """A run stops on them (exit 3); discover shows them as the API sent them, with the error a
+    run would give, instead of stopping too."""
+    tenant = write_tenant(tmp_path, api.url, units={"fields": {"external_id": BROKEN_ID}})
+    why = (f"the field 'external_id' cannot be computed for this ERP record: {BROKEN_ID} gives JMESPathTypeError: "
+           "In function join(), invalid type for value: None")
+    code, out, err = discover(capsys, str(tenant))
+    assert code == 0, err
+    assert "endpoint /units (units): 20 records on the first page, 8 fields\n" in out
+    assert f"  the mapping's external_id cannot be computed for 7 of these 20 records (a run stops on them, exit 3); " \
+           f"the first: units 100008: {why}" in out
+    assert "endpoint /contracts/parties (occupancies): 20 records" in out
+
+    code, out, err = discover(capsys, str(tenant), "units", "--rows", "2")
+    assert code == 0, err
+    first, broken = out.split("first 2 records:\n")[1].split(
+        "2 of the 7 records whose external_id the mapping cannot compute, as the API sent them:\n")
+    assert "100001" in first and "100008" not in first
+    rows = broken.splitlines()
+    assert [c.strip() for c in rows[0].split("|")] == ["id", "objectNumber", "number", "name", "typeCode",
+                                                       "fictitious", "floor", "area"]
+    assert [c.strip() for c in rows[2].split("|")] == ["100008", "1000", "090", "Allgemeinfläche", "5", "false",
+                                                       "null", "null"]
+    assert rows[3].startswith("  100009 ")
+    assert rows[4] == f"  units 100008: {why}, expected one of: ['array-string'], received: \"NoneType\""
+    assert rows[5].startswith("  units 100009: ")
+    assert rows[6].startswith("  what to do: correct the expression in the tenant's overrides or the mapping")
+
+    code, out, err = discover(capsys, str(tenant), "units", "--rows", "2", "--format", "json")
+    assert code == 0, err
+    picked = json.loads(out)
+    errors = picked["endpoints"][0]["external_id_errors"]
+    assert [e["key"] for e in errors] == [str(k) for k in range(100008, 100015)]
+    assert errors[0]["error"].startswith(f"units 100008: {why}")
+    assert [r["id"] for r in picked["sample"]["broken_records"]] == [100008, 100009]
+    assert picked["sample"]["broken_records"][0]["floor"] is None
+
+
 def test_an_unknown_name_lists_the_known_ones_before_any_request(api, tmp_path, capsys, key_set):
     tenant = write_tenant(tmp_path, api.url)
     code, out, err = discover(capsys, str(tenant), "/persns")
