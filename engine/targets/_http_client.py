@@ -19,6 +19,8 @@
     a failure elsewhere), also in the middle of a wait, so that closing never waits for backoffs.
 Every other answer (2xx, 400, 404, 409, 413, ...) goes back to the caller as it came; its body,
 if it says JSON, parses (one that is not JSON at all, an HTML page, is for the caller to name).
+`send` gives it back as an Answer with the body parsed once (the check above parsed it);
+`request` gives the httpx.Response alone.
 """
 from __future__ import annotations
 
@@ -68,6 +70,27 @@ def backoff(attempt: int, rng: random.Random, base: float = BACKOFF_BASE, cap: f
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+_UNREAD = object()
+
+
+class Answer:
+    """An answer of the import API (`response`) and its JSON body (`json`), parsed once: by the
+    client's check for a body that says JSON, else (an empty body, an HTML page) when first asked
+    for; None for a body that is empty or does not parse."""
+
+    def __init__(self, response: httpx.Response, body: Any = _UNREAD):
+        self.response, self._body = response, body
+
+    @property
+    def json(self) -> Any:
+        if self._body is _UNREAD:
+            try:
+                self._body = self.response.json()
+            except ValueError:
+                self._body = None
+        return self._body
+
+
 class ApiClient:
     def __init__(self, base_url: str, token: str, *, tenant: str, token_ref: str, timeout: float = 30.0,
                  max_retries: int = 6, concurrency: int = 4, rate_limit: float | None = None,
@@ -93,6 +116,10 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json: Any = None, content: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        return self.send(method, path, params=params, json=json, content=content, headers=headers).response
+
+    def send(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+             json: Any = None, content: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
         last = reason = ""
         answered: int | None = None         # the last attempt's status; None: it had no answer
         for attempt in range(self.max_retries + 1):
@@ -136,14 +163,14 @@ class ApiClient:
                 if status == 429 or after is not None:
                     self.limiter.pause(wait)    # the limit, or the outage, holds every thread
                 continue
-            cut = _not_valid_json(response)
+            body, cut = _read_json(response)
             if cut is not None:             # cut off or garbled on its way: lost like a dropped connection
                 reason = "body not valid JSON"
                 last = f"{status} with {cut}"
                 answered = status
                 wait = backoff(attempt, self._rng, self.backoff_base)
                 continue
-            return response
+            return Answer(response, body)
         request = f"{method} /{path.lstrip('/')}"
         attempts = self.max_retries + 1
         if reason == "body not valid JSON":
@@ -190,19 +217,18 @@ def says_json(response: httpx.Response) -> bool:
     return content_type.says_json(response.headers.get("content-type", ""))
 
 
-def _not_valid_json(response: httpx.Response) -> str | None:
-    """What is wrong with a body that its Content-Type calls JSON but that does not parse
-    (`812 bytes of application/json: Expecting ',' delimiter: line 1 column 813 (char 812)`,
-    which quotes none of the body); None for a body that parses, an empty one, and one that
-    does not claim to be JSON (an HTML page: the caller says what it is)."""
+def _read_json(response: httpx.Response) -> tuple[Any, str | None]:
+    """The body parsed, if its Content-Type calls it JSON, and what is wrong with one that does
+    not parse (`812 bytes of application/json: Expecting ',' delimiter: line 1 column 813 (char
+    812)`, which quotes none of the body). An empty body and one that does not claim to be JSON
+    (an HTML page: the caller says what it is) are left unread, with no problem."""
     if not response.content or not says_json(response):
-        return None
+        return _UNREAD, None
     try:
-        response.json()
+        return response.json(), None
     except ValueError as exc:           # UnicodeDecodeError too
         kind = response.headers.get("content-type", "").split(";")[0].strip()
-        return f"{len(response.content)} bytes of {kind}: {str(exc)[:120]}"
-    return None
+        return _UNREAD, f"{len(response.content)} bytes of {kind}: {str(exc)[:120]}"
 
 
 def _error_code(response: httpx.Response) -> str | None:

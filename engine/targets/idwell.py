@@ -25,12 +25,10 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, Iterator, Sequence
 
-import httpx
-
 from engine.config.secrets import SecretError
 from engine.contract import not_utf8
 from engine.errors import SecretReferenceError, TargetError
-from engine.targets._http_client import ApiClient, says_json
+from engine.targets._http_client import Answer, ApiClient, says_json
 from engine.targets.base import Change, Outcome, Progress
 
 PAGE_SIZE = 1000
@@ -57,21 +55,21 @@ class IdwellTarget:
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             params = {"limit": PAGE_SIZE} | ({"cursor": cursor} if cursor is not None else {})
-            response = self.client.request("GET", f"/{entity}", params=params)
-            if response.status_code != 200:
-                raise self._unexpected("GET", f"/{entity}", response)
-            page = self._payload("GET", f"/{entity}", response)
+            answer = self.client.send("GET", f"/{entity}", params=params)
+            if answer.response.status_code != 200:
+                raise self._unexpected("GET", f"/{entity}", answer)
+            page = self._payload("GET", f"/{entity}", answer)
             items, cursor = (page.get("items"), page.get("next_cursor")) if isinstance(page, dict) else (None, None)
             if not isinstance(items, list):
-                raise self._unexpected("GET", f"/{entity}", response, "no items list in the answer")
+                raise self._unexpected("GET", f"/{entity}", answer, "no items list in the answer")
             if not all(isinstance(item, dict) and isinstance(item.get("external_id"), str) for item in items):
-                raise self._unexpected("GET", f"/{entity}", response, "an item that is not a record with an "
+                raise self._unexpected("GET", f"/{entity}", answer, "an item that is not a record with an "
                                        "external_id")       # else: a crash, or a delete of external_id null
             yield from items
             if cursor is None:
                 return
             if cursor in seen:
-                raise self._unexpected("GET", f"/{entity}", response, f"the cursor {cursor!r} came back twice")
+                raise self._unexpected("GET", f"/{entity}", answer, f"the cursor {cursor!r} came back twice")
             seen.add(cursor)
         raise TargetError(f"tenant '{self.tenant}': listing {entity} did not end after {MAX_PAGES} pages")
 
@@ -130,22 +128,22 @@ class IdwellTarget:
             content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
         except UnicodeEncodeError:      # a text that is no Unicode (a lone surrogate from an API source's JSON)
             return _without_unencodable(batch, lambda rest: self._send(rest, call))
-        response = self.client.request("POST", path, content=content, headers={
+        answer = self.client.send("POST", path, content=content, headers={
             "Content-Type": "application/json", "Idempotency-Key": self._key(entity, call, content)})
-        status = response.status_code
+        status = answer.response.status_code
         if status == 413 and len(batch) > 1:          # the portal accepts fewer operations than we sent
             half = len(batch) // 2
             return self._send(batch[:half], call) + self._send(batch[half:], call)
         if status == 400:
-            error = _error(self._payload("POST", path, response))
+            error = _error(self._payload("POST", path, answer))
             return [Outcome(c, False, 400, error.get("code") or "invalid", error.get("message"), error.get("field"))
                     for c in batch]
         if status != 200:
-            raise self._unexpected("POST", path, response)
-        payload = self._payload("POST", path, response)
+            raise self._unexpected("POST", path, answer)
+        payload = self._payload("POST", path, answer)
         results = payload.get("results") if isinstance(payload, dict) else None
         if not isinstance(results, list):
-            raise self._unexpected("POST", path, response, "no results list in the answer")
+            raise self._unexpected("POST", path, answer, "no results list in the answer")
         return _outcomes(batch, results, "delete" if deleting else "upsert")
 
     def _key(self, entity: str, call: int, content: bytes) -> str:
@@ -154,11 +152,12 @@ class IdwellTarget:
         h.update(content)
         return h.hexdigest()[:40]
 
-    def _payload(self, method: str, path: str, response: httpx.Response) -> Any:
+    def _payload(self, method: str, path: str, answer: Answer) -> Any:
         """The answer's JSON body. One that is not JSON at all (an HTML page: a proxy's error or
         login page, a web server at the wrong base_url) stops the run at once, unretried, as it
         stops the API source: asking again brings the same page. (A body that says JSON but does
         not parse, cut off on its way, was asked for again by the client.)"""
+        response = answer.response
         if response.content and not says_json(response):
             kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
             raise TargetError(f"tenant '{self.tenant}': the import API at {self.client.base_url} answered "
@@ -166,10 +165,11 @@ class IdwellTarget:
                               hint="check the target's base_url (it ends in /import/v1): is it the import API, "
                                    "not a login page or a proxy's page? If a proxy between the sync server and "
                                    "the portal answers, ask whoever runs it")
-        return _json(response)
+        return answer.json
 
-    def _unexpected(self, method: str, path: str, response: httpx.Response, why: str | None = None) -> TargetError:
-        error = _error(_json(response))
+    def _unexpected(self, method: str, path: str, answer: Answer, why: str | None = None) -> TargetError:
+        response = answer.response
+        error = _error(answer.json)
         detail = why or f"{response.status_code} {error.get('code') or response.reason_phrase}" + \
             (f": {error['message']}" if error.get("message") else "")
         if response.status_code >= 500 and why is None:     # one not retried: 501, 505, 507, ...
@@ -247,13 +247,6 @@ def _outcomes(batch: Sequence[Change], results: list, op: str) -> list[Outcome]:
             error = r.get("error") if isinstance(r.get("error"), dict) else {}
             out.append(Outcome(c, False, status, error.get("code"), error.get("message"), error.get("field")))
     return out
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _error(payload: Any) -> dict[str, Any]:
