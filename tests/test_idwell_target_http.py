@@ -105,7 +105,7 @@ def test_a_listing_whose_items_are_not_records_with_an_external_id_is_a_target_e
     (503, "unavailable", "the portal or the network is down or overloaded"),
     (429, "rate_limited", "set target.rate_limit (requests per second) below the portal's limit")])
 def test_a_portal_that_answers_a_retried_status_to_the_end_is_named_with_its_answer(status, code, hint):
-    """It answered, so not 'did not answer'; the API source says 'answered 503 after 6 attempts'
+    """It answered, so not 'did not answer'; the API source says 'answered 503 after 7 attempts'
     alike. A 429 names the setting that helps, as the source's does."""
     handler = replying(status, b'{"error": {"code": "%s", "message": "later"}}' % code.encode())
     caught = reading_buildings_fails(handler)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
+from engine.backoff import RETRIES
 from engine.config.secrets import Secret
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ class IdwellTarget:
     concurrency: int = 4
     rate_limit: float | None = None  # requests per second
     timeout: float = 30.0
-    max_retries: int = 6
+    max_retries: int = RETRIES      # engine.backoff
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """The API source's requests: a GET for a page and the POST for an OAuth token, each sent again
 after a 429 or 500/502/503/504 answer, no answer, a body that cannot be decoded, or (a page) a
 JSON body cut off on its way, up to MAX_ATTEMPTS in all, after the longer of a backoff and the
-answer's Retry-After (engine.retry_after: one longer than RETRY_AFTER_MAX stops at once). Every
+answer's Retry-After (engine.backoff: the import API target's rule too; engine.retry_after: one
+longer than RETRY_AFTER_MAX stops at once). Every
 wait is counted by its reason for the run summary (`ApiRequests.retries`); an answer that is not
 to be retried becomes a SourceError that says what failed and what to do.
 """
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections import Counter
 from http import HTTPStatus
@@ -16,13 +16,14 @@ from typing import Any, Callable
 
 import httpx
 
+from engine.backoff import RETRIES, backoff
 from engine.config.model import ApiSource
 from engine.content_type import says_json
 from engine.errors import SourceError
 from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
-MAX_ATTEMPTS = 6
+MAX_ATTEMPTS = RETRIES + 1
 
 
 def look_hint(tenant_id: str) -> str:
@@ -86,7 +87,7 @@ class ApiRequests:
                                       f"answered {response.status_code} with {content_type}, not JSON", cause="unknown",
                                       hint="check base_url and endpoint: is it the API, not a login or proxy page?") from None
                 if attempt < MAX_ATTEMPTS:
-                    self.wait_to_retry("body not valid JSON", _backoff(attempt))
+                    self.wait_to_retry("body not valid JSON", backoff(attempt - 1))
                     continue
                 query = response.request.url.query.decode("ascii", "replace")
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {response.request.url.path}"
@@ -127,7 +128,7 @@ class ApiRequests:
                 if attempt == MAX_ATTEMPTS:
                     raise _transport_error(exc, f"tenant '{self.tenant_id}': entity '{entity}'",
                                            self.source.base_url, attempts=attempt) from None
-                self.wait_to_retry(_transport_reason(exc), _backoff(attempt))
+                self.wait_to_retry(_transport_reason(exc), backoff(attempt - 1))
                 continue
             if r.status_code in RETRY_STATUS:
                 after = retry_after(r)
@@ -139,7 +140,7 @@ class ApiRequests:
                                       "an answer: the run stops here", cause="unknown", retriable=True,
                                       hint=_WAIT_HINTS[429 if r.status_code == 429 else 503])
                 if attempt < MAX_ATTEMPTS:
-                    self.wait_to_retry(_status_reason(r.status_code), wait_for(after, _backoff(attempt)))
+                    self.wait_to_retry(_status_reason(r.status_code), wait_for(after, backoff(attempt - 1)))
                     continue
             if r.status_code in (401, 403):
                 ref = self.source.auth.key or self.source.auth.token or self.source.auth.client_secret
@@ -178,7 +179,7 @@ def post_token(url: str, data: dict, *, timeout: float, tenant_id: str,
             if attempt == MAX_ATTEMPTS:
                 raise _transport_error(exc, f"tenant '{tenant_id}': the token endpoint", url,
                                        attempts=attempt) from None
-            retry(f"token {_transport_reason(exc)}", _backoff(attempt))
+            retry(f"token {_transport_reason(exc)}", backoff(attempt - 1))
             continue
         if r.status_code in RETRY_STATUS:
             after = retry_after(r)
@@ -188,14 +189,10 @@ def post_token(url: str, data: dict, *, timeout: float, tenant_id: str,
                                   f"{RETRY_AFTER_MAX:.0f} s a run waits for an answer: the run stops here",
                                   cause="unknown", retriable=True, hint=_WAIT_HINTS["token"])
             if attempt < MAX_ATTEMPTS:
-                retry(f"token {_status_reason(r.status_code)}", wait_for(after, _backoff(attempt)))
+                retry(f"token {_status_reason(r.status_code)}", wait_for(after, backoff(attempt - 1)))
                 continue
         break
     return r, attempt, sent
-
-
-def _backoff(attempt: int) -> float:
-    return min(30.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
 
 _WAIT_HINTS = {

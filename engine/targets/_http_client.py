@@ -5,16 +5,18 @@
   * retries 429 and 500/502/503/504 answers, timeouts, dropped connections, a proxy that refuses
     the request, an answer whose body cannot be decoded and one whose Content-Type says JSON but
     whose body does not parse (cut off or garbled on its way, as the API source asks again for
-    one) with exponential backoff and jitter. A retry sends the same request, headers included:
-    a batch keeps its Idempotency-Key, so that one the portal applied but whose answer was lost
-    or cut is answered from the portal's memory of the key, not applied twice;
+    one) with exponential backoff and jitter (engine.backoff, the API source's rule too). A retry
+    sends the same request, headers included: a batch keeps its Idempotency-Key, so that one the
+    portal applied but whose answer was lost or cut is answered from the portal's memory of the
+    key, not applied twice;
   * honours Retry-After on 429, and on a 5xx that sends one (a 503 for maintenance), as the API
     source does (engine.retry_after: the longer of the backoff and the Retry-After; one longer
     than RETRY_AFTER_MAX gives up at once, naming the server's wait), and makes every thread of
     the client wait that long (the limit, or the outage, is the tenant's, not the request's);
   * turns 401 and 403 into a fatal TargetError at once, naming the tenant and the token's
     reference (e.g. ${env:IDWELL_TOKEN_ACME}), never the token;
-  * gives up after `max_retries` retries with a retriable TargetError;
+  * gives up after `max_retries` retries (engine.backoff.RETRIES by default) with a retriable
+    TargetError;
   * stops retrying once `stop()` was called (the target is closed: a run stopped by SIGTERM or
     a failure elsewhere), also in the middle of a wait, so that closing never waits for backoffs.
 Every other answer (2xx, 400, 404, 409, 413, ...) goes back to the caller as it came; its body,
@@ -26,19 +28,18 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import Counter
 import time
+from collections import Counter
 from typing import Any, Callable
 
 import httpx
 
 from engine import content_type
+from engine.backoff import BACKOFF_BASE, RETRIES, backoff
 from engine.errors import TargetError
 from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
-BACKOFF_BASE = 0.25        # seconds before the first retry (before jitter)
-BACKOFF_MAX = 30.0         # the longest backoff between two attempts
 
 
 class RateLimiter:
@@ -64,12 +65,6 @@ class RateLimiter:
             self._next = max(self._next, self._clock() + seconds)
 
 
-def backoff(attempt: int, rng: random.Random, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
-    """Exponential backoff with jitter: half of base*2^attempt fixed, half random."""
-    ceiling = min(cap, base * (2 ** attempt))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
-
-
 _UNREAD = object()
 
 
@@ -93,7 +88,7 @@ class Answer:
 
 class ApiClient:
     def __init__(self, base_url: str, token: str, *, tenant: str, token_ref: str, timeout: float = 30.0,
-                 max_retries: int = 6, concurrency: int = 4, rate_limit: float | None = None,
+                 max_retries: int = RETRIES, concurrency: int = 4, rate_limit: float | None = None,
                  transport: httpx.BaseTransport | None = None, backoff_base: float = BACKOFF_BASE,
                  sleep: Callable[[float], None] = time.sleep):
         self.base_url = base_url.rstrip("/")

@@ -37,7 +37,7 @@ def test_a_negative_retry_after_is_no_wait(auth):
 
 
 def test_a_retry_after_given_as_a_date_is_waited_for(auth):
-    """An API that throttles for 4 s, saying so as an HTTP date: six quick attempts (backoff
+    """An API that throttles for 4 s, saying so as an HTTP date: seven quick attempts (backoff
     alone) would all be refused within those 4 s."""
     until: list[float] = []
 
@@ -55,17 +55,17 @@ def test_a_retry_after_given_as_a_date_is_waited_for(auth):
 
 def test_a_body_that_cannot_be_decoded_is_retried_then_an_error_that_says_so(auth, monkeypatch):
     """A gateway that labels a plain body as gzip: asked again, then stopped with what to ask."""
-    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("engine.sources._api_requests.backoff", lambda attempt: 0.0)
     garbled = (200, {"Content-Encoding": "gzip"}, b'{"data": [{"id": 1}]}')
     with Server(OK) as api:
         api.gets = [garbled]
         assert read_ids(api.url, auth) == [1, 2], "asked again"
-        api.gets = [garbled] * 6
+        api.gets = [garbled] * 7
         with pytest.raises(SourceError) as caught:
             read_ids(api.url, auth)
     error = caught.value
     assert error.exit_code == ExitCode.SOURCE and error.retriable and error.cause == "undecodable"
-    assert f"tenant 'api-test': entity 'buildings': the answer from {api.url} cannot be decoded after 6 attempts (" \
+    assert f"tenant 'api-test': entity 'buildings': the answer from {api.url} cannot be decoded after 7 attempts (" \
         in error.message
     assert "Content-Encoding" in error.hint
 
@@ -84,13 +84,13 @@ def test_records_that_are_not_json_objects_stop_the_extract_naming_one(auth, dat
 
 def test_an_api_that_keeps_throttling_is_named_with_the_setting_that_helps(auth, monkeypatch):
     """Not "check the endpoint and its parameters": they were right, the requests too many."""
-    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("engine.sources._api_requests.backoff", lambda attempt: 0.0)
     with Server(OK) as api:
-        api.gets = [throttled("0")] * 6
+        api.gets = [throttled("0")] * 7
         with pytest.raises(SourceError) as caught:
             read_ids(api.url, auth)
     error = caught.value
-    assert "GET /v1/objects answered 429 after 6 attempts" in error.message and error.retriable
+    assert "GET /v1/objects answered 429 after 7 attempts" in error.message and error.retriable
     assert "source.rate_limit" in error.hint and "check the endpoint" not in error.hint
 
 
@@ -131,19 +131,19 @@ def test_a_redirect_names_where_it_points_and_what_to_set(auth):
 def test_a_json_answer_cut_off_is_asked_again_then_an_error_that_says_so(auth, monkeypatch):
     """A body that its content type calls JSON but that ends mid-way (a gateway or proxy that
     cut it off): asked again, then stopped saying so, not sent to check base_url for a login page."""
-    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("engine.sources._api_requests.backoff", lambda attempt: 0.0)
     cut = (200, {}, b'{"data": [{"id": 1}, {"i')
     with Server(OK) as api:
         api.gets = [cut]
         assert read_ids(api.url, auth) == [1, 2], "asked again"
-        api.gets = [cut] * 6
+        api.gets = [cut] * 7
         with pytest.raises(SourceError) as caught:
             read_ids(api.url, auth)
-        assert len(api.seen) == 2 + 6
+        assert len(api.seen) == 2 + 7
     error = caught.value
     assert error.exit_code == ExitCode.SOURCE and error.retriable and error.cause == "undecodable"
     assert "entity 'buildings': GET /v1/objects answered 200 with application/json, but the body is not " \
-           "valid JSON after 6 attempts (24 bytes: " in error.message
+           "valid JSON after 7 attempts (24 bytes: " in error.message
     assert "next run tries again" in error.hint and "base_url" not in error.hint
 
 
@@ -158,20 +158,20 @@ def test_a_page_that_is_not_json_is_named_with_its_content_type(auth):
     assert "check base_url and endpoint" in caught.value.hint
 
 
-def test_a_page_has_six_attempts_in_all_whatever_made_it_ask_again(auth, monkeypatch):
-    """A 503 and a body cut off, by turns: six attempts for the page, as for one kind alone, not
-    six for each cut-off body's request (up to 36, each after a Retry-After of up to 5 minutes)."""
-    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
+def test_a_page_has_seven_attempts_in_all_whatever_made_it_ask_again(auth, monkeypatch):
+    """A 503 and a body cut off, by turns: seven attempts for the page, as for one kind alone, not
+    seven for each cut-off body's request (up to 49, each after a Retry-After of up to 5 minutes)."""
+    monkeypatch.setattr("engine.sources._api_requests.backoff", lambda attempt: 0.0)
     unavailable, cut = (503, {}, b'{"error": "try again"}'), (200, {}, b'{"data": [{"id": 1}, {"i')
     with Server(OK) as api:
-        api.gets = [unavailable, cut] * 3
+        api.gets = [cut] + [unavailable, cut] * 3
         with pytest.raises(SourceError) as caught:
             read_ids(api.url, auth)
-        assert len(api.seen) == 6
-    assert "the body is not valid JSON after 6 attempts" in caught.value.message
+        assert len(api.seen) == 7
+    assert "the body is not valid JSON after 7 attempts" in caught.value.message
     with Server(OK) as api:
-        api.gets = [cut, unavailable] * 3
+        api.gets = [unavailable] + [cut, unavailable] * 3
         with pytest.raises(SourceError) as caught:
             read_ids(api.url, auth)
-        assert len(api.seen) == 6
-    assert "GET /v1/objects answered 503 after 6 attempts" in caught.value.message
+        assert len(api.seen) == 7
+    assert "GET /v1/objects answered 503 after 7 attempts" in caught.value.message

@@ -61,7 +61,7 @@ def test_a_token_endpoint_that_keeps_failing_does_not_send_the_team_to_check_the
         api.post = UNAVAILABLE
         with pytest.raises(SourceError) as caught:
             read_ids(api.url, oauth(f"{api.url}/token"))
-    assert f"the token endpoint {api.url}/token answered 503 after 6 attempts" in caught.value.message
+    assert f"the token endpoint {api.url}/token answered 503 after 7 attempts" in caught.value.message
     assert "failing on its side" in caught.value.hint and "secret" not in caught.value.hint
     assert caught.value.exit_code == ExitCode.SOURCE
 

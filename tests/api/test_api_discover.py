@@ -170,14 +170,14 @@ def test_an_endpoint_that_fails_is_shown_in_its_place_and_the_others_are_read(ap
 
 
 def test_an_api_that_keeps_failing_stops_the_listing_at_the_first_endpoint(erp, tmp_path, capsys, key_set):
-    """Every endpoint would fail alike after its retries: not four times six requests."""
+    """Every endpoint would fail alike after its retries: not four times seven requests."""
     with CloudConnect(str(erp), KEY, fail_every=1) as cc:
         code, out, err = discover(capsys, str(write_tenant(tmp_path, cc.url)))
         requests = cc.requests
     assert code == 4 and out == ""
-    assert "tenant 'kunde': entity 'buildings': GET /api/v1/objects?page=1&pageSize=20 answered 503 after 6 " \
+    assert "tenant 'kunde': entity 'buildings': GET /api/v1/objects?page=1&pageSize=20 answered 503 after 7 " \
            "attempts" in err
-    assert requests == 6
+    assert requests == 7
 
 
 def _cli(folder: Path, *args: str, key: str) -> subprocess.CompletedProcess:

@@ -101,13 +101,13 @@ def test_an_erp_api_that_keeps_failing_stops_the_run_naming_the_attempts_and_the
         tenant = _api_tenant(tmp_path, cc)
         proc = _cli(tmp_path, "run", str(tenant))
     assert proc.returncode == 4, proc.stderr
-    assert "entity 'buildings': GET /api/v1/objects?page=1&pageSize=100 answered 503 after 6 attempts" in proc.stderr
+    assert "entity 'buildings': GET /api/v1/objects?page=1&pageSize=100 answered 503 after 7 attempts" in proc.stderr
     state = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
     try:
         recorded = state.runs("flaky")[0]
     finally:
         state.close()
-    assert recorded.status == "failed" and "answered 503 after 6 attempts" in recorded.message
+    assert recorded.status == "failed" and "answered 503 after 7 attempts" in recorded.message
 
 
 def test_each_kind_of_retry_is_counted_by_its_reason_token_requests_too(monkeypatch):
@@ -121,7 +121,7 @@ def test_each_kind_of_retry_is_counted_by_its_reason_token_requests_too(monkeypa
     from engine.sources.api import ApiExtractor
     from pages_server import Server
 
-    monkeypatch.setattr("engine.sources._api_requests._backoff", lambda attempt: 0.0)
+    monkeypatch.setattr("engine.sources._api_requests.backoff", lambda attempt: 0.0)
     monkeypatch.setenv("OAUTH_SECRET", "client-secret-4711")
     with Server({"/v1/objects": ([{"id": 1}, {"id": 2}], None)}) as api:
         api.posts = [(503, "application/json", b'{"error": "try again"}')]
