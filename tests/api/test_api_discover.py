@@ -14,17 +14,9 @@ import yaml
 
 from cloud_connect import CloudConnect
 from engine import cli
-from engine.demo import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "cc-Disc0ver-K3y/4711+x"
-
-
-@pytest.fixture(scope="module")
-def erp(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("erp") / "erp.sqlite"
-    generate(f"sqlite:///{path}", size="S", seed=7)
-    return path
 
 
 @pytest.fixture

@@ -16,16 +16,8 @@ from pathlib import Path
 import pytest
 
 from cloud_connect import CloudConnect
-from engine.demo import generate
 from test_api_pages_moved import _moving_tenant
 from test_api_source import KEY
-
-
-@pytest.fixture(scope="module")
-def erp(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("erp") / "erp.sqlite"
-    generate(f"sqlite:///{path}", size="S", seed=7)
-    return path
 
 
 def _doctor(folder: Path, tenant: Path) -> subprocess.CompletedProcess:

@@ -14,22 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from cloud_connect import CloudConnect
 from test_api_retries_reported import _cli
-from engine.demo import generate
 from test_api_source import KEY, _tenant
 
 EXTERNAL_ID = "join('-', [to_text(id), floor])"
-
-
-@pytest.fixture(scope="module")
-def erp(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("erp") / "erp.sqlite"
-    generate(f"sqlite:///{path}", size="S", seed=7)
-    return path
 
 
 def _floors_tenant(folder: Path, cc: CloudConnect) -> Path:

@@ -17,11 +17,15 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from cloud_connect import CloudConnect
 from test_api_pages_moved import (PARTIES, SIZE, _first_run, _moving_tenant, _occupancy, _parties, _portal,
-                                  _remove_while_paging, erp, generated)  # noqa: F401 (fixtures)
+                                  _remove_while_paging)
 from test_api_retries_reported import _cli
 from test_api_source import KEY
+
+pytestmark = pytest.mark.parametrize("erp", ["copy"], indirect=True)     # each test changes its ERP (conftest.py)
 
 
 def _last_of_a_page(rows: list[tuple], portal: set[str]) -> tuple[int, tuple, tuple]:

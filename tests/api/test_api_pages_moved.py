@@ -11,7 +11,6 @@ the local portal store."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -20,7 +19,6 @@ import pytest
 import yaml
 
 from cloud_connect import QUERIES, CloudConnect
-from engine.demo import generate
 from engine.state import StateStore
 from engine.targets.local import LocalStore
 from test_api_retries_reported import _cli
@@ -30,19 +28,7 @@ SIZE = 100                  # the tenant's page_size
 PARTIES = "/contracts/parties"
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("erp") / "erp.sqlite"
-    generate(f"sqlite:///{path}", size="S", seed=7)
-    return path
-
-
-@pytest.fixture
-def erp(generated, tmp_path) -> Path:
-    """A copy of the demo ERP that a test may change."""
-    path = tmp_path / "erp.sqlite"
-    shutil.copyfile(generated, path)
-    return path
+pytestmark = pytest.mark.parametrize("erp", ["copy"], indirect=True)     # each test changes its ERP (conftest.py)
 
 
 def _moving_tenant(folder: Path, cc: CloudConnect, overrides: dict | None = None) -> Path:

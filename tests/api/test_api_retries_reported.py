@@ -11,21 +11,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from cloud_connect import CloudConnect
-from engine.demo import generate
 from engine.state import StateStore
 from test_api_source import KEY, _tenant
 
 REASONS = {429: "429 Too Many Requests", 503: "503 Service Unavailable"}
-
-
-@pytest.fixture(scope="module")
-def erp(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("erp") / "erp.sqlite"
-    generate(f"sqlite:///{path}", size="S", seed=7)
-    return path
 
 
 def _api_tenant(folder: Path, cc: CloudConnect) -> Path:

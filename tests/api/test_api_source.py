@@ -16,7 +16,6 @@ import yaml
 
 from cloud_connect import CloudConnect
 from engine.config import load_tenant
-from engine.demo import generate
 from engine.pipeline import run_tenant
 from engine.state import StateStore
 from engine.targets.local import LocalStore
@@ -24,13 +23,6 @@ from engine.targets.local import LocalStore
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DATE = dt.date(2026, 6, 1)
 KEY = "cc-key;with{odd}=chars"
-
-
-@pytest.fixture(scope="module")
-def erp(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("erp") / "erp.sqlite"
-    generate(f"sqlite:///{path}", size="S", seed=7)
-    return path
 
 
 def _tenant(folder: Path, tenant_id: str, source: dict, mapping: str, scope_field: str) -> Path:
