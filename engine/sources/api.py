@@ -109,7 +109,7 @@ class ApiExtractor:
         them, also those whose external_id the mapping cannot compute (a run stops on them)."""
         read = pages(self._requests, entity)
         try:
-            for _, records, _ in read:
+            for _, records, _, _ in read:
                 yield records
         finally:
             read.close()
