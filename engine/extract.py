@@ -8,6 +8,7 @@ from itertools import repeat
 from typing import Callable, Iterable, Iterator
 
 from engine.config.model import ENTITIES, Tenant
+from engine.config.sql import RUN_PARAMS
 from engine.entity_data import EntityData
 from engine.errors import ExpressionError
 from engine.findings import Finding
@@ -23,8 +24,7 @@ EXTRACT_ORDER = ("buildings", "units", "occupancies", "users")
 
 def window_params(tenant: Tenant, run_date: dt.date) -> dict[str, dt.date]:
     """The bound parameters every query may use (:ref_date, :window_end_from, :window_start_until)."""
-    ref, earliest_end, latest_start = window_bounds(tenant.window, run_date)
-    return {"ref_date": ref, "window_end_from": earliest_end, "window_start_until": latest_start}
+    return dict(zip(RUN_PARAMS, window_bounds(tenant.window, run_date)))
 
 
 def extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date: dt.date, gate,

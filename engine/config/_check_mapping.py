@@ -20,7 +20,7 @@ from engine.config._merge import FILTER_KINDS
 from engine.config._report import Report
 from engine.config._text import clash_message, did_you_mean, quoted_list
 from engine.config.model import ENTITIES, CodeTable
-from engine.config.sql import find_issue, select_columns
+from engine.config.sql import RUN_PARAMS, bound_names, find_issue, select_columns
 from engine.expr import Expr, ExprError, compile_expression
 from engine.expr.functions import table_key
 from engine.findings import CATALOGUE, FILTER_REASONS
@@ -54,6 +54,36 @@ def check_mapping(data: Any, report: Report, *, file_stem: str | None = None) ->
             _Entity(entity, spec, data.get("source_type"), report, compiled).check()
     _declared_once(entities, report)
     return compiled
+
+
+def check_query_params(merged: Any, source: Any, report: Report) -> None:
+    """Each parameter an SQL query binds (`:mandant`) is one the run binds itself (RUN_PARAMS) or one
+    the tenant declares, in `source.params` or the entity's `params`: else every plan and run would
+    stop at that query (engine.sources.sql.query_params). Checked on the mapping as merged with the
+    tenant's overrides, since a mapping's query may bind what its tenants declare."""
+    if not isinstance(merged, dict) or merged.get("source_type") != "sql" or not isinstance(source, dict):
+        return
+    source_params = source.get("params") if isinstance(source.get("params"), dict) else {}
+    entities = merged.get("entities")
+    for entity in ENTITIES:
+        spec = entities.get(entity) if isinstance(entities, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("query"), str):
+            continue
+        entity_params = spec.get("params") if isinstance(spec.get("params"), dict) else {}
+        declared = [str(k) for k in {**source_params, **entity_params}]
+        missing = {name: at for name, at in bound_names(spec["query"]).items()
+                   if name not in RUN_PARAMS and name not in declared}
+        if not missing:
+            continue
+        names = ", ".join(f":{name}" for name in missing)
+        which = "which is not a declared parameter" if len(missing) == 1 else "which are not declared parameters"
+        example = ", ".join(f"{name}: ..." for name in missing)
+        own = ", ".join(f":{name}" for name in RUN_PARAMS)
+        tenants = ", ".join(f":{name}" for name in declared) if declared else "none"
+        report.error(("entities", entity, "query"),
+                     f"the query binds {names}, {which}: declare {'it' if len(missing) == 1 else 'them'} under source.params or the entity's params "
+                     f"(params: {{{example}}}); the run's own are {own}, and this tenant declares {tenants}",
+                     offset=min(missing.values()))
 
 
 def _report_code_declared(reason: str, key: str) -> str:

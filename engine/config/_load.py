@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.config import _schema
-from engine.config._check_mapping import Compiled, check_mapping
+from engine.config._check_mapping import Compiled, check_mapping, check_query_params
 from engine.config._check_tenant import check_tenant
 from engine.config._compile import compile_tenant
 from engine.config._merge import merge_overrides
@@ -81,6 +81,7 @@ def check_tenant_file(path: Path, mapping_dirs: list[Path] | None = None) -> tup
             mapping_report = Report(loc)
             mapping_report.schema(_schema.validate("mapping", merged))
             compiled = check_mapping(merged, mapping_report, file_stem=mapping_path.stem)
+            check_query_params(merged, data.get("source"), mapping_report)
             problems += merge_problems + mapping_report.problems
     check_tenant(data, report, mapping=merged, file_stem=path.stem, file_name=path.name)
     problems = sort_problems(problems + report.problems)

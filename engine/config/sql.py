@@ -2,10 +2,12 @@
 
     check_read_only(query)  -> None, or why the query is refused (the sync never writes the ERP)
     select_columns(query)   -> the names of the query's output columns, None if `*` hides them
+    bound_names(query)      -> the parameters the query binds (`:name`), each with its first offset
 """
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import sqlglot
@@ -13,6 +15,14 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 DIALECT = "tsql"
+
+BIND = re.compile(r"(?<![:\w]):(\w+)")
+"""A bound parameter as the run binds it (SQLAlchemy's text() reads `:name` so too, also inside a
+string literal or a comment); `::` (a PostgreSQL cast) is none."""
+
+RUN_PARAMS = ("ref_date", "window_end_from", "window_start_until")
+"""The parameters every run binds itself (engine.extract.window_params): the contract window's
+reference date, the earliest end and the latest start of a contract inside it."""
 
 # statements and clauses that write, change the schema or run code
 _FORBIDDEN: tuple[tuple[type[exp.Expression], str], ...] = (
@@ -142,3 +152,12 @@ def select_columns(query: str) -> list[str] | None:
         elif isinstance(item, exp.Column):
             names.append(item.name)
     return names
+
+
+def bound_names(query: str) -> dict[str, int]:
+    """The names the query binds (`:mandant` -> 'mandant'), in order, each with the offset of its
+    first `:`."""
+    found: dict[str, int] = {}
+    for match in BIND.finditer(query):
+        found.setdefault(match.group(1), match.start())
+    return found

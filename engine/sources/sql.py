@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from typing import Any, Iterator
 
 from sqlalchemy import text
 
 from engine.config.model import EntityMapping, SqlSource
+from engine.config.sql import bound_names
 from engine.errors import SourceError, SyncError
 
 log = logging.getLogger(__name__)
-_BIND = re.compile(r"(?<![:\w]):(\w+)")
 
 
 def query_params(query: str, available: dict[str, Any]) -> dict[str, Any]:
     """The subset of `available` that the query binds (`:name`); unknown names are an error."""
-    wanted = set(_BIND.findall(query))
+    wanted = set(bound_names(query))
     missing = wanted - available.keys()
     if missing:
         raise SourceError(f"the query binds {', '.join(':' + m for m in sorted(missing))}, which is not a "
