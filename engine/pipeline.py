@@ -27,6 +27,7 @@ from engine._stop import whole
 from engine.current import CurrentState, reader_command
 from engine.entity_data import EntityData
 from engine.extract import extract
+from engine.errors import DedupFailed
 from engine.findings import Finding
 from engine.parallel_prepare import _extract_transform_parallel
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
@@ -104,6 +105,12 @@ def prepare(tenant: Tenant, target, state, *, run_date: dt.date | None = None, a
         try:
             return _prepare(tenant, target, state, portal, worker, run_date, allow_deletes, progress, findings,
                             timings, t, pack)
+        except DedupFailed as exc:
+            # what the run found up to the stop, a row per person sharing an address among it: the
+            # data-quality report the property manager fixes the ERP by (engine.commands._common.stopped_report)
+            _name_mapped_fields(tenant, findings)
+            exc.findings = findings
+            raise
         finally:
             portal.close()
     finally:

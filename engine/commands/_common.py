@@ -318,6 +318,36 @@ def write_report(findings, path: Path | None, option: str, result, *, delimiter:
     return None
 
 
+def stopped_report(exc, args, tenant) -> None:
+    """A plan or run that dedup policy `fail` stopped (engine.errors.DedupFailed, exit 8) found the
+    persons who share an address, and the rest of the data-quality report up to the stop
+    (`exc.findings`, engine.pipeline.prepare): `--findings FILE` is written with them, as the
+    property manager fixes the ERP by it, and the error's hint says where the whole list is (its
+    message names the first 20 groups). A report that cannot be written is named on standard
+    error; the stop (exit 8) is what the command reports."""
+    import sys
+
+    from engine.errors import UsageError
+    from engine.findings import tenant_codes
+    from engine.findings_report import write_findings
+    findings, findings_path = getattr(exc, "findings", None), args.findings
+    if findings is None:
+        return
+    if findings_path is None:
+        exc.hint = (f"{exc.hint}; `idwell-sync plan {tenant.id} --findings FILE` writes every person who "
+                    "shares an address (email_shared_failed) to the data-quality report")
+        return
+    try:
+        with writing(findings_path, "--findings"):
+            write_findings(findings, findings_path, delimiter=args.findings_delimiter or ",",
+                           codes=tenant_codes(tenant))
+    except UsageError as failure:
+        print(f"idwell-sync {args.command}: error: {failure.message}", file=sys.stderr)
+        return
+    exc.hint = (f"{exc.hint}; the data-quality report {findings_path} lists every person who shares an address "
+                "(email_shared_failed), with the other findings")
+
+
 def with_failure(summary: dict, error) -> dict:
     """A run's summary (docs/summary.md) as --json prints it: after its report file failed
     (`error`, from write_report), the run's own fields and status, with the exit code and the

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from engine.commands._common import (STATE_ELSEWHERE, add_findings_delimiter, add_tenant_arguments, check_findings,
                                      check_output, load, missing_store, open_store, shown_url, sqlite_file, state_url,
-                                     writing)
-from engine.errors import ExitCode
+                                     stopped_report, writing)
+from engine.errors import DedupFailed, ExitCode
 from engine.targets.base import retries_of
 
 HELP = "show what a run would change (writes the plan as JSON, writes nothing to the target)"
@@ -57,6 +57,9 @@ def main(args) -> int:
     try:
         prepared = prepare(tenant, target, state, run_date=args.date, progress=Progress())
         retries = retries_of(target)
+    except DedupFailed as exc:
+        stopped_report(exc, args, tenant)
+        raise
     finally:
         target.close()
         if state is not None:

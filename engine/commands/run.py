@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from engine.commands._common import (add_findings_delimiter, add_tenant_arguments, check_findings, load, open_state,
-                                     tenant_path, with_failure, write_report)
-from engine.errors import ConfigError
+                                     stopped_report, tenant_path, with_failure, write_report)
+from engine.errors import ConfigError, DedupFailed
 
 HELP = "sync one tenant: extract, map, plan and apply to the target"
 
@@ -39,6 +39,9 @@ def main(args) -> int:
     state = open_state(args, tenant)
     try:
         result = run_tenant(tenant, state, run_date=args.date, allow_deletes=args.allow_deletes, progress=Progress())
+    except DedupFailed as exc:          # recorded as failed; the report is what the property manager acts on
+        stopped_report(exc, args, tenant)
+        raise
     finally:
         state.close()
     report_failed = write_report(result.findings, args.findings, "--findings", result,
