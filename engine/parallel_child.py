@@ -4,7 +4,9 @@ It opens its own connection to the source, extracts and normalises buildings and
 sends them, then maps every person while the run extracts the contracts. The users' gate is
 looked for between slices of rows (_LateGate); the persons mapped before it arrived are gated
 afterwards (_gate_afterwards), or the users are extracted again with the gate where that could
-differ. Then it normalises the users block by block and sends each block, and hands the run a
+differ, and where a person mapped before the gate came broke an expression of the mapping: the
+run never maps a person its gate stops, so the error is the run's only if it recurs with the
+gate. Then it normalises the users block by block and sends each block, and hands the run a
 share of the blocks it has not reached yet whenever the run asks (_asked). Its messages are
 written by a thread (_Sender), in the formats of engine.parallel_messages.
 """
@@ -21,6 +23,7 @@ from typing import BinaryIO, Sequence
 
 from engine._pipe import encode, receive
 from engine.entity_data import EntityData
+from engine.errors import ConfigError, ExpressionError
 from engine.findings import Finding
 from engine.mapping import unknown_code_findings
 from engine.normalize import CHUNK, normalize_entity
@@ -50,11 +53,18 @@ def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> Non
                                for entity in ("buildings", "units")}))
             # the persons while the parent reads the contracts: every one mapped until the gate arrives
             late = _LateGate(tenant, control)
-            users, findings = extract("users", ((), late), keep_gated=True)
+            try:
+                users, findings, broken = *extract("users", ((), late), keep_gated=True), False
+            except ConfigError as exc:      # an expression a record breaks, perhaps a person mapped before
+                if not isinstance(exc.__cause__, ExpressionError) or not late.rows_before:    # the gate came
+                    raise                                 # the gate was there from the first row: as the run would
+                users, findings, broken = None, [], True
             gate = late.wait()
             gated: tuple[list, list, list] = ([], [], [])     # external_ids, ERP keys, reasons
-            if gate is not None and not _gate_afterwards(users, gate, gated, late.rows_before):
-                users, findings = extract("users", ((), gate))  # where the order of rows matters: gate while mapping
+            if broken or gate is not None and not _gate_afterwards(users, gate, gated, late.rows_before):
+                # where the order of rows matters, or a record broke an expression: gate while mapping,
+                # which raises where the run's own extraction would
+                users, findings = extract("users", ((), gate))
             else:                                         # the ones the gate stopped while mapping come after
                 findings.extend(unknown_code_findings(users))     # counted over the persons the gate kept
                 for external_id, key, reason, _ in users.gated:

@@ -345,3 +345,48 @@ def test_persons_whose_only_contract_is_refused_give_the_same_run(ws, monkeypatc
     assert not [f for f in par["findings"] if f[2] in (str(refused), str(garbage_phone)) and f[1] == "users"
                 and f[0] != "user_without_occupancy"]
     assert ("users", "delete", str(refused)) in {c[:3] for c in par["plan"]}
+
+
+def test_an_expression_only_a_person_the_gate_stops_breaks_does_not_stop_the_run_when_the_gate_comes_late(
+        ws, monkeypatch, spy):
+    """The run never maps a person without a contract in the window, so an expression that only
+    such a person breaks is no error of the run. The child maps persons before the run's gate
+    arrives (a loaded machine: here it takes the gate only once every person is mapped); the
+    plan is still the serial path's, and the person is reported as not sent."""
+    look = parallel_child._LateGate._look
+
+    def late_look(self):                              # in the child: the gate is taken by wait() only
+        if self._arrived:
+            return look(self)
+    monkeypatch.setattr(parallel_child._LateGate, "_look", late_look)
+    nr = ws.add_person("Ohnevertrag", None, "ohne.vertrag@example.org")
+    tenant = ws.tenant(source={"batch_size": 50}, overrides={"entities": {"users": {"fields": {
+        "first_name": f"AdressNr == `{nr}` && join(' ', [Vorname, Nachname]) || Vorname"}}}})
+    serial, par = both_ways(ws, monkeypatch, tenant)
+    assert spy == [True]
+    assert par == serial
+    assert ("user_without_occupancy", "users", str(nr)) in [f[:3] for f in par["findings"]]
+
+
+def test_an_expression_a_person_with_a_contract_breaks_stops_the_run_also_when_the_gate_comes_late(
+        ws, monkeypatch, spy):
+    """The other side of the same rule: a person the run sends breaks the expression, so the run
+    stops (exit 3) with the same message as the serial path, however late the gate came."""
+    from engine.errors import ConfigError
+    look = parallel_child._LateGate._look
+
+    def late_look(self):
+        if self._arrived:
+            return look(self)
+    monkeypatch.setattr(parallel_child._LateGate, "_look", late_look)
+    nr = max(int(i) for i in ws.plan(ws.tenant()).data["users"].records if i.isdigit())     # a person the run sends
+    tenant = ws.tenant(source={"batch_size": 50}, overrides={"entities": {"users": {"fields": {
+        "first_name": f"AdressNr == `{nr}` && join(' ', [Vorname, `null`]) || Vorname"}}}})
+    messages = []
+    for parallel_on in ("0", "1"):
+        monkeypatch.setenv(parallel.ENVIRONMENT, parallel_on)
+        with pytest.raises(ConfigError) as caught:
+            ws.plan(tenant)
+        messages.append(caught.value.message)
+    assert messages[0] == messages[1]
+    assert f"users {nr}: the field 'first_name'" in messages[1]
