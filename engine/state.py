@@ -194,21 +194,25 @@ class StateStore(RunHistory, EmailWinners, WrittenRecords, RunLock):
 
     def _add_missing_columns(self) -> None:
         """Columns added to pending_writes since a store was made (ADDED_COLUMNS), added to its table
-        in place; a second process adding the same columns at once is no failure."""
+        in place. Runs that start together (one cron tick) open a store at the same moment: another
+        process may add a column between this one's look at the table and its ALTER TABLE, which
+        then fails ("duplicate column name" on SQLite, "already exists" on PostgreSQL). A column
+        that is there once its ALTER TABLE failed is no failure; each column is added on its own,
+        so that one added by another process does not undo this one's (a failed statement ends a
+        PostgreSQL transaction)."""
         table = self._pending
         name = self.engine.dialect.identifier_preparer.format_table(table)
-        for attempt in (1, 2):
-            have = {c["name"] for c in sa.inspect(self.engine).get_columns(table.name, schema=table.schema)}
-            missing = [(column, sql_type) for column, sql_type in ADDED_COLUMNS if column not in have]
-            if not missing:
-                return
+        def columns() -> set[str]:
+            return {c["name"] for c in sa.inspect(self.engine).get_columns(table.name, schema=table.schema)}
+        have = columns()
+        for column, sql_type in ADDED_COLUMNS:
+            if column in have:
+                continue
             try:
                 with self.engine.begin() as c:
-                    for column, sql_type in missing:
-                        c.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} {sql_type}")
-                return
+                    c.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} {sql_type}")
             except DBAPIError:
-                if attempt == 2:
+                if column not in columns():
                     raise
 
     @property

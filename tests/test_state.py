@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -158,6 +159,81 @@ def test_pending_writes_keep_every_value_noted_and_a_store_made_before_their_col
         StateStore(url, prefix=prefix).close()      # opened again: the columns are there already
     finally:
         state.close()
+
+
+ROUNDS = {"sqlite": 80, "postgresql": 15}
+"""How often the processes of test_processes_opening_a_store_of_an_earlier_version_at_once_all_open_it
+open one store at once. Before they could, four of them on two cores failed on SQLite in about one
+round of twenty (the first added one column and not yet the other while two more looked); on
+PostgreSQL, whose ALTER TABLE waits for the other process's transaction, they did not fail, and
+fewer rounds show that they still open it."""
+OPENER = """
+import sys, time
+from engine.state import StateStore
+print("ready", flush=True)
+for line in sys.stdin:             # a line: when, and which store (url, prefix, schema) to open as a run opens it
+    at, url, prefix, schema = line.rstrip("\\n").split("\\t")
+    time.sleep(max(0.0, float(at) - time.time()))   # all together, not one after the other as their lines came
+    try:
+        StateStore(url, prefix=prefix, schema=schema or None).close()
+        print("opened", flush=True)
+    except Exception as exc:  # noqa: BLE001 - the test shows what failed
+        print(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", flush=True)
+"""
+
+
+def _store_before_the_added_columns(url: str, prefix: str, schema: str | None) -> None:
+    """A state store as a version before pending_writes.action and .earlier made it."""
+    store = StateStore(url, prefix=prefix, schema=schema)
+    try:
+        name = store.engine.dialect.identifier_preparer.format_table(store._pending)
+        with store.engine.begin() as c:
+            for column in ("earlier", "action"):
+                c.exec_driver_sql(f"ALTER TABLE {name} DROP COLUMN {column}")
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_processes_opening_a_store_of_an_earlier_version_at_once_all_open_it(backend, tmp_path, request):
+    """Runs of several tenants that share a store start together (one cron tick, `xargs -P`) and
+    each opens it to run: on a store an earlier version made, each finds pending_writes without
+    its later columns and adds them. One that finds a column another one added meanwhile opens the
+    store all the same, instead of failing the run with exit 10 ("duplicate column name"). The
+    processes open one store at once, round after round, so that they meet in that moment."""
+    if backend == "sqlite":
+        schema = ""
+        stores = [(f"sqlite:///{tmp_path / f'state{i}.sqlite'}", "") for i in range(ROUNDS[backend])]
+    else:
+        url = request.getfixturevalue("pg_url")
+        schema = f"s{uuid.uuid4().hex[:12]}"
+        stores = [(url, f"r{i}_") for i in range(ROUNDS[backend])]
+    openers = [subprocess.Popen([sys.executable, "-c", OPENER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True) for _ in range(4)]
+    try:
+        assert [p.stdout.readline().strip() for p in openers] == ["ready"] * len(openers)
+        failures = []
+        for url, prefix in stores:
+            _store_before_the_added_columns(url, prefix, schema or None)
+            at = time.time() + 0.05   # time enough for each to read its line
+            for p in openers:
+                p.stdin.write(f"{at}\t{url}\t{prefix}\t{schema}\n")
+                p.stdin.flush()
+            failures += [line for p in openers if (line := p.stdout.readline().strip()) != "opened"]
+        assert failures == []
+        engine = sa.create_engine(stores[-1][0])
+        assert {"action", "earlier"} <= {c["name"] for c in sa.inspect(engine).get_columns(
+            f"{stores[-1][1]}pending_writes", schema=schema or None)}
+        engine.dispose()
+    finally:
+        for p in openers:
+            p.stdin.close()
+            p.wait(timeout=60)
+        if backend == "postgresql":
+            engine = sa.create_engine(stores[0][0])
+            with engine.begin() as c:
+                c.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            engine.dispose()
 
 
 def test_two_stores_with_different_prefixes_are_independent(tmp_path):
