@@ -11,6 +11,14 @@ import sqlalchemy as sa
 
 from engine.state_rows import _CHUNK, _dump
 
+EARLIER_KEPT = 8
+"""How many values noted of a record before its last one a pending write keeps (`earlier`), the
+most recent first. Each run that notes a new value of a record still pending (a killed run, a run
+whose write of it was refused) adds one; a record refused for months while the ERP changes it
+would grow its row, and what the drift check reads, night after night. A portal holding a value
+noted more than this many times before the last is reported as drift by the next run that
+updates the record (and overwritten with the ERP's value, as it would be anyway)."""
+
 
 class PendingWrite(NamedTuple):
     """A write sent to the portal without an answer (StateStore.remember_pending), with what runs
@@ -86,7 +94,8 @@ class WrittenRecords:
         was sent; the next complete run settles them (engine.record.record) and forgets them
         (forget_pending). A record pending already keeps what was noted of it (`earlier`; a create
         stays one): a run killed after the portal wrote it, then another killed before it sent the
-        record's next value, leave the portal holding the first, not the last noted."""
+        record's next value, leave the portal holding the first, not the last noted. Of those it
+        keeps the EARLIER_KEPT most recent."""
         stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record", "action", "earlier"])
         rows = {r["external_id"]: {"tenant": tenant, "entity": entity, "external_id": r["external_id"],
                                    "record": _dump(r), "action": action, "earlier": None} for r in records}
@@ -100,7 +109,7 @@ class WrittenRecords:
                 values = dict.fromkeys(map(_dump, was.records))
                 values.pop(row["record"], None)
                 row["action"] = "create" if was.action == "create" else action
-                row["earlier"] = "[" + ",".join(values) + "]" if values else None
+                row["earlier"] = "[" + ",".join(list(values)[:EARLIER_KEPT]) + "]" if values else None
             rows = list(rows.values())
             for start in range(0, len(rows), _CHUNK):
                 c.execute(stmt, rows[start:start + _CHUNK])

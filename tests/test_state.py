@@ -160,6 +160,37 @@ def test_pending_writes_keep_every_value_noted_and_a_store_made_before_their_col
     finally:
         state.close()
 
+def test_a_record_noted_again_and_again_keeps_its_most_recent_values_for_the_drift_check(state):
+    """A unit the portal refuses night after night while the ERP renames it, or killed runs one
+    after the other: each run notes its new value. The pending write keeps the last value and the
+    EARLIER_KEPT before it, the oldest drop off; the drift check still takes each value kept for
+    the engine's own, and a value dropped is drift again."""
+    from engine.entity_data import Rec
+    from engine.plan import diff_entity
+    from engine.state_writes import EARLIER_KEPT
+    unit = {"external_id": "U1", "building_id": "B1", "number": "1", "name": None, "type": "apartment",
+            "floor": None, "area_m2": None}                  # the portal's fields in their order
+    state.remember_written("acme", "units", [{**unit, "name": "first"}])
+    for night in range(EARLIER_KEPT + 4):
+        state.remember_pending("acme", "units", [{**unit, "name": f"night {night}"}])
+    state.remember_pending("acme", "units", [{**unit, "name": "night 5"}])    # a value noted before: once
+    [noted] = state.pending_written("acme", "units", ["U1"]).values()
+    assert noted.record["name"] == "night 5"
+    kept = [f"night {n}" for n in (EARLIER_KEPT + 3, *range(EARLIER_KEPT + 2, 5, -1), 4, 3)]
+    assert [r["name"] for r in noted.earlier] == kept[:EARLIER_KEPT]
+    desired = {"U1": Rec("1", {**unit, "name": "from the ERP"})}
+
+    def drift(portal_name: str) -> list[str]:
+        findings = []
+        diff_entity("units", desired, {"U1": tuple({**unit, "name": portal_name}.values())},
+                    lambda ids: state.last_written("acme", "units", ids), findings,
+                    pending=lambda ids: state.pending_written("acme", "units", ids))
+        return [f.message for f in findings if f.code == "drift"]
+
+    assert [name for name in (f"night {n}" for n in range(EARLIER_KEPT + 4)) if drift(name)] == \
+        ["night 0", "night 1", "night 2"]                 # dropped: the oldest; the others are the engine's
+    assert drift("first") == [] and drift("edited in the portal") != []
+
 
 ROUNDS = {"sqlite": 80, "postgresql": 15}
 """How often the processes of test_processes_opening_a_store_of_an_earlier_version_at_once_all_open_it
