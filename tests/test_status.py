@@ -762,7 +762,8 @@ def test_a_run_stopped_with_writes_in_flight_says_so_under_its_line(tmp_path):
 
 
 PENDING = ("left unconfirmed (pending in the state store): the portal may or may not have made {}; the next "
-           "complete run checks {} and sends again what the portal did not make")
+           "complete run checks {} and sends again what the portal did not make, or archives a record the ERP no "
+           "longer has once the deletion guard lets it")
 
 
 def pending(url: str, tenant: str, n: int) -> None:

@@ -97,11 +97,14 @@ def unconfirmed_text(n: int, *, pending: bool = False) -> str:
     them (under the run in the tables of history and status). `pending`: the writes the state
     store holds pending instead (status, where the last run did not complete): a run killed
     outright noted all of its writes ahead, also those it never sent, so they are not said to be
-    sent."""
+    sent; and a complete run keeps pending a record whose archiving the deletion guard held back
+    (the portal may hold an earlier run's write of it), which the next run does not send again:
+    it archives it, once the guard lets it."""
     them = "them" if n != 1 else "it"
     what = "left unconfirmed (pending in the state store)" if pending else "sent without an answer (unconfirmed)"
+    held = ", or archives a record the ERP no longer has once the deletion guard lets it" if pending else ""
     return (f"{n:,} write{'s' if n != 1 else ''} {what}: the portal may or may not have made {them}; the next "
-            f"complete run checks {them} and sends again what the portal did not make")
+            f"complete run checks {them} and sends again what the portal did not make{held}")
 
 
 def _head(args, invalid: ConfigError):

@@ -115,7 +115,7 @@ def test_writes_a_stopped_run_left_unconfirmed_stay_in_sight_after_a_run_that_co
     said = [line for line in ws.cli("status", "--tenants-dir", folder).stdout.splitlines() if "unconfirmed" in line]
     assert said == [f"      {stopped['unconfirmed']:,} writes left unconfirmed (pending in the state store): the "
                     "portal may or may not have made them; the next complete run checks them and sends again what the "
-                    "portal did not make"]
+                    "portal did not make, or archives a record the ERP no longer has once the deletion guard lets it"]
     [entry] = json.loads(ws.cli("status", "--json", "--tenants-dir", folder).stdout)
     assert (entry["last_run"]["unconfirmed"], entry["pending_writes"]) == (None, stopped["unconfirmed"])
     night = ws.run(ws.tenant())

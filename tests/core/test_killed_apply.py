@@ -122,7 +122,8 @@ def test_a_write_a_killed_run_left_stays_the_engines_while_the_next_runs_are_ref
 
 UNREACHABLE = "postgresql+psycopg://sync@127.0.0.1:1/erp"       # nothing listens on port 1: connection refused
 LEFT_OPEN = ("writes left unconfirmed (pending in the state store): the portal may or may not have made them; the "
-             "next complete run checks them and sends again what the portal did not make")
+             "next complete run checks them and sends again what the portal did not make, or archives a record the "
+             "ERP no longer has once the deletion guard lets it")
 
 
 def demo_status(ws) -> tuple[list[str], dict]:
@@ -164,6 +165,36 @@ def test_status_shows_the_writes_a_killed_run_left_open_also_after_a_run_that_co
     night = ws.run()
     assert night.exit_code == 0
     assert night.summary["settled"] == {"users": {"landed": 1, "sent_again": len(planned) - 1, "refused": 0, "gone": 0}}
+    notes, entry = demo_status(ws)
+    assert (entry["verdict"], notes, entry["pending_writes"]) == ("ok", [], None)
+
+
+def test_status_says_a_write_left_pending_while_its_archiving_is_held_is_archived_not_sent_again(ws):
+    """A killed run's update of Anna landed. Her contract vanishes: the next run would archive her,
+    the deletion guard holds that back, and her write stays pending (the portal holds the killed
+    run's value). A run that cannot reach the ERP comes after: status counted her write among
+    those the next run "sends again", which it does not: it archives her once the guard lets it."""
+    tenant = ws.tenant(**HOLD_EVERY_DELETE)
+    anna = ws.add_person("Albers", "Anna", "anna@example.org", telefon="030 1111")
+    contract = ws.add_contract(ws.add_unit(ws.in_scope_building(), "Wohnung A"), "M", "2024-01-01", None, [anna])
+    assert ws.run(tenant).exit_code == 0
+    ws.erp_execute(("UPDATE adresse SET telefon = '030 2222' WHERE adressnr = ?", (anna,)))
+    kill_while_applying(ws.tenants["demo"], [f"users:{anna}"])                 # the portal wrote it
+    ws.erp_execute(("DELETE FROM vertragpartner WHERE vertragnr = ?", (contract,)))
+    held = ws.run(tenant)
+    assert held.exit_code == 6 and held.summary["entities"]["users"]["held"] == 1
+    assert held.summary["settled"] == {"users": {"landed": 0, "sent_again": 0, "refused": 0, "gone": 1}}
+    ws.tenant_file(source_url=UNREACHABLE, **HOLD_EVERY_DELETE)
+    assert ws.cli("run", "demo").returncode == 4
+    notes, entry = demo_status(ws)
+    assert entry["verdict"] == "failed" and entry["pending_writes"] == 1
+    assert notes == ["1 write left unconfirmed (pending in the state store): the portal may or may not have made it; "
+                     "the next complete run checks it and sends again what the portal did not make, or archives a "
+                     "record the ERP no longer has once the deletion guard lets it"]
+    ws.tenant_file(**HOLD_EVERY_DELETE)
+    released = ws.run(tenant, allow_deletes=True)
+    assert released.exit_code == 0 and released.summary["entities"]["users"]["delete"] == 1
+    assert str(anna) not in ws.portal()["users"]
     notes, entry = demo_status(ws)
     assert (entry["verdict"], notes, entry["pending_writes"]) == ("ok", [], None)
 
