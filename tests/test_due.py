@@ -275,7 +275,6 @@ def test_a_garbled_ticks_file_is_named_and_written_anew(tmp_path, content, said)
     ("nowhere/.due-ticks", "nowhere/.due-ticks (--ticks-file) cannot be written: there is no folder nowhere. "
                            "This tick's own tenants are printed, but ticks that do not happen are not made up until "
                            "it can be: create the folder nowhere, or give another --ticks-file"),
-    ("folder", "folder (--ticks-file) cannot be written: folder is a folder."),
 ])
 def test_a_ticks_file_that_cannot_be_written_is_named_and_the_tick_still_printed(tmp_path, ticks, said):
     folder = tenants(tmp_path, QUIET)
@@ -284,6 +283,21 @@ def test_a_ticks_file_that_cannot_be_written_is_named_and_the_tick_still_printed
     assert done.returncode == 3 and done.stdout.split() == ["plain", "quiet"]
     assert f"idwell-sync due: error: {said}" in done.stderr
     assert not (folder / "nowhere").exists() and (folder / "folder").is_dir()
+
+
+def test_a_folder_given_as_ticks_file_is_a_usage_error_that_says_to_give_a_file(tmp_path):
+    """Not "cannot be read ... written anew" and then "cannot be written" each tick: the entry
+    names a folder where a file belongs. The tick's own tenants are still printed."""
+    folder = tenants(tmp_path, QUIET)
+    (folder / "state").mkdir()
+    done = tick(folder, "2026-12-03T02:30:00Z", "state")
+    assert done.returncode == 2 and done.stdout.split() == ["plain", "quiet"]
+    assert done.stderr == ("idwell-sync due: error: --ticks-file state is a folder, not a file: give the path of a "
+                           "file, e.g. --ticks-file state/.due-ticks (the first tick creates it). This tick's own "
+                           "tenants are printed, but ticks that do not happen are not made up until then\n")
+    assert list((folder / "state").iterdir()) == [] and not (folder / "state.lock").exists()
+    done = tick(folder, "2026-12-03T02:35:00Z", "state/.due-ticks")
+    assert (done.returncode, done.stderr) == (0, "") and (folder / "state" / ".due-ticks").is_file()
 
 
 def test_a_tick_that_cannot_record_its_end_makes_nothing_up(tmp_path):

@@ -24,7 +24,8 @@ and only cron times of the last 7 days (LOOK_BACK). Each id is printed once per 
 order. No FILE yet, or one that holds no time, is as without the option (the latter is named,
 exit code 3, and written anew); an end after this tick's start (the clock set back) is no gap.
 A FILE that cannot be written is named (exit code 3) and nothing is made up, the tick's own
-tenants are still printed. `--at` is a tick at that time with the file too (it reads and
+tenants are still printed; a folder given as FILE is a usage error (exit code 2) that says to give
+a file, the tick's own tenants printed too. `--at` is a tick at that time with the file too (it reads and
 writes FILE): to look without changing it, give a copy.
 
 `idwell-sync status` lists the same tenant files (tenant_heads) and asks the same cron code for a
@@ -116,7 +117,21 @@ def main(args) -> int:
         return ExitCode.USAGE
     if args.ticks_file is None:
         return hand_out(args.tenants_dir, now, args.within)
+    if args.ticks_file.is_dir():
+        return _ticks_file_is_a_folder(args.tenants_dir, args.ticks_file, now, args.within)
     return _tick_with_file(args, at, now)
+
+
+def _ticks_file_is_a_folder(tenants_dir: Path, folder: Path, now: dt.datetime, within: int) -> int:
+    """--ticks-file names a folder: a mistake in the scheduler's entry (exit 2, usage), said as
+    such rather than as a file that cannot be read and then cannot be written each tick. As with
+    every problem of the ticks file, the tick's own tenants are still printed (a night is not lost
+    to it); nothing is made up."""
+    print(f"idwell-sync due: error: --ticks-file {folder} is a folder, not a file: give the path of a file, e.g. "
+          f"--ticks-file {folder / '.due-ticks'} (the first tick creates it). This tick's own tenants are printed, "
+          "but ticks that do not happen are not made up until then", file=sys.stderr)
+    hand_out(tenants_dir, now, within)
+    return ExitCode.USAGE
 
 
 def _tick_with_file(args, at: dt.datetime, now: dt.datetime) -> int:
