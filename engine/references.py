@@ -257,12 +257,12 @@ def resolve_occupancy_references(occ: EntityData, users: EntityData, units: Enti
             value = d.get(ref_field)
             if value in target.records:
                 continue
-            if value in target.excluded:
-                reason = f"occupancy_excluded_{label}"
+            if value in target.excluded:          # the codes written out: docs/findings.md lists them
+                reason = "occupancy_excluded_user" if label == "user" else "occupancy_excluded_unit"
                 add(Finding(reason, "occupancies", rec.key,
                             f"{label} {value} is excluded ({target.excluded[value]})", field=ref_field))
             else:
-                reason = f"occupancy_unknown_{label}"
+                reason = "occupancy_unknown_user" if label == "user" else "occupancy_unknown_unit"
                 add(Finding(reason, "occupancies", rec.key, f"{label} {value!r} does not exist in the ERP",
                             field=ref_field))
             dropped.append((external_id, reason, d.get("user_id")))
