@@ -97,7 +97,8 @@ def test_broken_tenant_raises_config_error_with_every_problem(monkeypatch):
     assert error.exit_code == ExitCode.CONFIG
     assert [str(p) for p in error.problems] == [
         "invalid/threshold-out-of-range.yaml:12:3 $.deletion.max_count: must be at least 0, got -1",
-        "invalid/threshold-out-of-range.yaml:13:3 $.deletion.max_share: must be at most 1, got 1.5"]
+        "invalid/threshold-out-of-range.yaml:13:3 $.deletion.max_share: must be a share between 0 and 1 (e.g. 0.1 for 10%), "
+        "got 1.5; for 1.5% write 0.015"]
     assert str(error).splitlines()[0] == str(error.problems[0])
 
 

@@ -149,6 +149,11 @@ def _type(error: ValidationError, path: tuple) -> Iterator[Raw]:
                f"YAML 1.2, where {error.instance!r} is text)"
     elif wanted == ["integer"] and isinstance(error.instance, float) and error.instance.is_integer():
         hint = f": write {int(error.instance)}, without a decimal point or exponent"
+    elif _is_share(error.schema):
+        percent = re.fullmatch(r"\s*([0-9]+(?:[.,][0-9]+)?)\s*%\s*", error.instance) \
+            if isinstance(error.instance, str) else None
+        hint = (_as_share(float(percent.group(1).replace(",", ".")), ": ") if percent else "") or \
+            ": a share between 0 and 1 (e.g. 0.1 for 10%)"
     yield path, f"expected {names}, got {_describe(error.instance)}{hint}"
 
 
@@ -242,8 +247,27 @@ def secret_message(value: Any) -> str:
 
 def _bound(word: str) -> Callable[[ValidationError, tuple], Iterator[Raw]]:
     def explain(error: ValidationError, path: tuple) -> Iterator[Raw]:
+        if _is_share(error.schema):
+            yield path, f"must be a share between 0 and 1 (e.g. 0.1 for 10%), got {error.instance}" + \
+                _as_share(error.instance, "; ")
+            return
         yield path, f"must be {word} {error.validator_value}, got {error.instance}"
     return explain
+
+
+def _is_share(schema: Any) -> bool:
+    """A number from 0 to 1 (deletion.max_share, min_source_ratio): a share, which is easily
+    written as a percentage."""
+    return isinstance(schema, dict) and schema.get("type") == "number" and schema.get("minimum") == 0 \
+        and schema.get("maximum") == 1
+
+
+def _as_share(value: Any, lead: str) -> str:
+    """`lead` and `for 10% write 0.1`, where a value out of a share's range reads as a
+    percentage; else nothing."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 < value <= 100:
+        return f"{lead}for {value:g}% write {value / 100:g}"
+    return ""
 
 
 def _size(what: str) -> Callable[[ValidationError, tuple], Iterator[Raw]]:
