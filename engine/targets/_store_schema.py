@@ -103,11 +103,19 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     SQLite's own companion files, taken away by the next writer that closes the store) unless
     the folder cannot be written. There the store is opened `immutable` (no -shm needed), which
     is safe where no -wal file is there: no writer has the store open (a writer keeps its -wal
-    file until it closes). With a writer at work, its -wal and -shm files are there to read with."""
+    file until it closes). With a writer at work, its -wal and -shm files are there to read with.
+
+    Not where a rollback journal (-journal, not empty) is beside the store: a program that wrote
+    it in rollback-journal mode (not the engine, which uses WAL) stopped in the middle of a write.
+    Read-only, SQLite cannot roll that write back, and `immutable` would read the store half
+    written: HalfWritten instead."""
     uri = f"{Path(path).resolve().as_uri()}?mode=ro"
     try:
         conn = _open(uri)
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as exc:
+        journal = hot_journal(Path(path))
+        if journal or (getattr(exc, "sqlite_errorname", "") or "") == "SQLITE_READONLY_ROLLBACK":
+            raise HalfWritten(Path(path), journal) from exc
         if not Path(path).exists() or Path(f"{path}-wal").exists():
             raise
         conn = _open(uri + "&immutable=1")
@@ -117,6 +125,27 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+class HalfWritten(sqlite3.OperationalError):
+    """A store that a program left in the middle of a write, its rollback journal beside it: it
+    can be read only once a connection that may write has rolled that write back."""
+
+    def __init__(self, path: Path, journal: int | None):
+        self.path, self.journal = path, journal
+        size = f" ({journal:,} bytes)" if journal else ""
+        super().__init__(f"a program that wrote it stopped in the middle of a write and left its rollback journal "
+                         f"{path}-journal{size}: read as it is, the store would be half-written")
+
+
+def hot_journal(path: Path) -> int | None:
+    """The size of the rollback journal beside the store `path`, None where there is none or
+    it is empty (SQLite's journal_mode=TRUNCATE leaves it empty after each write)."""
+    try:
+        size = Path(f"{path}-journal").stat().st_size
+    except OSError:
+        return None
+    return size or None
 
 
 def _open(uri: str) -> sqlite3.Connection:

@@ -216,3 +216,46 @@ def test_plan_on_the_first_night_creates_neither_the_stores_nor_their_folders(ws
     assert not (ws.root / "var").exists(), "the plan made var/ or a store in it"
     code, run, err = ws.cli_json("run", str(path), "--date", "2026-06-01")
     assert code == 0 and run["writes"] == plan["writes"] and store.exists(), err
+
+
+def test_plan_refuses_a_store_left_half_written_with_its_rollback_journal(ws, edited):
+    """A program that writes the store in rollback-journal mode (not the engine, which uses WAL:
+    sqlite3 by hand, another tool) was killed in the middle of a write: its -journal file is
+    beside the store, holding the pages it changed. Read-only, SQLite cannot roll that write
+    back, and reading the store anyway (`immutable`) would plan against half of a write, or call a
+    store that is fine damaged. The plan says what happened and what to do, and changes nothing;
+    once a connection that may write has opened the store, the plan reads what was committed."""
+    store = ws.root / "var" / "portal" / "demo.sqlite"
+    writer = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, signal, sqlite3, sys
+        conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute("PRAGMA cache_size=1")                 # changed pages go to the file before the commit
+        conn.execute("BEGIN")
+        conn.execute("UPDATE users SET last_name = 'HALB', email = NULL")
+        conn.execute("DELETE FROM occupancies")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """), str(store)])
+    assert writer.returncode == -9
+    journal = store.with_name("demo.sqlite-journal")
+    assert journal.stat().st_size > 0
+    before, journal_before = digest(store), digest(journal)
+
+    done = ws.cli("plan", str(edited), *ARGS)
+    assert done.returncode == 5, done.stderr
+    assert done.stderr.splitlines()[0] == (
+        f"idwell-sync plan: error: tenant 'demo': cannot read the local portal store {store}: a program that wrote it "
+        f"stopped in the middle of a write and left its rollback journal {journal} ({journal.stat().st_size:,} bytes): "
+        "read as it is, the store would be half-written"), done.stderr
+    assert f"what to do: let SQLite roll the unfinished write back: open the store once to write, as a user who may " \
+           f"write {store} and its folder, e.g. `sqlite3 {store} 'PRAGMA quick_check'`" in done.stderr, done.stderr
+    assert f"Do not delete {journal}" in done.stderr
+    assert (digest(store), digest(journal)) == (before, journal_before)
+
+    rollback = sqlite3.connect(store)                       # as `sqlite3 STORE 'PRAGMA quick_check'` does
+    assert rollback.execute("PRAGMA quick_check").fetchone() == ("ok",)
+    rollback.close()
+    assert not journal.exists()
+    code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
+    assert code == 0, err
+    assert_plans_the_edit(summary)
