@@ -105,7 +105,9 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
 _RULES: list[tuple[str, frozenset[str], re.Pattern[str] | None]] = [(code, frozenset(states), re.compile(pattern, re.I) if pattern else None) for code, states, pattern in (
     ("driver_missing", {"IM002", "IM003"},
      r"can't open lib|data source name not found|libodbc\.so|file not found.*SQLDriverConnect|"
-     r"specified driver could not be loaded|no module named 'pyodbc'"),
+     r"specified driver could not be loaded|no module named 'pyodbc'|"
+     # the driver manager in German (Windows' translates its texts; SQLSTATE 01000 tells nothing)
+     r"datenquellenname (wurde )?nicht gefunden|kein standardtreiber|treiber konnte .{0,60}nicht geladen werden"),
     ("tls_certificate", set(),
      r"ssl provider|certificate verify failed|pre-login handshake|handshakes before login|"
      r"certificate chain was issued|self[- ]signed certificate|ssl error|tls handshake|"

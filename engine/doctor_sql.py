@@ -178,7 +178,7 @@ def _connect_steps(engine, source: SqlSource, t: Probe):
             enc = step("encryption", enc_title, "ok", "the TLS handshake passed (the server answered the login)")
         else:
             enc = skipped("encryption", enc_title, "not checked: no connection")
-        from engine.sources.connect import url_database_hint
+        from engine.sources.connect import missing_driver_hint, url_database_hint
         hint, code = _within_doctor(cause), cause.code
         if t.backend == "sqlite":
             from engine.sources.connect import sqlite_file_problem
@@ -186,6 +186,8 @@ def _connect_steps(engine, source: SqlSource, t: Probe):
                 code, text, hint = problem[0], problem[1], problem[2]
         elif cause.code == "database_missing" and (url_hint := url_database_hint(engine, source)):
             hint = url_hint                         # the URL names the database: no source.database to check
+        elif cause.code == "driver_missing" and (driver_hint := missing_driver_hint(exc)):
+            hint = driver_hint                      # the drivers unixODBC knows, and which package to install
         elif cause.code == "unreachable" and t.endpoint is not None:
             from engine.sources.connect import no_answer_hint
             hint = no_answer_hint(*t.endpoint, t.backend)   # the TCP step connected: the firewall lets it through

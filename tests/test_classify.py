@@ -36,6 +36,10 @@ RECORDED = [
     # unixODBC driver manager
     ("driver_missing", ("01000", "[01000] [unixODBC][Driver Manager]Can't open lib 'ODBC Driver 18 for SQL Server' : file not found (0) (SQLDriverConnect)")),
     ("driver_missing", ("IM002", "[IM002] [unixODBC][Driver Manager]Data source name not found and no default driver specified (0) (SQLDriverConnect)")),
+    # the driver manager in German (Windows' translated texts), also under a SQLSTATE that tells nothing
+    ("driver_missing", ("01000", "[01000] [Microsoft][ODBC-Treiber-Manager] Der Datenquellenname wurde nicht gefunden, und es wurde kein Standardtreiber angegeben (0) (SQLDriverConnect)")),
+    ("driver_missing", ("01000", "[01000] [unixODBC][Driver Manager]Datenquellenname nicht gefunden, und kein Standardtreiber angegeben (0) (SQLDriverConnect)")),
+    ("driver_missing", ("01000", "[01000] [Microsoft][ODBC-Treiber-Manager] Der angegebene Treiber konnte aufgrund des Systemfehlers 126 nicht geladen werden: Das angegebene Modul wurde nicht gefunden. (0) (SQLDriverConnect)")),
 ]
 
 MICROSOFT = [

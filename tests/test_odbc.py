@@ -304,3 +304,52 @@ def test_run_plan_and_discover_stop_with_exit_3_for_a_password_freetds_cannot_be
         history = subprocess.run([sys.executable, "-m", "engine", "history", str(tenant)], cwd=tmp_path,
                                  capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
         assert "failed" in history.stdout and "${env:DOMUS_PASSWORD} cannot be given to FreeTDS" in history.stdout
+
+
+@pytest.mark.parametrize("attributes, said, named", [
+    ("DRIVER={ODBC Driver 18 for SQL Server};SERVER=127.0.0.1", "Can't open lib 'ODBC Driver 18 for SQL Server'",
+     "unixODBC knows no driver 'ODBC Driver 18 for SQL Server': the drivers in its odbcinst.ini (`odbcinst -q -d`) "
+     "are {have}; name one of them in the connection string's DRIVER={{...}}, exactly as written there, or install "
+     "Microsoft's package msodbcsql18"),
+    ("DSN=idwell_no_such_dsn", "Data source name not found",
+     "the ODBC driver manager found neither the driver nor the data source (DSN) that the connection string names: "
+     "write DRIVER={{...}} with a driver of odbcinst.ini (`odbcinst -q -d`: {have}), or a DSN that odbc.ini defines "
+     "(`odbcinst -q -s`); to install a driver: FreeTDS: Debian package tdsodbc (apt-get install tdsodbc); ODBC "
+     "Driver 18 for SQL Server: Microsoft's package msodbcsql18"),
+])
+def test_a_connection_string_naming_a_driver_or_dsn_unixodbc_lacks_says_which_drivers_there_are(attributes, said, named):
+    """A source `url` with odbc_connect is not checked before it connects (source.server is):
+    unixODBC's own error comes back, and the hint names the drivers odbcinst.ini has and how to
+    install one, not the generic advice."""
+    require(_drivers() is not None, "pyodbc cannot load unixODBC")
+    if "ODBC Driver 18 for SQL Server" in _drivers():
+        pytest.skip("ODBC Driver 18 for SQL Server is installed on this machine")
+    from urllib.parse import quote
+    engine = create_sql_engine(SqlSource(type="sql", url=Secret("mssql+pyodbc:///?odbc_connect=" + quote(attributes))))
+    with pytest.raises(Exception) as info:
+        engine.connect()
+    err = source_error(info.value, "tenant 'acme': connect", "acme")
+    assert err.cause == "driver_missing" and said in err.message
+    assert err.hint.startswith(named.format(have=", ".join(_drivers()))), err.hint
+
+
+GERMAN_IM002 = ("[IM002] [Microsoft][ODBC-Treiber-Manager] Der Datenquellenname wurde nicht gefunden, und es wurde "
+                "kein Standardtreiber angegeben (0) (SQLDriverConnect)")
+
+
+@pytest.mark.parametrize("error", [
+    ("IM002", GERMAN_IM002),
+    ("01000", "[01000] [unixODBC][Driver Manager]Datenquellenname nicht gefunden, und kein Standardtreiber angegeben "
+              "(0) (SQLDriverConnect)"),
+    ("IM003", "[IM003] [Microsoft][ODBC-Treiber-Manager] Der angegebene Treiber konnte aufgrund des Systemfehlers 126 "
+              "nicht geladen werden: Das angegebene Modul wurde nicht gefunden. (ODBC Driver 18 for SQL Server, "
+              "C:\\Windows\\system32\\msodbcsql18.dll). (0) (SQLDriverConnect)"),
+], ids=["IM002", "state-01000", "IM003"])
+def test_the_driver_managers_german_texts_get_the_specific_hint(error):
+    import pyodbc
+    exc = pyodbc.InterfaceError(*error)
+    err = source_error(exc, "tenant 'acme': connect", "acme")
+    assert err.cause == "driver_missing"
+    assert err.hint.startswith("the ODBC driver manager found neither the driver nor the data source (DSN)"), err.hint
+    assert "tdsodbc" in err.hint and "msodbcsql18" in err.hint
+    assert ", ".join(pyodbc.drivers()) in err.hint

@@ -19,6 +19,7 @@ a `SourceError` that names the package to install. A URL whose dialect SQLAlchem
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -62,6 +63,48 @@ def import_pyodbc():
 
 def driver_package(driver: str) -> str:
     return DRIVER_PACKAGES.get(driver.strip("{}"), "the driver's package (it must register itself in /etc/odbcinst.ini)")
+
+
+_DRIVER_MANAGER = re.compile(r"driver manager|treiber-manager|can't open lib|^\[?IM00[23]\b", re.I)
+_LIB = re.compile(r"can't open lib '([^']*)'", re.I)
+
+
+def missing_driver_hint(error: BaseException | str) -> tuple[str, str] | None:
+    """What to do (English, German) when the ODBC driver manager could not load the driver or
+    find the DSN that the connection string names: the drivers unixODBC knows (odbcinst.ini) and
+    the package that brings the one named. None for another error (a Python module missing)."""
+    text = message_of(error)
+    if not _DRIVER_MANAGER.search(text):
+        return None
+    try:
+        installed = import_pyodbc().drivers()
+    except SourceError:
+        installed = []
+    have = ", ".join(installed) or "none"
+    named = m.group(1) if (m := _LIB.search(text)) else None
+    if named and named in installed:
+        return (f"odbcinst.ini lists the driver '{named}', but unixODBC cannot load its library: reinstall "
+                f"{driver_package(named)}, or correct the Driver= path of '{named}' in odbcinst.ini (`odbcinst -j` "
+                "shows where it is)",
+                f"odbcinst.ini führt den Treiber '{named}', aber unixODBC kann seine Bibliothek nicht laden: "
+                f"{driver_package(named)} neu installieren oder den Driver=-Pfad von '{named}' in odbcinst.ini "
+                "korrigieren (`odbcinst -j` zeigt, wo sie liegt)")
+    packages = (f"FreeTDS: {DRIVER_PACKAGES['FreeTDS']}; ODBC Driver 18 for SQL Server: "
+                f"{DRIVER_PACKAGES['ODBC Driver 18 for SQL Server']}")
+    if named:
+        return (f"unixODBC knows no driver '{named}': the drivers in its odbcinst.ini (`odbcinst -q -d`) are {have}; "
+                f"name one of them in the connection string's DRIVER={{...}}, exactly as written there, or install "
+                f"{driver_package(named)}",
+                f"unixODBC kennt keinen Treiber '{named}': die Treiber in seiner odbcinst.ini (`odbcinst -q -d`) sind "
+                f"{have}; einen davon genau so in DRIVER={{...}} der Verbindungszeichenfolge nennen, oder "
+                f"{driver_package(named)} installieren")
+    return (f"the ODBC driver manager found neither the driver nor the data source (DSN) that the connection "
+            f"string names: write DRIVER={{...}} with a driver of odbcinst.ini (`odbcinst -q -d`: {have}), or a DSN "
+            f"that odbc.ini defines (`odbcinst -q -s`); to install a driver: {packages}",
+            f"der ODBC-Treibermanager fand weder den Treiber noch die Datenquelle (DSN), die die "
+            f"Verbindungszeichenfolge nennt: DRIVER={{...}} mit einem Treiber aus odbcinst.ini (`odbcinst -q -d`: "
+            f"{have}) angeben, oder einen DSN, den odbc.ini definiert (`odbcinst -q -s`); einen Treiber "
+            f"installieren: {packages}")
 
 
 def check_driver(driver: str) -> None:
@@ -312,6 +355,8 @@ def source_error(exc: BaseException, what: str, tenant_id: str | None = None) ->
     cause = classify(exc)
     text = redact(message_of(exc))
     hint = hints_for(cause, tenant_id)[0] if tenant_id else cause.hint_en
+    if cause.code == "driver_missing" and (specific := missing_driver_hint(exc)):
+        hint = specific[0]
     return SourceError(f"{what} failed ({cause.code}): {text[:500]}",
                        cause=cause.code, hint=hint, retriable=cause.retriable)
 
