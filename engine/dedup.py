@@ -23,6 +23,7 @@ from engine.config.model import EmailDedup, PhoneDedup
 from engine.entity_data import EntityData, Rec
 from engine.errors import DedupFailed
 from engine.findings import Finding
+from engine.plural import counted
 from engine.references import OccupancyIndex
 
 ROLE_RANK = {"owner": 0, "tenant": 1}
@@ -160,8 +161,10 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
                                     "sent without e-mail (cannot be invited)", field="email"))
     if failed:
         lines = [f"  {email}: {', '.join(users.records[m].key for m in ms)}" for email, ms in failed[:20]]
-        more = f"\n  ... and {len(failed) - 20} more groups" if len(failed) > 20 else ""
-        raise DedupFailed(f"{len(failed)} e-mail address(es) are shared by several persons and the dedup "
+        more = f"\n  ... and {counted(len(failed) - 20, 'more group')}" if len(failed) > 20 else ""
+        are = "is" if len(failed) == 1 else "are"
+        raise DedupFailed(f"{counted(len(failed), 'e-mail address', 'e-mail addresses')} {are} shared by several "
+                          "persons and the dedup "
                           f"policy is 'fail'; nothing was written:\n" + "\n".join(lines) + more,
                           hint="give each person their own address in the ERP, or choose another dedup policy")
     return winners

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.config._text import did_you_mean
 from engine.errors import UsageError
+from engine.plural import counted
 
 SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "sys", "guest", "db_owner", "db_accessadmin",
                   "db_securityadmin", "db_ddladmin", "db_backupoperator", "db_datareader", "db_datawriter",
@@ -87,7 +88,7 @@ def _known(relations: list[Relation]) -> str:
         return "the database has no tables or views the login can see"
     names = [r.qualified for r in relations]
     more = f" and {len(names) - LISTED} more (discover without TABLE lists them)" if len(names) > LISTED else ""
-    return f"the database has {len(names)} tables and views: {', '.join(names[:LISTED])}{more}"
+    return f"the database has {counted(len(names), 'table or view', 'tables and views')}: {', '.join(names[:LISTED])}{more}"
 
 
 def sample(engine, relation: Relation, rows: int = 5) -> Sample:
@@ -111,9 +112,9 @@ def format_objects(relations: list[Relation]) -> str:
             lines.append(f"schema {schema}")
         cols = ", ".join(f"{c.name} {c.type}" for c in rel.columns)
         indent = "  " if several else ""
-        lines.append(f"{indent}{rel.kind} {rel.name} ({len(rel.columns)} columns): {cols}")
+        lines.append(f"{indent}{rel.kind} {rel.name} ({counted(len(rel.columns), 'column')}): {cols}")
     tables = sum(r.kind == "table" for r in relations)
-    lines.append(f"{tables} tables, {len(relations) - tables} views")
+    lines.append(f"{counted(tables, 'table')}, {counted(len(relations) - tables, 'view')}")
     return "\n".join(lines)
 
 
@@ -122,7 +123,7 @@ def format_sample(s: Sample, width: int = 40) -> str:
     lines = [f"{rel.kind} {rel.qualified}"]
     for c in rel.columns:
         lines.append(f"  {c.name:<30} {c.type}{'' if c.nullable else ' NOT NULL'}")
-    lines.append(f"first {len(s.rows)} rows:")
+    lines.append(("first row:" if len(s.rows) == 1 else f"first {len(s.rows)} rows:"))
     lines += format_table(s.columns, [[_cell(v, width) for v in row] for row in s.rows])
     return "\n".join(lines)
 
@@ -154,5 +155,5 @@ def _json_value(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"<{len(bytes(value))} bytes>"
+        return f"<{counted(len(bytes(value)), 'byte')}>"
     return str(value)

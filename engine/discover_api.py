@@ -23,6 +23,7 @@ from engine.config.model import EntityMapping, Tenant
 from engine.discover import format_table
 from engine.doctor_api import PAGE          # records asked for per endpoint, as doctor asks for them
 from engine.errors import EXPRESSION_HINT, ExpressionError, SourceError, UsageError
+from engine.plural import counted
 from engine.sources.api import ApiExtractor, external_id_getter
 from engine.sources.unread_paths import UnreadPaths, read_paths
 
@@ -210,7 +211,7 @@ def _endpoint_lines(s: EndpointSample) -> list[str]:
         return [f"{_title(s)}: no records on the first page"]
     n = len(s.records)
     pages = "the first page" if s.pages == 1 else f"the first {s.pages} pages"
-    lines = [f"{_title(s)}: {n} record{'' if n == 1 else 's'} on {pages}, {len(s.fields)} fields"]
+    lines = [f"{_title(s)}: {counted(n, 'record')} on {pages}, {counted(len(s.fields), 'field')}"]
     width = max([30] + [len(f.path) for f in s.fields])
     kinds = max(len(f.type_text) for f in s.fields)
     for f in s.fields:
@@ -219,7 +220,8 @@ def _endpoint_lines(s: EndpointSample) -> list[str]:
     if s.unread:
         lines.append(f"  the mapping reads, but no record here has: {'; '.join(s.unread)}")
     if s.broken:
-        lines.append(f"  the mapping's external_id cannot be computed for {len(s.broken)} of these {n} records (a run "
+        these = "this record" if n == 1 else f"these {n} records"
+        lines.append(f"  the mapping's external_id cannot be computed for {len(s.broken)} of {these} (a run "
                      f"stops on them, exit 3); the first: {s.broken[0][1].message}")
     return lines
 
@@ -230,13 +232,13 @@ def format_records(s: EndpointSample, rows: int, width: int = 40) -> str:
     from engine.discover import _cell
     lines = _endpoint_lines(s)
     shown = s.records[:rows]
-    lines.append(f"first {len(shown)} records:")
+    lines.append(("first record:" if len(shown) == 1 else f"first {len(shown)} records:"))
     columns = [f for f in s.fields if "[]" not in f.path.removesuffix("[]")]
     cells = [[_cell(_text(_at(record, f.names)), width) for f in columns] for record in shown]
     lines += format_table([f.path for f in columns], cells)
     if s.broken and rows:
         shown = s.broken[:rows]
-        lines.append(f"{len(shown)} of the {len(s.broken)} records whose external_id the mapping cannot compute, "
+        lines.append(f"{len(shown)} of the {counted(len(s.broken), 'record')} whose external_id the mapping cannot compute, "
                      "as the API sent them:")
         cells = [[_cell(_text(_at(s.records[n], f.names)), width) for f in columns] for n, _ in shown]
         lines += format_table([f.path for f in columns], cells)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from engine.classify import CAUSES, Cause
 from engine.config.model import IdwellTarget, LocalTarget, Tenant
 from engine.config.secrets import MISSING_SECRET_HINT, Secret, SecretError
+from engine.plural import counted
 from engine.redact import redact
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -103,8 +104,9 @@ def check_secrets(tenant: Tenant) -> Step:
         return step("secrets", title, "fail", "; ".join(problems), MISSING_SECRET_HINT)
     if problem := password_problem(tenant):
         return step("secrets", title, "fail", *problem)
-    names = ", ".join(r for _, s in refs for r in s.references)
-    return step("secrets", title, "ok", f"{len(refs)} reference(s) resolve: {names}")
+    names = [r for _, s in refs for r in s.references]
+    resolve = "resolves" if len(names) == 1 else "resolve"
+    return step("secrets", title, "ok", f"{counted(len(names), 'reference')} {resolve}: {', '.join(names)}")
 
 
 def password_problem(tenant: Tenant) -> tuple[str, tuple[str, str]] | None:

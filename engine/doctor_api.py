@@ -12,6 +12,7 @@ import httpx
 from engine.config.model import ApiSource, EntityMapping, Tenant
 from engine.doctor import DNS_HINT_API, Step, check_dns, check_tcp, endpoint_of_url, skipped, step
 from engine.errors import ConfigError, SecretReferenceError, SourceError
+from engine.plural import counted
 from engine.sources._readings import cursor_param, position_param, read_twice
 from engine.sources.unread_paths import UnreadPaths
 
@@ -111,7 +112,7 @@ def _endpoint_step(entity, result) -> Step:
     unread = UnreadPaths(entity)
     unread.see(records)
     missing = unread.missing()
-    detail = f"{len(records)} records on the first page in {took:.2f} s"
+    detail = f"{counted(len(records), 'record')} on the first page in {took:.2f} s"
     if missing:
         return step(name, title, "warn", f"{detail}; no record has {'; '.join(missing)}",
                     ("compare the mapping's field names with a response: names are case-sensitive "

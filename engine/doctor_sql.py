@@ -16,6 +16,7 @@ from engine.doctor import Step, check_dns, check_tcp, password_problem, skipped,
 from engine.entity_data import EntityData
 from engine.errors import ExpressionError, SourceError
 from engine.mapping import Mapper
+from engine.plural import counted
 from engine.redact import redact
 from engine.sources import odbc
 from engine.sources.connect import DEFAULT_PORTS
@@ -281,7 +282,7 @@ def _permissions(conn, t: Probe) -> Step:
         conn.rollback()
         return step("permissions", title, "warn", f"could not check: {message_of(exc)[:200]}", hint)
     if roles or writable:
-        what = ", ".join(roles + ([f"write access to {writable} table(s)"] if writable else []))
+        what = ", ".join(roles + ([f"write access to {counted(writable, 'table')}"] if writable else []))
         return step("permissions", title, "warn", f"the login can write: {what}", hint)
     return step("permissions", title, "ok", "the login cannot write to any table")
 
@@ -356,7 +357,7 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe, mapped: dict) 
     if mapper is not None:                      # every row mapped: what the users' gate is made of
         mapper.out.settle_duplicates()
         mapped[entity.name] = mapper.out
-    detail = f"{rows} rows in {took:.2f} s, {len(columns)} columns"
+    detail = f"{counted(rows, 'row')} in {took:.2f} s, {counted(len(columns), 'column')}"
     if missing:
         return step(f"query:{entity.name}", title, "fail",
                     f"{detail}; the mapping reads {', '.join(missing)}, which the query does not return",
@@ -407,10 +408,10 @@ def _umlauts(conn, t: Probe) -> Step:
         detail = f"{UMLAUTS!r} arrives intact"
     if t.garbled:
         worst = sorted(t.garbled.items(), key=lambda kv: -kv[1])[:3]
-        where = ", ".join(f"{k} ({n} value{'' if n == 1 else 's'})" for k, n in worst)
+        where = ", ".join(f"{k} ({counted(n, 'value')})" for k, n in worst)
         return step("umlauts", title, "warn", f"{detail}; garbled text (e.g. 'Ã¼' for 'ü') in {where}".lstrip("; "), hint)
     seen = sum(t.texts.values())
-    data = f"{seen} text values with umlauts or other non-ASCII letters read cleanly" if seen else "no non-ASCII text in the data"
+    data = f"{counted(seen, 'text value')} with umlauts or other non-ASCII letters read cleanly" if seen else "no non-ASCII text in the data"
     return step("umlauts", title, "ok", "; ".join(x for x in (detail, data) if x))
 
 

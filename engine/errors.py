@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from engine.plural import counted
 from engine.redact import redact
 
 
@@ -70,7 +71,7 @@ class ConfigError(SyncError):
         self.problems = list(problems)
         first = "\n".join(str(p) for p in self.problems[:20])
         more = len(self.problems) - 20
-        text = message or (first + (f"\n... and {more} more errors" if more > 0 else ""))
+        text = message or (first + (f"\n... and {counted(more, 'more error')}" if more > 0 else ""))
         super().__init__(text, hint=hint)
 
 

@@ -31,6 +31,7 @@ from engine.errors import DedupFailed
 from engine.findings import Finding
 from engine.parallel_prepare import _extract_transform_parallel
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
+from engine.plural import counted
 from engine.progress import Progress
 from engine.record import _accepted, note_writes_ahead, pending_before, record
 from engine.redact import redact
@@ -190,7 +191,8 @@ def _filters_that_exclude_all(data: dict[str, EntityData]) -> list[Finding]:
     so that it never matches (not_in: [01] is text), and the entity then reaches the portal empty,
     which the deletion guard notices only where the portal has records already."""
     return [Finding("filter_excludes_all", entity, "-",
-                    f"the filters excluded all {d.extracted:,} rows of {entity} ("
+                    (f"the filters excluded the only row of {entity} (" if d.extracted == 1 else
+                     f"the filters excluded all {d.extracted:,} rows of {entity} (")
                     + ", ".join(f"{name} {n:,}" for name, n in d.filtered.most_common())
                     + f"): nothing of {entity} reaches the portal")
             for entity, d in data.items() if d.extracted and sum(d.filtered.values()) == d.extracted]

@@ -18,6 +18,7 @@ from engine.config.model import ENTITIES, Deletion
 from engine.current import Packed, Rows, pack_rows, tuples
 from engine.entity_data import Rec
 from engine.findings import Finding
+from engine.plural import counted
 from engine.targets.base import Change
 
 ACTIONS = ("create", "update", "delete")
@@ -157,13 +158,16 @@ def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], ext
         if n_managed and rows == 0:
             reasons.append(f"{entity}: the source returned no rows (incomplete extract?)")
         elif before and rows < policy.min_source_ratio * before:       # counts as the summary prints them: 20,003
-            reasons.append(f"{entity}: the source returned {rows:,} rows, fewer than {policy.min_source_ratio:.0%} "
+            reasons.append(f"{entity}: the source returned {counted(rows, 'row')}, fewer than "
+                           f"{policy.min_source_ratio:.0%} "
                            f"of the {before:,} of the last successful run (incomplete extract?)")
         if n_del > policy.max_count:
-            reasons.append(f"{entity}: {n_del:,} deletes exceed the limit of {policy.max_count:,} per run")
+            exceed = "exceeds" if n_del == 1 else "exceed"
+            reasons.append(f"{entity}: {counted(n_del, 'delete')} {exceed} the limit of {policy.max_count:,} per run")
         elif n_managed and n_del > policy.max_share * n_managed:
-            reasons.append(f"{entity}: {n_del:,} deletes are {n_del / n_managed:.0%} of {n_managed:,} managed "
-                           f"records, more than the limit of {policy.max_share:.0%}")
+            are = "is" if n_del == 1 else "are"
+            reasons.append(f"{entity}: {counted(n_del, 'delete')} {are} {n_del / n_managed:.0%} of "
+                           f"{counted(n_managed, 'managed record')}, more than the limit of {policy.max_share:.0%}")
     if allow or not any(deletes.values()):
         return []
     return reasons

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from engine.config.model import ENTITIES
 from engine.findings import CATALOGUE, Finding, by_severity, code_info, count_by_code, tenant_codes
+from engine.plural import counted
 
 SUMMARY_VERSION = 1
 STORES = {"portal": "local portal store", "state": "state store"}
@@ -100,7 +101,7 @@ def settled_text(found: dict[str, int]) -> str:
     total = sum(found.values())
     said = dict(zip(SETTLED, ("had landed", "sent again", "refused now", "no longer sent")))
     parts = [f"{found[k]:,} {said[k]}" for k in SETTLED if found.get(k)]
-    return f"{total:,} write{'s' if total != 1 else ''} an earlier run left unconfirmed: " + ", ".join(parts)
+    return f"{counted(total, 'write')} an earlier run left unconfirmed: " + ", ".join(parts)
 
 
 def settled_line(settled: dict[str, dict[str, int]]) -> str:
@@ -122,7 +123,7 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
     lines = [f"tenant {s['tenant']}: {s['mode']} {s['status']} (reference date {s['reference_date']})", ""]
     lines += _entity_table(s["entities"])
     lines.append("")
-    lines.append(f"  {s['writes']:,} writes {verb}.")
+    lines.append(f"  {counted(s['writes'], 'write')} {verb}.")
     for u in s.get("unwritable") or ():
         lines.append(f"  WARNING: a run could not write the {STORES[u['store']]} {u['path']}: {u['reason']}")
         lines.append(f"    what to do: {u['hint']} (the plan only reads it)")

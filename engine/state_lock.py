@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine._stop import whole
 from engine.errors import LockedError, StateError
+from engine.plural import counted
 from engine.state_rows import _HOST, _now, _utc
 
 log = logging.getLogger("engine.state")
@@ -174,4 +175,4 @@ class RunLock:
         if not rows:
             return ""
         starts = ", ".join(f"{_utc(started):%Y-%m-%d %H:%M:%S}" for *_, started in rows)
-        return f"{len(rows)} run(s) that ended without finishing (started {starts} UTC) recorded as failed"
+        return f"{counted(len(rows), 'run')} that ended without finishing (started {starts} UTC) recorded as failed"

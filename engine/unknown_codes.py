@@ -29,6 +29,7 @@ from engine.expr import compile_expression
 from engine.expr._columns import MEMO_TYPES
 from engine.expr.functions import as_text, table_key
 from engine.findings import Finding
+from engine.plural import counted
 
 EXAMPLES = 3
 """ERP keys a finding names (the lowest, so that every way of mapping names the same ones)."""
@@ -130,6 +131,6 @@ def _shown(value: Any) -> str:
 
 
 def _message(label: str, raw: Any, table: str, name: str, sent: Any, count: int, keys: list[str]) -> str:
-    records = "1 record" if count == 1 else f"{count:,} records"
+    records = counted(count, "record")
     which = ", ".join(keys) + (", ..." if count > len(keys) else "")
     return f"{label} {_shown(raw)} is not in the code table '{table}': {name} became {_shown(sent)} ({records}: {which})"

@@ -330,7 +330,7 @@ def test_a_login_that_can_write_is_a_warning(pg_erp, tmp_path, capsys, monkeypat
     monkeypatch.setenv("ACME_PG_PW", READER_PW)
     code, report, steps = doctor(capsys, write_tenant(tmp_path, pg_source(pg_erp, user="erp_writer")))
     assert code == 0 and steps["permissions"]["status"] == "warn"
-    assert "write access to 1 table(s)" in steps["permissions"]["detail"]
+    assert "write access to 1 table" in steps["permissions"]["detail"]
     assert "db_datareader" in steps["permissions"]["hint_en"]
 
 

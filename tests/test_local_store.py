@@ -252,7 +252,7 @@ def test_a_full_disk_is_reported_and_what_was_written_before_it_is_kept(tmp_path
     with pytest.raises(TargetError) as err:
         target.apply(changes)
     message = str(err.value)
-    assert f"writing to the local portal store {tmp_path / 'portal.sqlite'} failed after 1000 of 5000 changes: " \
+    assert f"writing to the local portal store {tmp_path / 'portal.sqlite'} failed after 1,000 of 5,000 changes: " \
            "database or disk is full" in message, message
     assert "check free disk space" in message
     assert [o.ok for o in err.value.partial_outcomes] == [True] * 1000

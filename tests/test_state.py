@@ -403,7 +403,7 @@ def test_a_killed_run_is_recorded_as_failed_when_its_stale_lock_is_taken_over(db
                                      f"its lock was taken over at {info.since:%Y-%m-%d %H:%M:%S} UTC")
     assert next(r for r in state.runs("acme") if r.run_id == finished).status == "ok"
     assert state.runs("other")[0].run_id == other and state.runs("other")[0].status == "running"
-    assert any("stale" in r.getMessage() and "1 run(s) that ended without finishing" in r.getMessage()
+    assert any("stale" in r.getMessage() and "1 run that ended without finishing" in r.getMessage()
                for r in caplog.records)
 
 

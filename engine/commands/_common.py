@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.errors import ConfigError
+from engine.plural import counted
 
 
 def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +83,8 @@ def _missing_tenant_hint(tenant: str, folder: Path) -> str:
     close = did_you_mean(tenant, ids)
     if close:
         return f"{close} (a tenant id is its file's name in {folder}/)"
-    return f"check the id: no file in {folder}/ is named {tenant}.yaml ({len(ids)} tenant files are there)"
+    there = f"{counted(len(ids), 'tenant file')} {'is' if len(ids) == 1 else 'are'} there"
+    return f"check the id: no file in {folder}/ is named {tenant}.yaml ({there})"
 
 
 def load(args):

@@ -53,6 +53,7 @@ from engine.commands.due import TenantHead, cron_times, instant, last_cron_time,
 from engine.commands.history import (UNFINISHED, count_text, duration_text, history_entry, run_duration_text,
                                      unconfirmed_text, unfinished_text, utc_text)
 from engine.errors import ExitCode, StateError, SyncError
+from engine.plural import counted
 
 HELP = "every tenant's last run and which need attention (reads only the tenant files and the state stores)"
 ORDER = ("ok", "running", "new", "never", "failed", "locked", "rejected", "deletes_held", "missed", "unreadable",
@@ -340,7 +341,8 @@ def _outcome(last, stale: str | None) -> tuple[str, str | None]:
         return "failed", unfinished_text(stale)
     if last.status == "rejected":                       # with the deletes it held back, if any (its message)
         refused = history_entry(last)["rejected"]
-        return "rejected", f"the portal refused {count_text(refused)} records; the next run sends them again" + \
+        what = "records" if refused is None else counted(refused, "record")
+        return "rejected", f"the portal refused {what}; the next run sends {'it' if refused == 1 else 'them'} again" + \
             (f"; {last.message}" if last.message else "")
     return last.status, last.message
 

@@ -12,6 +12,7 @@ import httpx
 from engine.config.model import ApiSource
 from engine.config.secrets import SecretError
 from engine.errors import SecretReferenceError, SourceError
+from engine.plural import counted
 from engine.redact import remember
 from engine.sources._api_requests import RETRY_STATUS, post_token
 
@@ -57,7 +58,7 @@ class Auth(httpx.Auth):
                                           retry=self._retry)
             if r.status_code in RETRY_STATUS or r.status_code >= 500:
                 raise SourceError(f"tenant '{self.tenant_id}': the token endpoint {a.token_url} answered "
-                                  f"{r.status_code} after {attempt} attempts", cause="unknown", retriable=True,
+                                  f"{r.status_code} after {counted(attempt, 'attempt')}", cause="unknown", retriable=True,
                                   hint="the API's login service is failing on its side: the next run tries again; "
                                        "if it goes on, ask the vendor")
             if r.status_code != 200:

@@ -16,6 +16,7 @@ import jmespath
 
 from engine.config.model import EntityMapping, Paginator
 from engine.errors import SourceError
+from engine.plural import counted
 from engine.sources._api_requests import ApiRequests, look_hint
 
 log = logging.getLogger("engine.sources.api")     # the API source's log, under the name its lines have always had
@@ -61,9 +62,9 @@ def pages(requests: ApiRequests, entity: EntityMapping) -> Iterator[tuple[httpx.
                                 f"API ignores the {parameter} parameter",
                                 "check the paginator's parameter names against the API's documentation")
         if short_at is not None and records:
-            raise _paging_error(tenant_id, entity, f"page {short_at} answered {len(previous or ())} records for "
+            raise _paging_error(tenant_id, entity, f"page {short_at} answered {counted(len(previous or ()), 'record')} for "
                                 f"{pager.size_param or 'pageSize'}={size}, and page {page} more: the API "
-                                f"caps its pages at {len(previous or ())} records, so page numbers for "
+                                f"caps its pages at {counted(len(previous or ()), 'record')}, so page numbers for "
                                 f"{size} would skip records",
                                 f"set source.page_size to {len(previous or ())} (or less)")
         following = None

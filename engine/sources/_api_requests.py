@@ -20,6 +20,7 @@ from engine.backoff import RETRIES, backoff
 from engine.config.model import ApiSource
 from engine.content_type import says_json
 from engine.errors import SourceError
+from engine.plural import counted
 from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -92,8 +93,8 @@ class ApiRequests:
                 query = response.request.url.query.decode("ascii", "replace")
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {response.request.url.path}"
                                   f"{'?' + query if query else ''} answered {response.status_code} with {content_type}, "
-                                  f"but the body is not valid JSON after {attempt} attempts "
-                                  f"({len(response.content)} bytes: {str(exc)[:120]})", cause="undecodable",
+                                  f"but the body is not valid JSON after {counted(attempt, 'attempt')} "
+                                  f"({counted(len(response.content), 'byte')}: {str(exc)[:120]})", cause="undecodable",
                                   retriable=True,
                                   hint="the answer was cut off or garbled on its way (by a proxy or gateway in between, "
                                        "or by the API itself): the next run tries again; if it goes on, ask the vendor, "
@@ -151,7 +152,7 @@ class ApiRequests:
                 query = r.request.url.query.decode("ascii", "replace")
                 raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {r.request.url.path}"
                                   f"{'?' + query if query else ''} answered {r.status_code}"
-                                  + (f" after {attempt} attempts" if r.status_code in RETRY_STATUS else ""),
+                                  + (f" after {counted(attempt, 'attempt')}" if r.status_code in RETRY_STATUS else ""),
                                   cause="unknown", retriable=r.status_code in RETRY_STATUS or r.status_code >= 500,
                                   hint="the API failed on its side: the next run tries again; if it goes on, ask the "
                                        "vendor" if r.status_code >= 500 else

@@ -37,6 +37,7 @@ import httpx
 from engine import content_type
 from engine.backoff import BACKOFF_BASE, RETRIES, backoff
 from engine.errors import TargetError
+from engine.plural import counted
 from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -171,14 +172,14 @@ class ApiClient:
         if reason == "body not valid JSON":
             raise TargetError(
                 f"tenant '{self.tenant}': the import API at {self.base_url} answered {request}, but the answer "
-                f"could not be read as JSON after {attempts} attempts (last: {last})",
+                f"could not be read as JSON after {counted(attempts, 'attempt')} (last: {last})",
                 hint="the answer was cut off or garbled on its way, by a proxy or gateway between the sync server "
                      "and the portal (or by the portal itself): the next run retries everything not written; if it "
                      "goes on, ask whoever runs the proxy or gateway, or iDWELL", retriable=True)
         if answered is None:
-            what = f"did not answer {request} after {attempts} attempts (last: {last})"
+            what = f"did not answer {request} after {counted(attempts, 'attempt')} (last: {last})"
         else:
-            what = f"answered {request} with {last} after {attempts} attempts"
+            what = f"answered {request} with {last} after {counted(attempts, 'attempt')}"
         raise TargetError(
             f"tenant '{self.tenant}': the import API at {self.base_url} {what}",
             hint="the portal refused more requests: the next run retries everything not written; set "

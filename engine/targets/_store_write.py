@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Sequence
 from engine.contract.rules import check_record
 from engine import contract
 from engine.contract import email_key
+from engine.plural import counted
 from engine.targets._store_schema import CHILDREN, DEFAULTS, FIELDS, ID_MAX, ID_MIN, REFERENCES, SINGULAR, q, rollback
 
 
@@ -144,7 +145,7 @@ class _Batch:
                                           f"characters, this one {len(ext)}", "external_id")
         if violations:
             v = violations[0]
-            more = f" (and {len(violations) - 1} more problem(s))" if len(violations) > 1 else ""
+            more = f" (and {counted(len(violations) - 1, 'more problem')})" if len(violations) > 1 else ""
             return Result(400, "invalid", f"{name}: {v.message}{more}", v.field or None)
         if self.check_texts and (bad := contract.not_utf8(record)) is not None:
             return Result(400, "invalid", f"{resource} {ext!r}: {bad!r} holds a text that is not valid Unicode "
@@ -199,7 +200,7 @@ class _Batch:
             return _ARCHIVED                       # already archived: deleting again changes nothing
         n = self.deps.get((resource, ext), 0)
         if n:
-            kinds = " or ".join(child for child, _ in CHILDREN[resource])
+            kinds = " or ".join(SINGULAR[child] if n == 1 else child for child, _ in CHILDREN[resource])
             return Result(409, "has_dependents", f"{name} still has {n} active {kinds}: delete them first")
         self._attach(resource, row, ext, -1)
         row.active = False

@@ -15,6 +15,7 @@ from typing import Any, Collection, Iterator, Sequence
 
 from engine._stop import whole
 from engine.errors import TargetError
+from engine.plural import counted
 from engine.targets._store_portal import Op, PortalStore, read_rows
 from engine.targets._store_schema import HalfWritten
 from engine.targets.base import Change, Outcome, Progress
@@ -94,7 +95,7 @@ class LocalStore:
                         results = self.store.write(ops)
                     except sqlite3.Error as exc:
                         raise TargetError(f"{self.who}writing to the local portal store {self.path} failed after "
-                                          f"{start} of {len(changes)} changes: {exc}",
+                                          f"{start:,} of {counted(len(changes), 'change')}: {exc}",
                                           hint=_write_hint(exc, self.path)) from exc
                     outcomes.extend(Outcome(c, r.ok, r.status, r.code, r.message, r.field)
                                     for c, r in zip(chunk, results))

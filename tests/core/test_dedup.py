@@ -202,7 +202,7 @@ def test_fail_stops_before_any_write_and_lists_the_groups(ws, manifest):
     done = ws.cli("run", str(path), "--date", "2026-06-01")
     assert done.returncode == ExitCode.DEDUP_FAILED == 8, done.stderr
     [error] = [line for line in done.stderr.splitlines() if line.startswith("idwell-sync run: error: ")]
-    assert error.startswith(f"idwell-sync run: error: tenant 'demo': {len(groups)} e-mail address(es) are shared"), \
+    assert error.startswith(f"idwell-sync run: error: tenant 'demo': {len(groups)} e-mail addresses are shared"), \
         error                   # named: a scheduler's mail holds the lines of many tenants
     assert "nothing was written" in done.stderr
     for address in sorted(groups)[:20]:                            # the message shows the first 20 groups

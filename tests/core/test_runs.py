@@ -436,7 +436,7 @@ def test_refused_records_do_not_hide_deletes_held_back_in_the_same_run(ws):
     status = ws.cli("status", "--json", "--tenants-dir", str(ws.root / "tenants"))
     [entry] = [e for e in json.loads(status.stdout) if e["tenant"] == "demo"]
     assert entry["verdict"] == "rejected"
-    assert entry["message"].startswith("the portal refused 1 records; the next run sends them again; "
+    assert entry["message"].startswith("the portal refused 1 record; the next run sends it again; "
                                        "deletes held back: units: ")
 
 
