@@ -88,6 +88,24 @@ def test_a_yml_tenant_that_is_due_can_be_run_by_its_id(tmp_path):
     assert "no tenant file" not in done.stderr and done.returncode == 4, done.stderr   # found; its ERP is missing
 
 
+def test_one_id_in_a_yaml_and_a_yml_file_is_not_due_and_both_files_are_named(tmp_path):
+    """`run nord` with tenants/nord.yaml and tenants/nord.yml stops (exit 3, two tenant files):
+    `due` does not print the id, and says once that neither file runs until one is removed (also
+    where the .yaml file's id is wrong, which `run` does not read before it stops)."""
+    nightly = "schedule: {cron: '30 3 * * *', timezone: Europe/Berlin}\n"
+    for n, yaml_text in enumerate((f"id: nord\n{nightly}", f"id: kopie\n{nightly}")):
+        folder = tenants(tmp_path / str(n), {"nord.yaml": yaml_text, "nord.yml": f"id: nord\n{nightly}",
+                           "sued.yaml": f"id: sued\n{nightly}"})
+        done = due(folder, "--at", "2026-12-03T02:30:00Z")
+        assert done.stdout.split() == ["sued"] and done.returncode == 3, (done.stdout, done.stderr)
+        assert done.stderr.splitlines() == [
+            "idwell-sync due: tenants/nord.yaml: tenant 'nord' is also tenants/nord.yml: neither file runs "
+            "(`idwell-sync run nord` stops, two tenant files) until one of them is removed"], done.stderr
+    run = subprocess.run([sys.executable, "-m", "engine", "run", "nord"], cwd=folder, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 3 and "two tenant files" in run.stderr, run.stderr
+
+
 def test_the_night_the_clocks_go_back_runs_a_tenant_once():
     """02:30 comes twice in Berlin on 25 October 2026 (00:30 and 01:30 UTC): cron runs a job at a
     fixed time once, so does `due`; a schedule of every hour runs in both passes."""

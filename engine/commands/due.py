@@ -253,18 +253,23 @@ class TenantHead:
 
 def tenant_heads(folder: Path) -> Iterator[tuple[Path, TenantHead | None, str | None]]:
     """Every tenant file in `folder` (*.yaml and *.yml, sorted by name): (path, its head, None),
-    or (path, None, what is wrong) for a file that cannot be read, whose schedule is broken, whose
-    id is not its file name, or whose id an earlier file has (`run ID` runs tenants/ID.yaml)."""
-    seen: dict[str, Path] = {}
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+    or (path, None, what is wrong) for a file that cannot be read, whose schedule is broken, or
+    whose id is not its file name. ID.yaml and ID.yml side by side are one entry, (ID.yaml, None,
+    what is wrong): `run ID` runs neither of them (exit 3, two tenant files), whatever they hold."""
+    paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    for path in paths:
+        twin = path.with_suffix(".yml")
+        if path.suffix == ".yml" and path.with_suffix(".yaml").is_file() and path.is_file():
+            continue                                        # named with its .yaml twin
+        if path.suffix == ".yaml" and path.is_file() and twin.is_file():
+            yield path, None, (f"tenant '{path.stem}' is also {twin}: neither file runs (`idwell-sync run "
+                               f"{path.stem}` stops, two tenant files) until one of them is removed")
+            continue
         try:
             head = read_head(path)
-            if head.id in seen:
-                raise ValueError(f"tenant '{head.id}' is also {seen[head.id]}: it is not run; keep one file")
         except ValueError as exc:
             yield path, None, str(exc)
             continue
-        seen[head.id] = path
         yield path, head, None
 
 
