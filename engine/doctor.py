@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from engine.classify import CAUSES, Cause
 from engine.config.model import IdwellTarget, LocalTarget, Tenant
-from engine.config.secrets import MISSING_SECRET_HINT, Secret, SecretError
+from engine.config.secrets import MISSING_SECRET_HINT, SecretError, tenant_secrets
 from engine.plural import counted
 from engine.redact import redact
 
@@ -70,24 +70,6 @@ def failed(steps: list[Step]) -> bool:
 
 
 # --- steps every tenant has ------------------------------------------------------------------
-
-def tenant_secrets(tenant: Tenant) -> list[tuple[str, Secret]]:
-    """(where, secret) for every secret the tenant references."""
-    out: list[tuple[str, Secret]] = []
-    src = tenant.source
-    if src.type == "sql":
-        if src.url is not None:
-            out.append(("source.url", src.url))
-        if src.server is not None:
-            out.append(("source.password", src.server.password))
-    else:
-        for attr in ("key", "token", "client_secret"):
-            if getattr(src.auth, attr) is not None:
-                out.append((f"source.auth.{attr}", getattr(src.auth, attr)))
-    if isinstance(tenant.target, IdwellTarget):
-        out.append(("target.token", tenant.target.token))
-    return out
-
 
 def check_secrets(tenant: Tenant) -> Step:
     title = "secrets resolve / Secrets auflösbar"

@@ -273,6 +273,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                progress: Progress | None = None, target=None) -> RunResult:
     """The whole run under the tenant's lock, recorded in the run history."""
     from engine.errors import ExitCode, StateError, failure_message
+    from engine.config.secrets import tenant_secrets, unresolved, unresolved_error
     from engine.report import summary
     from engine.targets import open_target
 
@@ -282,6 +283,8 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
         try:
             with whole():               # a stop as the row is written takes effect here, so the row is closed
                 run_id = state.start_run(tenant.id, allow_deletes=allow_deletes)
+            if problems := unresolved(tenant_secrets(tenant, target=own_target)):   # all at once, recorded
+                raise unresolved_error(tenant.id, problems)
             target = target or open_target(tenant)
             prepared = prepare(tenant, target, state, run_date=run_date, allow_deletes=allow_deletes, progress=progress)
             t = time.perf_counter()

@@ -83,3 +83,26 @@ def test_a_source_secret_that_is_not_set_is_a_configuration_error(tmp_path, comm
     assert done.returncode == 3, done.stderr
     assert "KUNDE_SQL_PASSWORD is not set" in done.stderr and "what to do: set the environment variable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [("plan", "--no-out"), ("run",)])
+def test_every_secret_that_cannot_be_resolved_is_named_at_once(tmp_path, command):
+    """The source's password and the target's token both missing: plan and run name both (exit 3),
+    by reference, as doctor does, so that the operator does not set one and meet the next; the
+    run's history says the same."""
+    import json
+    tenant = _tenant_with_source(tmp_path, {
+        "type": "sql", "url": "postgresql+psycopg://reader:${env:KUNDE_SQL_PASSWORD}@127.0.0.1:1/domus"})
+    doc = yaml.safe_load(tenant.read_text(encoding="utf-8"))
+    doc["target"] = {"type": "idwell", "base_url": "http://127.0.0.1:9/import/v1", "token": "${file:../token.txt}"}
+    tenant.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    done = _cli(tmp_path, command[0], str(tenant), *command[1:])
+    assert done.returncode == 3, done.stderr
+    said = done.stderr.splitlines()[0]
+    assert said.startswith(f"idwell-sync {command[0]}: error: tenant 'kunde': 2 secret references cannot be "
+                           "resolved: source.url: environment variable KUNDE_SQL_PASSWORD is not set"), said
+    assert "target.token: cannot read secret file" in said and "(referenced as ${file:../token.txt})" in said
+    if command[0] == "run":
+        [last] = json.loads(_cli(tmp_path, "history", str(tenant), "--json").stdout)
+        assert last["status"] == "failed" and "KUNDE_SQL_PASSWORD" in last["message"] \
+            and "${file:../token.txt}" in last["message"]

@@ -107,6 +107,17 @@ def state_url(args, tenant) -> str:
     return url
 
 
+def check_secrets(args, tenant, *, target: bool = True) -> None:
+    """Every secret reference of the tenant (its state store's, source's and, with `target`, its
+    target's) that cannot be resolved, named at once (SecretReferenceError, exit 3): an operator
+    who sets the first does not meet the next on the following try. Only references: no value."""
+    from engine.config.secrets import REFERENCE, Secret, tenant_secrets, unresolved, unresolved_error
+    url = args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL")
+    secrets = [("state store", Secret(url, tenant.path.parent))] if url and REFERENCE.search(url) else []
+    if problems := unresolved(secrets + tenant_secrets(tenant, target=target)):
+        raise unresolved_error(tenant.id, problems)
+
+
 def default_state_url(tenant) -> str:
     """var/state.sqlite in the repository of the tenant's file, whatever directory the command
     runs in: one tenant, one store, one lock, also for a scheduler that starts elsewhere. The

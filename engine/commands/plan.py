@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from engine.commands._common import (STATE_ELSEWHERE, add_findings_delimiter, add_tenant_arguments, check_findings,
-                                     check_output, load, missing_store, open_store, shown_url, sqlite_file, state_url,
+                                     check_output, check_secrets, load, missing_store, open_store, shown_url, sqlite_file, state_url,
                                      stopped_report, writing)
 from engine.errors import DedupFailed, ExitCode
 from engine.targets.base import retries_of
@@ -42,6 +42,7 @@ def main(args) -> int:
     if not args.no_out:
         check_output(args.out, "--out")
     tenant = load(args)
+    check_secrets(args, tenant)
     out = None if args.no_out else args.out or Path("var/plans") / f"{tenant.id}.json"
     out_option = "--out" if args.out else "the plan file"
     if out is not None and args.out is None:

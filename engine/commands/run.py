@@ -5,9 +5,9 @@ import json
 import sys
 from pathlib import Path
 
-from engine.commands._common import (add_findings_delimiter, add_tenant_arguments, check_findings, load, open_state,
-                                     stopped_report, tenant_path, with_failure, write_report)
-from engine.errors import ConfigError, DedupFailed
+from engine.commands._common import (add_findings_delimiter, add_tenant_arguments, check_findings, check_secrets, load,
+                                     open_state, stopped_report, tenant_path, with_failure, write_report)
+from engine.errors import ConfigError, DedupFailed, SecretReferenceError
 
 HELP = "sync one tenant: extract, map, plan and apply to the target"
 
@@ -36,7 +36,11 @@ def main(args) -> int:
     except ConfigError as exc:
         record_invalid(args, exc)
         raise
-    state = open_state(args, tenant)
+    try:
+        state = open_state(args, tenant)
+    except SecretReferenceError:        # no store to record the run in: every reference named now
+        check_secrets(args, tenant)
+        raise
     try:
         result = run_tenant(tenant, state, run_date=args.date, allow_deletes=args.allow_deletes, progress=Progress())
     except DedupFailed as exc:          # recorded as failed; the report is what the property manager acts on

@@ -110,3 +110,43 @@ class Secret:
 
     def __repr__(self) -> str:
         return f"Secret({self.template!r})"
+
+
+def tenant_secrets(tenant, *, target: bool = True) -> list[tuple[str, Secret]]:
+    """(where, secret) for every secret of the tenant's source and (with `target`) its target."""
+    out: list[tuple[str, Secret]] = []
+    src = tenant.source
+    if src.type == "sql":
+        if src.url is not None:
+            out.append(("source.url", src.url))
+        if src.server is not None:
+            out.append(("source.password", src.server.password))
+    else:
+        for attr in ("key", "token", "client_secret"):
+            if getattr(src.auth, attr) is not None:
+                out.append((f"source.auth.{attr}", getattr(src.auth, attr)))
+    if target and isinstance(getattr(tenant.target, "token", None), Secret):
+        out.append(("target.token", tenant.target.token))
+    return out
+
+
+def unresolved(secrets: list[tuple[str, Secret]]) -> list[str]:
+    """`where: why` for each reference of `secrets` that cannot be resolved (every one, not only
+    the first: an operator then sets them all at once). Names references, never values."""
+    problems = []
+    for where, secret in secrets:
+        for reference in secret.references:
+            try:
+                Secret(reference, secret.base_dir).resolve()
+            except SecretError as exc:
+                problems.append(f"{where}: {exc}")
+    return problems
+
+
+def unresolved_error(tenant_id: str, problems: list[str]):
+    """The SecretReferenceError (exit 3) that names every reference in `problems`."""
+    from engine.errors import SecretReferenceError
+    if len(problems) == 1:
+        return SecretReferenceError(f"tenant '{tenant_id}': {problems[0]}")
+    return SecretReferenceError(f"tenant '{tenant_id}': {len(problems)} secret references cannot be resolved: "
+                                + "; ".join(problems))
