@@ -56,6 +56,19 @@ def check_mapping(data: Any, report: Report, *, file_stem: str | None = None) ->
     return compiled
 
 
+def check_reserved_params(at: tuple, params: Any, report: Report) -> None:
+    """A parameter declared with the name of one the run binds itself (RUN_PARAMS) would be
+    replaced by the run's value without a word (engine.sources.sql: the run's own come last)."""
+    if not isinstance(params, dict):
+        return
+    own = ", ".join(f":{name}" for name in RUN_PARAMS)
+    for name in params:
+        if name in RUN_PARAMS:
+            report.error(at + (name,), f"'{name}' is a reserved name: the run binds {own} itself (docs/config.md, "
+                                       f"\"Filters\"), and its :{name} would replace this value; give the parameter "
+                                       "another name and bind that in the query")
+
+
 def check_query_params(merged: Any, source: Any, report: Report) -> None:
     """Each parameter an SQL query binds (`:mandant`) is one the run binds itself (RUN_PARAMS) or one
     the tenant declares, in `source.params` or the entity's `params`: else every plan and run would
@@ -67,7 +80,10 @@ def check_query_params(merged: Any, source: Any, report: Report) -> None:
     entities = merged.get("entities")
     for entity in ENTITIES:
         spec = entities.get(entity) if isinstance(entities, dict) else None
-        if not isinstance(spec, dict) or not isinstance(spec.get("query"), str):
+        if not isinstance(spec, dict):
+            continue
+        check_reserved_params(("entities", entity, "params"), spec.get("params"), report)
+        if not isinstance(spec.get("query"), str):
             continue
         entity_params = spec.get("params") if isinstance(spec.get("params"), dict) else {}
         declared = [str(k) for k in {**source_params, **entity_params}]

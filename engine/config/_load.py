@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.config import _schema
-from engine.config._check_mapping import Compiled, check_mapping, check_query_params
+from engine.config._check_mapping import Compiled, check_mapping, check_query_params, check_reserved_params
 from engine.config._check_tenant import check_tenant
 from engine.config._compile import compile_tenant
 from engine.config._merge import merge_overrides
@@ -84,6 +84,9 @@ def check_tenant_file(path: Path, mapping_dirs: list[Path] | None = None) -> tup
             check_query_params(merged, data.get("source"), mapping_report)
             problems += merge_problems + mapping_report.problems
     check_tenant(data, report, mapping=merged, file_stem=path.stem, file_name=path.name)
+    source = data.get("source")
+    if isinstance(source, dict) and source.get("type") == "sql":      # an API's params are its query string
+        check_reserved_params(("source", "params"), source.get("params"), report)
     problems = sort_problems(problems + report.problems)
     if any(p.severity == "error" for p in problems) or merged is None:
         return problems, None
