@@ -268,3 +268,12 @@ def test_a_tenant_id_given_outside_the_tenants_folders_parent_says_where_it_was_
     _, err = capsys.readouterr()
     assert code == 3
     assert f"there is no folder tenants in {tmp_path}: run the command in the folder that holds tenants/" in err
+
+
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_max_errors_below_zero_is_a_usage_error_naming_the_range(workdir, value):
+    done = subprocess.run([sys.executable, "-m", "engine", "validate", "--max-errors", value, "tenants"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (f"idwell-sync validate: error: argument --max-errors: {value!r} is not a "
+                                            "number of problems: give 0 (all) or more")

@@ -22,8 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json", "github"), default="text",
                         help="text (default), json, or github (GitHub Actions annotations)")
     add_mapping_dir(parser)
-    parser.add_argument("--max-errors", type=int, default=50, metavar="N",
+    parser.add_argument("--max-errors", type=error_count, default=50, metavar="N",
                         help="text format: show at most N problems (0: all; default 50)")
+
+
+def error_count(text: str) -> int:
+    """--max-errors: 0 (all) or more; a negative number is a usage error (exit 2), as for the others."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of problems: give 0 (all) or more")
+    return n
 
 
 def main(args: argparse.Namespace) -> int:
