@@ -261,12 +261,26 @@ def check_findings(args) -> None:
     if args.findings_delimiter is not None and args.findings is not None and is_workbook(args.findings):
         raise UsageError(f"--findings-delimiter {args.findings_delimiter}: --findings {args.findings} is an Excel "
                          "workbook, which has no delimiter; leave the option out, or name a .csv file")
-    check_output(args.findings, "--findings")         # last: it may make the file's folder
+    check_output(args.findings, "--findings")
+
+
+def output_file(text: str) -> Path:
+    """The argparse type of an output file's option (--out, --findings): a file name, not an empty
+    text (which Path reads as the current folder) nor `-`, which is no file here: the command
+    prints its summary on standard output, so neither the plan nor a report can go there."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty: give a file name")
+    if text == "-":
+        raise argparse.ArgumentTypeError("'-' is not standard output here (the command prints its summary there): "
+                                         "give a file name")
+    return Path(text)
 
 
 def check_output(path: Path | None, option: str) -> None:
     """Fail before the run, not after it, when an output file cannot be written (exit code 2).
-    `option` names the file in the message: `--findings`, `--out`, `the plan file`."""
+    `option` names the file in the message: `--findings`, `--out`, `the plan file`. Creates
+    nothing: a missing folder is made when the file is written (engine.report.write_whole), so
+    a command that stops before (a secret not set) leaves no empty folder behind."""
     from engine.errors import UsageError
     if path is None:
         return
@@ -276,12 +290,9 @@ def check_output(path: Path | None, option: str) -> None:
     nearest = next(p for p in (folder, *folder.parents) if p.exists())
     if not nearest.is_dir():
         raise UsageError(f"{option} {path}: {nearest} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot create the folder {folder}: {exc.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{option} {path}: the folder {folder} is not writable")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: the folder {folder} is not writable" if nearest == folder else
+                         f"{option} {path}: cannot create the folder {folder}: {nearest} is not writable")
 
 
 def output_error(exc: OSError, path: Path, option: str, *, after: str = "", hint: str | None = None):

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.commands._common import add_findings_delimiter
+from engine.commands._common import add_findings_delimiter, output_file
 from engine.errors import ExitCode
 
 HELP = "generate the demo ERP (if missing) and run the demo tenant into the local portal store"
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="regenerate the ERP and start with an empty portal store and state")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--findings", type=Path, default=Path("var/demo/findings.csv"), metavar="FILE",
+    parser.add_argument("--findings", type=output_file, default=Path("var/demo/findings.csv"), metavar="FILE",
                         help="where to write the data-quality report (default: var/demo/findings.csv; "
                              "FILE.xlsx: an Excel workbook)")
     add_findings_delimiter(parser)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from engine.commands._common import (STATE_ELSEWHERE, add_findings_delimiter, add_tenant_arguments, check_findings,
-                                     check_output, check_secrets, load, missing_store, open_store, shown_url, sqlite_file, state_url,
+                                     check_output, check_secrets, load, output_file, missing_store, open_store, shown_url, sqlite_file, state_url,
                                      stopped_report, writing)
 from engine.errors import DedupFailed, ExitCode
 from engine.targets.base import retries_of
@@ -22,10 +22,11 @@ HELP = "show what a run would change (writes the plan as JSON, writes nothing to
 
 def add_arguments(parser) -> None:
     add_tenant_arguments(parser)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="where to write the plan as JSON (default: var/plans/<tenant>.json)")
+    parser.add_argument("--out", type=output_file, default=None, metavar="FILE",
+                        help="where to write the plan as JSON (default: var/plans/<tenant>.json; a file, not "
+                             "standard output, where the summary goes)")
     parser.add_argument("--no-out", action="store_true", help="do not write a plan file")
-    parser.add_argument("--findings", type=Path, default=None, metavar="FILE",
+    parser.add_argument("--findings", type=output_file, default=None, metavar="FILE",
                         help="also write every finding as CSV (FILE.xlsx: as an Excel workbook)")
     add_findings_delimiter(parser)
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from engine.commands._common import (add_findings_delimiter, add_tenant_arguments, check_findings, check_secrets, load,
-                                     open_state, stopped_report, tenant_path, with_failure, write_report)
+                                     open_state, output_file, stopped_report, tenant_path, with_failure, write_report)
 from engine.errors import ConfigError, DedupFailed, SecretReferenceError
 
 HELP = "sync one tenant: extract, map, plan and apply to the target"
@@ -16,7 +15,7 @@ def add_arguments(parser) -> None:
     add_tenant_arguments(parser)
     parser.add_argument("--allow-deletes", action="store_true",
                         help="release deletes that the deletion guard would hold back (recorded in the run history)")
-    parser.add_argument("--findings", type=Path, default=None, metavar="FILE",
+    parser.add_argument("--findings", type=output_file, default=None, metavar="FILE",
                         help="write every finding as CSV (FILE.xlsx: as an Excel workbook), the data-quality report "
                              "for the property manager")
     add_findings_delimiter(parser)

@@ -65,3 +65,34 @@ def test_a_run_whose_report_cannot_be_written_is_still_applied_and_recorded_and_
     done = ws.cli("run", str(path), "--date", "2026-06-01", "--findings", report, "--quiet")
     assert done.returncode == 2 and "tenant demo: run ok" in done.stdout, done.stderr
     assert "(status ok, exit code 0 without this)" in done.stderr and "findings written" not in done.stdout
+
+
+@pytest.mark.parametrize("args, said", [
+    (("--out", "-"), "argument --out: '-' is not standard output here (the command prints its summary there): "
+                     "give a file name"),
+    (("--findings", "-"), "argument --findings: '-' is not standard output here (the command prints its summary "
+                          "there): give a file name"),
+    (("--findings", ""), "argument --findings: the path is empty: give a file name"),
+    (("--out", ""), "argument --out: the path is empty: give a file name")])
+def test_an_output_option_that_names_no_file_is_a_usage_error(ws, args, said):
+    """`--out -` wrote a file named `-`, and `--findings ''` said `--findings .: is a folder`."""
+    done = ws.cli("plan", str(ws.tenant_file()), "--date", "2026-06-01", *args)
+    assert done.returncode == 2 and done.stderr.splitlines()[-1] == f"idwell-sync plan: error: {said}", done.stderr
+    assert not (ws.root / "-").exists() and not (ws.root / "var" / "plans").exists()
+
+
+def test_a_plan_that_stops_before_its_plan_is_written_leaves_no_plans_folder(ws):
+    """A secret not set (exit 3), an ERP that cannot be read (exit 4): no empty var/plans/ behind;
+    the folder is made with the plan."""
+    path = ws.tenant_file(target={"type": "idwell", "path": None, "base_url": "http://127.0.0.1:9/import/v1",
+                                  "token": "${env:DEMO_TOKEN_NOT_SET}"})
+    done = ws.cli("plan", str(path), "--date", "2026-06-01")
+    assert done.returncode == 3 and "DEMO_TOKEN_NOT_SET is not set" in done.stderr, done.stderr
+    assert not (ws.root / "var" / "plans").exists()
+    path = ws.tenant_file(source_url=f"sqlite:///{ws.root / 'no-erp-here.sqlite'}")
+    done = ws.cli("plan", str(path), "--date", "2026-06-01")
+    assert done.returncode == 4, done.stderr
+    assert not (ws.root / "var" / "plans").exists()
+    done = ws.cli("plan", str(ws.tenant_file()), "--date", "2026-06-01", "--findings", "reports/findings.csv")
+    assert done.returncode == 0, done.stderr
+    assert (ws.root / "var" / "plans" / "demo.json").is_file() and (ws.root / "reports" / "findings.csv").is_file()
