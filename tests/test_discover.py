@@ -123,6 +123,7 @@ def test_every_error_before_the_connection_names_the_tenant(tmp_path, capsys, mo
     doc["source"] = {"type": "sql", "host": "127.0.0.1", "database": "DOMUS", "username": "reader",
                      "password": "${env:ACME_DISCOVER_PW}", "driver": MISSING_DRIVER}
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    monkeypatch.setenv("ACME_DISCOVER_PW", "not-checked")     # plan names every missing secret before it connects
     code = cli.main([command, str(path)])
     err = capsys.readouterr().err
     assert code == 4 and f"tenant 'acme': the ODBC driver '{MISSING_DRIVER}' is not installed" in err, err
