@@ -106,3 +106,29 @@ def test_every_secret_that_cannot_be_resolved_is_named_at_once(tmp_path, command
         [last] = json.loads(_cli(tmp_path, "history", str(tenant), "--json").stdout)
         assert last["status"] == "failed" and "KUNDE_SQL_PASSWORD" in last["message"] \
             and "${file:../token.txt}" in last["message"]
+
+
+@pytest.mark.parametrize("command", [("plan", "--no-out"), ("run",)])
+def test_what_to_do_about_a_secret_file_that_is_not_utf8_is_kept(tmp_path, command):
+    """A token file saved as UTF-16 is there: plan and run say to write it as UTF-8 text, as the
+    target said before every reference was checked at once, not to create the file; with a
+    variable missing besides, what to do about each."""
+    tenant = _tenant_with_source(tmp_path, {"type": "sql", "url": str(REPO / "var" / "demo" / "erp.sqlite")})
+    doc = yaml.safe_load(tenant.read_text(encoding="utf-8"))
+    doc["source"]["url"] = "sqlite:///${env:KUNDE_ERP}"
+    doc["target"] = {"type": "idwell", "base_url": "http://127.0.0.1:9/import/v1", "token": "${file:../token.txt}"}
+    tenant.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "token.txt").write_bytes(b"\xff\xfeT\x00O\x00K\x00")
+    done = _cli(tmp_path, command[0], str(tenant), *command[1:])
+    assert done.returncode == 3, done.stderr
+    said, hint = done.stderr.splitlines()[:2]
+    assert "KUNDE_ERP is not set" in said and "is not UTF-8 text" in said, said
+    assert hint.startswith("  what to do: set the environment variable") and "as UTF-8 text" in hint, hint
+    doc["source"]["url"] = "sqlite:///var/erp.sqlite"
+    tenant.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    done = _cli(tmp_path, command[0], str(tenant), *command[1:])
+    assert done.returncode == 3, done.stderr
+    said, hint = done.stderr.splitlines()[:2]
+    assert said.endswith("target.token: secret file " + str(tmp_path / "tenants" / ".." / "token.txt")
+                         + " (referenced as ${file:../token.txt}) is not UTF-8 text"), said
+    assert hint == "  what to do: write the secret into the file as UTF-8 text (e.g. with printf '%s' ... > file)", hint

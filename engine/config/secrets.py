@@ -130,23 +130,27 @@ def tenant_secrets(tenant, *, target: bool = True) -> list[tuple[str, Secret]]:
     return out
 
 
-def unresolved(secrets: list[tuple[str, Secret]]) -> list[str]:
-    """`where: why` for each reference of `secrets` that cannot be resolved (every one, not only
-    the first: an operator then sets them all at once). Names references, never values."""
+def unresolved(secrets: list[tuple[str, Secret]]) -> list[tuple[str, str | None]]:
+    """(`where: why`, what to do) for each reference of `secrets` that cannot be resolved (every
+    one, not only the first: an operator then sets them all at once), the hint the SecretError
+    has (a file that is not UTF-8 text) or None. Names references, never values."""
     problems = []
     for where, secret in secrets:
         for reference in secret.references:
             try:
                 Secret(reference, secret.base_dir).resolve()
             except SecretError as exc:
-                problems.append(f"{where}: {exc}")
+                problems.append((f"{where}: {exc}", exc.hint))
     return problems
 
 
-def unresolved_error(tenant_id: str, problems: list[str]):
-    """The SecretReferenceError (exit 3) that names every reference in `problems`."""
+def unresolved_error(tenant_id: str, problems: list[tuple[str, str | None]]):
+    """The SecretReferenceError (exit 3) that names every reference in `problems`, with what to do
+    about each kind of problem once (the general advice for a variable or file that is missing)."""
     from engine.errors import SecretReferenceError
-    if len(problems) == 1:
-        return SecretReferenceError(f"tenant '{tenant_id}': {problems[0]}")
-    return SecretReferenceError(f"tenant '{tenant_id}': {len(problems)} secret references cannot be resolved: "
-                                + "; ".join(problems))
+    hints = list(dict.fromkeys(hint or MISSING_SECRET_HINT[0] for _, hint in problems))
+    texts = [text for text, _ in problems]
+    if len(texts) == 1:
+        return SecretReferenceError(f"tenant '{tenant_id}': {texts[0]}", hint=hints[0])
+    return SecretReferenceError(f"tenant '{tenant_id}': {len(texts)} secret references cannot be resolved: "
+                                + "; ".join(texts), hint="; ".join(hints))
