@@ -220,9 +220,9 @@ def _endpoint_lines(s: EndpointSample) -> list[str]:
     if s.unread:
         lines.append(f"  the mapping reads, but no record here has: {'; '.join(s.unread)}")
     if s.broken:
-        these = "this record" if n == 1 else f"these {n} records"
-        lines.append(f"  the mapping's external_id cannot be computed for {len(s.broken)} of {these} (a run "
-                     f"stops on them, exit 3); the first: {s.broken[0][1].message}")
+        which = "this record" if n == 1 else f"{len(s.broken)} of these {n} records"
+        lines.append(f"  the mapping's external_id cannot be computed for {which} (a run stops on "
+                     f"{'it' if len(s.broken) == 1 else 'them'}, exit 3); the first: {s.broken[0][1].message}")
     return lines
 
 

@@ -211,3 +211,23 @@ def test_field_paths_name_nested_objects_and_lists_as_expressions_read_them():
                    "parties[].role": ("string", 1), "tags[]": ("array of string|integer, null", 1),
                    '"first name"': ("string", 1)}
     assert [f.path for f in field_paths(records, {("id",), ("parties",)}) if f.read] == ["id", "parties[]"]
+
+
+def test_one_record_whose_external_id_the_mapping_cannot_compute_is_named_as_one(tmp_path, key_set):
+    """A page of one record that breaks the external_id: 'for this record (a run stops on it', not
+    'for 1 of this record'; two of three: 'for 2 of these 3 records'."""
+    from engine.config import load_tenant
+    from engine.discover_api import EndpointSample, _endpoint_lines, broken_ids, field_paths
+    from engine.sources.unread_paths import read_paths
+    tenant = load_tenant(write_tenant(tmp_path, "http://127.0.0.1:9/v1", units={"fields": {"external_id": BROKEN_ID}}))
+    units = tenant.entities["units"]
+    unit = {"id": 100008, "objectNumber": 1000, "number": "090", "floor": None}
+
+    def said(records):
+        s = EndpointSample(units, records, field_paths(records, read_paths(units)), [], broken=broken_ids(units, records))
+        return next(line for line in _endpoint_lines(s) if "cannot be computed" in line)
+    assert said([unit]).startswith("  the mapping's external_id cannot be computed for this record (a run stops on "
+                                   "it, exit 3); the first: units 100008: "), said([unit])
+    records = [unit, {**unit, "id": 100009}, {**unit, "id": 100010, "floor": "EG"}]
+    assert said(records).startswith("  the mapping's external_id cannot be computed for 2 of these 3 records (a run "
+                                    "stops on them, exit 3)"), said(records)
