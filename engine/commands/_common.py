@@ -358,8 +358,10 @@ def stopped_report(exc, args, tenant) -> None:
     if findings is None:
         return
     if findings_path is None:
-        exc.hint = (f"{exc.hint}; `idwell-sync plan {tenant.id} --findings FILE` writes every person who "
-                    "shares an address (email_shared_failed) to the data-quality report")
+        import shlex
+        folder = "" if args.tenants_dir == "tenants" else f" --tenants-dir {shlex.quote(str(args.tenants_dir))}"
+        exc.hint = (f"{exc.hint}; `idwell-sync plan {shlex.quote(str(args.tenant))}{folder} --findings FILE` writes "
+                    "every person who shares an address (email_shared_failed) to the data-quality report")
         return
     try:
         with writing(findings_path, "--findings"):

@@ -51,4 +51,4 @@ def test_dedup_fail_without_a_report_says_how_to_get_the_list(ws):
     path = ws.tenant_file(**FAIL)
     done = ws.cli("plan", str(path), "--no-out")
     assert done.returncode == 8, done.stderr
-    assert "--findings FILE" in done.stderr
+    assert f"`idwell-sync plan {path} --findings FILE`" in done.stderr      # the tenant as given: a path here
