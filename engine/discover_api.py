@@ -238,8 +238,9 @@ def format_records(s: EndpointSample, rows: int, width: int = 40) -> str:
     lines += format_table([f.path for f in columns], cells)
     if s.broken and rows:
         shown = s.broken[:rows]
-        lines.append(f"{len(shown)} of the {counted(len(s.broken), 'record')} whose external_id the mapping cannot compute, "
-                     "as the API sent them:")
+        which = f"the {counted(len(shown), 'record')}" if len(shown) == len(s.broken) else \
+            f"the first {len(shown)} of the {counted(len(s.broken), 'record')}"
+        lines.append(f"{which} whose external_id the mapping cannot compute, as the API sent them:")
         cells = [[_cell(_text(_at(s.records[n], f.names)), width) for f in columns] for n, _ in shown]
         lines += format_table([f.path for f in columns], cells)
         lines += [f"  {error.message}" for _, error in shown]

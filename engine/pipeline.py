@@ -31,7 +31,6 @@ from engine.errors import DedupFailed
 from engine.findings import Finding
 from engine.parallel_prepare import _extract_transform_parallel
 from engine.plan import Plan, build_plan, diff_entity, email_releases, guard_deletes, keep_held_logins
-from engine.plural import counted
 from engine.progress import Progress
 from engine.record import _accepted, note_writes_ahead, pending_before, record
 from engine.redact import redact

@@ -119,7 +119,7 @@ def test_records_whose_external_id_the_mapping_cannot_compute_are_shown_with_the
     code, out, err = discover(capsys, str(tenant), "units", "--rows", "2")
     assert code == 0, err
     first, broken = out.split("first 2 records:\n")[1].split(
-        "2 of the 7 records whose external_id the mapping cannot compute, as the API sent them:\n")
+        "the first 2 of the 7 records whose external_id the mapping cannot compute, as the API sent them:\n")
     assert "100001" in first and "100008" not in first
     rows = broken.splitlines()
     assert [c.strip() for c in rows[0].split("|")] == ["id", "objectNumber", "number", "name", "typeCode",
