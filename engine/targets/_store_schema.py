@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import contract
+from engine.sqlite_journal import HalfWritten, hot_journal
 
 FIELDS: dict[str, tuple[str, ...]] = {e: contract.fields(e) for e in contract.RESOURCES}
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -125,27 +126,6 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
-
-
-class HalfWritten(sqlite3.OperationalError):
-    """A store that a program left in the middle of a write, its rollback journal beside it: it
-    can be read only once a connection that may write has rolled that write back."""
-
-    def __init__(self, path: Path, journal: int | None):
-        self.path, self.journal = path, journal
-        size = f" ({journal:,} bytes)" if journal else ""
-        super().__init__(f"a program that wrote it stopped in the middle of a write and left its rollback journal "
-                         f"{path}-journal{size}: read as it is, the store would be half-written")
-
-
-def hot_journal(path: Path) -> int | None:
-    """The size of the rollback journal beside the store `path`, None where there is none or
-    it is empty (SQLite's journal_mode=TRUNCATE leaves it empty after each write)."""
-    try:
-        size = Path(f"{path}-journal").stat().st_size
-    except OSError:
-        return None
-    return size or None
 
 
 def _open(uri: str) -> sqlite3.Connection:

@@ -17,7 +17,7 @@ from engine._stop import whole
 from engine.errors import TargetError
 from engine.plural import counted
 from engine.targets._store_portal import Op, PortalStore, read_rows
-from engine.targets._store_schema import HalfWritten
+from engine.sqlite_journal import HalfWritten
 from engine.targets.base import Change, Outcome, Progress
 from engine.write_access import why_not_creatable, why_not_searchable
 

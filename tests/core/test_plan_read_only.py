@@ -259,3 +259,40 @@ def test_plan_refuses_a_store_left_half_written_with_its_rollback_journal(ws, ed
     code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
     assert code == 0, err
     assert_plans_the_edit(summary)
+
+
+def test_plan_refuses_a_state_store_left_half_written_with_its_rollback_journal(ws, edited):
+    """The same for the state store, which a plan opens only to read: another program switched it
+    to rollback-journal mode and was killed in the middle of a write (here: deleting the run
+    history). The plan does not read what the engine remembers half-written; it names the store
+    and what to do (exit 10), and changes nothing."""
+    state = ws.root / "var" / "state.sqlite"
+    writer = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, signal, sqlite3, sys
+        conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute("PRAGMA cache_size=1")                 # changed pages go to the file before the commit
+        conn.execute("BEGIN")
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            conn.execute(f"DELETE FROM {table}")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """), str(state)])
+    assert writer.returncode == -9
+    journal = state.with_name("state.sqlite-journal")
+    assert journal.stat().st_size > 0
+    before, journal_before = digest(state), digest(journal)
+
+    done = ws.cli("plan", str(edited), *ARGS)
+    assert done.returncode == 10, done.stderr
+    assert f"left its rollback journal {journal} ({journal.stat().st_size:,} bytes)" in done.stderr, done.stderr
+    assert f"e.g. `sqlite3 {state} 'PRAGMA quick_check'`" in done.stderr, done.stderr
+    assert f"Do not delete {journal}" in done.stderr
+    assert (digest(state), digest(journal)) == (before, journal_before)
+
+    rollback = sqlite3.connect(state)                       # as `sqlite3 STORE 'PRAGMA quick_check'` does
+    assert rollback.execute("PRAGMA quick_check").fetchone() == ("ok",)
+    rollback.close()
+    assert not journal.exists()
+    code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
+    assert code == 0, err
+    assert_plans_the_edit(summary)                          # the drift: the state store is whole again
