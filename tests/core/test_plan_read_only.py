@@ -218,6 +218,23 @@ def test_plan_on_the_first_night_creates_neither_the_stores_nor_their_folders(ws
     assert code == 0 and run["writes"] == plan["writes"] and store.exists(), err
 
 
+def killed_mid_write(path, statements: str):
+    """Another program writes the SQLite file `path` in rollback-journal mode (`statements`, over
+    its connection `conn`, in one transaction) and is killed before it commits: its journal, the
+    pages it changed, stays beside the file. Returns the journal's path."""
+    writer = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, signal, sqlite3, sys
+        conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute("PRAGMA cache_size=1")                 # changed pages go to the file before the commit
+        conn.execute("BEGIN")
+    """) + textwrap.dedent(statements) + "\nos.kill(os.getpid(), signal.SIGKILL)\n", str(path)])
+    assert writer.returncode == -9
+    journal = path.with_name(path.name + "-journal")
+    assert journal.stat().st_size > 0
+    return journal
+
+
 def test_plan_refuses_a_store_left_half_written_with_its_rollback_journal(ws, edited):
     """A program that writes the store in rollback-journal mode (not the engine, which uses WAL:
     sqlite3 by hand, another tool) was killed in the middle of a write: its -journal file is
@@ -226,19 +243,9 @@ def test_plan_refuses_a_store_left_half_written_with_its_rollback_journal(ws, ed
     store that is fine damaged. The plan says what happened and what to do, and changes nothing;
     once a connection that may write has opened the store, the plan reads what was committed."""
     store = ws.root / "var" / "portal" / "demo.sqlite"
-    writer = subprocess.run([sys.executable, "-c", textwrap.dedent("""
-        import os, signal, sqlite3, sys
-        conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-        conn.execute("PRAGMA journal_mode=DELETE")
-        conn.execute("PRAGMA cache_size=1")                 # changed pages go to the file before the commit
-        conn.execute("BEGIN")
+    journal = killed_mid_write(store, """
         conn.execute("UPDATE users SET last_name = 'HALB', email = NULL")
-        conn.execute("DELETE FROM occupancies")
-        os.kill(os.getpid(), signal.SIGKILL)
-    """), str(store)])
-    assert writer.returncode == -9
-    journal = store.with_name("demo.sqlite-journal")
-    assert journal.stat().st_size > 0
+        conn.execute("DELETE FROM occupancies")""")
     before, journal_before = digest(store), digest(journal)
 
     done = ws.cli("plan", str(edited), *ARGS)
@@ -267,19 +274,9 @@ def test_plan_refuses_a_state_store_left_half_written_with_its_rollback_journal(
     history). The plan does not read what the engine remembers half-written; it names the store
     and what to do (exit 10), and changes nothing."""
     state = ws.root / "var" / "state.sqlite"
-    writer = subprocess.run([sys.executable, "-c", textwrap.dedent("""
-        import os, signal, sqlite3, sys
-        conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-        conn.execute("PRAGMA journal_mode=DELETE")
-        conn.execute("PRAGMA cache_size=1")                 # changed pages go to the file before the commit
-        conn.execute("BEGIN")
+    journal = killed_mid_write(state, """
         for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-            conn.execute(f"DELETE FROM {table}")
-        os.kill(os.getpid(), signal.SIGKILL)
-    """), str(state)])
-    assert writer.returncode == -9
-    journal = state.with_name("state.sqlite-journal")
-    assert journal.stat().st_size > 0
+            conn.execute(f"DELETE FROM {table}")""")
     before, journal_before = digest(state), digest(journal)
 
     done = ws.cli("plan", str(edited), *ARGS)
