@@ -235,6 +235,19 @@ def killed_mid_write(path, statements: str):
     return journal
 
 
+def plans_once_rolled_back(ws, edited, path, journal) -> None:
+    """What the error says to do: one connection that may write opens the file (as `sqlite3 STORE
+    'PRAGMA quick_check'` does) and rolls the unfinished write back; then the plan reads the
+    committed store."""
+    rollback = sqlite3.connect(path)
+    assert rollback.execute("PRAGMA quick_check").fetchone() == ("ok",)
+    rollback.close()
+    assert not journal.exists()
+    code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
+    assert code == 0, err
+    assert_plans_the_edit(summary)
+
+
 def test_plan_refuses_a_store_left_half_written_with_its_rollback_journal(ws, edited):
     """A program that writes the store in rollback-journal mode (not the engine, which uses WAL:
     sqlite3 by hand, another tool) was killed in the middle of a write: its -journal file is
@@ -258,14 +271,7 @@ def test_plan_refuses_a_store_left_half_written_with_its_rollback_journal(ws, ed
            f"write {store} and its folder, e.g. `sqlite3 {store} 'PRAGMA quick_check'`" in done.stderr, done.stderr
     assert f"Do not delete {journal}" in done.stderr
     assert (digest(store), digest(journal)) == (before, journal_before)
-
-    rollback = sqlite3.connect(store)                       # as `sqlite3 STORE 'PRAGMA quick_check'` does
-    assert rollback.execute("PRAGMA quick_check").fetchone() == ("ok",)
-    rollback.close()
-    assert not journal.exists()
-    code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
-    assert code == 0, err
-    assert_plans_the_edit(summary)
+    plans_once_rolled_back(ws, edited, store, journal)
 
 
 def test_plan_refuses_a_state_store_left_half_written_with_its_rollback_journal(ws, edited):
@@ -285,11 +291,4 @@ def test_plan_refuses_a_state_store_left_half_written_with_its_rollback_journal(
     assert f"e.g. `sqlite3 {state} 'PRAGMA quick_check'`" in done.stderr, done.stderr
     assert f"Do not delete {journal}" in done.stderr
     assert (digest(state), digest(journal)) == (before, journal_before)
-
-    rollback = sqlite3.connect(state)                       # as `sqlite3 STORE 'PRAGMA quick_check'` does
-    assert rollback.execute("PRAGMA quick_check").fetchone() == ("ok",)
-    rollback.close()
-    assert not journal.exists()
-    code, summary, err = ws.cli_json("plan", str(edited), *ARGS)
-    assert code == 0, err
-    assert_plans_the_edit(summary)                          # the drift: the state store is whole again
+    plans_once_rolled_back(ws, edited, state, journal)      # the drift: the state store is whole again
