@@ -29,6 +29,7 @@ the tenant, the store and what to do.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,6 +51,8 @@ __all__ = ["BUSY_TIMEOUT", "DEFAULT_URL", "MESSAGE_LIMIT", "SUCCESSFUL", "LockIn
 DEFAULT_URL = "sqlite:///var/state.sqlite"
 BUSY_TIMEOUT = 30.0
 """Seconds an SQLite store waits for another process's write to end before it gives up."""
+CREATE_ATTEMPTS = 5
+"""Times a process tries to create a new store's tables before its failure is the run's (StateStore._create)."""
 ADDED_COLUMNS = (("action", "VARCHAR(10)"), ("earlier", "TEXT"))
 """The columns of pending_writes that came after stores were in use: a run adds them to an older
 store's table (StateStore._add_missing_columns); a store opened only to read them reads NULL."""
@@ -191,16 +194,28 @@ class StateStore(RunHistory, EmailWinners, WrittenRecords, RunLock):
                 self._old_columns = {name for name, _ in ADDED_COLUMNS if name not in have}
 
     def _create(self, schema: str | None) -> None:
-        for attempt in (1, 2):          # two processes creating the tables at once: the loser retries
+        """The store's tables, where they are not there yet. Runs of several tenants that share a
+        store start together (one cron tick) and on the first night each creates it: on SQLite
+        one process at a time (BEGIN IMMEDIATE: the others wait for its write lock, then find its
+        tables), as the checks and CREATE TABLEs of a plain create_all interleave ("table ...
+        already exists"). Making a new SQLite file a WAL store takes it whole for a moment: a
+        process that meets that ("database is locked", at connect) tries again, as does one that
+        loses a race on another server."""
+        sqlite = self.url.get_backend_name() == "sqlite"
+        for attempt in range(CREATE_ATTEMPTS):
             try:
-                with self.engine.begin() as c:
+                with self.engine.connect() as c:
+                    if sqlite:
+                        c.exec_driver_sql("BEGIN IMMEDIATE")
                     if schema:
                         c.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
                     self.metadata.create_all(c)
+                    c.commit()
                 break
             except DBAPIError:
-                if attempt == 2:
+                if attempt == CREATE_ATTEMPTS - 1:
                     raise
+                time.sleep(0.05 * (attempt + 1))
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:

@@ -232,39 +232,62 @@ def test_processes_opening_a_store_of_an_earlier_version_at_once_all_open_it(bac
     its later columns and adds them. One that finds a column another one added meanwhile opens the
     store all the same, instead of failing the run with exit 10 ("duplicate column name"). The
     processes open one store at once, round after round, so that they meet in that moment."""
+    url, schema = _open_at_once(backend, tmp_path, request, ROUNDS[backend], _store_before_the_added_columns)
+    engine = sa.create_engine(url[0])
+    assert {"action", "earlier"} <= {c["name"] for c in sa.inspect(engine).get_columns(
+        f"{url[1]}pending_writes", schema=schema or None)}
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_processes_creating_a_new_store_at_once_all_open_it(backend, tmp_path, request):
+    """The first night of tenants that share a store: their runs start together and each creates
+    the store's tables. Before, on SQLite, nearly every round had a run fail with exit 10
+    ("table locks already exists", or "database is locked" as the new file became a WAL store)."""
+    url, schema = _open_at_once(backend, tmp_path, request, ROUNDS[backend] // 2, None)
+    engine = sa.create_engine(url[0])
+    assert {f"{url[1]}{t}" for t in ("runs", "email_winners", "last_written", "pending_writes", "locks")} <= \
+        set(sa.inspect(engine).get_table_names(schema=schema or None))
+    engine.dispose()
+
+
+def _open_at_once(backend: str, tmp_path, request, rounds: int, prepare) -> tuple[tuple[str, str], str]:
+    """Four processes open one store at the same moment as a run opens it (OPENER), `rounds` times,
+    each round a store of its own, made by `prepare(url, prefix, schema)` first (None: a new
+    store); every process must open it. Returns the last store's (url, prefix) and the schema."""
     if backend == "sqlite":
         schema = ""
-        stores = [(f"sqlite:///{tmp_path / f'state{i}.sqlite'}", "") for i in range(ROUNDS[backend])]
+        stores = [(f"sqlite:///{tmp_path / f'state{i}.sqlite'}", "") for i in range(rounds)]
     else:
         url = request.getfixturevalue("pg_url")
         schema = f"s{uuid.uuid4().hex[:12]}"
-        stores = [(url, f"r{i}_") for i in range(ROUNDS[backend])]
+        stores = [(url, f"r{i}_") for i in range(rounds)]
+
+        def drop() -> None:                 # after the test has looked at the last store
+            engine = sa.create_engine(url)
+            with engine.begin() as c:
+                c.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            engine.dispose()
+        request.addfinalizer(drop)
     openers = [subprocess.Popen([sys.executable, "-c", OPENER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True) for _ in range(4)]
     try:
         assert [p.stdout.readline().strip() for p in openers] == ["ready"] * len(openers)
         failures = []
         for url, prefix in stores:
-            _store_before_the_added_columns(url, prefix, schema or None)
+            if prepare is not None:
+                prepare(url, prefix, schema or None)
             at = time.time() + 0.05   # time enough for each to read its line
             for p in openers:
                 p.stdin.write(f"{at}\t{url}\t{prefix}\t{schema}\n")
                 p.stdin.flush()
             failures += [line for p in openers if (line := p.stdout.readline().strip()) != "opened"]
         assert failures == []
-        engine = sa.create_engine(stores[-1][0])
-        assert {"action", "earlier"} <= {c["name"] for c in sa.inspect(engine).get_columns(
-            f"{stores[-1][1]}pending_writes", schema=schema or None)}
-        engine.dispose()
+        return stores[-1], schema
     finally:
         for p in openers:
             p.stdin.close()
             p.wait(timeout=60)
-        if backend == "postgresql":
-            engine = sa.create_engine(stores[0][0])
-            with engine.begin() as c:
-                c.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            engine.dispose()
 
 
 def test_two_stores_with_different_prefixes_are_independent(tmp_path):
