@@ -187,24 +187,31 @@ class StateStore(RunHistory, EmailWinners, WrittenRecords, RunLock):
             self._create(schema)
         else:                                       # a failure here is one to open the store (open_store)
             inspector = sa.inspect(self.engine)
-            self._missing = {t.name for t in (self._runs, self._winners, self._written, self._pending, self._locks)
-                             if not inspector.has_table(t.name, schema=schema)}
+            self._missing = {t.name for t in self._tables if not inspector.has_table(t.name, schema=schema)}
             if self._pending.name not in self._missing:
                 have = {c["name"] for c in inspector.get_columns(self._pending.name, schema=schema)}
                 self._old_columns = {name for name, _ in ADDED_COLUMNS if name not in have}
+
+    @property
+    def _tables(self) -> tuple[sa.Table, ...]:
+        return self._runs, self._winners, self._written, self._pending, self._locks
 
     def _create(self, schema: str | None) -> None:
         """The store's tables, where they are not there yet. Runs of several tenants that share a
         store start together (one cron tick) and on the first night each creates it: on SQLite
         one process at a time (BEGIN IMMEDIATE: the others wait for its write lock, then find its
         tables), as the checks and CREATE TABLEs of a plain create_all interleave ("table ...
-        already exists"). Making a new SQLite file a WAL store takes it whole for a moment: a
-        process that meets that ("database is locked", at connect) tries again, as does one that
-        loses a race on another server."""
+        already exists"). A store whose tables are all there is left as it is, without the lock.
+        Making a new SQLite file a WAL store takes it whole for a moment: a process that meets
+        that ("database is locked", at connect) tries again, as does one that loses a race on
+        another server."""
         sqlite = self.url.get_backend_name() == "sqlite"
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 with self.engine.connect() as c:
+                    inspector = sa.inspect(c)
+                    if all(inspector.has_table(t.name, schema=schema) for t in self._tables):
+                        break                   # made already (every night but the first): no write lock taken
                     if sqlite:
                         c.exec_driver_sql("BEGIN IMMEDIATE")
                     if schema:
