@@ -30,3 +30,19 @@ def hot_journal(path: Path) -> int | None:
     except OSError:
         return None
     return size or None
+
+
+def refuse_half_written(path: Path, exc: sqlite3.OperationalError) -> None:
+    """Raises HalfWritten where `exc`, SQLite's refusal to open the store `path` read-only, comes
+    of a rollback journal beside it; returns for any other refusal (the caller's read-only
+    fallback, `immutable`, may follow)."""
+    journal = hot_journal(path)
+    if journal or (getattr(exc, "sqlite_errorname", "") or "") == "SQLITE_READONLY_ROLLBACK":
+        raise HalfWritten(path, journal) from exc
+
+
+def roll_back_hint(path, run_does: str, then: str) -> str:
+    """What to do about a HalfWritten store: let SQLite roll the write back, and keep the journal."""
+    return (f"let SQLite roll the unfinished write back: open the store once to write, as a user who may write {path} "
+            f"and its folder, e.g. `sqlite3 {path} 'PRAGMA quick_check'` ({run_does}); then {then}. Do not delete "
+            f"{path}-journal: the store needs it to be whole again")

@@ -67,16 +67,14 @@ def _read_only_sqlite(path: Path, timeout: float):
     where another program left a rollback journal beside it (engine.sqlite_journal): HalfWritten."""
     import sqlite3
 
-    from engine.sqlite_journal import HalfWritten, hot_journal
+    from engine.sqlite_journal import refuse_half_written
     uri = f"{path.resolve().as_uri()}?mode=ro"          # as the other read-only openers (_common, _store_portal)
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()     # SQLite opens the file on first use
         return conn
     except sqlite3.OperationalError as exc:
-        journal = hot_journal(path)
-        if journal or (getattr(exc, "sqlite_errorname", "") or "") == "SQLITE_READONLY_ROLLBACK":
-            raise HalfWritten(path, journal) from exc
+        refuse_half_written(path, exc)
         if not path.exists() or Path(f"{path}-wal").exists():
             raise
         return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=timeout, check_same_thread=False)
@@ -90,11 +88,9 @@ def diagnose(url: sa.URL, exc: DBAPIError, busy_timeout: float | None = None) ->
     code = getattr(orig, "sqlite_errorname", "") or ""
     busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
     where = url.database if url.get_backend_name() == "sqlite" else shown_url(url)
-    from engine.sqlite_journal import HalfWritten
+    from engine.sqlite_journal import HalfWritten, roll_back_hint
     if isinstance(orig, HalfWritten):                   # its two paths whole: the message is no longer than that
-        return " ".join(redact(str(orig)).split()), (f"let SQLite roll the unfinished write back: open the store once to write, as a user who may "
-                        f"write {where} and its folder, e.g. `sqlite3 {where} 'PRAGMA quick_check'` (a run does it "
-                        f"too); then try again. Do not delete {where}-journal: the store needs it to be whole again")
+        return " ".join(redact(str(orig)).split()), roll_back_hint(where, "a run does it too", "try again")
     if code.startswith("SQLITE_FULL"):
         return reason, (f"the disk that holds {where} is full: free space there (or move the store, "
                         f"see --state / $IDWELL_STATE_URL / the tenant's state_url), then run again")

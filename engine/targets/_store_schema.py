@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import contract
-from engine.sqlite_journal import HalfWritten, hot_journal
+from engine.sqlite_journal import refuse_half_written
 
 FIELDS: dict[str, tuple[str, ...]] = {e: contract.fields(e) for e in contract.RESOURCES}
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -114,9 +114,7 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     try:
         conn = _open(uri)
     except sqlite3.OperationalError as exc:
-        journal = hot_journal(Path(path))
-        if journal or (getattr(exc, "sqlite_errorname", "") or "") == "SQLITE_READONLY_ROLLBACK":
-            raise HalfWritten(Path(path), journal) from exc
+        refuse_half_written(Path(path), exc)
         if not Path(path).exists() or Path(f"{path}-wal").exists():
             raise
         conn = _open(uri + "&immutable=1")

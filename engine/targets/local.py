@@ -17,7 +17,7 @@ from engine._stop import whole
 from engine.errors import TargetError
 from engine.plural import counted
 from engine.targets._store_portal import Op, PortalStore, read_rows
-from engine.sqlite_journal import HalfWritten
+from engine.sqlite_journal import HalfWritten, roll_back_hint
 from engine.targets.base import Change, Outcome, Progress
 from engine.write_access import why_not_creatable, why_not_searchable
 
@@ -155,10 +155,7 @@ def _not_readable(path: Path, exc: BaseException, who: str) -> TargetError:
     """The error of a store, which exists, that cannot be opened to read it."""
     if isinstance(exc, HalfWritten):
         return TargetError(f"{who}cannot read the local portal store {path}: {exc}",
-                           hint=f"let SQLite roll the unfinished write back: open the store once to write, as a user "
-                                f"who may write {path} and its folder, e.g. `sqlite3 {path} 'PRAGMA quick_check'` (a "
-                                f"run of the tenant does it too, and then syncs); then plan again. Do not delete "
-                                f"{path}-journal: the store needs it to be whole again")
+                           hint=roll_back_hint(path, "a run of the tenant does it too, and then syncs", "plan again"))
     if why := _not_a_store(path, exc):
         return TargetError(f"{who}cannot open the local portal store {path.absolute()}: {why[0]}", hint=why[1])
     return TargetError(f"{who}cannot open the local portal store {path} to read it: {exc}",
