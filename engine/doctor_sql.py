@@ -314,13 +314,12 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe, mapped: dict) 
     """Runs the entity's query and maps every row it returns as a run does: an expression of the
     mapping that a record breaks (engine.errors.ExpressionError, exit 3 in a run) fails the step."""
     from sqlalchemy import text
-    from engine.references import tenant_today, window_bounds
+    from engine.extract import window_params
+    from engine.references import tenant_today
     from engine.sources.sql import query_params
     title = _query_title(entity)
     run_date = tenant_today(tenant)
-    ref, end_from, start_until = window_bounds(tenant.window, run_date)
-    params = {"ref_date": ref, "window_end_from": end_from, "window_start_until": start_until,
-              **tenant.source.params, **entity.params}
+    params = {**window_params(tenant, run_date), **tenant.source.params, **entity.params}
     t0 = time.perf_counter()
     try:
         bound = query_params(entity.query or "", params)

@@ -98,7 +98,7 @@ def state_url(args, tenant) -> str:
     """The state store's URL; secret references in it (${env:..}, ${file:..}) are resolved here."""
     from engine.config.secrets import REFERENCE, Secret, SecretError
     from engine.errors import SecretReferenceError
-    url = args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL") or default_state_url(tenant)
+    url = _named_state_url(args, tenant) or default_state_url(tenant)
     if REFERENCE.search(url):
         try:
             return Secret(url, tenant.path.parent).resolve_url()
@@ -107,12 +107,18 @@ def state_url(args, tenant) -> str:
     return url
 
 
+def _named_state_url(args, tenant) -> str | None:
+    """The state store's URL as given, first found: --state, the tenant's state_url,
+    $IDWELL_STATE_URL; None where none is (the default then applies: default_state_url)."""
+    return args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL")
+
+
 def check_secrets(args, tenant, *, target: bool = True) -> None:
     """Every secret reference of the tenant (its state store's, source's and, with `target`, its
     target's) that cannot be resolved, named at once (SecretReferenceError, exit 3): an operator
     who sets the first does not meet the next on the following try. Only references: no value."""
     from engine.config.secrets import REFERENCE, Secret, tenant_secrets, unresolved, unresolved_error
-    url = args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL")
+    url = _named_state_url(args, tenant)              # the default holds no reference
     secrets = [("state store", Secret(url, tenant.path.parent))] if url and REFERENCE.search(url) else []
     if problems := unresolved(secrets + tenant_secrets(tenant, target=target)):
         raise unresolved_error(tenant.id, problems)
