@@ -289,7 +289,7 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
             t = time.perf_counter()
             with whole():
                 earlier = pending_before(prepared, state)
-                note_writes_ahead(prepared, state)
+                noted_over = note_writes_ahead(prepared, state)
             try:
                 applied = apply(prepared, target, progress)
             except BaseException as exc:                # an interruption too (SIGTERM, Ctrl-C)
@@ -297,12 +297,12 @@ def run_tenant(tenant: Tenant, state, *, run_date: dt.date | None = None, allow_
                 in_flight = getattr(exc, "in_flight", None) or []
                 with whole():           # remember what the portal accepted, or the next run calls it drift
                     record(prepared, Applied(answered or [], []), state, run_id, complete=False,
-                           in_flight=in_flight, earlier=earlier)
+                           in_flight=in_flight, earlier=earlier, noted_over=noted_over)
                 raise
             prepared.timings["apply"] = time.perf_counter() - t
             prepared.timings["total"] += prepared.timings["apply"]
             with whole():                               # a stop waits until every entity is noted
-                settled = record(prepared, applied, state, run_id, earlier=earlier)
+                settled = record(prepared, applied, state, run_id, earlier=earlier, noted_over=noted_over)
             status = "rejected" if applied.rejected else "deletes_held" if prepared.plan.held_reasons else "ok"
         except BaseException as exc:
             failure = failure_message(exc)

@@ -15,15 +15,21 @@ from engine.targets.base import Change, Outcome
 
 if TYPE_CHECKING:
     from engine.pipeline import Applied, Prepared
+    from engine.state_writes import PendingWrite
 
 
 def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete: bool = True,
-           in_flight: list[Change] = (), earlier: dict[str, set[str]] | None = None) -> dict[str, dict[str, int]]:
+           in_flight: list[Change] = (), earlier: dict[str, set[str]] | None = None,
+           noted_over: dict[str, dict[str, PendingWrite]] | None = None) -> dict[str, dict[str, int]]:
     """Remember what was written (drift detection) and, after a complete apply, the e-mail winners.
     `in_flight`: changes sent without an answer (a run stopped part-way), remembered as pending;
     `earlier`: entity -> the external_ids that were pending before this run noted its own writes
-    (note_writes_ahead). A run stopped part-way keeps pending only those and its writes in flight:
-    what it answered is recorded, what it never sent the portal does not hold.
+    (note_writes_ahead); `noted_over`: entity -> those pending writes as they were before it
+    (note_writes_ahead's answer), of the records it noted. A run stopped part-way keeps pending only
+    those and its writes in flight: what it answered is recorded, what it never sent the portal does
+    not hold. A pending write of a record whose write the portal refused, or a run stopped before it
+    sent, is put back as it was: the value noted ahead is not one the portal holds, so the drift
+    check must not take it for the engine's own, nor let it push out an earlier one.
     A complete run settles the pending records: one it did not write again and the portal did not
     refuse is as desired in the portal now (the plan found it unchanged), so that is what the
     engine last wrote; a user whose update keep_held_logins left unsent (Plan.unsent) is in the
@@ -36,11 +42,13 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
     (SETTLED; only entities that had any): `landed` (the portal held them as this run wants
     them), `sent_again` (it did not: this run wrote them), `refused` (this run's write was
     refused) and `gone` (no longer among the records the run sends)."""
-    earlier = earlier or {}
+    earlier, noted_over = earlier or {}, noted_over or {}
     written: dict[str, dict[str, dict]] = {e: {} for e in ENTITIES}   # the last accepted write per record
     gone: dict[str, list[str]] = {e: [] for e in ENTITIES}
+    maybe_written = {(c.entity, c.external_id) for c in in_flight}    # the portal may hold these
     for o in applied.outcomes:
         if o.ok:
+            maybe_written.add((o.change.entity, o.change.external_id))
             c = o.change
             if c.action == "delete":
                 gone[c.entity].append(c.external_id)
@@ -63,6 +71,8 @@ def record(prepared: Prepared, applied: Applied, state, run_id: Any, *, complete
         settled = [holds[i] if i in holds else records[i].data for i in pending
                    if i in records and i not in written[entity] and (entity, i) not in refused_ids]
         state.remember_written(tenant_id, entity, [*written[entity].values(), *settled], gone[entity])
+        state.restore_pending(tenant_id, entity, {i: w for i, w in noted_over.get(entity, {}).items()
+                                                  if (entity, i) not in maybe_written})
         before = earlier.get(entity, ())     # this run's own refused writes were answered: not kept
         kept = {i for i in pending if (entity, i) in kept_ids and i in before}
         if pending:
@@ -94,7 +104,7 @@ def pending_before(prepared: Prepared, state) -> dict[str, set[str]]:
     return {e: state.pending_ids(prepared.tenant.id, e) for e in ENTITIES}
 
 
-def note_writes_ahead(prepared: Prepared, state) -> None:
+def note_writes_ahead(prepared: Prepared, state) -> dict[str, dict[str, PendingWrite]]:
     """The plan's creates and updates noted as pending (StateStore.remember_pending) before
     anything is sent. A run killed outright (kill -9, the out-of-memory killer, the machine
     going down) cannot record what the portal accepted. Without the updates noted, the next
@@ -103,13 +113,17 @@ def note_writes_ahead(prepared: Prepared, state) -> None:
     the portal. Without the creates noted, a record the killed run created would have no drift
     check until the engine next wrote it: an edit in the portal before that was overwritten
     without a word. A record noted so already by a run killed before keeps that run's value too,
-    which the portal may hold instead. The next complete run settles the pending records (record)."""
+    which the portal may hold instead. The next complete run settles the pending records (record).
+    Returns entity -> the pending writes as they were before, of the records noted that had one
+    (StateStore.remember_pending): record puts back those the portal refused, or the run never sent."""
     noted: dict[tuple[str, str], list[dict]] = {}
     for c in prepared.plan.changes:
         if c.action != "delete":
             noted.setdefault((c.entity, c.action), []).append(c.record)
+    before: dict[str, dict[str, PendingWrite]] = {}
     for (entity, action), records in noted.items():
-        state.remember_pending(prepared.tenant.id, entity, records, action=action)
+        before.setdefault(entity, {}).update(state.remember_pending(prepared.tenant.id, entity, records, action=action))
+    return before
 
 
 def _accepted(outcomes: list[Outcome], in_flight: list[Change] = ()) -> dict[str, dict[str, int]]:

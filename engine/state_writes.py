@@ -13,11 +13,12 @@ from engine.state_rows import _CHUNK, _dump
 
 EARLIER_KEPT = 8
 """How many values noted of a record before its last one a pending write keeps (`earlier`), the
-most recent first. Each run that notes a new value of a record still pending (a killed run, a run
-whose write of it was refused) adds one; a record refused for months while the ERP changes it
-would grow its row, and what the drift check reads, night after night. A portal holding a value
-noted more than this many times before the last is reported as drift by the next run that
-updates the record (and overwritten with the ERP's value, as it would be anyway)."""
+most recent first. Each run killed after it noted a new value of a record still pending adds one
+(a run whose write of it the portal refused, or that stopped before sending it, puts the pending
+write back as it was: restore_pending); runs killed night after night while the ERP changes the
+record would grow its row, and what the drift check reads. A portal holding a value noted more
+than this many times before the last is reported as drift by the next run that updates the
+record (and overwritten with the ERP's value, as it would be anyway)."""
 
 
 class PendingWrite(NamedTuple):
@@ -86,7 +87,7 @@ class WrittenRecords:
                 c.exec_driver_sql(f"ANALYZE {table.fullname}")
 
     def remember_pending(self, tenant: str, entity: str, records: Iterable[Mapping[str, Any]], *,
-                         action: str = "update") -> None:
+                         action: str = "update") -> dict[str, PendingWrite]:
         """Records sent to the portal whose answer never came (a run stopped with batches in flight,
         or killed after it noted its writes ahead): the portal may hold them or not. `action`: how
         they were sent (`create`, `update`). The next run's drift check takes such a value for one
@@ -95,24 +96,41 @@ class WrittenRecords:
         (forget_pending). A record pending already keeps what was noted of it (`earlier`; a create
         stays one): a run killed after the portal wrote it, then another killed before it sent the
         record's next value, leave the portal holding the first, not the last noted. Of those it
-        keeps the EARLIER_KEPT most recent."""
-        stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record", "action", "earlier"])
+        keeps the EARLIER_KEPT most recent. Returns the pending writes of these records as they
+        were before (external_id -> PendingWrite, for those that had one), which restore_pending
+        puts back where the portal refused the write noted now."""
         rows = {r["external_id"]: {"tenant": tenant, "entity": entity, "external_id": r["external_id"],
                                    "record": _dump(r), "action": action, "earlier": None} for r in records}
         if not rows:
-            return
+            return {}
         q = self._pending.c
         with self._failing(tenant, f"record the writes in flight ({entity}) in"), self.engine.begin() as c:
             noted = set(c.execute(sa.select(q.external_id).where(q.tenant == tenant, q.entity == entity)).scalars())
-            for i, was in self._pending_rows(c, tenant, entity, noted.intersection(rows)).items():
+            before = self._pending_rows(c, tenant, entity, noted.intersection(rows))
+            for i, was in before.items():
                 row = rows[i]
                 values = dict.fromkeys(map(_dump, was.records))
                 values.pop(row["record"], None)
                 row["action"] = "create" if was.action == "create" else action
-                row["earlier"] = "[" + ",".join(list(values)[:EARLIER_KEPT]) + "]" if values else None
-            rows = list(rows.values())
-            for start in range(0, len(rows), _CHUNK):
-                c.execute(stmt, rows[start:start + _CHUNK])
+                row["earlier"] = _earlier(list(values))
+            self._upsert_pending(c, list(rows.values()))
+        return before
+
+    def restore_pending(self, tenant: str, entity: str, writes: Mapping[str, PendingWrite]) -> None:
+        """Put these pending writes back as they were (external_id -> PendingWrite, as
+        remember_pending returned them): a run noted its write of each ahead, and the portal refused
+        it or the run never sent it. The portal does not hold that value, so it is not one the drift
+        check may take for the engine's own, nor one that pushes an earlier value out (EARLIER_KEPT)."""
+        rows = [{"tenant": tenant, "entity": entity, "external_id": i, "record": _dump(w.record),
+                 "action": w.action, "earlier": _earlier(list(map(_dump, w.earlier)))} for i, w in writes.items()]
+        if rows:
+            with self._failing(tenant, f"record the writes in flight ({entity}) in"), self.engine.begin() as c:
+                self._upsert_pending(c, rows)
+
+    def _upsert_pending(self, c: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        stmt = self._upsert(self._pending, ["tenant", "entity", "external_id"], ["record", "action", "earlier"])
+        for start in range(0, len(rows), _CHUNK):
+            c.execute(stmt, rows[start:start + _CHUNK])
 
     def pending_written(self, tenant: str, entity: str,
                         external_ids: Iterable[str] | None = None) -> dict[str, PendingWrite]:
@@ -176,3 +194,9 @@ class WrittenRecords:
                 c.execute(self._pending.delete().where(*where))
             for start in range(0, len(ids or ()), 500):
                 c.execute(self._pending.delete().where(*where, q.external_id.in_(ids[start:start + 500])))
+
+
+def _earlier(values: list[str]) -> str | None:
+    """pending_writes.earlier: the EARLIER_KEPT first of these values (JSON texts, the most recent
+    first) as one JSON list; None for none."""
+    return "[" + ",".join(values[:EARLIER_KEPT]) + "]" if values else None

@@ -161,10 +161,10 @@ def test_pending_writes_keep_every_value_noted_and_a_store_made_before_their_col
         state.close()
 
 def test_a_record_noted_again_and_again_keeps_its_most_recent_values_for_the_drift_check(state):
-    """A unit the portal refuses night after night while the ERP renames it, or killed runs one
-    after the other: each run notes its new value. The pending write keeps the last value and the
-    EARLIER_KEPT before it, the oldest drop off; the drift check still takes each value kept for
-    the engine's own, and a value dropped is drift again."""
+    """Runs killed one after the other while the ERP renames a unit: each run notes its new value.
+    The pending write keeps the last value and the EARLIER_KEPT before it, the oldest drop off; the
+    drift check still takes each value kept for the engine's own, and a value dropped is drift
+    again."""
     from engine.entity_data import Rec
     from engine.plan import diff_entity
     from engine.state_writes import EARLIER_KEPT
