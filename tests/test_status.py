@@ -452,6 +452,28 @@ def test_unreadable_files_are_named_with_the_reason_and_the_others_still_shown(t
     assert done.stdout.splitlines()[-1] == "1 ok, 5 unreadable; 5 need attention"
 
 
+def test_a_tenant_in_a_yaml_and_a_yml_file_counts_as_two_files_and_the_header_says_neither_runs(tmp_path):
+    """tenants/bau.yaml and tenants/bau.yml: two tenant files, one tenant, which `due` refuses
+    (neither file runs until one is removed). The header counts both files and says so, also
+    with --quiet; the table has one line for the tenant."""
+    tenants(tmp_path, {"acme.yaml": f"id: acme\n{NIGHTLY}", "bau.yaml": f"id: bau\n{NIGHTLY}",
+                       "bau.yml": f"id: bau\n{NIGHTLY}"})
+    record(default_store(tmp_path), "acme", "ok", LAST_NIGHT)
+    blocked = ("(tenant 'bau' is in two of them, tenants/bau.yaml and tenants/bau.yml: neither file runs "
+               "(`idwell-sync run bau` stops, two tenant files) until one of them is removed)")
+    for args in ((), ("--quiet",)):
+        done = status(tmp_path, "--at", AT, *args)
+        assert done.returncode == 1, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[:2] == [f"3 tenant files in tenants at {AT} (state store {default_store(tmp_path)})", blocked]
+        assert row(done.stdout, "bau")[:2] == ["bau", "unreadable"]
+    tenants(tmp_path, {"city.yaml": f"id: city\n{NIGHTLY}", "city.yml": f"id: city\n{NIGHTLY}"})
+    both = status(tmp_path, "--at", AT).stdout.splitlines()
+    assert both[:2] == [f"5 tenant files in tenants at {AT} (state store {default_store(tmp_path)})",
+                        "(tenants 'bau' and 'city' are each in two of them, ID.yaml and ID.yml: neither file of "
+                        "each runs (`idwell-sync run ID` stops, two tenant files) until one of them is removed)"]
+
+
 def test_a_tenant_with_its_own_state_url_is_read_from_its_store_each_store_opened_once(tmp_path):
     own = tmp_path / "elsewhere" / "own.sqlite"
     tenants(tmp_path, {"acme.yaml": "id: acme\n", "bau.yaml": "id: bau\n",

@@ -258,10 +258,9 @@ def tenant_heads(folder: Path) -> Iterator[tuple[Path, TenantHead | None, str | 
     what is wrong): `run ID` runs neither of them (exit 3, two tenant files), whatever they hold."""
     paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
     for path in paths:
-        twin = path.with_suffix(".yml")
         if path.suffix == ".yml" and path.with_suffix(".yaml").is_file() and path.is_file():
             continue                                        # named with its .yaml twin
-        if path.suffix == ".yaml" and path.is_file() and twin.is_file():
+        if twin := twin_of(path):
             yield path, None, (f"tenant '{path.stem}' is also {twin}: neither file runs (`idwell-sync run "
                                f"{path.stem}` stops, two tenant files) until one of them is removed")
             continue
@@ -271,6 +270,13 @@ def tenant_heads(folder: Path) -> Iterator[tuple[Path, TenantHead | None, str | 
             yield path, None, str(exc)
             continue
         yield path, head, None
+
+
+def twin_of(path: Path) -> Path | None:
+    """The file ID.yml beside the tenant file ID.yaml `path`, if there is one: the two are one
+    tenant, which neither runs (tenant_heads); else None."""
+    twin = path.with_suffix(".yml")
+    return twin if path.suffix == ".yaml" and path.is_file() and twin.is_file() else None
 
 
 def read_head(path: Path) -> TenantHead:

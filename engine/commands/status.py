@@ -2,7 +2,8 @@
 after the nightly runs and for a monitoring check.
 
 Lists the tenant files as `due` does (engine.commands.due.tenant_heads: *.yaml and *.yml, the id
-equal to the file name, one file per id) and reads only their id, schedule and state_url; each
+equal to the file name, one file per id: ID.yaml and ID.yml are one line, `unreadable`, the header
+counting both files and saying that neither runs) and reads only their id, schedule and state_url; each
 tenant's state store is the one `run` and `history` use (engine.commands._common.state_url), and
 each store is opened once for all its tenants. Nothing connects to an ERP or a portal.
 
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.commands._common import add_state_argument, missing_store, open_store, shown_url, state_url
-from engine.commands.due import TenantHead, cron_times, instant, last_cron_time, tenant_heads
+from engine.commands.due import TenantHead, cron_times, instant, last_cron_time, tenant_heads, twin_of
 from engine.commands.history import (UNFINISHED, count_text, duration_text, history_entry, run_duration_text,
                                      unconfirmed_text, unfinished_text, utc_text)
 from engine.errors import ExitCode, StateError, SyncError
@@ -102,10 +103,12 @@ def main(args) -> int:
     if not args.tenants_dir.is_dir():
         print(f"idwell-sync status: error: no tenants folder at {args.tenants_dir} (--tenants-dir)", file=sys.stderr)
         return ExitCode.USAGE
-    entries, stores, failures, changed = [], {}, [], {}
+    entries, stores, failures, changed, pairs = [], {}, [], {}, []
     for path, head, problem in tenant_heads(args.tenants_dir):
         if head is None:
             entries.append(_entry(path.stem, path, verdict="unreadable", message=f"{path}: {problem}"))
+            if twin := twin_of(path):                   # one entry, two tenant files
+                pairs.append((path, twin))
             continue
         entry = _entry(head.id, path, schedule=head.schedule,
                        scheduled_at=last_cron_time(head.schedule, at - dt.timedelta(minutes=args.grace))
@@ -130,7 +133,7 @@ def main(args) -> int:
         json.dump(entries, sys.stdout, ensure_ascii=False, indent=2)
         print()
     elif not args.quiet or code != ExitCode.OK:
-        print(render_status(entries, at, args.tenants_dir, wheres, only_attention=args.quiet))
+        print(render_status(entries, at, args.tenants_dir, wheres, only_attention=args.quiet, pairs=pairs))
     sys.stdout.flush()                                  # the table, then the errors, in a scheduler's mail
     for exc in failures:
         print(f"idwell-sync status: error: {exc}", file=sys.stderr)
@@ -347,6 +350,19 @@ def _outcome(last, stale: str | None) -> tuple[str, str | None]:
     return last.status, last.message
 
 
+def _pairs_note(pairs: list[tuple[Path, Path]]) -> str:
+    """Under the header: the tenants in two files (ID.yaml and ID.yml), which neither runs."""
+    if len(pairs) == 1:
+        [(path, twin)] = pairs
+        return (f"(tenant '{path.stem}' is in two of them, {path} and {twin}: neither file runs (`idwell-sync run "
+                f"{path.stem}` stops, two tenant files) until one of them is removed)")
+    names = [f"'{path.stem}'" for path, _ in pairs]
+    shown = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) <= 5 else \
+        ", ".join(names[:5]) + f" and {len(names) - 5} more"
+    return (f"(tenants {shown} are each in two of them, ID.yaml and ID.yml: neither file of each runs "
+            "(`idwell-sync run ID` stops, two tenant files) until one of them is removed)")
+
+
 def _cut_note(tenants: list[str]) -> str:
     shown = ", ".join(tenants[:3]) + (f" and {len(tenants) - 3} more" if len(tenants) > 3 else "")
     return f"the message of {shown} is cut" if len(tenants) == 1 else f"the messages of {shown} are cut"
@@ -423,11 +439,16 @@ def _open_writes(entry: dict[str, Any], run: dict[str, Any]) -> str | None:
 
 
 def render_status(entries: list[dict[str, Any]], at: dt.datetime, folder: Path, wheres: list[str],
-                  *, only_attention: bool = False) -> str:
+                  *, only_attention: bool = False, pairs: list[tuple[Path, Path]] = ()) -> str:
+    """The table. `pairs`: the tenant files ID.yaml with an ID.yml beside them (twin_of), each
+    pair one entry: the header counts both files and says that neither runs, as `due` does."""
     counts = Counter(e["verdict"] for e in entries)
     stores = f"state store {wheres[0]}" if len(wheres) == 1 else \
         f"state stores {'; '.join(wheres)}" if wheres else "no state store"
-    lines = [f"{len(entries)} tenant file{'s' if len(entries) != 1 else ''} in {folder} at {utc_text(at)} ({stores})"]
+    files = len(entries) + len(pairs)
+    lines = [f"{files} tenant file{'s' if files != 1 else ''} in {folder} at {utc_text(at)} ({stores})"]
+    if pairs:
+        lines.append(_pairs_note(pairs))
     shown = [e for e in entries if e["attention"] or not only_attention]
     if shown:
         head = ("tenant", "verdict", "started (UTC)", "duration", "status", "writes", "findings", "message")
