@@ -109,14 +109,57 @@ def _explain(error: ValidationError) -> Iterator[Raw]:
 
 def _additional(error: ValidationError, path: tuple) -> Iterator[Raw]:
     known = list(error.schema.get("properties", {}))
+    others = _other_types(error.schema)
     for key in error.instance:
         if key in known:
+            continue
+        types = [kind for kind, properties in others.items() if key in properties]
+        if types and path and isinstance(error.instance.get("type"), str):
+            where = ".".join(map(str, path))
+            yield path + (key,), (f"'{key_text(key)}' is only for a {where} of type {' or '.join(types)}; "
+                                  f"this {where} has type {error.instance['type']}")
             continue
         hint = did_you_mean(key_text(key), known)
         if hint:
             yield Raw(path + (key,), f"unknown field '{key_text(key)}'. {hint}", suggests=hint.split("'")[1])
         else:
             yield path + (key,), f"unknown field '{key_text(key)}'. Valid fields are: {quoted_list(known)}"
+
+
+def _other_types(branch: dict) -> dict[str, dict]:
+    """For one branch of a `type` (a source of type sql: $defs/sql_source), the properties of the
+    other branches of the same `allOf` (type api: $defs/api_source's), by their type: a key of
+    another type is named as such, not as unknown (`max_retries` on an SQL source)."""
+    for kind in SCHEMA_FILES:
+        for group in _type_branches(kind):
+            if any(b is branch or b == branch for b in group.values()):
+                return {t: b.get("properties", {}) for t, b in group.items() if not (b is branch or b == branch)}
+    return {}
+
+
+@cache
+def _type_branches(kind: str) -> list[dict[str, dict]]:
+    """Every `allOf` of `if type is X then $defs/...` in the schema of `kind`: type -> branch."""
+    root, groups = schema(kind), []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            group = {}
+            for rule in node.get("allOf", []) if isinstance(node.get("allOf"), list) else []:
+                const = rule.get("if", {}).get("properties", {}).get("type", {}).get("const")
+                ref = rule.get("then", {}).get("$ref", "")
+                if isinstance(const, str) and ref.startswith("#/$defs/"):
+                    group[const] = root["$defs"][ref[len("#/$defs/"):]]
+            if len(group) > 1:
+                groups.append(group)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(root)
+    return groups
 
 
 def _required(error: ValidationError, path: tuple) -> Iterator[Raw]:

@@ -144,6 +144,7 @@ class ApiSource:
     timeout: float = 30.0
     rate_limit: float | None = None  # requests per second
     params: Mapping[str, Any] = field(default_factory=dict)
+    max_retries: int = RETRIES      # engine.backoff: a page (or token request) has max_retries + 1 attempts
 
 
 @dataclass(frozen=True)

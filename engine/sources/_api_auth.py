@@ -14,7 +14,7 @@ from engine.config.secrets import SecretError
 from engine.errors import SecretReferenceError, SourceError
 from engine.plural import counted
 from engine.redact import remember
-from engine.sources._api_requests import RETRY_STATUS, post_token
+from engine.sources._api_requests import RETRY_STATUS, post_token, retries_hint
 
 log = logging.getLogger("engine.sources.api")     # the API source's log, under the name its lines have always had
 TOKEN_MARGIN = 30.0          # seconds: an OAuth token is replaced this long before it ends, at most ...
@@ -55,12 +55,13 @@ class Auth(httpx.Auth):
             if a.scope:
                 data["scope"] = a.scope
             r, attempt, sent = post_token(a.token_url, data, timeout=self.source.timeout, tenant_id=self.tenant_id,
-                                          retry=self._retry)
+                                          source=self.source, retry=self._retry)
             if r.status_code in RETRY_STATUS or r.status_code >= 500:
                 raise SourceError(f"tenant '{self.tenant_id}': the token endpoint {a.token_url} answered "
                                   f"{r.status_code} after {counted(attempt, 'attempt')}", cause="unknown", retriable=True,
                                   hint="the API's login service is failing on its side: the next run tries again; "
-                                       "if it goes on, ask the vendor")
+                                       "if it goes on, ask the vendor" + (retries_hint(self.source.max_retries)
+                                                                          if r.status_code in RETRY_STATUS else ""))
             if r.status_code != 200:
                 raise SourceError(f"tenant '{self.tenant_id}': the token endpoint {a.token_url} answered "
                                   f"{r.status_code}", cause="login_failed",

@@ -1,10 +1,11 @@
 """The API source's requests: a GET for a page and the POST for an OAuth token, each sent again
 after a 429 or 500/502/503/504 answer, no answer, a body that cannot be decoded, or (a page) a
-JSON body cut off on its way, up to MAX_ATTEMPTS in all, after the longer of a backoff and the
-answer's Retry-After (engine.backoff: the import API target's rule too; engine.retry_after: one
-longer than RETRY_AFTER_MAX stops at once). Every
-wait is counted by its reason for the run summary (`ApiRequests.retries`); an answer that is not
-to be retried becomes a SourceError that says what failed and what to do.
+JSON body cut off on its way, up to the source's `max_retries` + 1 attempts in all (7 by default:
+engine.backoff.RETRIES), after the longer of a backoff and the answer's Retry-After
+(engine.backoff: the import API target's rule too; engine.retry_after: one longer than
+RETRY_AFTER_MAX stops at once). Every wait is counted by its reason for the run summary
+(`ApiRequests.retries`); an answer that is not to be retried becomes a SourceError that says what
+failed and what to do.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 import httpx
 
-from engine.backoff import RETRIES, backoff
+from engine.backoff import backoff
 from engine.config.model import ApiSource
 from engine.content_type import says_json
 from engine.errors import SourceError
@@ -24,7 +25,6 @@ from engine.plural import counted
 from engine.retry_after import RETRY_AFTER_MAX, asked, retry_after, too_long, wait_for
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
-MAX_ATTEMPTS = RETRIES + 1
 
 
 def look_hint(tenant_id: str) -> str:
@@ -41,6 +41,7 @@ class ApiRequests:
     def __init__(self, source: ApiSource, tenant_id: str, auth: httpx.Auth, *,
                  transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
         self.source, self.tenant_id = source, tenant_id
+        self.attempts = source.max_retries + 1  # a page's attempts in all, whatever made it ask again
         self._sleep = sleep                     # the waits before retries
         self.retried: Counter = Counter()       # why a request was sent again -> how often
         self.waited = 0.0                       # seconds spent waiting before those retries
@@ -68,9 +69,9 @@ class ApiRequests:
         """A page and its body. A body that its content type calls JSON but that does not parse (cut
         off or garbled on its way, by a gateway or proxy or the API itself) is asked for again, as a
         body that cannot be decoded is; any other answer that is not JSON stops the extract at once.
-        The page has MAX_ATTEMPTS in all, whatever made it ask again."""
+        The page has `attempts` in all, whatever made it ask again."""
         attempt = 0
-        while attempt < MAX_ATTEMPTS:
+        while attempt < self.attempts:
             response, attempt = self._get(url, params, entity, attempt + 1)
             try:                            # in the charset the answer names (httpx's json() reads UTF-8 only)
                 return response, json.loads(response.text) if response.charset_encoding else response.json()
@@ -87,7 +88,7 @@ class ApiRequests:
                     raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': {response.request.url.path} "
                                       f"answered {response.status_code} with {content_type}, not JSON", cause="unknown",
                                       hint="check base_url and endpoint: is it the API, not a login or proxy page?") from None
-                if attempt < MAX_ATTEMPTS:
+                if attempt < self.attempts:
                     self.wait_to_retry("body not valid JSON", backoff(attempt - 1))
                     continue
                 query = response.request.url.query.decode("ascii", "replace")
@@ -98,7 +99,8 @@ class ApiRequests:
                                   retriable=True,
                                   hint="the answer was cut off or garbled on its way (by a proxy or gateway in between, "
                                        "or by the API itself): the next run tries again; if it goes on, ask the vendor, "
-                                       "or whoever runs the proxy or gateway") from None
+                                       "or whoever runs the proxy or gateway"
+                                       + retries_hint(self.source.max_retries)) from None
         raise AssertionError("unreachable")
 
     def same_origin(self, link: httpx.URL, entity: str) -> str:
@@ -116,8 +118,8 @@ class ApiRequests:
 
     def _get(self, url: str, params: dict | None, entity: str, first: int = 1) -> tuple[httpx.Response, int]:
         """The answer to GET `url` and the attempt it came with: from `first` (the page's attempts
-        so far, plus one) up to MAX_ATTEMPTS."""
-        for attempt in range(first, MAX_ATTEMPTS + 1):
+        so far, plus one) up to `attempts`."""
+        for attempt in range(first, self.attempts + 1):
             if self._interval:
                 wait = self._last + self._interval - time.monotonic()
                 if wait > 0:
@@ -126,9 +128,10 @@ class ApiRequests:
             try:
                 r = self._client.get(url, params=params)
             except (httpx.TransportError, httpx.DecodingError) as exc:
-                if attempt == MAX_ATTEMPTS:
+                if attempt == self.attempts:
                     raise _transport_error(exc, f"tenant '{self.tenant_id}': entity '{entity}'",
-                                           self.source.base_url, attempts=attempt) from None
+                                           self.source.base_url, attempts=attempt,
+                                           max_retries=self.source.max_retries) from None
                 self.wait_to_retry(_transport_reason(exc), backoff(attempt - 1))
                 continue
             if r.status_code in RETRY_STATUS:
@@ -140,7 +143,7 @@ class ApiRequests:
                                       f"{asked(r, after)}, longer than the {RETRY_AFTER_MAX:.0f} s a run waits for "
                                       "an answer: the run stops here", cause="unknown", retriable=True,
                                       hint=_WAIT_HINTS[429 if r.status_code == 429 else 503])
-                if attempt < MAX_ATTEMPTS:
+                if attempt < self.attempts:
                     self.wait_to_retry(_status_reason(r.status_code), wait_for(after, backoff(attempt - 1)))
                     continue
             if r.status_code in (401, 403):
@@ -155,7 +158,9 @@ class ApiRequests:
                                   + (f" after {counted(attempt, 'attempt')}" if r.status_code in RETRY_STATUS else ""),
                                   cause="unknown", retriable=r.status_code in RETRY_STATUS or r.status_code >= 500,
                                   hint="the API failed on its side: the next run tries again; if it goes on, ask the "
-                                       "vendor" if r.status_code >= 500 else
+                                       "vendor" + (retries_hint(self.source.max_retries)
+                                                   if r.status_code in RETRY_STATUS else "")
+                                       if r.status_code >= 500 else
                                        "the API refused more requests (429 Too Many Requests): the next run tries "
                                        "again; set source.rate_limit (requests per second) below the API's limit, "
                                        "or ask the vendor what it is" if r.status_code == 429 else
@@ -168,18 +173,27 @@ class ApiRequests:
         self._client.close()
 
 
-def post_token(url: str, data: dict, *, timeout: float, tenant_id: str,
+def retries_hint(max_retries: int) -> str:
+    """The end of the hint of an error after the retries (the source's `max_retries`): how to give
+    an API that recovers slowly more attempts."""
+    return (f"; source.max_retries is {max_retries} ({counted(max_retries + 1, 'attempt')} in all): "
+            "raise it (up to 20) for an API that takes longer to recover")
+
+
+def post_token(url: str, data: dict, *, timeout: float, tenant_id: str, source: ApiSource,
                retry: Callable[[str, float], None]) -> tuple[httpx.Response, int, float]:
     """The token endpoint's answer to a token request, the attempt it came with and when that
-    attempt was sent (time.monotonic). `retry(reason, seconds)` waits before it is sent again."""
-    for attempt in range(1, MAX_ATTEMPTS + 1):     # a token endpoint is as flaky as the API
+    attempt was sent (time.monotonic), with the source's max_retries + 1 attempts in all.
+    `retry(reason, seconds)` waits before it is sent again."""
+    attempts = source.max_retries + 1
+    for attempt in range(1, attempts + 1):     # a token endpoint is as flaky as the API
         sent = time.monotonic()
         try:
             r = httpx.post(url, data=data, timeout=timeout)
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            if attempt == MAX_ATTEMPTS:
+            if attempt == attempts:
                 raise _transport_error(exc, f"tenant '{tenant_id}': the token endpoint", url,
-                                       attempts=attempt) from None
+                                       attempts=attempt, max_retries=source.max_retries) from None
             retry(f"token {_transport_reason(exc)}", backoff(attempt - 1))
             continue
         if r.status_code in RETRY_STATUS:
@@ -189,7 +203,7 @@ def post_token(url: str, data: dict, *, timeout: float, tenant_id: str,
                                   f"{r.status_code} and asked {asked(r, after)}, longer than the "
                                   f"{RETRY_AFTER_MAX:.0f} s a run waits for an answer: the run stops here",
                                   cause="unknown", retriable=True, hint=_WAIT_HINTS["token"])
-            if attempt < MAX_ATTEMPTS:
+            if attempt < attempts:
                 retry(f"token {_status_reason(r.status_code)}", wait_for(after, backoff(attempt - 1)))
                 continue
         break
@@ -219,19 +233,26 @@ _UNREACHABLE_HINT = ("the API cannot be reached from the sync server: check the 
                      "firewall) and the vendor's status")
 
 
-def _transport_error(exc: Exception, what: str, base_url: str, *, attempts: int | None = None) -> SourceError:
+def _transport_error(exc: Exception, what: str, base_url: str, *, attempts: int = 1,
+                     max_retries: int | None = None) -> SourceError:
     """A request that found no answer (or one that cannot be decoded), with its cause (dns, timeout,
-    unreachable, undecodable), how many times it was sent (`attempts`) and what to do."""
+    unreachable, undecodable), how many times it was sent (`attempts`) and what to do (with the
+    source's `max_retries`, where more attempts may help)."""
     from engine.classify import classify, message_of
+    more = retries_hint(max_retries) if max_retries is not None else ""
     said = message_of(exc.__cause__ or exc)[:200] or type(exc).__name__
-    tries = f" after {attempts} attempts" if attempts and attempts > 1 else ""
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
     if isinstance(exc, httpx.DecodingError):
         return SourceError(f"{what}: the answer from {base_url} cannot be decoded{tries} ({said})",
-                           cause="undecodable", retriable=True, hint=_TRANSPORT_HINTS["undecodable"])
+                           cause="undecodable", retriable=True,
+                           hint=_TRANSPORT_HINTS["undecodable"] + more)
     cause = "timeout" if isinstance(exc, httpx.TimeoutException) else classify(exc.__cause__ or exc).code
     cause = cause if cause in _TRANSPORT_HINTS else "unreachable"
+    hint = _TRANSPORT_HINTS.get(cause, _UNREACHABLE_HINT)
+    if cause in ("timeout", "unreachable"):     # a DNS name or a certificate that fails does not pass with more tries
+        hint += more
     return SourceError(f"{what}: no answer from {base_url}{tries} ({cause}: {said})", cause=cause, retriable=True,
-                       hint=_TRANSPORT_HINTS.get(cause, _UNREACHABLE_HINT))
+                       hint=hint)
 
 
 def _status_reason(status: int) -> str:

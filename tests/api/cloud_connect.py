@@ -4,7 +4,8 @@ Serves a demo ERP database (engine.demo) as paged JSON over real HTTP on 127.0.0
 shape mappings/domus-api.yaml reads: /objects, /units and /contracts/parties paged by page
 number, /persons by cursor. Requests need the header X-API-Key. `fail_every` answers every n-th
 request with 503 (or 429; `fail_status` may be several, taken in turn) with a Retry-After of
-`retry_after` seconds, to exercise the client's retries; `failed` counts them by status.
+`retry_after` seconds, to exercise the client's retries, and so does each of the first
+`fail_first` requests; `failed` counts them by status.
 `before(path, query)`, when set, is called before each page is answered (path without
 /api/v1, query as a dict), so that a test can change the ERP while a run reads its pages.
 `links`: a full page of an endpoint paged by number also names the next one in a `Link:
@@ -46,10 +47,11 @@ QUERIES = {
 
 class CloudConnect(ServedInThread):
     def __init__(self, database: str, api_key: str, *, fail_every: int = 0, fail_status: int | tuple[int, ...] = 503,
-                 retry_after: str = "0", links: bool = False, link_param: str = "page", link_extra: str = ""):
+                 retry_after: str = "0", links: bool = False, link_param: str = "page", link_extra: str = "",
+                 fail_first: int = 0):
         self.database, self.api_key, self.links, self.link_param = database, api_key, links, link_param
         self.link_extra = link_extra
-        self.fail_every, self.retry_after = fail_every, retry_after
+        self.fail_every, self.fail_first, self.retry_after = fail_every, fail_first, retry_after
         self.fail_statuses = fail_status if isinstance(fail_status, tuple) else (fail_status,)
         self.requests = 0
         self.failures = 0
@@ -82,7 +84,7 @@ class CloudConnect(ServedInThread):
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self.requests += 1
-            fail = self.fail_every and self.requests % self.fail_every == 0
+            fail = (self.fail_every and self.requests % self.fail_every == 0) or self.requests <= self.fail_first
         if h.headers.get("X-API-Key") != self.api_key:
             return self._answer(h, 401, {"error": "invalid API key"})
         if fail:

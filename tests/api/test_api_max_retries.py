@@ -1,0 +1,66 @@
+"""`source.max_retries`: how often the API source sends a request again after a 429 or 5xx answer,
+no answer or a body cut off on its way; 6 by default, 7 attempts in all (pinned by
+test_api_retries_reported against the same server). Against the Cloud Connect stand-in (a real
+HTTP server on 127.0.0.1) answering 503, run as the scheduler runs it (`idwell-sync run`, a
+process of its own)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cloud_connect import CloudConnect
+from test_api_doctor_pages import _doctor
+from test_api_retries_reported import _cli
+from test_api_source import KEY, _tenant
+
+
+def _api_tenant(folder: Path, cc: CloudConnect, max_retries: int) -> Path:
+    return _tenant(folder, "flaky", {"type": "api", "base_url": cc.url, "page_size": 100, "max_retries": max_retries,
+                                     "auth": {"type": "api_key", "header": "X-API-Key", "key": "${env:CC_KEY}"}},
+                   "domus-api", "client")
+
+
+def test_a_run_gives_up_after_max_retries_and_says_how_often_it_asked_and_what_to_do(erp, tmp_path):
+    with CloudConnect(str(erp), KEY, fail_every=1, fail_status=503) as cc:
+        proc = _cli(tmp_path, "run", str(_api_tenant(tmp_path, cc, max_retries=2)))
+    assert proc.returncode == 4, proc.stderr
+    assert cc.requests == 3, "the first request and 2 retries"
+    assert "entity 'buildings': GET /api/v1/objects?page=1&pageSize=100 answered 503 after 3 attempts" in proc.stderr
+    assert "source.max_retries is 2 (3 attempts in all): raise it (up to 20)" in proc.stderr
+
+
+def test_max_retries_0_sends_each_request_once(erp, tmp_path):
+    with CloudConnect(str(erp), KEY, fail_every=1, fail_status=503) as cc:
+        proc = _cli(tmp_path, "run", str(_api_tenant(tmp_path, cc, max_retries=0)))
+    assert proc.returncode == 4, proc.stderr
+    assert cc.requests == 1
+    assert "GET /api/v1/objects?page=1&pageSize=100 answered 503 after 1 attempt" in proc.stderr
+    assert "source.max_retries is 0 (1 attempt in all)" in proc.stderr
+
+
+def test_a_request_that_fails_max_retries_times_is_still_read(erp, tmp_path):
+    """The retries are the setting's: 2 failures in a row are outlasted by max_retries 2, and the
+    run's summary counts them."""
+    with CloudConnect(str(erp), KEY, fail_first=2, fail_status=503) as cc:
+        proc = _cli(tmp_path, "run", str(_api_tenant(tmp_path, cc, max_retries=2)), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["source_retries"]["by_reason"] == {"503 Service Unavailable": 2}
+
+
+def test_doctor_and_discover_read_with_the_tenants_retries_and_name_the_setting(erp, tmp_path):
+    with CloudConnect(str(erp), KEY, fail_every=1, fail_status=503) as cc:
+        tenant = _api_tenant(tmp_path, cc, max_retries=1)
+        doctor = _doctor(tmp_path, tenant)
+        asked = cc.requests
+        discover = subprocess.run([sys.executable, "-m", "engine", "discover", str(tenant)], cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=120,
+                                  env={"PATH": "/usr/bin:/bin", "CC_KEY": KEY, "HOME": str(tmp_path)})
+    assert doctor.returncode != 0
+    assert "answered 503 after 2 attempts" in doctor.stdout
+    assert "source.max_retries is 1 (2 attempts in all)" in doctor.stdout
+    assert discover.returncode == 4
+    assert "answered 503 after 2 attempts" in discover.stderr
+    assert "source.max_retries is 1 (2 attempts in all)" in discover.stderr
+    assert cc.requests - asked == 2, "discover stops at the first endpoint that keeps failing"
