@@ -6,9 +6,9 @@ its way) by one rule; the servers differ, but nothing in that calls for other nu
 that limits requests or is down for a while says how long with Retry-After, which both wait for
 when it is longer than the backoff (engine.retry_after).
 
-  * RETRIES: a request is sent again at most 6 times, 7 attempts in all. For the source this is
-    fixed (a page has its 7 attempts in all, whatever made it ask again; a token request too);
-    for the target it is the default of the tenant's `target.max_retries`.
+  * RETRIES: a request is sent again at most 6 times, 7 attempts in all: the default of the
+    tenant's `source.max_retries` (an API source: a page has its attempts in all, whatever made
+    it ask again; a token request too) and of its `target.max_retries`.
   * backoff(retried): the wait before the next attempt, after `retried` earlier retries: 0.25 s
     doubling (BACKOFF_BASE * 2^retried), at most BACKOFF_MAX (30 s), half of it fixed and half
     random, so that requests that failed together do not come back together: 0.125-0.25 s

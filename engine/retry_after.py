@@ -13,7 +13,7 @@ the import API target (engine.targets._http_client) follow one rule.
     at once with an error that names the server's wait (`asked`); the next run tries again.
 
 With at most RETRY_AFTER_MAX per wait, a request's retries wait at most its retries times
-RETRY_AFTER_MAX (engine.backoff.RETRIES: the source's 6, the target's `max_retries`, 6 by default).
+RETRY_AFTER_MAX (the source's and the target's `max_retries`, engine.backoff.RETRIES = 6 by default).
 """
 from __future__ import annotations
 
