@@ -75,11 +75,12 @@ class Server(ServedInThread):
 
 
 def read_ids(base_url: str, auth: ApiAuth, paginator: str = "none", page_size: int | None = None,
-             **options) -> list[int]:
+             max_retries: int | None = None, **options) -> list[int]:
     """The ids the API source reads from /v1/objects (records under `data`) as buildings; `options`
     for the paginator (verify)."""
     source = ApiSource(type="api", base_url=base_url, auth=auth, timeout=5,
-                       **({"page_size": page_size} if page_size else {}))
+                       **({"page_size": page_size} if page_size else {}),
+                       **({"max_retries": max_retries} if max_retries is not None else {}))
     entity = EntityMapping(name="buildings", fields={"external_id": compile_expression("to_string(id)")}, key=("id",),
                            endpoint="/v1/objects", record_selector="data", paginator=Paginator(type=paginator, **options))
     extractor = ApiExtractor(source, "api-test", run_date=dt.date(2026, 6, 1))

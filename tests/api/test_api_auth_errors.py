@@ -57,12 +57,15 @@ def test_a_token_endpoint_that_fails_once_is_asked_again():
 
 
 def test_a_token_endpoint_that_keeps_failing_does_not_send_the_team_to_check_the_secret():
+    """A token request has the source's max_retries, as a page has."""
     with Server({}) as api:
         api.post = UNAVAILABLE
         with pytest.raises(SourceError) as caught:
-            read_ids(api.url, oauth(f"{api.url}/token"))
-    assert f"the token endpoint {api.url}/token answered 503 after 7 attempts" in caught.value.message
+            read_ids(api.url, oauth(f"{api.url}/token"), max_retries=2)
+    assert f"the token endpoint {api.url}/token answered 503 after 3 attempts" in caught.value.message
+    assert [path for path, _ in api.seen] == ["/token"] * 3
     assert "failing on its side" in caught.value.hint and "secret" not in caught.value.hint
+    assert "source.max_retries is 2 (3 attempts in all)" in caught.value.hint
     assert caught.value.exit_code == ExitCode.SOURCE
 
 
@@ -71,8 +74,8 @@ def test_a_token_endpoint_that_is_not_there_is_named_not_base_url():
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
         with pytest.raises(SourceError) as caught:
-            read_ids(api.url, oauth(f"http://127.0.0.1:{closed}/token"))
-    assert f"the token endpoint: no answer from http://127.0.0.1:{closed}/token" in str(caught.value)
+            read_ids(api.url, oauth(f"http://127.0.0.1:{closed}/token"), max_retries=1)
+    assert f"the token endpoint: no answer from http://127.0.0.1:{closed}/token after 2 attempts" in str(caught.value)
     assert caught.value.exit_code == ExitCode.SOURCE
     assert api.seen == []
 
