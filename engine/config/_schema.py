@@ -116,8 +116,10 @@ def _additional(error: ValidationError, path: tuple) -> Iterator[Raw]:
         types = [kind for kind, properties in others.items() if key in properties]
         if types and path and isinstance(error.instance.get("type"), str):
             where = ".".join(map(str, path))
-            yield path + (key,), (f"'{key_text(key)}' is only for a {where} of type {' or '.join(types)}; "
-                                  f"this {where} has type {error.instance['type']}")
+            text = (f"'{key_text(key)}' is only for a {where} of type {' or '.join(types)}; "
+                    f"this {where} has type {error.instance['type']}")
+            hint = did_you_mean(key_text(key), known)       # page_size on an SQL source: batch_size
+            yield Raw(path + (key,), f"{text}. {hint}", suggests=hint.split("'")[1]) if hint else (path + (key,), text)
             continue
         hint = did_you_mean(key_text(key), known)
         if hint:
