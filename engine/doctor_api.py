@@ -99,9 +99,10 @@ def _endpoint_step(entity, result) -> Step:
                     (result.hint, "den Ausdruck in den Overrides des Tenants oder im Mapping korrigieren "
                                   "(docs/functions.md)"))
     if isinstance(result, Exception):
+        own = getattr(result, "hint", None)       # the error's own advice (a server that keeps failing: max_retries)
         return step(name, title, "fail", getattr(result, "message", str(result)),
-                    (getattr(result, "hint", None) or "check the endpoint and record_selector in the mapping",
-                     "Endpoint und record_selector im Mapping prüfen"))
+                    (own, "dem Hinweis auf Englisch folgen: er gehört zu dieser Meldung") if own else
+                    ("check the endpoint and record_selector in the mapping", "Endpoint und record_selector im Mapping prüfen"))
     records, took, link = result
     reading = pages_reading(entity, link)
     if not records:

@@ -60,6 +60,9 @@ def test_doctor_and_discover_read_with_the_tenants_retries_and_name_the_setting(
     assert doctor.returncode != 0
     assert "answered 503 after 2 attempts" in doctor.stdout
     assert "source.max_retries is 1 (2 attempts in all)" in doctor.stdout
+    hints = [line for line in doctor.stdout.splitlines() if "was tun:" in line]
+    assert hints and not any("record_selector" in line for line in hints), \
+        "the German advice follows the error's own hint, not the one for a wrong endpoint"
     assert discover.returncode == 4
     assert "answered 503 after 2 attempts" in discover.stderr
     assert "source.max_retries is 1 (2 attempts in all)" in discover.stderr
