@@ -7,9 +7,11 @@ pages than `limit` records need; `field_paths(records)` lists the paths into the
 objects as `address.city`, lists as `parties[]`, their objects' fields as `parties[].name`),
 with the JSON types seen and how many records have a value there. Read-only: only GETs.
 
-The records are shown as the API sent them, also those whose external_id the mapping cannot
-compute (an expression a record breaks, which stops a run with exit 3): `broken_ids` names them
-with the expression and why, so that discover shows what to correct instead of failing.
+The records are shown as the API sent them, also those for which an expression of the mapping
+cannot be computed (which stops a run with exit 3): engine.discover_fields computes each field of
+each record read as a run does and names those a record breaks, with the expression and why, so
+that discover shows what to correct instead of failing (`broken` keeps those whose external_id it
+cannot compute, for the JSON's `external_id_errors`).
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ from typing import Any
 
 from engine.config.model import EntityMapping, Tenant
 from engine.discover import format_table
+from engine.discover_fields import SHOWN, FieldCheck, check_records, errors_jsonable, field_lines, summary
 from engine.doctor_api import PAGE          # records asked for per endpoint, as doctor asks for them
 from engine.errors import EXPRESSION_HINT, ExpressionError, SourceError, UsageError
 from engine.plural import counted
-from engine.sources.api import ApiExtractor, external_id_getter
+from engine.sources.api import ApiExtractor
 from engine.sources.unread_paths import UnreadPaths, read_paths
 
 STOP = {"login_failed", "dns", "unreachable", "timeout", "tls_certificate"}
@@ -60,6 +63,8 @@ class EndpointSample:
     error: SourceError | None = None
     broken: list[tuple[int, ExpressionError]] = field(default_factory=list)
     """The records whose external_id the mapping cannot compute: (index in `records`, why)."""
+    check: FieldCheck = field(default_factory=FieldCheck)
+    """Every record that breaks an expression of the mapping, and which (engine.discover_fields)."""
 
 
 def find_entity(tenant: Tenant, wanted: str) -> EntityMapping:
@@ -89,7 +94,7 @@ def extractor_for(tenant: Tenant, page_size: int, transport=None) -> ApiExtracto
 def read_head(extractor: ApiExtractor, entity: EntityMapping, limit: int) -> tuple[list[dict], int]:
     """The first page's records, and the next pages' while fewer than `limit` are read, as the API
     sent them (the paginator's checks apply: a page the API caps below the page size is named as
-    in a run; no external_id is made: see broken_ids)."""
+    in a run; no external_id is made: see engine.discover_fields)."""
     records: list[dict] = []
     read = 0
     pages = extractor.raw_pages(entity)
@@ -104,25 +109,17 @@ def read_head(extractor: ApiExtractor, entity: EntityMapping, limit: int) -> tup
     return records, max(read, 1)
 
 
-def sample_endpoint(extractor: ApiExtractor, entity: EntityMapping, limit: int) -> EndpointSample:
+def sample_endpoint(extractor: ApiExtractor, entity: EntityMapping, limit: int, gate=None,
+                    ungated: bool = False) -> EndpointSample:
+    """The endpoint's first records, their fields, and the expressions they break (`gate`, `ungated`:
+    engine.discover_fields.sample_gate)."""
     records, pages = read_head(extractor, entity, limit)
     unread = UnreadPaths(entity)
     unread.see(records)
+    check = check_records(entity, records, None, gate, ungated)
+    broken = [(b.index, e) for b in check.broken for e in b.errors if e.what == "external_id"]
     return EndpointSample(entity, records, field_paths(records, read_paths(entity)),
-                          unread.missing() if records else [], pages, broken=broken_ids(entity, records))
-
-
-def broken_ids(entity: EntityMapping, records: list[dict]) -> list[tuple[int, ExpressionError]]:
-    """The records (their index) whose external_id the mapping's expression cannot compute, each
-    with the error a run would stop with (exit 3): its ERP key, the expression and why."""
-    id_of = external_id_getter(entity)
-    broken = []
-    for n, record in enumerate(records):
-        try:
-            id_of(record)
-        except ExpressionError as exc:
-            broken.append((n, exc))
-    return broken
+                          unread.missing() if records else [], pages, broken=broken, check=check)
 
 
 def stops_all(error: SourceError) -> bool:
@@ -200,8 +197,26 @@ def format_endpoints(samples: list[EndpointSample]) -> str:
     lines: list[str] = []
     for s in samples:
         lines += _endpoint_lines(s)
+        lines += _raw_lines(s, SHOWN)
     lines.append(f"{len(samples)} endpoint{'' if len(samples) == 1 else 's'}; * marks a path the mapping reads")
+    lines += _summary_lines(samples)
     return "\n".join(lines)
+
+
+def _raw_lines(s: EndpointSample, shown: int) -> list[str]:
+    """The first `shown` records that break an expression, each as the API sent it (its JSON)."""
+    if not s.check.broken or not shown:
+        return []
+    picked = s.check.broken[:shown]
+    which = "it" if len(s.check.broken) == 1 else \
+        f"the {len(picked)}" if len(picked) == len(s.check.broken) else f"the first {len(picked)}"
+    return [f"  {which}{'' if which == 'it' else ' records'} as the API sent {'it' if which == 'it' else 'them'}:"] + \
+        [f"    {json.dumps(s.records[b.index], ensure_ascii=False)}" for b in picked]
+
+
+def _summary_lines(samples: list[EndpointSample]) -> list[str]:
+    breaking = sum(len(s.check.broken) for s in samples)
+    return [summary(breaking, sum(s.check.checked for s in samples))] if breaking else []
 
 
 def _endpoint_lines(s: EndpointSample) -> list[str]:
@@ -219,11 +234,7 @@ def _endpoint_lines(s: EndpointSample) -> list[str]:
                      + (" *" if f.read else ""))
     if s.unread:
         lines.append(f"  the mapping reads, but no record here has: {'; '.join(s.unread)}")
-    if s.broken:
-        which = "this record" if n == 1 else f"{len(s.broken)} of these {n} records"
-        lines.append(f"  the mapping's external_id cannot be computed for {which} (a run stops on "
-                     f"{'it' if len(s.broken) == 1 else 'them'}, exit 3); the first: {s.broken[0][1].message}")
-    return lines
+    return lines + field_lines(s.check, n)
 
 
 def format_records(s: EndpointSample, rows: int, width: int = 40) -> str:
@@ -236,15 +247,17 @@ def format_records(s: EndpointSample, rows: int, width: int = 40) -> str:
     columns = [f for f in s.fields if "[]" not in f.path.removesuffix("[]")]
     cells = [[_cell(_text(_at(record, f.names)), width) for f in columns] for record in shown]
     lines += format_table([f.path for f in columns], cells)
-    if s.broken and rows:
-        shown = s.broken[:rows]
-        which = f"the {counted(len(shown), 'record')}" if len(shown) == len(s.broken) else \
-            f"the first {len(shown)} of the {counted(len(s.broken), 'record')}"
-        lines.append(f"{which} whose external_id the mapping cannot compute, as the API sent them:")
-        cells = [[_cell(_text(_at(s.records[n], f.names)), width) for f in columns] for n, _ in shown]
+    broken = s.check.broken
+    if broken and rows:
+        shown = broken[:rows]
+        which = f"the {counted(len(shown), 'record')}" if len(shown) == len(broken) else \
+            f"the first {len(shown)} of the {counted(len(broken), 'record')}"
+        lines.append(f"{which} that break an expression of the mapping, as the API sent them:")
+        cells = [[_cell(_text(_at(s.records[b.index], f.names)), width) for f in columns] for b in shown]
         lines += format_table([f.path for f in columns], cells)
-        lines += [f"  {error.message}" for _, error in shown]
+        lines += [f"  {error.message}" for b in shown for error in b.errors]
         lines.append(f"  what to do: {EXPRESSION_HINT}")
+    lines += _summary_lines([s])
     return "\n".join(lines)
 
 
@@ -273,7 +286,12 @@ def to_jsonable(samples: list[EndpointSample], picked: EndpointSample | None = N
         "fields": [{"path": f.path, "types": f.types, "item_types": f.item_types, "present": f.present,
                     "read": f.read} for f in s.fields],
         "unread": s.unread, "error": None if s.error is None else s.error.message,
-        "external_id_errors": [{"key": e.key, "error": e.message} for _, e in s.broken]} for s in samples]}
+        "external_id_errors": [{"key": e.key, "error": e.message} for _, e in s.broken],
+        "expression_errors": errors_jsonable(s.check, s.records.__getitem__, rows if picked else SHOWN)}
+        for s in samples]}
+    breaking = sum(len(s.check.broken) for s in samples)
+    out["expression_errors"] = {"checked": sum(s.check.checked for s in samples), "records": breaking,
+                                "message": _summary_lines(samples)[0] if breaking else None}
     if picked is not None:
         out["sample"] = {"entity": picked.entity.name, "endpoint": picked.entity.endpoint,
                          "records": picked.records[:rows],

@@ -1,7 +1,9 @@
 """`idwell-sync discover TENANT [TABLE]`: the source's schemas, tables, views and columns, and a
-few rows of one table, to write queries for an unfamiliar installation (see engine.discover); for
-an API source, the fields of each endpoint the mapping reads, and a few records of one
-(engine.discover_api)."""
+few rows of one table, to write queries for an unfamiliar installation (see engine.discover), with
+the first rows of each of the mapping's queries checked against its expressions
+(engine.discover_queries); for an API source, the fields of each endpoint the mapping reads, and a
+few records of one (engine.discover_api). Records that break an expression of the mapping (a run
+stops on them, exit 3) are named, and discover still exits 0."""
 from __future__ import annotations
 
 import json
@@ -38,6 +40,7 @@ def _row_count(text: str) -> int:
 def main(args) -> int:
     from engine.commands._common import load
     from engine import discover as d
+    from engine import discover_queries as q
     from engine.sources.connect import connect_error, create_sql_engine, for_tenant
 
     tenant = load(args)
@@ -51,6 +54,7 @@ def main(args) -> int:
         try:
             relations = d.list_objects(engine, columns=True)
             picked = d.sample(engine, d.find_relation(relations, args.table), args.rows) if args.table else None
+            queries = None if picked else q.sample_queries(engine, tenant)
         except (SourceError, UsageError) as exc:     # UsageError: a TABLE the database does not have
             raise for_tenant(exc, tenant.id) from None
         except Exception as exc:
@@ -58,11 +62,13 @@ def main(args) -> int:
     finally:
         engine.dispose()
     if args.format == "json":
-        print(json.dumps(d.to_jsonable([picked.relation] if picked else relations, picked), ensure_ascii=False, indent=2))
+        out = d.to_jsonable([picked.relation] if picked else relations, picked)
+        print(json.dumps(out if picked else {**out, **q.to_jsonable(queries)}, ensure_ascii=False, indent=2))
     elif picked:
         print(d.format_sample(picked))
     else:
         print(d.format_objects(relations))
+        print(q.format_queries(queries))
     return int(ExitCode.OK)
 
 
@@ -73,6 +79,7 @@ def _discover_api(args, tenant) -> int:
     no list) is shown in its place and the others are read; the command then stops with that error
     (exit 4)."""
     from engine import discover_api as d
+    from engine.discover_fields import sample_gate
     from engine.redact import redact
 
     picked = d.find_entity(tenant, args.table) if args.table else None
@@ -82,7 +89,8 @@ def _discover_api(args, tenant) -> int:
     try:
         for entity in entities:
             try:
-                samples.append(d.sample_endpoint(extractor, entity, args.rows if picked else 1))
+                gate, ungated = sample_gate(tenant, entity, extractor.run_date)
+                samples.append(d.sample_endpoint(extractor, entity, args.rows if picked else 1, gate, ungated))
             except SourceError as exc:
                 if picked or d.stops_all(exc):
                     raise

@@ -121,7 +121,7 @@ def test_records_whose_external_id_the_mapping_cannot_compute_are_shown_with_the
     code, out, err = discover(capsys, str(tenant), "units", "--rows", "2")
     assert code == 0, err
     first, broken = out.split("first 2 records:\n")[1].split(
-        "the first 2 of the 7 records whose external_id the mapping cannot compute, as the API sent them:\n")
+        "the first 2 of the 7 records that break an expression of the mapping, as the API sent them:\n")
     assert "100001" in first and "100008" not in first
     rows = broken.splitlines()
     assert [c.strip() for c in rows[0].split("|")] == ["id", "objectNumber", "number", "name", "typeCode",
@@ -219,14 +219,15 @@ def test_one_record_whose_external_id_the_mapping_cannot_compute_is_named_as_one
     """A page of one record that breaks the external_id: 'for this record (a run stops on it', not
     'for 1 of this record'; two of three: 'for 2 of these 3 records'."""
     from engine.config import load_tenant
-    from engine.discover_api import EndpointSample, _endpoint_lines, broken_ids, field_paths
+    from engine.discover_api import EndpointSample, _endpoint_lines, field_paths
+    from engine.discover_fields import check_records
     from engine.sources.unread_paths import read_paths
     tenant = load_tenant(write_tenant(tmp_path, "http://127.0.0.1:9/v1", units={"fields": {"external_id": BROKEN_ID}}))
     units = tenant.entities["units"]
     unit = {"id": 100008, "objectNumber": 1000, "number": "090", "floor": None}
 
     def said(records):
-        s = EndpointSample(units, records, field_paths(records, read_paths(units)), [], broken=broken_ids(units, records))
+        s = EndpointSample(units, records, field_paths(records, read_paths(units)), [], check=check_records(units, records))
         return next(line for line in _endpoint_lines(s) if "cannot be computed" in line)
     assert said([unit]).startswith("  the mapping's external_id cannot be computed for this record (a run stops on "
                                    "it, exit 3); the first: units 100008: "), said([unit])
