@@ -208,10 +208,10 @@ def _raw_lines(s: EndpointSample, shown: int) -> list[str]:
     if not s.check.broken or not shown:
         return []
     picked = s.check.broken[:shown]
-    which = "it" if len(s.check.broken) == 1 else \
-        f"the {len(picked)}" if len(picked) == len(s.check.broken) else f"the first {len(picked)}"
-    return [f"  {which}{'' if which == 'it' else ' records'} as the API sent {'it' if which == 'it' else 'them'}:"] + \
-        [f"    {json.dumps(s.records[b.index], ensure_ascii=False)}" for b in picked]
+    which = "the record, as the API sent it" if len(s.check.broken) == 1 else \
+        f"the {len(picked)} records, as the API sent them" if len(picked) == len(s.check.broken) else \
+        f"the first {len(picked)} of them, as the API sent them"
+    return [f"  {which}:"] + [f"    {json.dumps(s.records[b.index], ensure_ascii=False)}" for b in picked]
 
 
 def _summary_lines(samples: list[EndpointSample]) -> list[str]:
@@ -252,7 +252,9 @@ def format_records(s: EndpointSample, rows: int, width: int = 40) -> str:
         shown = broken[:rows]
         which = f"the {counted(len(shown), 'record')}" if len(shown) == len(broken) else \
             f"the first {len(shown)} of the {counted(len(broken), 'record')}"
-        lines.append(f"{which} that break an expression of the mapping, as the API sent them:")
+        one = len(shown) == 1
+        lines.append(f"{which} that break{'s' if one else ''} an expression of the mapping, as the API sent "
+                     f"{'it' if one else 'them'}:")
         cells = [[_cell(_text(_at(s.records[b.index], f.names)), width) for f in columns] for b in shown]
         lines += format_table([f.path for f in columns], cells)
         lines += [f"  {error.message}" for b in shown for error in b.errors]

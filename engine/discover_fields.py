@@ -110,10 +110,14 @@ _BROKEN = object()
 
 
 def _gated(decide: Callable[[dict], str | None] | None, data: dict) -> bool:
-    """Whether the gate stops the record; not when a gate field is broken (it cannot tell)."""
+    """Whether the gate stops the record; not when a gate field is broken or not mapped (it
+    cannot tell)."""
     if decide is None or _BROKEN in data.values():
         return False
-    return decide(data) is not None
+    try:
+        return decide(data) is not None
+    except Exception:           # the engine's own code, not an expression: a run says what it is
+        return False
 
 
 def _key(key_of: Callable, record: Any) -> str:

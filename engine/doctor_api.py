@@ -49,7 +49,7 @@ def api_steps(tenant: Tenant, transport=None) -> Iterator[Step]:
                 if _refused(result):
                     yield from _endpoints_not_run(tenant, "not run: authentication failed")
                     return
-            yield _endpoint_step(entity, result)
+            yield _endpoint_step(entity, _mapped(tenant, entity, result, extractor.run_date))
     finally:
         extractor.close()
 
@@ -69,6 +69,19 @@ def _first_page(extractor, entity):
         return records, time.perf_counter() - t0, link
     except (SourceError, SecretReferenceError, ConfigError) as exc:    # ConfigError: an expression a record breaks
         return exc
+
+
+def _mapped(tenant: Tenant, entity: EntityMapping, result, run_date):
+    """The first page's result, or the run's error (exit 3) for the first of its records that
+    breaks an expression of the mapping: each field, filter and contract expression is computed
+    for each record as a run computes it (engine.discover_fields; the external_id's error is
+    raised while the page is read)."""
+    if isinstance(result, Exception):
+        return result
+    from engine.discover_fields import check_records, sample_gate
+    gate, ungated = sample_gate(tenant, entity, run_date)
+    check = check_records(entity, result[0], None, gate, ungated)
+    return check.broken[0].errors[0].for_tenant(tenant.id) if check.broken else result
 
 
 def _auth_step(result) -> Step:

@@ -136,3 +136,56 @@ def test_an_unknown_table_names_the_tenant(sqlite_tenant, capsys):
     path, _ = sqlite_tenant
     code, _, err = discover(capsys, str(path), "Adressen")
     assert code == 2 and "tenant 'acme': no table or view named 'Adressen'" in err
+
+
+FLOOR = "starts_with(Etage, 'K')"        # a unit without a floor breaks it (a cellar flag, say)
+
+
+def test_rows_of_the_mappings_queries_that_break_a_field_are_shown_and_the_run_stops_on_them(sqlite_tenant, capsys,
+                                                                                           tmp_path):
+    """discover runs the mapping's queries and maps their first rows as a run does: the unit without
+    a floor breaks the units' `floor` expression, which stops a run with exit 3; discover names the
+    row, the expression and the error, shows the row as the query returned it, and exits 0."""
+    path, erp = sqlite_tenant
+    import sqlite3
+    with sqlite3.connect(erp) as con:
+        con.execute("UPDATE Einheit SET Etage = NULL WHERE EinheitID = 11")
+    con.close()
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["overrides"] = {"entities": {"units": {"fields": {"floor": FLOOR}}}}
+    doc["target"] = {"type": "local", "path": str(tmp_path / "portal.sqlite")}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    why = (f"units 11: the field 'floor' cannot be computed for this ERP record: {FLOOR} gives JMESPathTypeError: "
+           "In function starts_with(), invalid type for value: None")
+    summary = ("1 of 11 rows read breaks an expression of the mapping; a run would stop on it (exit 3): correct the "
+               "expression in the tenant's overrides or the mapping, or the data in the ERP")
+
+    code, out, err = discover(capsys, str(path))
+    assert code == 0, err
+    lines = out.splitlines()
+    at = lines.index("  query units: 3 rows read:")
+    assert lines[at + 1].startswith("    the mapping's field 'floor' cannot be computed for 1 of these 3 rows (a run "
+                                    f"stops on it, exit 3); the first: {why}"), out
+    assert lines[at + 2] == "    the row, as the query returned it:"
+    assert json.loads(lines[at + 3]) == {"EinheitID": 11, "ObjektNr": 1, "EinheitNr": "WE 02",
+                                         "Bezeichnung": "Wohnung 1. OG", "TypCode": 1, "Fiktiv": 0, "Etage": None,
+                                         "Flaeche": 64}
+    assert lines[-1] == summary
+
+    code, out, err = discover(capsys, str(path), "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    units = next(q for q in data["queries"] if q["entity"] == "units")
+    assert (units["rows"], units["error"], units["missing"]) == (3, None, [])
+    errors = units["expression_errors"]
+    assert (errors["checked"], errors["records"], errors["fields"]) == (3, 1, {"floor": 1})
+    [first] = errors["first"]
+    assert (first["key"], first["field"], first["expression"]) == ("11", "floor", FLOOR)
+    assert first["error"].startswith(why) and first["record"]["Etage"] is None
+    assert data["expression_errors"] == {"checked": 11, "records": 1, "message": summary}
+    assert data["objects"][0]["name"] == "Adresse"
+
+    code = cli.main(["run", str(path), "--state", f"sqlite:///{tmp_path / 'state.sqlite'}"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert f"tenant 'acme': {why}" in err
