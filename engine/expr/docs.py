@@ -57,7 +57,9 @@ So do `starts_with`, `ends_with`, `contains` and `length` of a null, and the oth
 a type they do not take. validate cannot see it (it reads no data): the first ERP record an
 expression fails for stops `plan` and `run` with exit code 3 before anything is written, naming
 the record's ERP key, the field or filter and the expression (a record left out instead would be
-archived in the portal).
+archived in the portal). `idwell-sync discover` names every record of what it reads (an API's first
+page, the first rows of each query) that breaks an expression, and how many break which field;
+`idwell-sync doctor` fails the query's or endpoint's step for the first one (docs/config.md).
 """
 
 
