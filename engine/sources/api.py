@@ -174,7 +174,7 @@ def external_id_getter(entity: EntityMapping) -> Callable[[dict], Any]:
     """A record's external_id as the mapping makes it (engine.mapping.Mapper): the identity the
     portal and the plan know the record by. An expression a record breaks raises an
     ExpressionError naming the record (its ERP key), the field and the expression, as the
-    Mapper's (discover shows the records it is raised for)."""
+    Mapper's."""
     from engine.erp_keys import _as_text
     from engine.errors import ExpressionError
     expr = entity.fields["external_id"]
