@@ -144,7 +144,8 @@ def label(what: str) -> str:
 
 def summary(breaking: int, checked: int, records: str = "records") -> str:
     """The line that ends discover's output when records (rows) break an expression."""
-    return (f"{breaking} of {counted(checked, records[:-1], records)} read break{'s' if breaking == 1 else ''} an expression "
+    verb = "breaks" if breaking == 1 else "break"
+    return (f"{breaking} of {counted(checked, records[:-1], records)} read {verb} an expression "
             f"of the mapping; a run would stop on {'it' if breaking == 1 else 'them'} (exit 3): correct the "
             "expression in the tenant's overrides or the mapping, or the data in the ERP")
 

@@ -227,7 +227,8 @@ def test_one_record_whose_external_id_the_mapping_cannot_compute_is_named_as_one
     unit = {"id": 100008, "objectNumber": 1000, "number": "090", "floor": None}
 
     def said(records):
-        s = EndpointSample(units, records, field_paths(records, read_paths(units)), [], check=check_records(units, records))
+        s = EndpointSample(units, records, field_paths(records, read_paths(units)), [],
+                           check=check_records(units, records))
         return next(line for line in _endpoint_lines(s) if "cannot be computed" in line)
     assert said([unit]).startswith("  the mapping's external_id cannot be computed for this record (a run stops on "
                                    "it, exit 3); the first: units 100008: "), said([unit])

@@ -40,8 +40,8 @@ def test_a_record_that_breaks_a_field_is_shown_and_the_run_stops_on_it(floorless
         lines = out.splitlines()
         # the six units of the first page without a floor that the phantom filters leave out are not counted:
         # a run does not map them further
-        said = f"  the mapping's field 'name' cannot be computed for 1 of these 20 records (a run stops on it, exit 3); " \
-               f"the first: {WHY}"
+        said = ("  the mapping's field 'name' cannot be computed for 1 of these 20 records (a run stops on it, "
+                f"exit 3); the first: {WHY}")
         assert any(line.startswith(said) for line in lines), out
         shown = lines[lines.index("  the record, as the API sent it:") + 1]
         assert json.loads(shown) == {"id": 100003, "objectNumber": 1000, "number": "003", "name": "Wohnung 3 1. OG",
