@@ -3,7 +3,7 @@ mapped as a run maps them, so that a row that breaks an expression of the mappin
 run with exit 3) is named before the first night (engine.discover_fields).
 
 `sample_queries(engine, tenant)` runs each entity's query with the run's parameters, reads its
-first SAMPLE rows (no more are fetched) and checks them; a query that fails, or that does not
+first SAMPLE rows (streamed: no more are fetched, also from PostgreSQL) and checks them; a query that fails, or that does not
 return a column the mapping reads, is noted in its place (doctor's query step says what to do):
 the listing of tables and columns is what discover is for, also while the queries do not fit.
 """
@@ -52,7 +52,8 @@ def _sample(conn, tenant: Tenant, entity: EntityMapping, run_date: dt.date, rows
     out = QuerySample(entity)
     params = {**window_params(tenant, run_date), **tenant.source.params, **entity.params}
     try:
-        result = conn.execute(text(entity.query or ""), query_params(entity.query or "", params))
+        streamed = conn.execution_options(stream_results=True, yield_per=max(1, min(rows, SAMPLE)))
+        result = streamed.execute(text(entity.query or ""), query_params(entity.query or "", params))
         try:
             out.columns = list(result.keys())
             out.rows = [tuple(row) for row in result.fetchmany(rows)]
