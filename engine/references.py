@@ -91,14 +91,15 @@ class WindowGate:
         return start is not None and start > self.last_start
 
     def __call__(self, data: dict) -> str | None:
-        if self.ended(data["end_date"]):
+        if self.ended(data.get("end_date")):        # a mapping without the field: no end, no start
             return "contract_ended"
-        if self.future(data["start_date"]):
+        if self.future(data.get("start_date")):
             return "contract_future"
         return None
 
     def over_columns(self, early: dict[str, Sequence], external_ids: Sequence[str]) -> list[str | None]:
-        ends, starts = early["end_date"], early["start_date"]
+        none = [None] * len(external_ids)                 # a mapping without the field: no end, no start
+        ends, starts = early.get("end_date", none), early.get("start_date", none)
         if _iso_dates(ends) and _iso_dates(starts):      # then _iso(v) is v: compared as they are
             first_end, last_start = self.first_end, self.last_start
             return ["contract_ended" if e is not None and e < first_end else
@@ -152,8 +153,8 @@ def window_findings(gated: Sequence[tuple[str, str, dict]], window: ContractWind
     """A finding per occupancy outside the window: (ERP key, reason, its fields) each."""
     ended, future = _window_texts(window, run_date)
     ended, future = ", " + ended, ", " + future
-    return [Finding(reason, "occupancies", key, "ended " + str(_iso(data["end_date"])) + ended
-                    if reason == "contract_ended" else "starts " + str(_iso(data["start_date"])) + future)
+    return [Finding(reason, "occupancies", key, "ended " + str(_iso(data.get("end_date"))) + ended
+                    if reason == "contract_ended" else "starts " + str(_iso(data.get("start_date"))) + future)
             for key, reason, data in gated]
 
 
@@ -170,7 +171,7 @@ def apply_window(occ: EntityData, window: ContractWindow, run_date: dt.date, fin
     _, gate = window_gate(window, run_date)
     try:                                                 # a no-op after extract: checked column-wise
         datas = [rec.data for rec in occ.records.values()]
-        early = {name: list(map(itemgetter(name), datas)) for name in WINDOW_FIELDS}
+        early = {name: list(map(dict.get, datas, repeat(name))) for name in WINDOW_FIELDS}
         reasons = gate.over_columns(early, list(occ.records))
     except Exception:                                    # what the record-by-record check raises
         reasons = [gate(rec.data) for rec in occ.records.values()]

@@ -122,3 +122,32 @@ def test_a_window_that_reaches_past_the_calendar_ends_at_its_edge(ws, window, ru
     assert "Traceback" not in err
     if not run_date:            # every contract's end and start lie inside the window
         assert "contract_future" not in summary["findings"] and "contract_ended" not in summary["findings"]
+
+
+@pytest.mark.parametrize("parallel", ["1", "0"])
+@pytest.mark.parametrize("dropped, reason", [("end_date", "contract_ended"), ("start_date", "contract_future")])
+def test_a_mapping_without_a_window_date_keeps_those_contracts_in_the_window(ws, manifest, monkeypatch,
+                                                                           parallel, dropped, reason):
+    """The import API does not require start_date or end_date: a mapping that leaves one out plans
+    (it stopped with an internal error, exit 70), and no contract leaves the window by the missing date."""
+    import yaml
+    monkeypatch.setenv("IDWELL_SYNC_PARALLEL", parallel)
+    ws.tenant_file()                                   # copies the mappings into the workspace
+    path = ws.root / "mappings" / "domus-sql.yaml"
+    doc = yaml.safe_load(path.read_text("utf-8"))
+    del doc["entities"]["occupancies"]["fields"][dropped]
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
+    tenant = ws.tenant(contract_window={"reference_date": REFERENCE_DATE.isoformat(),
+                                        "grace_days": GRACE_DAYS, "future_days": FUTURE_DAYS})
+    target = LocalStore(ws.root / "empty-portal.sqlite")
+    try:
+        prepared = prepare(tenant, target, None, run_date=REFERENCE_DATE)
+    finally:
+        target.close()
+    assert not [f for f in prepared.findings if f.code == reason]
+    edge = "contract_ended_beyond_grace_edge" if dropped == "end_date" else "contract_future_beyond_window_edge"
+    (inst,) = manifest.cases[edge]
+    (v,) = inst["vertragnr"]
+    assert str(v) in planned_occupancies(prepared), "outside the window only by the date the mapping leaves out"
+    other = "contract_future" if reason == "contract_ended" else "contract_ended"
+    assert [f for f in prepared.findings if f.code == other], "the other edge of the window still applies"
