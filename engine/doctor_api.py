@@ -81,7 +81,23 @@ def _mapped(tenant: Tenant, entity: EntityMapping, result, run_date):
     from engine.discover_fields import check_records, sample_gate
     gate, ungated = sample_gate(tenant, entity, run_date)
     check = check_records(entity, result[0], None, gate, ungated)
-    return check.broken[0].errors[0].for_tenant(tenant.id) if check.broken else result
+    if not check.broken:
+        return result
+    errors = [e for record in check.broken for e in record.errors]
+    certain = [e for e in errors if not ungated or e.what == "external_id" or e.what.startswith("filter ")]
+    if certain:                # computed for every person: a run stops on it
+        return certain[0].for_tenant(tenant.id)
+    return _Unless(errors[0].for_tenant(tenant.id))
+
+
+class _Unless(Exception):
+    """A person's field that the first page breaks where the users' gate decides whether a run
+    computes it: a run maps only the persons a contract in the window names, which the first page
+    cannot tell."""
+
+    def __init__(self, error: ConfigError):
+        super().__init__(error.message)
+        self.error = error
 
 
 def _auth_step(result) -> Step:
@@ -107,6 +123,12 @@ def _endpoint_title(entity) -> str:
 
 def _endpoint_step(entity, result) -> Step:
     name, title = f"endpoint:{entity.name}", _endpoint_title(entity)
+    if isinstance(result, _Unless):
+        return step(name, title, "warn", result.error.message + " (a run computes it only for a person with a "
+                    "contract in the contract window, and stops then, exit 3)",
+                    (result.error.hint + "; if the person has no current contract, the run skips it",
+                     "den Ausdruck in den Overrides des Tenants oder im Mapping korrigieren (docs/functions.md); "
+                     "ohne aktuellen Vertrag überspringt der Lauf die Person"))
     if isinstance(result, ConfigError):         # an expression of the mapping that a record of the page breaks
         return step(name, title, "fail", result.message,
                     (result.hint, "den Ausdruck in den Overrides des Tenants oder im Mapping korrigieren "

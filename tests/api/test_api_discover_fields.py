@@ -99,3 +99,18 @@ def test_a_contract_outside_the_window_is_not_counted_for_the_fields_a_run_does_
     assert [b.index for b in check.broken] == [0] and dict(check.by_field) == {"role": 1}
     assert check.broken[0].errors[0].message.startswith(
         f"occupancies 5000001/1000001: the field 'role' cannot be computed for this ERP record: {role} gives ")
+
+
+def test_doctor_warns_where_only_the_users_gate_decides_whether_a_run_computes_the_field(erp, tmp_path, key_set):
+    """A person's field that a record of the first page breaks stops a run only if a contract in the
+    window names the person, which the first page cannot tell: doctor warns (exit 0) and says so,
+    where an endpoint whose every record is computed fails."""
+    with CloudConnect(str(erp), KEY) as cc:
+        tenant = write_tenant(tmp_path, cc.url, users={"fields": {"title": "join('', [title])"}})
+        doctor = _cli(tmp_path, "doctor", str(tenant), "--format", "json", key=KEY)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    users = {s["name"]: s for s in json.loads(doctor.stdout)["steps"]}["endpoint:users"]
+    assert users["status"] == "warn"
+    assert "field 'title' cannot be computed" in users["detail"]
+    assert "only for a person with a contract in the contract window" in users["detail"]
+    assert "the run skips it" in users["hint_en"]
