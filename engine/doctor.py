@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from engine.classify import CAUSES, Cause
 from engine.config.model import IdwellTarget, LocalTarget, Tenant
-from engine.config.secrets import MISSING_SECRET_HINT, SecretError, tenant_secrets
+from engine.config.secrets import MISSING_SECRET_HINT, SecretError, tenant_secrets, unresolved
 from engine.plural import counted
 from engine.redact import redact
 
@@ -76,14 +76,10 @@ def check_secrets(tenant: Tenant) -> Step:
     refs = [(where, s) for where, s in tenant_secrets(tenant) if s.references]
     if not refs:
         return step("secrets", title, "ok", "the tenant references no secrets")
-    problems = []
-    for where, secret in refs:
-        try:
-            secret.resolve()
-        except SecretError as exc:
-            problems.append(f"{where}: {exc}")
-    if problems:
-        return step("secrets", title, "fail", "; ".join(problems), MISSING_SECRET_HINT)
+    if problems := unresolved(refs):            # every reference, as plan, run and discover name them
+        hint = MISSING_SECRET_HINT if not any(h for _, h in problems) else \
+            tuple("; ".join(dict.fromkeys(h or default for _, h in problems)) for default in MISSING_SECRET_HINT)
+        return step("secrets", title, "fail", "; ".join(text for text, _ in problems), hint)
     if problem := password_problem(tenant):
         return step("secrets", title, "fail", *problem)
     names = [r for _, s in refs for r in s.references]

@@ -189,3 +189,32 @@ def test_rows_of_the_mappings_queries_that_break_a_field_are_shown_and_the_run_s
     err = capsys.readouterr().err
     assert code == 3, err
     assert f"tenant 'acme': {why}" in err
+
+
+def test_discover_names_every_missing_secret_before_a_missing_driver_as_plan_does(tmp_path, capsys, monkeypatch):
+    """A tenant whose password is not set and whose driver is not installed: discover names the
+    secret first, with plan's message and exit code (3), before it looks for the driver; a secret
+    that is set is never shown."""
+    from engine.sources.connect import import_pyodbc
+    driver = "Acme ODBC Driver 99"
+    assert driver not in import_pyodbc().drivers()
+    monkeypatch.chdir(tmp_path)
+    path = write_tenant(tmp_path, "sqlite:///unused.sqlite")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["source"] = {"type": "sql", "host": "127.0.0.1", "database": "DOMUS", "username": "reader",
+                     "password": "${env:ACME_DISCOVER_PW}", "driver": driver}
+    doc["target"] = {"type": "idwell", "base_url": "http://127.0.0.1:1/import/v1", "token": "${env:ACME_TOKEN}"}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    monkeypatch.delenv("ACME_DISCOVER_PW", raising=False)
+    monkeypatch.setenv("ACME_TOKEN", "Tok-5ecret-Value")
+    said = {}
+    for command in ("plan", "discover"):
+        code = cli.main([command, str(path)])
+        err = capsys.readouterr().err
+        said[command] = (code, [line.split(": error: ", 1)[-1] for line in err.splitlines() if "WARNING" not in line])
+    assert said["discover"] == said["plan"]
+    code, lines = said["discover"]
+    assert code == 3
+    assert lines[0] == ("tenant 'acme': source.password: environment variable ACME_DISCOVER_PW is not set "
+                        "(referenced as ${env:ACME_DISCOVER_PW})"), lines
+    assert "driver" not in " ".join(lines) and "Tok-5ecret" not in " ".join(lines)

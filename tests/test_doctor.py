@@ -150,6 +150,20 @@ def test_unresolvable_secret_fails_first(tmp_path, capsys, monkeypatch):
     assert "ACME_MISSING_PW is not set" in steps["secrets"]["detail"]
 
 
+def test_the_secrets_step_names_every_reference_that_does_not_resolve(tmp_path, capsys, monkeypatch):
+    """Two references in one source.url, neither set: step 1 names both (as plan and discover do), so
+    that the operator sets them at once."""
+    monkeypatch.delenv("ACME_SQL_USER", raising=False)
+    monkeypatch.delenv("ACME_SQL_PW", raising=False)
+    path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc://${env:ACME_SQL_USER}:${env:ACME_SQL_PW}"
+                                                         f"@127.0.0.1:{free_port()}/DOMUS?driver=Acme+ODBC+Driver+99"})
+    code, report, steps = doctor(capsys, path)
+    assert code == 1 and first_failure(report)["name"] == "secrets"
+    assert steps["secrets"]["detail"] == (
+        "source.url: environment variable ACME_SQL_USER is not set (referenced as ${env:ACME_SQL_USER}); "
+        "source.url: environment variable ACME_SQL_PW is not set (referenced as ${env:ACME_SQL_PW})")
+
+
 # --- SQL Server settings: closed port, missing driver -----------------------------------------
 
 def test_closed_port_fails_at_tcp_with_the_firewall_hint(tmp_path, capsys, monkeypatch):

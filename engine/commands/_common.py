@@ -113,12 +113,14 @@ def _named_state_url(args, tenant) -> str | None:
     return args.state or tenant.state_url or os.environ.get("IDWELL_STATE_URL")
 
 
-def check_secrets(args, tenant, *, target: bool = True) -> None:
-    """Every secret reference of the tenant (its state store's, source's and, with `target`, its
-    target's) that cannot be resolved, named at once (SecretReferenceError, exit 3): an operator
-    who sets the first does not meet the next on the following try. Only references: no value."""
+def check_secrets(args, tenant, *, target: bool = True, state: bool = True) -> None:
+    """Every secret reference of the tenant (with `state`, its state store's; its source's; with
+    `target`, its target's) that cannot be resolved, named at once (SecretReferenceError, exit 3):
+    an operator who sets the first does not meet the next on the following try. Called before
+    anything is opened, so that a secret is named before a driver that is missing, say. Only
+    references: no value."""
     from engine.config.secrets import REFERENCE, Secret, tenant_secrets, unresolved, unresolved_error
-    url = _named_state_url(args, tenant)              # the default holds no reference
+    url = _named_state_url(args, tenant) if state else None     # the default holds no reference
     secrets = [("state store", Secret(url, tenant.path.parent))] if url and REFERENCE.search(url) else []
     if problems := unresolved(secrets + tenant_secrets(tenant, target=target)):
         raise unresolved_error(tenant.id, problems)

@@ -38,12 +38,13 @@ def _row_count(text: str) -> int:
 
 
 def main(args) -> int:
-    from engine.commands._common import load
+    from engine.commands._common import check_secrets, load
     from engine import discover as d
     from engine import discover_queries as q
     from engine.sources.connect import connect_error, create_sql_engine, for_tenant
 
     tenant = load(args)
+    check_secrets(args, tenant, target=False, state=False)   # as plan does, before a driver is looked for
     if tenant.source.type == "api":
         return _discover_api(args, tenant)
     try:
