@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from engine.classify import CAUSES, classify, hints_for, message_of
@@ -20,6 +20,7 @@ from engine.plural import counted
 from engine.redact import redact
 from engine.sources import odbc
 from engine.sources.connect import DEFAULT_PORTS
+from engine.sources.odbc_dsn import OdbcEndpoint, odbc_endpoint
 
 UMLAUTS = "Grüße ÄÖÜ äöü ß"
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u2026"
@@ -47,6 +48,7 @@ class Probe:
     login_timeout: float = 15.0
     setup_error: str | None = None            # the URL's secrets cannot be resolved, or it cannot be used
     url_unusable: bool = False                # setup_error is the URL's own: the driver step fails with it
+    odbc: OdbcEndpoint | None = None          # where a pyodbc URL connects: a DSN of odbc.ini, odbc_connect
     texts: dict[str, int] = field(default_factory=dict)     # "entity.column" -> values with umlauts
     garbled: dict[str, int] = field(default_factory=dict)   # "entity.column" -> values with mojibake
 
@@ -68,6 +70,10 @@ def describe(source: SqlSource) -> Probe:
     backend = url.get_backend_name()
     if backend == "sqlite":
         return Probe("sqlite", None, f"SQLite file {url.database}")
+    if (at := odbc_endpoint(url, DEFAULT_PORTS.get(backend, 0))) is not None:    # as SQLAlchemy connects
+        endpoint = (at.host, at.port) if at.host and at.port else None
+        label = f"{backend} DSN '{at.dsn}'" if at.dsn else f"{backend} {at.host}:{at.port}"
+        return Probe(backend, endpoint, label, odbc=at)
     port = url.port or DEFAULT_PORTS.get(backend, 0)
     return Probe(backend, (url.host or "localhost", port), f"{backend} {url.host}:{port}/{url.database}")
 
@@ -84,12 +90,29 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
         yield from _not_connected(tenant, t.setup_error)
         return
     blocked = None
-    if t.endpoint is None:
+    at = t.odbc
+    if at is not None and at.missing:           # no host to look up, and no driver: the DSN names both
+        from engine.sources.connect import dsn_missing_hint
+        blocked = f"DSN '{at.dsn}' is not defined (see DNS)"
+        yield step("dns", f"DNS: DSN '{at.dsn}'", "fail", at.unknown, dsn_missing_hint(at))
+        yield skipped("tcp", "TCP", f"not run: {blocked}")
+        engine, drv = None, skipped("driver", "driver / Treiber", f"not run: {blocked}")
+    elif at is not None and t.endpoint is None:     # the DSN names no host, or the port is not known here
+        dns = check_dns(at.host, _dsn_dns_hint(at)) if at.host else \
+            skipped("dns", "DNS", f"not checked: {at.unknown}")
+        yield dns
+        blocked = "DNS failed" if dns.status == "fail" else None
+        yield skipped("tcp", "TCP", f"not run: {blocked}" if blocked else f"not checked: {at.unknown}")
+        engine, drv = _driver_step(source, t)
+    elif t.endpoint is None:
         yield skipped("dns", "DNS", f"not applicable: {t.label}")
         yield skipped("tcp", "TCP", f"not applicable: {t.label}")
+        engine, drv = _driver_step(source, t)
     else:
         host, port = t.endpoint
-        dns = check_dns(host)
+        dns = check_dns(host, _dsn_dns_hint(at))
+        if at is not None and at.where:
+            dns = replace(dns, note=f"the host and port are set in {at.where}")
         yield dns
         if dns.status == "fail":
             blocked = "DNS failed"
@@ -98,7 +121,7 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
             tcp = check_tcp(host, port, t.login_timeout)
             yield tcp
             blocked = "TCP failed" if tcp.status == "fail" else None
-    engine, drv = _driver_step(source, t)
+        engine, drv = _driver_step(source, t)
     yield drv
     if drv.status == "fail":
         blocked = blocked or "the driver is missing"
@@ -127,6 +150,16 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
         engine.dispose()
 
 
+def _dsn_dns_hint(at: OdbcEndpoint | None) -> tuple[str, str] | None:
+    """check_dns's advice for a host written in a DSN's entry (CAUSES['dns'] speaks of source.host)."""
+    if at is None or not at.where:
+        return None
+    return (f"the host name does not resolve: check the host in {at.where}, or ask the customer's IT for the public "
+            "DNS name or IP address of the database server",
+            f"der Hostname lässt sich nicht auflösen: den Host in {at.where} prüfen oder die IT des Kunden nach dem "
+            "öffentlichen DNS-Namen bzw. der IP-Adresse des Datenbankservers fragen")
+
+
 def _not_connected(tenant: Tenant, why: str) -> Iterator[Step]:
     """The steps that need a connection, shown as not run (so that the checklist always has all
     its steps, in the same order and with the same numbers)."""
@@ -150,7 +183,12 @@ def _driver_step(source: SqlSource, t: Probe):
         return engine, step("driver", title, "ok", f"ODBC driver '{source.server.driver}' is installed "
                                                    f"({odbc.driver_kind(source.server.driver)})")
     module = getattr(engine.dialect.dbapi, "__name__", "?")
-    return engine, step("driver", title, "ok", f"{engine.dialect.name}+{engine.dialect.driver} (module {module})")
+    through = ""
+    if t.odbc is not None and t.odbc.dsn:
+        from engine.sources.connect import dsn_driver
+        driver = dsn_driver(t.odbc)
+        through = f", through DSN '{t.odbc.dsn}' ({t.odbc.dsn_file})" + (f" with driver '{driver}'" if driver else "")
+    return engine, step("driver", title, "ok", f"{engine.dialect.name}+{engine.dialect.driver} (module {module}){through}")
 
 
 def _within_doctor(cause) -> tuple[str, str]:

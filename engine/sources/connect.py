@@ -34,6 +34,8 @@ from engine.sources import odbc
 if TYPE_CHECKING:
     import sqlalchemy
 
+    from engine.sources.odbc_dsn import OdbcEndpoint
+
 log = logging.getLogger(__name__)
 
 # Which package provides a driver, by the name unixODBC knows it under (odbcinst.ini).
@@ -114,6 +116,42 @@ def check_driver(driver: str) -> None:
     if driver.strip("{}") not in installed:
         raise SourceError(f"the ODBC driver '{driver}' is not installed (installed: {', '.join(installed) or 'none'})",
                           cause="driver_missing", hint=f"install {driver_package(driver)}")
+
+
+def dsn_missing_hint(at: "OdbcEndpoint") -> tuple[str, str]:
+    """What to do (English, German) when the DSN a source.url connects through is not defined."""
+    files = ", ".join(map(str, at.looked_in))
+    return (f"define the data source '{at.dsn}' in one of the odbc.ini files unixODBC reads ({files}; `odbcinst -q -s` "
+            "lists the DSNs defined), or correct source.url: a URL with a host but no /DATABASE (or with ?dsn=) "
+            "connects through the DSN of that name; mssql+pyodbc://USER:PASSWORD@HOST:PORT/DATABASE?driver=... "
+            "connects to the host itself",
+            f"die Datenquelle '{at.dsn}' in einer der odbc.ini-Dateien definieren, die unixODBC liest ({files}; "
+            "`odbcinst -q -s` listet die definierten DSNs), oder source.url korrigieren: eine URL mit Host, aber ohne "
+            "/DATENBANK (oder mit ?dsn=) verbindet über den DSN dieses Namens; "
+            "mssql+pyodbc://BENUTZER:PASSWORT@HOST:PORT/DATENBANK?driver=... verbindet direkt mit dem Host")
+
+
+def check_dsn(at: "OdbcEndpoint") -> None:
+    """Raise a SourceError when the DSN a source.url connects through is not defined, or names a
+    driver unixODBC does not know (neither a driver of odbcinst.ini nor a library file)."""
+    from pathlib import Path
+    if at.missing:
+        raise SourceError(f"the ODBC data source (DSN) '{at.dsn}' is not defined: {at.unknown}",
+                          cause="driver_missing", hint=dsn_missing_hint(at)[0])
+    driver = dsn_driver(at)
+    installed = import_pyodbc().drivers()
+    if driver and driver not in installed and not Path(driver).is_file():
+        raise SourceError(f"DSN '{at.dsn}' ({at.dsn_file}) names the ODBC driver '{driver}', which is not installed "
+                          f"(installed: {', '.join(installed) or 'none'})", cause="driver_missing",
+                          hint=f"install {driver_package(driver)}, or name an installed driver in Driver= of DSN "
+                               f"'{at.dsn}' in {at.dsn_file}")
+
+
+def dsn_driver(at: "OdbcEndpoint") -> str:
+    """The Driver= of the DSN `at` goes through ("" when it names none)."""
+    from engine.sources.odbc_dsn import dsn_entry
+    found = dsn_entry(at.dsn or "", [at.dsn_file] if at.dsn_file else [])
+    return next((value.strip() for key, value in found[1] if key == "driver"), "") if found else ""
 
 
 def create_sql_engine(source: SqlSource) -> "sqlalchemy.Engine":
@@ -294,7 +332,10 @@ def endpoint(engine: "sqlalchemy.Engine", source: SqlSource) -> tuple[str | None
     connects to; host None for a file."""
     if source.server is not None:
         return source.server.host, source.server.port, "mssql"
+    from engine.sources.odbc_dsn import odbc_endpoint
     backend = engine.url.get_backend_name()
+    if (at := odbc_endpoint(engine.url, DEFAULT_PORTS.get(backend))) is not None:   # a DSN, odbc_connect
+        return at.host, at.port, backend
     return engine.url.host, engine.url.port or DEFAULT_PORTS.get(backend), backend
 
 
@@ -418,7 +459,12 @@ def _url_engine(url_text: str, query_timeout: int, references: list[str]) -> "sq
         connect_args["options"] = " ".join([*([given] if isinstance(given, str) else given),
                                             f"-c default_transaction_read_only=on -c statement_timeout={int(query_timeout) * 1000}"])
     elif backend == "mssql" and url.get_driver_name() == "pyodbc" and "odbc_connect" not in url.query:
-        check_driver(str(url.query.get("driver", "")) or "ODBC Driver 18 for SQL Server")
+        from engine.sources.odbc_dsn import odbc_endpoint
+        at = odbc_endpoint(url, None)
+        if at is not None and at.dsn:           # the DSN names the driver: SQLAlchemy ignores ?driver= then
+            check_dsn(at)
+        else:
+            check_driver(str(url.query.get("driver", "")) or "ODBC Driver 18 for SQL Server")
     try:
         engine = sa.create_engine(url, connect_args=connect_args)
     except ImportError as exc:

@@ -1,0 +1,200 @@
+"""Where an ODBC connection goes: the host and port inside a connection string or a DSN.
+
+A `source.url` with a pyodbc dialect (`mssql+pyodbc://`) does not always name its host: SQLAlchemy
+builds an ODBC connection string from it, and that string may name a data source (DSN) of
+odbc.ini instead, whose entry names the host. `odbc_endpoint(url)` builds the string as SQLAlchemy
+does (its dialect's `create_connect_args`, so the rules are SQLAlchemy's own: a URL with a host
+but no database, or with `?dsn=`, is a DSN; `?odbc_connect=` is the string itself) and reads the
+host and port from it, or from the DSN's entry in the odbc.ini files unixODBC reads (`odbcinst -j`
+names them). The connection string may hold the password: only the host, port and DSN are taken
+from it, and nothing of it is quoted.
+"""
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import subprocess
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlalchemy
+
+HOST_KEYS = ("server", "host", "servername")
+"""The attributes that name the host, first found wins: Server (Microsoft's drivers, FreeTDS),
+Host, Servername (psqlODBC; for FreeTDS, Servername names a freetds.conf section instead)."""
+
+
+@dataclass(frozen=True)
+class OdbcEndpoint:
+    host: str | None                 # None: the connection string and the DSN name none (see `unknown`)
+    port: int | None                 # None: not known here (a named instance without a port)
+    dsn: str | None = None           # the DSN the connection goes through
+    dsn_file: Path | None = None     # the odbc.ini that defines it
+    missing: bool = False            # the DSN is defined in none of `looked_in`
+    looked_in: tuple[Path, ...] = field(default_factory=tuple)
+    unknown: str = ""                # why host (or port) is None, in a sentence's words
+
+    @property
+    def where(self) -> str:
+        """Where the host is written, for a message: "" for the URL itself."""
+        return f"DSN '{self.dsn}' ({self.dsn_file})" if self.dsn and self.dsn_file else ""
+
+
+def odbc_endpoint(url: "sqlalchemy.URL", default_port: int | None) -> OdbcEndpoint | None:
+    """The endpoint of a URL whose dialect connects through pyodbc; None for any other driver."""
+    text = connection_string(url)
+    return None if text is None else string_endpoint(text, default_port)
+
+
+def connection_string(url: "sqlalchemy.URL") -> str | None:
+    """The ODBC connection string SQLAlchemy's pyodbc dialect makes of `url` (it may hold the
+    password: never show it); None when the URL's dialect is not a pyodbc one."""
+    from sqlalchemy.connectors.pyodbc import PyODBCConnector
+    try:
+        dialect = url.get_dialect()
+    except Exception:
+        return None
+    if not issubclass(dialect, PyODBCConnector):
+        return None
+    with warnings.catch_warnings():     # "No driver name specified": the driver step says so
+        warnings.simplefilter("ignore")
+        args, _ = dialect().create_connect_args(url)
+    return str(args[0])
+
+
+def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
+    """The endpoint of an ODBC connection string: its Server (or Host, Servername) and Port, or,
+    when it names a DSN (before any DRIVER=, as the driver manager reads it), the DSN's, the
+    string's own attributes taking precedence over the DSN's."""
+    attrs = parse_connection_string(text)
+    first = next((key for key, _ in attrs if key in ("dsn", "driver")), None)
+    if first != "dsn":
+        host, port, why = _host_and_port(attrs, default_port)
+        return OdbcEndpoint(host, port, unknown=_unknown(why, "source.url's connection string (odbc_connect)", host))
+    dsn = next(value for key, value in attrs if key == "dsn")
+    looked_in = tuple(odbc_ini_files())
+    found = dsn_entry(dsn, list(looked_in))
+    if found is None:
+        return OdbcEndpoint(None, None, dsn, missing=True, looked_in=looked_in,
+                            unknown=f"DSN '{dsn}' is not defined in {' or '.join(map(str, looked_in))}")
+    path, entry = found
+    host, port, why = _host_and_port(attrs, None)
+    if host is not None:                        # the string names the host: the DSN may still give the port
+        if port is None and why is None:
+            given = next((value.strip() for key, value in entry if key == "port"), "")
+            port = int(given) if given.isdigit() else default_port
+    else:                                       # the DSN's host; a Port in the string still counts first
+        host, port, why = _host_and_port([*attrs, *entry], default_port)
+    return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host))
+
+
+def _host_and_port(attrs: list[tuple[str, str]], default_port: int | None) -> tuple[str | None, int | None, tuple | None]:
+    """(host, port, why either is None: ("no host",), ("freetds", section), ("instance", name))."""
+    get: dict[str, str] = {}
+    for key, value in attrs:
+        get.setdefault(key, value.strip())          # a repeated attribute: the first counts
+    key = next((k for k in HOST_KEYS if get.get(k)), None)
+    if key is None:
+        return None, None, ("no host",)
+    if key == "servername" and "tds" in get.get("driver", "").lower():
+        return None, None, ("freetds", get[key])
+    host, port, instance = split_server(get[key])
+    if port is None and get.get("port", "").isdigit():
+        port = int(get["port"])
+    if port is None and instance:
+        return host, None, ("instance", instance)
+    return host, port or default_port, None
+
+
+def _unknown(why: tuple | None, where: str, host: str | None) -> str:
+    """Why the host or port is not known, in words, naming where the host is set."""
+    if why is None:
+        return ""
+    if why[0] == "freetds":
+        return (f"the host is set in {where}, which names the FreeTDS server '{why[1]}' (Servername=): its host "
+                "is the one of that section of freetds.conf")
+    if why[0] == "instance":
+        return (f"{where} names the instance {host}\\{why[1]} without a port: its port is looked up through "
+                "SQL Server Browser (UDP 1434)")
+    if where.startswith("DSN"):
+        return f"the host is set in {where}, which does not name one (no Server=, Host= or Servername=)"
+    return f"{where} names no host (no Server=, Host= or Servername=)"
+
+
+def split_server(value: str) -> tuple[str, int | None, str | None]:
+    """(host, port, instance) of a Server value: `tcp:host,1433`, `host\\INSTANCE`, `(local)`."""
+    value = re.sub(r"(?i)^tcp:", "", value.strip())
+    port = None
+    if "," in value:
+        value, _, given = value.rpartition(",")
+        port = int(given) if given.strip().isdigit() else None
+    host, _, instance = value.partition("\\")
+    host = host.strip().strip("[]")
+    if host.lower() in ("(local)", ".", "(localdb)"):
+        host = "localhost"
+    return host, port, instance.strip() or None
+
+
+def parse_connection_string(text: str) -> list[tuple[str, str]]:
+    """`key=value;...` as (key in lower case, value) pairs; a value in braces may hold `;`, and
+    `}}` inside it is one `}`."""
+    out: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        eq = text.find("=", i)
+        if eq < 0:
+            break
+        key = text[i:eq].strip().lower()
+        i = eq + 1
+        if i < n and text[i] == "{":
+            value, i = [], i + 1
+            while i < n:
+                if text[i] == "}":
+                    if text[i + 1:i + 2] == "}":
+                        value.append("}")
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                value.append(text[i])
+                i += 1
+            end = text.find(";", i)
+            out.append((key, "".join(value)))
+        else:
+            end = text.find(";", i)
+            out.append((key, text[i:end if end >= 0 else n]))
+        i = n if end < 0 else end + 1
+    return [(k, v) for k, v in out if k]
+
+
+def odbc_ini_files() -> list[Path]:
+    """The odbc.ini files unixODBC reads DSNs from, the user's first (it looks there first):
+    as `odbcinst -j` names them, else its defaults ($ODBCINI or ~/.odbc.ini, then odbc.ini in
+    $ODBCSYSINI or /etc)."""
+    try:
+        said = subprocess.run(["odbcinst", "-j"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        said = ""
+    named = dict(re.findall(r"(?m)^(USER|SYSTEM) DATA SOURCES\.*:\s*(.+?)\s*$", said))
+    user = named.get("USER") or os.environ.get("ODBCINI") or str(Path("~/.odbc.ini").expanduser())
+    system = named.get("SYSTEM") or str(Path(os.environ.get("ODBCSYSINI") or "/etc") / "odbc.ini")
+    return [Path(user), Path(system)]
+
+
+def dsn_entry(name: str, files: list[Path]) -> tuple[Path, list[tuple[str, str]]] | None:
+    """(file, its attributes in lower case) of the DSN `name` (compared case-insensitively, as
+    unixODBC does) in the first of `files` that defines it; None when none does."""
+    for path in files:
+        parser = configparser.ConfigParser(interpolation=None, strict=False, comment_prefixes=("#", ";"))
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError, OSError):
+            continue
+        for section in parser.sections():
+            if section.strip().casefold() == name.strip().casefold():
+                return path, [(k.lower(), v) for k, v in parser.items(section)]
+    return None

@@ -1,0 +1,113 @@
+"""`idwell-sync doctor` (and discover) for a source.url that connects through an ODBC data source
+(DSN) or a raw connection string (odbc_connect): the host is the one the DSN's odbc.ini entry or
+the string names, as SQLAlchemy builds the connection, never the DSN's name.
+
+Each test writes a real odbc.ini into tmp_path and points unixODBC at it with ODBCINI; the drivers are Debian's FreeTDS
+(tdsodbc) and psqlODBC (odbc-postgresql), the SQL Server a TDS listener on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from engine import cli
+from pgcluster import free_port, require
+from tds_listener import TdsLoginListener
+from test_doctor import doctor, write_tenant
+
+pytestmark = pytest.mark.odbc
+
+
+@pytest.fixture
+def odbc_ini(tmp_path, monkeypatch):
+    """Writes the user's odbc.ini, where unixODBC looks for a DSN first ($ODBCINI: the driver
+    manager reads it again at each connection, unlike the system file, whose place it keeps from
+    its first use), from a dict of DSN -> attributes. Returns the writer, the user's and the
+    system's file."""
+    from engine.sources.connect import import_pyodbc
+    pyodbc = import_pyodbc()
+    for driver in ("FreeTDS", "PostgreSQL Unicode"):
+        require(driver in pyodbc.drivers(), f"the ODBC driver '{driver}' is not installed (Debian: tdsodbc, odbc-postgresql)")
+    user = tmp_path / "odbc.ini"
+    system = Path(os.environ.get("ODBCSYSINI") or "/etc") / "odbc.ini"
+    monkeypatch.setenv("ODBCINI", str(user))
+
+    def write(dsns: dict[str, dict[str, object]]) -> None:
+        user.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in attrs.items()) + "\n"
+                                for name, attrs in dsns.items()), encoding="utf-8")
+    return write, user, system
+
+
+def test_a_dsn_with_server_and_port_is_checked_at_that_host_and_the_login_goes_there(tmp_path, capsys, monkeypatch,
+                                                                                      odbc_ini):
+    write, user, _ = odbc_ini
+    monkeypatch.setenv("ACME_SQL_PW", "Lesen-2024")
+    with TdsLoginListener() as listener:
+        write({"domus_erp": {"Driver": "FreeTDS", "Server": "127.0.0.1", "Port": listener.port,
+                             "Database": "DOMUS", "TDS_Version": "7.4"}})
+        path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc://idwell_reader:${env:ACME_SQL_PW}@domus_erp"})
+        code, report, steps = doctor(capsys, path)
+    assert steps["dns"]["status"] == "ok" and steps["dns"]["title"] == "DNS: 127.0.0.1", steps["dns"]
+    assert steps["dns"]["note"] == f"the host and port are set in DSN 'domus_erp' ({user})"
+    assert steps["tcp"] == {**steps["tcp"], "status": "ok", "title": f"TCP 127.0.0.1:{listener.port}"}
+    assert steps["driver"]["status"] == "ok"
+    assert f"through DSN 'domus_erp' ({user}) with driver 'FreeTDS'" in steps["driver"]["detail"]
+    assert [(login["user"], login["database"]) for login in listener.logins] == [("idwell_reader", "DOMUS")]
+    assert "Lesen-2024" not in json.dumps(report)
+
+
+def test_a_dsn_that_names_no_host_skips_dns_and_tcp_and_says_where_the_host_is_set(tmp_path, capsys, monkeypatch,
+                                                                                   odbc_ini):
+    write, user, _ = odbc_ini
+    write({"mydsn": {"Driver": "PostgreSQL Unicode", "Database": "erp"}})
+    monkeypatch.setenv("ACME_SQL_PW", "x")
+    path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc://reader:${env:ACME_SQL_PW}@mydsn"})
+    code, text = doctor(capsys, path, fmt="text")
+    why = (f"the host is set in DSN 'mydsn' ({user}), which does not name one (no Server=, Host= or "
+           "Servername=)")
+    assert f"[skip]  2. DNS: not checked: {why}" in text, text
+    assert f"[skip]  3. TCP: not checked: {why}" in text
+    assert "does not resolve" not in text
+    assert "[ok  ]  4. driver / Treiber: mssql+pyodbc (module pyodbc), through DSN 'mydsn'" in text
+
+
+def test_a_dsn_that_is_not_defined_fails_naming_the_odbc_ini_files(tmp_path, capsys, monkeypatch, odbc_ini):
+    write, user, system = odbc_ini
+    write({"other": {"Driver": "FreeTDS", "Server": "127.0.0.1"}})
+    monkeypatch.setenv("ACME_SQL_PW", "x")
+    path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc://reader:${env:ACME_SQL_PW}@mydsn"})
+    code, report, steps = doctor(capsys, path)
+    assert code == 1 and next(s for s in report["steps"] if s["status"] == "fail")["name"] == "dns"
+    assert steps["dns"]["detail"] == f"DSN 'mydsn' is not defined in {user} or {system}"
+    assert f"define the data source 'mydsn' in one of the odbc.ini files unixODBC reads ({user}, {system};" \
+        in steps["dns"]["hint_en"]
+    assert f"({user}, {system};" in steps["dns"]["hint_de"]
+    assert steps["tcp"]["status"] == steps["driver"]["status"] == "skip"
+    assert steps["driver"]["detail"] == "not run: DSN 'mydsn' is not defined (see DNS)"
+    # discover (as plan and run) stops before connecting, with the same advice
+    code = cli.main(["discover", str(path)])
+    err = capsys.readouterr().err
+    assert code == 4 and "the ODBC data source (DSN) 'mydsn' is not defined" in err, err
+    assert f"odbc.ini files unixODBC reads ({user}, {system};" in err
+
+
+def test_odbc_connect_is_checked_at_the_server_and_port_of_its_connection_string(tmp_path, capsys, monkeypatch,
+                                                                                 odbc_ini):
+    monkeypatch.setenv("ACME_SQL_PW", "x")
+    closed = free_port()
+    attributes = "Driver={PostgreSQL Unicode};Servername=127.0.0.1;Port=5432;Database=test;Uid=postgres;Pwd="
+    path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc:///?odbc_connect="
+                                   + quote(attributes, safe="") + "${env:ACME_SQL_PW}"})
+    code, report, steps = doctor(capsys, path)
+    assert steps["dns"]["title"] == "DNS: 127.0.0.1" and steps["dns"]["status"] == "ok"
+    assert steps["tcp"] == {**steps["tcp"], "status": "ok", "title": "TCP 127.0.0.1:5432"}
+    attributes = f"Driver={{FreeTDS}};Server=127.0.0.1,{closed};Database=DOMUS;Uid=reader;Pwd="
+    path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc:///?odbc_connect="
+                                   + quote(attributes, safe="") + "${env:ACME_SQL_PW}"})
+    code, report, steps = doctor(capsys, path)
+    assert code == 1 and steps["tcp"]["title"] == f"TCP 127.0.0.1:{closed}" and steps["tcp"]["status"] == "fail"
+    assert f"nothing listens on 127.0.0.1:{closed}" in steps["tcp"]["detail"]
