@@ -72,7 +72,7 @@ def describe(source: SqlSource) -> Probe:
         return Probe("sqlite", None, f"SQLite file {url.database}")
     if (at := odbc_endpoint(url, DEFAULT_PORTS.get(backend, 0))) is not None:    # as SQLAlchemy connects
         endpoint = (at.host, at.port) if at.host and at.port else None
-        label = f"{backend} DSN '{at.dsn}'" if at.dsn else f"{backend} {at.host}:{at.port}"
+        label = f"{backend} DSN '{at.dsn}'" if at.dsn else f"{backend} {at.host}:{at.port}/{url.database}"
         return Probe(backend, endpoint, label, odbc=at)
     port = url.port or DEFAULT_PORTS.get(backend, 0)
     return Probe(backend, (url.host or "localhost", port), f"{backend} {url.host}:{port}/{url.database}")

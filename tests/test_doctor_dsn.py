@@ -111,3 +111,21 @@ def test_odbc_connect_is_checked_at_the_server_and_port_of_its_connection_string
     code, report, steps = doctor(capsys, path)
     assert code == 1 and steps["tcp"]["title"] == f"TCP 127.0.0.1:{closed}" and steps["tcp"]["status"] == "fail"
     assert f"nothing listens on 127.0.0.1:{closed}" in steps["tcp"]["detail"]
+
+
+@pytest.mark.parametrize("driver, status", [("Acme ODBC Driver 99", "fail"), ("libtdsodbc.so", "ok"),
+                                            ("/nowhere/libacmeodbc.so", "fail")])
+def test_the_driver_step_checks_the_driver_the_dsn_names(tmp_path, capsys, monkeypatch, odbc_ini, driver, status):
+    """A DSN names its driver: a name of odbcinst.ini, or a library unixODBC loads (a bare file name
+    is looked up on the library path)."""
+    write, user, _ = odbc_ini
+    write({"mydsn": {"Driver": driver, "Server": "127.0.0.1", "Port": free_port()}})
+    monkeypatch.setenv("ACME_SQL_PW", "x")
+    path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc://reader:${env:ACME_SQL_PW}@mydsn"})
+    code, report, steps = doctor(capsys, path)
+    assert steps["tcp"]["status"] == "fail"             # nothing listens there: the driver step runs still
+    assert steps["driver"]["status"] == status, steps["driver"]
+    if status == "fail":
+        assert steps["driver"]["detail"].startswith(f"DSN 'mydsn' ({user}) names the ODBC driver '{driver}', "
+                                                    "which is not installed (installed: FreeTDS, ")
+        assert f"in Driver= of DSN 'mydsn' in {user}" in steps["driver"]["hint_en"]

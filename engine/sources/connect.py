@@ -138,9 +138,10 @@ def check_dsn(at: "OdbcEndpoint") -> None:
     if at.missing:
         raise SourceError(f"the ODBC data source (DSN) '{at.dsn}' is not defined: {at.unknown}",
                           cause="driver_missing", hint=dsn_missing_hint(at)[0])
-    driver = dsn_driver(at)
+    driver = dsn_driver(at).strip("{}")
     installed = import_pyodbc().drivers()
-    if driver and driver not in installed and not Path(driver).is_file():
+    library = "/" in driver or re.search(r"\.(so|dylib|dll)(\.\d+)*$", driver, re.I)
+    if driver and driver not in installed and (not library or (Path(driver).is_absolute() and not Path(driver).is_file())):
         raise SourceError(f"DSN '{at.dsn}' ({at.dsn_file}) names the ODBC driver '{driver}', which is not installed "
                           f"(installed: {', '.join(installed) or 'none'})", cause="driver_missing",
                           hint=f"install {driver_package(driver)}, or name an installed driver in Driver= of DSN "
