@@ -91,7 +91,8 @@ def test_a_dsn_that_is_not_defined_fails_naming_the_odbc_ini_files(tmp_path, cap
     # discover (as plan and run) stops before connecting, with the same advice
     code = cli.main(["discover", str(path)])
     err = capsys.readouterr().err
-    assert code == 4 and "the ODBC data source (DSN) 'mydsn' is not defined" in err, err
+    assert code == 4 and (f"tenant 'acme': source.url names the ODBC data source (DSN) 'mydsn', which is not defined "
+                          f"in {user} or {system}") in err, err
     assert f"odbc.ini files unixODBC reads ({user}, {system};" in err
 
 

@@ -136,7 +136,8 @@ def check_dsn(at: "OdbcEndpoint") -> None:
     driver unixODBC does not know (neither a driver of odbcinst.ini nor a library file)."""
     from pathlib import Path
     if at.missing:
-        raise SourceError(f"the ODBC data source (DSN) '{at.dsn}' is not defined: {at.unknown}",
+        raise SourceError(f"source.url names the ODBC data source (DSN) '{at.dsn}', which is not defined in "
+                          f"{' or '.join(map(str, at.looked_in))}",
                           cause="driver_missing", hint=dsn_missing_hint(at)[0])
     driver = dsn_driver(at).strip("{}")
     installed = import_pyodbc().drivers()
