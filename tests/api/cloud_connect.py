@@ -14,12 +14,15 @@ pages does; without page and pageSize in the query, the first page of 100 is ans
 `link_param` names the page in those links (`?seite=N`, for an API whose links count pages by
 a name of its own); the page is read from it as from `page`. `link_extra` is added to those links
 as it is (`after=5000219`: an API whose links name the last record read besides the page).
+`latency` (seconds) is waited before each request is answered, in the request's own thread, as a
+network between the client and the API would add to each (benchmarks/api.py).
 """
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -48,7 +51,8 @@ QUERIES = {
 class CloudConnect(ServedInThread):
     def __init__(self, database: str, api_key: str, *, fail_every: int = 0, fail_status: int | tuple[int, ...] = 503,
                  retry_after: str = "0", links: bool = False, link_param: str = "page", link_extra: str = "",
-                 fail_first: int = 0):
+                 fail_first: int = 0, latency: float = 0.0):
+        self.latency = latency
         self.database, self.api_key, self.links, self.link_param = database, api_key, links, link_param
         self.link_extra = link_extra
         self.fail_every, self.fail_first, self.retry_after = fail_every, fail_first, retry_after
@@ -82,6 +86,8 @@ class CloudConnect(ServedInThread):
         h.wfile.write(data)
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
+        if self.latency:
+            time.sleep(self.latency)
         with self._lock:
             self.requests += 1
             fail = (self.fail_every and self.requests % self.fail_every == 0) or self.requests <= self.fail_first
