@@ -38,3 +38,24 @@ def test_run_and_floor_report_their_figures_on_size_s(tmp_path):
     assert all(result["kept"][e] > 0 for e in result["kept"])
     # every row the raw fetch read is kept or excluded by the floor's mapping, gates and filters
     assert sum(result["kept"].values()) + sum(result["excluded"].values()) == figures["raw"]["rows"]
+
+
+def test_api_benchmark_reports_its_figures_on_size_s(tmp_path):
+    """benchmarks.api serves the demo ERP through the Cloud Connect stand-in and reads it twice:
+    with a plain loop over the pages and with the engine's plan (docs/benchmarks.md, "Read from
+    the Cloud Connect API")."""
+    done = _bench("benchmarks.api", "--size", "S", "--repeat", "1", "--latency-ms", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rounds = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert len(rounds) == 1
+    plain, plan = rounds[0]["plain"], rounds[0]["plan"]
+    assert plain["records"] == plan["records"] > 0   # the same records, read by both
+    assert plan["writes"] > 0                        # into an empty store
+    # the pages paged by number are read twice, so the plan asks for more than the plain loop
+    assert plan["requests"] > plain["requests"] > 0
+    assert plan["pages_twice"] > 0 and plan["pages_three_times"] >= 0
+    for figures in (plain, plan):
+        assert {"seconds", "cpu", "server_cpu", "peak_rss_mb", "peak_pss_mb"} <= figures.keys()
+    table_row = next(line for line in done.stdout.splitlines() if line.startswith("| S |"))
+    assert f"{plain['records']:,} / {plan['records']:,}" in table_row
+    assert f"{plain['requests']:,} / {plan['requests']:,}" in table_row
