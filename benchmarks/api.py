@@ -6,7 +6,8 @@ HTTP loop over the same pages.
 The demo ERP of the size (generated once into var/bench/, the file benchmarks.run reads) is
 served by the Cloud Connect stand-in of the tests (tests/api/cloud_connect.py, imported from
 there by path: it is a test server, not part of the package) in a process of its own on
-127.0.0.1, which waits --latency-ms before answering each request, as a network would. Then,
+127.0.0.1, which waits --latency-ms before answering each request, as a network would (the pages
+paged by number answered from rows read once at the start: serve says why). Then,
 each in a fresh process, so that peak RSS is measured per phase:
   plain  the simplest client: an httpx loop that GETs each endpoint of mappings/domus-api.yaml
          page by page once (the same page size, and the stand-in's cursor for /persons) and
