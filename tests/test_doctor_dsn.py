@@ -130,3 +130,28 @@ def test_the_driver_step_checks_the_driver_the_dsn_names(tmp_path, capsys, monke
         assert steps["driver"]["detail"].startswith(f"DSN 'mydsn' ({user}) names the ODBC driver '{driver}', "
                                                     "which is not installed (installed: FreeTDS, ")
         assert f"in Driver= of DSN 'mydsn' in {user}" in steps["driver"]["hint_en"]
+
+
+@pytest.mark.parametrize("entry", [
+    b"Description = Datenbank f\xfcr die Buchhaltung\nDriver = PostgreSQL Unicode\nServername = 127.0.0.1\n",
+    b"Driver = PostgreSQL Unicode\nthis line names no attribute\nServername = 127.0.0.1\n",
+    b"Driver = PostgreSQL Unicode\n   Servername = 127.0.0.1\n   Port = 5432\n",
+], ids=["latin-1", "line-without-equals", "indented"])
+def test_a_dsn_that_unixodbc_reads_is_found_whatever_else_its_odbc_ini_holds(tmp_path, capsys, monkeypatch, odbc_ini,
+                                                                           entry):
+    """An odbc.ini written in Latin-1 (a German description), with a line that is no attribute, or
+    with indented attributes: unixODBC reads the DSN (a connection through it reaches the
+    PostgreSQL server), and so does doctor, at the DSN's host and port."""
+    from engine.sources.connect import import_pyodbc
+    _, user, _ = odbc_ini
+    user.write_bytes(b"[pgdsn]\n" + entry + b"Port = 5432\nDatabase = test\n")
+    with import_pyodbc().connect("DSN=pgdsn;UID=postgres;PWD=x") as con:      # unixODBC finds it
+        assert con.execute("SELECT current_database()").fetchone()[0] == "test"
+    monkeypatch.setenv("ACME_SQL_PW", "x")
+    path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc://postgres:${env:ACME_SQL_PW}@pgdsn"})
+    code, report, steps = doctor(capsys, path)
+    assert steps["dns"]["status"] == "ok" and steps["dns"]["title"] == "DNS: 127.0.0.1", steps["dns"]
+    assert steps["tcp"] == {**steps["tcp"], "status": "ok", "title": "TCP 127.0.0.1:5432"}
+    assert steps["driver"]["status"] == "ok", steps["driver"]
+    cli.main(["plan", str(path), "--state", f"sqlite:///{tmp_path / 'state.sqlite'}"])   # not stopped at the DSN
+    assert "is not defined" not in capsys.readouterr().err

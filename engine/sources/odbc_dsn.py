@@ -11,7 +11,6 @@ from it, and nothing of it is quoted.
 """
 from __future__ import annotations
 
-import configparser
 import os
 import re
 import subprocess
@@ -187,14 +186,30 @@ def odbc_ini_files() -> list[Path]:
 
 def dsn_entry(name: str, files: list[Path]) -> tuple[Path, list[tuple[str, str]]] | None:
     """(file, its attributes in lower case) of the DSN `name` (compared case-insensitively, as
-    unixODBC does) in the first of `files` that defines it; None when none does."""
+    unixODBC does) in the first of `files` that defines it; None when none does. Each file is read
+    as unixODBC reads it: a line `[NAME]` opens a section, `key = value` is an attribute, whatever
+    its indentation; a line without `=`, or starting with `#` or `;`, is skipped; any section name
+    counts (also DEFAULT); a file that is not UTF-8 is Latin-1 (a description with umlauts)."""
+    wanted = name.strip().casefold()
     for path in files:
-        parser = configparser.ConfigParser(interpolation=None, strict=False, comment_prefixes=("#", ";"))
         try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError, OSError):
+            data = path.read_bytes()
+        except OSError:
             continue
-        for section in parser.sections():
-            if section.strip().casefold() == name.strip().casefold():
-                return path, [(k.lower(), v) for k, v in parser.items(section)]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+        section, attrs = None, []
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("["):
+                if section == wanted:
+                    break
+                section, attrs = line[1:].split("]", 1)[0].strip().casefold(), []
+            elif section == wanted and "=" in line and not line.startswith(("#", ";")):
+                key, _, value = line.partition("=")
+                attrs.append((key.strip().lower(), value.strip()))
+        if section == wanted:
+            return path, attrs
     return None
