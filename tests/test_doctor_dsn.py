@@ -155,3 +155,20 @@ def test_a_dsn_that_unixodbc_reads_is_found_whatever_else_its_odbc_ini_holds(tmp
     assert steps["driver"]["status"] == "ok", steps["driver"]
     cli.main(["plan", str(path), "--state", f"sqlite:///{tmp_path / 'state.sqlite'}"])   # not stopped at the DSN
     assert "is not defined" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("attributes", ["Driver={FreeTDS};Server=127.0.0.1;Port=²;Database=DOMUS;Uid=reader;Pwd=",
+                                        "Driver={FreeTDS};Server=127.0.0.1,¹⁴³³;Database=DOMUS;Uid=reader;Pwd="])
+def test_a_port_of_other_digits_than_0_to_9_is_no_port_and_no_internal_error(tmp_path, capsys, monkeypatch, odbc_ini,
+                                                                              attributes):
+    """A port written with a superscript digit (a typo str.isdigit() lets pass, int() does not take)
+    is not a port: doctor and plan go on with the default port instead of stopping with an
+    internal error (exit 70)."""
+    monkeypatch.setenv("ACME_SQL_PW", "Geheim-77")
+    path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc:///?odbc_connect="
+                                   + quote(attributes, safe="") + "${env:ACME_SQL_PW}"})
+    code, report, steps = doctor(capsys, path)
+    assert code == 1 and steps["tcp"]["title"] == "TCP 127.0.0.1:1433", steps["tcp"]
+    code = cli.main(["plan", str(path), "--state", f"sqlite:///{tmp_path / 'state.sqlite'}"])
+    err = capsys.readouterr().err
+    assert code == 4 and "internal error" not in err and "Geheim-77" not in err, err

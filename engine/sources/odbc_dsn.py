@@ -85,7 +85,7 @@ def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
     if host is not None:                        # the string names the host: the DSN may still give the port
         if port is None and why is None:
             given = next((value.strip() for key, value in entry if key == "port"), "")
-            port = int(given) if given.isdigit() else default_port
+            port = _port(given) or default_port
     else:                                       # the DSN's host; a Port in the string still counts first
         host, port, why = _host_and_port([*attrs, *entry], default_port)
     return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host))
@@ -102,8 +102,8 @@ def _host_and_port(attrs: list[tuple[str, str]], default_port: int | None) -> tu
     if key == "servername" and "tds" in get.get("driver", "").lower():
         return None, None, ("freetds", get[key])
     host, port, instance = split_server(get[key])
-    if port is None and get.get("port", "").isdigit():
-        port = int(get["port"])
+    if port is None:
+        port = _port(get.get("port", ""))
     if port is None and instance:
         return host, None, ("instance", instance)
     return host, port or default_port, None
@@ -130,12 +130,18 @@ def split_server(value: str) -> tuple[str, int | None, str | None]:
     port = None
     if "," in value:
         value, _, given = value.rpartition(",")
-        port = int(given) if given.strip().isdigit() else None
+        port = _port(given)
     host, _, instance = value.partition("\\")
     host = host.strip().strip("[]")
     if host.lower() in ("(local)", ".", "(localdb)"):
         host = "localhost"
     return host, port, instance.strip() or None
+
+
+def _port(text: str) -> int | None:
+    """A port written as digits 0-9 (str.isdigit() takes ² too, which int() does not); else None."""
+    text = text.strip()
+    return int(text) if re.fullmatch(r"[0-9]+", text) else None
 
 
 def parse_connection_string(text: str) -> list[tuple[str, str]]:
