@@ -176,8 +176,10 @@ class ApiRequests:
 def retries_hint(max_retries: int) -> str:
     """The end of the hint of an error after the retries (the source's `max_retries`): how to give
     an API that recovers slowly more attempts."""
-    return (f"; source.max_retries is {max_retries} ({counted(max_retries + 1, 'attempt')} in all): "
-            "raise it (up to 20) for an API that takes longer to recover")
+    said = f"; source.max_retries is {max_retries} ({counted(max_retries + 1, 'attempt')} in all)"
+    if max_retries >= 20:                   # the schema's maximum: more attempts cannot be given
+        return said + ", the most it can be"
+    return said + ": raise it (up to 20) for an API that takes longer to recover"
 
 
 def post_token(url: str, data: dict, *, timeout: float, tenant_id: str, source: ApiSource,

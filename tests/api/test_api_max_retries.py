@@ -67,3 +67,12 @@ def test_doctor_and_discover_read_with_the_tenants_retries_and_name_the_setting(
     assert "answered 503 after 2 attempts" in discover.stderr
     assert "source.max_retries is 1 (2 attempts in all)" in discover.stderr
     assert cc.requests - asked == 2, "discover stops at the first endpoint that keeps failing"
+
+
+def test_the_advice_after_the_retries_does_not_say_to_raise_max_retries_already_at_its_most():
+    """At source.max_retries 20 (the schema's maximum) the advice cannot be to raise it up to 20;
+    below it, it is."""
+    from engine.sources._api_requests import retries_hint
+    assert "raise it (up to 20)" in retries_hint(19)
+    at_most = retries_hint(20)
+    assert "raise it" not in at_most and "source.max_retries is 20 (21 attempts in all), the most it can be" in at_most
