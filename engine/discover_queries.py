@@ -65,7 +65,7 @@ def _sample(conn, tenant: Tenant, entity: EntityMapping, run_date: dt.date, rows
         out.error = message
         return out
     have = {c.casefold() for c in out.columns}
-    out.missing = sorted(c for c in entity.source_names() or () if c.casefold() not in have)
+    out.missing = sorted(c for c in entity.source_names(known=True) if c.casefold() not in have)
     if not out.missing:
         gate, ungated = sample_gate(tenant, entity, run_date)
         out.check = check_records(entity, out.rows, out.columns, gate, ungated)

@@ -218,3 +218,24 @@ def test_discover_names_every_missing_secret_before_a_missing_driver_as_plan_doe
     assert lines[0] == ("tenant 'acme': source.password: environment variable ACME_DISCOVER_PW is not set "
                         "(referenced as ${env:ACME_DISCOVER_PW})"), lines
     assert "driver" not in " ".join(lines) and "Tok-5ecret" not in " ".join(lines)
+
+
+def test_a_column_the_mapping_reads_that_a_select_star_query_lacks_is_named_in_its_place(sqlite_tenant, capsys,
+                                                                                        tmp_path):
+    """A query that selects * (its columns cannot be checked before it runs) and a mapping with an
+    expression over the whole row (`@.Etage`) besides one that reads a column the table lacks:
+    discover names the column under the query, as for any other query, goes on with the others and
+    exits 0 (it had stopped with exit 4, 'discover failed')."""
+    path, _ = sqlite_tenant
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["overrides"] = {"entities": {"units": {"query": "SELECT * FROM Einheit",
+                                               "fields": {"floor": "@.Etage", "name": "BezeichnungAlt"}}}}
+    doc["target"] = {"type": "local", "path": str(tmp_path / "portal.sqlite")}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    code, out, err = discover(capsys, str(path))
+    assert code == 0, err
+    assert "  query units: 3 rows read; the mapping reads BezeichnungAlt, which the query does not return" in out, out
+    assert "  query occupancies: 3 rows read; every expression of the mapping can be computed for them" in out
+    code, out, err = discover(capsys, str(path), "--format", "json")
+    units = next(q for q in json.loads(out)["queries"] if q["entity"] == "units")
+    assert (code, units["missing"], units["error"]) == (0, ["BezeichnungAlt"], None)

@@ -82,13 +82,14 @@ class EntityMapping:
     contract: "Expr | None" = None             # occupancies: the ERP contract (for partnerships)
     query_at: str | None = None                # sql sources: where the query is written (file:line)
 
-    def source_names(self) -> set[str] | None:
+    def source_names(self, known: bool = False) -> set[str] | None:
         """The source's names the mapping reads (columns of a query, or the top-level keys and
         dotted paths of an API's records): its key, fields, contract and filters; None where an
-        expression's names are not knowable ('@', '*')."""
+        expression's names are not knowable ('@', '*'), or with `known` the names of the others
+        (each of which a row must have: binding an expression to a query's columns fails without)."""
         names = set(self.key) | {f.field for f in self.filters if f.field}
         for expr in [*self.fields.values(), self.contract, *(f.expr for f in self.filters)]:
-            if expr is None:
+            if expr is None or (known and expr.columns is None):
                 continue
             if expr.columns is None:
                 return None
