@@ -32,9 +32,11 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "den im Tenant genannten ODBC-Treiber installieren (Debian: unixodbc, für FreeTDS tdsodbc; "
           "msodbcsql18 kommt aus Microsofts Paketquelle packages.microsoft.com)"),
     Cause("dns",
-          "the host name does not resolve: check the spelling of source.host, or ask the customer's IT "
+          "the host name does not resolve: check the spelling of source.host (or of the host in source.url, or in "
+          "the DSN's odbc.ini entry for a DSN), or ask the customer's IT "
           "for the public DNS name or IP address of the SQL Server",
-          "der Hostname lässt sich nicht auflösen: source.host prüfen oder die IT des Kunden nach dem "
+          "der Hostname lässt sich nicht auflösen: source.host prüfen (bzw. den Host in source.url oder im "
+          "odbc.ini-Eintrag des DSN) oder die IT des Kunden nach dem "
           "öffentlichen DNS-Namen bzw. der IP-Adresse des SQL Servers fragen", retriable=True),
     Cause("unreachable",
           "the server cannot be reached: the customer's IT must open the database server's TCP port (SQL Server: "
