@@ -4,7 +4,8 @@ run with exit 3) is named before the first night (engine.discover_fields).
 
 `sample_queries(engine, tenant)` runs each entity's query with the run's parameters, reads its
 first SAMPLE rows (streamed: no more are fetched, also from PostgreSQL) and checks them; a query that fails, or that does not
-return a column the mapping reads, is noted in its place (doctor's query step says what to do):
+return a column the mapping reads, is noted in its place (doctor's query step says what to do; the
+driver's message masked by engine.redact, as every error the engine shows):
 the listing of tables and columns is what discover is for, also while the queries do not fit.
 """
 from __future__ import annotations
@@ -48,6 +49,7 @@ def _sample(conn, tenant: Tenant, entity: EntityMapping, run_date: dt.date, rows
     from sqlalchemy import text
     from engine.classify import classify, message_of
     from engine.extract import window_params
+    from engine.redact import redact
     from engine.sources.sql import query_params
     out = QuerySample(entity)
     params = {**window_params(tenant, run_date), **tenant.source.params, **entity.params}
@@ -61,8 +63,8 @@ def _sample(conn, tenant: Tenant, entity: EntityMapping, run_date: dt.date, rows
             result.close()
     except Exception as exc:
         conn.rollback()
-        message = getattr(exc, "message", None) or f"{classify(exc).code}: {message_of(exc)[:300]}"
-        out.error = message
+        message = getattr(exc, "message", None) or f"{classify(exc).code}: {redact(message_of(exc))[:300]}"
+        out.error = redact(message)         # a driver's message may quote a value, a secret too (masked before cut)
         return out
     have = {c.casefold() for c in out.columns}
     out.missing = sorted(c for c in entity.source_names(known=True) if c.casefold() not in have)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from local_http import ServedInThread
-from pgcluster import HOST, pg_cluster, require, sqlite_domus  # noqa: F401  (pg_cluster is a fixture)
+from pgcluster import DOMUS_MINI, HOST, pg_cluster, require, sqlite_domus  # noqa: F401  (pg_cluster is a fixture)
 
 sys.path.insert(0, str(Path(__file__).parent / "api"))
 from cloud_connect import CloudConnect  # noqa: E402
@@ -132,6 +132,46 @@ def test_the_state_stores_password_is_never_shown(tmp_path, state_cluster, given
             assert 'database "no_such_store" does not exist' in history.stderr
         outputs |= {f"history {database}": history.stdout + history.stderr, f"plan {database}": plan.stdout + plan.stderr}
     assert_hidden(HOSTILE, **outputs)
+
+
+# -- an ERP database's error about a value -------------------------------------------------------
+@pytest.fixture(scope="module")
+def erp_cluster(pg_cluster):
+    """DOMUS in a database of its own, read by a login whose password is HOSTILE. The ERP keeps its
+    settings as text in a table of its own, the password of that login among them (an export
+    setting, as ERPs keep the connection of their own exports)."""
+    pg_cluster.create_user("erp_reader", HOSTILE, database="erp")
+    setting = HOSTILE.replace("'", "''")
+    pg_cluster.execute(*DOMUS_MINI[:5], *DOMUS_MINI[6:],
+                       "CREATE TABLE Einstellung (Schluessel VARCHAR(40), Wert VARCHAR(200))",
+                       f"INSERT INTO Einstellung VALUES ('Mandant', '1'), ('Export-Passwort', '{setting}')",
+                       "CREATE VIEW Mandanten AS SELECT CAST(Wert AS INTEGER) AS Mandant FROM Einstellung",
+                       "GRANT SELECT ON ALL TABLES IN SCHEMA public TO erp_reader", database="erp")
+    return pg_cluster
+
+
+def test_a_query_error_that_quotes_a_secret_does_not_show_it_in_discover(tmp_path, erp_cluster):
+    """A query of the tenant's that casts the ERP's settings to numbers meets the password stored
+    there: PostgreSQL's error quotes the value (invalid input syntax for type integer: "..."). The
+    value is the source's password, resolved from ${env:ERP_PW}: discover shows the error under the
+    query (text and --format json) and for the view it samples, never the value."""
+    root = workspace(tmp_path)
+    url = f"postgresql+psycopg://erp_reader:${{env:ERP_PW}}@{HOST}:{erp_cluster.port}/erp"
+    query = ("SELECT o.ObjektNr, o.Mandant, o.Bezeichnung, o.Strasse, o.HausNr, o.PLZ, o.Ort, o.Land FROM Objekt o "
+             "JOIN Einstellung s ON CAST(s.Wert AS INTEGER) = o.Mandant")
+    tenant = write_tenant(root, "kunde", source={"type": "sql", "url": url},
+                          overrides={"entities": {"buildings": {"query": query}}})
+    text = cli(root, "discover", str(tenant), ERP_PW=HOSTILE)
+    as_json = cli(root, "discover", str(tenant), "--format", "json", ERP_PW=HOSTILE)
+    view = cli(root, "discover", str(tenant), "mandanten", ERP_PW=HOSTILE)
+    assert text.returncode == 0, text.stderr
+    assert "  query buildings: not run: " in text.stdout and "invalid input syntax for type integer" in text.stdout
+    assert "  query units: 3 rows read" in text.stdout           # the password arrived intact: the login works
+    buildings = next(q for q in json.loads(as_json.stdout)["queries"] if q["entity"] == "buildings")
+    assert "invalid input syntax for type integer: \"***\"" in buildings["error"], buildings
+    assert view.returncode == 4 and "invalid input syntax for type integer" in view.stderr, view.stderr
+    assert_hidden(HOSTILE, text=text.stdout + text.stderr, json=as_json.stdout + as_json.stderr,
+                  view=view.stdout + view.stderr)
 
 
 # -- a gateway in front of the import API that echoes the request --------------------------------
