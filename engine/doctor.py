@@ -121,8 +121,14 @@ def check_dns(host: str, hint: Cause | tuple[str, str] | None = None) -> Step:
     return step("dns", title, "ok", f"{host} -> {', '.join(addresses[:4])}", seconds=time.perf_counter() - t0)
 
 
-def check_tcp(host: str, port: int, timeout: float) -> Step:
+def check_tcp(host: str, port: int, timeout: float, where: str = "source.url") -> Step:
+    """A TCP connection to host:port; a port above 65535 (`where` it is written) fails without one."""
+    from engine.sources.odbc_dsn import port_problem
     title = f"TCP {host}:{port}"
+    if problem := port_problem(port, where):
+        return step("tcp", title, "fail", problem,
+                    (f"write the database server's TCP port (1-65535) in {where}",
+                     f"den TCP-Port des Datenbankservers (1-65535) in {where} eintragen"))
     firewall = (f"open TCP {port} in the customer's firewall and NAT for the sync server's addresses, "
                 "and make sure the server listens on that port",
                 f"TCP {port} in Firewall und NAT des Kunden für die Adressen des Sync-Servers freigeben "

@@ -118,7 +118,7 @@ def sql_steps(tenant: Tenant) -> Iterator[Step]:
             blocked = "DNS failed"
             yield skipped("tcp", f"TCP {host}:{port}", f"not run: {blocked}")
         else:
-            tcp = check_tcp(host, port, t.login_timeout)
+            tcp = check_tcp(host, port, t.login_timeout, at.port_at if at is not None else "source.url")
             yield tcp
             blocked = "TCP failed" if tcp.status == "fail" else None
         engine, drv = _driver_step(source, t)

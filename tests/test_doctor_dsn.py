@@ -172,3 +172,29 @@ def test_a_port_of_other_digits_than_0_to_9_is_no_port_and_no_internal_error(tmp
     code = cli.main(["plan", str(path), "--state", f"sqlite:///{tmp_path / 'state.sqlite'}"])
     err = capsys.readouterr().err
     assert code == 4 and "internal error" not in err and "Geheim-77" not in err, err
+
+
+@pytest.mark.parametrize("given", ["url", "odbc_connect", "dsn"])
+def test_a_port_above_65535_is_named_as_no_port_where_it_is_written(tmp_path, capsys, monkeypatch, odbc_ini, given):
+    """A port above 65535 (a typo: 70000 for 7000) in the URL, in odbc_connect's Server=host,port or
+    in a DSN's Port=: a socket takes it modulo 65536 and reaches another port (doctor had said
+    "connection refused: nothing listens", as if a firewall were to open), the drivers refuse it in
+    their own words. doctor's TCP step and plan say it is no port and where to correct it."""
+    write, user, _ = odbc_ini
+    monkeypatch.setenv("ACME_SQL_PW", "Geheim-77")
+    url, where = {
+        "url": ("postgresql+psycopg://postgres:${env:ACME_SQL_PW}@127.0.0.1:70000/test", "source.url"),
+        "odbc_connect": ("mssql+pyodbc:///?odbc_connect=" + quote("Driver={FreeTDS};Server=127.0.0.1,70000;"
+                                                                   "Database=DOMUS;Uid=reader;Pwd=", safe="")
+                         + "${env:ACME_SQL_PW}", "source.url"),
+        "dsn": ("mssql+pyodbc://postgres:${env:ACME_SQL_PW}@pgdsn", f"the DSN 'pgdsn' in {user}")}[given]
+    write({"pgdsn": {"Driver": "PostgreSQL Unicode", "Servername": "127.0.0.1", "Port": 70000, "Database": "test"}})
+    path = write_tenant(tmp_path, {"type": "sql", "url": url})
+    said = f"port 70000 is no TCP port (1-65535): correct it in {where}"
+    code, report, steps = doctor(capsys, path)
+    assert code == 1 and steps["tcp"] == {**steps["tcp"], "status": "fail", "title": "TCP 127.0.0.1:70000",
+                                          "detail": said}, steps["tcp"]
+    code = cli.main(["plan", str(path), "--state", f"sqlite:///{tmp_path / 'state.sqlite'}"])
+    err = capsys.readouterr().err
+    assert code == 4 and f"tenant 'acme': connect failed (config): {said}" in err, err
+    assert "Geheim-77" not in err + json.dumps(report)

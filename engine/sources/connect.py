@@ -291,6 +291,10 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
     if error.cause == "database_missing" and (hint := url_database_hint(engine, source)):
         return SourceError(error.message, cause=error.cause, hint=hint[0], retriable=error.retriable)
     host, port, backend = endpoint(engine, source)
+    from engine.sources.odbc_dsn import port_problem
+    if problem := port_problem(port, _port_at(engine, source)):     # the drivers say "invalid port", or connect elsewhere
+        return SourceError(f"{what} failed (config): {problem}", cause="config",
+                           hint=f"write the database server's TCP port (1-65535) in {_port_at(engine, source)}")
     if error.cause == "unreachable" and host and not resolves(host):
         said = redact(message_of(exc))[:300]
         return SourceError(f"{what} failed (dns): the host name {host} does not resolve (the driver said: {said})",
@@ -304,6 +308,13 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
         return SourceError(error.message, cause=error.cause, hint=unreachable_hint(host, port, backend)[0],
                            retriable=error.retriable)
     return error
+
+
+def _port_at(engine: "sqlalchemy.Engine", source: SqlSource) -> str:
+    """Where the source's port is written: source.url, or the DSN of odbc.ini it names."""
+    from engine.sources.odbc_dsn import odbc_endpoint
+    at = odbc_endpoint(engine.url, None) if source.server is None else None
+    return at.port_at if at is not None else ("source.server.port" if source.server is not None else "source.url")
 
 
 def accepts_tcp(host: str, port: int, timeout: float = 3.0) -> bool:

@@ -36,6 +36,7 @@ class OdbcEndpoint:
     missing: bool = False            # the DSN is defined in none of `looked_in`
     looked_in: tuple[Path, ...] = field(default_factory=tuple)
     unknown: str = ""                # why host (or port) is None, in a sentence's words
+    port_at: str = "source.url"      # where the port is written, for a message that asks to correct it
 
     @property
     def where(self) -> str:
@@ -88,7 +89,27 @@ def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
             port = _port(given) or default_port
     else:                                       # the DSN's host; a Port in the string still counts first
         host, port, why = _host_and_port([*attrs, *entry], default_port)
-    return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host))
+    port_at = "source.url" if port in _ports_written(attrs) else f"the DSN '{dsn}' in {path}"
+    return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host),
+                        port_at=port_at)
+
+
+def _ports_written(attrs: list[tuple[str, str]]) -> set[int]:
+    """The ports the attributes write: Port=, and Server=host,port (or Host=, Servername=)."""
+    ports = {_port(value) for key, value in attrs if key == "port"}
+    ports |= {split_server(value)[1] for key, value in attrs if key in HOST_KEYS}
+    return ports - {None}
+
+
+MAX_PORT = 65535
+
+
+def port_problem(port: int | None, where: str) -> str | None:
+    """What is wrong with a port no TCP connection can go to (above 65535: a socket would take it
+    modulo 65536, another port), naming where to correct it; None for a usable port."""
+    if port is None or port <= MAX_PORT:
+        return None
+    return f"port {port} is no TCP port (1-{MAX_PORT}): correct it in {where}"
 
 
 def _host_and_port(attrs: list[tuple[str, str]], default_port: int | None) -> tuple[str | None, int | None, tuple | None]:
