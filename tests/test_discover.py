@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from engine import cli
-from pgcluster import DOMUS_MINI, HOST, pg_cluster, sqlite_domus  # noqa: F401
+from pgcluster import DOMUS_MINI, HOST, pg_cluster, require, sqlite_domus  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -239,3 +239,66 @@ def test_a_column_the_mapping_reads_that_a_select_star_query_lacks_is_named_in_i
     code, out, err = discover(capsys, str(path), "--format", "json")
     units = next(q for q in json.loads(out)["queries"] if q["entity"] == "units")
     assert (code, units["missing"], units["error"]) == (0, ["BezeichnungAlt"], None)
+
+
+# A query of 3000 rows whose row 2000 stops the database with an error: only a discover that reads
+# past its first 1000 rows meets it. PostgreSQL divides by zero; SQLite gives NULL for that, but
+# abs() of the smallest integer is an "integer overflow" error.
+ROW_2000_FAILS = {"postgresql": "1/(n - 2000)", "sqlite": "abs(-9223372036854775807 - (n = 2000))"}
+
+
+def numbers_query(backend: str) -> str:
+    return ("SELECT n AS ObjektNr, 1 AS Mandant, 'Haus ' || n AS Bezeichnung, 'Ringstraße' AS Strasse, '1' AS HausNr, "
+            f"'10963' AS PLZ, 'Berlin' AS Ort, 'DE' AS Land, {ROW_2000_FAILS[backend]} AS Probe FROM Nummer")
+
+
+@pytest.fixture
+def pg_schema():
+    """DOMUS_MINI and a table of the numbers 1-3000 in a schema of the test's own in the shared
+    server's database `test` (127.0.0.1:5432), dropped afterwards; yields its source.url."""
+    import secrets
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"discover_sample_{secrets.token_hex(4)}"
+    try:
+        conn = psycopg.connect(host=HOST, port=5432, user="postgres", dbname="test", autocommit=True)
+    except psycopg.OperationalError as exc:
+        require(False, f"PostgreSQL on {HOST}:5432 is unreachable ({exc})")
+    with conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            conn.execute(f"SET search_path TO {schema}")
+            for statement in [*DOMUS_MINI, "CREATE TABLE Nummer (n INTEGER)",
+                              "INSERT INTO Nummer SELECT generate_series(1, 3000)"]:
+                conn.execute(statement)
+            yield f"postgresql+psycopg://postgres@{HOST}:5432/test?options=-csearch_path%3D{schema}"
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_discover_reads_only_the_first_1000_rows_of_a_query(backend, tmp_path, capsys, request):
+    """A query of 3000 rows whose row 2000 fails in the database: discover reads its first 1000
+    rows, no more (streamed, also from PostgreSQL), so the query is shown as read and checked, not
+    as failed; the ERP is not made to deliver a whole table of a big installation."""
+    if backend == "sqlite":
+        import sqlite3
+        erp = tmp_path / "erp.sqlite"
+        sqlite_domus(erp)
+        with sqlite3.connect(erp) as con:
+            con.execute("CREATE TABLE Nummer (n INTEGER)")
+            con.executemany("INSERT INTO Nummer VALUES (?)", [(n,) for n in range(1, 3001)])
+        con.close()
+        url = f"sqlite:///{erp}"
+    else:
+        url = request.getfixturevalue("pg_schema")
+    path = write_tenant(tmp_path, url)
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["overrides"] = {"entities": {"buildings": {"query": numbers_query(backend)}}}
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    code, out, err = discover(capsys, str(path))
+    assert code == 0, err
+    assert "  query buildings: 1,000 rows read; every expression of the mapping can be computed for them" in out, out
+    assert "  query units: 3 rows read" in out
+    code, out, err = discover(capsys, str(path), "--format", "json")
+    buildings = next(q for q in json.loads(out)["queries"] if q["entity"] == "buildings")
+    assert (code, buildings["rows"], buildings["error"]) == (0, 1000, None), buildings
