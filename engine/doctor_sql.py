@@ -15,7 +15,7 @@ from engine.config.secrets import SecretError
 from engine.doctor import Step, check_dns, check_tcp, password_problem, skipped, step
 from engine.entity_data import EntityData
 from engine.errors import ExpressionError, SourceError
-from engine.mapping import Mapper
+from engine.mapping import Mapper, unreturned_columns
 from engine.plural import counted
 from engine.redact import redact
 from engine.sources import odbc
@@ -363,9 +363,8 @@ def _query(conn, tenant: Tenant, entity: EntityMapping, t: Probe, mapped: dict) 
         bound = query_params(entity.query or "", params)
         result = conn.execution_options(stream_results=True, yield_per=tenant.source.batch_size).execute(text(entity.query), bound)
         columns = list(result.keys())
-        used = entity.source_names()
-        have = {c.casefold() for c in columns}
-        missing = sorted(c for c in used or () if c.casefold() not in have)
+        used = entity.source_names()             # None: an expression reads the whole row ('@')
+        missing = unreturned_columns(entity, columns)   # the others' columns: as a run checks them (engine.extract)
         mapper = None if missing else _mapper(tenant, entity, columns, mapped, run_date)
         rows = 0
         for part in result.partitions(tenant.source.batch_size):

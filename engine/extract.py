@@ -8,11 +8,13 @@ from itertools import repeat
 from typing import Callable, Iterable, Iterator
 
 from engine.config.model import ENTITIES, Tenant
+from engine.config._text import did_you_mean
 from engine.config.sql import RUN_PARAMS
 from engine.entity_data import EntityData
-from engine.errors import ExpressionError
+from engine.errors import ConfigError, ExpressionError
+from engine.expr import ExprError
 from engine.findings import Finding
-from engine.mapping import Mapper, kept_values, unknown_code_findings
+from engine.mapping import Mapper, kept_values, unknown_code_findings, unreturned_columns
 from engine.progress import Progress
 from engine.references import occupancy_gate, window_bounds, window_findings, window_gate
 from engine.targets.base import retries_of
@@ -53,7 +55,7 @@ def _extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date:
     rows_read = 0
     for columns, rows in source.batches(tenant.entities[entity], params):
         if mapper is None or columns != columns_seen:
-            mapper, columns_seen = Mapper(tenant.entities[entity], columns, out, findings, gate), columns
+            mapper, columns_seen = _mapper(tenant, entity, columns, out, findings, gate), columns
         if early is None:
             mapper.map_rows(rows)
         else:
@@ -74,6 +76,32 @@ def _extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date:
         gated_findings(tenant, out, run_date, findings)
     progress.finish(f"({sum(out.filtered.values()):,} filtered)")
     return out
+
+
+def _mapper(tenant: Tenant, entity: str, columns: list[str] | None, out: EntityData, findings: list[Finding],
+            gate) -> Mapper:
+    """The Mapper for a batch's columns (once per set of columns, not per row); a column the
+    mapping reads that the query's rows lack (a query that selects *, which validate cannot
+    check) stops the run as an invalid mapping, naming the columns."""
+    mapping = tenant.entities[entity]
+    where = f"tenant '{tenant.id}': entity '{entity}'"
+    if columns is not None and (missing := unreturned_columns(mapping, columns)):
+        close = [(name, did_you_mean(name, columns)) for name in missing]
+        close = [(name, text) for name, text in close if text]
+        said = (f" {close[0][1]}" if len(missing) == 1 and close else
+                "".join(f" {name}: {text[:1].lower()}{text[1:]}" for name, text in close))
+        at = f" (the query is written at {mapping.query_at})" if mapping.query_at else ""
+        raise ConfigError([], f"{where}: the mapping reads {', '.join(missing)}, which the query's rows do not have"
+                              f"{at}.{said}", hint=_columns_hint(tenant.id))
+    try:
+        return Mapper(mapping, columns, out, findings, gate)
+    except ExprError as exc:            # a name two columns match but for case: `column 'x' is ambiguous`
+        raise ConfigError([], f"{where}: {exc.message}", hint=_columns_hint(tenant.id)) from None
+
+
+def _columns_hint(tenant_id: str) -> str:
+    return ("add the columns to the query's SELECT list (name them rather than select *), or correct the mapping "
+            f"(`idwell-sync discover {tenant_id} TABLE` lists a table's columns)")
 
 
 def gated_findings(tenant: Tenant, out: EntityData, run_date: dt.date, findings: list[Finding]) -> None:

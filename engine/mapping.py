@@ -370,6 +370,14 @@ def kept_values(halves: Iterable[tuple[Sequence[Any], "_Gated | None"]], name: s
     return set(dict(zip(reversed(ids), reversed(values))).values())     # the first of each id wins
 
 
+def unreturned_columns(mapping: EntityMapping, columns: Sequence[str]) -> list[str]:
+    """The columns the mapping reads (its key, fields, contract and filters, but what an
+    expression over the whole row reads, '@') that `columns` lack, compared case-insensitively
+    as binding them does (engine.expr); sorted."""
+    have = {c.casefold() for c in columns}
+    return sorted(c for c in mapping.source_names(known=True) if c.casefold() not in have)
+
+
 def _noter(notes: list, name: str) -> Callable[[str, Any], None]:
     """Expr.bind's `note` for field `name`: appends (name, table, code) to `notes`."""
     return lambda table, code: notes.append((name, table, code))
