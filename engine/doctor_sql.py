@@ -19,7 +19,7 @@ from engine.mapping import Mapper, unreturned_columns
 from engine.plural import counted
 from engine.redact import redact
 from engine.sources import odbc
-from engine.sources.connect import DEFAULT_PORTS
+from engine.sources.connect import DEFAULT_PORTS, repeated_query_error
 from engine.sources.odbc_dsn import OdbcEndpoint, odbc_endpoint
 
 UMLAUTS = "Grüße ÄÖÜ äöü ß"
@@ -67,6 +67,8 @@ def describe(source: SqlSource) -> Probe:
                      url_unusable=True)
     if problem := dialect_problem(url.drivername):      # no host and port to try: say what is wrong instead
         return Probe("unknown", None, str(source.url), setup_error=f"source.url: {problem}", url_unusable=True)
+    if error := repeated_query_error(url, []):        # odbc_connect twice: SQLAlchemy cannot build the ODBC string
+        return Probe("unknown", None, str(source.url), setup_error=error.message, url_unusable=True)
     backend = url.get_backend_name()
     if backend == "sqlite":
         return Probe("sqlite", None, f"SQLite file {url.database}")

@@ -4,6 +4,8 @@ to give it once; plan, run and doctor stop with exit 3 the same way, also for a 
 reference gives whole; never an internal error (exit 70), and the password never shown."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from test_source_url_dialect import PASSWORD, cli, last_run, tenant_with_url, url_line
@@ -37,14 +39,20 @@ def test_odbc_connect_twice_in_a_url_an_environment_variable_gives_is_a_configur
     tenant_with_url(tmp_path, "${env:KUNDE_ERP_URL}")
     url = f"mssql+pyodbc:///?odbc_connect={ODBC}&odbc_connect=PWD%3D{PASSWORD}"
     message = ("tenant 'kunde': source.url (${env:KUNDE_ERP_URL}): the query parameter 'odbc_connect' is given 2 times: "
-               "the dialect mssql+pyodbc takes each parameter once; give odbc_connect once")
-    for command in (("plan", "--no-out"), ("run",), ("doctor",)):
+               "the dialect mssql+pyodbc takes each parameter once; give odbc_connect once (put every ODBC "
+               "attribute into the one odbc_connect, separated by ';')")
+    for command in (("plan", "--no-out"), ("run",)):
         done = cli(tmp_path, command[0], "kunde", *command[1:], KUNDE_ERP_URL=url)
         assert done.returncode == 3, done.stderr
         assert message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and "internal error" not in done.stderr
         assert PASSWORD not in done.stdout + done.stderr
     assert (last_run(tmp_path)["status"], last_run(tmp_path)["message"]) == ("failed", message)
+    done = cli(tmp_path, "doctor", "kunde", "--format", "json", KUNDE_ERP_URL=url)     # its driver step fails with it
+    driver = next(s for s in json.loads(done.stdout)["steps"] if s["name"] == "driver")
+    assert (done.returncode, driver["status"]) == (1, "fail"), done.stdout + done.stderr
+    assert driver["detail"] == message.split(": ", 1)[1].replace(" (${env:KUNDE_ERP_URL})", ""), driver
+    assert "Traceback" not in done.stderr and PASSWORD not in done.stdout + done.stderr
 
 
 def test_a_parameter_other_dialects_take_twice_is_not_refused(tmp_path):

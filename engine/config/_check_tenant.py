@@ -19,7 +19,7 @@ from croniter import CroniterError, croniter
 
 from engine.config._report import Report
 from engine.config._text import did_you_mean
-from engine.config.dialects import url_dialect_problem
+from engine.config.dialects import url_dialect_problem, url_query_problem
 from engine.config.model import EmailDedup
 from engine.config.secrets import REFERENCE, SECRET_FIELDS
 
@@ -202,7 +202,8 @@ def _source(source: Any, report: Report, mapping: dict) -> None:
                 names = ", ".join(f"'{k}'" for k in extra)
                 report.error(("source", extra[0]), f"{names} cannot be used together with 'url': give either 'url' "
                                                    "or the SQL Server fields (host, database, username, password, ...)")
-            if isinstance(source["url"], str) and (problem := url_dialect_problem(source["url"])):
+            if isinstance(source["url"], str) and (problem := url_dialect_problem(source["url"])
+                                                   or url_query_problem(source["url"])):
                 report.error(("source", "url"), problem)
         else:
             _freetds_values(source, report)

@@ -2,6 +2,8 @@
 
     dialect_problem(drivername)  -> None, or why SQLAlchemy cannot load `dialect[+driver]`
     url_dialect_problem(url)     -> the same for the URL as written in a tenant file
+    repeated_query_problem(drivername, keys) -> None, or why the dialect cannot take a query parameter twice
+    url_query_problem(url)       -> the same for the URL as written in a tenant file
     known_dialects()             -> the dialect names SQLAlchemy loads here, for "Valid dialects are"
 
 The answer is SQLAlchemy's own: its dialect registry (`URL.get_dialect()`), which finds the
@@ -39,6 +41,39 @@ def url_dialect_problem(url: str) -> str | None:
     if REFERENCE.search(match.group(1)):
         return None
     return dialect_problem(match.group(1))
+
+
+def url_query_problem(url: str) -> str | None:
+    """repeated_query_problem for a URL as written in a tenant file (its references unresolved:
+    a parameter written twice is twice whatever they resolve to); None when the dialect is not
+    known without resolving the URL. Only the parameters' names are repeated, never their values."""
+    from urllib.parse import parse_qsl
+    match = _SCHEME.match(url)
+    if not match or REFERENCE.search(match.group(1)) or "?" not in url:
+        return None
+    keys = [key for key, _ in parse_qsl(url.split("?", 1)[1], keep_blank_values=True)]
+    return repeated_query_problem(match.group(1), keys)
+
+
+def repeated_query_problem(drivername: str, keys: list[str]) -> str | None:
+    """Why the dialect cannot take the first query parameter given more than once: SQLAlchemy's
+    pyodbc dialects (mssql+pyodbc, mssql's default) build one ODBC connection string from the
+    parameters, each taken once (odbc_connect twice fails inside SQLAlchemy with a TypeError;
+    driver twice becomes DRIVER={('A', 'B')}). Other dialects are left to their drivers
+    (PostgreSQL takes `host` more than once: servers to try). None when none is repeated."""
+    repeated = next((key for key in dict.fromkeys(keys) if keys.count(key) > 1), None)
+    if repeated is None or not _loads(drivername) or _driver(drivername) != "pyodbc":
+        return None
+    what = ("put every ODBC attribute into the one odbc_connect, separated by ';'" if repeated == "odbc_connect"
+            else "remove the other")
+    return (f"the query parameter '{repeated}' is given {keys.count(repeated)} times: the dialect "
+            f"{drivername if '+' in drivername else drivername + '+pyodbc'} takes each parameter once; "
+            f"give {repeated} once ({what})")
+
+
+def _driver(drivername: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    return getattr(make_url(f"{drivername}://").get_dialect(), "driver", None)
 
 
 NOT_A_URL = (f"not a SQLAlchemy URL: it starts with dialect[+driver]:// ({URL_FORM}); an SQLite file is "

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from engine.classify import CAUSES, classify, hints_for, message_of
-from engine.config.dialects import URL_FORM, dialect_problem, known_dialects
+from engine.config.dialects import URL_FORM, dialect_problem, known_dialects, repeated_query_problem
 from engine.config.model import SqlServer, SqlSource
 from engine.config.secrets import SecretError
 from engine.errors import ConfigError, SecretReferenceError, SourceError, SyncError, UsageError
@@ -451,6 +451,18 @@ def dialect_error(drivername: str, references: list[str]) -> ConfigError | None:
                             f"can load here ({', '.join(known_dialects())}), e.g. postgresql+psycopg2:// or mssql+pyodbc://")
 
 
+def repeated_query_error(url: "sqlalchemy.URL", references: list[str]) -> ConfigError | None:
+    """A query parameter the URL's dialect takes once given twice (`odbc_connect=...&odbc_connect=...`):
+    a configuration problem, as `validate` reports it for a URL written in the tenant file; here for
+    one a ${env:...} reference gives. Only the parameter's name is said, never the values."""
+    keys = [key for key, value in url.query.items() for _ in (value if isinstance(value, tuple) else (value,))]
+    problem = repeated_query_problem(url.drivername, keys)
+    if problem is None:
+        return None
+    where = f"source.url ({', '.join(references)})" if references else "source.url"
+    return ConfigError([], f"{where}: {problem}", hint=f"correct the query string (after ?) of {where}")
+
+
 def _url_engine(url_text: str, query_timeout: int, references: list[str]) -> "sqlalchemy.Engine":
     import sqlalchemy as sa
 
@@ -460,7 +472,7 @@ def _url_engine(url_text: str, query_timeout: int, references: list[str]) -> "sq
         # The message must not repeat the URL: it may hold a resolved password.
         raise ConfigError([], "source.url is not a valid SQLAlchemy URL (after resolving its secrets)",
                           hint=f"write it as {URL_FORM}, the references resolving to its parts") from None
-    if error := dialect_error(url.drivername, references):
+    if error := dialect_error(url.drivername, references) or repeated_query_error(url, references):
         raise error
     connect_args: dict[str, Any] = {}
     backend = url.get_backend_name()
