@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.run import ROOT, WORK, PeakPss, _children_cpu, _median, _source_url, machine
+from benchmarks.run import ROOT, WORK, _children_cpu, _median, _source_url, machine, phase_process
 
 KEY_ENV = "BENCH_CC_KEY"
 KEY = "bench-key"                   # the stand-in's API key: a benchmark's, not a secret
@@ -220,19 +220,9 @@ def plan(size: str, url: str) -> dict:
 
 
 def _child(name: str, size: str, url: str) -> dict:
-    command = [sys.executable, "-m", "benchmarks.api", "--phase", name, "--size", size, "--url", url]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd()) as proc:
-        try:
-            with PeakPss(proc.pid) as pss:
-                out, err = proc.communicate()
-        except BaseException:                 # interrupted: the phase does not run on alone
-            proc.kill()
-            raise
-    if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, command, out, err)
-    figures = json.loads(out.strip().splitlines()[-1])
-    figures["peak_pss_mb"] = pss.peak_mb
-    return figures
+    figures, peak_pss_mb = phase_process([sys.executable, "-m", "benchmarks.api", "--phase", name,
+                                          "--size", size, "--url", url])
+    return {**figures, "peak_pss_mb": peak_pss_mb}
 
 
 def _prepare_size(size: str) -> Path:
@@ -309,7 +299,7 @@ def main() -> int:
           f"{engine['pages_twice']:,} / {engine['pages_three_times']:,} | {_median(ratios)} | "
           f"{loop['peak_rss_mb']:.0f} ({loop['peak_pss_mb']:.0f}) / {engine['peak_rss_mb']:.0f} "
           f"({engine['peak_pss_mb']:.0f}) MB |")
-    print(f"\nRounds: plan/plain " + " ".join(f"{r:.2f}x" for r in ratios))
+    print("\nRounds: plan/plain " + " ".join(f"{r:.2f}x" for r in ratios))
     return 0
 
 

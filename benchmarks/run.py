@@ -170,7 +170,16 @@ def _children_cpu() -> float:
 def _child(name: str, db: str, size: str) -> dict:
     """One phase in a fresh process; its peak RSS is its own (RUSAGE_CHILDREN would give the
     largest of all phases so far)."""
-    command = [sys.executable, "-m", "benchmarks.run", "--phase", name, "--db", db, "--sizes", size]
+    figures, peak_pss_mb = phase_process([sys.executable, "-m", "benchmarks.run", "--phase", name, "--db", db,
+                                          "--sizes", size])
+    if name in ("plan", "noop"):
+        figures["peak_pss_mb"] = peak_pss_mb
+    return figures
+
+
+def phase_process(command: list[str]) -> tuple[dict, float]:
+    """Runs a phase's command in a fresh process: (the JSON object its last line prints, the peak
+    PSS of it and its helpers in MB, PeakPss)."""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd()) as proc:
         try:
             with PeakPss(proc.pid) as pss:
@@ -180,10 +189,7 @@ def _child(name: str, db: str, size: str) -> dict:
             raise
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, command, out, err)
-    figures = json.loads(out.strip().splitlines()[-1])
-    if name in ("plan", "noop"):
-        figures["peak_pss_mb"] = pss.peak_mb
-    return figures
+    return json.loads(out.strip().splitlines()[-1]), pss.peak_mb
 
 
 def _prepare_size(db: str, size: str) -> None:
