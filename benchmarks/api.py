@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.run import ROOT, WORK, _children_cpu, _median, _source_url, machine, phase_process
+from benchmarks.run import ROOT, WORK, _children_cpu, _median, _source_url, machine, phase_process, write_tenant
 
 KEY_ENV = "BENCH_CC_KEY"
 KEY = "bench-key"                   # the stand-in's API key: a benchmark's, not a secret
@@ -48,8 +48,6 @@ def _mapping() -> dict:
 
 def _tenant_file(size: str, url: str) -> Path:
     """The demo tenant reading the stand-in at `url` through mappings/domus-api.yaml."""
-    import shutil
-
     import yaml
     doc = yaml.safe_load((ROOT / "tenants" / "demo.yaml").read_text(encoding="utf-8"))
     doc["id"] = f"bench-api-{size.lower()}"
@@ -58,15 +56,7 @@ def _tenant_file(size: str, url: str) -> Path:
                      "auth": {"type": "api_key", "header": "X-API-Key", "key": "${env:" + KEY_ENV + "}"}}
     doc["overrides"]["entities"]["buildings"]["filters"][0]["field"] = "client"    # the API's name of Mandant
     doc["target"] = {"type": "local", "path": str((WORK / f"portal-api-{size}.sqlite").resolve())}
-    doc["deletion"] = {"max_count": 10_000_000, "max_share": 1.0, "min_source_ratio": 0.0}
-    folder = WORK / "tenants"
-    folder.mkdir(parents=True, exist_ok=True)
-    (WORK / "mappings").mkdir(exist_ok=True)
-    shutil.copy(ROOT / "mappings" / "domus-api.yaml", WORK / "mappings" / "domus-api.yaml")
-    path = folder / f"{doc['id']}.yaml"
-    path.write_text("# yaml-language-server: $schema=../../../schema/tenant.schema.json\n"
-                    + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_tenant(doc, "domus-api")
 
 
 # -- the stand-in's process -------------------------------------------------------------------

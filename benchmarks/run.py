@@ -47,11 +47,18 @@ def _tenant_file(db: str, size: str) -> Path:
     doc["id"] = f"bench-{db}-{size.lower()}"
     doc["source"] = {"type": "sql", "url": _source_url(db, size), "batch_size": 10000}
     doc["target"] = {"type": "local", "path": str((WORK / f"portal-{db}-{size}.sqlite").resolve())}
+    return write_tenant(doc, "domus-sql")
+
+
+def write_tenant(doc: dict, mapping: str) -> Path:
+    """A benchmark's tenant file in var/bench/tenants/ (the deletion guard off: a benchmark's
+    store is its own), with a copy of its mapping beside it."""
+    import yaml
     doc["deletion"] = {"max_count": 10_000_000, "max_share": 1.0, "min_source_ratio": 0.0}
     folder = WORK / "tenants"
     folder.mkdir(parents=True, exist_ok=True)
     (WORK / "mappings").mkdir(exist_ok=True)
-    shutil.copy(ROOT / "mappings" / "domus-sql.yaml", WORK / "mappings" / "domus-sql.yaml")
+    shutil.copy(ROOT / "mappings" / f"{mapping}.yaml", WORK / "mappings" / f"{mapping}.yaml")
     path = folder / f"{doc['id']}.yaml"
     path.write_text("# yaml-language-server: $schema=../../../schema/tenant.schema.json\n"
                     + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
