@@ -314,7 +314,7 @@ def _port_at(engine: "sqlalchemy.Engine", source: SqlSource) -> str:
     """Where the source's port is written: source.url, or the DSN of odbc.ini it names."""
     from engine.sources.odbc_dsn import odbc_endpoint
     at = odbc_endpoint(engine.url, None) if source.server is None else None
-    return at.port_at if at is not None else ("source.server.port" if source.server is not None else "source.url")
+    return at.port_at if at is not None else ("source.port" if source.server is not None else "source.url")
 
 
 def accepts_tcp(host: str, port: int, timeout: float = 3.0) -> bool:
@@ -423,7 +423,7 @@ def _server_engine(server: SqlServer, query_timeout: int) -> "sqlalchemy.Engine"
     try:
         placeholder = odbc.describe_sql_server(server)   # no password: the URL and repr stay clean
     except ValueError as exc:
-        raise SourceError(f"source.server: {exc}", cause="config") from None
+        raise SourceError(f"source: {exc}", cause="config") from None   # the tenant's fields, not the model's name
     url = sa.URL.create("mssql+pyodbc", query={"odbc_connect": placeholder})
     engine = sa.create_engine(url, connect_args={"timeout": server.login_timeout}, pool_pre_ping=True)
 
