@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.config.model import EntityMapping, Tenant
 from engine.discover_fields import SHOWN, FieldCheck, check_records, errors_jsonable, field_lines, sample_gate, summary
+from engine.mapping import unreturned_columns
 from engine.plural import counted
 
 SAMPLE = 1000
@@ -66,8 +67,7 @@ def _sample(conn, tenant: Tenant, entity: EntityMapping, run_date: dt.date, rows
         message = getattr(exc, "message", None) or f"{classify(exc).code}: {redact(message_of(exc))[:300]}"
         out.error = redact(message)         # a driver's message may quote a value, a secret too (masked before cut)
         return out
-    have = {c.casefold() for c in out.columns}
-    out.missing = sorted(c for c in entity.source_names(known=True) if c.casefold() not in have)
+    out.missing = unreturned_columns(entity, out.columns)
     if not out.missing:
         gate, ungated = sample_gate(tenant, entity, run_date)
         out.check = check_records(entity, out.rows, out.columns, gate, ungated)

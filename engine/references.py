@@ -98,8 +98,8 @@ class WindowGate:
         return None
 
     def over_columns(self, early: dict[str, Sequence], external_ids: Sequence[str]) -> list[str | None]:
-        none = [None] * len(external_ids)                 # a mapping without the field: no end, no start
-        ends, starts = early.get("end_date", none), early.get("start_date", none)
+        ends = early["end_date"] if "end_date" in early else [None] * len(external_ids)   # a mapping without
+        starts = early["start_date"] if "start_date" in early else [None] * len(external_ids)   # it: no end, no start
         if _iso_dates(ends) and _iso_dates(starts):      # then _iso(v) is v: compared as they are
             first_end, last_start = self.first_end, self.last_start
             return ["contract_ended" if e is not None and e < first_end else

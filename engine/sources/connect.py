@@ -292,9 +292,10 @@ def connect_error(exc: BaseException, what: str, engine: "sqlalchemy.Engine", so
         return SourceError(error.message, cause=error.cause, hint=hint[0], retriable=error.retriable)
     host, port, backend = endpoint(engine, source)
     from engine.sources.odbc_dsn import port_problem
-    if problem := port_problem(port, _port_at(engine, source)):     # the drivers say "invalid port", or connect elsewhere
+    where = _port_at(engine, source)
+    if problem := port_problem(port, where):     # the drivers say "invalid port", or connect elsewhere
         return SourceError(f"{what} failed (config): {problem}", cause="config",
-                           hint=f"write the database server's TCP port (1-65535) in {_port_at(engine, source)}")
+                           hint=f"write the database server's TCP port (1-65535) in {where}")
     if error.cause == "unreachable" and host and not resolves(host):
         said = redact(message_of(exc))[:300]
         return SourceError(f"{what} failed (dns): the host name {host} does not resolve (the driver said: {said})",
