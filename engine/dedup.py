@@ -39,6 +39,21 @@ class _Facts:
         self.role, self.start, self.contracts, self.occupancies = 9, None, set(), []
 
 
+class _FactsTable(dict):
+    """external_id -> _Facts. A merged user's facts (_merged_facts of its members') are made
+    only when asked for: only a group that merging leaves with more than one user orders them,
+    one in twenty-five of a large tenant's groups."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.merged_from: dict[str, list[str]] = {}     # merged external_id -> its members
+
+    def __missing__(self, external_id: str) -> _Facts:
+        members = self.merged_from[external_id]         # KeyError for an id that is neither
+        facts = self[external_id] = _merged_facts([self[m] for m in members])
+        return facts
+
+
 def _shared(users: EntityData, name: str) -> dict[Any, list[str]]:
     """Values of a field that several users hold -> those users, in record order. One pass over
     the values in C finds the shared ones; only their holders are grouped."""
@@ -52,11 +67,12 @@ def _shared(users: EntityData, name: str) -> dict[Any, list[str]]:
     return groups
 
 
-def _facts(members: Iterable[str], occ: EntityData, index: OccupancyIndex | None = None) -> dict[str, _Facts]:
+def _facts(members: Iterable[str], occ: EntityData, index: OccupancyIndex | None = None) -> _FactsTable:
     """The facts of each member from its occupancies, in their order; `index`
     (references.index_occupancies, made before the occupancies lost those whose user or unit is
     not sent) spares a pass over all of them."""
-    facts = {m: _Facts() for m in members}
+    facts = _FactsTable()
+    facts.update((m, _Facts()) for m in members)
     if index is None:
         user_ids = list(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
         found = compress(occ.records.items(), map(facts.__contains__, user_ids))
@@ -254,6 +270,13 @@ def _merge_partnerships(email: str, components: list[list[str]], users: EntityDa
     group's members after merging. A partnership whose merged id is already another ERP record's
     external_id is not merged (that record would be replaced): its members stay apart, each with
     a finding."""
+    if len(components) == 1 and len(components[0]) == 2:      # a couple of one contract: the common case
+        a, b = components[0]
+        merged_id = a + "+" + b if a < b else b + "+" + a       # _merged_id
+        if merged_id not in users.records:
+            if _compare(b, a, users, facts, policy.order) < 0:    # _order of two
+                a, b = b, a
+            return [_merge_couple(email, a, b, merged_id, users, occ, facts, policy, findings)]
     result = []
     for component in components:
         if len(component) == 1:
@@ -274,11 +297,11 @@ def _merge_partnerships(email: str, components: list[list[str]], users: EntityDa
 
 def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, facts: dict[str, _Facts],
            policy: EmailDedup, findings: list[Finding]) -> str:
+    merged_id = _merged_id(ordered)
     if len(ordered) == 2:
-        return _merge_couple(email, ordered[0], ordered[1], users, occ, facts, policy, findings)
+        return _merge_couple(email, ordered[0], ordered[1], merged_id, users, occ, facts, policy, findings)
     recs = list(map(users.records.__getitem__, ordered))
     datas = list(map(attrgetter("data"), recs))
-    merged_id = _merged_id(ordered)
     data = dict(datas[0])
     data["external_id"] = merged_id
     lasts = [d.get("last_name") or "" for d in datas]
@@ -305,7 +328,7 @@ def _merge(email: str, ordered: list[str], users: EntityData, occ: EntityData, f
     users.records[merged_id] = Rec(key, data)
     users.partners[merged_id] = datas
     users.packed_rows.pop(merged_id, None)           # a record of that id dropped earlier may have left one
-    facts[merged_id] = _merged_facts([facts[m] for m in ordered])
+    facts.merged_from[merged_id] = ordered
     _rewire_occupancies(ordered, merged_id, occ, facts, findings)
     return merged_id
 
@@ -330,14 +353,13 @@ def _merged_facts(member_facts: list[_Facts]) -> _Facts:
     return merged
 
 
-def _merge_couple(email: str, a: str, b: str, users: EntityData, occ: EntityData, facts: dict[str, _Facts],
-                  policy: EmailDedup, findings: list[Finding]) -> str:
-    """_merge of two persons (a first by the order), written out for the common case, a couple:
-    the same record, findings and facts as _merge gives."""
+def _merge_couple(email: str, a: str, b: str, merged_id: str, users: EntityData, occ: EntityData,
+                  facts: _FactsTable, policy: EmailDedup, findings: list[Finding]) -> str:
+    """_merge of two persons (a first by the order) into `merged_id`, written out for the common
+    case, a couple: the same record, findings and facts as _merge gives."""
     records = users.records
     ra, rb = records[a], records[b]
     da, db = ra.data, rb.data
-    merged_id = _merged_id((a, b))
     data = da.copy()
     data["external_id"] = merged_id
     la, lb = da.get("last_name") or "", db.get("last_name") or ""
@@ -355,17 +377,19 @@ def _merge_couple(email: str, a: str, b: str, users: EntityData, occ: EntityData
     data["phone"] = da.get("phone") or db.get("phone") or None
     data["mobile"] = da.get("mobile") or db.get("mobile") or None
     key = ra.key + "+" + rb.key
-    _cut_long_names(data, key, findings)
+    first, last = data["first_name"], data["last_name"]
+    if first and len(first) > NAME_LIMIT or last and len(last) > NAME_LIMIT:
+        _cut_long_names(data, key, findings)
     del records[a], records[b]
     users.excluded[a] = users.excluded[b] = "partnership_merged"
     tail = f"; sent as one portal user {merged_id!r}"
-    for member, other in ((ra, rb), (rb, ra)):
-        findings.append(Finding("partnership_merged", "users", member.key,
-                                f"shares {email} and a contract with {other.key}{tail}"))
+    findings.append(Finding("partnership_merged", "users", ra.key, f"shares {email} and a contract with {rb.key}{tail}"))
+    findings.append(Finding("partnership_merged", "users", rb.key, f"shares {email} and a contract with {ra.key}{tail}"))
     records[merged_id] = Rec(key, data)
     users.partners[merged_id] = [da, db]
-    users.packed_rows.pop(merged_id, None)           # a record of that id dropped earlier may have left one
-    facts[merged_id] = _merged_facts([facts[a], facts[b]])
+    if users.packed_rows:                            # a record of that id dropped earlier may have left one
+        users.packed_rows.pop(merged_id, None)
+    facts.merged_from[merged_id] = [a, b]
     _rewire_occupancies((a, b), merged_id, occ, facts, findings)
     return merged_id
 
@@ -375,17 +399,18 @@ def _rewire_occupancies(members: list[str], merged_id: str, occ: EntityData, fac
     """Point the members' occupancies at the merged user; one occupancy per contract, unit and role."""
     kept: dict[tuple, Rec] = {}
     records, packed = occ.records, occ.packed_rows
-    for external_id in sorted([x for m in members for x in facts[m].occupancies]):
+    ids = [x for m in members for x in facts[m].occupancies]
+    ids.sort()
+    for external_id in ids:
         rec = records.get(external_id)
         if rec is None:
             continue
         d = rec.data
         d["user_id"] = merged_id
-        packed.pop(external_id, None)
-        ident = (rec.contract, d.get("unit_id"), d.get("role"))
-        first = kept.get(ident)
-        if first is None:
-            kept[ident] = rec
+        if packed:
+            packed.pop(external_id, None)
+        first = kept.setdefault((rec.contract, d.get("unit_id"), d.get("role")), rec)
+        if first is rec:
             continue
         first.data["start_date"] = _min_date(first.data.get("start_date"), rec.data.get("start_date"))
         first.data["end_date"] = _max_end(first.data.get("end_date"), rec.data.get("end_date"))
