@@ -34,11 +34,25 @@ def send(out: BinaryIO, message: Any) -> None:
 
 
 def receive(f: BinaryIO) -> Any:
-    head = f.read(9)
+    """The next message; `f` buffered, or unbuffered where a reader must see by select() whether
+    a message waits (a buffered reader may have read the next one ahead, out of select's sight)."""
+    head = _read_exactly(f, 9)
     if len(head) < 9:
         raise EOFError("the forked process ended without an answer")
-    blob = f.read(int.from_bytes(head[1:], "big"))
+    blob = _read_exactly(f, int.from_bytes(head[1:], "big"))
     return marshal.loads(blob) if head[:1] == b"M" else pickle.loads(blob)
+
+
+def _read_exactly(f: BinaryIO, n: int) -> bytes:
+    """n bytes, fewer only at the end of the stream: an unbuffered pipe gives what one read finds."""
+    data = f.read(n) or b""
+    if len(data) < n:
+        parts, got = [data], len(data)
+        while got < n and (more := f.read(n - got)):
+            parts.append(more)
+            got += len(more)
+        data = b"".join(parts)
+    return data
 
 
 def end_child(pid: int, *, kill: bool) -> None:

@@ -107,7 +107,9 @@ class UsersWorker:
             code = 1
             out = os.fdopen(result_out, "wb")
             try:
-                with os.fdopen(gate_in, "rb") as control:
+                # unbuffered: the child looks by select() whether the run has asked for a share,
+                # which a buffered reader might have read ahead with the gate
+                with os.fdopen(gate_in, "rb", buffering=0) as control:
                     _child(tenant, run_date, control, out, pack)
                 code = 0
             except BaseException as exc:              # the parent extracts the users itself
@@ -196,6 +198,9 @@ class UsersWorker:
         try:
             with self._results as f:
                 self._results = None
+                # asked before the child's first message: it answers before it normalises its
+                # first block, instead of after it (a fifth of a second with this process idle)
+                asking = self._ask_for_share()
                 first = receive(f)
                 if first[0] != "ok":
                     _raise_source_error(first)
@@ -204,7 +209,6 @@ class UsersWorker:
                 normalised: list[Finding] = []
                 order: list[str] = []                 # the child's blocks' external_ids, as mapped
                 mine: list[tuple[EntityData, list[Finding], list[str]]] = []   # this process's shares, later blocks first
-                asking = self._ask_for_share()
                 while (message := receive(f))[0] in ("ok", "shared"):
                     if message[0] == "ok":                # a block the child normalised
                         _add_block(users, message[1], normalised)

@@ -30,7 +30,7 @@ from engine.normalize import CHUNK, normalize_entity
 from engine.parallel_messages import _blocks, _compact, _counts, _finding, _gate_set, _invalid
 from engine.progress import Progress
 
-BLOCK = 16 * CHUNK
+BLOCK = 4 * CHUNK
 """Users normalised and handed over together: a whole number of normalize_entity's chunks, so
 that the findings come out as one normalize_entity over all of them would give them."""
 

@@ -99,6 +99,37 @@ def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch,
     assert par == serial
 
 
+def test_a_share_asked_for_before_the_child_reads_the_gate_is_still_handed_over(ws, monkeypatch, spy):
+    """The run asks for its share as soon as it is ready, which may be before the child has read
+    the users' gate: both messages then wait in the pipe together, and the child must still see
+    the request (a buffered reader would take it in with the gate, out of select's sight, and
+    the run would normalise none of the users)."""
+    import time
+    from engine import normalize
+    monkeypatch.setattr(normalize, "CHUNK", 8)
+    monkeypatch.setattr(parallel_child, "BLOCK", 24)
+    monkeypatch.setattr(parallel_child._LateGate, "_look", lambda self: None)    # read only in wait()
+    take = parallel_child._LateGate._take
+
+    def late_take(self):                              # in the child: the run has asked by then
+        time.sleep(1.0)
+        return take(self)
+    monkeypatch.setattr(parallel_child._LateGate, "_take", late_take)
+    shared = []
+    rebuild = parallel._shared_blocks
+
+    def count_the_share(packed):
+        block = rebuild(packed)
+        shared.append(len(block.records))
+        return block
+    monkeypatch.setattr(parallel, "_shared_blocks", count_the_share)
+    tenant = ws.tenant(rules={"users_without_occupancy": "skip"})
+    serial, par = both_ways(ws, monkeypatch, tenant)
+    assert spy == [True]
+    assert shared, "the run was handed no share of the users"
+    assert par == serial
+
+
 @pytest.mark.parametrize("arrives", [1, 4])
 def test_a_gate_arriving_while_the_persons_are_mapped_gives_the_same_plan(ws, monkeypatch, spy, arrives, tmp_path):
     """The child waits for the run's gate at its `arrives`-th look (batches of 50 persons): the
@@ -278,6 +309,32 @@ def test_the_gate_crosses_to_the_child_unchanged(wanted):
     from engine._pipe import encode, receive
     message = receive(io.BytesIO(encode(("gate", parallel_messages._gate_message(wanted)))))
     assert parallel_messages._gate_set(message[1]) == wanted
+
+
+def test_a_message_larger_than_the_pipe_crosses_an_unbuffered_reader_whole():
+    """The child reads the run's messages unbuffered (so that select() sees a waiting request),
+    where one read gives only what the pipe holds: a gate of many user_ids comes whole, and the
+    message after it too."""
+    import os
+    import threading
+    from engine._pipe import encode, pipe, receive
+    wanted = {str(n) for n in range(400_000)}               # several MB, the pipe holds at most 1 MB
+    r, w = pipe()
+    blob = encode(("gate", parallel_messages._gate_message(wanted))) + encode(("share",))
+
+    def write():
+        with os.fdopen(w, "wb") as out:
+            out.write(blob)
+    writer = threading.Thread(target=write)
+    writer.start()
+    with os.fdopen(r, "rb", buffering=0) as control:
+        gate = receive(control)
+        after = receive(control)
+        with pytest.raises(EOFError):
+            receive(control)
+    writer.join()
+    assert parallel_messages._gate_set(gate[1]) == wanted
+    assert after == ("share",)
 
 
 @pytest.mark.parametrize("records", [
