@@ -32,7 +32,10 @@ from engine.progress import Progress
 
 BLOCK = 4 * CHUNK
 """Users normalised and handed over together: a whole number of normalize_entity's chunks, so
-that the findings come out as one normalize_entity over all of them would give them."""
+that the findings come out as one normalize_entity over all of them would give them; few
+enough that the child, which looks for the run's request for a share between two blocks,
+answers it within a few hundredths of a second, and that the two processes' last blocks end
+close together."""
 
 
 def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> None:
