@@ -66,6 +66,7 @@ def _sample(conn, tenant: Tenant, entity: EntityMapping, run_date: dt.date, rows
         conn.rollback()
         message = getattr(exc, "message", None) or f"{classify(exc).code}: {redact(message_of(exc))[:300]}"
         out.error = redact(message)         # a driver's message may quote a value, a secret too (masked before cut)
+        out.columns, out.rows = [], []      # a query that failed while its rows were read returned nothing
         return out
     out.missing = unreturned_columns(entity, out.columns)
     if not out.missing:

@@ -302,3 +302,25 @@ def test_discover_reads_only_the_first_1000_rows_of_a_query(backend, tmp_path, c
     code, out, err = discover(capsys, str(path), "--format", "json")
     buildings = next(q for q in json.loads(out)["queries"] if q["entity"] == "buildings")
     assert (code, buildings["rows"], buildings["error"]) == (0, 1000, None), buildings
+
+
+def test_a_query_that_fails_while_its_rows_are_read_lists_no_columns(tmp_path, capsys):
+    """A query whose row 500 fails in the database (SQLite's integer overflow) fails after its
+    columns are known: `--format json` gives the error with no rows and no columns, not the
+    columns of a query that returned nothing (which read as a query that ran and found no rows)."""
+    import sqlite3
+    erp = tmp_path / "erp.sqlite"
+    sqlite_domus(erp)
+    with sqlite3.connect(erp) as con:
+        con.execute("CREATE TABLE Nummer (n INTEGER)")
+        con.executemany("INSERT INTO Nummer VALUES (?)", [(n,) for n in range(1, 3001)])
+    con.close()
+    path = write_tenant(tmp_path, f"sqlite:///{erp}")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["overrides"] = {"entities": {"buildings": {"query": numbers_query("sqlite").replace("n = 2000", "n = 500")}}}
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    code, out, err = discover(capsys, str(path), "--format", "json")
+    buildings = next(q for q in json.loads(out)["queries"] if q["entity"] == "buildings")
+    assert code == 0, err
+    assert "integer overflow" in buildings["error"], buildings
+    assert (buildings["rows"], buildings["columns"], buildings["missing"]) == (0, [], []), buildings
