@@ -252,6 +252,18 @@ def numbers_query(backend: str) -> str:
             f"'10963' AS PLZ, 'Berlin' AS Ort, 'DE' AS Land, {ROW_2000_FAILS[backend]} AS Probe FROM Nummer")
 
 
+def sqlite_numbers(tmp_path) -> str:
+    """The URL of a SQLite ERP with DOMUS_MINI and a table of the numbers 1-3000 (Nummer)."""
+    import sqlite3
+    erp = tmp_path / "erp.sqlite"
+    sqlite_domus(erp)
+    with sqlite3.connect(erp) as con:
+        con.execute("CREATE TABLE Nummer (n INTEGER)")
+        con.executemany("INSERT INTO Nummer VALUES (?)", [(n,) for n in range(1, 3001)])
+    con.close()
+    return f"sqlite:///{erp}"
+
+
 @pytest.fixture
 def pg_schema():
     """DOMUS_MINI and a table of the numbers 1-3000 in a schema of the test's own in the shared
@@ -281,14 +293,7 @@ def test_discover_reads_only_the_first_1000_rows_of_a_query(backend, tmp_path, c
     rows, no more (streamed, also from PostgreSQL), so the query is shown as read and checked, not
     as failed; the ERP is not made to deliver a whole table of a big installation."""
     if backend == "sqlite":
-        import sqlite3
-        erp = tmp_path / "erp.sqlite"
-        sqlite_domus(erp)
-        with sqlite3.connect(erp) as con:
-            con.execute("CREATE TABLE Nummer (n INTEGER)")
-            con.executemany("INSERT INTO Nummer VALUES (?)", [(n,) for n in range(1, 3001)])
-        con.close()
-        url = f"sqlite:///{erp}"
+        url = sqlite_numbers(tmp_path)
     else:
         url = request.getfixturevalue("pg_schema")
     path = write_tenant(tmp_path, url)
@@ -308,14 +313,7 @@ def test_a_query_that_fails_while_its_rows_are_read_lists_no_columns(tmp_path, c
     """A query whose row 500 fails in the database (SQLite's integer overflow) fails after its
     columns are known: `--format json` gives the error with no rows and no columns, not the
     columns of a query that returned nothing (which read as a query that ran and found no rows)."""
-    import sqlite3
-    erp = tmp_path / "erp.sqlite"
-    sqlite_domus(erp)
-    with sqlite3.connect(erp) as con:
-        con.execute("CREATE TABLE Nummer (n INTEGER)")
-        con.executemany("INSERT INTO Nummer VALUES (?)", [(n,) for n in range(1, 3001)])
-    con.close()
-    path = write_tenant(tmp_path, f"sqlite:///{erp}")
+    path = write_tenant(tmp_path, sqlite_numbers(tmp_path))
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     doc["overrides"] = {"entities": {"buildings": {"query": numbers_query("sqlite").replace("n = 2000", "n = 500")}}}
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")

@@ -46,6 +46,19 @@ def spy(monkeypatch):
     return delivered
 
 
+def shares_taken(monkeypatch) -> list[int]:
+    """The number of users in each share the run takes over from the child, as it takes them."""
+    shared: list[int] = []
+    rebuild = parallel._shared_blocks
+
+    def count_the_share(packed):
+        block = rebuild(packed)
+        shared.append(len(block.records))
+        return block
+    monkeypatch.setattr(parallel, "_shared_blocks", count_the_share)
+    return shared
+
+
 def test_the_demo_tenant_plans_the_same_with_the_second_process(ws, monkeypatch, spy):
     serial, par = both_ways(ws, monkeypatch)
     assert spy == [True]
@@ -84,14 +97,7 @@ def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch,
         looks.append(1)
         return asked(control)
     monkeypatch.setattr(parallel_child, "_asked", wait_for_the_run)
-    shared = []
-    rebuild = parallel._shared_blocks
-
-    def count_the_share(packed):
-        block = rebuild(packed)
-        shared.append(len(block.records))
-        return block
-    monkeypatch.setattr(parallel, "_shared_blocks", count_the_share)
+    shared = shares_taken(monkeypatch)
     tenant = ws.tenant(rules={"long_names": "reject", "users_without_occupancy": "skip"})
     serial, par = both_ways(ws, monkeypatch, tenant)
     assert spy == [True]
@@ -115,14 +121,7 @@ def test_a_share_asked_for_before_the_child_reads_the_gate_is_still_handed_over(
         time.sleep(1.0)
         return take(self)
     monkeypatch.setattr(parallel_child._LateGate, "_take", late_take)
-    shared = []
-    rebuild = parallel._shared_blocks
-
-    def count_the_share(packed):
-        block = rebuild(packed)
-        shared.append(len(block.records))
-        return block
-    monkeypatch.setattr(parallel, "_shared_blocks", count_the_share)
+    shared = shares_taken(monkeypatch)
     tenant = ws.tenant(rules={"users_without_occupancy": "skip"})
     serial, par = both_ways(ws, monkeypatch, tenant)
     assert spy == [True]
