@@ -413,29 +413,30 @@ def _rewire_occupancies(members: list[str], merged_id: str, occ: EntityData, fac
         if first is rec:
             continue
         kept_data = first.data
-        a, b = kept_data.get("start_date"), d.get("start_date")
-        kept_data["start_date"] = b if a is None else a if b is None or _TEXT is type(a) is type(b) and a <= b \
-            else _min_date(a, b)
-        a, b = kept_data.get("end_date"), d.get("end_date")
-        kept_data["end_date"] = None if a is None or b is None else a if _TEXT is type(a) is type(b) and a >= b \
-            else _max_end(a, b)
+        kept_data["start_date"] = _min_date(kept_data.get("start_date"), d.get("start_date"))
+        kept_data["end_date"] = _max_end(kept_data.get("end_date"), d.get("end_date"))
         del records[external_id]
         occ.excluded[external_id] = "partnership_merged"
         findings.append(Finding("partnership_merged", "occupancies", rec.key,
                                 f"merged into occupancy {kept_data['external_id']!r} of portal user {merged_id!r}"))
 
 
-_TEXT = str
-
-
 def _min_date(a, b):
     """The earlier of two dates (ISO texts, as normalised; other values by their text), the first if equal."""
-    return b if a is None else a if b is None else min(a, b, key=str)
+    if a is None or b is None:
+        return b if a is None else a
+    if type(a) is type(b) is str:           # the common case, without min()'s key
+        return b if b < a else a
+    return min(a, b, key=str)
 
 
 def _max_end(a, b):
     """The later of two end dates, the first if equal; None (open) if either is."""
-    return None if a is None or b is None else max(a, b, key=str)
+    if a is None or b is None:
+        return None
+    if type(a) is type(b) is str:
+        return b if b > a else a
+    return max(a, b, key=str)
 
 
 def dedup_phones(users: EntityData, occ: EntityData, policy: PhoneDedup, order: tuple[str, ...],

@@ -199,7 +199,7 @@ class UsersWorker:
             with self._results as f:
                 self._results = None
                 # asked before the child's first message: it answers before it normalises its
-                # first block, instead of after it (a fifth of a second with this process idle)
+                # first block, instead of after it (a block's normalising with this process idle)
                 asking = self._ask_for_share()
                 first = receive(f)
                 if first[0] != "ok":
