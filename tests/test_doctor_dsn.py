@@ -60,6 +60,40 @@ def test_a_dsn_with_server_and_port_is_checked_at_that_host_and_the_login_goes_t
     assert "Lesen-2024" not in json.dumps(report)
 
 
+def test_a_dsn_with_an_address_is_checked_at_the_address_where_freetds_connects(tmp_path, capsys, monkeypatch,
+                                                                                  odbc_ini):
+    """FreeTDS connects to a DSN's Address, not its Server (which then only names the server):
+    doctor checks the Address, and the login reaches it. Doctor had looked up the Server's name,
+    which need not resolve from the sync server at all. (A DSN name of its own: FreeTDS keeps what
+    it read of a DSN for the process, and another test's listener has gone.)"""
+    write, user, _ = odbc_ini
+    monkeypatch.setenv("ACME_SQL_PW", "Lesen-2024")
+    with TdsLoginListener() as listener:
+        write({"domus_by_address": {"Driver": "FreeTDS", "Server": "sql.domus.invalid", "Address": "127.0.0.1",
+                                    "Port": listener.port, "Database": "DOMUS", "TDS_Version": "7.4"}})
+        path = write_tenant(tmp_path, {"type": "sql",
+                                       "url": "mssql+pyodbc://idwell_reader:${env:ACME_SQL_PW}@domus_by_address"})
+        code, report, steps = doctor(capsys, path)
+    assert steps["dns"]["status"] == "ok" and steps["dns"]["title"] == "DNS: 127.0.0.1", steps["dns"]
+    assert steps["tcp"] == {**steps["tcp"], "status": "ok", "title": f"TCP 127.0.0.1:{listener.port}"}
+    assert [(login["user"], login["database"]) for login in listener.logins] == [("idwell_reader", "DOMUS")]
+    assert "Lesen-2024" not in json.dumps(report)
+
+
+@pytest.mark.parametrize("text, host, port", [
+    ("Driver={ODBC Driver 18 for SQL Server};Server=sql.example,1433;Address=10.0.0.5,1500;Database=DOMUS",
+     "10.0.0.5", 1500),
+    ("Driver={ODBC Driver 18 for SQL Server};Server=sql.example;Addr=tcp:10.0.0.6;Database=DOMUS", "10.0.0.6", 1433),
+    ("Driver={FreeTDS};Server=sql.example;Address=10.0.0.7;Database=DOMUS", "sql.example", 1433),
+    ("Driver={PostgreSQL Unicode};Servername=pg.example;Address=10.0.0.8;Port=5433", "pg.example", 5433)])
+def test_an_address_in_a_connection_string_counts_where_the_driver_reads_it(text, host, port):
+    """Microsoft's drivers connect to Address (or Addr) before Server; FreeTDS reads Address only
+    from a DSN, psqlODBC not at all (their Server or Servername stays the host)."""
+    from engine.sources.odbc_dsn import string_endpoint
+    at = string_endpoint(text, 1433)
+    assert (at.host, at.port) == (host, port)
+
+
 def test_a_dsn_that_names_no_host_skips_dns_and_tcp_and_says_where_the_host_is_set(tmp_path, capsys, monkeypatch,
                                                                                    odbc_ini):
     write, user, _ = odbc_ini

@@ -24,7 +24,13 @@ if TYPE_CHECKING:
 
 HOST_KEYS = ("server", "host", "servername")
 """The attributes that name the host, first found wins: Server (Microsoft's drivers, FreeTDS),
-Host, Servername (psqlODBC; for FreeTDS, Servername names a freetds.conf section instead)."""
+Host, Servername (psqlODBC; for FreeTDS, Servername names a freetds.conf section instead).
+An Address counts before them where the driver reads it (_address)."""
+
+ADDRESS_KEYS = ("address", "addr")
+"""Microsoft's drivers connect to Address (or its synonym Addr) where one is given, before Server,
+written as Server is (`tcp:host,port`). FreeTDS reads Address only from a DSN's entry, as a host
+without a port (the port is Port's), and a Server of the connection string still counts first."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
     attrs = parse_connection_string(text)
     first = next((key for key, _ in attrs if key in ("dsn", "driver")), None)
     if first != "dsn":
-        host, port, why = _host_and_port(attrs, default_port)
+        host, port, why = _address(attrs, [], default_port) or _host_and_port(attrs, default_port)
         return OdbcEndpoint(host, port, unknown=_unknown(why, "source.url's connection string (odbc_connect)", host))
     dsn = next(value for key, value in attrs if key == "dsn")
     looked_in = tuple(odbc_ini_files())
@@ -82,6 +88,11 @@ def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
         return OdbcEndpoint(None, None, dsn, missing=True, looked_in=looked_in,
                             unknown=f"DSN '{dsn}' is not defined in {' or '.join(map(str, looked_in))}")
     path, entry = found
+    if (at := _address(attrs, entry, default_port)) is not None:
+        host, port, why = at
+        port_at = "source.url" if port in _ports_written(attrs) | _address_ports(attrs) else f"the DSN '{dsn}' in {path}"
+        return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host),
+                            port_at=port_at)
     host, port, why = _host_and_port(attrs, None)
     if host is not None:                        # the string names the host: the DSN may still give the port
         if port is None and why is None:
@@ -110,6 +121,36 @@ def port_problem(port: int | None, where: str) -> str | None:
     if port is None or port <= MAX_PORT:
         return None
     return f"port {port} is no TCP port (1-{MAX_PORT}): correct it in {where}"
+
+
+def _address(attrs: list[tuple[str, str]], entry: list[tuple[str, str]],
+             default_port: int | None) -> tuple[str, int | None, tuple | None] | None:
+    """(host, port, why the port is not known) of the Address the driver connects to instead of
+    Server (ADDRESS_KEYS), from the connection string's attributes and the DSN's `entry`; None
+    where none counts (no Address, or a driver that does not read it there)."""
+    both = [*attrs, *entry]
+    driver = next((value for key, value in both if key == "driver"), "").lower()
+    given_port = next((p for key, value in both if key == "port" and (p := _port(value)) is not None), None)
+    if "tds" in driver:         # FreeTDS: a DSN's Address, a host; a Server of the string still counts first
+        host = next((value.strip() for key, value in entry if key == "address" and value.strip()), None)
+        if host is None or any(key == "server" and value.strip() for key, value in attrs):
+            return None
+        return host, default_port if given_port is None else given_port, None
+    if "sql server" not in driver and "sqlncli" not in driver and "msodbcsql" not in driver:
+        return None                                 # psqlODBC and others have no Address
+    value = next((value.strip() for key, value in both if key in ADDRESS_KEYS and value.strip()), None)
+    if value is None:
+        return None
+    host, port, instance = split_server(value)
+    port = given_port if port is None else port
+    if port is None and instance:
+        return host, None, ("instance", instance)
+    return host, default_port if port is None else port, None
+
+
+def _address_ports(attrs: list[tuple[str, str]]) -> set[int]:
+    """The ports an Address of the connection string writes (`host,port`)."""
+    return {split_server(value)[1] for key, value in attrs if key in ADDRESS_KEYS} - {None}
 
 
 def _host_and_port(attrs: list[tuple[str, str]], default_port: int | None) -> tuple[str | None, int | None, tuple | None]:
