@@ -151,10 +151,8 @@ def test_rows_of_the_mappings_queries_that_break_a_field_are_shown_and_the_run_s
     with sqlite3.connect(erp) as con:
         con.execute("UPDATE Einheit SET Etage = NULL WHERE EinheitID = 11")
     con.close()
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["overrides"] = {"entities": {"units": {"fields": {"floor": FLOOR}}}}
-    doc["target"] = {"type": "local", "path": str(tmp_path / "portal.sqlite")}
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with_overrides(path, {"units": {"fields": {"floor": FLOOR}}},
+                   target={"type": "local", "path": str(tmp_path / "portal.sqlite")})
     why = (f"units 11: the field 'floor' cannot be computed for this ERP record: {FLOOR} gives JMESPathTypeError: "
            "In function starts_with(), invalid type for value: None")
     summary = ("1 of 11 rows read breaks an expression of the mapping; a run would stop on it (exit 3): correct the "
@@ -227,11 +225,9 @@ def test_a_column_the_mapping_reads_that_a_select_star_query_lacks_is_named_in_i
     discover names the column under the query, as for any other query, goes on with the others and
     exits 0 (it had stopped with exit 4, 'discover failed')."""
     path, _ = sqlite_tenant
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["overrides"] = {"entities": {"units": {"query": "SELECT * FROM Einheit",
-                                               "fields": {"floor": "@.Etage", "name": "BezeichnungAlt"}}}}
-    doc["target"] = {"type": "local", "path": str(tmp_path / "portal.sqlite")}
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with_overrides(path, {"units": {"query": "SELECT * FROM Einheit",
+                                    "fields": {"floor": "@.Etage", "name": "BezeichnungAlt"}}},
+                   target={"type": "local", "path": str(tmp_path / "portal.sqlite")})
     code, out, err = discover(capsys, str(path))
     assert code == 0, err
     assert "  query units: 3 rows read; the mapping reads BezeichnungAlt, which the query does not return" in out, out
@@ -241,15 +237,24 @@ def test_a_column_the_mapping_reads_that_a_select_star_query_lacks_is_named_in_i
     assert (code, units["missing"], units["error"]) == (0, ["BezeichnungAlt"], None)
 
 
-# A query of 3000 rows whose row 2000 stops the database with an error: only a discover that reads
-# past its first 1000 rows meets it. PostgreSQL divides by zero; SQLite gives NULL for that, but
+# A query of 3000 rows whose row 2000 (or `fails_at`) stops the database with an error: at row 2000
+# only a discover that reads past its first 1000 rows meets it. PostgreSQL divides by zero; SQLite gives NULL for that, but
 # abs() of the smallest integer is an "integer overflow" error.
-ROW_2000_FAILS = {"postgresql": "1/(n - 2000)", "sqlite": "abs(-9223372036854775807 - (n = 2000))"}
+ROW_FAILS = {"postgresql": "1/(n - {row})", "sqlite": "abs(-9223372036854775807 - (n = {row}))"}
 
 
-def numbers_query(backend: str) -> str:
+def numbers_query(backend: str, fails_at: int = 2000) -> str:
     return ("SELECT n AS ObjektNr, 1 AS Mandant, 'Haus ' || n AS Bezeichnung, 'Ringstraße' AS Strasse, '1' AS HausNr, "
-            f"'10963' AS PLZ, 'Berlin' AS Ort, 'DE' AS Land, {ROW_2000_FAILS[backend]} AS Probe FROM Nummer")
+            f"'10963' AS PLZ, 'Berlin' AS Ort, 'DE' AS Land, {ROW_FAILS[backend].format(row=fails_at)} AS Probe "
+            "FROM Nummer")
+
+
+def with_overrides(path: Path, entities: dict, **top) -> None:
+    """The tenant file at `path` with `overrides.entities` (and other top-level keys) set."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["overrides"] = {"entities": entities}
+    doc.update(top)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
 
 
 def sqlite_numbers(tmp_path) -> str:
@@ -297,9 +302,7 @@ def test_discover_reads_only_the_first_1000_rows_of_a_query(backend, tmp_path, c
     else:
         url = request.getfixturevalue("pg_schema")
     path = write_tenant(tmp_path, url)
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["overrides"] = {"entities": {"buildings": {"query": numbers_query(backend)}}}
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with_overrides(path, {"buildings": {"query": numbers_query(backend)}})
     code, out, err = discover(capsys, str(path))
     assert code == 0, err
     assert "  query buildings: 1,000 rows read; every expression of the mapping can be computed for them" in out, out
@@ -314,9 +317,7 @@ def test_a_query_that_fails_while_its_rows_are_read_lists_no_columns(tmp_path, c
     columns are known: `--format json` gives the error with no rows and no columns, not the
     columns of a query that returned nothing (which read as a query that ran and found no rows)."""
     path = write_tenant(tmp_path, sqlite_numbers(tmp_path))
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["overrides"] = {"entities": {"buildings": {"query": numbers_query("sqlite").replace("n = 2000", "n = 500")}}}
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with_overrides(path, {"buildings": {"query": numbers_query("sqlite", fails_at=500)}})
     code, out, err = discover(capsys, str(path), "--format", "json")
     buildings = next(q for q in json.loads(out)["queries"] if q["entity"] == "buildings")
     assert code == 0, err
