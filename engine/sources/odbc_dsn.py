@@ -90,7 +90,7 @@ def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
     path, entry = found
     if (at := _address(attrs, entry, default_port)) is not None:
         host, port, why = at
-        port_at = "source.url" if port in _ports_written(attrs) | _address_ports(attrs) else f"the DSN '{dsn}' in {path}"
+        port_at = "source.url" if port in _ports_written(attrs) else f"the DSN '{dsn}' in {path}"
         return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host),
                             port_at=port_at)
     host, port, why = _host_and_port(attrs, None)
@@ -106,9 +106,9 @@ def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
 
 
 def _ports_written(attrs: list[tuple[str, str]]) -> set[int]:
-    """The ports the attributes write: Port=, and Server=host,port (or Host=, Servername=)."""
+    """The ports the attributes write: Port=, and Server=host,port (or Host=, Servername=, Address=)."""
     ports = {_port(value) for key, value in attrs if key == "port"}
-    ports |= {split_server(value)[1] for key, value in attrs if key in HOST_KEYS}
+    ports |= {split_server(value)[1] for key, value in attrs if key in HOST_KEYS + ADDRESS_KEYS}
     return ports - {None}
 
 
@@ -146,11 +146,6 @@ def _address(attrs: list[tuple[str, str]], entry: list[tuple[str, str]],
     if port is None and instance:
         return host, None, ("instance", instance)
     return host, default_port if port is None else port, None
-
-
-def _address_ports(attrs: list[tuple[str, str]]) -> set[int]:
-    """The ports an Address of the connection string writes (`host,port`)."""
-    return {split_server(value)[1] for key, value in attrs if key in ADDRESS_KEYS} - {None}
 
 
 def _host_and_port(attrs: list[tuple[str, str]], default_port: int | None) -> tuple[str | None, int | None, tuple | None]:
