@@ -174,29 +174,38 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _child(name: str, db: str, size: str) -> dict:
+def _child(name: str, db: str, size: str, *, sample_pss: bool = False) -> dict:
     """One phase in a fresh process; its peak RSS is its own (RUSAGE_CHILDREN would give the
-    largest of all phases so far)."""
+    largest of all phases so far). `sample_pss`: the peak PSS too (a run of its own, see
+    phase_process)."""
     figures, peak_pss_mb = phase_process([sys.executable, "-m", "benchmarks.run", "--phase", name, "--db", db,
-                                          "--sizes", size])
-    if name in ("plan", "noop"):
+                                          "--sizes", size], sample_pss=sample_pss)
+    if sample_pss:
         figures["peak_pss_mb"] = peak_pss_mb
     return figures
 
 
-def phase_process(command: list[str]) -> tuple[dict, float]:
+def phase_process(command: list[str], *, sample_pss: bool = True) -> tuple[dict, float]:
     """Runs a phase's command in a fresh process: (the JSON object its last line prints, the peak
-    PSS of it and its helpers in MB, PeakPss)."""
+    PSS of it and its helpers in MB (PeakPss), 0.0 without `sample_pss`). Sampling costs CPU:
+    each sample walks the page tables of every process of the phase, about 6 ms for a process
+    of 850 MB on a 2-core machine, five times a second, on a core the phase would otherwise
+    have; a phase that keeps both cores busy (plan, no-op) loses that time, the raw fetch (one
+    core) does not. So main() times the rounds without it and takes the memory from a run of
+    its own."""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd()) as proc:
         try:
-            with PeakPss(proc.pid) as pss:
+            if sample_pss:
+                with PeakPss(proc.pid) as pss:
+                    out, err = proc.communicate()
+            else:
                 out, err = proc.communicate()
         except BaseException:                 # interrupted: the phase does not run on alone
             proc.kill()
             raise
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, command, out, err)
-    return json.loads(out.strip().splitlines()[-1]), pss.peak_mb
+    return json.loads(out.strip().splitlines()[-1]), pss.peak_mb if sample_pss else 0.0
 
 
 def _prepare_size(db: str, size: str) -> None:
@@ -244,6 +253,12 @@ def main() -> int:
             assert rounds[-1]["noop"]["writes"] == 0, "the no-op rerun planned writes"
             print(json.dumps({"size": size, **rounds[-1]}), file=sys.stderr)
         best = {name: min((r[name] for r in rounds), key=lambda f: f["seconds"]) for name in ("raw", "plan", "noop")}
+        for name in ("plan", "noop"):         # the memory: a run of each, sampled, not timed
+            sampled = _child(name, args.db, size, sample_pss=True)
+            best[name] = {**best[name], "peak_pss_mb": sampled["peak_pss_mb"],
+                          "peak_rss_mb": max(r[name]["peak_rss_mb"] for r in [*rounds, {name: sampled}]),
+                          "helper_rss_mb": max(r[name]["helper_rss_mb"] for r in [*rounds, {name: sampled}])}
+            print(json.dumps({"size": size, "memory": name, **sampled}), file=sys.stderr)
         best["apply"] = apply_
         ratios = {name: sorted(r[name]["seconds"] / r["raw"]["seconds"] for r in rounds) for name in ("plan", "noop")}
         rows.append((size, best, ratios))
@@ -254,7 +269,8 @@ def main() -> int:
           "median of the rounds' ratios against the raw fetch of the same round (targets on L: plan <= 3.0x, "
           "no-op rerun <= 4.0x, peak RSS <= 1.5 GB). Peak RSS: the run's process, plus its largest helper process; "
           "in parentheses the peak of the PSS of the run and all its helpers together, sampled five times a "
-          "second (a page a forked helper shares with the run counts once).\n")
+          "second in a run of its own after the rounds, which is not timed (a page a forked helper shares "
+          "with the run counts once).\n")
     print("| size | rows | raw fetch | plan (empty store) | ratio | no-op rerun | ratio | apply (local store) | peak RSS plan / no-op (PSS) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for size, b, ratios in rows:

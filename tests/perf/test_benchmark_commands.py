@@ -21,14 +21,20 @@ def _bench(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_run_and_floor_report_their_figures_on_size_s(tmp_path):
     done = _bench("benchmarks.run", "--sizes", "S", "--repeat", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    rounds = [json.loads(line) for line in (done.stdout + done.stderr).splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in (done.stdout + done.stderr).splitlines() if line.startswith("{")]
+    rounds = [line for line in lines if "memory" not in line]
     assert len(rounds) == 1
     figures = rounds[0]
+    # the memory comes from runs of their own, sampled, not from the timed rounds
+    memory = {line["memory"]: line for line in lines if "memory" in line}
+    assert set(memory) == {"plan", "noop"} and all(m["peak_pss_mb"] > 0 for m in memory.values())
+    assert "peak_pss_mb" not in figures["plan"] and "peak_pss_mb" not in figures["noop"]
     assert figures["raw"]["rows"] == figures["plan"]["rows"] > 0
     assert figures["plan"]["writes"] > 0             # into an empty store
     assert figures["noop"]["writes"] == 0            # against the store the apply filled
     table_row = next(line for line in done.stdout.splitlines() if line.startswith("| S |"))
     assert f"{figures['plan']['writes']:,} writes" in table_row
+    assert f"({memory['plan']['peak_pss_mb']:.0f}) / " in table_row
     assert (tmp_path / "var" / "bench" / "erp-S.sqlite").exists()
 
     floor = _bench("benchmarks.floor", "--size", "S", "--repeat", "1", cwd=tmp_path)
