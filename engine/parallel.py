@@ -50,6 +50,7 @@ from engine.normalize import normalize_entity
 from engine.parallel_child import _child
 from engine.parallel_messages import _add_block, _gate_message, _shared_blocks, _unpack_entity, _unpack_users
 from engine.progress import Progress
+from engine.sources import source_class
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class UsersWorker:
     @classmethod
     def start(cls, tenant, run_date: dt.date, *, pack: bool = False) -> "UsersWorker":
         """`pack`: the users are packed as they are normalised (EntityData.packed_rows)."""
+        source_class(tenant)                          # imported once, before the fork, not in both processes
         gate_in, gate_out = pipe()
         result_in, result_out = pipe()
         sys.stdout.flush()

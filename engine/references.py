@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from itertools import compress, filterfalse, repeat
-from operator import and_, attrgetter, itemgetter, not_
+from operator import attrgetter, itemgetter, not_
 from typing import Any, Callable, NamedTuple, Sequence
 
 from engine.config.model import ContractWindow, Rules, Tenant
@@ -225,6 +225,8 @@ class OccupancyIndex(NamedTuple):
     user_ids: list                 # each one's user_id
     unit_ok: list[bool]            # whether its unit is among the units sent
     by_user: dict[str, list[int]]  # user_id -> the positions of its occupancies whose unit is sent
+    occupied: set                  # every user_id of them (set(user_ids))
+    unit_missing: list[int]        # the positions whose unit is not sent, in order
 
     def fits(self, occ: EntityData) -> bool:
         """Whether it was made from these occupancies (records are only ever removed)."""
@@ -238,7 +240,8 @@ def index_occupancies(occ: EntityData, units: EntityData) -> OccupancyIndex:
     by_user: dict[str, list[int]] = {}
     for i in compress(range(len(user_ids)), unit_ok):
         by_user.setdefault(user_ids[i], []).append(i)
-    return OccupancyIndex(list(occ.records), user_ids, unit_ok, by_user)
+    unit_missing = list(compress(range(len(user_ids)), map(not_, unit_ok)))
+    return OccupancyIndex(list(occ.records), user_ids, unit_ok, by_user, set(user_ids), unit_missing)
 
 
 def resolve_occupancy_references(occ: EntityData, users: EntityData, units: EntityData,
@@ -249,8 +252,12 @@ def resolve_occupancy_references(occ: EntityData, users: EntityData, units: Enti
         index = index_occupancies(occ, units)
     add = findings.append
     dropped = []
-    user_ok = map(users.records.__contains__, index.user_ids)
-    for i in compress(range(len(index.ids)), map(not_, map(and_, user_ok, index.unit_ok))):
+    # the positions whose user or unit is not sent: those of the users not sent (few), from the
+    # index, and those whose unit is not, in order
+    no_user = index.occupied.difference(users.records.keys())
+    lacking = sorted({*index.unit_missing, *(i for u in no_user for i in index.by_user.get(u, ()))}) \
+        if no_user else index.unit_missing
+    for i in lacking:
         external_id = index.ids[i]
         rec = occ.records[external_id]
         d = rec.data
@@ -290,7 +297,7 @@ def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rule
     if rules.users_without_occupancy == "send":
         return
     if index is not None and index.fits(occ):
-        unoccupied = list(filterfalse(set(index.user_ids).__contains__, users.records))
+        unoccupied = list(filterfalse(index.occupied.__contains__, users.records))
     elif index is not None and dropped is not None and len(index.ids) == len(occ.records) + len(dropped):
         ids, records = index.ids, occ.records
         lost = {user_id for _, user_id in dropped

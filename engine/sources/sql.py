@@ -15,6 +15,7 @@ from sqlalchemy import text
 from engine.config.model import EntityMapping, SqlSource
 from engine.config.sql import bound_names
 from engine.errors import SourceError, SyncError
+from engine.sources.connect import create_sql_engine, for_tenant
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ class SqlExtractor:
     """Opens one connection for the whole run; `batches` yields (column names, list of row tuples)."""
 
     def __init__(self, source: SqlSource, tenant_id: str, *, run_date: dt.date):
-        from engine.sources.connect import create_sql_engine, for_tenant
         self.source = source
         self.tenant_id = tenant_id
         self.run_date = run_date
