@@ -115,19 +115,24 @@ def window_gate(window: ContractWindow, run_date: dt.date) -> tuple[tuple[str, .
 
 
 def _iso_dates(values: Sequence) -> bool:
-    """Whether every value is null or an ISO date text (what to_date gives for a date it reads)."""
-    if not (set(map(type, values)) <= {str, type(None)} and set(map(len, filter(None, values))) <= {10}
-            and "" not in values):
+    """Whether every value is null or an ISO date text (what to_date gives for a date it reads).
+    One pass over the values: dates repeat, a few hundred distinct days in a slice of contracts,
+    each checked once for the run (_is_date_text)."""
+    try:
+        distinct = set(values)
+    except TypeError:                                # a value that is no date at all (a list)
         return False
-    distinct = set(values)
     distinct.discard(None)
-    return all(map(_is_date_text, distinct))        # dates repeat: a few distinct days per slice
+    return all(map(_is_date_text, distinct))
 
 
 @lru_cache(maxsize=1 << 14)
-def _is_date_text(text: str) -> bool:
+def _is_date_text(text) -> bool:
+    """Whether `text` is a text holding an ISO date (2024-01-31); False for any other value."""
+    if type(text) is not str or len(text) != 10:
+        return False
     try:
-        return len(text) == 10 and dt.date.fromisoformat(text).isoformat() == text
+        return dt.date.fromisoformat(text).isoformat() == text
     except ValueError:
         return False
 
