@@ -17,6 +17,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from engine.config.model import ContractWindow, Rules, Tenant
 from engine.entity_data import EntityData
+from engine.expr.functions import DISTINCT_DATES
 from engine.findings import Finding
 
 
@@ -126,7 +127,7 @@ def _iso_dates(values: Sequence) -> bool:
     return all(map(_is_date_text, distinct))
 
 
-@lru_cache(maxsize=1 << 14)
+@lru_cache(maxsize=DISTINCT_DATES)
 def _is_date_text(text) -> bool:
     """Whether `text` is a text holding an ISO date (2024-01-31); False for any other value."""
     if type(text) is not str or len(text) != 10:
