@@ -47,8 +47,10 @@ from engine.entity_data import EntityData
 from engine.errors import ConfigError, SourceError
 from engine.findings import Finding
 from engine.normalize import normalize_entity
+from engine import parallel_child
 from engine.parallel_child import _child
-from engine.parallel_messages import _add_block, _gate_message, _shared_blocks, _unpack_entity, _unpack_users
+from engine.parallel_messages import (_add_block, _gate_message, _shared_blocks, _split_blocks, _unpack_entity,
+                                      _unpack_users)
 from engine.progress import Progress
 from engine.sources import source_class
 
@@ -83,9 +85,9 @@ class UsersWorker:
     this process to read), then "done". When this process is ready for the users it says
     "share" (on the gate's pipe); the child, between two blocks, hands over the last quarter of
     the blocks it has not normalised yet ("shared", as mapped), which this process normalises
-    while the child goes on; this process asks again as soon as a share arrives, until the
-    child has too little left ("shared" with nothing). Whichever side would otherwise wait
-    takes work from the other."""
+    while the child goes on; this process asks again before it normalises the last block of a
+    share, until the child has too little left ("shared" with nothing). Whichever side would
+    otherwise wait takes work from the other."""
 
     def __init__(self, pid: int, gate_out: int, result_in: int, pack: bool = False):
         self.pid, self._result_in, self._pack = pid, result_in, pack
@@ -219,12 +221,21 @@ class UsersWorker:
                     elif message[1] is None:              # nothing more to share
                         asking = False
                     else:                                 # blocks from the end: this process's share
-                        if asking:                        # the next share arrives while this one is done
-                            asking = self._ask_for_share()
-                        share = _shared_blocks(message[1])
-                        mine.append((share, [], list(share.records)))
-                        normalize_entity(mine[-1][0], rules, mine[-1][1], pack=self._pack)
-                        users.packed_rows.update(mine[-1][0].packed_rows)
+                        # the next share is asked for before the share's last block is normalised:
+                        # the answer comes while that block is done, and this process never holds
+                        # more than a block beyond what it is doing (asked as a share arrived, it
+                        # took a new one while it had all of the last to do, and the child, left
+                        # with too little, ended first)
+                        pieces = _split_blocks(message[1], parallel_child.BLOCK) if asking else [message[1]]
+                        done = []
+                        for piece in pieces:
+                            if asking and piece is pieces[-1]:
+                                asking = self._ask_for_share()
+                            share = _shared_blocks(piece)
+                            done.append((share, [], list(share.records)))
+                            normalize_entity(share, rules, done[-1][1], pack=self._pack)
+                            users.packed_rows.update(share.packed_rows)
+                        mine.extend(reversed(done))       # later blocks first
                 if message[0] != "done":
                     _raise_source_error(message)
                     return self._failed(message[1], progress)

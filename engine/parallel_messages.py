@@ -59,6 +59,17 @@ def _shared_blocks(packed: dict) -> EntityData:
     return EntityData("users", records=_records(packed))
 
 
+def _split_blocks(packed: dict, block: int) -> list[dict]:
+    """Records as _blocks packed them, split before their last block (whole blocks from the
+    first, so that normalising the parts one after the other gives what normalising them
+    together gives); one part where they are a block or less."""
+    at = (len(packed["ids"]) - 1) // block * block
+    if at <= 0:
+        return [packed]
+    return [{name: None if values is None else values[:at] for name, values in packed.items()},
+            {name: None if values is None else values[at:] for name, values in packed.items()}]
+
+
 def _add_block(users: EntityData, block: dict, normalised: list[Finding]) -> None:
     users.records.update(_records(block))
     users.packed_rows.update(block["packed"])                     # empty where not packing

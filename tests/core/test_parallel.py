@@ -105,6 +105,55 @@ def test_users_shared_between_both_processes_give_the_same_plan(ws, monkeypatch,
     assert par == serial
 
 
+def test_the_run_asks_for_the_next_share_before_the_last_block_of_its_share(ws, monkeypatch, spy):
+    """A share of several blocks: the run normalises all but its last block, asks for the next
+    share, then normalises the last block (the answer comes meanwhile). Asked as the share
+    arrived, the run held the next share while it still had all of this one to do, and the child
+    ran out of blocks long before the run was done. Still the same plan."""
+    import select
+    from engine import normalize
+    monkeypatch.setattr(normalize, "CHUNK", 8)
+    monkeypatch.setattr(parallel_child, "BLOCK", 24)
+    asked = parallel_child._asked
+
+    def wait_for_the_run(control):                    # in the child: the first time, wait for the run
+        if not control.closed:
+            select.select([control], [], [], 0.2)
+        return asked(control)
+    monkeypatch.setattr(parallel_child, "_asked", wait_for_the_run)
+    events: list = []                                 # in the run: what it normalises and when it asks
+    normalise, ask = parallel.normalize_entity, parallel.UsersWorker._ask_for_share
+
+    def normalised(data, *args, **kwargs):
+        events.append(len(data.records))
+        return normalise(data, *args, **kwargs)
+
+    def asking(self):
+        events.append("ask")
+        return ask(self)
+    monkeypatch.setattr(parallel, "normalize_entity", normalised)
+    monkeypatch.setattr(parallel.UsersWorker, "_ask_for_share", asking)
+    tenant = ws.tenant(rules={"long_names": "reject", "users_without_occupancy": "skip"})
+    serial, par = both_ways(ws, monkeypatch, tenant)
+    assert spy == [True]
+    assert par == serial
+    assert events[0] == "ask"                         # the first, before the child's first message
+    # every share of more than one block: its whole blocks, the request, its last block
+    split = [i for i in range(1, len(events) - 1) if events[i] == "ask" and events[i - 1] != "ask"
+             and isinstance(events[i + 1], int)]
+    assert split, f"no share was split around a request: {events}"
+    for i in split:
+        assert events[i - 1] % parallel_child.BLOCK == 0 and 0 < events[i + 1] <= parallel_child.BLOCK
+
+
+@pytest.mark.parametrize("n, parts", [(0, [0]), (1, [1]), (24, [24]), (25, [24, 1]), (48, [24, 24]), (70, [48, 22])])
+def test_a_share_splits_before_its_last_block(n, parts):
+    packed = {"ids": [str(i) for i in range(n)], "keys": list(range(n)), "datas": [{}] * n, "contracts": None}
+    split = parallel_messages._split_blocks(packed, 24)
+    assert [len(p["ids"]) for p in split] == parts
+    assert [i for p in split for i in p["ids"]] == packed["ids"] and all(p["contracts"] is None for p in split)
+
+
 def test_a_share_asked_for_before_the_child_reads_the_gate_is_still_handed_over(ws, monkeypatch, spy):
     """The run asks for its share as soon as it is ready, which may be before the child has read
     the users' gate: both messages then wait in the pipe together, and the child must still see
