@@ -151,3 +151,23 @@ def test_a_mapping_without_a_window_date_keeps_those_contracts_in_the_window(ws,
     assert str(v) in planned_occupancies(prepared), "outside the window only by the date the mapping leaves out"
     other = "contract_future" if reason == "contract_ended" else "contract_ended"
     assert [f for f in prepared.findings if f.code == other], "the other edge of the window still applies"
+
+
+@pytest.mark.parametrize("ends, starts", [
+    (["2020-01-01", None, "2099-12-31"], ["2019-01-01", "2099-01-01", None]),      # ISO texts: compared as they are
+    (["2020-01-01", dt.date(2020, 1, 1)], [None, dt.date(2099, 1, 1)]),          # dates from the source
+    (["2020-01-01", ""], ["01.01.2099", None]),                                 # a blank and a German text
+    (["2020-01-01", ["2020-01-01"]], [None, None]),                             # a list (a JSON path): no set of it
+    (["2020-13-01", "2020-01-01"], [None, None]),                               # ten characters, no date
+])
+def test_the_window_gate_over_columns_gives_what_it_gives_record_by_record(ends, starts):
+    """The window gate checks a slice's dates column-wise where all are ISO texts (or null), else
+    value by value: either way each contract gets the reason the record-by-record check gives."""
+    from engine.config.model import ContractWindow
+    from engine.references import WindowGate
+    gate = WindowGate(ContractWindow(reference_date=dt.date(2024, 6, 1), grace_days=30, future_days=60),
+                      dt.date(2024, 6, 1))
+    ids = [str(i) for i in range(len(ends))]
+    by_record = [gate({"end_date": e, "start_date": s}) for e, s in zip(ends, starts)]
+    assert gate.over_columns({"end_date": ends, "start_date": starts}, ids) == by_record
+    assert "contract_ended" in by_record
