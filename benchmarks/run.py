@@ -12,7 +12,8 @@ that peak RSS is measured per phase:
 raw, plan and noop run in rounds (--repeat), one after the other, so that each round's
 ratios plan/raw and noop/raw compare runs made within a minute of each other: the speed of a
 shared machine drifts more than that from minute to minute. Prints a Markdown table with the
-fastest time of each phase, the median of the rounds' ratios, and the peak RSS.
+fastest time of each phase, the median of the rounds' ratios, and the peak RSS; then each
+round's ratios, and the fastest plan and no-op against the fastest raw fetch.
 """
 from __future__ import annotations
 
@@ -279,9 +280,13 @@ def main() -> int:
               f"{_median(ratios['noop'])} | {apply_['seconds']:.1f}s ({apply_['writes']:,} writes) | "
               f"{_rss(plan)} / {_rss(noop)} MB |")
     print()
-    for size, _, ratios in rows:
+    for size, b, ratios in rows:
         print(f"Rounds, size {size}: plan/raw " + " ".join(f"{r:.2f}x" for r in ratios["plan"]) +
               "; no-op/raw " + " ".join(f"{r:.2f}x" for r in ratios["noop"]))
+        # a host whose speed moves between the phases of a round moves its ratio; the fastest run
+        # of each phase is the one the host slowed least
+        print(f"Fastest against fastest, size {size}: plan {b['plan']['seconds'] / b['raw']['seconds']:.2f}x; "
+              f"no-op {b['noop']['seconds'] / b['raw']['seconds']:.2f}x")
     return 0
 
 

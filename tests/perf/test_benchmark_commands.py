@@ -35,6 +35,8 @@ def test_run_and_floor_report_their_figures_on_size_s(tmp_path):
     table_row = next(line for line in done.stdout.splitlines() if line.startswith("| S |"))
     assert f"{figures['plan']['writes']:,} writes" in table_row
     assert f"({memory['plan']['peak_pss_mb']:.0f}) / " in table_row
+    fastest = next(line for line in done.stdout.splitlines() if line.startswith("Fastest against fastest, size S"))
+    assert f"plan {figures['plan']['seconds'] / figures['raw']['seconds']:.2f}x" in fastest   # one round: its own
     assert (tmp_path / "var" / "bench" / "erp-S.sqlite").exists()
 
     floor = _bench("benchmarks.floor", "--size", "S", "--repeat", "1", cwd=tmp_path)
