@@ -116,7 +116,7 @@ def test_the_run_asks_for_the_next_share_before_the_last_block_of_its_share(ws, 
     monkeypatch.setattr(parallel_child, "BLOCK", 24)
     asked = parallel_child._asked
 
-    def wait_for_the_run(control):                    # in the child: the first time, wait for the run
+    def wait_for_the_run(control):                    # in the child: at each look, a moment for the run to ask
         if not control.closed:
             select.select([control], [], [], 0.2)
         return asked(control)
