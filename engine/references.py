@@ -17,6 +17,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from engine.config.model import ContractWindow, Rules, Tenant
 from engine.entity_data import EntityData
+from engine.expr._columns import iso_column
 from engine.expr.functions import DISTINCT_DATES
 from engine.findings import Finding
 
@@ -118,7 +119,10 @@ def window_gate(window: ContractWindow, run_date: dt.date) -> tuple[tuple[str, .
 def _iso_dates(values: Sequence) -> bool:
     """Whether every value is null or an ISO date text (what to_date gives for a date it reads).
     One pass over the values: dates repeat, a few hundred distinct days in a slice of contracts,
-    each checked once for the run (_is_date_text)."""
+    each checked once for the run (_is_date_text); none where to_date gave the column back as it
+    was, ISO dates all (iso_column)."""
+    if iso_column(values):
+        return True
     try:
         distinct = set(values)
     except TypeError:                                # a value that is no date at all (a list)

@@ -24,8 +24,8 @@ from jmespath.functions import Functions
 
 from engine._table import ValueTable
 from engine.expr._compile import Compiler, Note
-from engine.expr.functions import (FUNCTIONS, Lookup, _date_from_text, as_text, concat, lower, map_values,
-                                   map_values_noting, to_date, trim, upper)
+from engine.expr.functions import (DISTINCT_DATES, FUNCTIONS, Lookup, _date_from_text, as_text, concat, lower,
+                                   map_values, map_values_noting, to_date, trim, upper)
 
 Columns = Sequence[Sequence[Any]]
 ColumnFunction = Callable[[Columns, int], Sequence[Any]]
@@ -110,12 +110,47 @@ def _string_method(method: Callable[[str], str], scalar: Callable[[Any], Any]) -
 _DATES = ValueTable(_date_from_text, fixed={None: None})
 """Date texts -> what to_date gives for them, read once per distinct text for every slice of a run."""
 
+_ISO_TEXTS: set[str] = set()
+"""Texts seen in the run that hold an ISO date (2024-01-31) as to_date gives it: to_date gives
+each back unchanged."""
 
-def _date_column(values: Sequence[Any]) -> list:
+_ISO_COLUMNS: dict[int, Sequence] = {}
+"""The last few columns _date_column gave back unchanged, every value such a text or null, by
+identity (the entry holds the column, so that its id stays its own): the window gate compares
+them as they are without looking at them again (iso_column)."""
+
+
+def _date_column(values: Sequence[Any]) -> Sequence[Any]:
     if set(map(type, values)) <= _TEXT_OR_NULL:         # dates repeat: read once per distinct text
+        distinct = set(values)
+        distinct.discard(None)
+        new = distinct.difference(_ISO_TEXTS)
+        iso = set(filter(_is_iso_text, new)) if new else new
+        if iso:
+            if len(_ISO_TEXTS) + len(iso) > DISTINCT_DATES:
+                _ISO_TEXTS.clear()
+            _ISO_TEXTS.update(iso)
+        if len(iso) == len(new):                         # ISO dates already (a database's own): as they are
+            if len(_ISO_COLUMNS) >= 8:
+                _ISO_COLUMNS.clear()
+            _ISO_COLUMNS[id(values)] = values
+            return values
         return _DATES(values)                            # None stays None
     memo = map_memo(to_date, values)
     return memo if memo is not None else list(map(to_date, values))
+
+
+def iso_column(values: Sequence[Any]) -> bool:
+    """Whether `values` is a column _date_column gave back unchanged: ISO date texts and nulls."""
+    return _ISO_COLUMNS.get(id(values)) is values
+
+
+def _is_iso_text(text: str) -> bool:
+    """Whether to_date gives `text` back unchanged as the ISO date it holds."""
+    try:
+        return len(text) == 10 and dt.date.fromisoformat(text).isoformat() == text and _date_from_text(text) == text
+    except ValueError:
+        return False
 
 
 def _concat_column(*columns: Sequence[Any]) -> list:

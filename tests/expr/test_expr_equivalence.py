@@ -164,3 +164,23 @@ def test_column_binding_on_database_shaped_columns(text):
             pools = {k: [rng.choice(vs) for _ in range(distinct)] for k, vs in choices.items()}
             rows = [tuple(rng.choice(pools[k]) for k in names) for _ in range(60)]
             assert column_outcome(expr.bind_columns(names), rows, 60) == rows_outcome(expr.bind(names), rows), text
+
+
+@pytest.mark.parametrize("column, as_they_are", [
+    (["2024-02-01", None, "1999-12-31", "2024-02-01"], True),      # a database's ISO dates: given back unchanged
+    ([None, None], True),
+    (["2024-02-01", "2024-02-30"], False),                         # no such day: to_date keeps the text
+    (["2024-02-01", " 2024-02-01"], False),                        # trimmed by to_date
+    (["2024-02-01", "2024-02-01 10:00"], False),                   # a time after the date
+    (["2024-02-01", "01.02.2024"], False),                         # a German date
+    (["2024-02-01", "unbefristet"], False),                        # no date: null
+])
+def test_to_date_gives_a_column_of_iso_dates_back_as_it_is(column, as_they_are):
+    """to_date over a column whose texts are ISO dates already gives the column itself back, and
+    the window gate then compares it without looking again (iso_column); any other text takes
+    the table of dates. Either way the values are what to_date gives row by row."""
+    from engine.expr._columns import iso_column
+    from engine.expr.functions import to_date
+    got = compile_expression("to_date(Datum)").bind_columns(["Datum"])([tuple(column)], len(column))
+    assert list(got) == [to_date(v) for v in column]
+    assert iso_column(got) is as_they_are
