@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 from engine.config.model import ContractWindow, Rules, Tenant
 from engine.entity_data import EntityData
 from engine.expr._columns import iso_column
-from engine.expr.functions import DISTINCT_DATES
+from engine.expr.functions import is_iso_date
 from engine.findings import Finding
 
 
@@ -119,7 +119,7 @@ def window_gate(window: ContractWindow, run_date: dt.date) -> tuple[tuple[str, .
 def _iso_dates(values: Sequence) -> bool:
     """Whether every value is null or an ISO date text (what to_date gives for a date it reads).
     One pass over the values: dates repeat, a few hundred distinct days in a slice of contracts,
-    each checked once for the run (_is_date_text); none where to_date gave the column back as it
+    each checked once for the run (is_iso_date); none where to_date gave the column back as it
     was, ISO dates all (iso_column)."""
     if iso_column(values):
         return True
@@ -128,24 +128,13 @@ def _iso_dates(values: Sequence) -> bool:
     except TypeError:                                # a value that is no date at all (a list)
         return False
     distinct.discard(None)
-    return all(map(_is_date_text, distinct))
-
-
-@lru_cache(maxsize=DISTINCT_DATES)
-def _is_date_text(text) -> bool:
-    """Whether `text` is a text holding an ISO date (2024-01-31); False for any other value."""
-    if type(text) is not str or len(text) != 10:
-        return False
-    try:
-        return dt.date.fromisoformat(text).isoformat() == text
-    except ValueError:
-        return False
+    return all(map(is_iso_date, distinct))
 
 
 def _readable_iso(value) -> str | None:
     """_iso of a value, None where it is no readable date (the record check refuses such a text)."""
     iso = _iso(value)
-    return iso if iso is None or _is_date_text(iso) else None
+    return iso if iso is None or is_iso_date(iso) else None
 
 
 def _per_value(fn, values: Sequence) -> list:

@@ -24,8 +24,8 @@ from jmespath.functions import Functions
 
 from engine._table import ValueTable
 from engine.expr._compile import Compiler, Note
-from engine.expr.functions import (DISTINCT_DATES, FUNCTIONS, Lookup, _date_from_text, as_text, concat, lower,
-                                   map_values, map_values_noting, to_date, trim, upper)
+from engine.expr.functions import (DISTINCT_DATES, FUNCTIONS, Lookup, _date_from_text, as_text, concat, is_iso_date,
+                                   lower, map_values, map_values_noting, to_date, trim, upper)
 
 Columns = Sequence[Sequence[Any]]
 ColumnFunction = Callable[[Columns, int], Sequence[Any]]
@@ -125,7 +125,7 @@ def _date_column(values: Sequence[Any]) -> Sequence[Any]:
         distinct = set(values)
         distinct.discard(None)
         new = distinct.difference(_ISO_TEXTS)
-        iso = set(filter(_is_iso_text, new)) if new else new
+        iso = set(filter(is_iso_date, new)) if new else new
         if iso:
             if len(_ISO_TEXTS) + len(iso) > DISTINCT_DATES:
                 _ISO_TEXTS.clear()
@@ -143,14 +143,6 @@ def _date_column(values: Sequence[Any]) -> Sequence[Any]:
 def iso_column(values: Sequence[Any]) -> bool:
     """Whether `values` is a column _date_column gave back unchanged: ISO date texts and nulls."""
     return _ISO_COLUMNS.get(id(values)) is values
-
-
-def _is_iso_text(text: str) -> bool:
-    """Whether to_date gives `text` back unchanged as the ISO date it holds."""
-    try:
-        return len(text) == 10 and dt.date.fromisoformat(text).isoformat() == text and _date_from_text(text) == text
-    except ValueError:
-        return False
 
 
 def _concat_column(*columns: Sequence[Any]) -> list:

@@ -132,6 +132,18 @@ slice after slice in the same order, misses on nearly every lookup (16,384 did).
 
 
 @lru_cache(maxsize=DISTINCT_DATES)
+def is_iso_date(text) -> bool:
+    """Whether `text` is a text holding an ISO date (2024-01-31), which to_date gives back
+    unchanged; False for any other value."""
+    if type(text) is not str or len(text) != 10:
+        return False
+    try:
+        return dt.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=DISTINCT_DATES)
 def _date_from_text(value: str) -> str | None:
     text = value.strip()
     if not text or text.casefold() in NO_DATE:
