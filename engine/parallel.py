@@ -1,11 +1,9 @@
-"""Two cores for one run: buildings, units and the persons are extracted, and the persons
-normalised, by a second process while this one extracts the contracts.
+"""Two cores for one run: the persons are extracted, and normalised, by a second process
+while this one extracts the contracts, buildings and units.
 
 The persons (Adresse) are the largest query of a DOMUS tenant and the most work per row
-(e-mails, phones). A forked child opens its own connection to the source, extracts and
-normalises buildings and units and sends them (normalised, their values are texts and numbers
-that marshal sends, not a database's Decimal that needs pickle), then maps every person while
-the parent extracts the occupancies.
+(e-mails, phones). A forked child opens its own connection to the source and maps every
+person while the parent extracts the contracts, then buildings and units.
 The parent sends the user_ids that have a contract in the window (the users' gate) as soon as
 it has them: once every contract is read and it is known which become records, before the
 records are made (extract_entity's `early`, Mapper.first_half); the child looks for the gate
@@ -18,6 +16,10 @@ done all of it itself. The result is the same as the serial path's, record for r
 finding for finding (tests/core/test_parallel.py compares the two): where mapping first and
 gating afterwards could differ from gating while mapping (an ERP key that appears twice), the
 child extracts the users again with the gate.
+
+Buildings and units are the parent's: extracting them here costs less than taking them over
+from the child (their records crossing the pipe), and it leaves the child all of its time for
+the persons, whose normalising the parent then joins sooner (docs/benchmarks.md, fourteenth stop).
 
 A child that fails is not an error of the run: the parent extracts what the child has not
 delivered itself, and a real problem (the source is down) surfaces there with its own message.
@@ -49,8 +51,7 @@ from engine.findings import Finding
 from engine.normalize import normalize_entity
 from engine import parallel_child
 from engine.parallel_child import _child
-from engine.parallel_messages import (_add_block, _gate_message, _shared_blocks, _split_blocks, _unpack_entity,
-                                      _unpack_users)
+from engine.parallel_messages import _add_block, _gate_message, _shared_blocks, _split_blocks, _unpack_users
 from engine.progress import Progress
 from engine.sources import source_class
 
@@ -91,7 +92,7 @@ class UsersWorker:
 
     def __init__(self, pid: int, gate_out: int, result_in: int, pack: bool = False):
         self.pid, self._result_in, self._pack = pid, result_in, pack
-        self._results: BinaryIO | None = None        # the result pipe, once others() opened it
+        self._results: BinaryIO | None = None        # the result pipe, once result() opened it
         self._reaped = False
         self._control: BinaryIO | None = os.fdopen(gate_out, "wb")
         self._gate_writer: threading.Thread | None = None
@@ -172,34 +173,11 @@ class UsersWorker:
             except OSError:
                 pass
 
-    def others(self, progress: Progress) -> dict[str, tuple[EntityData, list[Finding]]] | None:
-        """Buildings and units as extract_entity gives them and normalised (entity -> (data, its
-        extraction's findings, its normalisation's findings)), which the child extracts before
-        the persons; None: the child failed (then result() is None too)."""
-        progress.start("extract buildings, units (second process)")
+    def result(self, rules, progress: Progress) -> UsersResult | None:
+        progress.start("extract users (second process)")
         try:
             self._results = os.fdopen(self._result_in, "rb")
             self._result_in = -1
-            message = receive(self._results)
-            if message[0] != "ok":
-                _raise_source_error(message)
-                return self._failed(message[1], progress)
-        except (SourceError, ConfigError):     # the child's query or mapping failed: alike here
-            self._stop()
-            raise
-        except Exception as exc:
-            return self._failed(f"no answer ({type(exc).__name__}: {exc})", progress)
-        others = {entity: _unpack_entity(entity, packed) for entity, packed in message[1].items()}
-        progress.advance(sum(data.extracted for data, _, _ in others.values()))
-        progress.finish()
-        return others
-
-    def result(self, rules, progress: Progress) -> UsersResult | None:
-        progress.start("extract users (second process)")
-        if self._results is None:                     # others() failed
-            progress.finish("extracting here")
-            return None
-        try:
             with self._results as f:
                 self._results = None
                 # asked before the child's first message: it answers before it normalises its

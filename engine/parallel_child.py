@@ -1,7 +1,7 @@
 """The second process of a run with two cores (engine.parallel), forked by UsersWorker.start.
 
-It opens its own connection to the source, extracts and normalises buildings and units and
-sends them, then maps every person while the run extracts the contracts. The users' gate is
+It opens its own connection to the source and maps every person while the run extracts the
+contracts, buildings and units. The users' gate is
 looked for between slices of rows (_LateGate); the persons mapped before it arrived are gated
 afterwards (_gate_afterwards), or the users are extracted again with the gate where that could
 differ, and where a person mapped before the gate came broke an expression of the mapping: the
@@ -45,19 +45,17 @@ def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> Non
     params = window_params(tenant, run_date)
     source = open_source(tenant, run_date=run_date)
 
-    def extract(entity: str, gate, keep_gated: bool = False) -> tuple[EntityData, list[Finding]]:
+    def extract(gate, keep_gated: bool = False) -> tuple[EntityData, list[Finding]]:
         findings: list[Finding] = []
-        return extract_entity(tenant, entity, source, params, run_date, gate, findings, quiet,
+        return extract_entity(tenant, "users", source, params, run_date, gate, findings, quiet,
                               keep_gated=keep_gated), findings
 
     try:
         with _Sender(out) as send_later:
-            send_later(("ok", {entity: _normalised(tenant, *extract(entity, None), pack)
-                               for entity in ("buildings", "units")}))
-            # the persons while the parent reads the contracts: every one mapped until the gate arrives
+            # the persons while the parent reads the rest: every one mapped until the gate arrives
             late = _LateGate(tenant, control)
             try:
-                users, findings, broken = *extract("users", ((), late), keep_gated=True), False
+                users, findings, broken = *extract(((), late), keep_gated=True), False
             except ConfigError as exc:      # an expression a record breaks, perhaps a person mapped before
                 if not isinstance(exc.__cause__, ExpressionError) or not late.rows_before:    # the gate came
                     raise                                 # the gate was there from the first row: as the run would
@@ -67,7 +65,7 @@ def _child(tenant, run_date: dt.date, control: BinaryIO, out, pack: bool) -> Non
             if broken or gate is not None and not _gate_afterwards(users, gate, gated, late.rows_before):
                 # where the order of rows matters, or a record broke an expression: gate while mapping,
                 # which raises where the run's own extraction would
-                users, findings = extract("users", ((), gate))
+                users, findings = extract(((), gate))
             else:                                         # the ones the gate stopped while mapping come after
                 findings.extend(unknown_code_findings(users))     # counted over the persons the gate kept
                 for external_id, key, reason, _ in users.gated:
@@ -107,18 +105,6 @@ def _send_users(tenant, users: EntityData, findings: list[Finding], gated: tuple
         recs[starts[k]:starts[k] + BLOCK] = [None] * len(recs[starts[k]:starts[k] + BLOCK])
         k += 1
     send_later(("done",))
-
-
-def _normalised(tenant, data: EntityData, findings: list[Finding], pack: bool) -> dict:
-    """An entity as extract_entity left it (its gated records already turned into findings),
-    normalised here: its values are then plain texts and numbers, which marshal sends ten times
-    faster than pickle sends a Decimal or a date from the database."""
-    normalised: list[Finding] = []
-    normalize_entity(data, tenant.rules, normalised, pack=pack)
-    return {**_blocks(list(data.records), list(data.records.values()), 0), **_counts(data),
-            "findings": [_finding(f) for f in findings], "normalised": [_finding(f) for f in normalised],
-            "packed": data.packed_rows, "invalid": _invalid(data)}
-
 
 
 class _LateGate:

@@ -94,13 +94,6 @@ def _unpack_counts(entity: str, packed: dict, records: dict[str, Rec] | None = N
                       filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
 
 
-def _unpack_entity(entity: str, packed: dict) -> tuple[EntityData, list[Finding], list[Finding]]:
-    data = _unpack_counts(entity, packed, _records(packed))
-    data.packed_rows = packed["packed"]
-    data.invalid = _records(packed["invalid"])
-    return data, list(starmap(Finding, packed["findings"])), list(starmap(Finding, packed["normalised"]))
-
-
 def _compact(ids: list[str], keys: list[str], reasons: list[str]) -> tuple:
     """The gated persons as they cross the pipe: their ERP keys only where they are not their
     external_ids (the shipped mappings' persons: to_text of the key), their reason once where it

@@ -1,6 +1,6 @@
-"""extract and transform for a run whose buildings, units and users a second process extracts
-(engine.parallel): the same records and findings, in the same order, as engine.extract.extract
-followed by engine.transform.transform."""
+"""extract and transform for a run whose users a second process extracts (engine.parallel): the
+same records and findings, in the same order, as engine.extract.extract followed by
+engine.transform.transform."""
 from __future__ import annotations
 
 import datetime as dt
@@ -26,14 +26,14 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
     the same records and findings, in the same order, as extract followed by transform.
     `portal_may_read()` is called when only the users are left to extract. `pack`: pack each
     record as it is normalised (EntityData.packed_rows), for the diff against a packed portal:
-    the occupancies here, buildings and units by the child, the users by whoever normalises them."""
+    buildings, units and occupancies here, the users by whoever normalises them."""
     from engine.sources import open_source
     t = time.perf_counter()
     params = window_params(tenant, run_date)
     found: dict[str, list[Finding]] = {e: [] for e in EXTRACT_ORDER}
     data: dict[str, EntityData] = {}
     source = open_source(tenant, run_date=run_date)
-    try:     # the occupancies here while the child extracts buildings, units and persons
+    try:     # contracts, buildings and units here while the child extracts the persons
         gates: list = []         # the users' gate, sent as soon as it is known: the child waits for it
 
         def send_gate(user_ids: set | None) -> None:
@@ -51,17 +51,11 @@ def _extract_transform_parallel(tenant: Tenant, run_date: dt.date, worker, findi
         gate = gates[0]
         found["occupancies"].extend(unknown_code_findings(data["occupancies"]))
         gated_findings(tenant, data["occupancies"], run_date, found["occupancies"])
-        others = worker.others(progress)
-        normalised: dict[str, list[Finding]] = {}          # entity -> normalize_entity's findings, where done
         for entity in ("buildings", "units"):
-            if others is None:     # the child failed: extracted here
-                data[entity] = extract_entity(tenant, entity, source, params, run_date, None, found[entity], progress)
-            else:
-                data[entity], found[entity], normalised[entity] = others[entity]
+            data[entity] = extract_entity(tenant, entity, source, params, run_date, None, found[entity], progress)
     finally:
         source.close()
-    before, after = transform_without_users(tenant, data, run_date, pack=pack, normalised=normalised,
-                                            last_sent=last_sent)
+    before, after = transform_without_users(tenant, data, run_date, pack=pack, last_sent=last_sent)
     portal_may_read()               # the child normalises the users now, this process takes a share
     index = index_occupancies(data["occupancies"], data["units"])     # while the child starts on them
     result = worker.result(tenant.rules, progress)

@@ -28,22 +28,16 @@ def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, pr
 
 
 def transform_without_users(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, *,
-                            pack: bool = False, normalised: dict[str, list[Finding]] | None = None,
-                            last_sent: LastSent | None = None) -> tuple[list[Finding], list[Finding]]:
+                            pack: bool = False, last_sent: LastSent | None = None) -> tuple[list[Finding], list[Finding]]:
     """The steps of `transform` that do not look at the users (so a run can do them while the
     users are still being extracted). Their findings come in two lists, those that come before
     the users' normalisation and those after, the order `transform` reports them in. `pack`:
-    pack each record as normalised (EntityData.packed_rows), for a diff against a packed portal;
-    `normalised`: entity -> normalize_entity's findings of the entities normalised already
-    (buildings and units, by engine.parallel's second process)."""
+    pack each record as normalised (EntityData.packed_rows), for a diff against a packed portal."""
     before: list[Finding] = []
     after: list[Finding] = []
     buildings, units, occ = data["buildings"], data["units"], data["occupancies"]
     for entity in ("buildings", "units"):
-        if normalised and entity in normalised:
-            before.extend(normalised[entity])
-        else:
-            normalize_entity(data[entity], tenant.rules, before, pack=pack)
+        normalize_entity(data[entity], tenant.rules, before, pack=pack)
         keep_last_sent(data[entity], last_sent, before)
     resolve_units(units, buildings, before)
     apply_window(occ, tenant.window, run_date, before)

@@ -283,7 +283,7 @@ def test_a_tenant_that_sends_persons_without_a_contract(ws, monkeypatch, spy):
 
 @pytest.mark.parametrize("module, where", [(parallel, "_child"), (parallel_child, "_send_users")])
 def test_a_failing_second_process_leaves_the_users_to_the_run(ws, monkeypatch, spy, caplog, module, where):
-    """At once (the run extracts everything itself), or after buildings and units were sent."""
+    """At once (the run extracts everything itself), or after the persons were mapped."""
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure in the second process")
     monkeypatch.setattr(module, where, broken)
