@@ -92,7 +92,6 @@ class UsersWorker:
 
     def __init__(self, pid: int, gate_out: int, result_in: int, pack: bool = False):
         self.pid, self._result_in, self._pack = pid, result_in, pack
-        self._results: BinaryIO | None = None        # the result pipe, once result() opened it
         self._reaped = False
         self._control: BinaryIO | None = os.fdopen(gate_out, "wb")
         self._gate_writer: threading.Thread | None = None
@@ -176,10 +175,8 @@ class UsersWorker:
     def result(self, rules, progress: Progress) -> UsersResult | None:
         progress.start("extract users (second process)")
         try:
-            self._results = os.fdopen(self._result_in, "rb")
-            self._result_in = -1
-            with self._results as f:
-                self._results = None
+            results, self._result_in = os.fdopen(self._result_in, "rb"), -1
+            with results as f:
                 # asked before the child's first message: it answers before it normalises its
                 # first block, instead of after it (a block's normalising with this process idle)
                 asking = self._ask_for_share()
@@ -254,9 +251,6 @@ class UsersWorker:
         if self._result_in != -1:
             os.close(self._result_in)
             self._result_in = -1
-        if self._results is not None:
-            self._results.close()
-            self._results = None
         self._reap(kill=True)
 
     def _reap(self, kill: bool = False) -> None:
