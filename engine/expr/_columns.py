@@ -79,20 +79,37 @@ def text_column(values: Sequence[Any]) -> Sequence[Any]:
     return list(map(as_text, values))
 
 
-_AS_TEXT: dict[int, tuple[Sequence[int], tuple[str, ...]]] = {}
+class _ByColumn:
+    """Something known of the last few columns, by the identity of the column (the entry holds
+    the column, so that its id stays its own while the entry lasts)."""
+    __slots__ = ("_entries",)
+
+    def __init__(self):
+        self._entries: dict[int, tuple[Sequence[Any], Any]] = {}
+
+    def get(self, column: Sequence[Any]) -> Any:
+        """What was put for this very column; None if nothing (or it was let go)."""
+        entry = self._entries.get(id(column))
+        return entry[1] if entry is not None and entry[0] is column else None
+
+    def put(self, column: Sequence[Any], value: Any) -> None:
+        if len(self._entries) >= 8:
+            self._entries.clear()
+        self._entries[id(column)] = (column, value)
+
+
+_AS_TEXT = _ByColumn()
 
 
 def whole_numbers_as_text(values: Sequence[int]) -> tuple[str, ...]:
     """str() of each int of a column. A key column is read by several fields of a batch (the
     external_id, the ERP key, a reference, the contract), so the last few results are kept,
-    by the identity of the column (which the entry holds, so that its id stays its own)."""
-    known = _AS_TEXT.get(id(values))
-    if known is not None and known[0] is values:
-        return known[1]
+    by the identity of the column."""
+    known = _AS_TEXT.get(values)
+    if known is not None:
+        return known
     texts = tuple(map(str, values))
-    if len(_AS_TEXT) >= 8:
-        _AS_TEXT.clear()
-    _AS_TEXT[id(values)] = (values, texts)
+    _AS_TEXT.put(values, texts)
     return texts
 
 
@@ -114,10 +131,9 @@ _ISO_TEXTS: set[str] = set()
 """Texts seen in the run that hold an ISO date (2024-01-31) as to_date gives it: to_date gives
 each back unchanged."""
 
-_ISO_COLUMNS: dict[int, Sequence] = {}
-"""The last few columns _date_column gave back unchanged, every value such a text or null, by
-identity (the entry holds the column, so that its id stays its own): the window gate compares
-them as they are without looking at them again (iso_column)."""
+_ISO_COLUMNS = _ByColumn()
+"""The last few columns _date_column gave back unchanged, every value such a text or null: the
+window gate compares them as they are without looking at them again (iso_column)."""
 
 
 def _date_column(values: Sequence[Any]) -> Sequence[Any]:
@@ -131,9 +147,7 @@ def _date_column(values: Sequence[Any]) -> Sequence[Any]:
                 _ISO_TEXTS.clear()
             _ISO_TEXTS.update(iso)
         if len(iso) == len(new):                         # ISO dates already (a database's own): as they are
-            if len(_ISO_COLUMNS) >= 8:
-                _ISO_COLUMNS.clear()
-            _ISO_COLUMNS[id(values)] = values
+            _ISO_COLUMNS.put(values, True)
             return values
         return _DATES(values)                            # None stays None
     memo = map_memo(to_date, values)
@@ -142,7 +156,7 @@ def _date_column(values: Sequence[Any]) -> Sequence[Any]:
 
 def iso_column(values: Sequence[Any]) -> bool:
     """Whether `values` is a column _date_column gave back unchanged: ISO date texts and nulls."""
-    return _ISO_COLUMNS.get(id(values)) is values
+    return _ISO_COLUMNS.get(values) is True
 
 
 def _concat_column(*columns: Sequence[Any]) -> list:
