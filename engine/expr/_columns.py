@@ -108,7 +108,7 @@ def whole_numbers_as_text(values: Sequence[int]) -> tuple[str, ...]:
     known = _AS_TEXT.get(values)
     if known is not None:
         return known
-    texts = tuple(map(str, values))
+    texts = tuple(map(repr, values))     # repr of an int is its str, without str()'s type call
     _AS_TEXT.put(values, texts)
     return texts
 
