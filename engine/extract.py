@@ -16,7 +16,7 @@ from engine.expr import ExprError
 from engine.findings import Finding
 from engine.mapping import Mapper, kept_values, unknown_code_findings, unreturned_columns
 from engine.progress import Progress
-from engine.references import occupancy_gate, window_bounds, window_findings, window_gate
+from engine.references import WindowGate, occupancy_gate, window_bounds, window_findings, window_gate
 from engine.targets.base import retries_of
 
 
@@ -71,6 +71,8 @@ def _extract_entity(tenant: Tenant, entity: str, source, params: dict, run_date:
             batch_mapper.second_half(halves)
             progress.stage("mapped", out.extracted, rows_read)
     out.settle_duplicates()
+    if gate is not None and isinstance(gate[1], WindowGate):     # the same window is not checked again
+        out.window = gate[1].bounds
     if not keep_gated:                  # else the caller reports both once the gate is settled
         findings.extend(unknown_code_findings(out))
         gated_findings(tenant, out, run_date, findings)

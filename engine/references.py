@@ -84,6 +84,11 @@ class WindowGate:
         _, earliest_end, latest_start = window_bounds(window, run_date)
         self.first_end, self.last_start = earliest_end.isoformat(), latest_start.isoformat()
 
+    @property
+    def bounds(self) -> tuple[str, str]:
+        """What decides the gate's answers: two gates with the same bounds answer alike."""
+        return self.first_end, self.last_start
+
     def ended(self, end) -> bool:
         end = _readable_iso(end)
         return end is not None and end < self.first_end
@@ -166,8 +171,11 @@ def _window_texts(window: ContractWindow, run_date: dt.date) -> tuple[str, str]:
 
 
 def apply_window(occ: EntityData, window: ContractWindow, run_date: dt.date, findings: list[Finding]) -> None:
-    """Drop occupancies that ended before the grace period or start after the future horizon."""
+    """Drop occupancies that ended before the grace period or start after the future horizon;
+    nothing to do where every record passed the same window as it was mapped (occ.window)."""
     _, gate = window_gate(window, run_date)
+    if occ.window is not None and occ.window == gate.bounds:
+        return
     try:                                                 # a no-op after extract: checked column-wise
         datas = [rec.data for rec in occ.records.values()]
         early = {name: list(map(dict.get, datas, repeat(name))) for name in WINDOW_FIELDS}

@@ -171,3 +171,49 @@ def test_the_window_gate_over_columns_gives_what_it_gives_record_by_record(ends,
     by_record = [gate({"end_date": e, "start_date": s}) for e, s in zip(ends, starts)]
     assert gate.over_columns({"end_date": ends, "start_date": starts}, ids) == by_record
     assert "contract_ended" in by_record
+
+
+def test_occupancies_mapped_behind_a_window_are_checked_again_only_against_another_one():
+    """transform applies the window again (a no-op after extract); records that extraction marked
+    as gated by the same window are not looked at twice, but a different window, or records
+    without the mark, are still checked: an out-of-window contract is dropped with its finding."""
+    from engine.config.model import ContractWindow
+    from engine.entity_data import EntityData, Rec
+    from engine.references import WindowGate, apply_window
+    window = ContractWindow(reference_date=dt.date(2024, 6, 1), grace_days=30, future_days=60)
+    run_date = dt.date(2024, 6, 1)
+
+    def occ(mark):
+        data = EntityData("occupancies", records={
+            "1-1": Rec("1/1", {"external_id": "1-1", "start_date": "2020-01-01", "end_date": "2020-12-31"}),
+            "2-2": Rec("2/2", {"external_id": "2-2", "start_date": "2023-01-01", "end_date": None})})
+        data.window = mark
+        return data
+
+    same = WindowGate(window, run_date).bounds
+    wider = ContractWindow(reference_date=dt.date(2024, 6, 1), grace_days=2000, future_days=60)
+    other = WindowGate(wider, run_date).bounds      # a window 1-1 is in
+    for mark in (None, other):
+        data, found = occ(mark), []
+        apply_window(data, window, run_date, found)
+        assert list(data.records) == ["2-2"] and data.excluded == {"1-1": "contract_ended"}
+        assert [(f.code, f.key) for f in found] == [("contract_ended", "1/1")]
+    data, found = occ(same), []          # the mark says every record passed this very window
+    apply_window(data, window, run_date, found)
+    assert list(data.records) == ["1-1", "2-2"] and found == []
+
+
+def test_extraction_marks_the_occupancies_with_the_window_they_passed(ws):
+    """The mark is what the run's own gate was: prepare's occupancies carry the bounds of the
+    tenant's window on the run date, and every one of them lies within it."""
+    from engine.references import WindowGate
+    tenant = ws.tenant()
+    target = LocalStore(ws.root / "empty-portal.sqlite")
+    try:
+        prepared = prepare(tenant, target, None, run_date=REFERENCE_DATE)
+    finally:
+        target.close()
+    occ = prepared.data["occupancies"]
+    gate = WindowGate(tenant.window, REFERENCE_DATE)
+    assert occ.window == gate.bounds and occ.records
+    assert all(gate(rec.data) is None for rec in occ.records.values())
