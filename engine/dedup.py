@@ -77,8 +77,8 @@ def _facts(members: Iterable[str], occ: EntityData, index: OccupancyIndex | None
         user_ids = list(map(itemgetter("user_id"), map(attrgetter("data"), occ.records.values())))
         found = compress(occ.records.items(), map(facts.__contains__, user_ids))
     else:
-        ids, records = index.ids, occ.records
-        in_order = list(map(ids.__getitem__, index.positions(facts)))
+        ids, records, by_user = index.ids, occ.records, index.by_user
+        in_order = [ids[i] for i in sorted(i for m in facts for i in by_user.get(m, ()))]
         found = [(x, records[x]) for x in in_order if x in records]
     for external_id, rec in found:
         f = facts[rec.data["user_id"]]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from itertools import compress, filterfalse, repeat
-from operator import and_, attrgetter, itemgetter, not_
-from typing import Any, Callable, Collection, NamedTuple, Sequence
+from operator import attrgetter, itemgetter, not_
+from typing import Any, Callable, NamedTuple, Sequence
 
 from engine.config.model import ContractWindow, Rules, Tenant
 from engine.entity_data import EntityData
@@ -231,6 +231,7 @@ class OccupancyIndex(NamedTuple):
     ids: list[str]                 # the occupancies' external_ids, in order
     user_ids: list                 # each one's user_id
     unit_ok: list[bool]            # whether its unit is among the units sent
+    by_user: dict[str, list[int]]  # user_id -> the positions of its occupancies whose unit is sent
     occupied: set                  # every user_id of them (set(user_ids))
     unit_missing: list[int]        # the positions whose unit is not sent, in order
 
@@ -238,28 +239,16 @@ class OccupancyIndex(NamedTuple):
         """Whether it was made from these occupancies (records are only ever removed)."""
         return len(self.ids) == len(occ.records)
 
-    def positions(self, users: Collection) -> list[int]:
-        """The positions of the occupancies of these user_ids whose unit is sent, in order: one
-        pass in C (the steps ask for a few users each, dedup for those sharing an address: a
-        table of every user's positions cost more to make than all their questions)."""
-        return list(compress(range(len(self.user_ids)), map(and_, self.unit_ok, map(users.__contains__, self.user_ids))))
-
-    def by_user(self, users: Collection) -> dict[Any, list[int]]:
-        """user_id -> the positions of its occupancies whose unit is sent, for these user_ids
-        (those without one are left out)."""
-        found: dict[Any, list[int]] = {}
-        user_ids = self.user_ids
-        for i in self.positions(users):
-            found.setdefault(user_ids[i], []).append(i)
-        return found
-
 
 def index_occupancies(occ: EntityData, units: EntityData) -> OccupancyIndex:
     datas = list(map(attrgetter("data"), occ.records.values()))
     user_ids = list(map(dict.get, datas, repeat("user_id")))
     unit_ok = list(map(units.records.__contains__, map(dict.get, datas, repeat("unit_id"))))
+    by_user: dict[str, list[int]] = {}
+    for i in compress(range(len(user_ids)), unit_ok):
+        by_user.setdefault(user_ids[i], []).append(i)
     unit_missing = list(compress(range(len(user_ids)), map(not_, unit_ok)))
-    return OccupancyIndex(list(occ.records), user_ids, unit_ok, set(user_ids), unit_missing)
+    return OccupancyIndex(list(occ.records), user_ids, unit_ok, by_user, set(user_ids), unit_missing)
 
 
 def resolve_occupancy_references(occ: EntityData, users: EntityData, units: EntityData,
@@ -273,7 +262,8 @@ def resolve_occupancy_references(occ: EntityData, users: EntityData, units: Enti
     # the positions whose user or unit is not sent: those of the users not sent (few), from the
     # index, and those whose unit is not, in order
     no_user = index.occupied.difference(users.records.keys())
-    lacking = sorted({*index.unit_missing, *index.positions(no_user)}) if no_user else index.unit_missing
+    lacking = sorted({*index.unit_missing, *(i for u in no_user for i in index.by_user.get(u, ()))}) \
+        if no_user else index.unit_missing
     for i in lacking:
         external_id = index.ids[i]
         rec = occ.records[external_id]
@@ -317,8 +307,8 @@ def drop_users_without_occupancy(users: EntityData, occ: EntityData, rules: Rule
         unoccupied = list(filterfalse(index.occupied.__contains__, users.records))
     elif index is not None and dropped is not None and len(index.ids) == len(occ.records) + len(dropped):
         ids, records = index.ids, occ.records
-        left = index.by_user({user_id for _, user_id in dropped})
-        lost = {user_id for _, user_id in dropped if not any(ids[i] in records for i in left.get(user_id, ()))}
+        lost = {user_id for _, user_id in dropped
+                if not any(ids[i] in records for i in index.by_user.get(user_id, ()))}
         unoccupied = list(filter(lost.__contains__, users.records))
     else:
         unoccupied = list(filterfalse(occupied_users(occ).__contains__, users.records))
