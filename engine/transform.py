@@ -20,7 +20,9 @@ def transform(tenant: Tenant, data: dict[str, EntityData], run_date: dt.date, pr
     """normalise -> resolve references and time -> dedup. Pure: changes `data` in place.
 
     The window and the persons without a contract are applied again here (a no-op after
-    `extract`, which skips them early), so that this step is complete on its own. `last_sent`:
+    `extract`, which skips them early), so that this step is complete on its own; occupancies
+    that extraction marked with the window they passed (EntityData.window) are not looked at
+    again. `last_sent`:
     what the engine last wrote, for the records that break a rule now (keep_last_sent)."""
     before, after = transform_without_users(tenant, data, run_date, last_sent=last_sent)
     return transform_with_users(tenant, data, before, None, after, previous_winners, findings, holders,
