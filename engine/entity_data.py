@@ -52,11 +52,11 @@ class EntityData:
     made by normalize_entity where a run compares with a packed portal; code that changes a
     record's data afterwards (dedup) removes its entry."""
     unknown_codes: UnknownCodes | None = None
+    """The records whose fields met a code that their code table does not hold (Mapper);
+    unknown_code_findings reports them once the entity's records are settled."""
     window: tuple[str, str] | None = None
     """occupancies: the contract window (WindowGate.bounds) that every record passed as it was
     mapped, so that references.apply_window need not look at them again; None: not known."""
-    """The records whose fields met a code that their code table does not hold (Mapper);
-    unknown_code_findings reports them once the entity's records are settled."""
 
     def settle_duplicates(self) -> None:
         """An external_id both sent (a record) and excluded (another row with the same key,
