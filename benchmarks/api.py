@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.run import ROOT, WORK, _children_cpu, _median, _source_url, machine, phase_process, write_tenant
+from benchmarks.run import ROOT, WORK, _children_cpu, _median, _pss_kb, _source_url, machine, phase_process, write_tenant
 
 KEY_ENV = "BENCH_CC_KEY"
 KEY = "bench-key"                   # the stand-in's API key: a benchmark's, not a secret
@@ -209,10 +209,13 @@ def plan(size: str, url: str) -> dict:
             "records": sum(prepared.extracted.values()), "third_logged": third, "timings": prepared.timings}
 
 
-def _child(name: str, size: str, url: str) -> dict:
+def _child(name: str, size: str, url: str, *, sample_pss: bool = False) -> dict:
+    """One client in a fresh process; `sample_pss`: its peak PSS too, from a run of its own that
+    is not timed (sampling walks the client's page tables five times a second, on the core the
+    stand-in answers on: benchmarks.run.phase_process)."""
     figures, peak_pss_mb = phase_process([sys.executable, "-m", "benchmarks.api", "--phase", name,
-                                          "--size", size, "--url", url])
-    return {**figures, "peak_pss_mb": peak_pss_mb}
+                                          "--size", size, "--url", url], sample_pss=sample_pss)
+    return {**figures, "peak_pss_mb": peak_pss_mb} if sample_pss else figures
 
 
 def _prepare_size(size: str) -> Path:
@@ -262,6 +265,7 @@ def main() -> int:
     if args.phase:
         figures = plain(args.url) if args.phase == "plain" else plan(args.size, args.url)
         figures["peak_rss_mb"] = _peak_rss_mb()
+        figures["end_pss_mb"] = _pss_kb(os.getpid()) / 1024          # for a run too short to be sampled
         print(json.dumps(figures))
         return 0
     database = _prepare_size(args.size)
@@ -270,8 +274,16 @@ def main() -> int:
         for _ in range(args.repeat):
             rounds.append(_round(server, args.size))
             print(json.dumps(rounds[-1]), file=sys.stderr)
+        sampled = {}
+        for name in ("plain", "plan"):      # the memory: a run of each, sampled, not timed
+            sampled[name] = _child(name, args.size, server.url, sample_pss=True)
+            server.count()
+            print(json.dumps({"size": args.size, "memory": name, **sampled[name]}), file=sys.stderr)
     load = os.getloadavg()
     best = {name: min((r[name] for r in rounds), key=lambda f: f["seconds"]) for name in ("plain", "plan")}
+    best = {name: {**figures, "peak_pss_mb": sampled[name]["peak_pss_mb"],
+                   "peak_rss_mb": max(figures["peak_rss_mb"], sampled[name]["peak_rss_mb"])}
+            for name, figures in best.items()}
     ratios = sorted(r["plan"]["seconds"] / r["plain"]["seconds"] for r in rounds)
     loop, engine = best["plain"], best["plan"]
     print(f"\nMachine: {machine()}; load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; command: "
@@ -280,7 +292,7 @@ def main() -> int:
           "process + those of the stand-in's process meanwhile. The plan's extract: reading the pages (requests, "
           "JSON, the readings) up to the records handed on, mapping included where it overlaps. Ratio: the median "
           "of the rounds' plan/plain. Peak RSS of the client's process, in parentheses its PSS sampled five "
-          "times a second.\n")
+          "times a second in a run of its own after the rounds, which is not timed.\n")
     print("| size | latency | records (plain / plan) | plain loop | plan (empty store) | of which extract | "
           "requests plain / plan | pages read twice / three times | ratio | peak RSS plain / plan (PSS) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -206,7 +206,9 @@ def phase_process(command: list[str], *, sample_pss: bool = True) -> tuple[dict,
             raise
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, command, out, err)
-    return json.loads(out.strip().splitlines()[-1]), pss.peak_mb if sample_pss else 0.0
+    figures = json.loads(out.strip().splitlines()[-1])
+    # a phase shorter than the sampling interval is never sampled: its own PSS at its end stands in
+    return figures, max(pss.peak_mb, figures.get("end_pss_mb", 0.0)) if sample_pss else 0.0
 
 
 def _prepare_size(db: str, size: str) -> None:
@@ -241,6 +243,7 @@ def main() -> int:
     if args.phase:
         figures = phase(args.phase, args.db, args.sizes[0])
         figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # this phase's own
+        figures["end_pss_mb"] = _pss_kb(os.getpid()) / 1024          # for a phase too short to be sampled
         figures["helper_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # its largest child
         print(json.dumps(figures))
         return 0
