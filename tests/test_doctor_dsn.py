@@ -80,6 +80,76 @@ def test_a_dsn_with_an_address_is_checked_at_the_address_where_freetds_connects(
     assert "Lesen-2024" not in json.dumps(report)
 
 
+@pytest.fixture
+def freetds_conf(tmp_path, monkeypatch):
+    """The freetds.conf FreeTDS reads first ($FREETDSCONF), in tmp_path; no ~/.freetds.conf
+    (HOME is tmp_path) and no $FREETDS of the machine's. Returns the file."""
+    conf = tmp_path / "freetds.conf"
+    monkeypatch.setenv("FREETDSCONF", str(conf))
+    monkeypatch.delenv("FREETDS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return conf
+
+
+def test_a_freetds_servername_is_checked_at_its_freetds_conf_section_and_the_login_goes_there(
+        tmp_path, capsys, monkeypatch, odbc_ini, freetds_conf):
+    """A FreeTDS DSN that names a server of freetds.conf (Servername=) instead of a host: doctor
+    reads the host and port of that section as FreeTDS does (the first file with the section,
+    names compared case-insensitively, the [global] port where the section names none), and the
+    login FreeTDS sends reaches the same listener. Doctor used to skip DNS and TCP for it."""
+    write, user, _ = odbc_ini
+    monkeypatch.setenv("ACME_SQL_PW", "Lesen-2024")
+    with TdsLoginListener() as listener:
+        freetds_conf.write_text(f"[global]\n\ttds version = 7.4\n\tport = {listener.port}\n; the customer's server\n"
+                                "[DOMUS-ERP-SQL]\n\thost = 127.0.0.1\n", encoding="utf-8")
+        write({"domus_by_servername": {"Driver": "FreeTDS", "Servername": "domus-erp-sql", "Database": "DOMUS"}})
+        path = write_tenant(tmp_path, {"type": "sql",
+                                       "url": "mssql+pyodbc://idwell_reader:${env:ACME_SQL_PW}@domus_by_servername"})
+        code, report, steps = doctor(capsys, path)
+    assert steps["dns"]["status"] == "ok" and steps["dns"]["title"] == "DNS: 127.0.0.1", steps["dns"]
+    assert steps["dns"]["note"] == (f"the host and port are set in DSN 'domus_by_servername' ({user}), the section "
+                                    f"[domus-erp-sql] of {freetds_conf}")
+    assert steps["tcp"] == {**steps["tcp"], "status": "ok", "title": f"TCP 127.0.0.1:{listener.port}"}
+    assert [(login["user"], login["database"]) for login in listener.logins] == [("idwell_reader", "DOMUS")]
+    assert "Lesen-2024" not in json.dumps(report)
+
+
+def test_a_freetds_servername_no_freetds_conf_defines_skips_dns_and_tcp_naming_the_files(
+        tmp_path, capsys, monkeypatch, odbc_ini, freetds_conf):
+    write, user, _ = odbc_ini
+    monkeypatch.setenv("ACME_SQL_PW", "x")
+    freetds_conf.write_text("[another-server]\n\thost = 127.0.0.1\n", encoding="utf-8")
+    write({"domus_unknown_server": {"Driver": "FreeTDS", "Servername": "domus-nowhere", "Database": "DOMUS"}})
+    path = write_tenant(tmp_path, {"type": "sql", "url": "mssql+pyodbc://reader:${env:ACME_SQL_PW}@domus_unknown_server"})
+    code, text = doctor(capsys, path, fmt="text")
+    files = f"{freetds_conf} or {tmp_path}/.freetds.conf or /etc/freetds/freetds.conf or /usr/local/etc/freetds.conf"
+    why = (f"the host is set in DSN 'domus_unknown_server' ({user}), which names the FreeTDS server 'domus-nowhere' "
+           f"(Servername=), which no freetds.conf defines with a host ({files})")
+    assert f"[skip]  2. DNS: not checked: {why}" in text, text
+    assert f"[skip]  3. TCP: not checked: {why}" in text
+
+
+def test_a_freetds_servername_takes_host_port_or_instance_from_the_first_file_with_its_section(tmp_path, freetds_conf):
+    """The connection string's own Port counts before the section's; a section with an instance
+    and no port is looked up through SQL Server Browser (no TCP port to check); a section in
+    ~/.freetds.conf counts only where $FREETDSCONF's file has none."""
+    from engine.sources.odbc_dsn import string_endpoint
+    freetds_conf.write_text("[global]\n\tport = 1500\n[erp]\n\thost = 10.0.0.9\n\tport = 1444\n"
+                            "# an instance\n[named]\n\thost = sql.example\n\tinstance = DOMUS\n", encoding="utf-8")
+    (tmp_path / ".freetds.conf").write_text("[erp]\n\thost = 10.9.9.9\n[home-only]\n\thost = 10.0.0.10\n",
+                                            encoding="utf-8")
+    at = string_endpoint("Driver={FreeTDS};Servername=ERP;Database=DOMUS", 1433)
+    assert (at.host, at.port, at.port_at) == ("10.0.0.9", 1444, f"the section [ERP] of {freetds_conf}")
+    at = string_endpoint("Driver={FreeTDS};Servername=erp;Port=1555;Database=DOMUS", 1433)
+    assert (at.host, at.port, at.port_at) == ("10.0.0.9", 1555, "source.url")
+    at = string_endpoint("Driver={FreeTDS};Servername=named", 1433)
+    assert (at.host, at.port) == ("sql.example", None)
+    assert at.unknown == (f"the section [named] of {freetds_conf} names the instance sql.example\\DOMUS without a "
+                          "port: its port is looked up through SQL Server Browser (UDP 1434)")
+    at = string_endpoint("Driver={FreeTDS};Servername=home-only", 1433)      # no [global] port there: the default
+    assert (at.host, at.port, at.where) == ("10.0.0.10", 1433, f"the section [home-only] of {tmp_path}/.freetds.conf")
+
+
 @pytest.mark.parametrize("text, host, port", [
     ("Driver={ODBC Driver 18 for SQL Server};Server=sql.example,1433;Address=10.0.0.5,1500;Database=DOMUS",
      "10.0.0.5", 1500),

@@ -6,8 +6,9 @@ odbc.ini instead, whose entry names the host. `odbc_endpoint(url)` builds the st
 does (its dialect's `create_connect_args`, so the rules are SQLAlchemy's own: a URL with a host
 but no database, or with `?dsn=`, is a DSN; `?odbc_connect=` is the string itself) and reads the
 host and port from it, or from the DSN's entry in the odbc.ini files unixODBC reads (`odbcinst -j`
-names them). The connection string may hold the password: only the host, port and DSN are taken
-from it, and nothing of it is quoted.
+names them), and for a FreeTDS Servername from that server's section of freetds.conf
+(freetds_server). The connection string may hold the password: only the host, port and DSN are
+taken from it, and nothing of it is quoted.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 import re
 import subprocess
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,11 +44,15 @@ class OdbcEndpoint:
     looked_in: tuple[Path, ...] = field(default_factory=tuple)
     unknown: str = ""                # why host (or port) is None, in a sentence's words
     port_at: str = "source.url"      # where the port is written, for a message that asks to correct it
+    freetds: str = ""                # "[SERVER] of FILE": the freetds.conf section that gave the host (Servername=)
 
     @property
     def where(self) -> str:
         """Where the host is written, for a message: "" for the URL itself."""
-        return f"DSN '{self.dsn}' ({self.dsn_file})" if self.dsn and self.dsn_file else ""
+        dsn = f"DSN '{self.dsn}' ({self.dsn_file})" if self.dsn and self.dsn_file else ""
+        if self.freetds:
+            return f"{dsn}, the section {self.freetds}" if dsn else f"the section {self.freetds}"
+        return dsn
 
 
 def odbc_endpoint(url: "sqlalchemy.URL", default_port: int | None) -> OdbcEndpoint | None:
@@ -75,24 +80,34 @@ def connection_string(url: "sqlalchemy.URL") -> str | None:
 def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
     """The endpoint of an ODBC connection string: its Server (or Host, Servername) and Port, or,
     when it names a DSN (before any DRIVER=, as the driver manager reads it), the DSN's, the
-    string's own attributes taking precedence over the DSN's."""
+    string's own attributes taking precedence over the DSN's. A FreeTDS Servername is looked up
+    in freetds.conf, as FreeTDS does (freetds_server)."""
+    at, why = _string_endpoint(text, default_port)
+    if why is not None and why[0] == "freetds":
+        return _freetds_endpoint(at, why[1], text, default_port)
+    return at
+
+
+def _string_endpoint(text: str, default_port: int | None) -> tuple[OdbcEndpoint, tuple | None]:
+    """(string_endpoint before a FreeTDS Servername is looked up, why its host or port is not
+    known: _host_and_port's)."""
     attrs = parse_connection_string(text)
     first = next((key for key, _ in attrs if key in ("dsn", "driver")), None)
     if first != "dsn":
         host, port, why = _address(attrs, [], default_port) or _host_and_port(attrs, default_port)
-        return OdbcEndpoint(host, port, unknown=_unknown(why, "source.url's connection string (odbc_connect)", host))
+        return OdbcEndpoint(host, port, unknown=_unknown(why, "source.url's connection string (odbc_connect)", host)), why
     dsn = next(value for key, value in attrs if key == "dsn")
     looked_in = tuple(odbc_ini_files())
     found = dsn_entry(dsn, list(looked_in))
     if found is None:
         return OdbcEndpoint(None, None, dsn, missing=True, looked_in=looked_in,
-                            unknown=f"DSN '{dsn}' is not defined in {' or '.join(map(str, looked_in))}")
+                            unknown=f"DSN '{dsn}' is not defined in {' or '.join(map(str, looked_in))}"), None
     path, entry = found
     if (at := _address(attrs, entry, default_port)) is not None:
         host, port, why = at
         port_at = "source.url" if port in _ports_written(attrs) else f"the DSN '{dsn}' in {path}"
         return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host),
-                            port_at=port_at)
+                            port_at=port_at), why
     host, port, why = _host_and_port(attrs, None)
     if host is not None:                        # the string names the host: the DSN may still give the port
         if port is None and why is None:
@@ -102,7 +117,31 @@ def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
         host, port, why = _host_and_port([*attrs, *entry], default_port)
     port_at = "source.url" if port in _ports_written(attrs) else f"the DSN '{dsn}' in {path}"
     return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host),
-                        port_at=port_at)
+                        port_at=port_at), why
+
+
+def _freetds_endpoint(at: OdbcEndpoint, server: str, text: str, default_port: int | None) -> OdbcEndpoint:
+    """`at`, whose host is the FreeTDS server `server` (Servername=), with the host and port of
+    its section of freetds.conf; a Port of the connection string or the DSN counts first."""
+    where = at.where or "source.url's connection string (odbc_connect)"
+    found = freetds_server(server, default_port)
+    if found is None:
+        files = " or ".join(map(str, freetds_conf_files()))
+        return replace(at, unknown=f"the host is set in {where}, which names the FreeTDS server '{server}' "
+                                   f"(Servername=), which no freetds.conf defines with a host ({files})")
+    host, port, instance, path = found
+    attrs = parse_connection_string(text)
+    entry = dsn_entry(at.dsn, [at.dsn_file]) if at.dsn and at.dsn_file else None
+    entry_attrs = entry[1] if entry is not None else []
+    port = next((p for key, value in [*attrs, *entry_attrs] if key == "port" and (p := _port(value)) is not None), port)
+    named = f"[{server}] of {path}"
+    port_at = ("source.url" if port in _ports_written(attrs) else
+               f"the DSN '{at.dsn}' in {at.dsn_file}" if port in _ports_written(entry_attrs) else
+               f"the section {named}")
+    if port is None and instance:               # an instance: its port comes from SQL Server Browser
+        return replace(at, host=host, port=None, freetds=named, port_at=port_at,
+                       unknown=_unknown(("instance", instance), f"the section {named}", host))
+    return replace(at, host=host, port=port, freetds=named, port_at=port_at, unknown="")
 
 
 def _ports_written(attrs: list[tuple[str, str]]) -> set[int]:
@@ -170,9 +209,8 @@ def _unknown(why: tuple | None, where: str, host: str | None) -> str:
     """Why the host or port is not known, in words, naming where the host is set."""
     if why is None:
         return ""
-    if why[0] == "freetds":
-        return (f"the host is set in {where}, which names the FreeTDS server '{why[1]}' (Servername=): its host "
-                "is the one of that section of freetds.conf")
+    if why[0] == "freetds":                     # looked up in freetds.conf: _freetds_endpoint says what it found
+        return ""
     if why[0] == "instance":
         return (f"{where} names the instance {host}\\{why[1]} without a port: its port is looked up through "
                 "SQL Server Browser (UDP 1434)")
@@ -245,6 +283,38 @@ def odbc_ini_files() -> list[Path]:
     user = named.get("USER") or os.environ.get("ODBCINI") or str(Path("~/.odbc.ini").expanduser())
     system = named.get("SYSTEM") or str(Path(os.environ.get("ODBCSYSINI") or "/etc") / "odbc.ini")
     return [Path(user), Path(system)]
+
+
+def freetds_conf_files() -> list[Path]:
+    """The freetds.conf files FreeTDS looks a server's section up in, in its order: the file
+    $FREETDSCONF (or $FREETDS) names, ~/.freetds.conf, then the system's (Debian's tdsodbc:
+    /etc/freetds/freetds.conf; FreeTDS built from source: /usr/local/etc/freetds.conf)."""
+    named = [Path(value) for value in (os.environ.get("FREETDSCONF"), os.environ.get("FREETDS")) if value]
+    return [*named, Path("~/.freetds.conf").expanduser(), Path("/etc/freetds/freetds.conf"),
+            Path("/usr/local/etc/freetds.conf")]
+
+
+def freetds_server(name: str, default_port: int | None) -> tuple[str, int | None, str | None, Path] | None:
+    """(host, port, instance, file) of the FreeTDS server `name` (Servername=): its section in
+    the first freetds.conf that has one (as FreeTDS takes it; names compared case-insensitively),
+    read as dsn_entry reads odbc.ini. The port is the section's; None (and the instance) for a
+    section that names an instance instead, whose port SQL Server Browser gives; else the
+    file's [global] port, else `default_port`. None where no file defines the server, or its
+    section names no host."""
+    found = dsn_entry(name, freetds_conf_files())
+    if found is None:
+        return None
+    path, attrs = found
+    get = {key: value for key, value in reversed(attrs)}        # a repeated property: the first counts
+    host = get.get("host", "").strip()
+    if not host:
+        return None
+    port, instance = _port(get.get("port", "")), get.get("instance", "").strip() or None
+    if port is None and instance:               # the section names an instance instead of a port
+        return host, None, instance, path
+    glob = dsn_entry("global", [path])
+    port = port or (_port(dict(glob[1]).get("port", "")) if glob else None)
+    return host, port or default_port, None, path
 
 
 def dsn_entry(name: str, files: list[Path]) -> tuple[Path, list[tuple[str, str]]] | None:
