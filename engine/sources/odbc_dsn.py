@@ -82,32 +82,32 @@ def string_endpoint(text: str, default_port: int | None) -> OdbcEndpoint:
     when it names a DSN (before any DRIVER=, as the driver manager reads it), the DSN's, the
     string's own attributes taking precedence over the DSN's. A FreeTDS Servername is looked up
     in freetds.conf, as FreeTDS does (freetds_server)."""
-    at, why = _string_endpoint(text, default_port)
+    at, why, entry = _string_endpoint(text, default_port)
     if why is not None and why[0] == "freetds":
-        return _freetds_endpoint(at, why[1], text, default_port)
+        return _freetds_endpoint(at, why[1], parse_connection_string(text), entry, default_port)
     return at
 
 
-def _string_endpoint(text: str, default_port: int | None) -> tuple[OdbcEndpoint, tuple | None]:
+def _string_endpoint(text: str, default_port: int | None) -> tuple[OdbcEndpoint, tuple | None, list[tuple[str, str]]]:
     """(string_endpoint before a FreeTDS Servername is looked up, why its host or port is not
-    known: _host_and_port's)."""
+    known: _host_and_port's, the attributes of the DSN's entry: none without a DSN)."""
     attrs = parse_connection_string(text)
     first = next((key for key, _ in attrs if key in ("dsn", "driver")), None)
     if first != "dsn":
         host, port, why = _address(attrs, [], default_port) or _host_and_port(attrs, default_port)
-        return OdbcEndpoint(host, port, unknown=_unknown(why, "source.url's connection string (odbc_connect)", host)), why
+        return OdbcEndpoint(host, port, unknown=_unknown(why, "source.url's connection string (odbc_connect)", host)), why, []
     dsn = next(value for key, value in attrs if key == "dsn")
     looked_in = tuple(odbc_ini_files())
     found = dsn_entry(dsn, list(looked_in))
     if found is None:
         return OdbcEndpoint(None, None, dsn, missing=True, looked_in=looked_in,
-                            unknown=f"DSN '{dsn}' is not defined in {' or '.join(map(str, looked_in))}"), None
+                            unknown=f"DSN '{dsn}' is not defined in {' or '.join(map(str, looked_in))}"), None, []
     path, entry = found
     if (at := _address(attrs, entry, default_port)) is not None:
         host, port, why = at
         port_at = "source.url" if port in _ports_written(attrs) else f"the DSN '{dsn}' in {path}"
         return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host),
-                            port_at=port_at), why
+                            port_at=port_at), why, entry
     host, port, why = _host_and_port(attrs, None)
     if host is not None:                        # the string names the host: the DSN may still give the port
         if port is None and why is None:
@@ -117,12 +117,14 @@ def _string_endpoint(text: str, default_port: int | None) -> tuple[OdbcEndpoint,
         host, port, why = _host_and_port([*attrs, *entry], default_port)
     port_at = "source.url" if port in _ports_written(attrs) else f"the DSN '{dsn}' in {path}"
     return OdbcEndpoint(host, port, dsn, path, looked_in=looked_in, unknown=_unknown(why, f"DSN '{dsn}' ({path})", host),
-                        port_at=port_at), why
+                        port_at=port_at), why, entry
 
 
-def _freetds_endpoint(at: OdbcEndpoint, server: str, text: str, default_port: int | None) -> OdbcEndpoint:
+def _freetds_endpoint(at: OdbcEndpoint, server: str, attrs: list[tuple[str, str]], entry_attrs: list[tuple[str, str]],
+                      default_port: int | None) -> OdbcEndpoint:
     """`at`, whose host is the FreeTDS server `server` (Servername=), with the host and port of
-    its section of freetds.conf; a Port of the connection string or the DSN counts first."""
+    its section of freetds.conf; a Port of the connection string (`attrs`) or of the DSN's entry
+    (`entry_attrs`) counts first."""
     where = at.where or "source.url's connection string (odbc_connect)"
     found = freetds_server(server, default_port)
     if found is None:
@@ -130,9 +132,6 @@ def _freetds_endpoint(at: OdbcEndpoint, server: str, text: str, default_port: in
         return replace(at, unknown=f"the host is set in {where}, which names the FreeTDS server '{server}' "
                                    f"(Servername=), which no freetds.conf defines with a host ({files})")
     host, port, instance, path = found
-    attrs = parse_connection_string(text)
-    entry = dsn_entry(at.dsn, [at.dsn_file]) if at.dsn and at.dsn_file else None
-    entry_attrs = entry[1] if entry is not None else []
     port = next((p for key, value in [*attrs, *entry_attrs] if key == "port" and (p := _port(value)) is not None), port)
     named = f"[{server}] of {path}"
     port_at = ("source.url" if port in _ports_written(attrs) else
