@@ -385,6 +385,35 @@ def test_a_message_larger_than_the_pipe_crosses_an_unbuffered_reader_whole():
     assert after == ("share",)
 
 
+@pytest.mark.parametrize("most", [None, 40_009, 3])
+def test_the_childs_messages_cross_whole_and_in_order_however_they_are_written(monkeypatch, most):
+    """The child's sender writes what has queued up in one writev: messages queued while the run
+    does not read (more of them than writev takes at once, and more than the pipe holds) arrive
+    whole and in the order they were sent, also where the kernel takes only part of a writev
+    (`most`: at most that many bytes a call) or fewer parts than were given."""
+    import os
+    from engine._pipe import pipe, receive
+    if most is not None:
+        writev = os.writev
+
+        def short_writev(fd, parts):            # a real write that stops short, as a signal can make it
+            return writev(fd, [bytes(memoryview(b"".join(parts))[:most])])
+        monkeypatch.setattr(parallel_child.os, "writev", short_writev)
+        monkeypatch.setattr(parallel_child, "_IOV_MAX", 2)
+    messages = [("ok", {"ids": [str(n) for n in range(k * 5_000, (k + 1) * 5_000)], "n": k}) for k in range(40)]
+    r, w = pipe()
+    with os.fdopen(w, "wb") as out:
+        with parallel_child._Sender(out) as send_later:
+            for message in messages[:-1]:
+                send_later(message)              # queued; nothing reads the pipe yet
+            with os.fdopen(r, "rb") as results:
+                first = receive(results)
+                send_later(messages[-1])
+                received = [first] + [receive(results) for _ in messages[1:]]
+    assert [m[1]["n"] for m in received] == list(range(40))
+    assert received == [(kind, body) for kind, body in messages]
+
+
 @pytest.mark.parametrize("records", [
     # as the Mapper makes them: the same fields in the same order, the key equal to the external_id
     {"1": ("1", {"external_id": "1", "name": "Ä", "phone": None}, None),
