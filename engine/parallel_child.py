@@ -223,7 +223,10 @@ def _write_all(fd: int, blobs: list[bytes]) -> None:
             views[0] = views[0][n:]
 
 
-_IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))        # Linux: 1024
+try:                                                  # Linux: 1024
+    _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))
+except (AttributeError, ValueError, OSError):        # no sysconf, or no such name: POSIX's least
+    _IOV_MAX = 16
 
 
 def _gate_afterwards(users: EntityData, gate, gated: tuple[list, list, list], rows_before: int) -> bool:
