@@ -88,9 +88,10 @@ def _counts(data: EntityData) -> dict:
             "unkeyed": dict(data.unkeyed)}
 
 
-def _unpack_counts(entity: str, packed: dict, records: dict[str, Rec] | None = None) -> EntityData:
+def _unpack_counts(entity: str, packed: dict) -> EntityData:
+    """The entity without records (they cross in blocks, _records), with its counts and exclusions."""
     from collections import Counter
-    return EntityData(entity, records=records or {}, excluded=packed["excluded"], extracted=packed["extracted"],
+    return EntityData(entity, excluded=packed["excluded"], extracted=packed["extracted"],
                       filtered=Counter(packed["filtered"]), unkeyed=Counter(packed["unkeyed"]))
 
 
