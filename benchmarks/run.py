@@ -230,7 +230,24 @@ def machine() -> str:
                 if l.startswith("model name")), platform.processor() or "unknown CPU")
     mem = next((int(l.split()[1]) // 1024 // 1024 for l in Path("/proc/meminfo").read_text().splitlines()
                 if l.startswith("MemTotal")), 0)
-    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, Python {platform.python_version()} ({interpreter()})"
+
+
+def interpreter() -> str:
+    """The interpreter the phases run on, by its file: its build moves the engine's figures by
+    more than a tenth (docs/benchmarks.md, "The interpreter"), the raw fetch's far less."""
+    import sysconfig
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    shared = " with a shared libpython" if sysconfig.get_config_var("Py_ENABLE_SHARED") and \
+        any("libpython" in line for line in _mapped_files()) else ""
+    return base + shared
+
+
+def _mapped_files() -> list[str]:
+    try:
+        return Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return []
 
 
 def main() -> int:
