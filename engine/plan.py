@@ -66,11 +66,13 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     engine's)."""
     names = contract.fields(entity)
     drift: Counter = Counter()
+    if not current:                                       # a first run: everything is created, in C
+        recs = desired.values()
+        fields = zip(repeat(entity), repeat("create"), desired.keys(), map(attrgetter("data"), recs), repeat(()),
+                     repeat(None), map(attrgetter("key"), recs))
+        return list(map(tuple.__new__, repeat(Change), fields)), [], 0, drift
     ids, recs = list(desired), list(desired.values())
     datas = list(map(attrgetter("data"), recs))
-    if not current:                                       # a first run: everything is created, in C
-        fields = zip(repeat(entity), repeat("create"), ids, datas, repeat(()), repeat(None), map(attrgetter("key"), recs))
-        return list(map(tuple.__new__, repeat(Change), fields)), [], 0, drift
     if isinstance(current, Packed) and (compared := compare_packed(entity, desired, current, known)):
         same, gone, differ = compared                     # only what differs is read in full
         current = current.rows(gone.union(differ)) if gone or differ else {}
