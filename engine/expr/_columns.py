@@ -132,12 +132,24 @@ _ISO_TEXTS: set[str] = set()
 each back unchanged."""
 
 _ISO_COLUMNS = _ByColumn()
-"""The last few columns _date_column gave back unchanged, every value such a text or null: the
-window gate compares them as they are without looking at them again (iso_column)."""
+"""The last few columns _date_column gave back as ISO date texts and nulls, unchanged or made of
+a driver's dates: the window gate compares them as they are without looking at them again
+(iso_column)."""
+
+_DATE_OBJECTS = ValueTable(dt.date.isoformat, fixed={None: None})
+"""A driver's dates (PostgreSQL's, SQL Server's) -> to_date's ISO text, once per distinct day for
+the run, as _DATES for texts."""
+
+_DATES_OR_NULL = {dt.date, _NONE}                       # dt.date itself: not datetime, which to_date cuts
 
 
 def _date_column(values: Sequence[Any]) -> Sequence[Any]:
-    if set(map(type, values)) <= _TEXT_OR_NULL:         # dates repeat: read once per distinct text
+    types = set(map(type, values))
+    if types <= _DATES_OR_NULL and dt.date in types:
+        iso = _DATE_OBJECTS(values)                     # isoformat() gives ISO texts only
+        _ISO_COLUMNS.put(iso, True)
+        return iso
+    if types <= _TEXT_OR_NULL:                          # dates repeat: read once per distinct text
         distinct = set(values)
         distinct.discard(None)
         new = distinct.difference(_ISO_TEXTS)
@@ -155,7 +167,7 @@ def _date_column(values: Sequence[Any]) -> Sequence[Any]:
 
 
 def iso_column(values: Sequence[Any]) -> bool:
-    """Whether `values` is a column _date_column gave back unchanged: ISO date texts and nulls."""
+    """Whether `values` is a column _date_column gave back as ISO date texts and nulls."""
     return _ISO_COLUMNS.get(values) is True
 
 

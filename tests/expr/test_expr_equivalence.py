@@ -184,3 +184,21 @@ def test_to_date_gives_a_column_of_iso_dates_back_as_it_is(column, as_they_are):
     got = compile_expression("to_date(Datum)").bind_columns(["Datum"])([tuple(column)], len(column))
     assert list(got) == [to_date(v) for v in column]
     assert iso_column(got) is as_they_are
+
+
+@pytest.mark.parametrize("column, iso", [
+    ([dt.date(2024, 2, 1), None, dt.date(1999, 12, 31), dt.date(2024, 2, 1)], True),   # PostgreSQL's dates
+    ([dt.date(1, 1, 1), dt.date(9999, 12, 31)], True),
+    ([dt.date(2024, 2, 1), dt.datetime(2024, 2, 1, 12)], False),    # a datetime: to_date cuts it to its day
+    ([dt.date(2024, 2, 1), "01.02.2024"], False),
+])
+def test_to_date_reads_a_column_of_a_drivers_dates_once_per_day(column, iso):
+    """to_date over a column of a driver's dates (and nulls) gives each day's ISO text from a
+    table kept for the run, and marks the column as ISO dates for the window gate (iso_column);
+    a column with anything else beside the dates takes the general path. Either way the values
+    are what to_date gives row by row."""
+    from engine.expr._columns import iso_column
+    from engine.expr.functions import to_date
+    got = compile_expression("to_date(Datum)").bind_columns(["Datum"])([tuple(column)], len(column))
+    assert list(got) == [to_date(v) for v in column]
+    assert iso_column(got) is iso
