@@ -124,8 +124,9 @@ def window_gate(window: ContractWindow, run_date: dt.date) -> tuple[tuple[str, .
 def _iso_dates(values: Sequence) -> bool:
     """Whether every value is null or an ISO date text (what to_date gives for a date it reads).
     One pass over the values: dates repeat, a few hundred distinct days in a slice of contracts,
-    each checked once for the run (is_iso_date); none where to_date gave the column back as it
-    was, ISO dates all (iso_column)."""
+    each checked once for the run (is_iso_date); none where to_date made the column of ISO
+    dates and nulls only (iso_column: a database's ISO texts given back as they were, or a
+    driver's dates read as texts)."""
     if iso_column(values):
         return True
     try:
