@@ -236,10 +236,10 @@ def machine() -> str:
 def interpreter() -> str:
     """The interpreter the phases run on, by its file: its build moves the engine's figures by
     more than a tenth (docs/benchmarks.md, "The interpreter"), the raw fetch's far less."""
-    import sysconfig
     base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-    shared = " with a shared libpython" if sysconfig.get_config_var("Py_ENABLE_SHARED") and \
-        any("libpython" in line for line in _mapped_files()) else ""
+    # by what is loaded, not by sysconfig: Debian's says Py_ENABLE_SHARED for an executable that has
+    # the interpreter linked in
+    shared = " with a shared libpython" if any("libpython" in line for line in _mapped_files()) else ""
     return base + shared
 
 
