@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -76,16 +77,16 @@ def phase(name: str, db: str, size: str) -> dict:
         queries = [e["query"] for e in yaml.safe_load((ROOT / "mappings" / "domus-sql.yaml").read_text())["entities"].values()]
         engine = create_sql_engine(tenant.source)
         raw = engine.raw_connection()
-        t, cpu = time.perf_counter(), time.process_time()
+        t, cpu, busy = time.perf_counter(), time.process_time(), _machine_busy()
         rows = 0
         for q in queries:
             cur = raw.cursor()
             cur.execute(q)
             rows += len(cur.fetchall())
             cur.close()
-        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+        seconds, cpu, busy = time.perf_counter() - t, time.process_time() - cpu, _machine_busy() - busy
         raw.close()
-        return {"seconds": seconds, "cpu": cpu, "rows": rows}
+        return {"seconds": seconds, "cpu": cpu, "machine_cpu": busy, "rows": rows}
     import dataclasses
     from engine.pipeline import prepare, run_tenant
     from engine.state import StateStore
@@ -103,10 +104,12 @@ def phase(name: str, db: str, size: str) -> dict:
             t = time.perf_counter()
             result = run_tenant(tenant, state, allow_deletes=True, target=target)
             return {"seconds": time.perf_counter() - t, "writes": result.summary["writes"]}
-        t, cpu, helpers = time.perf_counter(), time.process_time(), _children_cpu()
+        t, cpu, helpers, busy = time.perf_counter(), time.process_time(), _children_cpu(), _machine_busy()
         prepared = prepare(tenant, target, state)
         seconds, cpu, helpers = time.perf_counter() - t, time.process_time() - cpu, _children_cpu() - helpers
-        return {"seconds": seconds, "cpu": cpu + helpers, "helper_cpu": helpers, "writes": prepared.plan.writes,
+        busy = _machine_busy() - busy
+        return {"seconds": seconds, "cpu": cpu + helpers, "helper_cpu": helpers, "machine_cpu": busy,
+                "writes": prepared.plan.writes,
                 "timings": prepared.timings, "rows": sum(prepared.extracted.values())}
     finally:
         target.close()
@@ -173,6 +176,20 @@ def _children_cpu() -> float:
     the portal's state, the forked comparison)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy since it started (/proc/stat: user, nice,
+    system, irq, softirq; not idle, not waiting for I/O, not stolen by the host), or NaN where
+    there is no /proc/stat. Around a phase's timed part it takes in what the phase's own CPU
+    time cannot: a database server's work for it, in the server's processes (and anything else
+    that ran meanwhile)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _child(name: str, db: str, size: str, *, sample_pss: bool = False) -> dict:
@@ -307,7 +324,23 @@ def main() -> int:
         # of each phase is the one the host slowed least
         print(f"Fastest against fastest, size {size}: plan {b['plan']['seconds'] / b['raw']['seconds']:.2f}x; "
               f"no-op {b['noop']['seconds'] / b['raw']['seconds']:.2f}x")
+        print(_machine_line(size, b, os.cpu_count() or 1))
     return 0
+
+
+def _machine_line(size: str, best: dict, cores: int) -> str:
+    """The CPU the whole machine spent on the fastest round of each phase, and what of it ran
+    outside the phase's own processes (a database server's work: PostgreSQL's backends fetch for
+    the raw fetch and the engine alike, on the same cores); with it the plan's floor on these
+    cores: its machine CPU spread evenly over all of them, against the raw fetch."""
+    raw, plan, noop = best["raw"], best["plan"], best["noop"]
+    if any(math.isnan(f.get("machine_cpu", math.nan)) for f in (raw, plan, noop)):
+        return f"Machine CPU, size {size}: not measured (no /proc/stat)"
+    parts = ", ".join(f"{name} {f['machine_cpu']:.2f}s ({max(0.0, f['machine_cpu'] - f['cpu']):.2f}s outside "
+                      "its processes)" for name, f in (("raw", raw), ("plan", plan), ("no-op", noop)))
+    floor = plan["machine_cpu"] / cores
+    return (f"Machine CPU of the fastest runs, size {size}: {parts}; the plan's machine CPU spread evenly over "
+            f"{cores} cores: {floor:.2f}s, {floor / raw['seconds']:.2f}x the fastest raw fetch")
 
 
 def _median(values: list[float]) -> str:

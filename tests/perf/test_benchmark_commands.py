@@ -42,6 +42,14 @@ def test_run_and_floor_report_their_figures_on_size_s(tmp_path):
     # the interpreter's build moves the figures by a sixth: the machine line names it by its file
     machine = next(line for line in done.stdout.splitlines() if line.startswith("Machine: "))
     assert f"Python {platform.python_version()} ({os.path.realpath(sys._base_executable)}" in machine
+    # the whole machine's CPU over each timed part, a database server's work included; the plan's
+    # floor is its machine CPU spread over the cores, against the raw fetch
+    cpu_line = next(line for line in done.stdout.splitlines() if line.startswith("Machine CPU of the fastest runs, size S"))
+    plan = figures["plan"]
+    assert figures["raw"]["machine_cpu"] >= 0 and plan["machine_cpu"] > 0 and figures["noop"]["machine_cpu"] > 0
+    assert f"plan {plan['machine_cpu']:.2f}s (" in cpu_line
+    spread = plan["machine_cpu"] / os.cpu_count()
+    assert cpu_line.endswith(f"{spread:.2f}s, {spread / figures['raw']['seconds']:.2f}x the fastest raw fetch")
 
     floor = _bench("benchmarks.floor", "--size", "S", "--repeat", "1", cwd=tmp_path)
     assert floor.returncode == 0, floor.stderr[-2000:]
