@@ -13,7 +13,8 @@ raw, plan and noop run in rounds (--repeat), one after the other, so that each r
 ratios plan/raw and noop/raw compare runs made within a minute of each other: the speed of a
 shared machine drifts more than that from minute to minute. Prints a Markdown table with the
 fastest time of each phase, the median of the rounds' ratios, and the peak RSS; then each
-round's ratios, and the fastest plan and no-op against the fastest raw fetch.
+round's ratios, the fastest plan and no-op against the fastest raw fetch, and the CPU the whole
+machine spent on each (a database server's work included) with the plan's floor on its cores.
 """
 from __future__ import annotations
 
