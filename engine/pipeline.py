@@ -168,7 +168,8 @@ def _prepare(tenant: Tenant, target, state, portal: CurrentState, worker, run_da
         managed[entity] = len(current)
         upserts[entity], deletes[entity], unchanged[entity], drift[entity] = \
             diff_entity(entity, data[entity].records, current, partial(last_sent, entity), findings,
-                        data[entity].packed_rows, partial(pending_sent, entity))
+                        data[entity].packed_rows, partial(pending_sent, entity),
+                        recreated=state is not None and state.wrote_any(tenant.id, entity))
         if entity == "users":
             releases = email_releases(data[entity].records, current)
         del current                 # one entity's portal records in memory at a time

@@ -22,6 +22,9 @@ from engine.plural import counted
 from engine.targets.base import Change
 
 ACTIONS = ("create", "update", "delete")
+GONE = "(deleted)"
+"""The drift counter's key for records the engine wrote that the portal no longer holds (deleted
+or archived there): the plan creates them again. Not a field's name: those have no parentheses."""
 
 
 @dataclass
@@ -31,7 +34,7 @@ class Plan:
     unchanged: dict[str, int] = field(default_factory=dict)
     held: list[Change] = field(default_factory=list)           # deletes held back by the guard
     held_reasons: list[str] = field(default_factory=list)
-    drift: dict[str, Counter] = field(default_factory=dict)    # entity -> field -> records edited in the portal
+    drift: dict[str, Counter] = field(default_factory=dict)    # entity -> field (or GONE) -> records edited in the portal
     unsent: list[Change] = field(default_factory=list)         # keep_held_logins: the portal holds their `record`
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -50,8 +53,8 @@ class Plan:
 def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
                 last_written: Callable[[list[str]], Mapping[str, dict[str, Any]]],
                 findings: list[Finding], known: Mapping[str, bytes] | None = None,
-                pending: Callable[[list[str]], Mapping[str, dict[str, Any]]] | None = None
-                ) -> tuple[list[Change], list[Change], int, Counter]:
+                pending: Callable[[list[str]], Mapping[str, dict[str, Any]]] | None = None,
+                recreated: bool = False) -> tuple[list[Change], list[Change], int, Counter]:
     """(upserts, deletes, unchanged count, drift counter) for one entity.
 
     `current` holds the portal's records (engine.current): as rows (external_id -> the values in
@@ -63,14 +66,19 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
     killed after noting their writes): a portal value equal to one of those is the engine's own
     write, not an edit in the portal; a record such a run created, which the engine has not
     recorded writing, is compared with what was sent (the portal can hold nothing else of the
-    engine's)."""
+    engine's). `recreated`: the engine has written records of the entity before
+    (StateStore.wrote_any), so a create may be one of them that the portal no longer holds,
+    deleted or archived there: drift, counted under GONE, each with a finding."""
     names = contract.fields(entity)
     drift: Counter = Counter()
     if not current:                                       # a first run: everything is created, in C
         recs = desired.values()
         fields = zip(repeat(entity), repeat("create"), desired.keys(), map(attrgetter("data"), recs), repeat(()),
                      repeat(None), map(attrgetter("key"), recs))
-        return list(map(tuple.__new__, repeat(Change), fields)), [], 0, drift
+        creates = list(map(tuple.__new__, repeat(Change), fields))
+        if recreated:
+            _gone_from_portal(entity, creates, last_written, findings, drift)
+        return creates, [], 0, drift
     ids, recs = list(desired), list(desired.values())
     datas = list(map(attrgetter("data"), recs))
     if isinstance(current, Packed) and (compared := compare_packed(entity, desired, current, known)):
@@ -95,6 +103,8 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
             unchanged += 1
             continue
         upserts.append(Change(entity, "update", external_id, data, changed, before, rec.key))
+    if recreated:
+        _gone_from_portal(entity, [c for c in upserts if c.action == "create"], last_written, findings, drift)
     updates = [c for c in upserts if c.action == "update"]
     last = last_written([c.external_id for c in updates]) if updates else {}
     sent = pending([c.external_id for c in updates]) if updates and pending is not None else {}
@@ -107,11 +117,28 @@ def diff_entity(entity: str, desired: Mapping[str, Rec], current: Rows | Packed,
         if edited:
             drift.update(edited)
             findings.append(Finding("drift", entity, c.key,
-                                    "edited in the portal, overwritten with the ERP's value: " +
+                                    "edited in the portal since the engine wrote it; the ERP's value replaces the edit: " +
                                     ", ".join(f"{n} {c.before.get(n)!r} -> {c.record.get(n)!r}" for n in edited)))
     deletes = [Change(entity, "delete", external_id, before=dict(zip(names, cur)))
                for external_id, cur in current.items() if external_id in gone] if gone else []
     return upserts, deletes, unchanged, drift
+
+
+def _gone_from_portal(entity: str, creates: list[Change], last_written: Callable[[list[str]], Mapping[str, Any]],
+                      findings: list[Finding], drift: Counter) -> None:
+    """The creates of records the engine wrote and has not archived (what it last wrote of them is
+    known): the portal no longer holds them, someone deleted or archived them there. Drift, as an
+    edit is; the create puts each back with the ERP's values."""
+    if not creates:
+        return
+    written = last_written([c.external_id for c in creates])
+    for c in creates:
+        if c.external_id in written:
+            drift[GONE] += 1
+            named = "" if c.key == c.external_id else f" (external_id {c.external_id!r})"
+            findings.append(Finding("drift", entity, c.key or c.external_id,
+                                    f"deleted or archived in the portal since the engine wrote it{named}; created "
+                                    "again with the ERP's values"))
 
 
 Compared = tuple[list[bool], set[str], list[str]]

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from engine.config.model import ENTITIES
 from engine.findings import CATALOGUE, Finding, by_severity, code_info, count_by_code, tenant_codes
+from engine.plan import GONE
 from engine.plural import counted
 
 SUMMARY_VERSION = 1
@@ -17,6 +18,9 @@ STORES = {"portal": "local portal store", "state": "state store"}
 SETTLED = ("landed", "sent_again", "refused", "gone")
 """How a complete run finds the writes earlier runs left unconfirmed (engine.record.record)."""
 
+
+_DRIFT_LABELS = {GONE: "deleted or archived"}
+"""The text summary's words for the drift counter's keys that are not fields' names."""
 
 def summary(prepared, *, mode: str, status: str, applied=None, plan_file: str | None = None,
             allow_deletes: bool = False, retries: dict | None = None,
@@ -146,9 +150,10 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
             lines.append(f"    - {', '.join(along)}: held with them, not for a reason of their own (the guard holds "
                          "all of a run's deletes or none)")
     if s["drift"]:
-        lines.append("  drift (edited in the portal, overwritten with the ERP's values):")
+        lines.append("  drift (edited in the portal; the run overwrites them with the ERP's values):" if s["mode"] == "plan"
+                     else "  drift (edited in the portal, overwritten with the ERP's values):")
         for e, fields in s["drift"].items():
-            lines.append(f"    {e}: " + ", ".join(f"{f} {n}" for f, n in fields.items()))
+            lines.append(f"    {e}: " + ", ".join(f"{_DRIFT_LABELS.get(f, f)} {n}" for f, n in fields.items()))
     if s["findings"]:
         lines += ["", "  findings (what to fix in the ERP):"]
         by_code: dict[str, list[Finding]] = defaultdict(list)

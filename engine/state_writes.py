@@ -50,6 +50,16 @@ class WrittenRecords:
                 out.update((i, json.loads(rec)) for i, rec in rows)
         return out
 
+    def wrote_any(self, tenant: str, entity: str) -> bool:
+        """Whether the store holds a record the engine last wrote of this entity: a first run's
+        plan need not ask for each of its creates (diff_entity, `recreated`)."""
+        if self._written.name in self._missing:
+            return False
+        w = self._written.c
+        with self._failing(tenant, f"read what the engine last wrote ({entity}) from"), self.engine.connect() as c:
+            return c.execute(sa.select(w.external_id).where(w.tenant == tenant, w.entity == entity).limit(1)).first() \
+                is not None
+
     def iter_written(self, tenant: str, entity: str) -> Iterator[tuple[str, dict[str, Any]]]:
         if self._written.name in self._missing:
             return

@@ -71,6 +71,42 @@ def test_drift_names_entity_key_and_field(ws):
     assert ws.run().summary["writes"] == 0
 
 
+def test_records_deleted_or_archived_in_the_portal_are_created_again_and_reported_as_drift(ws):
+    ws.run()
+    before = ws.portal()
+    unit = sorted(before["units"])[0]
+    user = next(u for u in sorted(before["users"]) if "+" not in u)
+    with sqlite3.connect(ws.portal_path) as con:       # as a person would in the portal: archive, delete
+        con.execute("UPDATE units SET archived = 1 WHERE external_id = ?", (unit,))
+        con.execute("DELETE FROM users WHERE external_id = ?", (user,))
+
+    planned = ws.cli("plan", str(ws.tenants["demo"]), "--date", "2026-06-01")
+    assert planned.returncode == 0, planned.stderr
+    assert "drift (edited in the portal; the run overwrites them with the ERP's values):" in planned.stdout
+    assert "units: deleted or archived 1" in planned.stdout and "users: deleted or archived 1" in planned.stdout
+
+    code, summary, err = ws.cli_json("run", str(ws.tenants["demo"]), "--date", "2026-06-01")
+    assert code == 0, err
+    assert summary["drift"] == {"units": {"(deleted)": 1}, "users": {"(deleted)": 1}}
+    assert (summary["entities"]["units"]["create"], summary["entities"]["users"]["create"]) == (1, 1)
+    after = ws.portal()
+    assert after["units"][unit] == before["units"][unit] and after["users"][user] == before["users"][user]
+    third = ws.run()
+    assert (third.summary["writes"], third.summary["drift"]) == (0, {})
+
+
+def test_a_record_the_engine_archived_that_comes_back_is_no_drift(ws):
+    ws.run()
+    unit = occupied_unit(ws.portal())
+    row = ws.erp_rows("SELECT * FROM einheit WHERE einheitid = ?", (int(unit),))[0]
+    ws.erp_execute(("DELETE FROM einheit WHERE einheitid = ?", (int(unit),)))
+    assert ws.run().summary["entities"]["units"]["delete"] == 1
+    ws.erp_execute((f"INSERT INTO einheit VALUES ({', '.join('?' * len(row))})", tuple(row)))
+    back = ws.run()
+    assert back.summary["entities"]["units"]["create"] == 1
+    assert back.summary["drift"] == {} and not [f for f in back.findings if f.code == "drift"]
+
+
 def test_a_change_in_the_erp_is_an_update_not_drift(ws):
     ws.run()
     user_id = next(u for u in sorted(ws.portal()["users"]) if "+" not in u)
