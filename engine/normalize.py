@@ -156,7 +156,7 @@ def _normalize_chunk(entity: str, recs: list, rules: Rules,
     packed or None) for some records of an entity."""
     from engine.contract.rules import check_record, suspects
     from engine.expr.emails import analyze_emails
-    from engine.expr.phones import normalize_phones
+    from engine.expr.phones import analyze_phone, normalize_phones
 
     emails, phones, limited, texts, numbers = _spec_fields(entity)
     datas = [rec.data for rec in recs]
@@ -224,7 +224,7 @@ def _normalize_chunk(entity: str, recs: list, rules: Rules,
         for i, raw, e164 in zip(at, raws, normalize_phones(raws)):
             if e164 != raw:
                 put(i, name, e164)
-            if e164 is None:
+            if e164 is None and analyze_phone(raw).invalid:       # a placeholder ('keine', '-'): an empty field
                 add(i, "phone_invalid", f"{raw!r} is not a phone number; sent empty", name)
     rejected: set[int] = set()
     for name, limit in limited:

@@ -23,6 +23,12 @@ HOSTILE = {                          # ERP key -> what the report's cell must ho
 }
 
 
+def reported_garbage(manifest) -> dict:
+    """The first phone field of the demo holding text that is no number (not a placeholder such
+    as 'keine', which is an empty field)."""
+    return next(c for c in manifest.cases["phone_garbage"] if c["field"] == "telefon" and c["raw"] not in ("keine", "-", "0"))
+
+
 def hostile_findings() -> list[Finding]:
     return [Finding("invalid_record", "users", key, "country 'DEU' is not an ISO 3166-1 alpha-2 code", "country")
             for key in HOSTILE] + [
@@ -74,7 +80,7 @@ def test_the_workbook_of_a_plan_shows_every_finding_as_text_under_a_bold_header_
     assert len(rows) == sum(summary["findings"].values())
     values = [tuple(c.value for c in r) for r in rows]
 
-    garbage = manifest.cases["phone_garbage"][0]                 # a phone number that is none
+    garbage = reported_garbage(manifest)                 # a phone number that is none
     (p,), raw = garbage["adressnr"], garbage["raw"]
     fix = CATALOGUE["phone_invalid"][2]
     assert [v for v in values if v[:4] == ("warning", "phone_invalid", "users", str(p)) and v[4] == "phone"] == [
@@ -155,7 +161,7 @@ def test_findings_delimiter_semicolon_writes_the_csv_a_german_excel_opens_in_col
     assert report.read_bytes().startswith(b"\xef\xbb\xbfseverity;code;entity;erp_key;field;message;what_to_fix\r\n")
     rows = read_csv(report, delimiter=";")
     assert len(rows) == sum(summary["findings"].values()) and set(rows[0]) == set(COLUMNS)
-    garbage = manifest.cases["phone_garbage"][0]
+    garbage = reported_garbage(manifest)
     (p,), raw = garbage["adressnr"], garbage["raw"]
     [row] = [r for r in rows if (r["code"], r["erp_key"], r["field"]) == ("phone_invalid", str(p), "phone")]
     assert row["message"] == f"{raw!r} is not a phone number; sent empty"
