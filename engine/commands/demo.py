@@ -74,7 +74,8 @@ def main(args) -> int:
     else:
         print(render_text(result.summary, result.findings))
         if cases:
-            print("\n  hard cases of the demo ERP (docs/demo-erp.md): instances, findings on their ERP keys, records sent")
+            print("\n  hard cases of the demo ERP (docs/demo-erp.md, \"The demo's closing table\"): instances; findings "
+                  "on their ERP keys, with the instances each was reported for; their ERP records in the portal")
             print("\n".join(cases))
         print()
         if not report_failed:

@@ -13,6 +13,10 @@ from engine.demo.manifest import Manifest
 from engine.findings import Finding
 
 _ENTITY = {"objektnr": "buildings", "einheitid": "units", "adressnr": "users"}
+_FIELD = {"telefon": "phone", "mobil": "mobile", "nachname": "last_name", "vorname": "first_name",
+          "anrede": "salutation", "email": "email"}
+"""The portal field each ERP column of the shipped mapping fills (mappings/domus-sql.yaml): an
+instance about one column (its `field`) counts only the findings on that field, or on none."""
 
 
 def _as_list(value) -> list:
@@ -20,11 +24,15 @@ def _as_list(value) -> list:
 
 
 def hard_case_lines(manifest: Manifest, findings: Iterable[Finding], portal: dict[str, set[str]]) -> list[str]:
-    """`portal`: entity -> external_ids present after the run."""
-    by_key: dict[tuple[str, str], set[str]] = defaultdict(set)
+    """`portal`: entity -> external_ids present after the run. Per case: its instances; the
+    findings on their ERP keys, each code with the number of instances it was reported for
+    ("no finding": instances without any); and of the case's distinct ERP records those in the
+    portal, per entity ("users 40 of 40, as 20 merged users"; the occupancies made of its
+    contracts)."""
+    by_key: dict[tuple[str, str], set[tuple[str, str | None]]] = defaultdict(set)    # -> (code, field)
     by_contract: dict[str, set[str]] = defaultdict(set)
     for f in findings:
-        by_key[(f.entity, f.key)].add(f.code)
+        by_key[(f.entity, f.key)].add((f.code, f.field))
         if f.entity == "occupancies":
             by_contract[f.key.split("/")[0]].add(f.code)
     merged = {part: eid for eid in portal.get("users", ()) if "+" in eid for part in eid.split("+")}
@@ -32,19 +40,38 @@ def hard_case_lines(manifest: Manifest, findings: Iterable[Finding], portal: dic
     lines = []
     for code, instances in manifest.as_dict()["cases"].items():
         codes: Counter = Counter()
-        present: Counter = Counter()
+        keys: dict[str, set[str]] = defaultdict(set)          # entity -> the case's distinct ERP keys
+        contracts: set[str] = set()
         for inst in instances:
             seen: set[str] = set()
+            field = _FIELD.get(inst.get("field"))
             for kind, entity in _ENTITY.items():
                 for key in map(str, _as_list(inst.get(kind, []))):
-                    seen |= by_key.get((entity, key), set())
-                    if key in portal.get(entity, ()) or (entity == "users" and key in merged):
-                        present[entity] += 1
+                    seen |= {code for code, on in by_key.get((entity, key), ()) if field is None or on in (None, field)}
+                    keys[entity].add(key)
             for contract in map(str, _as_list(inst.get("vertragnr", []))):
                 seen |= by_contract.get(contract, set())
-                present["occupancies"] += contracts_in_portal.get(contract, 0)
-            codes.update(seen)
-        found = ", ".join(f"{c} {n}" for c, n in sorted(codes.items())) or "no finding"
-        sent = ", ".join(f"{e} {n}" for e, n in present.items() if n) or "nothing"
-        lines.append(f"    {code:<36}{len(instances):>4}  findings: {found}; in the portal: {sent}")
+                contracts.add(contract)
+            codes.update(seen or {"no finding"})
+        found = ", ".join(f"{c} {n}" for c, n in sorted(codes.items(), key=lambda cn: (cn[0] == "no finding", cn[0])))
+        lines.append(f"    {code:<36}{len(instances):>4}  findings: {found}; in the portal: "
+                     f"{_present(keys, contracts, portal, merged, contracts_in_portal)}")
     return lines
+
+
+def _present(keys: dict[str, set[str]], contracts: set[str], portal: dict[str, set[str]], merged: dict[str, str],
+             contracts_in_portal: Counter) -> str:
+    parts = []
+    for entity in ("buildings", "units", "users"):
+        if not keys.get(entity):
+            continue
+        there = {k for k in keys[entity] if k in portal.get(entity, ()) or (entity == "users" and k in merged)}
+        part = f"{entity} {len(there)} of {len(keys[entity])}"
+        into = {merged[k] for k in there if k in merged}
+        if entity == "users" and into:
+            part += f", {len(there & merged.keys())} as {len(into)} merged {'user' if len(into) == 1 else 'users'}"
+        parts.append(part)
+    occupancies = sum(contracts_in_portal.get(c, 0) for c in contracts)
+    if contracts:
+        parts.append(f"occupancies {occupancies} from {len(contracts)} {'contract' if len(contracts) == 1 else 'contracts'}")
+    return "; ".join(parts) if parts else "nothing"
