@@ -100,6 +100,19 @@ def _entity_table(entities: dict[str, dict[str, Any]]) -> list[str]:
             *(line(e, lc, rc) for e, lc, rc in zip(entities, left, right))]
 
 
+def _merged_note(entities: dict[str, dict[str, Any]]) -> list[str]:
+    """Where `to send` is more than `read` less `excluded`: the portal users made of partnerships,
+    whose persons are counted as excluded (partnership_merged)."""
+    lines = []
+    for e, c in entities.items():
+        made = c["desired"] - (c["extracted"] - sum(c["excluded"].values()))
+        if made > 0 and c["excluded"].get("partnership_merged"):
+            lines.append(f"  {e}: to send includes {counted(made, 'portal user')} merged from partnerships; their "
+                         f"{counted(c['excluded']['partnership_merged'], 'person')} are counted as excluded "
+                         "(partnership_merged)")
+    return lines
+
+
 def settled_text(found: dict[str, int]) -> str:
     """`40 writes an earlier run left unconfirmed: 37 had landed, 3 sent again` (history and summary)."""
     total = sum(found.values())
@@ -126,6 +139,7 @@ def render_text(s: dict[str, Any], findings: list[Finding], *, examples: int = 3
     verb = "planned" if s["mode"] == "plan" else "applied"
     lines = [f"tenant {s['tenant']}: {s['mode']} {s['status']} (reference date {s['reference_date']})", ""]
     lines += _entity_table(s["entities"])
+    lines += _merged_note(s["entities"])
     lines.append("")
     lines.append(f"  {counted(s['writes'], 'write')} {verb}.")
     for u in s.get("unwritable") or ():

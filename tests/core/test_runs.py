@@ -107,6 +107,18 @@ def test_a_record_the_engine_archived_that_comes_back_is_no_drift(ws):
     assert back.summary["drift"] == {} and not [f for f in back.findings if f.code == "drift"]
 
 
+def test_the_summary_says_where_to_send_is_more_than_read_less_excluded(ws):
+    """users: the portal users merged from partnerships are sent, their persons counted as excluded."""
+    users = ws.run().summary["entities"]["users"]
+    merged_persons = users["excluded"]["partnership_merged"]
+    made = users["desired"] - (users["extracted"] - sum(users["excluded"].values()))
+    assert 0 < made < merged_persons
+    text = ws.cli("plan", str(ws.tenants["demo"]), "--date", "2026-06-01").stdout
+    assert (f"  users: to send includes {made} portal users merged from partnerships; their {merged_persons} "
+            "persons are counted as excluded (partnership_merged)") in text
+    assert "occupancies: to send includes" not in text         # merged occupancies only leave
+
+
 def test_a_change_in_the_erp_is_an_update_not_drift(ws):
     ws.run()
     user_id = next(u for u in sorted(ws.portal()["users"]) if "+" not in u)
