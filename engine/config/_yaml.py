@@ -118,7 +118,7 @@ def load_document(path: Path, file: str | None = None) -> Document:
         doc.error = (dup.mark, dup.message, dup.path)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        if opened := _open_quote(text, exc):
+        if opened := _open_quote(text, exc) or _open_bracket(exc):
             doc.error = (opened[0], "invalid YAML: " + opened[1], ())
             return doc
         doc.error = (_mark(mark) if mark else Mark(1, 1),
@@ -164,6 +164,21 @@ def _open_quote(text: str, exc: yaml.MarkedYAMLError) -> tuple[Mark, str] | None
     start, end = before.start_mark, before.end_mark
     return (_mark(start), f"the quoted value that starts here runs on to line {end.line + 1}, where the next "
                           f"{before.style} closes it: is the closing {before.style} missing on this line?")
+
+
+_FLOWS = {"while parsing a flow sequence": ("[", "]"), "while parsing a flow mapping": ("{", "}")}
+
+
+def _open_bracket(exc: yaml.MarkedYAMLError) -> tuple[Mark, str] | None:
+    """For a `[` or `{` that is never closed: where it opens, which is where the fix goes. PyYAML
+    points at the first line after it that cannot belong inside (often the next key's ':'),
+    a line with nothing wrong with it."""
+    brackets = _FLOWS.get(exc.context or "")
+    opened, problem = exc.context_mark, exc.problem_mark
+    if brackets is None or opened is None or problem is None or opened.line == problem.line:
+        return None
+    return (_mark(opened), f"the '{brackets[0]}' here is not closed before line {problem.line + 1}: add the closing "
+                           f"'{brackets[1]}' (quote a value that has a ',', ':' or brackets in it)")
 
 
 def _explain(exc: yaml.MarkedYAMLError) -> str:
