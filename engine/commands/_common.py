@@ -133,12 +133,14 @@ def default_state_url(tenant) -> str:
     file's own folder where that is not named tenants. A store an earlier version left at
     var/state.sqlite below the working directory, holding runs of this tenant, is still used
     with a warning while the repository has none; where both exist, the run stops (exit 10)
-    until one of them is moved: neither may be dropped without a word."""
+    until one of them is moved: neither may be dropped without a word. Not where the working
+    directory's own tenants/ folder holds a file of this tenant's id (a copy of the tenant kept
+    elsewhere to try something): that store is the default of that file, not a leftover."""
     from engine.errors import StateError
     folder = tenant.path.absolute().parent
     home = (folder.parent if folder.name == "tenants" else folder) / "var" / "state.sqlite"
     earlier = Path("var", "state.sqlite").absolute()
-    if earlier == home or not _has_runs(earlier, tenant.id):
+    if earlier == home or _home_of_a_tenant_here(tenant.id) or not _has_runs(earlier, tenant.id):
         return f"sqlite:///{home}"
     if home.exists():
         raise StateError(f"tenant '{tenant.id}': two state stores hold this tenant: {home} (the default, beside "
@@ -146,11 +148,22 @@ def default_state_url(tenant) -> str:
                          "earlier versions kept it)",
                          hint=f"keep the one the nightly runs used: move it to {home}, or name it with --state / "
                               "IDWELL_STATE_URL; then move the other out of the way")
-    logging.getLogger(__name__).warning(
-        "tenant '%s': using the state store %s below the working directory; the default store is now %s, "
-        "beside the tenant files (the same from any directory): move the file there, or set "
-        "IDWELL_STATE_URL", tenant.id, earlier, home)
+    if (tenant.id, earlier) not in _WARNED:                # once, though a command asks for the URL twice
+        _WARNED.add((tenant.id, earlier))
+        logging.getLogger(__name__).warning(
+            "tenant '%s': using the state store %s below the working directory, where earlier versions kept "
+            "it; the default store is now %s, beside the tenant files (the same from any directory): move the "
+            "file there, or set IDWELL_STATE_URL", tenant.id, earlier, home)
     return f"sqlite:///{earlier}"
+
+
+_WARNED: set[tuple[str, Path]] = set()
+
+
+def _home_of_a_tenant_here(tenant_id: str) -> bool:
+    """Whether the working directory's tenants/ folder holds a file of this tenant id: then
+    var/state.sqlite below it is that file's default store."""
+    return any(Path("tenants", f"{tenant_id}{suffix}").is_file() for suffix in (".yaml", ".yml"))
 
 
 def _has_runs(path: Path, tenant_id: str) -> bool:

@@ -137,7 +137,7 @@ def test_a_store_an_earlier_version_left_below_the_working_directory_is_used_unt
     store.close()
     done = run_from(ws.root / "scheduler", "run", str(path), "--date", "2026-06-01")
     assert done.returncode == 0, done.stderr
-    assert f"using the state store {earlier} below the working directory" in done.stderr
+    assert done.stderr.count(f"using the state store {earlier} below the working directory") == 1, done.stderr
     assert f"the default store is now {home}" in done.stderr
     store = StateStore(f"sqlite:///{earlier}")
     try:
@@ -151,6 +151,23 @@ def test_a_store_an_earlier_version_left_below_the_working_directory_is_used_unt
     done = run_from(ws.root / "scheduler", "run", str(path), "--date", "2026-06-01")
     assert done.returncode == 10, done.stderr
     assert f"two state stores hold this tenant: {home}" in done.stderr and str(earlier) in done.stderr
+
+
+def test_a_copy_of_a_tenant_elsewhere_keeps_its_own_store_not_the_one_of_the_tenants_here(ws):
+    """From the repository, a copy of tenant acme kept in another folder (to try a change) is
+    another tenant file: var/state.sqlite here is the default store of tenants/acme.yaml, not a
+    store an earlier version left, so the copy neither adopts it (its history, its lock) nor warns."""
+    import shutil
+    path = ws.tenant_file("acme", state_url=None)
+    assert run_from(ws.root, "run", str(path), "--date", "2026-06-01").returncode == 0
+    copy = ws.root / "trial" / "tenants" / "acme.yaml"
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(path, copy)
+    done = run_from(ws.root, "plan", str(copy), "--no-out", "--date", "2026-06-01", "-v",
+                    "--mapping-dir", str(ws.root / "mappings"))
+    assert done.returncode == 0, done.stderr
+    assert "below the working directory" not in done.stderr
+    assert f"state store sqlite:///{ws.root / 'trial' / 'var' / 'state.sqlite'}" in done.stderr
 
 
 def test_a_tenant_file_outside_a_tenants_folder_keeps_its_store_beside_it(ws):
