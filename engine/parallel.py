@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from engine._pipe import encode, end_child, pipe, receive, send
+from engine._stop import whole
 from engine.entity_data import EntityData
 from engine.errors import ConfigError, SourceError
 from engine.findings import Finding
@@ -175,7 +176,8 @@ class UsersWorker:
     def result(self, rules, progress: Progress) -> UsersResult | None:
         progress.start("extract users (second process)")
         try:
-            results, self._result_in = os.fdopen(self._result_in, "rb"), -1
+            with whole():   # the file takes the descriptor over: a SIGTERM in between would close it twice
+                results, self._result_in = os.fdopen(self._result_in, "rb"), -1
             with results as f:
                 # asked before the child's first message: it answers before it normalises its
                 # first block, instead of after it (a block's normalising with this process idle)

@@ -524,3 +524,27 @@ def test_an_expression_a_person_with_a_contract_breaks_stops_the_run_also_when_t
         messages.append(caught.value.message)
     assert messages[0] == messages[1]
     assert f"users {nr}: the field 'first_name'" in messages[1]
+
+
+def test_a_stop_as_the_run_takes_the_second_process_results_over_is_a_stop_not_an_internal_error(ws, monkeypatch):
+    """A SIGTERM that arrives just as the results' pipe becomes a file (the file owns the
+    descriptor, the worker still names it) once closed the descriptor twice: the run ended as an
+    internal error (OSError EBADF, exit 70) instead of as stopped (exit 143)."""
+    import os
+
+    from engine._stop import Terminated, request_stop
+    real_fdopen = os.fdopen
+
+    def fdopen_then_stopped(fd, mode="r", *args, **kwargs):
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        if mode == "rb" and not kwargs and not args:    # the results' pipe (the gate's is opened unbuffered)
+            # the race: the handler's exception drops the new file, held by nothing yet, which
+            # closes the descriptor; then the stop is raised, as engine.cli's SIGTERM handler does
+            f.close()
+            request_stop(Terminated)
+        return f
+
+    monkeypatch.setenv(parallel.ENVIRONMENT, "1")
+    monkeypatch.setattr(parallel.os, "fdopen", fdopen_then_stopped)
+    with pytest.raises(Terminated):
+        ws.plan()
