@@ -297,7 +297,12 @@ def _permissions(conn, t: Probe) -> Step:
     if t.backend == "sqlite":
         return skipped("permissions", title, "not applicable: SQLite has no logins (the engine opens the file read-only)")
     hint = ("use a dedicated login with db_datareader only (no db_owner, db_datawriter, INSERT/UPDATE/DELETE)",
-            "einen eigenen Login nur mit db_datareader verwenden (kein db_owner, db_datawriter, INSERT/UPDATE/DELETE)")
+            "einen eigenen Login nur mit db_datareader verwenden (kein db_owner, db_datawriter, INSERT/UPDATE/DELETE)") \
+        if t.backend != "postgresql" else \
+        ("use a dedicated role that is no superuser, with SELECT only on the tables the queries read (GRANT SELECT "
+         "ON ... TO it, or membership in pg_read_all_data; no INSERT/UPDATE/DELETE/TRUNCATE)",
+         "eine eigene Rolle ohne Superuser-Recht verwenden, nur mit SELECT auf die Tabellen der Abfragen (GRANT "
+         "SELECT ON ... TO ..., oder Mitglied in pg_read_all_data; kein INSERT/UPDATE/DELETE/TRUNCATE)")
     try:
         if t.backend == "mssql":
             row = _scalar_row(conn, """SELECT IS_SRVROLEMEMBER('sysadmin'), IS_ROLEMEMBER('db_owner'),

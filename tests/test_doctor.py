@@ -345,7 +345,9 @@ def test_a_login_that_can_write_is_a_warning(pg_erp, tmp_path, capsys, monkeypat
     code, report, steps = doctor(capsys, write_tenant(tmp_path, pg_source(pg_erp, user="erp_writer")))
     assert code == 0 and steps["permissions"]["status"] == "warn"
     assert "write access to 1 table" in steps["permissions"]["detail"]
-    assert "db_datareader" in steps["permissions"]["hint_en"]
+    # in PostgreSQL's terms: its administrator grants SELECT or pg_read_all_data, not SQL Server's roles
+    assert "pg_read_all_data" in steps["permissions"]["hint_en"] and "GRANT SELECT" in steps["permissions"]["hint_de"]
+    assert "db_datareader" not in steps["permissions"]["hint_en"] + steps["permissions"]["hint_de"]
 
 
 # --- the iDWELL target ------------------------------------------------------------------------
