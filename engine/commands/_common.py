@@ -227,6 +227,9 @@ def shown_url(url: str) -> str:
             return shown(make_url(url))
     except ArgumentError:
         pass
+    if url.strip() and not set(":@") & set(url):          # a file's path (a value with ':' or '@' may hold a password)
+        return (f"(the value given is not a URL: for the SQLite file {url} write "
+                f"sqlite:///{Path(url).expanduser().absolute()})")
     return "(the value given is not a URL such as sqlite:///var/state.sqlite)"
 
 

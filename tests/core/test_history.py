@@ -73,6 +73,19 @@ def test_history_of_a_store_that_does_not_exist_says_so_and_creates_nothing(ws):
     assert not (ws.root / "elsewhere").exists()
 
 
+def test_a_state_store_given_as_a_path_is_answered_with_its_url(ws):
+    """--state /path/to/state.sqlite (a path, not a URL): the message says how to write it as one;
+    a value that may hold a password (':' or '@') is not repeated."""
+    ws.tenant_file()
+    path = ws.root / "elsewhere" / "state.sqlite"
+    done = ws.cli("history", "demo", "--state", str(path))
+    assert done.returncode == 10
+    assert f"for the SQLite file {path} write sqlite:///{path}" in done.stderr, done.stderr
+    done = ws.cli("history", "demo", "--state", "erp:Geheim99@db.example")
+    assert done.returncode == 10 and "Geheim99" not in done.stderr
+    assert "not a URL such as sqlite:///var/state.sqlite" in done.stderr
+
+
 def test_history_with_no_runs_yet(ws):
     ws.tenant_file()
     ws.state().close()                                              # the store exists, without runs
