@@ -237,7 +237,8 @@ def test_a_tenant_added_after_its_cron_time_is_new_until_its_next_cron_time_pass
     assert done.returncode == 1, done.stderr                        # alt: missed
     assert row(done.stdout, "neu") == ["neu", "new", "-", "-", "-", "-", "-", "first", "run", "due",
                                        *f"{cron_at + dt.timedelta(days=1):%Y-%m-%d %H:%M}".split(), "UTC;", "its",
-                                       "file", "changed", *f"{now - dt.timedelta(hours=2):%Y-%m-%d %H:%M},".split(),
+                                       "file", "changed", *f"{now - dt.timedelta(hours=2):%Y-%m-%d %H:%M}".split(),
+                                       "UTC,",
                                        "after", "its", "last", "cron", "time"]
     assert row(done.stdout, "alt")[:2] == ["alt", "missed"], "an edit hides no miss of a tenant that has run"
     assert done.stdout.splitlines()[-1] == "1 new, 1 missed; 1 needs attention"

@@ -329,7 +329,8 @@ def _new_text(schedule: dict, scheduled_at: dt.datetime, changed: dt.datetime) -
     first = next(cron_times(schedule, changed, changed + dt.timedelta(days=400)), None)
     due = f"first run due {first.astimezone(zone):%Y-%m-%d %H:%M} {schedule['timezone']}" if first is not None \
         else "no cron time of its schedule follows"
-    return f"{due}; its file changed {changed.astimezone(zone):%Y-%m-%d %H:%M}, after its last cron time"
+    return (f"{due}; its file changed {changed.astimezone(zone):%Y-%m-%d %H:%M} {schedule['timezone']}, after its "
+            "last cron time")
 
 
 def _ended(run) -> str:
