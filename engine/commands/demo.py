@@ -33,6 +33,7 @@ def main(args) -> int:
     from engine.demo import generate
     from engine.pipeline import run_tenant
     from engine.progress import Progress
+    from engine.demo.report import hard_case_lines
     from engine.report import render_text
     from engine.commands._common import check_findings, open_state, with_failure, write_report
     check_findings(args)
@@ -69,14 +70,17 @@ def main(args) -> int:
                                  delimiter=args.findings_delimiter)
     cases = _hard_cases(erp, tenant, result.findings)
     if args.json:
-        json.dump(with_failure(result.summary, report_failed), sys.stdout, ensure_ascii=False, indent=2)
+        out = with_failure(result.summary, report_failed)
+        if cases:
+            out = {**out, "hard_cases": cases}
+        json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
         print()
     else:
         print(render_text(result.summary, result.findings))
         if cases:
             print("\n  hard cases of the demo ERP (docs/demo-erp.md, \"The demo's closing table\"): instances; findings "
                   "on their ERP keys, with the instances each was reported for; their ERP records in the portal")
-            print("\n".join(cases))
+            print("\n".join(hard_case_lines(cases)))
         print()
         if not report_failed:
             print(f"  data-quality report: {args.findings}")
@@ -98,10 +102,10 @@ def _generated_as(erp: Path) -> tuple[str, int] | None:
     return manifest.size, manifest.seed
 
 
-def _hard_cases(erp: Path, tenant, findings) -> list[str]:
-    """The closing table: what the run made of each hard case recorded in the ERP's manifest."""
+def _hard_cases(erp: Path, tenant, findings) -> list[dict]:
+    """What the run made of each hard case recorded in the ERP's manifest (engine.demo.report)."""
     from engine.demo.manifest import Manifest
-    from engine.demo.report import hard_case_lines
+    from engine.demo.report import hard_cases
     from engine.targets import open_target
     manifest_file = Path(f"{erp}.manifest.json")
     if not manifest_file.exists():
@@ -111,4 +115,4 @@ def _hard_cases(erp: Path, tenant, findings) -> list[str]:
         portal = {e: {r["external_id"] for r in target.read(e)} for e in ("buildings", "units", "users", "occupancies")}
     finally:
         target.close()
-    return hard_case_lines(Manifest.load(manifest_file), findings, portal)
+    return hard_cases(Manifest.load(manifest_file), findings, portal)

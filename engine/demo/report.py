@@ -23,12 +23,12 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def hard_case_lines(manifest: Manifest, findings: Iterable[Finding], portal: dict[str, set[str]]) -> list[str]:
-    """`portal`: entity -> external_ids present after the run. Per case: its instances; the
-    findings on their ERP keys, each code with the number of instances it was reported for
-    ("no finding": instances without any); and of the case's distinct ERP records those in the
-    portal, per entity ("users 40 of 40, as 20 merged users"; the occupancies made of its
-    contracts)."""
+def hard_cases(manifest: Manifest, findings: Iterable[Finding], portal: dict[str, set[str]]) -> list[dict]:
+    """What the run made of each case of the manifest (`portal`: entity -> external_ids present
+    after the run), as `demo --json` gives it under `hard_cases` (docs/demo-erp.md):
+    {"case", "instances", "findings": {code: instances it was reported for}, "without_finding":
+    instances without any, "in_portal": {entity: {"present", "of"[, "merged_users"]}} of the
+    case's distinct ERP records, plus "occupancies": {"present", "contracts"}}."""
     by_key: dict[tuple[str, str], set[tuple[str, str | None]]] = defaultdict(set)    # -> (code, field)
     by_contract: dict[str, set[str]] = defaultdict(set)
     for f in findings:
@@ -37,11 +37,12 @@ def hard_case_lines(manifest: Manifest, findings: Iterable[Finding], portal: dic
             by_contract[f.key.split("/")[0]].add(f.code)
     merged = {part: eid for eid in portal.get("users", ()) if "+" in eid for part in eid.split("+")}
     contracts_in_portal = Counter(eid.split("-")[0] for eid in portal.get("occupancies", ()))
-    lines = []
+    cases = []
     for code, instances in manifest.as_dict()["cases"].items():
         codes: Counter = Counter()
         keys: dict[str, set[str]] = defaultdict(set)          # entity -> the case's distinct ERP keys
         contracts: set[str] = set()
+        without = 0
         for inst in instances:
             seen: set[str] = set()
             field = _FIELD.get(inst.get("field"))
@@ -52,26 +53,45 @@ def hard_case_lines(manifest: Manifest, findings: Iterable[Finding], portal: dic
             for contract in map(str, _as_list(inst.get("vertragnr", []))):
                 seen |= by_contract.get(contract, set())
                 contracts.add(contract)
-            codes.update(seen or {"no finding"})
-        found = ", ".join(f"{c} {n}" for c, n in sorted(codes.items(), key=lambda cn: (cn[0] == "no finding", cn[0])))
-        lines.append(f"    {code:<36}{len(instances):>4}  findings: {found}; in the portal: "
-                     f"{_present(keys, contracts, portal, merged, contracts_in_portal)}")
-    return lines
+            codes.update(seen)
+            without += not seen
+        in_portal: dict[str, dict[str, int]] = {}
+        for entity in ("buildings", "units", "users"):
+            if keys.get(entity):
+                there = {k for k in keys[entity] if k in portal.get(entity, ()) or (entity == "users" and k in merged)}
+                in_portal[entity] = {"present": len(there), "of": len(keys[entity])}
+                if entity == "users" and (into := {merged[k] for k in there if k in merged}):
+                    in_portal[entity] |= {"merged": len(there & merged.keys()), "merged_users": len(into)}
+        if contracts:
+            in_portal["occupancies"] = {"present": sum(contracts_in_portal.get(c, 0) for c in contracts),
+                                        "contracts": len(contracts)}
+        cases.append({"case": code, "instances": len(instances), "findings": dict(sorted(codes.items())),
+                      "without_finding": without, "in_portal": in_portal})
+    return cases
 
 
-def _present(keys: dict[str, set[str]], contracts: set[str], portal: dict[str, set[str]], merged: dict[str, str],
-             contracts_in_portal: Counter) -> str:
+def hard_case_lines(cases: list[dict]) -> list[str]:
+    """The demo's closing table (docs/demo-erp.md): a line per case of hard_cases."""
+    return [f"    {c['case']:<36}{c['instances']:>4}  findings: {_found(c)}; in the portal: {_present(c['in_portal'])}"
+            for c in cases]
+
+
+def _found(case: dict) -> str:
+    parts = [f"{code} {n}" for code, n in case["findings"].items()]
+    if case["without_finding"]:
+        parts.append(f"no finding {case['without_finding']}")
+    return ", ".join(parts)
+
+
+def _present(in_portal: dict[str, dict[str, int]]) -> str:
     parts = []
-    for entity in ("buildings", "units", "users"):
-        if not keys.get(entity):
+    for entity, n in in_portal.items():
+        if entity == "occupancies":
+            contracts = n["contracts"]
+            parts.append(f"occupancies {n['present']} from {contracts} {'contract' if contracts == 1 else 'contracts'}")
             continue
-        there = {k for k in keys[entity] if k in portal.get(entity, ()) or (entity == "users" and k in merged)}
-        part = f"{entity} {len(there)} of {len(keys[entity])}"
-        into = {merged[k] for k in there if k in merged}
-        if entity == "users" and into:
-            part += f", {len(there & merged.keys())} as {len(into)} merged {'user' if len(into) == 1 else 'users'}"
+        part = f"{entity} {n['present']} of {n['of']}"
+        if "merged_users" in n:
+            part += f", {n['merged']} as {n['merged_users']} merged {'user' if n['merged_users'] == 1 else 'users'}"
         parts.append(part)
-    occupancies = sum(contracts_in_portal.get(c, 0) for c in contracts)
-    if contracts:
-        parts.append(f"occupancies {occupancies} from {len(contracts)} {'contract' if len(contracts) == 1 else 'contracts'}")
     return "; ".join(parts) if parts else "nothing"

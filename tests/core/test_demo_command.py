@@ -64,6 +64,24 @@ def test_the_demo_summary_counts_the_hard_cases(demo_dir, first_demo):
     assert "rejected" not in found and "invalid_record" not in found
 
 
+def test_the_demo_json_has_the_closing_table(first_demo):
+    """`demo --json` lists what the run made of each hard case, as the text's closing table."""
+    summary, m = first_demo
+    cases = {c["case"]: c for c in summary["hard_cases"]}
+    assert set(cases) == set(m.cases)
+    assert all(c["instances"] == len(m.cases[name]) for name, c in cases.items())
+    for phantom in ("phantom_by_type", "phantom_by_flag", "phantom_by_name"):      # not sent; their objects are
+        units = cases[phantom]["in_portal"]["units"]
+        assert (units["present"], units["of"]) == (0, len(set(m.keys(phantom, "einheitid"))))
+        assert cases[phantom]["findings"] == {"phantom_unit": len(m.cases[phantom])}
+    couples = cases["couple_shared_email"]
+    users = couples["in_portal"]["users"]
+    assert users["present"] == users["of"] == users["merged"] == 2 * users["merged_users"] == 2 * couples["instances"]
+    garbage = cases["phone_garbage"]
+    assert garbage["findings"]["phone_invalid"] + garbage["without_finding"] == garbage["instances"]
+    assert garbage["without_finding"] == sum(c["raw"] in ("keine", "-", "0") for c in m.cases["phone_garbage"])
+
+
 def test_the_second_demo_run_reports_zero_writes(demo_dir, first_demo):
     done = demo_dir.cli("demo")
     assert done.returncode == 0, done.stderr
