@@ -261,6 +261,27 @@ def test_a_tenant_file_name_without_its_folder_is_answered_with_the_path_and_the
     ]
 
 
+def test_a_folder_named_like_a_tenant_does_not_hide_its_tenant_file(workdir, capsys):
+    """A data folder kunde-nord/ beside tenants/kunde-nord.yaml: `plan kunde-nord` means the
+    tenant (a folder is no tenant file); `validate kunde-nord` (which takes folders) says that the
+    tenant's file is there; a folder of another name is called a folder."""
+    (workdir / "tenants" / "kunde-nord.yaml").write_text(BROKEN.replace("id: acme", "id: kunde-nord"))
+    (workdir / "kunde-nord").mkdir()
+    (workdir / "daten").mkdir()
+    code = main(["plan", "kunde-nord"])
+    _, err = capsys.readouterr()
+    assert code == 3 and "tenants/kunde-nord.yaml" in err and "no tenant file" not in err, err   # the file's own errors
+    code = main(["validate", "kunde-nord"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.strip() == ("idwell-sync validate: error: no .yaml files found in kunde-nord (validate takes files and "
+                           "folders, not tenant ids: tenants/kunde-nord.yaml is there)")
+    code = main(["plan", "daten"])
+    _, err = capsys.readouterr()
+    assert code == 3
+    assert "tenant 'daten': daten is a folder, not a tenant file, and tenants holds no daten.yaml" in err
+
+
 def test_a_tenant_id_given_outside_the_tenants_folders_parent_says_where_it_was_looked_for(tmp_path, monkeypatch,
                                                                                            capsys):
     monkeypatch.chdir(tmp_path)          # e.g. a scheduler entry without its `cd`

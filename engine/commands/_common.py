@@ -48,19 +48,28 @@ def add_mapping_dir(parser: argparse.ArgumentParser) -> None:
 
 def tenant_path(args) -> Path:
     given = Path(args.tenant)
-    if given.suffix in (".yaml", ".yml") or given.exists():
+    # a path: a YAML file's name, or something that exists there; a folder is no tenant file, so
+    # a folder named like a tenant (its data, say) does not hide tenants/<id>.yaml
+    if given.suffix in (".yaml", ".yml") or given.exists() and not (given.is_dir() and _tenant_files(args)):
         path = given
     else:
-        found = [p for p in (Path(args.tenants_dir) / f"{args.tenant}.yaml", Path(args.tenants_dir) / f"{args.tenant}.yml")
-                 if p.is_file()]
+        found = _tenant_files(args)
         if len(found) > 1:
             raise ConfigError([], f"tenant '{args.tenant}': two tenant files, {found[0]} and {found[1]}: keep one")
         path = found[0] if found else Path(args.tenants_dir) / f"{args.tenant}.yaml"
     if not path.is_file():
         folder = Path(args.tenants_dir)
         hint = _missing_file_hint(given, folder) if path is given else _missing_tenant_hint(args.tenant, folder)
-        raise ConfigError([], f"tenant '{args.tenant}': no tenant file at {path}", hint=hint)
+        what = f"{path} is a folder, not a tenant file, and {folder} holds no {args.tenant}.yaml" \
+            if path.is_dir() else f"no tenant file at {path}"
+        raise ConfigError([], f"tenant '{args.tenant}': {what}", hint=hint)
     return path
+
+
+def _tenant_files(args) -> list[Path]:
+    """The files of the tenant id args.tenant in the tenants folder (.yaml, .yml)."""
+    return [p for p in (Path(args.tenants_dir) / f"{args.tenant}.yaml", Path(args.tenants_dir) / f"{args.tenant}.yml")
+            if p.is_file()]
 
 
 def _missing_file_hint(given: Path, folder: Path) -> str | None:

@@ -50,7 +50,11 @@ def main(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         return _usage(f"no such file or folder: {exc}")
     if not files:
-        return _usage("no .yaml files found in " + ", ".join(str(p) for p in paths))
+        tenant_files = [f"tenants/{Path(p).name}{s}" for p in paths for s in (".yaml", ".yml")
+                        if Path("tenants", Path(p).name + s).is_file()]
+        return _usage("no .yaml files found in " + ", ".join(str(p) for p in paths)
+                      + (f" (validate takes files and folders, not tenant ids: {', '.join(tenant_files)} is there)"
+                         if tenant_files else ""))
     problems = validate_paths(files, mapping_dirs=args.mapping_dir)
     # a tenant's problem may lie in its mapping (a field the override's query no longer selects):
     # that file was checked too, though not named, and counts among the files
