@@ -4,6 +4,8 @@ process extracts (engine.parallel_prepare) does the first part while it waits fo
 from __future__ import annotations
 
 import datetime as dt
+from itertools import compress
+from operator import attrgetter
 
 from engine.config.model import Tenant
 from engine.dedup import dedup_emails, dedup_phones, settle_restored_partners
@@ -70,6 +72,7 @@ def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: li
     findings.extend(after)
     dropped = resolve_occupancy_references(occ, users, data["units"], findings, index)
     drop_users_without_occupancy(users, occ, tenant.rules, findings, index, dropped)
+    recount_unknown_codes(data, findings)
     try:
         winners = dedup_emails(users, occ, tenant.email_dedup, previous_winners, findings, holders, index)
     except DedupFailed as exc:      # named, as every failure is: a scheduler's mail holds many tenants' lines
@@ -77,6 +80,31 @@ def transform_with_users(tenant: Tenant, data: dict[str, EntityData], before: li
     settle_restored_partners(users, occ, data["units"], tenant.rules, findings)
     dedup_phones(users, occ, tenant.phone_dedup, tenant.email_dedup.order, findings)
     return winners
+
+
+def recount_unknown_codes(data: dict[str, EntityData], findings: list[Finding]) -> None:
+    """code_not_in_table of buildings, units and occupancies counted again over the records still
+    sent once references and the window are resolved: a unit of an excluded building whose type
+    code the table lacks is no record the property manager need check (its own finding says why
+    it is not sent). In place, where extraction reported them; a code none of whose records is
+    sent any more loses its finding; a record refused by the record check still counts (the
+    table's default may be what it was refused for). The users' are counted as extracted: a
+    second process maps and counts them (engine.parallel), and its gate keeps only persons with a
+    contract already. Each entity's findings are one run of the list (one extend each)."""
+    entities = [e for e in ("buildings", "units", "occupancies")
+                if data[e].unknown_codes is not None and data[e].unknown_codes.codes]
+    if not entities:
+        return
+    # a few among hundreds of thousands of findings: looked for in C
+    found = list(compress(range(len(findings)), map("code_not_in_table".__eq__, map(attrgetter("code"), findings))))
+    places = {e: at for e in entities if (at := [i for i in found if findings[i].entity == e])}
+    for entity, at in sorted(places.items(), key=lambda ea: -ea[1][0]):   # from the back: the others' stay valid
+        d = data[entity]
+        # refused records count: the default the code became may be what the record check refused
+        again = d.unknown_codes.findings({**d.invalid, **d.records} if d.invalid else d.records)
+        for i in reversed(at):
+            del findings[i]
+        findings[at[0]:at[0]] = again
 
 
 def _drop_normalised_users_without_occupancy(tenant: Tenant, users: EntityData, occ: EntityData,

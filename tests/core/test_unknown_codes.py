@@ -105,3 +105,20 @@ def test_units_filtered_out_are_not_counted(ws):
     findings = unknown_codes(ws.plan().findings)
     assert "TypCode 6 " in findings[0][3] and "(3 records: " in findings[0][3]
     assert str(keys["six"][1]) not in findings[0][3]
+
+
+def test_a_unit_that_is_not_sent_is_not_counted_for_its_unknown_code(ws, monkeypatch):
+    """TypCode 6 on a unit of the test object (excluded: unit_of_excluded_building) and on one of
+    an object in scope: the finding counts and names only the unit that is sent, by both paths
+    (the run's second process or not); a code only unsent units carry has no finding."""
+    from engine import parallel
+    sent = ws.add_unit(ws.in_scope_building(), "Hobbyraum", typcode=6)
+    [test_object] = ws.manifest.keys("test_object", "objektnr")
+    unsent = [ws.add_unit(test_object, "Lager", typcode=6), ws.add_unit(test_object, "Keller", typcode=8)]
+    for on in ("0", "1"):
+        monkeypatch.setenv(parallel.ENVIRONMENT, on)
+        prepared = ws.plan()
+        assert [(e, k, m) for e, k, _, m in unknown_codes(prepared.findings) if e == "units"] == [
+            ("units", str(sent), "TypCode 6 is not in the code table 'unit_types': type became 'other' "
+                                 f"(1 record: {sent})")], on
+        assert {prepared.data["units"].excluded[str(u)] for u in unsent} == {"unit_of_excluded_building"}
