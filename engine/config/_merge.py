@@ -93,7 +93,8 @@ class _Merger:
                     off.append(name)
             elif index is not None:
                 items[index] = (copy.deepcopy(item), self.tenant, tpath + (j,))
-            elif "reason" not in item and not any(k in item for k in FILTER_KINDS):
+            elif "reason" not in item and (not any(k in item for k in FILTER_KINDS) or did_you_mean(name, names)):
+                # no reason: meant to change a filter of the mapping, maybe one whose name is mistyped
                 self._missing(tpath + (j, "name"), name, names, "change",
                               " A new filter needs 'reason' and one of: " + ", ".join(FILTER_KINDS) + ".", off=off)
             else:
