@@ -102,6 +102,11 @@ class _Unless(Exception):
 
 def _auth_step(result) -> Step:
     title = "authentication / Anmeldung"
+    if isinstance(result, SecretReferenceError):     # not sent: the secret is to be set, not asked of the vendor
+        return step("auth", title, "fail", result.message,
+                    (result.hint or "set the secret the tenant references on the sync server",
+                     "das Secret, auf das der Tenant verweist, auf dem Sync-Server setzen oder korrigieren "
+                     "(siehe den Schritt secrets)"))
     if _refused(result):
         return step("auth", title, "fail", result.message,
                     ("check the API credentials the tenant references (key, token or client secret) with the ERP vendor",
@@ -109,6 +114,52 @@ def _auth_step(result) -> Step:
     if isinstance(result, Exception):
         return skipped("auth", title, "not decided: the first endpoint failed for another reason (below)")
     return step("auth", title, "ok", "the API accepted the credentials")
+
+
+_GERMAN_HINTS = (     # the source's own hints (engine.sources._api_requests), by how they begin
+    ("the API limits requests", "die API begrenzt die Anfragen und antwortet nicht früher: der nächste Lauf versucht "
+     "es wieder; source.rate_limit (Anfragen pro Sekunde) unter das Limit der API setzen oder den ERP-Anbieter "
+     "nach dem Limit fragen"),
+    ("the API refused more requests", "die API hat weitere Anfragen abgelehnt (429): der nächste Lauf versucht es "
+     "wieder; source.rate_limit unter das Limit der API setzen oder den ERP-Anbieter fragen"),
+    ("the API is down", "die API ist länger nicht erreichbar (Wartung?), als ein Lauf wartet: der nächste Lauf "
+     "versucht es wieder; hält es an, den ERP-Anbieter fragen"),
+    ("the API's login service", "der Anmeldedienst der API ist nicht erreichbar oder begrenzt die Anfragen: der "
+     "nächste Lauf versucht es wieder; hält es an, den ERP-Anbieter fragen"),
+    ("the API failed on its side", "die API meldet einen Fehler auf ihrer Seite: der nächste Lauf versucht es "
+     "wieder; hält es an, den ERP-Anbieter fragen (die Meldung nennt die Anfrage)"),
+    ("the answer was cut off", "die Antwort kam abgeschnitten oder verfälscht an (Proxy oder Gateway dazwischen, "
+     "oder die API selbst): der nächste Lauf versucht es wieder; hält es an, den ERP-Anbieter bzw. den Betreiber "
+     "des Proxys fragen"),
+    ("the answer's body does not match", "der Inhalt der Antwort passt nicht zu ihrem Content-Encoding: den "
+     "ERP-Anbieter bzw. den Betreiber eines Proxys oder Gateways dazwischen fragen, wer ihn verändert"),
+    ("the host in source.base_url does not resolve", "der Hostname in source.base_url wird nicht aufgelöst: ihn "
+     "prüfen oder den ERP-Anbieter nach der Adresse der API fragen"),
+    ("the API's TLS certificate is not trusted", "dem TLS-Zertifikat der API wird hier nicht vertraut: die "
+     "CA-Zertifikate des Sync-Servers prüfen, und ob ein Proxy dazwischen das Zertifikat ersetzt"),
+    ("the API did not answer in time", "die API hat nicht rechtzeitig geantwortet: den Netzweg vom Sync-Server "
+     "(Proxy, Firewall) und den Status des Anbieters prüfen; ist sie nur langsam, source.timeout erhöhen"),
+    ("the API cannot be reached", "die API ist vom Sync-Server aus nicht erreichbar: den Netzweg (Proxy, Firewall) "
+     "und den Status des Anbieters prüfen"),
+    ("check base_url and endpoint", "base_url und Endpoint prüfen: antwortet dort die API, nicht eine Anmelde- "
+     "oder Proxy-Seite?"),
+    ("set base_url to the address it redirects to", "base_url auf die Adresse setzen, auf die umgeleitet wird "
+     "(oft https:// statt http://): der Sync folgt keinen Umleitungen, damit die Zugangsdaten nie an eine andere "
+     "Adresse gehen"),
+    ("ask the vendor why the API pages", "den ERP-Anbieter fragen, warum die API auf eine andere Adresse "
+     "weiterblättert; ist es die eigene Adresse der API, sie als base_url eintragen"),
+)
+
+
+def german_hint(hint: str) -> str:
+    """The German line for a hint of the API source, for the customer's IT: its own words where
+    known; else what to do with the English line, which names the request and the answer."""
+    more = ("; source.max_retries erhöhen (bis 20), wenn die API länger braucht, um sich zu erholen"
+            if "source.max_retries is" in hint and "the most it can be" not in hint else "")
+    for start, german in _GERMAN_HINTS:
+        if hint.startswith(start):
+            return german + more
+    return "die Meldung oben (Englisch) an den ERP-Anbieter weitergeben: sie nennt die Anfrage und die Antwort"
 
 
 def _refused(result) -> bool:
@@ -136,7 +187,7 @@ def _endpoint_step(entity, result) -> Step:
     if isinstance(result, Exception):
         own = getattr(result, "hint", None)       # the error's own advice (a server that keeps failing: max_retries)
         return step(name, title, "fail", getattr(result, "message", str(result)),
-                    (own, "dem Hinweis auf Englisch folgen: er gehört zu dieser Meldung") if own else
+                    (own, german_hint(own)) if own else
                     ("check the endpoint and record_selector in the mapping", "Endpoint und record_selector im Mapping prüfen"))
     records, took, link = result
     reading = pages_reading(entity, link)

@@ -129,7 +129,7 @@ class ApiRequests:
                 r = self._client.get(url, params=params)
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 if attempt == self.attempts:
-                    raise _transport_error(exc, f"tenant '{self.tenant_id}': entity '{entity}'",
+                    raise _transport_error(exc, f"tenant '{self.tenant_id}': entity '{entity}'{_request_of(exc)}",
                                            self.source.base_url, attempts=attempt,
                                            max_retries=self.source.max_retries) from None
                 self.wait_to_retry(_transport_reason(exc), backoff(attempt - 1))
@@ -141,7 +141,7 @@ class ApiRequests:
                     raise SourceError(f"tenant '{self.tenant_id}': entity '{entity}': GET {r.request.url.path}"
                                       f"{'?' + query if query else ''} answered {r.status_code} and asked "
                                       f"{asked(r, after)}, longer than the {RETRY_AFTER_MAX:.0f} s a run waits for "
-                                      "an answer: the run stops here", cause="unknown", retriable=True,
+                                      "an answer: the extract stops here", cause="unknown", retriable=True,
                                       hint=_WAIT_HINTS[429 if r.status_code == 429 else 503])
                 if attempt < self.attempts:
                     self.wait_to_retry(_status_reason(r.status_code), wait_for(after, backoff(attempt - 1)))
@@ -203,7 +203,7 @@ def post_token(url: str, data: dict, *, timeout: float, tenant_id: str, source: 
             if too_long(after):
                 raise SourceError(f"tenant '{tenant_id}': the token endpoint {url} answered "
                                   f"{r.status_code} and asked {asked(r, after)}, longer than the "
-                                  f"{RETRY_AFTER_MAX:.0f} s a run waits for an answer: the run stops here",
+                                  f"{RETRY_AFTER_MAX:.0f} s a run waits for an answer: the extract stops here",
                                   cause="unknown", retriable=True, hint=_WAIT_HINTS["token"])
             if attempt < attempts:
                 retry(f"token {_status_reason(r.status_code)}", wait_for(after, backoff(attempt - 1)))
@@ -233,6 +233,17 @@ _TRANSPORT_HINTS = {
 }
 _UNREACHABLE_HINT = ("the API cannot be reached from the sync server: check the network path to it (proxy, "
                      "firewall) and the vendor's status")
+
+
+def _request_of(exc: Exception) -> str:
+    """': GET /path?query' of the request that found no answer, as a refused one is named ('' where
+    httpx does not know it)."""
+    try:
+        url = exc.request.url
+    except (AttributeError, RuntimeError):      # httpx raises RuntimeError for an error without its request
+        return ""
+    query = url.query.decode("ascii", "replace")
+    return f": GET {url.path}{'?' + query if query else ''}"
 
 
 def _transport_error(exc: Exception, what: str, base_url: str, *, attempts: int = 1,

@@ -63,10 +63,38 @@ def test_doctor_and_discover_read_with_the_tenants_retries_and_name_the_setting(
     hints = [line for line in doctor.stdout.splitlines() if "was tun:" in line]
     assert hints and not any("record_selector" in line for line in hints), \
         "the German advice follows the error's own hint, not the one for a wrong endpoint"
+    # in German words of its own, for the customer's IT, with the setting
+    assert any("die API meldet einen Fehler auf ihrer Seite" in line and "source.max_retries erhöhen" in line
+               for line in hints), hints
     assert discover.returncode == 4
     assert "answered 503 after 2 attempts" in discover.stderr
     assert "source.max_retries is 1 (2 attempts in all)" in discover.stderr
     assert cc.requests - asked == 2, "discover stops at the first endpoint that keeps failing"
+
+
+def test_a_request_without_an_answer_is_named_as_a_refused_one_is(tmp_path):
+    """Nothing listens at base_url: the run names the entity and the request it sent (as for a 503),
+    not only the API's address."""
+    from pgcluster import free_port
+    url = f"http://127.0.0.1:{free_port()}/api/v1"
+    tenant = _tenant(tmp_path, "flaky", {"type": "api", "base_url": url, "page_size": 100, "max_retries": 0,
+                                         "auth": {"type": "api_key", "header": "X-API-Key", "key": "${env:CC_KEY}"}},
+                     "domus-api", "client")
+    proc = _cli(tmp_path, "run", str(tenant))
+    assert proc.returncode == 4, proc.stderr
+    assert f"entity 'buildings': GET /api/v1/objects?page=1&pageSize=100: no answer from {url} (unreachable: " \
+        in proc.stderr, proc.stderr
+
+
+def test_doctor_with_the_secret_not_set_says_to_set_it_not_to_ask_the_vendor(erp, tmp_path):
+    with CloudConnect(str(erp), KEY) as cc:
+        tenant = _api_tenant(tmp_path, cc, max_retries=0)
+        doctor = subprocess.run([sys.executable, "-m", "engine", "doctor", str(tenant)], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120,
+                                env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})      # no CC_KEY
+    assert doctor.returncode == 1
+    assert "CC_KEY" in doctor.stdout and "ERP vendor" not in doctor.stdout and "ERP-Anbieter" not in doctor.stdout
+    assert "auf dem Sync-Server setzen" in doctor.stdout, doctor.stdout
 
 
 def test_the_advice_after_the_retries_does_not_say_to_raise_max_retries_already_at_its_most():
