@@ -4,8 +4,8 @@ HTTP loop over the same pages.
     python -m benchmarks.api [--size M|L] [--latency-ms N] [--repeat N]
 
 The demo ERP of the size (generated once into var/bench/, the file benchmarks.run reads) is
-served by the Cloud Connect stand-in of the tests (tests/api/cloud_connect.py, imported from
-there by path: it is a test server, not part of the package) in a process of its own on
+served by the Cloud Connect stand-in (engine.demo.cloud_connect, which `idwell-sync erp-sandbox`
+serves too) in a process of its own on
 127.0.0.1, which waits --latency-ms before answering each request, as a network would (the pages
 paged by number answered from rows read once at the start: serve says why). Then,
 each in a fresh process, so that peak RSS is measured per phase:
@@ -73,8 +73,7 @@ def serve(database: str, latency_ms: float) -> int:
     stand-in's all the same (its handler, shapes, key check and latency)."""
     import sqlite3
     from urllib.parse import urlparse
-    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "api")]      # local_http, cloud_connect
-    from cloud_connect import QUERIES, CloudConnect
+    from engine.demo.cloud_connect import QUERIES, CloudConnect
 
     con = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     snapshot = {path: con.execute(sql).fetchall() for path, (sql, _) in QUERIES.items() if path != "/persons"}

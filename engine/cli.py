@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "engine.commands.doctor",
     "discover": "engine.commands.discover",
     "sandbox": "engine.commands.sandbox",
+    "erp-sandbox": "engine.commands.erp_sandbox",
 }
 
 EPILOG = """exit codes:

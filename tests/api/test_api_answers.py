@@ -65,8 +65,8 @@ def test_a_body_that_cannot_be_decoded_is_retried_then_an_error_that_says_so(aut
             read_ids(api.url, auth)
     error = caught.value
     assert error.exit_code == ExitCode.SOURCE and error.retriable and error.cause == "undecodable"
-    assert f"tenant 'api-test': entity 'buildings': the answer from {api.url} cannot be decoded after 7 attempts (" \
-        in error.message
+    assert f"tenant 'api-test': entity 'buildings': GET /v1/objects: the answer from {api.url} cannot be decoded " \
+        "after 7 attempts (" in error.message                # the request named, as a refused one is
     assert "Content-Encoding" in error.hint
 
 
