@@ -193,13 +193,23 @@ def guard_deletes(deletes: dict[str, list[Change]], managed: dict[str, int], ext
         if n_del > policy.max_count:
             exceed = "exceeds" if n_del == 1 else "exceed"
             reasons.append(f"{entity}: {counted(n_del, 'delete')} {exceed} the limit of {policy.max_count:,} per run")
-        elif n_managed and n_del > policy.max_share * n_managed:
+        if n_managed and n_del > policy.max_share * n_managed:      # both limits named where both trip
             are = "is" if n_del == 1 else "are"
-            reasons.append(f"{entity}: {counted(n_del, 'delete')} {are} {n_del / n_managed:.0%} of "
-                           f"{counted(n_managed, 'managed record')}, more than the limit of {policy.max_share:.0%}")
+            reasons.append(f"{entity}: {counted(n_del, 'delete')} {are} {_share(n_del / n_managed, policy.max_share)} "
+                           f"of {counted(n_managed, 'managed record')}, more than the limit of {policy.max_share:.0%}")
     if allow or not any(deletes.values()):
         return []
     return reasons
+
+
+def _share(share: float, limit: float) -> str:
+    """A share as a percentage, with as many decimals as it takes to read as more than `limit`
+    (10.4%, not 10%, against a limit of 10%)."""
+    for decimals in range(4):
+        text = f"{share:.{decimals}%}"
+        if float(text.rstrip("%")) > limit * 100:
+            return text
+    return f"{share:.4%}"
 
 
 def email_releases(desired: Mapping[str, Rec], current: Rows | Packed) -> list[Change]:

@@ -321,6 +321,23 @@ def test_the_guards_reasons_print_their_counts_as_the_summary_table_does():
     assert share == ["units: 20,003 deletes are 11% of 187,150 managed records, more than the limit of 10%"]
 
 
+def test_the_guard_names_both_limits_and_a_share_just_over_its_limit_reads_as_over():
+    """30 deletes of 288 are 10.4%: '10% ..., more than the limit of 10%' read as a contradiction;
+    57 of 288 trip both max_count and max_share, and the reasons named only the first."""
+    from engine.config.model import Deletion
+    from engine.plan import guard_deletes
+    from engine.targets.base import Change
+
+    def reasons(n, policy):
+        return guard_deletes({"units": [Change("units", "delete", str(i)) for i in range(n)]}, {"units": 288},
+                             {"units": 288 - n}, {"units": 288}, policy, allow=False)
+    assert reasons(30, Deletion(max_count=100, max_share=0.1, min_source_ratio=0.5)) == [
+        "units: 30 deletes are 10.4% of 288 managed records, more than the limit of 10%"]
+    assert reasons(57, Deletion(max_count=50, max_share=0.1, min_source_ratio=0.5)) == [
+        "units: 57 deletes exceed the limit of 50 per run",
+        "units: 57 deletes are 20% of 288 managed records, more than the limit of 10%"]
+
+
 def test_a_failed_run_still_prints_a_summary_object_with_json(ws):
     """A scheduler reading `--json` learns why a run failed: status failed, the exit code, the
     error and what to do (docs/summary.md), for a run stopped by the dedup policy `fail` and for
