@@ -163,15 +163,19 @@ def dedup_emails(users: EntityData, occ: EntityData, policy: EmailDedup, previou
                                         f"{', '.join(users.records[x].key for x in ordered)}", field="email"))
             continue
         winner = None
+        moved = ""
         if mode == "first_wins":
-            winner = previous.get(email) if previous.get(email) in members else ordered[0]
+            held = previous.get(email)
+            winner = held if held in members else ordered[0]
             winners[email] = winner
+            if held is not None and held != winner:     # its holder until now is no longer among those sharing it
+                moved = f", until now the login of portal user {held!r}"
         for m in ordered:
             if m == winner:
                 continue
             users.records[m].data["email"] = None
             users.packed_rows.pop(m, None)
-            whom = f"kept by {users.records[winner].key}" if winner else "kept by nobody (policy none_wins)"
+            whom = f"kept by {users.records[winner].key}{moved}" if winner else "kept by nobody (policy none_wins)"
             findings.append(Finding("email_shared", "users", users.records[m].key,
                                     f"{email} is shared by {len(ordered)} persons; {whom}; "
                                     "sent without e-mail (cannot be invited)", field="email"))

@@ -261,6 +261,27 @@ def test_the_winner_keeps_the_address_when_a_better_candidate_and_unrelated_peop
     assert holder == [str(challenger)]
 
 
+def test_when_the_winner_no_longer_shares_the_address_its_new_holder_is_named_with_the_change(ws, manifest):
+    """The winner moves out (its contracts end long ago): the address goes to the next by order, and
+    the others' email_shared says whose login it was until now."""
+    tenant = ws.tenant(**policy("first_wins"))
+    a, b = manifest.cases["email_shared_unrelated"][0]["adressnr"]
+    address = normalize_email(ws.erp_rows("SELECT email FROM adresse WHERE adressnr = ?", (a,))[0][0])
+    ws.run(tenant)
+    (winner,) = ws.portal().holders(address)
+    challenger = ws.add_person("Zeller", "Zora", address.upper())
+    ws.add_contract(ws.add_unit(ws.in_scope_building(), "Wohnung Zeller"), "E", "1970-01-01", None, [challenger])
+    ws.run(tenant)                                                  # the winner keeps it (sticky)
+    ws.erp_execute(("UPDATE vertrag SET ende = '2001-01-01' WHERE vertragnr IN "
+                    "(SELECT vertragnr FROM vertragpartner WHERE adressnr = ?)", (int(winner),)))
+    third = ws.run(tenant, allow_deletes=True)
+    assert ws.portal().holders(address) == [str(challenger)]
+    other = str(b if str(a) == winner else a)
+    said = messages(third.findings, "email_shared", other)
+    assert any(f"kept by {challenger}, until now the login of portal user '{winner}';" in m
+               for m in said), said
+
+
 # -- phone numbers -----------------------------------------------------------------------------
 def test_phone_uniqueness_keeps_a_shared_number_with_the_first_by_order(ws, manifest):
     result = ws.run(ws.tenant(dedup={"email": {"policy": "first_wins"}, "phone": {"unique": True}}))
