@@ -104,3 +104,17 @@ def test_the_advice_after_the_retries_does_not_say_to_raise_max_retries_already_
     assert "raise it (up to 20)" in retries_hint(19)
     at_most = retries_hint(20)
     assert "raise it" not in at_most and "source.max_retries is 20 (21 attempts in all), the most it can be" in at_most
+
+
+def test_every_advice_of_the_api_source_has_its_german_line_in_doctor():
+    """doctor's German line for the customer's IT: each fixed advice of the API source has words of
+    its own (a new advice without them would fall back to 'pass the English message on')."""
+    from engine.doctor_api import german_hint
+    from engine.sources import _api_requests as api
+    fallback = german_hint("an advice nobody wrote")
+    advice = [*api._WAIT_HINTS.values(), *api._TRANSPORT_HINTS.values(), api._UNREACHABLE_HINT]
+    assert [a for a in advice if german_hint(a) == fallback] == []
+    assert german_hint(api._WAIT_HINTS[503] + api.retries_hint(6)).endswith("source.max_retries erhöhen (bis 20), "
+                                                                            "wenn die API länger braucht, um sich zu "
+                                                                            "erholen")
+    assert "max_retries" not in german_hint(api._WAIT_HINTS[503] + api.retries_hint(20))
