@@ -48,6 +48,18 @@ QUERIES = {
 }
 
 
+def answer_json(h: BaseHTTPRequestHandler, status: int, body: dict, headers: dict | None = None) -> None:
+    """Answer the request `h` handles with `body` as JSON (and `headers`)."""
+    data = json.dumps(body).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        h.send_header(name, value)
+    h.end_headers()
+    h.wfile.write(data)
+
+
 class CloudConnect:
     """Serves while in a `with` block (from a daemon thread), or with serve_forever();
     `port` 0 takes a free one; `url` is the API's base_url."""
@@ -84,16 +96,8 @@ class CloudConnect:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-
     def _answer(self, h: BaseHTTPRequestHandler, status: int, body: dict, headers: dict | None = None) -> None:
-        data = json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+        answer_json(h, status, body, headers)
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         if self.latency:

@@ -16,6 +16,7 @@ import pytest
 
 from engine.config.model import ApiAuth, ApiSource, EntityMapping, Paginator
 from engine.config.secrets import Secret
+from engine.demo.cloud_connect import answer_json
 from engine.expr import compile_expression
 from engine.sources.api import ApiExtractor
 from local_http import ServedInThread
@@ -43,14 +44,7 @@ class IdentityAndApi(ServedInThread):
                 pass
 
             def answer(self, status: int, body: dict, headers: dict | None = None):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                answer_json(self, status, body, headers)
 
             def do_POST(self):
                 form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
