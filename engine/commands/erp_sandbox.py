@@ -3,13 +3,11 @@ rehearse a tenant whose source is the API (docs/config.md, "An API source")."""
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import sys
-import threading
 from pathlib import Path
 
-from engine.commands.sandbox import _non_negative
+from engine.commands.sandbox import _non_negative, serve_until_stopped
 
 HELP = "a local stand-in of the ERP's Cloud Connect API over a demo ERP, for rehearsals (127.0.0.1 only)"
 DEFAULT_ERP = Path("var/demo/erp.sqlite")
@@ -55,15 +53,5 @@ def main(args) -> int:
     print(f"    source: {{type: api, base_url: \"{server.url}\", auth: {{type: api_key, header: X-API-Key, "
           f"key: \"${{env:{args.key_env}}}\"}}}}")
     print("  stop with Ctrl-C", flush=True)
-
-    def stop(signum, frame):  # serve_forever runs in this thread: shut down from another
-        threading.Thread(target=server.httpd.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.httpd.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
+    serve_until_stopped(server.httpd, server.httpd.server_close)
     return ExitCode.OK

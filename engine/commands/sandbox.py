@@ -101,7 +101,12 @@ def main(args) -> int:
           + ("; the default token is 'sandbox'" if not args.token else ""))
     print(f"  faults: {faults.describe()}")
     print("  stop with Ctrl-C", flush=True)
+    serve_until_stopped(server, lambda: stop_sandbox(server))
+    return ExitCode.OK
 
+
+def serve_until_stopped(server, close) -> None:
+    """Serve `server` (a socketserver) in this thread until Ctrl-C or SIGTERM, then `close()`."""
     def stop(signum, frame):  # serve_forever runs in this thread: shut down from another
         threading.Thread(target=server.shutdown, daemon=True).start()
 
@@ -111,5 +116,4 @@ def main(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stop_sandbox(server)
-    return ExitCode.OK
+        close()

@@ -96,9 +96,6 @@ class CloudConnect:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def _answer(self, h: BaseHTTPRequestHandler, status: int, body: dict, headers: dict | None = None) -> None:
-        answer_json(h, status, body, headers)
-
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         if self.latency:
             time.sleep(self.latency)
@@ -106,17 +103,17 @@ class CloudConnect:
             self.requests += 1
             fail = (self.fail_every and self.requests % self.fail_every == 0) or self.requests <= self.fail_first
         if h.headers.get("X-API-Key") != self.api_key:
-            return self._answer(h, 401, {"error": "invalid API key"})
+            return answer_json(h, 401, {"error": "invalid API key"})
         if fail:
             with self._lock:
                 status = self.fail_statuses[self.failures % len(self.fail_statuses)]
                 self.failures += 1
                 self.failed[status] += 1
-            return self._answer(h, status, {"error": "try again"}, {"Retry-After": self.retry_after})
+            return answer_json(h, status, {"error": "try again"}, {"Retry-After": self.retry_after})
         url = urlparse(h.path)
         path = url.path.removeprefix("/api/v1")
         if path not in QUERIES:
-            return self._answer(h, 404, {"error": f"no endpoint {path}"})
+            return answer_json(h, 404, {"error": f"no endpoint {path}"})
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         if self.before is not None:
             with self._lock:
@@ -128,12 +125,12 @@ class CloudConnect:
                 limit = 200
                 rows = con.execute(sql + f" LIMIT {limit}", (int(q.get("cursor", 0)),)).fetchall()
                 nxt = str(rows[-1][0]) if len(rows) == limit else None
-                return self._answer(h, 200, {"data": [shape(r) for r in rows], "meta": {"nextCursor": nxt}})
+                return answer_json(h, 200, {"data": [shape(r) for r in rows], "meta": {"nextCursor": nxt}})
             page, size = int(q.get("page", q.get(self.link_param, 1))), int(q.get("pageSize", 100))
             rows = self.page_rows(con, path, page, size)
             link = (f"</api/v1{path}?{self.link_param}={page + 1}&pageSize={size}"
                     f"{'&' + self.link_extra if self.link_extra else ''}>; rel=\"next\"")
-            return self._answer(h, 200, {"data": [shape(r) for r in rows], "page": page},
+            return answer_json(h, 200, {"data": [shape(r) for r in rows], "page": page},
                                 {"Link": link} if self.links and len(rows) == size else None)
         finally:
             con.close()
